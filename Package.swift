@@ -1,0 +1,98 @@
+// swift-tools-version: 6.0
+//
+// Layering (one way only):
+//
+//   CPKCS11 (system library: p11-kit's PKCS#11 headers, module loader, URI parser)
+//     -> PKCS11 (typed wrapper; the only target that imports CPKCS11)
+//       -> TokenKeys (key policy, generation, provenance, token key as CustomPrivateKey,
+//                     CSR building, public key; no C types)
+//   JOSE (base64url, JWK; knows nothing of PKCS#11)
+//         -> FireblocksHSM (use cases behind the commands: token/key/CSR; reports, exit codes)
+//           -> fireblocks-hsm (executable: argument parsing only)
+import PackageDescription
+
+let package = Package(
+    name: "fireblocks-hsm",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "fireblocks-hsm", targets: ["fireblocks-hsm"]),
+        .library(name: "PKCS11", targets: ["PKCS11"]),
+        .library(name: "TokenKeys", targets: ["TokenKeys"]),
+        .library(name: "FireblocksHSM", targets: ["FireblocksHSM"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-certificates.git", from: "1.21.0"),
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "4.0.0"),
+        .package(url: "https://github.com/apple/swift-asn1.git", from: "1.7.0"),
+    ],
+    targets: [
+        .systemLibrary(
+            name: "CPKCS11",
+            pkgConfig: "p11-kit-1",
+            providers: [.apt(["libp11-kit-dev"])]
+        ),
+        .target(
+            name: "PKCS11",
+            dependencies: ["CPKCS11"]
+        ),
+        .target(
+            name: "TokenKeys",
+            dependencies: [
+                "PKCS11",
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "_CryptoExtras", package: "swift-crypto"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+            ]
+        ),
+        .target(
+            name: "JOSE",
+            dependencies: []
+        ),
+        .target(
+            name: "FireblocksHSM",
+            dependencies: [
+                "TokenKeys",
+                "PKCS11",
+                "JOSE",
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]
+        ),
+        .executableTarget(
+            name: "fireblocks-hsm",
+            dependencies: [
+                "FireblocksHSM",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+
+        // Test support: throwaway SoftHSM tokens in temporary directories.
+        .target(
+            name: "SoftHSMTestSupport",
+            dependencies: ["PKCS11"],
+            path: "Tests/SoftHSMTestSupport"
+        ),
+        .testTarget(
+            name: "PKCS11Tests",
+            dependencies: ["PKCS11", "SoftHSMTestSupport"]
+        ),
+        .testTarget(
+            name: "TokenKeysTests",
+            dependencies: [
+                "TokenKeys", "PKCS11", "SoftHSMTestSupport",
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "_CryptoExtras", package: "swift-crypto"),
+            ]
+        ),
+        .testTarget(
+            name: "CLITests",
+            dependencies: [
+                "fireblocks-hsm", "SoftHSMTestSupport",
+                .product(name: "X509", package: "swift-certificates"),
+            ]
+        ),
+    ]
+)

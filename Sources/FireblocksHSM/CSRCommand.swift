@@ -1,0 +1,57 @@
+import Crypto
+import Foundation
+import PKCS11
+import TokenKeys
+import X509
+
+/// `csr`: a PKCS#10 request signed on the token, verified, then written atomically.
+public enum CSRCommand {
+    /// - Parameters:
+    ///   - output: a file path, or `-` for standard output.
+    ///   - overwrite: replace an existing file (`--force`).
+    public static func make(target: TokenTarget, subject: CSRSubject, output: String, overwrite: Bool,
+                            console: Console) throws -> (report: CSRReport, pem: String) {
+        let key = try target.requireKey()
+        // Fail on an unusable output path before asking for a PIN or signing anything.
+        if output != "-" {
+            try preflightOutput(output, overwrite: overwrite)
+        }
+        let opened = try OpenedToken.open(target, readWrite: false, logIn: true, console: console)
+        let tokenLabel = opened.token.info.label
+        let pair = try during("reading key '\(key)'") { try KeyStore.findUsable(key, in: opened.session) }
+        let signer = try during("opening a signing session on token '\(tokenLabel)'") {
+            try TokenSigner(keyPair: pair, slot: opened.token.slot)
+        }
+        let csr = try during("signing the CSR with key '\(pair.label)' on token '\(tokenLabel)'") {
+            try CSRBuilder.makeCSR(subject: subject, signingKey: TokenPrivateKey(signer: signer))
+        }
+        let pem = try csr.serializeAsPEM().pemString + "\n"
+        let bytes = Array(pem.utf8)
+        if output != "-" {
+            try AtomicFile.write(bytes, to: output, overwrite: overwrite, mode: 0o644)
+        }
+        let report = CSRReport(
+            path: output,
+            pemSHA256: hex(SHA256.hash(data: bytes)),
+            subject: csr.subject.description,
+            signatureAlgorithm: "sha256WithRSAEncryption",
+            verified: true,
+            key: KeyIdentity(pair, publicKey: signer.publicKey))
+        return (report, pem)
+    }
+
+    /// The checks `AtomicFile.write` makes, done early so a doomed run stops before the token.
+    static func preflightOutput(_ path: String, overwrite: Bool) throws {
+        let directory = URL(fileURLWithPath: path).deletingLastPathComponent().path
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory), isDirectory.boolValue else {
+            throw FileOutputError(path: path, reason: "directory \(directory) does not exist")
+        }
+        guard access(directory, W_OK) == 0 else {
+            throw FileOutputError(path: path, reason: "directory \(directory) is not writable")
+        }
+        if !overwrite, FileManager.default.fileExists(atPath: path) {
+            throw FileOutputError(path: path, reason: "the file exists; pass --force to replace it", code: .exists)
+        }
+    }
+}

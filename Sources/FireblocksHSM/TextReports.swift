@@ -1,0 +1,103 @@
+import Foundation
+import TokenKeys
+import PKCS11
+
+/// Human-readable renderings of the reports (the default output; `--json` for machines).
+public enum TextReports {
+    public static func tokens(_ tokens: [TokenReport]) -> String {
+        if tokens.isEmpty { return "No tokens.\n" }
+        var rows = [["SLOT", "LABEL", "MANUFACTURER", "MODEL", "SERIAL", "STATE"]]
+        for token in tokens {
+            let state = token.initialized ? (token.flags.contains("user-pin-locked") ? "pin-locked" : "ready") : "uninitialised"
+            rows.append([String(token.slotID), token.label.isEmpty ? "-" : token.label, token.manufacturer,
+                         token.model, token.serial.isEmpty ? "-" : token.serial, state])
+        }
+        return table(rows)
+    }
+
+    public static func keys(_ keys: [KeyReport]) -> String {
+        if keys.isEmpty { return "No private keys on the token.\n" }
+        var rows = [["LABEL", "ID", "TYPE", "SHA-256 (SPKI)", "POLICY"]]
+        for key in keys {
+            rows.append([key.label, key.id.isEmpty ? "-" : shortened(key.id), key.bits.map { "RSA-\($0)" } ?? "?",
+                         key.fingerprintSHA256.map(shortened) ?? "-", key.meetsPolicy ? "ok" : "FAILS"])
+        }
+        return table(rows)
+    }
+
+    public static func key(_ key: KeyReport) -> String {
+        var text = ""
+        text += table([
+            ["Key", key.label],
+            ["Token", key.token],
+            ["URI", key.uri],
+            ["Type", key.bits.map { "RSA-\($0)" } ?? "RSA (public key unreadable)"],
+            ["ID", key.id.isEmpty ? "-" : key.id],
+            ["SHA-256", (key.fingerprintSHA256 ?? "-") + " (DER SubjectPublicKeyInfo)"],
+            ["Verdict", key.meetsPolicy
+                ? "meets policy: generated on the token, sign-only, sensitive, never extractable"
+                : "FAILS policy: not used by this tool"],
+        ])
+        for failure in key.policyFailures { text += "  ✗ \(failure)\n" }
+        text += "\nPrivate key attributes\n"
+        let required = Dictionary(uniqueKeysWithValues: KeyPolicy.signingKey.requirements.map { ($0.attribute.name, $0.expected) })
+        var rows: [[String]] = []
+        for name in key.privateKeyAttributes.keys.sorted() {
+            let value = key.privateKeyAttributes[name]!
+            var mark = ""
+            if let expected = required[name] {
+                mark = value == .bool(expected) ? "✓ required \(expected)" : "✗ required \(expected)"
+            }
+            rows.append(["  " + name, value.description, mark])
+        }
+        text += table(rows)
+        if !key.publicKeyAttributes.isEmpty {
+            text += "\nPublic key attributes\n"
+            text += table(key.publicKeyAttributes.keys.sorted().map { ["  " + $0, key.publicKeyAttributes[$0]!.description] })
+        }
+        return text
+    }
+
+    public static func generated(_ key: KeyReport) -> String {
+        "Generated \(key.bits.map { "RSA-\($0)" } ?? "RSA") key '\(key.label)' on token '\(key.token)'.\n\n" + self.key(key)
+    }
+
+    public static func csr(_ csr: CSRReport) -> String {
+        table([
+            ["CSR", csr.path],
+            ["Subject", csr.subject],
+            ["Signature", "\(csr.signatureAlgorithm), made on token '\(csr.key.token)' and verified with the token's public key"],
+            ["Key", "\(csr.key.label) (id \(csr.key.id))"],
+            ["Key SHA-256", csr.key.fingerprintSHA256],
+            ["CSR SHA-256", csr.pemSHA256],
+        ])
+    }
+
+    static func shortened(_ hex: String) -> String {
+        hex.count > 16 ? String(hex.prefix(16)) + "…" : hex
+    }
+
+    /// Left-aligned columns separated by two spaces.
+    static func table(_ rows: [[String]]) -> String {
+        guard let columns = rows.map(\.count).max() else { return "" }
+        var widths = [Int](repeating: 0, count: columns)
+        for row in rows {
+            for (index, cell) in row.enumerated() where index < columns - 1 {
+                widths[index] = max(widths[index], cell.count)
+            }
+        }
+        return rows.map { row in
+            row.enumerated().map { index, cell in
+                index == row.count - 1 ? cell : cell.padding(toLength: widths[index], withPad: " ", startingAt: 0)
+            }.joined(separator: "  ").trimmingTrailingSpaces()
+        }.joined(separator: "\n") + "\n"
+    }
+}
+
+extension String {
+    func trimmingTrailingSpaces() -> String {
+        var result = self
+        while result.last == " " { result.removeLast() }
+        return result
+    }
+}

@@ -1,0 +1,42 @@
+import PKCS11
+
+/// A PKCS#11 call failed while doing something the user asked for: says what was being done,
+/// what the token returned, and, for the common cases, what to do.
+public struct TokenOperationError: Error, Hashable, Sendable, CustomStringConvertible {
+    public let operation: String
+    public let underlying: PKCS11Error
+
+    public init(operation: String, underlying: PKCS11Error) {
+        self.operation = operation
+        self.underlying = underlying
+    }
+
+    public var description: String {
+        var text = "\(operation) failed: \(underlying)"
+        if let hint { text += " (\(hint))" }
+        return text
+    }
+
+    private var hint: String? {
+        switch underlying.returnValue {
+        case .deviceRemoved, .tokenNotPresent: return "is the token still connected?"
+        case .tokenWriteProtected: return "the token is read-only"
+        case .userNotLoggedIn: return "the session lost its login; run the command again"
+        case .keyFunctionNotPermitted: return "the key does not allow this operation"
+        case .keySizeRange: return "the token does not support this key size"
+        case .templateInconsistent, .templateIncomplete, .attributeValueInvalid:
+            return "the token refused the key template; see docs/key-policy.md"
+        case .sessionHandleInvalid, .sessionClosed: return "the token closed the session"
+        default: return nil
+        }
+    }
+}
+
+/// Runs `body`, turning a bare `PKCS11Error` into a ``TokenOperationError`` naming `operation`.
+func during<R>(_ operation: @autoclosure () -> String, _ body: () throws -> R) throws -> R {
+    do {
+        return try body()
+    } catch let error as PKCS11Error {
+        throw TokenOperationError(operation: operation(), underlying: error)
+    }
+}

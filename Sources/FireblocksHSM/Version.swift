@@ -1,0 +1,4 @@
+/// The tool's version (shown by `--version`; later part of the HTTP User-Agent).
+public enum FireblocksHSMVersion {
+    public static let current = "0.1.0"
+}

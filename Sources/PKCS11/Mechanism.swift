@@ -1,0 +1,69 @@
+internal import CPKCS11
+
+/// A mechanism type (`CK_MECHANISM_TYPE`). Only parameterless mechanisms are used here.
+public struct MechanismType: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
+    public let rawValue: UInt
+    public init(rawValue: UInt) { self.rawValue = rawValue }
+
+    public static let rsaPKCSKeyPairGen = Self(rawValue: UInt(CKM_RSA_PKCS_KEY_PAIR_GEN))
+    /// Raw RSASSA-PKCS1-v1_5: the caller supplies the DigestInfo.
+    public static let rsaPKCS = Self(rawValue: UInt(CKM_RSA_PKCS))
+    /// RSASSA-PKCS1-v1_5 with SHA-256 hashing done by the token: JOSE `RS256`.
+    public static let sha256RSAPKCS = Self(rawValue: UInt(CKM_SHA256_RSA_PKCS))
+    public static let sha384RSAPKCS = Self(rawValue: UInt(CKM_SHA384_RSA_PKCS))
+    public static let sha512RSAPKCS = Self(rawValue: UInt(CKM_SHA512_RSA_PKCS))
+    public static let sha256RSAPKCSPSS = Self(rawValue: UInt(CKM_SHA256_RSA_PKCS_PSS))
+    public static let sha256 = Self(rawValue: UInt(CKM_SHA256))
+
+    private static let names: [UInt: String] = [
+        UInt(CKM_RSA_PKCS_KEY_PAIR_GEN): "CKM_RSA_PKCS_KEY_PAIR_GEN",
+        UInt(CKM_RSA_PKCS): "CKM_RSA_PKCS",
+        UInt(CKM_RSA_X_509): "CKM_RSA_X_509",
+        UInt(CKM_RSA_PKCS_OAEP): "CKM_RSA_PKCS_OAEP",
+        UInt(CKM_RSA_PKCS_PSS): "CKM_RSA_PKCS_PSS",
+        UInt(CKM_SHA1_RSA_PKCS): "CKM_SHA1_RSA_PKCS",
+        UInt(CKM_SHA256_RSA_PKCS): "CKM_SHA256_RSA_PKCS",
+        UInt(CKM_SHA384_RSA_PKCS): "CKM_SHA384_RSA_PKCS",
+        UInt(CKM_SHA512_RSA_PKCS): "CKM_SHA512_RSA_PKCS",
+        UInt(CKM_SHA256_RSA_PKCS_PSS): "CKM_SHA256_RSA_PKCS_PSS",
+        UInt(CKM_SHA_1): "CKM_SHA_1",
+        UInt(CKM_SHA256): "CKM_SHA256",
+        UInt(CKM_SHA384): "CKM_SHA384",
+        UInt(CKM_SHA512): "CKM_SHA512",
+        UInt(CKM_EC_KEY_PAIR_GEN): "CKM_EC_KEY_PAIR_GEN",
+        UInt(CKM_ECDSA): "CKM_ECDSA",
+        UInt(CKM_AES_KEY_GEN): "CKM_AES_KEY_GEN",
+    ]
+
+    /// The specification's name, e.g. `CKM_SHA256_RSA_PKCS`.
+    public var name: String { Self.names[rawValue] ?? "CKM_0x" + String(rawValue, radix: 16) }
+    public var description: String { name }
+}
+
+/// `CK_MECHANISM_INFO`.
+public struct MechanismInfo: Hashable, Sendable {
+    /// Minimum key size; bits for RSA.
+    public let minimumKeySize: UInt
+    /// Maximum key size; bits for RSA.
+    public let maximumKeySize: UInt
+    public let flags: MechanismFlags
+
+    public init(minimumKeySize: UInt, maximumKeySize: UInt, flags: MechanismFlags) {
+        self.minimumKeySize = minimumKeySize
+        self.maximumKeySize = maximumKeySize
+        self.flags = flags
+    }
+}
+
+/// `CK_MECHANISM_INFO.flags`.
+public struct MechanismFlags: OptionSet, Hashable, Sendable {
+    public let rawValue: UInt
+    public init(rawValue: UInt) { self.rawValue = rawValue }
+
+    public static let hardware = Self(rawValue: UInt(CKF_HW))
+    public static let sign = Self(rawValue: UInt(CKF_SIGN))
+    public static let verify = Self(rawValue: UInt(CKF_VERIFY))
+    public static let generateKeyPair = Self(rawValue: UInt(CKF_GENERATE_KEY_PAIR))
+    public static let encrypt = Self(rawValue: UInt(CKF_ENCRYPT))
+    public static let decrypt = Self(rawValue: UInt(CKF_DECRYPT))
+}

@@ -1,0 +1,67 @@
+/// A PKCS#11 function returned something other than `CKR_OK`.
+///
+/// Carries the C function and the specification's name for the return value, so that
+/// tests can match on it and users see what the token said: `C_Login: CKR_PIN_INCORRECT`.
+public struct PKCS11Error: Error, Hashable, Sendable, CustomStringConvertible {
+    /// The C function that failed, e.g. `C_Login`.
+    public let function: String
+    /// What it returned.
+    public let returnValue: ReturnValue
+
+    public init(function: String, returnValue: ReturnValue) {
+        self.function = function
+        self.returnValue = returnValue
+    }
+
+    public var description: String { "\(function): \(returnValue.name)" }
+}
+
+/// A module could not be loaded or initialised.
+public struct ModuleLoadError: Error, Hashable, Sendable, CustomStringConvertible {
+    /// Why loading failed.
+    public enum Code: String, Hashable, Sendable {
+        /// No file at the given path.
+        case fileNotFound
+        /// The file is not a shared object exporting `C_GetFunctionList`.
+        case notAPKCS11Module
+        /// No p11-kit registered module has that name.
+        case unknownModuleName
+        /// `C_GetFunctionList` or `C_Initialize` failed.
+        case initializationFailed
+    }
+
+    public let code: Code
+    /// The module as the user named it.
+    public let module: String
+    /// What the loader said (dlopen message, p11-kit message or CKR name).
+    public let reason: String
+
+    public init(code: Code, module: String, reason: String) {
+        self.code = code
+        self.module = module
+        self.reason = reason
+    }
+
+    public var description: String {
+        switch code {
+        case .fileNotFound:
+            return "PKCS#11 module '\(module)' not found: \(reason)"
+        case .notAPKCS11Module:
+            return "'\(module)' is not a PKCS#11 module: \(reason)"
+        case .unknownModuleName:
+            return "no p11-kit registered module is named '\(module)' (\(reason))"
+        case .initializationFailed:
+            return "PKCS#11 module '\(module)' failed to initialise: \(reason)"
+        }
+    }
+
+    public static func == (lhs: Self, rhs: Self) -> Bool { lhs.code == rhs.code }
+    public func hash(into hasher: inout Hasher) { hasher.combine(code) }
+}
+
+/// A value the caller passed cannot be expressed in PKCS#11 (caught before calling the module).
+public struct InvalidArgumentError: Error, Hashable, Sendable, CustomStringConvertible {
+    public let reason: String
+    public init(_ reason: String) { self.reason = reason }
+    public var description: String { reason }
+}

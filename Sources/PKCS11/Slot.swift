@@ -1,0 +1,185 @@
+internal import CPKCS11
+
+/// A slot id (`CK_SLOT_ID`). Not stable across token (re)initialisation on SoftHSM: select
+/// tokens by label or serial, never by slot id.
+public struct SlotID: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
+    public let rawValue: UInt
+    public init(rawValue: UInt) { self.rawValue = rawValue }
+    public var description: String { String(rawValue) }
+}
+
+/// A slot of a loaded module. Keeps the module alive.
+public struct Slot: Sendable {
+    public let module: PKCS11Module
+    public let id: SlotID
+
+    init(module: PKCS11Module, id: SlotID) {
+        self.module = module
+        self.id = id
+    }
+
+    var cID: CK_SLOT_ID { CK_SLOT_ID(id.rawValue) }
+
+    /// `C_GetSlotInfo`.
+    public func info() throws -> SlotInfo {
+        let getSlotInfo = try module.loaded.function(\.C_GetSlotInfo, "C_GetSlotInfo")
+        var info = CK_SLOT_INFO()
+        try check("C_GetSlotInfo", getSlotInfo(cID, &info))
+        return SlotInfo(info)
+    }
+
+    /// `C_GetTokenInfo`. Re-read it before each decision that depends on PIN state.
+    public func tokenInfo() throws -> TokenInfo {
+        let getTokenInfo = try module.loaded.function(\.C_GetTokenInfo, "C_GetTokenInfo")
+        var info = CK_TOKEN_INFO()
+        try check("C_GetTokenInfo", getTokenInfo(cID, &info))
+        return TokenInfo(info)
+    }
+
+    /// `C_GetMechanismList`.
+    public func mechanisms() throws -> [MechanismType] {
+        let getMechanismList = try module.loaded.function(\.C_GetMechanismList, "C_GetMechanismList")
+        while true {
+            var count: CK_ULONG = 0
+            try check("C_GetMechanismList", getMechanismList(cID, nil, &count))
+            if count == 0 { return [] }
+            var list = [CK_MECHANISM_TYPE](repeating: 0, count: Int(count))
+            let rv = getMechanismList(cID, &list, &count)
+            if rv == CKR_BUFFER_TOO_SMALL { continue }
+            try check("C_GetMechanismList", rv)
+            return list.prefix(Int(count)).map { MechanismType(rawValue: UInt($0)) }
+        }
+    }
+
+    /// `C_GetMechanismInfo`.
+    public func mechanismInfo(_ mechanism: MechanismType) throws -> MechanismInfo {
+        let getMechanismInfo = try module.loaded.function(\.C_GetMechanismInfo, "C_GetMechanismInfo")
+        var info = CK_MECHANISM_INFO()
+        try check("C_GetMechanismInfo", getMechanismInfo(cID, CK_MECHANISM_TYPE(mechanism.rawValue), &info))
+        return MechanismInfo(
+            minimumKeySize: UInt(info.ulMinKeySize),
+            maximumKeySize: UInt(info.ulMaxKeySize),
+            flags: MechanismFlags(rawValue: UInt(info.flags))
+        )
+    }
+
+    /// `C_OpenSession` (always a serial session). The session closes itself when released.
+    public func openSession(readWrite: Bool) throws -> Session {
+        try Session(slot: self, readWrite: readWrite)
+    }
+
+    /// `C_InitToken`: initialises (and so erases) the token in this slot and sets its SO PIN.
+    /// Callers must make sure this is the token they mean; it destroys every object on it.
+    public func initializeToken(label: String, securityOfficerPIN: PIN) throws {
+        let initToken = try module.loaded.function(\.C_InitToken, "C_InitToken")
+        var paddedLabel = [UInt8](repeating: 0x20, count: 32)
+        let labelBytes = Array(label.utf8)
+        guard labelBytes.count <= 32 else {
+            throw InvalidArgumentError("token labels are at most 32 bytes; '\(label)' has \(labelBytes.count)")
+        }
+        paddedLabel.replaceSubrange(0..<labelBytes.count, with: labelBytes)
+        try securityOfficerPIN.withBytes { pin in
+            try check("C_InitToken", initToken(cID, pin.baseAddress, CK_ULONG(pin.count), &paddedLabel))
+        }
+    }
+}
+
+/// `CK_SLOT_INFO`, with the blank padding removed.
+public struct SlotInfo: Hashable, Sendable {
+    public let slotDescription: String
+    public let manufacturer: String
+    public let isTokenPresent: Bool
+    public let isRemovableDevice: Bool
+    public let isHardwareSlot: Bool
+    public let hardwareVersion: Version
+    public let firmwareVersion: Version
+
+    init(_ info: CK_SLOT_INFO) {
+        var info = info
+        slotDescription = paddedString(&info.slotDescription)
+        manufacturer = paddedString(&info.manufacturerID)
+        isTokenPresent = info.flags & CK_FLAGS(CKF_TOKEN_PRESENT) != 0
+        isRemovableDevice = info.flags & CK_FLAGS(CKF_REMOVABLE_DEVICE) != 0
+        isHardwareSlot = info.flags & CK_FLAGS(CKF_HW_SLOT) != 0
+        hardwareVersion = Version(info.hardwareVersion)
+        firmwareVersion = Version(info.firmwareVersion)
+    }
+}
+
+/// `CK_TOKEN_INFO`, with the blank padding removed.
+public struct TokenInfo: Hashable, Sendable {
+    public let label: String
+    public let manufacturer: String
+    public let model: String
+    public let serialNumber: String
+    public let flags: TokenFlags
+    public let minimumPINLength: UInt
+    public let maximumPINLength: UInt
+    public let hardwareVersion: Version
+    public let firmwareVersion: Version
+
+    /// Builds a token description (for tests and for code that matches URIs against tokens).
+    public init(label: String, manufacturer: String, model: String, serialNumber: String,
+                flags: TokenFlags = [], minimumPINLength: UInt = 0, maximumPINLength: UInt = 0,
+                hardwareVersion: Version = Version(major: 0, minor: 0),
+                firmwareVersion: Version = Version(major: 0, minor: 0)) {
+        self.label = label
+        self.manufacturer = manufacturer
+        self.model = model
+        self.serialNumber = serialNumber
+        self.flags = flags
+        self.minimumPINLength = minimumPINLength
+        self.maximumPINLength = maximumPINLength
+        self.hardwareVersion = hardwareVersion
+        self.firmwareVersion = firmwareVersion
+    }
+
+    init(_ info: CK_TOKEN_INFO) {
+        var info = info
+        self.init(
+            label: paddedString(&info.label),
+            manufacturer: paddedString(&info.manufacturerID),
+            model: paddedString(&info.model),
+            serialNumber: paddedString(&info.serialNumber),
+            flags: TokenFlags(rawValue: UInt(info.flags)),
+            minimumPINLength: UInt(info.ulMinPinLen),
+            maximumPINLength: UInt(info.ulMaxPinLen),
+            hardwareVersion: Version(info.hardwareVersion),
+            firmwareVersion: Version(info.firmwareVersion)
+        )
+    }
+}
+
+/// `CK_TOKEN_INFO.flags`.
+public struct TokenFlags: OptionSet, Hashable, Sendable {
+    public let rawValue: UInt
+    public init(rawValue: UInt) { self.rawValue = rawValue }
+
+    public static let rng = Self(rawValue: UInt(CKF_RNG))
+    public static let writeProtected = Self(rawValue: UInt(CKF_WRITE_PROTECTED))
+    public static let loginRequired = Self(rawValue: UInt(CKF_LOGIN_REQUIRED))
+    public static let userPINInitialized = Self(rawValue: UInt(CKF_USER_PIN_INITIALIZED))
+    public static let protectedAuthenticationPath = Self(rawValue: UInt(CKF_PROTECTED_AUTHENTICATION_PATH))
+    public static let tokenInitialized = Self(rawValue: UInt(CKF_TOKEN_INITIALIZED))
+    public static let userPINCountLow = Self(rawValue: UInt(CKF_USER_PIN_COUNT_LOW))
+    public static let userPINFinalTry = Self(rawValue: UInt(CKF_USER_PIN_FINAL_TRY))
+    public static let userPINLocked = Self(rawValue: UInt(CKF_USER_PIN_LOCKED))
+    public static let userPINToBeChanged = Self(rawValue: UInt(CKF_USER_PIN_TO_BE_CHANGED))
+    public static let securityOfficerPINCountLow = Self(rawValue: UInt(CKF_SO_PIN_COUNT_LOW))
+    public static let securityOfficerPINFinalTry = Self(rawValue: UInt(CKF_SO_PIN_FINAL_TRY))
+    public static let securityOfficerPINLocked = Self(rawValue: UInt(CKF_SO_PIN_LOCKED))
+
+    /// Names of the set flags, in the specification's order, for display.
+    public var names: [String] {
+        let table: [(TokenFlags, String)] = [
+            (.rng, "rng"), (.writeProtected, "write-protected"), (.loginRequired, "login-required"),
+            (.userPINInitialized, "user-pin-initialized"),
+            (.protectedAuthenticationPath, "protected-authentication-path"),
+            (.tokenInitialized, "token-initialized"), (.userPINCountLow, "user-pin-count-low"),
+            (.userPINFinalTry, "user-pin-final-try"), (.userPINLocked, "user-pin-locked"),
+            (.userPINToBeChanged, "user-pin-to-be-changed"), (.securityOfficerPINCountLow, "so-pin-count-low"),
+            (.securityOfficerPINFinalTry, "so-pin-final-try"), (.securityOfficerPINLocked, "so-pin-locked"),
+        ]
+        return table.filter { contains($0.0) }.map(\.1)
+    }
+}

@@ -1,0 +1,47 @@
+/// Something about the token, key, PIN or input that stops a key operation.
+///
+/// Matchable by ``code`` (errors are equal when their codes are); ``reason`` is one line a
+/// user can act on. Never contains a PIN.
+public struct TokenKeysError: Error, Hashable, Sendable, CustomStringConvertible {
+    public enum Code: String, Hashable, Sendable {
+        // Selection
+        case noTokenSelected
+        case noTokenMatches
+        case ambiguousToken
+        case conflictingModule
+        case keyNotFound
+        case ambiguousKey
+        case keyExists
+        // PIN and login
+        case pinUnavailable
+        case pinIncorrect
+        case pinLocked
+        case pinRejected
+        case pinValueOnCommandLine
+        // Token capabilities and policy
+        case mechanismUnsupported
+        case keySizeUnsupported
+        case copyUnsupported
+        case policyViolation
+        case notAnRSAKey
+        // Input
+        case invalidArgument
+        case invalidSubject
+        // Results that failed their own check
+        case signatureCheckFailed
+        case notExportable
+    }
+
+    public let code: Code
+    public let reason: String
+
+    public init(_ code: Code, _ reason: String) {
+        self.code = code
+        self.reason = reason
+    }
+
+    public var description: String { reason }
+
+    public static func == (lhs: Self, rhs: Self) -> Bool { lhs.code == rhs.code }
+    public func hash(into hasher: inout Hasher) { hasher.combine(code) }
+}

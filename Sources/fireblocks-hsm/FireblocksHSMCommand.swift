@@ -1,0 +1,52 @@
+import ArgumentParser
+import FireblocksHSM
+import Foundation
+
+@main
+struct FireblocksHSMCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "fireblocks-hsm",
+        abstract: "Onboard Fireblocks API users with RSA keys that never leave a PKCS#11 token.",
+        discussion: """
+            The key pair is generated inside the token (sign-only, sensitive, never extractable,
+            proven by reading its attributes back); the CSR is signed on the token.
+
+            Examples:
+              fireblocks-hsm token list
+              fireblocks-hsm key generate --token fb --key api-user-1
+              fireblocks-hsm csr --token fb --key api-user-1 --cn api-user-1 --o "Acme Corp" --c US --out api_user.csr
+
+            PINs come from --pin-source prompt|env:NAME|file:PATH, never from a flag.
+            Exit codes: docs/exit-codes.md.
+            """,
+        version: FireblocksHSMVersion.current,
+        subcommands: [TokenCommand.self, KeyCommand.self, CSRSubcommand.self]
+    )
+
+    /// Parses, runs, and turns every failure into one line on stderr and a documented exit code.
+    static func main() async {
+        let command: any ParsableCommand
+        do {
+            command = try parseAsRoot()
+        } catch {
+            // Help and --version exit 0; every parse or validation error is a usage error.
+            if exitCode(for: error) == .success { exit(withError: error) }
+            FileHandle.standardError.write(Data((fullMessage(for: error) + "\n").utf8))
+            Foundation.exit(ExitStatus.usage.rawValue)
+        }
+        do {
+            if var asyncCommand = command as? any AsyncParsableCommand {
+                try await asyncCommand.run()
+            } else {
+                var syncCommand = command
+                try syncCommand.run()
+            }
+        } catch let exitCode as ExitCode {
+            Foundation.exit(exitCode.rawValue)
+        } catch {
+            let (status, message) = ExitStatus.classify(error)
+            Console().diagnostic("fireblocks-hsm: error: \(message)")
+            Foundation.exit(status.rawValue)
+        }
+    }
+}

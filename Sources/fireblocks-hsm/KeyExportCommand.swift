@@ -1,0 +1,43 @@
+import ArgumentParser
+import FireblocksHSM
+
+extension PublicKeyFormat: ExpressibleByArgument {}
+
+struct KeyExportCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "export",
+        abstract: "Export a key's public half (the private key cannot leave the token).",
+        discussion: """
+            Examples:
+              fireblocks-hsm key export --token fb --key api-user-1 --format pem
+              fireblocks-hsm key export --token fb --key api-user-1 --format jwk --out api-user-1.jwk
+            """
+    )
+
+    @OptionGroup var token: TokenOptions
+    @OptionGroup var key: KeyOptions
+
+    @Option(help: "pem (SubjectPublicKeyInfo), der or jwk.")
+    var format: PublicKeyFormat = .pem
+
+    @Option(help: ArgumentHelp("Write to this file (atomically) instead of stdout.", valueName: "path"))
+    var out: String?
+
+    @Flag(help: "Replace --out if it exists.")
+    var force = false
+
+    func validate() throws {
+        if format == .der, out == nil, Console().standardOutputIsTerminal {
+            throw ValidationError("'--format der' writes binary; redirect stdout or use '--out PATH'")
+        }
+    }
+
+    func run() throws {
+        let bytes = try KeyCommands.exportPublicKey(target: try token.target(key: key.key), format: format, console: Console())
+        if let out {
+            try AtomicFile.write(bytes, to: out, overwrite: force, mode: 0o644)
+        } else {
+            Console().output(bytes: bytes)
+        }
+    }
+}

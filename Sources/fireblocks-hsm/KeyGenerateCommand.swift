@@ -1,0 +1,45 @@
+import ArgumentParser
+import FireblocksHSM
+import TokenKeys
+
+struct KeyGenerateCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "generate",
+        abstract: "Generate an RSA key pair on the token: sign-only, sensitive, never extractable.",
+        discussion: """
+            Every attribute of the key policy is set explicitly and read back; if the token did
+            not honour it the pair is destroyed and the command fails. Refuses a label or id
+            that already exists on the token.
+
+            Examples:
+              fireblocks-hsm key generate --token fb --key api-user-1
+              fireblocks-hsm key generate --token fb --key api-user-2 --bits 3072 --id 02 --pin-source env:HSM_PIN --json
+            """
+    )
+
+    @OptionGroup var token: TokenOptions
+    @OptionGroup var key: KeyOptions
+
+    @Option(help: "Modulus size: 2048, 3072 or 4096.")
+    var bits: UInt = 4096
+
+    @Option(help: ArgumentHelp("CKA_ID in hex (default: SHA-1 of the modulus, the convention that matches certificates to keys).", valueName: "hex"))
+    var id: String?
+
+    @OptionGroup var output: OutputOptions
+
+    func validate() throws {
+        guard KeyPolicy.supportedModulusBits.contains(bits) else {
+            throw ValidationError("'--bits' must be 2048, 3072 or 4096")
+        }
+        if let id, bytes(fromHex: id) == nil {
+            throw ValidationError("'--id' must be hex, e.g. 01 or 5f:3c")
+        }
+    }
+
+    func run() throws {
+        let report = try KeyCommands.generate(
+            target: try token.target(key: key.key), bits: bits, id: id.flatMap(bytes(fromHex:)), console: Console())
+        try output.emit(report, text: TextReports.generated)
+    }
+}

@@ -1,0 +1,61 @@
+import ArgumentParser
+import FireblocksHSM
+import Foundation
+import PKCS11
+
+/// `--module`: shared by every command that talks to a module.
+struct ModuleOptions: ParsableArguments {
+    @Option(help: ArgumentHelp(
+        "PKCS#11 module: a file path or a p11-kit module name such as softhsm2 (env \(TokenEnvironment.module); default: p11-kit's proxy, i.e. every registered module).",
+        valueName: "path|name"))
+    var module: String?
+
+    /// The module to load: the flag, else the environment, else p11-kit's proxy.
+    var location: ModuleLocation {
+        if let module { return ModuleLocation(argument: module) }
+        if let fromEnvironment = ProcessInfo.processInfo.environment[TokenEnvironment.module], !fromEnvironment.isEmpty {
+            return ModuleLocation(argument: fromEnvironment)
+        }
+        return .p11KitProxy
+    }
+}
+
+/// `--module`, `--token`, `--pin-source`: shared by every command that uses a token.
+struct TokenOptions: ParsableArguments {
+    @OptionGroup var moduleOptions: ModuleOptions
+
+    @Option(help: ArgumentHelp(
+        "Token label, or an RFC 7512 URI such as 'pkcs11:token=fb;serial=…' (env \(TokenEnvironment.token)).",
+        valueName: "label|uri"))
+    var token: String?
+
+    @Option(name: .customLong("pin-source"), help: ArgumentHelp(
+        "Where the user PIN comes from: prompt, env:NAME or file:PATH (env \(TokenEnvironment.pinSource); default: a prompt when stdin is a terminal). There is no flag that takes the PIN itself.",
+        valueName: "source"))
+    var pinSource: String?
+
+    /// Resolves these options (and `--key`, when the command has one) with the environment.
+    func target(key: String? = nil) throws -> TokenTarget {
+        try TokenTarget.resolve(module: moduleOptions.module, token: token, key: key, pinSource: pinSource,
+                                environment: ProcessInfo.processInfo.environment)
+    }
+}
+
+/// `--key`.
+struct KeyOptions: ParsableArguments {
+    @Option(help: ArgumentHelp(
+        "Key label, or a URI such as 'pkcs11:object=api-user-1;id=%01' (may name the token too).",
+        valueName: "label|uri"))
+    var key: String?
+}
+
+/// `--json`.
+struct OutputOptions: ParsableArguments {
+    @Flag(help: "Print one JSON document on stdout instead of text.")
+    var json = false
+
+    /// Prints a report as JSON or as text.
+    func emit<Report: Encodable>(_ report: Report, text: (Report) -> String) throws {
+        Console().output(json ? try JSONOutput.encode(report) : text(report))
+    }
+}
