@@ -278,7 +278,7 @@ public struct PKCS11URIError: Error, Hashable, Sendable, CustomStringConvertible
     /// The URI as given, with any pin-value left out.
     public let uri: String
 
-    init(code: Code, uri: String) {
+    public init(code: Code, uri: String) {
         self.code = code
         self.uri = Self.redactingPINValue(uri)
     }
