@@ -31,8 +31,7 @@ struct FireblocksHSMCommand: AsyncParsableCommand {
         } catch {
             // Help and --version exit 0; every parse or validation error is a usage error.
             if exitCode(for: error) == .success { exit(withError: error) }
-            FileHandle.standardError.write(Data((fullMessage(for: error) + "\n").utf8))
-            Foundation.exit(ExitStatus.usage.rawValue)
+            usageFailure(error)
         }
         do {
             if var asyncCommand = command as? any AsyncParsableCommand {
@@ -44,9 +43,24 @@ struct FireblocksHSMCommand: AsyncParsableCommand {
         } catch let exitCode as ExitCode {
             Foundation.exit(exitCode.rawValue)
         } catch {
+            // Help requested or validation failing inside run() still belongs to ArgumentParser.
+            switch exitCode(for: error) {
+            case .success:
+                exit(withError: error)
+            case .validationFailure:
+                usageFailure(error)
+            default:
+                break
+            }
             let (status, message) = ExitStatus.classify(error)
             Console().diagnostic("fireblocks-hsm: error: \(message)")
             Foundation.exit(status.rawValue)
         }
+    }
+
+    /// A usage error: one line, pointing at --help (the full usage would bury the message).
+    private static func usageFailure(_ error: any Error) -> Never {
+        Console().diagnostic("fireblocks-hsm: error: \(message(for: error)) (see --help)")
+        Foundation.exit(ExitStatus.usage.rawValue)
     }
 }

@@ -1,0 +1,97 @@
+import Foundation
+import SoftHSMTestSupport
+import Testing
+
+/// Runs the built `fireblocks-hsm` against a SoftHSM token directory of the test's own,
+/// created with `hsm-config/create-token` as users' CI does.
+struct CLIHarness {
+    /// The executable `swift build` put next to the test bundle.
+    static let binary: String = {
+        if let path = ProcessInfo.processInfo.environment["FIREBLOCKS_HSM_BINARY"] { return path }
+        let bundleDirectory = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+        return bundleDirectory.appendingPathComponent("fireblocks-hsm").path
+    }()
+
+    /// The repository root (for hsm-config/).
+    static let repository: String = {
+        var url = URL(fileURLWithPath: #filePath)
+        while url.path != "/" {
+            url.deleteLastPathComponent()
+            if FileManager.default.fileExists(atPath: url.appendingPathComponent("Package.swift").path) { return url.path }
+        }
+        return FileManager.default.currentDirectoryPath
+    }()
+
+    let directory: TokenDirectory
+    let label: String
+    let userPIN: String
+    let securityOfficerPIN: String
+    /// A scratch directory for output files.
+    let files: String
+
+    /// Makes a token directory with one token, through hsm-config/create-token.
+    init(label: String = "fb", mechanisms: String = "ALL") throws {
+        directory = try TokenDirectory(prefix: "fbhsm-cli")
+        self.label = label
+        userPIN = "user-" + UUID().uuidString.prefix(8)
+        securityOfficerPIN = "so-" + UUID().uuidString.prefix(8)
+        files = directory.path + "/files"
+        try FileManager.default.createDirectory(atPath: files, withIntermediateDirectories: true)
+        try addToken(label: label, mechanisms: mechanisms)
+    }
+
+    /// Adds another token to the same directory (SoftHSM keeps offering a free slot).
+    func addToken(label: String, mechanisms: String = "ALL") throws {
+        let result = try Subprocess.run(Self.repository + "/hsm-config/create-token", [
+            "--dir", directory.path, "--label", label,
+            "--so-pin-source", "env:TEST_SO_PIN", "--pin-source", "env:TEST_HSM_PIN",
+            "--fireblocks-hsm", Self.binary, "--mechanisms", mechanisms,
+        ], environment: environment())
+        guard result.status == 0 else {
+            throw TestSupportError("create-token failed (\(result.status)): \(result.standardError)")
+        }
+        guard result.standardOutput == "export SOFTHSM2_CONF=\(directory.configPath)\n" else {
+            throw TestSupportError("create-token printed \(result.standardOutput.debugDescription)")
+        }
+    }
+
+    /// The environment of every child: this directory's SoftHSM, the PINs in variables the
+    /// commands are pointed at, none of the user's FIREBLOCKS_HSM_* settings.
+    func environment(_ extra: [String: String] = [:]) -> [String: String] {
+        var environment = directory.environment.filter { !$0.key.hasPrefix("FIREBLOCKS_HSM_") }
+        environment["TEST_HSM_PIN"] = userPIN
+        environment["TEST_SO_PIN"] = securityOfficerPIN
+        environment.merge(extra) { $1 }
+        return environment
+    }
+
+    /// Runs the tool with `--module` set to SoftHSM (unless `module` says otherwise).
+    @discardableResult
+    func run(_ arguments: [String], module: String? = SoftHSM.modulePath, environment extra: [String: String] = [:]) throws -> ProcessResult {
+        var arguments = arguments
+        if let module, !arguments.contains("--module"), arguments.first != "--help" {
+            arguments += ["--module", module]
+        }
+        return try Subprocess.run(Self.binary, arguments, environment: environment(extra), workingDirectory: files)
+    }
+
+    /// Runs a token command with `--token` and the user PIN from the environment.
+    @discardableResult
+    func runOnToken(_ arguments: [String], environment extra: [String: String] = [:]) throws -> ProcessResult {
+        try run(arguments + ["--token", label, "--pin-source", "env:TEST_HSM_PIN"], environment: extra)
+    }
+
+    func remove() { directory.remove() }
+}
+
+extension ProcessResult {
+    /// The JSON document on stdout.
+    func json() throws -> Any {
+        try JSONSerialization.jsonObject(with: standardOutputData)
+    }
+
+    /// Standard error, without the progress lines slow operations print.
+    var errorLines: [String] {
+        standardError.split(separator: "\n").map(String.init).filter { !$0.hasSuffix("…") }
+    }
+}
