@@ -6,8 +6,10 @@
 //     -> PKCS11 (typed wrapper; the only target that imports CPKCS11)
 //       -> TokenKeys (key policy, generation, provenance, token key as CustomPrivateKey,
 //                     CSR building, public key; no C types)
-//   JOSE (base64url, JWK; knows nothing of PKCS#11)
-//         -> FireblocksHSM (use cases behind the commands: token/key/CSR; reports, exit codes)
+//   JOSE (base64url, JWK, compact JWS, the RS256Signer protocol; knows nothing of PKCS#11)
+//     -> FireblocksAPI (JWTs, HTTP client, retries, clock skew, idempotency, API users)
+//       -> FireblocksSandbox (the offline stand-in of the API, on SwiftNIO)
+//         -> FireblocksHSM (use cases behind the commands; token key as RS256Signer; reports, exit codes)
 //           -> fireblocks-hsm (executable: argument parsing only)
 import PackageDescription
 
@@ -25,6 +27,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-certificates.git", from: "1.21.0"),
         .package(url: "https://github.com/apple/swift-crypto.git", from: "4.0.0"),
         .package(url: "https://github.com/apple/swift-asn1.git", from: "1.7.0"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.80.0"),
     ],
     targets: [
         .systemLibrary(
@@ -51,11 +54,32 @@ let package = Package(
             dependencies: []
         ),
         .target(
+            name: "FireblocksAPI",
+            dependencies: [
+                "JOSE",
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]
+        ),
+        .target(
+            name: "FireblocksSandbox",
+            dependencies: [
+                "FireblocksAPI",
+                "JOSE",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "_CryptoExtras", package: "swift-crypto"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ]
+        ),
+        .target(
             name: "FireblocksHSM",
             dependencies: [
                 "TokenKeys",
                 "PKCS11",
                 "JOSE",
+                "FireblocksAPI",
                 .product(name: "X509", package: "swift-certificates"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ]
@@ -64,6 +88,7 @@ let package = Package(
             name: "fireblocks-hsm",
             dependencies: [
                 "FireblocksHSM",
+                "FireblocksSandbox",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

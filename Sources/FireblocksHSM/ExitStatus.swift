@@ -1,3 +1,4 @@
+import FireblocksAPI
 import PKCS11
 import TokenKeys
 
@@ -19,6 +20,12 @@ public enum ExitStatus: Int32, CaseIterable, Sendable {
     case key = 6
     /// The key fails the key policy (or the token did not honour it when generating).
     case keyPolicy = 7
+    /// The API refused the credentials or their permissions (HTTP 401, 403).
+    case apiAuthentication = 8
+    /// The API refused the request (other 4xx), or the local idempotency record forbade sending it.
+    case apiRequest = 9
+    /// The API failed (5xx, 429 after retries) or could not be reached (network, timeout).
+    case apiUnavailable = 10
 
     /// The class of an error and the one line to print for it.
     public static func classify(_ error: any Error) -> (status: ExitStatus, message: String) {
@@ -37,6 +44,18 @@ public enum ExitStatus: Int32, CaseIterable, Sendable {
             return (.fileError, error.description)
         case let error as InvalidArgumentError:
             return (.usage, error.description)
+        case let error as FireblocksAPIError:
+            if error.isAuthenticationFailure { return (.apiAuthentication, error.description) }
+            return (error.isServerSide ? .apiUnavailable : .apiRequest, error.description)
+        case let error as APIClientError:
+            switch error.code {
+            case .badBaseURL, .insecureBaseURL, .badPath, .noEnvironment, .badInput:
+                return (.usage, error.reason)
+            case .idempotencyConflict:
+                return (.apiRequest, error.reason)
+            case .network, .timeout, .invalidResponse:
+                return (.apiUnavailable, error.reason)
+            }
         default:
             return (.internalError, "unexpected error: \(error)")
         }

@@ -1,3 +1,4 @@
+import FireblocksAPI
 import Foundation
 import TokenKeys
 import PKCS11
@@ -99,5 +100,36 @@ extension String {
         var result = self
         while result.last == " " { result.removeLast() }
         return result
+    }
+}
+
+extension TextReports {
+    public static func apiUsers(_ users: [APIUser]) -> String {
+        var rows = [["ID", "NAME", "ROLE", "STATUS", "ENABLED"]]
+        for user in users {
+            rows.append([user.id, user.name, user.role ?? "-", user.status ?? "-", user.enabled.map(String.init) ?? "-"])
+        }
+        return table(rows)
+    }
+
+    public static func onboarded(_ report: OnboardReport) -> String {
+        var rows = [
+            ["Token", report.token],
+            ["Key", "\(report.keyLabel) (\(report.key); id \(report.keyID))"],
+            ["Key SHA-256", report.keyFingerprintSHA256],
+            ["CSR", "\(report.csrPath) (\(report.csr))"],
+            ["CSR SHA-256", report.csrSHA256],
+        ]
+        if let submission = report.submission {
+            rows.append(["API user", "\(submission.name) (\(submission.role)): \(submission.result) [X-Request-ID: \(submission.requestID ?? "none")]"])
+            rows.append(["Idempotency-Key", submission.idempotencyKey])
+        }
+        if let user = report.apiUser {
+            rows.append(["API user id", "\(user.id) (status \(user.status ?? "unknown"))"])
+        }
+        var text = table(rows)
+        text += "\nNext:\n"
+        for step in report.nextSteps { text += "  - \(step)\n" }
+        return text
     }
 }

@@ -26,15 +26,16 @@ public struct TokenTarget: Sendable {
         self.pinSource = pinSource
     }
 
-    /// Resolves the raw option values.
+    /// Resolves the raw option values; `profile` fills what neither flags nor the environment set.
     public static func resolve(
         module moduleFlag: String?,
         token tokenFlag: String?,
         key keyFlag: String?,
         pinSource pinSourceFlag: String?,
-        environment: [String: String]
+        environment: [String: String],
+        profile: Profile? = nil
     ) throws -> TokenTarget {
-        let tokenText = tokenFlag ?? nonEmpty(environment[TokenEnvironment.token])
+        let tokenText = tokenFlag ?? nonEmpty(environment[TokenEnvironment.token]) ?? profile?.token
         var token = try tokenText.map { try TokenSelector(argument: $0) }
         let key = try keyFlag.map { try KeySelector(argument: $0) }
 
@@ -50,8 +51,9 @@ public struct TokenTarget: Sendable {
 
         let explicitModule = moduleFlag.map(ModuleLocation.init(argument:))
         var module = try ModuleResolution.resolve(explicit: explicitModule, uris: uris)
-        if explicitModule == nil, module == .p11KitProxy, let fromEnvironment = nonEmpty(environment[TokenEnvironment.module]) {
-            module = ModuleLocation(argument: fromEnvironment)
+        if explicitModule == nil, module == .p11KitProxy,
+           let fallback = nonEmpty(environment[TokenEnvironment.module]) ?? profile?.module {
+            module = ModuleLocation(argument: fallback)
         }
 
         let pinSource: PINSource
@@ -59,8 +61,8 @@ public struct TokenTarget: Sendable {
             pinSource = try PINSource(parsing: flag)
         } else if let fromURI = uris.compactMap(\.pinSource).first {
             pinSource = try PINSource(uriPINSource: fromURI)
-        } else if let fromEnvironment = nonEmpty(environment[TokenEnvironment.pinSource]) {
-            pinSource = try PINSource(parsing: fromEnvironment)
+        } else if let fallback = nonEmpty(environment[TokenEnvironment.pinSource]) ?? profile?.pinSource {
+            pinSource = try PINSource(parsing: fallback)
         } else {
             pinSource = .prompt
         }

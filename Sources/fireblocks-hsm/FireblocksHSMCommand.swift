@@ -9,18 +9,23 @@ struct FireblocksHSMCommand: AsyncParsableCommand {
         abstract: "Onboard Fireblocks API users with RSA keys that never leave a PKCS#11 token.",
         discussion: """
             The key pair is generated inside the token (sign-only, sensitive, never extractable,
-            proven by reading its attributes back); the CSR is signed on the token.
+            proven by reading its attributes back); the CSR and every API JWT are signed on the token.
 
             Examples:
               fireblocks-hsm token list
               fireblocks-hsm key generate --token fb --key api-user-1
               fireblocks-hsm csr --token fb --key api-user-1 --cn api-user-1 --o "Acme Corp" --c US --out api_user.csr
+              fireblocks-hsm onboard --token fb --key ci-bot --name ci-bot --role SIGNER --o "Acme Corp" \
+                  --submit --admin-key admin --api-key "$ADMIN_API_KEY" --env sandbox
 
             PINs come from --pin-source prompt|env:NAME|file:PATH, never from a flag.
             Exit codes: docs/exit-codes.md.
             """,
         version: FireblocksHSMVersion.current,
-        subcommands: [TokenCommand.self, KeyCommand.self, CSRSubcommand.self]
+        subcommands: [
+            TokenCommand.self, KeyCommand.self, CSRSubcommand.self,
+            JWTCommand.self, RequestCommand.self, APIUserCommand.self, OnboardSubcommand.self, SandboxCommand.self,
+        ]
     )
 
     /// Parses, runs, and turns every failure into one line on stderr and a documented exit code.

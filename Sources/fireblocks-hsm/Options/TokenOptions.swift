@@ -34,10 +34,22 @@ struct TokenOptions: ParsableArguments {
         valueName: "source"))
     var pinSource: String?
 
-    /// Resolves these options (and `--key`, when the command has one) with the environment.
-    func target(key: String? = nil) throws -> TokenTarget {
+    @Option(help: ArgumentHelp(
+        "Take defaults from this profile of the configuration file (env \(ProfileStore.profileVariable); see docs/profiles.md).",
+        valueName: "name"))
+    var profile: String?
+
+    /// The profile in effect, if any.
+    func loadProfile() throws -> Profile? {
+        try ProfileStore.load(named: profile, environment: ProcessInfo.processInfo.environment)
+    }
+
+    /// Resolves these options (and `--key`, when the command has one) with the environment and
+    /// the profile.
+    func target(key: String? = nil, profile: Profile? = nil) throws -> TokenTarget {
         try TokenTarget.resolve(module: moduleOptions.module, token: token, key: key, pinSource: pinSource,
-                                environment: ProcessInfo.processInfo.environment)
+                                environment: ProcessInfo.processInfo.environment,
+                                profile: profile ?? (try loadProfile()))
     }
 }
 

@@ -1,0 +1,37 @@
+/// A request that could not be made or did not get an HTTP answer: bad base URL or path,
+/// a refused insecure URL, network failure, timeout.
+public struct APIClientError: Error, Hashable, Sendable, CustomStringConvertible {
+    public enum Code: String, Hashable, Sendable {
+        /// Not a usable base URL.
+        case badBaseURL
+        /// `http://` to something that is not a loopback address.
+        case insecureBaseURL
+        /// A request path that cannot be sent exactly as signed.
+        case badPath
+        /// No environment or base URL given.
+        case noEnvironment
+        /// Connection refused, dropped, DNS failure…
+        case network
+        /// No answer in time.
+        case timeout
+        /// An answer that is not HTTP, or a redirect (never followed: it would carry the JWT elsewhere).
+        case invalidResponse
+        /// A bad request body or input file.
+        case badInput
+        /// The local idempotency record forbids the send (same key, other body; stale record).
+        case idempotencyConflict
+    }
+
+    public let code: Code
+    public let reason: String
+
+    public init(_ code: Code, _ reason: String) {
+        self.code = code
+        self.reason = reason
+    }
+
+    public var description: String { reason }
+
+    public static func == (lhs: Self, rhs: Self) -> Bool { lhs.code == rhs.code }
+    public func hash(into hasher: inout Hasher) { hasher.combine(code) }
+}

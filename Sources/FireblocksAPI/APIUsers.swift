@@ -1,0 +1,93 @@
+import Foundation
+
+/// API user roles (the official SDK's enum).
+public enum APIUserRole: String, CaseIterable, Codable, Sendable {
+    case OWNER, ADMIN, SIGNER, COLLATERALS_SIGNER, EDITOR, APPROVER, VIEWER, NON_SIGNING_ADMIN,
+         AUDITOR, NCW_ADMIN, NCW_SIGNER, SECURITY_ADMIN, SECURITY_AUDITOR
+
+    /// Parses a role, case-insensitively, or says which ones exist.
+    public init(validating text: String) throws(APIClientError) {
+        guard let role = APIUserRole(rawValue: text.uppercased()) else {
+            throw APIClientError(.badInput, "--role '\(text)' is not a Fireblocks role; one of: \(APIUserRole.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        self = role
+    }
+
+    /// Roles that may create API users ("Endpoint Permission: Admin, Non-Signing Admin"; the
+    /// workspace owner too).
+    public var mayCreateAPIUsers: Bool { self == .OWNER || self == .ADMIN || self == .NON_SIGNING_ADMIN }
+}
+
+/// The body of `POST /v1/management/api_users` (`CreateAPIUser`).
+public struct CreateAPIUser: Codable, Equatable, Sendable {
+    public let role: String
+    public let name: String
+    public let csrPem: String
+    public let coSignerSetupType: String?
+    public let coSignerSetupIsFirstUser: Bool?
+
+    public init(role: APIUserRole, name: String, csrPem: String, coSignerSetupType: String? = nil,
+                coSignerSetupIsFirstUser: Bool? = nil) throws(APIClientError) {
+        let trimmed = name.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard !trimmed.isEmpty, trimmed == name, name.count <= 256 else {
+            throw APIClientError(.badInput, "--name must be 1 to 256 characters without surrounding spaces")
+        }
+        if let type = coSignerSetupType, type.isEmpty || !type.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "_" }) {
+            throw APIClientError(.badInput, "--co-signer-setup-type must look like SGX_MACHINE (letters, digits, '_')")
+        }
+        self.role = role.rawValue
+        self.name = name
+        self.csrPem = csrPem
+        self.coSignerSetupType = coSignerSetupType
+        self.coSignerSetupIsFirstUser = coSignerSetupIsFirstUser
+    }
+
+    /// The JSON sent: serialised once (sorted keys, so the same input always gives the same
+    /// bytes, which is what lets a re-run be recognised as the same intent); these bytes are
+    /// hashed into the JWT and sent.
+    public func serialized() throws -> [UInt8] {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return Array(try encoder.encode(self))
+    }
+}
+
+/// An API user as `GET /v1/management/api_users` lists it.
+public struct APIUser: Codable, Equatable, Sendable {
+    public let id: String
+    public let name: String
+    public let role: String?
+    public let enabled: Bool?
+    /// PENDING_ACTIVATION, PENDING_DEVICE_PAIRING, PENDING_DEVICE_SETUP, READY.
+    public let status: String?
+    /// API or CONSOLE.
+    public let userType: String?
+
+    public init(id: String, name: String, role: String?, enabled: Bool?, status: String?, userType: String?) {
+        self.id = id
+        self.name = name
+        self.role = role
+        self.enabled = enabled
+        self.status = status
+        self.userType = userType
+    }
+}
+
+/// `{"users": [APIUser]}`.
+public struct APIUserList: Codable, Equatable, Sendable {
+    public let users: [APIUser]
+
+    public init(users: [APIUser]) { self.users = users }
+}
+
+extension FireblocksClient {
+    /// `GET /v1/management/api_users`.
+    public func listAPIUsers() async throws -> (users: [APIUser], response: APIResponse) {
+        let response = try await send(APIRequest(method: "GET", path: "/management/api_users"))
+        do {
+            return (try JSONDecoder().decode(APIUserList.self, from: Data(response.body)).users, response)
+        } catch {
+            throw APIClientError(.invalidResponse, "the API user list could not be read (\(error)) [X-Request-ID: \(response.requestID ?? "none")]")
+        }
+    }
+}

@@ -1,0 +1,101 @@
+import Foundation
+
+/// The API answered with an error. Carries everything a user (and Fireblocks support) needs:
+/// HTTP status, error type or code, message, advice, and always the `X-Request-ID`.
+public struct FireblocksAPIError: Error, Sendable, CustomStringConvertible {
+    public let status: Int
+    public let requestID: String?
+    /// `ErrorResponse.error.type` (`{"error":{"type","message"}}`).
+    public let type: String?
+    /// `ErrorSchema.code` (`{"message","code"}`), e.g. -12.
+    public let code: Int?
+    public let message: String?
+    /// One line on what to do.
+    public let advice: String?
+    public let attempts: Int
+
+    /// Decodes either error shape from a response.
+    /// - Parameter clockOffset: the measured server-minus-local offset, for clock advice.
+    public init(response: APIResponse, clockOffset: TimeInterval?) {
+        status = response.status
+        requestID = response.requestID
+        attempts = response.attempts
+        var type: String?
+        var code: Int?
+        var message: String?
+        if let object = try? JSONSerialization.jsonObject(with: Data(response.body)) as? [String: Any] {
+            if let error = object["error"] as? [String: Any] {
+                type = error["type"] as? String
+                message = error["message"] as? String
+            } else {
+                message = object["message"] as? String
+                code = (object["code"] as? NSNumber)?.intValue
+            }
+        }
+        if message == nil, !response.body.isEmpty {
+            // Not one of the documented shapes (a proxy's HTML page, say): show a little of it.
+            let text = String(decoding: response.body.prefix(200), as: UTF8.self)
+                .replacingOccurrences(of: "\n", with: " ")
+            message = text.count < response.body.count ? text + "…" : text
+        }
+        self.type = type
+        self.code = code
+        self.message = message
+        self.advice = Self.advice(status: status, code: code, clockOffset: clockOffset)
+    }
+
+    public var description: String {
+        var text = "HTTP \(status)"
+        if let type { text += " \(type)" }
+        if let code { text += " (code \(code))" }
+        if let message, !message.isEmpty { text += ": \(message)" }
+        if let advice { text += " — \(advice)" }
+        text += " [X-Request-ID: \(requestID ?? "none received")]"
+        if attempts > 1 { text += " after \(attempts) attempts" }
+        return text
+    }
+
+    /// 401 or 403: the credentials or their permissions.
+    public var isAuthenticationFailure: Bool { status == 401 || status == 403 }
+    /// 5xx (and 429 once retries are spent): the service, not the request.
+    public var isServerSide: Bool { status >= 500 || status == 429 }
+
+    /// One line of advice per documented code (-1…-12) and for the common statuses.
+    static func advice(status: Int, code: Int?, clockOffset: TimeInterval?) -> String? {
+        let skew = clockOffset.map { Int(abs($0).rounded()) }
+        switch code {
+        case -1: return "the signature does not verify with this API user's key: is --key the key whose CSR was uploaded for this --api-key?"
+        case -2: return "the JWT carries no API key (sub claim); this is a client bug, please report it"
+        case -3: return "no bearer token reached the API: is a proxy stripping the Authorization header?"
+        case -4: return "the signed uri differs from the path received: check --base-url's path and the query's percent-encoding"
+        case -5: return "the token was malformed or the API user's certificate has expired: onboard a new key if it has"
+        case -6: return "the API key in the JWT is not this key's API user: check --api-key"
+        case -7: return "the token was not accepted: wrong key for this API key, or the wrong environment (--env/--base-url)"
+        case -8: return "this API user's role may not call the endpoint (creating API users needs Admin or Non-Signing Admin)"
+        case -10:
+            if let skew, let offset = clockOffset, offset > 0 {
+                return "request expired: this host's clock runs behind Fireblocks by ~\(skew) s; sync it (NTP)"
+            }
+            return "request expired: check this host's clock (NTP) and that requests are sent right after signing"
+        case -12:
+            if let skew, let offset = clockOffset, offset < 0 {
+                return "iat in the future: this host's clock runs ahead of Fireblocks by ~\(skew) s; sync it (NTP)"
+            }
+            return "iat in the future: this host's clock runs ahead of Fireblocks; sync it (NTP)"
+        case let other? where other < 0:
+            return "authentication was refused (code \(other)): check --api-key, --key and the environment"
+        default:
+            break
+        }
+        switch status {
+        case 400: return "the API refused the request as invalid; fix the input named in the message"
+        case 401: return "authentication failed: check --api-key, --key and the environment"
+        case 403: return "this API user lacks the permission (creating API users needs Admin or Non-Signing Admin)"
+        case 404: return "no such endpoint or object: check the path and the environment"
+        case 409: return "the object is not in a state that allows this (e.g. a pairing token for a user not pending activation)"
+        case 429: return "rate limited; retries were spent, wait and run again"
+        case 500...599: return "the service failed; retries were spent, run again later (an idempotent request is safe to repeat)"
+        default: return nil
+        }
+    }
+}

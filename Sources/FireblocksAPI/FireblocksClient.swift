@@ -1,0 +1,134 @@
+import Foundation
+
+/// How the client behaves.
+public struct ClientOptions: Sendable {
+    /// Seconds to wait for each answer.
+    public var timeout: TimeInterval
+    public var retryPolicy: RetryPolicy
+    /// Shift `iat`/`exp` by the offset measured from the server's `Date` header.
+    public var compensateClockSkew: Bool
+    public var userAgent: String
+    /// The local clock (tests fix it).
+    public var now: @Sendable () -> Date
+    /// Nonces (tests fix them).
+    public var nonce: @Sendable () -> String
+    /// Waiting between attempts (tests skip it).
+    public var sleep: @Sendable (TimeInterval) async throws -> Void
+
+    public init(timeout: TimeInterval = 30, retryPolicy: RetryPolicy = RetryPolicy(), compensateClockSkew: Bool = true,
+                userAgent: String = "fireblocks-hsm",
+                now: @escaping @Sendable () -> Date = { Date() },
+                nonce: @escaping @Sendable () -> String = { UUID().uuidString.lowercased() },
+                sleep: @escaping @Sendable (TimeInterval) async throws -> Void = { try await Task.sleep(nanoseconds: UInt64($0 * 1_000_000_000)) }) {
+        self.timeout = timeout
+        self.retryPolicy = retryPolicy
+        self.compensateClockSkew = compensateClockSkew
+        self.userAgent = userAgent
+        self.now = now
+        self.nonce = nonce
+        self.sleep = sleep
+    }
+}
+
+/// Sends signed requests to the Fireblocks API: a fresh JWT per attempt (new nonce, new iat),
+/// the same body bytes and idempotency key on every attempt, retries where safe, clock-skew
+/// detection and compensation.
+public final class FireblocksClient: Sendable {
+    public let baseURL: APIBaseURL
+    public let issuer: RequestTokenIssuer
+    public let options: ClientOptions
+    public let clock: ClockSkewMonitor
+    private let transport: any HTTPTransport
+    private let diagnostics: @Sendable (String) -> Void
+
+    public init(baseURL: APIBaseURL, issuer: RequestTokenIssuer, options: ClientOptions = ClientOptions(),
+                transport: any HTTPTransport = URLSessionTransport(), clock: ClockSkewMonitor = ClockSkewMonitor(),
+                diagnostics: @escaping @Sendable (String) -> Void = { _ in }) {
+        self.baseURL = baseURL
+        self.issuer = issuer
+        self.options = options
+        self.transport = transport
+        self.clock = clock
+        self.diagnostics = diagnostics
+    }
+
+    /// The bearer token for a request, issued now (for the `jwt` command).
+    public func bearerToken(for request: APIRequest) throws -> String {
+        let (_, uri) = try baseURL.resolve(path: request.path)
+        return try issuer.token(uri: uri, body: request.body, issuedAt: issuedAt(), nonce: options.nonce())
+    }
+
+    /// Sends the request; returns a 2xx answer or throws ``FireblocksAPIError`` (an HTTP error
+    /// answer) or ``APIClientError`` (no usable answer).
+    public func send(_ request: APIRequest) async throws -> APIResponse {
+        let (url, uri) = try baseURL.resolve(path: request.path)
+        let policy = request.isIdempotent ? options.retryPolicy : .never
+        var attempt = 0
+        var compensatedRetryDone = false
+        var warnedAboutSkew = false
+        while true {
+            attempt += 1
+            let token = try issuer.token(uri: uri, body: request.body, issuedAt: issuedAt(), nonce: options.nonce())
+            var headers = [
+                "X-API-Key": issuer.apiKey,
+                "Authorization": "Bearer \(token)",
+                "User-Agent": options.userAgent,
+                "Accept": "application/json",
+            ]
+            if request.body != nil { headers["Content-Type"] = "application/json" }
+            if let key = request.idempotencyKey { headers["Idempotency-Key"] = key }
+
+            let sentAt = options.now()
+            let response: APIResponse
+            do {
+                response = try await transport.send(url: url, method: request.method, headers: headers, body: request.body,
+                                                    timeout: options.timeout).with(attempts: attempt)
+            } catch let error as APIClientError where error.code == .network || error.code == .timeout {
+                guard attempt < policy.maximumAttempts else {
+                    throw APIClientError(error.code, error.reason + (attempt > 1 ? " (after \(attempt) attempts)" : ""))
+                }
+                let delay = policy.delay(afterAttempt: attempt, retryAfter: nil)
+                diagnostics("\(error.reason); retrying in \(String(format: "%.1f", delay)) s (attempt \(attempt + 1) of \(policy.maximumAttempts))")
+                try await options.sleep(delay)
+                continue
+            }
+
+            if let serverDate = response.date,
+               let offset = clock.record(serverDate: serverDate, sentAt: sentAt, receivedAt: options.now()),
+               !warnedAboutSkew {
+                warnedAboutSkew = true
+                let direction = offset > 0 ? "behind" : "ahead of"
+                let action = options.compensateClockSkew ? "later requests shift iat/exp to match" : "compensation is off"
+                diagnostics("warning: this host's clock runs \(direction) the API's by ~\(Int(abs(offset).rounded())) s (from its Date header); \(action); sync the clock (NTP)")
+            }
+
+            if (200...299).contains(response.status) { return response }
+
+            let error = FireblocksAPIError(response: response, clockOffset: clock.lastOffset)
+            if RetryPolicy.isRetryable(status: response.status), attempt < policy.maximumAttempts {
+                let delay = policy.delay(afterAttempt: attempt, retryAfter: response.retryAfter(now: options.now()))
+                diagnostics("HTTP \(response.status) [X-Request-ID: \(response.requestID ?? "none")]; retrying in \(String(format: "%.1f", delay)) s (attempt \(attempt + 1) of \(policy.maximumAttempts))")
+                try await options.sleep(delay)
+                continue
+            }
+            // A token refused for its times while the clock is measurably off: one more try with
+            // compensated iat/exp (a fresh JWT either way; safe even without an idempotency key,
+            // since the API refused the request before acting on it).
+            if response.status == 401, error.code == -10 || error.code == -12, options.compensateClockSkew,
+               clock.significantOffset != nil, !compensatedRetryDone {
+                compensatedRetryDone = true
+                diagnostics("HTTP 401 (code \(error.code!)) [X-Request-ID: \(response.requestID ?? "none")]; retrying once with iat shifted by the measured clock offset")
+                continue
+            }
+            throw error
+        }
+    }
+
+    private func issuedAt() -> Int {
+        var now = options.now()
+        if options.compensateClockSkew, let offset = clock.significantOffset {
+            now = now.addingTimeInterval(offset)
+        }
+        return Int(now.timeIntervalSince1970)
+    }
+}

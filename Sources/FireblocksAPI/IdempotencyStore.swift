@@ -1,0 +1,191 @@
+import Crypto
+import Foundation
+
+/// One intent to change something through the API, as recorded before the first send.
+public struct IdempotencyRecord: Codable, Equatable, Sendable {
+    public enum State: String, Codable, Sendable {
+        /// Recorded, maybe sent; the outcome is unknown. A re-run sends the same key and bytes.
+        case pending
+        /// The API accepted it (2xx). Never sent again.
+        case completed
+        /// The API refused it for good (4xx). A re-run of the same intent starts afresh.
+        case rejected
+    }
+
+    public let idempotencyKey: String
+    /// SHA-256 of method, base URL, path, API key and body: what makes two runs "the same intent".
+    public let intent: String
+    public let method: String
+    public let url: String
+    public let apiKey: String
+    public let bodySHA256: String
+    /// The exact body bytes (UTF-8 JSON), re-sent as they are.
+    public let body: String
+    public let createdAt: Date
+    public var updatedAt: Date
+    public var state: State
+    public var httpStatus: Int?
+    public var requestIDs: [String]
+
+    public var bodyBytes: [UInt8] { Array(body.utf8) }
+}
+
+/// Records idempotency keys and request bodies in a local JSON file *before* they are sent,
+/// so that an automatic retry or a re-run after a crash reuses the same key and bytes, and the
+/// same key is never used for a different body. Result: at most one effect per intent.
+///
+/// The file is rewritten atomically under an exclusive lock (concurrent runs are safe) with
+/// mode 0600. It holds API keys and request bodies (CSRs, names), no secrets.
+public final class IdempotencyStore: Sendable {
+    /// How long the API remembers an Idempotency-Key.
+    public static let serverRetention: TimeInterval = 24 * 3600
+
+    public let fileURL: URL
+
+    public init(fileURL: URL) {
+        self.fileURL = fileURL
+    }
+
+    /// What to do about an intent.
+    public enum Decision: Sendable {
+        /// Send (or send again) with this record's key and body.
+        case send(IdempotencyRecord)
+        /// Already done in an earlier run: do not send.
+        case alreadyCompleted(IdempotencyRecord)
+    }
+
+    /// Finds or creates the record for an intent and writes it before returning.
+    /// - Parameter explicitKey: a key the user chose (`--idempotency-key`).
+    public func begin(method: String, url: String, apiKey: String, body: [UInt8], explicitKey: String?,
+                      now: Date = Date()) throws -> Decision {
+        let bodyHash = SHA256.hash(data: body).map { String(format: "%02x", $0) }.joined()
+        let intent = SHA256.hash(data: Data("\(method)\n\(url)\n\(apiKey)\n\(bodyHash)".utf8)).map { String(format: "%02x", $0) }.joined()
+        return try withLockedRecords { records in
+            if let explicitKey {
+                if let index = records.firstIndex(where: { $0.idempotencyKey == explicitKey }) {
+                    let existing = records[index]
+                    guard existing.bodySHA256 == bodyHash, existing.url == url, existing.method == method else {
+                        throw APIClientError(.idempotencyConflict, "Idempotency-Key '\(explicitKey)' was used on \(Self.format(existing.createdAt)) for a different request; the same key with a different body is refused (choose a new key)")
+                    }
+                    return try decide(&records[index], now: now)
+                }
+                let record = newRecord(key: explicitKey, intent: intent, method: method, url: url, apiKey: apiKey,
+                                       bodyHash: bodyHash, body: body, now: now)
+                records.append(record)
+                return .send(record)
+            }
+            if let index = records.lastIndex(where: { $0.intent == intent && $0.state != .rejected }) {
+                return try decide(&records[index], now: now)
+            }
+            let record = newRecord(key: UUID().uuidString.lowercased(), intent: intent, method: method, url: url,
+                                   apiKey: apiKey, bodyHash: bodyHash, body: body, now: now)
+            records.append(record)
+            return .send(record)
+        }
+    }
+
+    /// Records the outcome of a send.
+    public func finish(key: String, state: IdempotencyRecord.State, httpStatus: Int?, requestID: String?, now: Date = Date()) throws {
+        try withLockedRecords { records in
+            guard let index = records.firstIndex(where: { $0.idempotencyKey == key }) else { return }
+            records[index].state = state
+            records[index].httpStatus = httpStatus
+            records[index].updatedAt = now
+            if let requestID { records[index].requestIDs.append(requestID) }
+        }
+    }
+
+    /// Every record (for inspection and tests).
+    public func records() throws -> [IdempotencyRecord] {
+        try withLockedRecords { $0 }
+    }
+
+    private func decide(_ record: inout IdempotencyRecord, now: Date) throws -> Decision {
+        switch record.state {
+        case .completed:
+            return .alreadyCompleted(record)
+        case .pending, .rejected:
+            if now.timeIntervalSince(record.createdAt) > Self.serverRetention - 600 {
+                throw APIClientError(.idempotencyConflict, "the request recorded on \(Self.format(record.createdAt)) never got an answer and its Idempotency-Key has expired at the API: check whether it took effect (e.g. 'api-user list') before sending again with a new --idempotency-key")
+            }
+            record.state = .pending
+            record.updatedAt = now
+            return .send(record)
+        }
+    }
+
+    private func newRecord(key: String, intent: String, method: String, url: String, apiKey: String,
+                           bodyHash: String, body: [UInt8], now: Date) -> IdempotencyRecord {
+        IdempotencyRecord(idempotencyKey: key, intent: intent, method: method, url: url, apiKey: apiKey,
+                          bodySHA256: bodyHash, body: String(decoding: body, as: UTF8.self), createdAt: now,
+                          updatedAt: now, state: .pending, httpStatus: nil, requestIDs: [])
+    }
+
+    private static func format(_ date: Date) -> String {
+        ISO8601DateFormatter().string(from: date)
+    }
+
+    /// Reads, lets `body` change, and writes back atomically, all under `flock`.
+    private func withLockedRecords<R>(_ body: (inout [IdempotencyRecord]) throws -> R) throws -> R {
+        let directory = fileURL.deletingLastPathComponent()
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true,
+                                                attributes: [.posixPermissions: 0o700])
+        let lockPath = fileURL.path + ".lock"
+        let lock = open(lockPath, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        guard lock >= 0 else {
+            throw APIClientError(.idempotencyConflict, "cannot open \(lockPath) (\(String(cString: strerror(errno))))")
+        }
+        defer { close(lock) }
+        guard flock(lock, LOCK_EX) == 0 else {
+            throw APIClientError(.idempotencyConflict, "cannot lock \(lockPath) (\(String(cString: strerror(errno))))")
+        }
+        defer { flock(lock, LOCK_UN) }
+
+        let decoder = JSONDecoder()
+        decoder.dateDecodingStrategy = .iso8601
+        var file = StoreFile(version: 1, records: [])
+        if let data = FileManager.default.contents(atPath: fileURL.path), !data.isEmpty {
+            do {
+                file = try decoder.decode(StoreFile.self, from: data)
+            } catch {
+                throw APIClientError(.idempotencyConflict, "the idempotency record \(fileURL.path) is unreadable (\(error)); move it aside to start afresh")
+            }
+        }
+        let before = file.records
+        let result = try body(&file.records)
+        if file.records != before {
+            let encoder = JSONEncoder()
+            encoder.dateEncodingStrategy = .iso8601
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+            try StateFile.writeAtomically(try encoder.encode(file), to: fileURL)
+        }
+        return result
+    }
+
+    private struct StoreFile: Codable {
+        var version: Int
+        var records: [IdempotencyRecord]
+    }
+}
+
+/// Atomic replacement of small state files (temporary file, fsync, rename), mode 0600.
+public enum StateFile {
+    public static func writeAtomically(_ data: Data, to url: URL) throws {
+        let temporary = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).\(UUID().uuidString)")
+        guard FileManager.default.createFile(atPath: temporary.path, contents: nil, attributes: [.posixPermissions: 0o600]) else {
+            throw APIClientError(.idempotencyConflict, "cannot write \(temporary.path)")
+        }
+        do {
+            let handle = try FileHandle(forWritingTo: temporary)
+            try handle.write(contentsOf: data)
+            try handle.synchronize()
+            try handle.close()
+            guard rename(temporary.path, url.path) == 0 else {
+                throw APIClientError(.idempotencyConflict, "cannot replace \(url.path) (\(String(cString: strerror(errno))))")
+            }
+        } catch {
+            unlink(temporary.path)
+            throw error
+        }
+    }
+}

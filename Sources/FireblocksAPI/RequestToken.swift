@@ -1,0 +1,81 @@
+import Crypto
+import Foundation
+import JOSE
+
+/// The claims of a Fireblocks API JWT (FIREBLOCKS-API.md, "Request authentication").
+public struct RequestClaims: Codable, Equatable, Sendable {
+    /// Path including `/v1`, plus `?query`, exactly as sent.
+    public let uri: String
+    /// Fresh per request (UUIDv4); the server refuses reuse.
+    public let nonce: String
+    /// Issue time, epoch seconds.
+    public let iat: Int
+    /// Expiry, epoch seconds; `iat + 55` in every official SDK.
+    public let exp: Int
+    /// The API key.
+    public let sub: String
+    /// Lowercase hex SHA-256 of the exact body bytes sent (of the empty string when there is none).
+    public let bodyHash: String
+
+    public init(uri: String, nonce: String, iat: Int, exp: Int, sub: String, bodyHash: String) {
+        self.uri = uri
+        self.nonce = nonce
+        self.iat = iat
+        self.exp = exp
+        self.sub = sub
+        self.bodyHash = bodyHash
+    }
+
+    /// The payload bytes, in the official SDKs' key order (uri, nonce, iat, exp, sub, bodyHash)
+    /// with compact separators, so a token is byte-for-byte what the Python SDK makes for the same
+    /// inputs. Each value is encoded by Foundation's JSONEncoder; only the fixed object frame is
+    /// written here, because JSONEncoder does not promise a key order.
+    public func serialized() throws -> [UInt8] {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.withoutEscapingSlashes]
+        func value(_ string: String) throws -> String { String(decoding: try encoder.encode(string), as: UTF8.self) }
+        let text = "{\"uri\":\(try value(uri)),\"nonce\":\(try value(nonce)),\"iat\":\(iat),\"exp\":\(exp),\"sub\":\(try value(sub)),\"bodyHash\":\(try value(bodyHash))}"
+        return Array(text.utf8)
+    }
+
+    /// Lowercase hex SHA-256 of `body`; of the empty string when there is no body, as the
+    /// official SDKs compute it.
+    public static func bodyHash(_ body: [UInt8]?) -> String {
+        SHA256.hash(data: body ?? []).map { String(format: "%02x", $0) }.joined()
+    }
+}
+
+/// Issues the bearer token for one request, signing through an ``RS256Signer`` (a token key).
+public struct RequestTokenIssuer: Sendable {
+    /// Longest lifetime the official SDKs use; the API refuses `exp - iat` much above it.
+    public static let maximumLifetime = 55
+
+    public let apiKey: String
+    public let signer: any RS256Signer
+    /// `exp - iat`, 1…55 seconds.
+    public let lifetime: Int
+
+    public init(apiKey: String, signer: any RS256Signer, lifetime: Int = RequestTokenIssuer.maximumLifetime) throws(APIClientError) {
+        guard (1...Self.maximumLifetime).contains(lifetime) else {
+            throw APIClientError(.badInput, "--jwt-lifetime must be 1 to \(Self.maximumLifetime) seconds, not \(lifetime)")
+        }
+        guard !apiKey.isEmpty, apiKey.unicodeScalars.allSatisfy({ $0.isASCII && $0.properties.isAlphabetic || ("0"..."9").contains($0) || $0 == "-" }) else {
+            throw APIClientError(.badInput, "the API key must be the API user's id (letters, digits and '-'), e.g. a UUID")
+        }
+        self.apiKey = apiKey
+        self.signer = signer
+        self.lifetime = lifetime
+    }
+
+    /// The claims for a request.
+    public func claims(uri: String, body: [UInt8]?, issuedAt: Int, nonce: String) -> RequestClaims {
+        RequestClaims(uri: uri, nonce: nonce, iat: issuedAt, exp: issuedAt + lifetime, sub: apiKey,
+                      bodyHash: RequestClaims.bodyHash(body))
+    }
+
+    /// The signed JWT, compact form.
+    public func token(uri: String, body: [UInt8]?, issuedAt: Int, nonce: String) throws -> String {
+        let payload = try claims(uri: uri, body: body, issuedAt: issuedAt, nonce: nonce).serialized()
+        return try CompactJWS.sign(payload: payload, with: signer).compact
+    }
+}

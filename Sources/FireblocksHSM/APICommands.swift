@@ -1,0 +1,110 @@
+import FireblocksAPI
+import Foundation
+import TokenKeys
+import X509
+
+/// A token key ready to sign API requests, and the client that uses it.
+public struct APISession {
+    public let token: OpenedToken
+    public let signer: TokenSigner
+    public let client: FireblocksClient
+
+    /// Opens the token, logs in, finds the key (refusing one that fails the policy) and builds
+    /// a client that signs every request with it.
+    public static func open(token target: TokenTarget, api: APITarget, console: Console) throws -> APISession {
+        let opened = try OpenedToken.open(target, readWrite: false, logIn: true, console: console)
+        return try make(opened: opened, key: try target.requireKey(), api: api)
+    }
+
+    /// The same, on a token this command has already opened and logged in to.
+    public static func make(opened: OpenedToken, key: KeySelector, api: APITarget) throws -> APISession {
+        let pair = try during("reading key '\(key)'") { try KeyStore.findUsable(key, in: opened.session) }
+        let signer = try during("opening a signing session on token '\(opened.token.info.label)'") {
+            try TokenSigner(keyPair: pair, slot: opened.token.slot)
+        }
+        let issuer = try RequestTokenIssuer(apiKey: api.apiKey, signer: TokenJWTSigner(signer), lifetime: api.jwtLifetime)
+        let client = FireblocksClient(baseURL: api.baseURL, issuer: issuer, options: api.options,
+                                      diagnostics: { Console().diagnostic($0) })
+        return APISession(token: opened, signer: signer, client: client)
+    }
+}
+
+/// `jwt`, `request`, `api-user create`, `api-user list`.
+public enum APICommands {
+    /// A bearer token for one request, signed on the token.
+    public static func jwt(token: TokenTarget, api: APITarget, method: String, path: String, body: [UInt8]?,
+                           console: Console) throws -> String {
+        let session = try APISession.open(token: token, api: api, console: console)
+        return try during("signing the JWT") {
+            try session.client.bearerToken(for: APIRequest(method: method, path: path, body: body))
+        }
+    }
+
+    /// Any request, curl-like. Retried only when safe (GET, or with an idempotency key).
+    public static func request(token: TokenTarget, api: APITarget, method: String, path: String, body: [UInt8]?,
+                               idempotencyKey: String?, console: Console) async throws -> APIResponse {
+        let session = try APISession.open(token: token, api: api, console: console)
+        return try await session.client.send(APIRequest(method: method, path: path, body: body, idempotencyKey: idempotencyKey))
+    }
+
+    /// Reads and checks a CSR file: PEM, a certificate request whose self-signature verifies.
+    public static func readCSR(path: String) throws -> (pem: String, csr: CertificateSigningRequest) {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw APIClientError(.badInput, "cannot read the CSR file \(path)")
+        }
+        let pem = String(decoding: data, as: UTF8.self)
+        let csr: CertificateSigningRequest
+        do {
+            csr = try CertificateSigningRequest(pemEncoded: pem)
+        } catch {
+            throw APIClientError(.badInput, "\(path) is not a PEM certificate request (-----BEGIN CERTIFICATE REQUEST-----)")
+        }
+        guard csr.publicKey.isValidSignature(csr.signature, for: csr) else {
+            throw APIClientError(.badInput, "the self-signature of the CSR in \(path) does not verify; it would be refused")
+        }
+        return (pem.trimmingCharacters(in: .whitespacesAndNewlines) + "\n", csr)
+    }
+
+    /// Creates an API user, idempotently (see ``FireblocksClient/createAPIUser(_:store:idempotencyKey:)``).
+    public static func createAPIUser(token: TokenTarget, api: APITarget, user: CreateAPIUser, idempotencyKey: String?,
+                                     console: Console) async throws -> APIUserCreationReport {
+        let session = try APISession.open(token: token, api: api, console: console)
+        let outcome = try await session.client.createAPIUser(user, store: api.idempotencyStore, idempotencyKey: idempotencyKey)
+        return APIUserCreationReport(name: user.name, role: user.role, outcome: outcome, baseURL: api.baseURL.description)
+    }
+
+    /// Lists the workspace's API users.
+    public static func listAPIUsers(token: TokenTarget, api: APITarget, console: Console) async throws -> (users: [APIUser], requestID: String?) {
+        let session = try APISession.open(token: token, api: api, console: console)
+        let (users, response) = try await session.client.listAPIUsers()
+        return (users, response.requestID)
+    }
+}
+
+/// What `api-user create` reports.
+public struct APIUserCreationReport: Codable, Sendable, Equatable {
+    public let name: String
+    public let role: String
+    /// `submitted`, or `already-submitted` when an earlier run got it accepted (nothing sent now).
+    public let result: String
+    public let requestID: String?
+    public let idempotencyKey: String
+    public let attempts: Int?
+    public let baseURL: String
+
+    init(name: String, role: String, outcome: APIUserCreationOutcome, baseURL: String) {
+        self.name = name
+        self.role = role
+        self.baseURL = baseURL
+        idempotencyKey = outcome.idempotencyKey
+        requestID = outcome.requestID
+        switch outcome {
+        case .submitted(_, _, let attempts):
+            result = "submitted"
+            self.attempts = attempts
+        case .alreadySubmitted:
+            result = "already-submitted"
+            attempts = nil
+        }
+    }
+}

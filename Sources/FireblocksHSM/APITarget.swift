@@ -1,0 +1,88 @@
+import FireblocksAPI
+import Foundation
+
+/// Environment variables the API options fall back to.
+public enum APIEnvironment {
+    public static let apiKey = "FIREBLOCKS_HSM_API_KEY"
+    public static let env = "FIREBLOCKS_HSM_ENV"
+    public static let baseURL = "FIREBLOCKS_HSM_BASE_URL"
+    public static let stateDirectory = "FIREBLOCKS_HSM_STATE_DIR"
+}
+
+/// Where and as whom API requests go, and how: resolved from flags, environment, profile.
+public struct APITarget: Sendable {
+    public let baseURL: APIBaseURL
+    public let apiKey: String
+    public let options: ClientOptions
+    public let jwtLifetime: Int
+    /// Where idempotency records (and onboarding progress) are kept.
+    public let stateDirectory: URL
+
+    /// - Parameters:
+    ///   - env: `sandbox`, `us`, `eu` or `eu2`; exclusive with `baseURL`. There is no default: a
+    ///     tool that holds production keys should not pick an environment by itself.
+    public static func resolve(
+        apiKey apiKeyFlag: String?, env envFlag: String?, baseURL baseURLFlag: String?,
+        timeout: TimeInterval, jwtLifetime: Int, compensateClockSkew: Bool, maximumAttempts: Int,
+        stateDirectory stateDirectoryFlag: String?, environment: [String: String], profile: Profile?
+    ) throws -> APITarget {
+        guard envFlag == nil || baseURLFlag == nil else {
+            throw APIClientError(.badInput, "'--env' and '--base-url' are mutually exclusive")
+        }
+        let baseURL: APIBaseURL
+        if let text = baseURLFlag {
+            baseURL = try APIBaseURL(validating: text)
+        } else if let name = envFlag {
+            baseURL = try environmentURL(name)
+        } else if let text = nonEmpty(environment[APIEnvironment.baseURL]) {
+            baseURL = try APIBaseURL(validating: text)
+        } else if let name = nonEmpty(environment[APIEnvironment.env]) {
+            baseURL = try environmentURL(name)
+        } else if let text = profile?.baseURL {
+            baseURL = try APIBaseURL(validating: text)
+        } else if let name = profile?.env {
+            baseURL = try environmentURL(name)
+        } else {
+            throw APIClientError(.noEnvironment, "no API environment: pass --env sandbox|us|eu|eu2 or --base-url URL (or set \(APIEnvironment.env))")
+        }
+        guard let apiKey = apiKeyFlag ?? nonEmpty(environment[APIEnvironment.apiKey]) ?? profile?.apiKey else {
+            throw APIClientError(.badInput, "no API key: pass --api-key (the API user's id) or set \(APIEnvironment.apiKey)")
+        }
+        guard timeout > 0, timeout <= 600 else {
+            throw APIClientError(.badInput, "--timeout must be 1 to 600 seconds")
+        }
+        guard (1...10).contains(maximumAttempts) else {
+            throw APIClientError(.badInput, "--attempts must be 1 to 10")
+        }
+        let options = ClientOptions(timeout: timeout, retryPolicy: RetryPolicy(maximumAttempts: maximumAttempts),
+                                    compensateClockSkew: compensateClockSkew,
+                                    userAgent: "fireblocks-hsm/\(FireblocksHSMVersion.current)")
+        return APITarget(baseURL: baseURL, apiKey: apiKey, options: options, jwtLifetime: jwtLifetime,
+                         stateDirectory: stateDirectoryURL(flag: stateDirectoryFlag, environment: environment))
+    }
+
+    /// `--state-dir`, `$FIREBLOCKS_HSM_STATE_DIR`, `$XDG_STATE_HOME/fireblocks-hsm`, `~/.local/state/fireblocks-hsm`.
+    public static func stateDirectoryURL(flag: String?, environment: [String: String]) -> URL {
+        if let flag { return URL(fileURLWithPath: flag) }
+        if let explicit = nonEmpty(environment[APIEnvironment.stateDirectory]) { return URL(fileURLWithPath: explicit) }
+        let base = nonEmpty(environment["XDG_STATE_HOME"]) ?? (environment["HOME"] ?? NSHomeDirectory()) + "/.local/state"
+        return URL(fileURLWithPath: base).appendingPathComponent("fireblocks-hsm")
+    }
+
+    /// The idempotency record file.
+    public var idempotencyStore: IdempotencyStore {
+        IdempotencyStore(fileURL: stateDirectory.appendingPathComponent("idempotency.json"))
+    }
+
+    private static func environmentURL(_ name: String) throws -> APIBaseURL {
+        guard let environment = FireblocksEnvironment(rawValue: name.lowercased()) else {
+            throw APIClientError(.badInput, "--env '\(name)' is not one of \(FireblocksEnvironment.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        return environment.baseURL
+    }
+
+    private static func nonEmpty(_ value: String?) -> String? {
+        guard let value, !value.isEmpty else { return nil }
+        return value
+    }
+}

@@ -1,0 +1,105 @@
+import Foundation
+import TokenKeys
+
+/// A named set of defaults from the configuration file. Flags win over the environment, which
+/// wins over the profile. A profile never holds a PIN, only where one comes from.
+public struct Profile: Codable, Equatable, Sendable {
+    public var module: String?
+    public var token: String?
+    /// The key that signs API requests (for `onboard`: the admin key).
+    public var key: String?
+    public var apiKey: String?
+    /// sandbox, us, eu or eu2.
+    public var env: String?
+    public var baseURL: String?
+    public var pinSource: String?
+
+    public init(module: String? = nil, token: String? = nil, key: String? = nil, apiKey: String? = nil,
+                env: String? = nil, baseURL: String? = nil, pinSource: String? = nil) {
+        self.module = module
+        self.token = token
+        self.key = key
+        self.apiKey = apiKey
+        self.env = env
+        self.baseURL = baseURL
+        self.pinSource = pinSource
+    }
+
+    static let fieldNames: Set<String> = ["module", "token", "key", "apiKey", "env", "baseURL", "pinSource"]
+}
+
+/// Reads profiles from `$FIREBLOCKS_HSM_CONFIG`, else `$XDG_CONFIG_HOME/fireblocks-hsm/config.json`,
+/// else `~/.config/fireblocks-hsm/config.json`.
+///
+/// ```json
+/// { "profiles": { "sandbox-admin": { "module": "softhsm2", "token": "fb", "key": "admin",
+///     "apiKey": "…", "env": "sandbox", "pinSource": "env:HSM_PIN" } } }
+/// ```
+///
+/// A profile can name a module file, i.e. code this tool will load, so the file (and its
+/// directory) must belong to the user and not be writable by anyone else.
+public enum ProfileStore {
+    public static let environmentVariable = "FIREBLOCKS_HSM_CONFIG"
+    public static let profileVariable = "FIREBLOCKS_HSM_PROFILE"
+
+    /// The configuration file's path.
+    public static func path(environment: [String: String]) -> String {
+        if let explicit = environment[environmentVariable], !explicit.isEmpty { return explicit }
+        let base = environment["XDG_CONFIG_HOME"].flatMap { $0.isEmpty ? nil : $0 }
+            ?? (environment["HOME"] ?? NSHomeDirectory()) + "/.config"
+        return base + "/fireblocks-hsm/config.json"
+    }
+
+    /// The profile to apply: `--profile`, else `FIREBLOCKS_HSM_PROFILE`, else one named
+    /// `default` if the file has it; nil when none applies.
+    public static func load(named flag: String?, environment: [String: String]) throws -> Profile? {
+        let name = flag ?? environment[profileVariable].flatMap { $0.isEmpty ? nil : $0 }
+        let path = path(environment: environment)
+        guard FileManager.default.fileExists(atPath: path) else {
+            if let name {
+                throw TokenKeysError(.invalidArgument, "profile '\(name)' requested but there is no configuration file at \(path)")
+            }
+            return nil
+        }
+        try checkOwnership(path)
+        guard let data = FileManager.default.contents(atPath: path),
+              let root = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+            throw TokenKeysError(.invalidArgument, "configuration file \(path) is not a JSON object")
+        }
+        let profiles = root["profiles"] as? [String: Any] ?? [:]
+        let chosen = name ?? (profiles["default"] != nil ? "default" : nil)
+        guard let chosen else { return nil }
+        guard let raw = profiles[chosen] as? [String: Any] else {
+            let known = profiles.keys.sorted().joined(separator: ", ")
+            throw TokenKeysError(.invalidArgument, "no profile '\(chosen)' in \(path) (profiles: \(known.isEmpty ? "none" : known))")
+        }
+        for key in raw.keys where !Profile.fieldNames.contains(key) {
+            if key.lowercased().contains("pin") {
+                throw TokenKeysError(.invalidArgument, "profile '\(chosen)' in \(path) has '\(key)': PINs are never stored in profiles; use \"pinSource\": \"env:NAME\" or \"file:PATH\"")
+            }
+            throw TokenKeysError(.invalidArgument, "profile '\(chosen)' in \(path) has an unknown field '\(key)' (known: \(Profile.fieldNames.sorted().joined(separator: ", ")))")
+        }
+        do {
+            let profile = try JSONDecoder().decode(Profile.self, from: JSONSerialization.data(withJSONObject: raw))
+            if let source = profile.pinSource { _ = try PINSource(parsing: source) }
+            return profile
+        } catch let error as TokenKeysError {
+            throw TokenKeysError(error.code, "profile '\(chosen)': \(error.reason)")
+        } catch {
+            throw TokenKeysError(.invalidArgument, "profile '\(chosen)' in \(path): every field must be a string")
+        }
+    }
+
+    private static func checkOwnership(_ path: String) throws {
+        for checked in [path, URL(fileURLWithPath: path).deletingLastPathComponent().path] {
+            var status = stat()
+            guard stat(checked, &status) == 0 else { continue }
+            if status.st_uid != getuid() {
+                throw TokenKeysError(.invalidArgument, "\(checked) belongs to another user; a profile can name a module to load, so it must be yours")
+            }
+            if status.st_mode & 0o022 != 0 {
+                throw TokenKeysError(.invalidArgument, "\(checked) is writable by group or others (mode \(String(status.st_mode & 0o777, radix: 8))); a profile can name a module to load: chmod go-w it")
+            }
+        }
+    }
+}

@@ -1,0 +1,15 @@
+import JOSE
+import TokenKeys
+
+/// A token key as the JWT code's signer: RS256 = `CKM_SHA256_RSA_PKCS` on the token.
+public struct TokenJWTSigner: RS256Signer {
+    public let signer: TokenSigner
+
+    public init(_ signer: TokenSigner) {
+        self.signer = signer
+    }
+
+    public func signRS256(_ signingInput: [UInt8]) throws -> [UInt8] {
+        try signer.signRS256(signingInput)
+    }
+}

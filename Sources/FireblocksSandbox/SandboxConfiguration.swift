@@ -1,0 +1,83 @@
+import _CryptoExtras
+import FireblocksAPI
+import Foundation
+
+/// An API user the stand-in accepts requests from: its API key, role and registered public key.
+public struct TrustedAPIUser: Sendable {
+    public let apiKey: String
+    public let role: APIUserRole
+    public let name: String
+    let publicKey: _RSA.Signing.PublicKey
+
+    /// - Parameter publicKeyPEM: a `PUBLIC KEY` PEM (`fireblocks-hsm key export --format pem`).
+    public init(apiKey: String, role: APIUserRole, publicKeyPEM: String, name: String? = nil) throws {
+        guard !apiKey.isEmpty else { throw SandboxError("an API key must not be empty") }
+        do {
+            publicKey = try _RSA.Signing.PublicKey(pemRepresentation: publicKeyPEM)
+        } catch {
+            throw SandboxError("not an RSA public key PEM (2048 bits or more) for API key \(apiKey): \(error)")
+        }
+        self.apiKey = apiKey
+        self.role = role
+        self.name = name ?? "trusted-\(role.rawValue.lowercased())"
+    }
+
+    /// Parses `--trust FILE=API_KEY:ROLE`.
+    public init(trustArgument: String) throws {
+        guard let equals = trustArgument.lastIndex(of: "=") else {
+            throw SandboxError("--trust takes PUBLIC_KEY_PEM_FILE=API_KEY:ROLE, e.g. admin.pub=3f1c…:ADMIN")
+        }
+        let file = String(trustArgument[..<equals])
+        let rest = trustArgument[trustArgument.index(after: equals)...].split(separator: ":", maxSplits: 1).map(String.init)
+        guard rest.count == 2 else {
+            throw SandboxError("--trust '\(trustArgument)': after '=' give API_KEY:ROLE")
+        }
+        let role = try APIUserRole(validating: rest[1])
+        guard let pem = try? String(contentsOfFile: file, encoding: .utf8) else {
+            throw SandboxError("--trust: cannot read \(file)")
+        }
+        try self.init(apiKey: rest[0], role: role, publicKeyPEM: pem)
+    }
+}
+
+/// How the stand-in behaves, faults included.
+public struct SandboxConfiguration: Sendable {
+    public var trusted: [TrustedAPIUser]
+    /// Where the state (created users, idempotency records) is kept; nil for memory only.
+    public var stateFile: URL?
+    /// Answer 503 to the first N authenticated requests.
+    public var failFirst: Int
+    /// Answer 429 (`Retry-After: 1`) to the first N authenticated requests.
+    public var rateLimitFirst: Int
+    /// Close the connection without an answer for the first N requests.
+    public var dropFirst: Int
+    /// Wait this long before answering.
+    public var delay: TimeInterval
+    /// The stand-in's clock runs this many seconds ahead of the host's (negative: behind), in its
+    /// checks and in its `Date` header.
+    public var clockOffset: TimeInterval
+    /// How far `iat` may be in the future before -12.
+    public var iatLeeway: TimeInterval
+    /// Largest accepted `exp - iat`.
+    public var maximumTokenLifetime: Int
+
+    public init(trusted: [TrustedAPIUser], stateFile: URL? = nil, failFirst: Int = 0, rateLimitFirst: Int = 0,
+                dropFirst: Int = 0, delay: TimeInterval = 0, clockOffset: TimeInterval = 0,
+                iatLeeway: TimeInterval = 5, maximumTokenLifetime: Int = 60) {
+        self.trusted = trusted
+        self.stateFile = stateFile
+        self.failFirst = failFirst
+        self.rateLimitFirst = rateLimitFirst
+        self.dropFirst = dropFirst
+        self.delay = delay
+        self.clockOffset = clockOffset
+        self.iatLeeway = iatLeeway
+        self.maximumTokenLifetime = maximumTokenLifetime
+    }
+}
+
+/// A stand-in configuration or start-up problem.
+public struct SandboxError: Error, CustomStringConvertible, Sendable {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}

@@ -1,0 +1,40 @@
+import ArgumentParser
+import FireblocksHSM
+
+struct JWTCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "jwt",
+        abstract: "Print the bearer token (RS256 JWT, signed on the token) for one API request.",
+        discussion: """
+            The token is a 55-second bearer credential: pipe it where it is needed, do not log it.
+            Its claims: uri (the path with /v1 and query), a fresh nonce, iat, exp, sub (the API
+            key) and bodyHash (SHA-256 of the exact body bytes; of the empty string without a body).
+
+            Examples:
+              fireblocks-hsm jwt --token fb --key admin --api-key "$ADMIN_API_KEY" --env sandbox \\
+                  --method POST --path /v1/management/api_users --body-file body.json
+              curl -H "X-API-Key: $ADMIN_API_KEY" -H "Authorization: Bearer $(fireblocks-hsm jwt … --path /v1/workspace)" …
+            """
+    )
+
+    @OptionGroup var token: TokenOptions
+    @OptionGroup var key: KeyOptions
+    @OptionGroup var api: APIOptions
+
+    @Option(help: "HTTP method the token is for.")
+    var method: String = "GET"
+
+    @Option(help: ArgumentHelp("Request path with /v1 and ?query, percent-encoded, exactly as it will be sent.", valueName: "path"))
+    var path: String
+
+    @Option(name: .customLong("body-file"), help: ArgumentHelp("File holding the exact body bytes that will be sent.", valueName: "path"))
+    var bodyFile: String?
+
+    func run() throws {
+        let profile = try token.loadProfile()
+        let jwt = try APICommands.jwt(token: try token.target(key: key.key ?? profile?.key, profile: profile),
+                                      api: try api.target(profile: profile), method: method, path: path,
+                                      body: try bodyFile.map(RequestBody.readFile), console: Console())
+        Console().output(jwt + "\n")
+    }
+}

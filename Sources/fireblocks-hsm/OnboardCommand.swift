@@ -1,0 +1,112 @@
+import Foundation
+import ArgumentParser
+import FireblocksAPI
+import FireblocksHSM
+import TokenKeys
+
+struct OnboardSubcommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "onboard",
+        abstract: "The whole onboarding: key on the token, CSR, and (with --submit) the API user.",
+        discussion: """
+            Generates the key under the key policy, makes and verifies the CSR, and with --submit
+            creates the API user through the API, signed by an admin key on the same token. A
+            re-run after a failure resumes: the key and CSR of the earlier run are reused and the
+            creation is re-sent with the same Idempotency-Key: never a second key or user.
+
+            Examples:
+              fireblocks-hsm onboard --token fb --key ci-bot --name ci-bot --role SIGNER --o "Acme Corp" --cn ci-bot
+              fireblocks-hsm onboard --token fb --key ci-bot --name ci-bot --role SIGNER --o "Acme Corp" --cn ci-bot \\
+                  --submit --admin-key admin --api-key "$ADMIN_API_KEY" --env sandbox
+            """
+    )
+
+    @OptionGroup var token: TokenOptions
+
+    @Option(help: ArgumentHelp("Label of the new API user's key on the token.", valueName: "label"))
+    var key: String
+
+    @Option(help: "Modulus size: 2048, 3072 or 4096.")
+    var bits: UInt = 4096
+
+    @Option(help: "Name of the new API user.")
+    var name: String
+
+    @Option(help: ArgumentHelp("Role of the new API user: \(APIUserRole.allCases.map(\.rawValue).joined(separator: ", ")).", valueName: "role"))
+    var role: String
+
+    @Option(name: .customLong("cn"), help: "CSR Common Name.")
+    var commonName: String?
+    @Option(name: .customLong("o"), help: "CSR Organization (Fireblocks requires it).")
+    var organization: String?
+    @Option(name: .customLong("ou"), help: "CSR Organizational Unit.")
+    var organizationalUnit: String?
+    @Option(name: .customLong("c"), help: "CSR Country (ISO 3166-1 alpha-2).")
+    var country: String?
+    @Option(name: .customLong("st"), help: "CSR State or province.")
+    var state: String?
+    @Option(name: .customLong("l"), help: "CSR Locality.")
+    var locality: String?
+
+    @Option(name: .customLong("csr-out"), help: ArgumentHelp("Where to write the CSR (default: KEY.csr).", valueName: "path"))
+    var csrOut: String?
+
+    @Flag(help: "Replace a CSR file that is not this key's.")
+    var force = false
+
+    @Flag(help: "Create the API user through the API (needs --admin-key and the API options).")
+    var submit = false
+
+    @Option(name: .customLong("admin-key"), help: ArgumentHelp("The admin API user's key on the token (default: the profile's key).", valueName: "label|uri"))
+    var adminKey: String?
+
+    @OptionGroup var api: APIOptions
+
+    @Option(name: .customLong("co-signer-setup-type"), help: "coSignerSetupType, e.g. SGX_MACHINE.")
+    var coSignerSetupType: String?
+
+    @Flag(name: .customLong("co-signer-first-user"), help: "coSignerSetupIsFirstUser: true.")
+    var coSignerFirstUser = false
+
+    @Option(name: .customLong("idempotency-key"), help: "Use this Idempotency-Key instead of a generated one.")
+    var idempotencyKey: String?
+
+    @OptionGroup var output: OutputOptions
+
+    func validate() throws {
+        guard KeyPolicy.supportedModulusBits.contains(bits) else {
+            throw ValidationError("'--bits' must be 2048, 3072 or 4096")
+        }
+        if !submit, adminKey != nil || idempotencyKey != nil {
+            throw ValidationError("'--admin-key' and '--idempotency-key' only make sense with '--submit'")
+        }
+    }
+
+    func run() async throws {
+        let profile = try token.loadProfile()
+        // Everything that can be checked without the token is checked first.
+        let subject = try CSRSubject(commonName: commonName, organization: organization, organizationalUnit: organizationalUnit,
+                                     country: country, state: state, locality: locality)
+        let role = try APIUserRole(validating: role)
+        var submission: OnboardRequest.Submission?
+        let stateDirectory: URL
+        if submit {
+            let apiTarget = try api.target(profile: profile)
+            guard let admin = adminKey ?? profile?.key else {
+                throw ValidationError("'--submit' needs '--admin-key' (the admin API user's key on the token)")
+            }
+            submission = OnboardRequest.Submission(adminKey: try KeySelector(argument: admin), api: apiTarget,
+                                                   idempotencyKey: idempotencyKey)
+            stateDirectory = apiTarget.stateDirectory
+        } else {
+            stateDirectory = APITarget.stateDirectoryURL(flag: api.stateDirectory, environment: ProcessInfo.processInfo.environment)
+        }
+        let request = OnboardRequest(
+            keyLabel: key, bits: bits, subject: subject, csrPath: csrOut ?? "\(key).csr", overwriteCSR: force, name: name,
+            role: role, coSignerSetupType: coSignerSetupType, coSignerSetupIsFirstUser: coSignerFirstUser ? true : nil,
+            submission: submission)
+        let report = try await OnboardCommand.run(token: try token.target(profile: profile), request: request,
+                                                  stateDirectory: stateDirectory, console: Console())
+        try output.emit(report, text: TextReports.onboarded)
+    }
+}

@@ -1,0 +1,94 @@
+import ArgumentParser
+import FireblocksSandbox
+import FireblocksHSM
+import Foundation
+
+struct SandboxCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "sandbox",
+        abstract: "An offline stand-in of the Fireblocks API, for testing provisioning pipelines.",
+        subcommands: [SandboxServeCommand.self]
+    )
+}
+
+struct SandboxServeCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "serve",
+        abstract: "Serve the stand-in on loopback until interrupted.",
+        discussion: """
+            Verifies requests as the API is documented to (known X-API-Key, RS256 signature with the
+            registered key, sub, uri, bodyHash, lifetime, expiry, iat, nonce reuse) and answers with
+            the documented error shapes and an X-Request-ID. Implements POST/GET
+            /v1/management/api_users, POST …/{id}/pairing_token and GET /v1/workspace. Prints its
+            base URL on stdout. See docs/sandbox.md.
+
+            Examples:
+              fireblocks-hsm key export --token fb --key admin --out admin.pub
+              fireblocks-hsm sandbox serve --port 8088 --trust admin.pub=$ADMIN_API_KEY:ADMIN --state sandbox.json
+              fireblocks-hsm sandbox serve --port 0 --trust admin.pub=$ADMIN_API_KEY:ADMIN --fail-first 2 --delay 0.5
+            """
+    )
+
+    @Option(help: "Loopback address to listen on.")
+    var host = "127.0.0.1"
+
+    @Option(help: "Port (0: any free port; the chosen one is printed).")
+    var port = 8088
+
+    @Option(help: ArgumentHelp("Accept requests from this API user: PUBLIC_KEY_PEM=API_KEY:ROLE (repeatable).", valueName: "file=key:role"))
+    var trust: [String] = []
+
+    @Option(help: ArgumentHelp("Keep state (users created, idempotency records) in this JSON file.", valueName: "path"))
+    var state: String?
+
+    @Option(name: .customLong("port-file"), help: ArgumentHelp("Also write the bound port to this file (for scripts).", valueName: "path"))
+    var portFile: String?
+
+    @Option(name: .customLong("fail-first"), help: "Answer 503 to the first N authenticated requests.")
+    var failFirst = 0
+
+    @Option(name: .customLong("rate-limit-first"), help: "Answer 429 (Retry-After: 1) to the first N authenticated requests.")
+    var rateLimitFirst = 0
+
+    @Option(name: .customLong("drop-first"), help: "Close the connection without answering the first N requests.")
+    var dropFirst = 0
+
+    @Option(help: "Wait this many seconds before every answer.")
+    var delay: Double = 0
+
+    @Option(name: .customLong("clock-offset"), help: "Run the stand-in's clock this many seconds ahead (negative: behind).")
+    var clockOffset: Double = 0
+
+    func validate() throws {
+        guard !trust.isEmpty else { throw ValidationError("give at least one '--trust PUBLIC_KEY_PEM=API_KEY:ROLE'") }
+        guard failFirst >= 0, rateLimitFirst >= 0, dropFirst >= 0, delay >= 0 else {
+            throw ValidationError("fault counts and --delay must not be negative")
+        }
+    }
+
+    func run() async throws {
+        let configuration = SandboxConfiguration(
+            trusted: try trust.map(TrustedAPIUser.init(trustArgument:)),
+            stateFile: state.map { URL(fileURLWithPath: $0) }, failFirst: failFirst, rateLimitFirst: rateLimitFirst,
+            dropFirst: dropFirst, delay: delay, clockOffset: clockOffset)
+        let console = Console()
+        let service = try SandboxService(configuration: configuration)
+        let server = try await SandboxServer.start(service: service, host: host, port: port, log: { console.diagnostic($0) })
+        if let portFile {
+            try AtomicFile.write(Array("\(server.port)\n".utf8), to: portFile, overwrite: true, mode: 0o644)
+        }
+        console.output(server.baseURL + "\n")
+        console.diagnostic("fireblocks-hsm sandbox: listening on \(server.baseURL) (Ctrl-C to stop)")
+
+        let signals = [SIGINT, SIGTERM].map { number -> any DispatchSourceSignal in
+            signal(number, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+            source.setEventHandler { Task { try? await server.shutdown() } }
+            source.resume()
+            return source
+        }
+        try await server.waitUntilClosed()
+        signals.forEach { $0.cancel() }
+        console.diagnostic("fireblocks-hsm sandbox: stopped")
+    }
+}
