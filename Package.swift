@@ -113,6 +113,16 @@ let package = Package(
             ]
         ),
         .testTarget(
+            name: "FireblocksAPITests",
+            dependencies: [
+                "FireblocksAPI", "FireblocksSandbox", "FireblocksHSM", "JOSE", "PKCS11", "TokenKeys", "SoftHSMTestSupport",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "_CryptoExtras", package: "swift-crypto"),
+                .product(name: "X509", package: "swift-certificates"),
+            ],
+            exclude: ["Fixtures"]
+        ),
+        .testTarget(
             name: "CLITests",
             dependencies: [
                 "fireblocks-hsm", "SoftHSMTestSupport",

@@ -43,7 +43,7 @@ public struct APIResponse: Sendable {
     public var date: Date? { headers["date"].flatMap(HTTPDate.parse) }
 
     /// `Retry-After`, in seconds (delta-seconds or an HTTP date).
-    func retryAfter(now: Date) -> TimeInterval? {
+    public func retryAfter(now: Date) -> TimeInterval? {
         guard let value = headers["retry-after"]?.trimmingCharacters(in: .whitespaces) else { return nil }
         if let seconds = Int(value), seconds >= 0 { return TimeInterval(seconds) }
         return HTTPDate.parse(value).map { max(0, $0.timeIntervalSince(now)) }

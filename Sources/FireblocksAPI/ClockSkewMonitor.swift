@@ -19,11 +19,10 @@ public final class ClockSkewMonitor: Sendable {
     @discardableResult
     public func record(serverDate: Date, sentAt: Date, receivedAt: Date) -> TimeInterval? {
         let local = sentAt.addingTimeInterval(receivedAt.timeIntervalSince(sentAt) / 2)
+        // Within a second either way: the server's Date is truncated to whole seconds.
         let offset = serverDate.timeIntervalSince(local)
-        // The server's second is truncated: its true time is up to 1 s later.
-        let corrected = offset + 0.5
-        measured.withLock { $0 = corrected }
-        return abs(corrected) > threshold ? corrected : nil
+        measured.withLock { $0 = offset }
+        return abs(offset) > threshold ? offset : nil
     }
 
     /// The last measured offset when it exceeds the threshold (server minus local, seconds).

@@ -37,7 +37,7 @@ public final class URLSessionTransport: HTTPTransport {
         let data: Data
         let response: URLResponse
         do {
-            (data, response) = try await session.data(for: request)
+            (data, response) = try await exchange(request, timeout: timeout)
         } catch let error as URLError {
             switch error.code {
             case .timedOut:
@@ -60,6 +60,22 @@ public final class URLSessionTransport: HTTPTransport {
             throw APIClientError(.invalidResponse, "\(url.host ?? "?") answered HTTP \(http.statusCode) (a redirect to \(fields["Location"] ?? fields["location"] ?? "?")); redirects are not followed, check --base-url")
         }
         return APIResponse(status: http.statusCode, headers: fields, body: Array(data))
+    }
+
+    /// The exchange, with the deadline enforced here: FoundationNetworking on Linux does not honour
+    /// `URLRequest.timeoutInterval` for an answer that never comes.
+    private func exchange(_ request: URLRequest, timeout: TimeInterval) async throws -> (Data, URLResponse) {
+        let session = self.session
+        return try await withThrowingTaskGroup(of: (Data, URLResponse).self) { group in
+            group.addTask { try await session.data(for: request) }
+            group.addTask {
+                try await Task.sleep(nanoseconds: UInt64(timeout * 1_000_000_000))
+                throw URLError(.timedOut)
+            }
+            defer { group.cancelAll() }
+            guard let first = try await group.next() else { throw URLError(.unknown) }
+            return first
+        }
     }
 
     private static func describe(_ error: URLError) -> String {

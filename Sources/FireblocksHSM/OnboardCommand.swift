@@ -124,7 +124,7 @@ public enum OnboardCommand {
                 try CSRBuilder.makeCSR(subject: request.subject, signingKey: TokenPrivateKey(signer: signer))
             }
             csrPEM = try csr.serializeAsPEM().pemString + "\n"
-            try AtomicFile.write(Array(csrPEM.utf8), to: request.csrPath, overwrite: request.overwriteCSR || FileManager.default.fileExists(atPath: request.csrPath), mode: 0o644)
+            try AtomicFile.write(Array(csrPEM.utf8), to: request.csrPath, overwrite: request.overwriteCSR, mode: 0o644)
             csrState = "written"
         }
         let csrDigest = hex(SHA256.hash(data: Array(csrPEM.utf8)))

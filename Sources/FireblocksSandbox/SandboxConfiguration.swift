@@ -51,6 +51,9 @@ public struct SandboxConfiguration: Sendable {
     public var rateLimitFirst: Int
     /// Close the connection without an answer for the first N requests.
     public var dropFirst: Int
+    /// Carry out the first N authenticated requests, then close the connection without
+    /// answering (the server acted, the client never heard: what idempotency keys are for).
+    public var loseResponseFirst: Int
     /// Wait this long before answering.
     public var delay: TimeInterval
     /// The stand-in's clock runs this many seconds ahead of the host's (negative: behind), in its
@@ -62,13 +65,14 @@ public struct SandboxConfiguration: Sendable {
     public var maximumTokenLifetime: Int
 
     public init(trusted: [TrustedAPIUser], stateFile: URL? = nil, failFirst: Int = 0, rateLimitFirst: Int = 0,
-                dropFirst: Int = 0, delay: TimeInterval = 0, clockOffset: TimeInterval = 0,
+                dropFirst: Int = 0, loseResponseFirst: Int = 0, delay: TimeInterval = 0, clockOffset: TimeInterval = 0,
                 iatLeeway: TimeInterval = 5, maximumTokenLifetime: Int = 60) {
         self.trusted = trusted
         self.stateFile = stateFile
         self.failFirst = failFirst
         self.rateLimitFirst = rateLimitFirst
         self.dropFirst = dropFirst
+        self.loseResponseFirst = loseResponseFirst
         self.delay = delay
         self.clockOffset = clockOffset
         self.iatLeeway = iatLeeway

@@ -108,7 +108,7 @@ private final class SandboxHTTPHandler: ChannelInboundHandler, RemovableChannelH
             let request = SandboxRequest(method: head.method.rawValue, target: head.uri, headers: headers, body: body)
             switch service.handle(request) {
             case .drop:
-                log("\(head.method.rawValue) \(head.uri) -> connection dropped (--drop-first)")
+                log("\(head.method.rawValue) \(head.uri) -> connection closed without an answer (fault injection)")
                 context.close(promise: nil)
             case .respond(let status, let responseHeaders, let responseBody):
                 let requestID = responseHeaders.first { $0.0 == "X-Request-ID" }?.1 ?? "-"

@@ -42,6 +42,7 @@ public final class SandboxService: Sendable {
         var nonces: [String: Date] = [:]
         var received = 0
         var authenticated = 0
+        var routed = 0
     }
 
     public init(configuration: SandboxConfiguration) throws {
@@ -82,7 +83,9 @@ public final class SandboxService: Sendable {
             if state.authenticated <= configuration.rateLimitFirst + configuration.failFirst {
                 return Self.errorResponse(503, "INTERNAL", "Service unavailable (stand-in --fail-first)", requestID: requestID, now: now)
             }
-            return route(request, caller: user, state: &state.persistent, requestID: requestID, now: now)
+            let reply = route(request, caller: user, state: &state.persistent, requestID: requestID, now: now)
+            state.routed += 1
+            return state.routed <= configuration.loseResponseFirst ? .drop : reply
         }
     }
 

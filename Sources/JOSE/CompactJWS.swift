@@ -16,7 +16,7 @@ public struct CompactJWS: Sendable, Equatable {
     public static let rs256JWTHeader = Array(#"{"alg":"RS256","typ":"JWT"}"#.utf8)
 
     /// Signs `payload` under `header`.
-    public static func sign(header: [UInt8] = rs256JWTHeader, payload: [UInt8], with signer: some RS256Signer) throws -> CompactJWS {
+    public static func sign(header: [UInt8] = rs256JWTHeader, payload: [UInt8], with signer: any RS256Signer) throws -> CompactJWS {
         let input = signingInput(header: header, payload: payload)
         return CompactJWS(header: header, payload: payload, signature: try signer.signRS256(Array(input.utf8)))
     }

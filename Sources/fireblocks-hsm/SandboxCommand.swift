@@ -53,15 +53,18 @@ struct SandboxServeCommand: AsyncParsableCommand {
     @Option(name: .customLong("drop-first"), help: "Close the connection without answering the first N requests.")
     var dropFirst = 0
 
+    @Option(name: .customLong("lose-response-first"), help: "Carry out the first N authenticated requests, then close the connection without answering.")
+    var loseResponseFirst = 0
+
     @Option(help: "Wait this many seconds before every answer.")
     var delay: Double = 0
 
-    @Option(name: .customLong("clock-offset"), help: "Run the stand-in's clock this many seconds ahead (negative: behind).")
+    @Option(name: .customLong("clock-offset"), help: "Run the stand-in's clock this many seconds ahead (negative: behind; write --clock-offset=-120).")
     var clockOffset: Double = 0
 
     func validate() throws {
         guard !trust.isEmpty else { throw ValidationError("give at least one '--trust PUBLIC_KEY_PEM=API_KEY:ROLE'") }
-        guard failFirst >= 0, rateLimitFirst >= 0, dropFirst >= 0, delay >= 0 else {
+        guard failFirst >= 0, rateLimitFirst >= 0, dropFirst >= 0, loseResponseFirst >= 0, delay >= 0 else {
             throw ValidationError("fault counts and --delay must not be negative")
         }
     }
@@ -70,7 +73,7 @@ struct SandboxServeCommand: AsyncParsableCommand {
         let configuration = SandboxConfiguration(
             trusted: try trust.map(TrustedAPIUser.init(trustArgument:)),
             stateFile: state.map { URL(fileURLWithPath: $0) }, failFirst: failFirst, rateLimitFirst: rateLimitFirst,
-            dropFirst: dropFirst, delay: delay, clockOffset: clockOffset)
+            dropFirst: dropFirst, loseResponseFirst: loseResponseFirst, delay: delay, clockOffset: clockOffset)
         let console = Console()
         let service = try SandboxService(configuration: configuration)
         let server = try await SandboxServer.start(service: service, host: host, port: port, log: { console.diagnostic($0) })
