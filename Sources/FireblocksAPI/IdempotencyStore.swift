@@ -58,8 +58,8 @@ public final class IdempotencyStore: Sendable {
     /// - Parameter explicitKey: a key the user chose (`--idempotency-key`).
     public func begin(method: String, url: String, apiKey: String, body: [UInt8], explicitKey: String?,
                       now: Date = Date()) throws -> Decision {
-        let bodyHash = SHA256.hash(data: body).map { String(format: "%02x", $0) }.joined()
-        let intent = SHA256.hash(data: Data("\(method)\n\(url)\n\(apiKey)\n\(bodyHash)".utf8)).map { String(format: "%02x", $0) }.joined()
+        let bodyHash = sha256Hex(body)
+        let intent = sha256Hex(Data("\(method)\n\(url)\n\(apiKey)\n\(bodyHash)".utf8))
         return try withLockedRecords { records in
             if let explicitKey {
                 if let index = records.firstIndex(where: { $0.idempotencyKey == explicitKey }) {

@@ -41,8 +41,13 @@ public struct RequestClaims: Codable, Equatable, Sendable {
     /// Lowercase hex SHA-256 of `body`; of the empty string when there is no body, as the
     /// official SDKs compute it.
     public static func bodyHash(_ body: [UInt8]?) -> String {
-        SHA256.hash(data: body ?? []).map { String(format: "%02x", $0) }.joined()
+        sha256Hex(body ?? [])
     }
+}
+
+/// Lowercase hex SHA-256.
+public func sha256Hex(_ bytes: some DataProtocol) -> String {
+    SHA256.hash(data: bytes).map { String(format: "%02x", $0) }.joined()
 }
 
 /// Issues the bearer token for one request, signing through an ``RS256Signer`` (a token key).

@@ -204,7 +204,7 @@ public final class SandboxService: Sendable {
                                                 coSignerSetupIsFirstUser: object["coSignerSetupIsFirstUser"] as? Bool) else {
             return .failure("name or coSignerSetupType is malformed")
         }
-        return .success(Creation(body: creation, publicKeySHA256: SHA256.hash(data: spki).map { String(format: "%02x", $0) }.joined()))
+        return .success(Creation(body: creation, publicKeySHA256: sha256Hex(spki)))
     }
 
     private func pairingToken(userID: String, caller: TrustedAPIUser, state: inout SandboxState,

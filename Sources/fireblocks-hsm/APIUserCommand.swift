@@ -40,14 +40,7 @@ struct APIUserCreateCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("The new user's CSR (PEM), e.g. from 'fireblocks-hsm csr'.", valueName: "path"))
     var csr: String
 
-    @Option(name: .customLong("co-signer-setup-type"), help: "coSignerSetupType, e.g. SGX_MACHINE (management/signer roles on co-signer setups).")
-    var coSignerSetupType: String?
-
-    @Flag(name: .customLong("co-signer-first-user"), help: "coSignerSetupIsFirstUser: true.")
-    var coSignerFirstUser = false
-
-    @Option(name: .customLong("idempotency-key"), help: "Use this Idempotency-Key instead of a generated one.")
-    var idempotencyKey: String?
+    @OptionGroup var creation: CreationOptions
 
     @OptionGroup var output: OutputOptions
 
@@ -56,11 +49,11 @@ struct APIUserCreateCommand: AsyncParsableCommand {
         let apiTarget = try api.target(profile: profile)
         let role = try APIUserRole(validating: role)
         let (pem, _) = try APICommands.readCSR(path: csr)
-        let body = try CreateAPIUser(role: role, name: name, csrPem: pem, coSignerSetupType: coSignerSetupType,
-                                     coSignerSetupIsFirstUser: coSignerFirstUser ? true : nil)
+        let body = try CreateAPIUser(role: role, name: name, csrPem: pem, coSignerSetupType: creation.coSignerSetupType,
+                                     coSignerSetupIsFirstUser: creation.coSignerSetupIsFirstUser)
         let report = try await APICommands.createAPIUser(
             token: try token.target(key: key.key ?? profile?.key, profile: profile), api: apiTarget, user: body,
-            idempotencyKey: idempotencyKey, console: Console())
+            idempotencyKey: creation.idempotencyKey, console: Console())
         try output.emit(report) { report in
             let verb = report.result == "submitted" ? "Submitted" : "Already submitted by an earlier run (nothing sent now):"
             return "\(verb) API user '\(report.name)' (\(report.role)) at \(report.baseURL) [X-Request-ID: \(report.requestID ?? "none")]. An admin quorum approves it in the Console.\n"

@@ -22,18 +22,7 @@ struct CSRSubcommand: ParsableCommand {
     @OptionGroup var token: TokenOptions
     @OptionGroup var key: KeyOptions
 
-    @Option(name: .customLong("cn"), help: "Common Name, e.g. the API user's name.")
-    var commonName: String?
-    @Option(name: .customLong("o"), help: "Organization (Fireblocks requires it).")
-    var organization: String?
-    @Option(name: .customLong("ou"), help: "Organizational Unit.")
-    var organizationalUnit: String?
-    @Option(name: .customLong("c"), help: "Country: ISO 3166-1 alpha-2, e.g. US.")
-    var country: String?
-    @Option(name: .customLong("st"), help: "State or province.")
-    var state: String?
-    @Option(name: .customLong("l"), help: "Locality (city).")
-    var locality: String?
+    @OptionGroup var subjectOptions: SubjectOptions
 
     @Option(help: ArgumentHelp("Where to write the PEM CSR ('-' for stdout).", valueName: "path"))
     var out: String
@@ -50,9 +39,7 @@ struct CSRSubcommand: ParsableCommand {
     }
 
     func run() throws {
-        let subject = try CSRSubject(commonName: commonName, organization: organization,
-                                     organizationalUnit: organizationalUnit, country: country,
-                                     state: state, locality: locality)
+        let subject = try subjectOptions.subject()
         let (report, pem) = try CSRCommand.make(target: try token.target(key: key.key), subject: subject,
                                                 output: out, overwrite: force, console: Console())
         if out == "-" {

@@ -35,18 +35,7 @@ struct OnboardSubcommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Role of the new API user: \(APIUserRole.allCases.map(\.rawValue).joined(separator: ", ")).", valueName: "role"))
     var role: String
 
-    @Option(name: .customLong("cn"), help: "CSR Common Name.")
-    var commonName: String?
-    @Option(name: .customLong("o"), help: "CSR Organization (Fireblocks requires it).")
-    var organization: String?
-    @Option(name: .customLong("ou"), help: "CSR Organizational Unit.")
-    var organizationalUnit: String?
-    @Option(name: .customLong("c"), help: "CSR Country (ISO 3166-1 alpha-2).")
-    var country: String?
-    @Option(name: .customLong("st"), help: "CSR State or province.")
-    var state: String?
-    @Option(name: .customLong("l"), help: "CSR Locality.")
-    var locality: String?
+    @OptionGroup var subjectOptions: SubjectOptions
 
     @Option(name: .customLong("csr-out"), help: ArgumentHelp("Where to write the CSR (default: KEY.csr).", valueName: "path"))
     var csrOut: String?
@@ -62,14 +51,7 @@ struct OnboardSubcommand: AsyncParsableCommand {
 
     @OptionGroup var api: APIOptions
 
-    @Option(name: .customLong("co-signer-setup-type"), help: "coSignerSetupType, e.g. SGX_MACHINE.")
-    var coSignerSetupType: String?
-
-    @Flag(name: .customLong("co-signer-first-user"), help: "coSignerSetupIsFirstUser: true.")
-    var coSignerFirstUser = false
-
-    @Option(name: .customLong("idempotency-key"), help: "Use this Idempotency-Key instead of a generated one.")
-    var idempotencyKey: String?
+    @OptionGroup var creation: CreationOptions
 
     @OptionGroup var output: OutputOptions
 
@@ -77,7 +59,7 @@ struct OnboardSubcommand: AsyncParsableCommand {
         guard KeyPolicy.supportedModulusBits.contains(bits) else {
             throw ValidationError("'--bits' must be 2048, 3072 or 4096")
         }
-        if !submit, adminKey != nil || idempotencyKey != nil {
+        if !submit, adminKey != nil || creation.idempotencyKey != nil {
             throw ValidationError("'--admin-key' and '--idempotency-key' only make sense with '--submit'")
         }
     }
@@ -85,8 +67,7 @@ struct OnboardSubcommand: AsyncParsableCommand {
     func run() async throws {
         let profile = try token.loadProfile()
         // Everything that can be checked without the token is checked first.
-        let subject = try CSRSubject(commonName: commonName, organization: organization, organizationalUnit: organizationalUnit,
-                                     country: country, state: state, locality: locality)
+        let subject = try subjectOptions.subject()
         let role = try APIUserRole(validating: role)
         var submission: OnboardRequest.Submission?
         let stateDirectory: URL
@@ -96,14 +77,14 @@ struct OnboardSubcommand: AsyncParsableCommand {
                 throw ValidationError("'--submit' needs '--admin-key' (the admin API user's key on the token)")
             }
             submission = OnboardRequest.Submission(adminKey: try KeySelector(argument: admin), api: apiTarget,
-                                                   idempotencyKey: idempotencyKey)
+                                                   idempotencyKey: creation.idempotencyKey)
             stateDirectory = apiTarget.stateDirectory
         } else {
             stateDirectory = APITarget.stateDirectoryURL(flag: api.stateDirectory, environment: ProcessInfo.processInfo.environment)
         }
         let request = OnboardRequest(
             keyLabel: key, bits: bits, subject: subject, csrPath: csrOut ?? "\(key).csr", overwriteCSR: force, name: name,
-            role: role, coSignerSetupType: coSignerSetupType, coSignerSetupIsFirstUser: coSignerFirstUser ? true : nil,
+            role: role, coSignerSetupType: creation.coSignerSetupType, coSignerSetupIsFirstUser: creation.coSignerSetupIsFirstUser,
             submission: submission)
         let report = try await OnboardCommand.run(token: try token.target(profile: profile), request: request,
                                                   stateDirectory: stateDirectory, console: Console())
