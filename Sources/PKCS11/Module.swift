@@ -145,6 +145,10 @@ final class LoadedModule: @unchecked Sendable {
     }
 }
 
+/// Modules by file (canonical path). One caveat: p11-kit's proxy loads every registered module
+/// itself, so a process that uses the proxy *and* loads one of those modules directly holds two
+/// references the registry cannot relate; finalising either would end the other's sessions.
+/// The command line uses one module per process; library users should do the same.
 enum ModuleRegistry {
     private struct Entry {
         let module: LoadedModule
