@@ -9,17 +9,10 @@ public enum AtomicFile {
     ///   - overwrite: replace an existing file (`--force`); otherwise an existing file is an error.
     ///   - mode: permissions of the new file.
     public static func write(_ bytes: [UInt8], to path: String, overwrite: Bool, mode: mode_t = 0o644) throws(FileOutputError) {
+        try checkWritable(path, overwrite: overwrite)
         let url = URL(fileURLWithPath: path)
         let directory = url.deletingLastPathComponent().path
         let name = url.lastPathComponent
-
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory), isDirectory.boolValue else {
-            throw FileOutputError(path: path, reason: "directory \(directory) does not exist")
-        }
-        if !overwrite, FileManager.default.fileExists(atPath: path) {
-            throw FileOutputError(path: path, reason: "the file exists; pass --force to replace it", code: .exists)
-        }
 
         var template = Array("\(directory)/.\(name).tmp-XXXXXX".utf8CString)
         let descriptor = mkstemp(&template)
@@ -66,6 +59,24 @@ public enum AtomicFile {
         if directoryDescriptor >= 0 {
             _ = fsync(directoryDescriptor)
             close(directoryDescriptor)
+        }
+    }
+}
+
+extension AtomicFile {
+    /// The checks ``write(_:to:overwrite:mode:)`` starts with; commands call it early too, so
+    /// that a doomed run stops before asking for a PIN or touching the token.
+    public static func checkWritable(_ path: String, overwrite: Bool) throws(FileOutputError) {
+        let directory = URL(fileURLWithPath: path).deletingLastPathComponent().path
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory), isDirectory.boolValue else {
+            throw FileOutputError(path: path, reason: "directory \(directory) does not exist")
+        }
+        guard access(directory, W_OK) == 0 else {
+            throw FileOutputError(path: path, reason: "directory \(directory) is not writable")
+        }
+        if !overwrite, FileManager.default.fileExists(atPath: path) {
+            throw FileOutputError(path: path, reason: "the file exists; pass --force to replace it", code: .exists)
         }
     }
 }

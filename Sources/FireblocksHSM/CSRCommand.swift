@@ -14,7 +14,7 @@ public enum CSRCommand {
         let key = try target.requireKey()
         // Fail on an unusable output path before asking for a PIN or signing anything.
         if output != "-" {
-            try preflightOutput(output, overwrite: overwrite)
+            try AtomicFile.checkWritable(output, overwrite: overwrite)
         }
         let opened = try OpenedToken.open(target, readWrite: false, logIn: true, console: console)
         let tokenLabel = opened.token.info.label
@@ -38,20 +38,5 @@ public enum CSRCommand {
             verified: true,
             key: KeyIdentity(pair, publicKey: signer.publicKey))
         return (report, pem)
-    }
-
-    /// The checks `AtomicFile.write` makes, done early so a doomed run stops before the token.
-    static func preflightOutput(_ path: String, overwrite: Bool) throws {
-        let directory = URL(fileURLWithPath: path).deletingLastPathComponent().path
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory), isDirectory.boolValue else {
-            throw FileOutputError(path: path, reason: "directory \(directory) does not exist")
-        }
-        guard access(directory, W_OK) == 0 else {
-            throw FileOutputError(path: path, reason: "directory \(directory) is not writable")
-        }
-        if !overwrite, FileManager.default.fileExists(atPath: path) {
-            throw FileOutputError(path: path, reason: "the file exists; pass --force to replace it", code: .exists)
-        }
     }
 }

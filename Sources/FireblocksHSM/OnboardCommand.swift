@@ -72,8 +72,9 @@ public enum OnboardCommand {
     public static func run(token target: TokenTarget, request: OnboardRequest, stateDirectory: URL,
                            console: Console) async throws -> OnboardReport {
         try KeyLabel.validate(request.keyLabel)
-        // Fail on a doomed CSR path before touching the token.
-        try preflightCSRPath(request)
+        // Fail on a doomed CSR path before touching the token (an existing file is judged later:
+        // it may be this key's CSR from an earlier run).
+        try AtomicFile.checkWritable(request.csrPath, overwrite: true)
 
         let opened = try OpenedToken.open(target, readWrite: true, logIn: true, console: console)
         let info = opened.token.info
@@ -149,10 +150,6 @@ public enum OnboardCommand {
             token: info.label, keyLabel: pair.label, keyID: hex(pair.id), keyFingerprintSHA256: publicKey.fingerprint,
             key: keyState, csrPath: request.csrPath, csrSHA256: csrDigest, csr: csrState, submission: submission,
             apiUser: apiUser, nextSteps: nextSteps(request: request, submitted: submission != nil, user: apiUser, fingerprint: publicKey.fingerprint))
-    }
-
-    private static func preflightCSRPath(_ request: OnboardRequest) throws {
-        try CSRCommand.preflightOutput(request.csrPath, overwrite: true)
     }
 
     /// The PEM at `path` when it is a CSR for `publicKey` with `subject`; nil otherwise.

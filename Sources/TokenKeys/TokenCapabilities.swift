@@ -14,12 +14,15 @@ public enum TokenCapabilities {
         if info.maximumKeySize > 0, !(info.minimumKeySize...info.maximumKeySize).contains(bits) {
             throw TokenKeysError(.keySizeUnsupported, "token '\(label)' generates RSA keys of \(info.minimumKeySize) to \(info.maximumKeySize) bits, not \(bits)")
         }
-        try requireSigning(on: slot)
+        try requireSigning(on: slot, mechanisms: mechanisms)
     }
 
     /// `CKM_SHA256_RSA_PKCS` with the sign flag: what CSRs and RS256 JWTs are signed with.
     public static func requireSigning(on slot: Slot) throws {
-        let mechanisms = try slot.mechanisms()
+        try requireSigning(on: slot, mechanisms: try slot.mechanisms())
+    }
+
+    private static func requireSigning(on slot: Slot, mechanisms: [MechanismType]) throws {
         let label = (try? slot.tokenInfo().label) ?? "?"
         guard mechanisms.contains(.sha256RSAPKCS) else {
             throw TokenKeysError(.mechanismUnsupported, "token '\(label)' does not offer CKM_SHA256_RSA_PKCS, which CSR and JWT signatures (RS256) need")
