@@ -6,8 +6,9 @@
 //     -> PKCS11 (typed wrapper; the only target that imports CPKCS11)
 //       -> TokenKeys (key policy, generation, provenance, token key as CustomPrivateKey,
 //                     CSR building, public key; no C types)
+//   DurableFiles (atomic, durable file writes; inter-process file locks; locked JSON records)
 //   JOSE (base64url, JWK, compact JWS, the RS256Signer protocol; knows nothing of PKCS#11)
-//     -> FireblocksAPI (JWTs, HTTP client, retries, clock skew, idempotency, API users)
+//     -> FireblocksAPI (+ DurableFiles) (JWTs, HTTP client, retries, clock skew, idempotency, API users)
 //       -> FireblocksSandbox (the offline stand-in of the API, on SwiftNIO)
 //         -> FireblocksHSM (use cases behind the commands; token key as RS256Signer; reports, exit codes)
 //           -> fireblocks-hsm (executable: argument parsing only)
@@ -54,16 +55,23 @@ let package = Package(
             dependencies: []
         ),
         .target(
+            name: "DurableFiles",
+            dependencies: []
+        ),
+        .target(
             name: "FireblocksAPI",
             dependencies: [
                 "JOSE",
+                "DurableFiles",
                 .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "X509", package: "swift-certificates"),
             ]
         ),
         .target(
             name: "FireblocksSandbox",
             dependencies: [
                 "FireblocksAPI",
+                "DurableFiles",
                 "JOSE",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "_CryptoExtras", package: "swift-crypto"),
@@ -77,6 +85,7 @@ let package = Package(
             name: "FireblocksHSM",
             dependencies: [
                 "TokenKeys",
+                "DurableFiles",
                 "PKCS11",
                 "JOSE",
                 "FireblocksAPI",
@@ -88,6 +97,7 @@ let package = Package(
             name: "fireblocks-hsm",
             dependencies: [
                 "FireblocksHSM",
+                "DurableFiles",
                 "FireblocksSandbox",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]

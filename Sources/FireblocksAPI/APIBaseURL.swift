@@ -13,8 +13,8 @@ public enum FireblocksEnvironment: String, CaseIterable, Sendable {
         case .eu: text = "https://eu-api.fireblocks.io/v1"
         case .eu2: text = "https://eu2-api.fireblocks.io/v1"
         }
-        // Constants known to be valid.
-        return try! APIBaseURL(validating: text)
+        // Constants known to be valid; the fallback keeps this total without a force-try.
+        return (try? APIBaseURL(validating: text)) ?? APIBaseURL(scheme: "https", host: "invalid.invalid", port: nil, basePath: "/v1")
     }
 }
 
@@ -27,6 +27,13 @@ public struct APIBaseURL: Sendable, Equatable, CustomStringConvertible {
     /// The path prefix every request path is under, e.g. `/v1` (no trailing slash).
     public let basePath: String
 
+    fileprivate init(scheme: String, host: String, port: Int?, basePath: String) {
+        self.scheme = scheme
+        self.host = host
+        self.port = port
+        self.basePath = basePath
+    }
+
     public init(validating text: String) throws(APIClientError) {
         guard let components = URLComponents(string: text), let scheme = components.scheme?.lowercased() else {
             throw APIClientError(.badBaseURL, "base URL '\(text)' is not a URL; give e.g. https://api.fireblocks.io/v1")
@@ -34,7 +41,8 @@ public struct APIBaseURL: Sendable, Equatable, CustomStringConvertible {
         guard scheme == "https" || scheme == "http" else {
             throw APIClientError(.badBaseURL, "base URL '\(text)' must be https:// (or http:// to a loopback address)")
         }
-        guard let host = components.host, !host.isEmpty else {
+        // Foundation on Linux keeps the brackets of an IPv6 literal in `host`; Darwin drops them.
+        guard let rawHost = components.host, case let host = Self.unbracketed(rawHost), !host.isEmpty else {
             throw APIClientError(.badBaseURL, "base URL '\(text)' has no host")
         }
         guard components.user == nil, components.password == nil, components.query == nil, components.fragment == nil else {
@@ -42,6 +50,12 @@ public struct APIBaseURL: Sendable, Equatable, CustomStringConvertible {
         }
         if scheme == "http", !Self.isLoopback(host) {
             throw APIClientError(.insecureBaseURL, "refusing plain http to '\(host)': API credentials travel only over https (http is allowed to a loopback address, for the offline stand-in)")
+        }
+        guard host.unicodeScalars.allSatisfy({ $0.isASCII && $0.value > 0x20 && $0.value < 0x7f }) else {
+            throw APIClientError(.badBaseURL, "base URL '\(text)' has a host with characters outside ASCII; write it as an ASCII name or address")
+        }
+        if let port = components.port, !(1...65535).contains(port) {
+            throw APIClientError(.badBaseURL, "base URL '\(text)' has port \(port); ports are 1 to 65535")
         }
         var path = components.percentEncodedPath
         while path.hasSuffix("/") { path.removeLast() }
@@ -51,15 +65,22 @@ public struct APIBaseURL: Sendable, Equatable, CustomStringConvertible {
         self.basePath = path
     }
 
-    /// True for `localhost`, 127.0.0.0/8 and `::1`, judged from the text alone.
-    static func isLoopback(_ host: String) -> Bool {
-        let host = host.lowercased().trimmingCharacters(in: CharacterSet(charactersIn: "[]"))
+    /// True for `localhost`, 127.0.0.0/8 and `::1`, judged from the text alone. Only ASCII
+    /// digits count as digits (`½` and `٣` are numbers to Unicode, not to an address parser).
+    public static func isLoopback(_ host: String) -> Bool {
+        let host = unbracketed(host).lowercased()
         if host == "localhost" || host == "::1" || host == "0:0:0:0:0:0:0:1" { return true }
         let octets = host.split(separator: ".", omittingEmptySubsequences: false)
-        guard octets.count == 4, octets.allSatisfy({ !$0.isEmpty && $0.count <= 3 && $0.allSatisfy(\.isNumber) && Int($0)! <= 255 }) else {
-            return false
+        guard octets.count == 4 else { return false }
+        for octet in octets {
+            guard (1...3).contains(octet.utf8.count), octet.utf8.allSatisfy({ (0x30...0x39).contains($0) }),
+                  let value = Int(octet), value <= 255 else { return false }
         }
         return octets[0] == "127"
+    }
+
+    static func unbracketed(_ host: String) -> String {
+        host.hasPrefix("[") && host.hasSuffix("]") && host.count >= 2 ? String(host.dropFirst().dropLast()) : host
     }
 
     /// `scheme://host[:port]`.
@@ -77,6 +98,28 @@ public struct APIBaseURL: Sendable, Equatable, CustomStringConvertible {
     /// it would go on the wire byte for byte as signed (java-sdk once signed before encoding
     /// and got 401s).
     public func resolve(path: String) throws(APIClientError) -> (url: URL, uri: String) {
+        try Self.validate(path: path)
+        let pathOnly = path.split(separator: "?", maxSplits: 1).first.map(String.init) ?? path
+        let uri = basePath.isEmpty || pathOnly == basePath || pathOnly.hasPrefix(basePath + "/") ? path : basePath + path
+        guard let url = URL(string: origin + uri) else {
+            throw APIClientError(.badPath, "request path '\(path)' does not make a URL")
+        }
+        return (url, uri)
+    }
+
+    /// The `uri` claim for a whole path (`/v1/…`), when no base URL is known: the claim names no
+    /// host, so signing needs none. A path without the `/v1` prefix is refused (which base path
+    /// to add is the base URL's to say).
+    public static func uri(forWholePath path: String) throws(APIClientError) -> String {
+        try validate(path: path)
+        guard path.hasPrefix("/v1/") || path == "/v1" || path.hasPrefix("/v1?") else {
+            throw APIClientError(.badPath, "request path '\(path)' must be the whole path, starting with /v1/, when no --env or --base-url says which base path to add")
+        }
+        return path
+    }
+
+    /// Refuses a path that would not go on the wire byte for byte as signed.
+    static func validate(path: String) throws(APIClientError) {
         guard path.hasPrefix("/") else {
             throw APIClientError(.badPath, "request path '\(path)' must start with '/', e.g. /v1/workspace")
         }
@@ -93,12 +136,6 @@ public struct APIBaseURL: Sendable, Equatable, CustomStringConvertible {
                 throw APIClientError(.badPath, "request path '\(path)' has a '%' not followed by two hex digits")
             }
         }
-        let pathOnly = path.split(separator: "?", maxSplits: 1).first.map(String.init) ?? path
-        let uri = basePath.isEmpty || pathOnly == basePath || pathOnly.hasPrefix(basePath + "/") ? path : basePath + path
-        guard let url = URL(string: origin + uri) else {
-            throw APIClientError(.badPath, "request path '\(path)' does not make a URL")
-        }
-        return (url, uri)
     }
 }
 

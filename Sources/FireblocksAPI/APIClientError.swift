@@ -20,6 +20,8 @@ public struct APIClientError: Error, Hashable, Sendable, CustomStringConvertible
         case badInput
         /// The local idempotency record forbids the send (same key, other body; stale record).
         case idempotencyConflict
+        /// The CSR's public key already backs another API user created from this machine.
+        case keyReuse
     }
 
     public let code: Code

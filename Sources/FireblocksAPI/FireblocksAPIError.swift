@@ -13,12 +13,16 @@ public struct FireblocksAPIError: Error, Sendable, CustomStringConvertible {
     /// One line on what to do.
     public let advice: String?
     public let attempts: Int
+    /// The answer's body as the server sent it (UTF-8, undecodable bytes replaced), for
+    /// machine-readable output; nil when empty.
+    public let body: String?
 
     /// Decodes either error shape from a response.
     /// - Parameter clockOffset: the measured server-minus-local offset, for clock advice.
     public init(response: APIResponse, clockOffset: TimeInterval?) {
         status = response.status
         requestID = response.requestID
+        body = response.body.isEmpty ? nil : String(decoding: response.body, as: UTF8.self)
         attempts = response.attempts
         var type: String?
         var code: Int?

@@ -117,7 +117,7 @@ public final class FireblocksClient: Sendable {
             if response.status == 401, error.code == -10 || error.code == -12, options.compensateClockSkew,
                clock.significantOffset != nil, !compensatedRetryDone {
                 compensatedRetryDone = true
-                diagnostics("HTTP 401 (code \(error.code!)) [X-Request-ID: \(response.requestID ?? "none")]; retrying once with iat shifted by the measured clock offset")
+                diagnostics("HTTP 401 (code \(error.code.map(String.init) ?? "?")) [X-Request-ID: \(response.requestID ?? "none")]; retrying once with iat shifted by the measured clock offset")
                 continue
             }
             throw error

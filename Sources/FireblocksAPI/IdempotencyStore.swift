@@ -1,4 +1,5 @@
 import Crypto
+import DurableFiles
 import Foundation
 
 /// One intent to change something through the API, as recorded before the first send.
@@ -26,6 +27,11 @@ public struct IdempotencyRecord: Codable, Equatable, Sendable {
     public var state: State
     public var httpStatus: Int?
     public var requestIDs: [String]
+    /// For an API user's creation: the ids the user list held before the first send (nil when
+    /// it could not be listed), so that the new user can be told apart from namesakes later.
+    public var userIDsBefore: [String]?
+    /// For an API user's creation: the new user's id, once identified.
+    public var createdUserID: String?
 
     public var bodyBytes: [UInt8] { Array(body.utf8) }
 }
@@ -54,10 +60,20 @@ public final class IdempotencyStore: Sendable {
         case alreadyCompleted(IdempotencyRecord)
     }
 
+    /// The longest Idempotency-Key the API accepts.
+    public static let maximumKeyLength = 40
+
     /// Finds or creates the record for an intent and writes it before returning.
-    /// - Parameter explicitKey: a key the user chose (`--idempotency-key`).
+    /// - Parameter explicitKey: a key the user chose (`--idempotency-key`), at most 40
+    ///   printable ASCII characters (the API's limit; refused here rather than by the server).
     public func begin(method: String, url: String, apiKey: String, body: [UInt8], explicitKey: String?,
                       now: Date = Date()) throws -> Decision {
+        if let explicitKey {
+            guard !explicitKey.isEmpty, explicitKey.count <= Self.maximumKeyLength,
+                  explicitKey.unicodeScalars.allSatisfy({ $0.value > 0x20 && $0.value < 0x7f }) else {
+                throw APIClientError(.badInput, "an Idempotency-Key is 1 to \(Self.maximumKeyLength) printable ASCII characters without spaces (the API's limit)")
+            }
+        }
         let bodyHash = sha256Hex(body)
         let intent = sha256Hex(Data("\(method)\n\(url)\n\(apiKey)\n\(bodyHash)".utf8))
         return try withLockedRecords { records in
@@ -95,6 +111,25 @@ public final class IdempotencyStore: Sendable {
         }
     }
 
+    /// Sets what is known about an API user's creation (baseline, identified id) on a record.
+    public func annotate(key: String, userIDsBefore: [String]?? = nil, createdUserID: String? = nil) throws {
+        try withLockedRecords { records in
+            guard let index = records.firstIndex(where: { $0.idempotencyKey == key }) else { return }
+            if let userIDsBefore, records[index].userIDsBefore == nil { records[index].userIDsBefore = userIDsBefore }
+            if let createdUserID { records[index].createdUserID = createdUserID }
+        }
+    }
+
+    /// API user creations (sent or accepted, not refused) whose CSR carries the public key with
+    /// this SHA-256 (of its DER SubjectPublicKeyInfo).
+    public func creations(backedBy publicKeySHA256: String) throws -> [(name: String, url: String)] {
+        try records().compactMap { record in
+            guard record.method == "POST", record.url.hasSuffix("/management/api_users"), record.state != .rejected,
+                  FireblocksClient.publicKeyDigest(creationBody: record.body) == publicKeySHA256 else { return nil }
+            return (FireblocksClient.creationName(record.body) ?? "?", record.url)
+        }
+    }
+
     /// Every record (for inspection and tests).
     public func records() throws -> [IdempotencyRecord] {
         try withLockedRecords { $0 }
@@ -118,7 +153,8 @@ public final class IdempotencyStore: Sendable {
                            bodyHash: String, body: [UInt8], now: Date) -> IdempotencyRecord {
         IdempotencyRecord(idempotencyKey: key, intent: intent, method: method, url: url, apiKey: apiKey,
                           bodySHA256: bodyHash, body: String(decoding: body, as: UTF8.self), createdAt: now,
-                          updatedAt: now, state: .pending, httpStatus: nil, requestIDs: [])
+                          updatedAt: now, state: .pending, httpStatus: nil, requestIDs: [], userIDsBefore: nil,
+                          createdUserID: nil)
     }
 
     private static func format(_ date: Date) -> String {
@@ -127,65 +163,12 @@ public final class IdempotencyStore: Sendable {
 
     /// Reads, lets `body` change, and writes back atomically, all under `flock`.
     private func withLockedRecords<R>(_ body: (inout [IdempotencyRecord]) throws -> R) throws -> R {
-        let directory = fileURL.deletingLastPathComponent()
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true,
-                                                attributes: [.posixPermissions: 0o700])
-        let lockPath = fileURL.path + ".lock"
-        let lock = open(lockPath, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
-        guard lock >= 0 else {
-            throw APIClientError(.idempotencyConflict, "cannot open \(lockPath) (\(String(cString: strerror(errno))))")
-        }
-        defer { close(lock) }
-        guard flock(lock, LOCK_EX) == 0 else {
-            throw APIClientError(.idempotencyConflict, "cannot lock \(lockPath) (\(String(cString: strerror(errno))))")
-        }
-        defer { flock(lock, LOCK_UN) }
-
-        let decoder = JSONDecoder()
-        decoder.dateDecodingStrategy = .iso8601
-        var file = StoreFile(version: 1, records: [])
-        if let data = FileManager.default.contents(atPath: fileURL.path), !data.isEmpty {
-            do {
-                file = try decoder.decode(StoreFile.self, from: data)
-            } catch {
-                throw APIClientError(.idempotencyConflict, "the idempotency record \(fileURL.path) is unreadable (\(error)); move it aside to start afresh")
-            }
-        }
-        let before = file.records
-        let result = try body(&file.records)
-        if file.records != before {
-            let encoder = JSONEncoder()
-            encoder.dateEncodingStrategy = .iso8601
-            encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-            try StateFile.writeAtomically(try encoder.encode(file), to: fileURL)
-        }
-        return result
+        let file = LockedJSONFile<StoreFile>(path: fileURL.path) { StoreFile(version: 1, records: []) }
+        return try file.update { stored in try body(&stored.records) }
     }
 
-    private struct StoreFile: Codable {
+    private struct StoreFile: Codable, Equatable {
         var version: Int
         var records: [IdempotencyRecord]
-    }
-}
-
-/// Atomic replacement of small state files (temporary file, fsync, rename), mode 0600.
-public enum StateFile {
-    public static func writeAtomically(_ data: Data, to url: URL) throws {
-        let temporary = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).\(UUID().uuidString)")
-        guard FileManager.default.createFile(atPath: temporary.path, contents: nil, attributes: [.posixPermissions: 0o600]) else {
-            throw APIClientError(.idempotencyConflict, "cannot write \(temporary.path)")
-        }
-        do {
-            let handle = try FileHandle(forWritingTo: temporary)
-            try handle.write(contentsOf: data)
-            try handle.synchronize()
-            try handle.close()
-            guard rename(temporary.path, url.path) == 0 else {
-                throw APIClientError(.idempotencyConflict, "cannot replace \(url.path) (\(String(cString: strerror(errno))))")
-            }
-        } catch {
-            unlink(temporary.path)
-            throw error
-        }
     }
 }

@@ -32,11 +32,21 @@ public struct APISession {
 /// `jwt`, `request`, `api-user create`, `api-user list`.
 public enum APICommands {
     /// A bearer token for one request, signed on the token.
-    public static func jwt(token: TokenTarget, api: APITarget, method: String, path: String, body: [UInt8]?,
-                           console: Console) throws -> String {
-        let session = try APISession.open(token: token, api: api, console: console)
+    ///
+    /// Without a base URL the path must be the whole path (`/v1/…`): it is the `uri` claim as is.
+    public static func jwt(token: TokenTarget, apiKey: String, baseURL: APIBaseURL?, jwtLifetime: Int, method: String,
+                           path: String, body: [UInt8]?, console: Console) throws -> String {
+        let uri = try baseURL.map { try $0.resolve(path: path).uri } ?? APIBaseURL.uri(forWholePath: path)
+        let opened = try OpenedToken.open(token, readWrite: false, logIn: true, console: console)
+        let key = try token.requireKey()
+        let pair = try during("reading key '\(key)'") { try KeyStore.findUsable(key, in: opened.session) }
+        let signer = try during("opening a signing session on token '\(opened.token.info.label)'") {
+            try TokenSigner(keyPair: pair, slot: opened.token.slot)
+        }
+        let issuer = try RequestTokenIssuer(apiKey: apiKey, signer: TokenJWTSigner(signer), lifetime: jwtLifetime)
         return try during("signing the JWT") {
-            try session.client.bearerToken(for: APIRequest(method: method, path: path, body: body))
+            try issuer.token(uri: uri, body: body, issuedAt: Int(Date().timeIntervalSince1970),
+                             nonce: UUID().uuidString.lowercased())
         }
     }
 
@@ -65,12 +75,15 @@ public enum APICommands {
         return (pem.trimmingCharacters(in: .whitespacesAndNewlines) + "\n", csr)
     }
 
-    /// Creates an API user, idempotently (see ``FireblocksClient/createAPIUser(_:store:idempotencyKey:)``).
+    /// Creates an API user, idempotently, refusing a key that already backs another user and
+    /// identifying the new user (see ``FireblocksClient/createAPIUserIdentifying(_:store:idempotencyKey:allowKeyReuse:)``).
     public static func createAPIUser(token: TokenTarget, api: APITarget, user: CreateAPIUser, idempotencyKey: String?,
-                                     console: Console) async throws -> APIUserCreationReport {
+                                     allowKeyReuse: Bool, console: Console) async throws -> APIUserCreationReport {
         let session = try APISession.open(token: token, api: api, console: console)
-        let outcome = try await session.client.createAPIUser(user, store: api.idempotencyStore, idempotencyKey: idempotencyKey)
-        return APIUserCreationReport(name: user.name, role: user.role, outcome: outcome, baseURL: api.baseURL.description)
+        let result = try await session.client.createAPIUserIdentifying(user, store: api.idempotencyStore,
+                                                                        idempotencyKey: idempotencyKey, allowKeyReuse: allowKeyReuse)
+        result.warnings.forEach(console.diagnostic)
+        return APIUserCreationReport(name: user.name, role: user.role, result: result, baseURL: api.baseURL.description)
     }
 
     /// Lists the workspace's API users.
@@ -91,20 +104,46 @@ public struct APIUserCreationReport: Codable, Sendable, Equatable {
     public let idempotencyKey: String
     public let attempts: Int?
     public let baseURL: String
+    /// `identified` (``userID`` is the new user), `not-listed-yet` (awaiting approval), `ambiguous`
+    /// (see ``candidates``) or `unknown` (the list could not be read).
+    public let userIdentification: String
+    /// The new user's id (its API key), only when exactly one new listed user matches.
+    public let userID: String?
+    /// The ids that could be the new user, when it is ambiguous.
+    public let candidates: [String]
 
-    init(name: String, role: String, outcome: APIUserCreationOutcome, baseURL: String) {
+    init(name: String, role: String, result: APIUserCreationResult, baseURL: String) {
         self.name = name
         self.role = role
         self.baseURL = baseURL
+        let outcome = result.outcome
         idempotencyKey = outcome.idempotencyKey
         requestID = outcome.requestID
         switch outcome {
         case .submitted(_, _, let attempts):
-            result = "submitted"
+            self.result = "submitted"
             self.attempts = attempts
         case .alreadySubmitted:
-            result = "already-submitted"
+            self.result = "already-submitted"
             attempts = nil
+        }
+        switch result.identification {
+        case .identified(let user):
+            userIdentification = "identified"
+            userID = user.id
+            candidates = []
+        case .notListedYet:
+            userIdentification = "not-listed-yet"
+            userID = nil
+            candidates = []
+        case .ambiguous(let users):
+            userIdentification = "ambiguous"
+            userID = nil
+            candidates = users.map(\.id)
+        case .unknown:
+            userIdentification = "unknown"
+            userID = nil
+            candidates = []
         }
     }
 }

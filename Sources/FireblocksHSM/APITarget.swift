@@ -61,6 +61,35 @@ public struct APITarget: Sendable {
                          stateDirectory: stateDirectoryURL(flag: stateDirectoryFlag, environment: environment))
     }
 
+    /// What signing a JWT needs: the API key and lifetime, and the base URL only when one is
+    /// given (the `uri` claim names no host).
+    public static func resolveForSigning(
+        apiKey apiKeyFlag: String?, env envFlag: String?, baseURL baseURLFlag: String?, jwtLifetime: Int,
+        environment: [String: String], profile: Profile?
+    ) throws -> (apiKey: String, baseURL: APIBaseURL?, jwtLifetime: Int) {
+        guard envFlag == nil || baseURLFlag == nil else {
+            throw APIClientError(.badInput, "'--env' and '--base-url' are mutually exclusive")
+        }
+        var baseURL: APIBaseURL?
+        if let text = baseURLFlag {
+            baseURL = try APIBaseURL(validating: text)
+        } else if let name = envFlag {
+            baseURL = try environmentURL(name)
+        } else if let text = nonEmpty(environment[APIEnvironment.baseURL]) {
+            baseURL = try APIBaseURL(validating: text)
+        } else if let name = nonEmpty(environment[APIEnvironment.env]) {
+            baseURL = try environmentURL(name)
+        } else if let text = profile?.baseURL {
+            baseURL = try APIBaseURL(validating: text)
+        } else if let name = profile?.env {
+            baseURL = try environmentURL(name)
+        }
+        guard let apiKey = apiKeyFlag ?? nonEmpty(environment[APIEnvironment.apiKey]) ?? profile?.apiKey else {
+            throw APIClientError(.badInput, "no API key: pass --api-key (the API user's id) or set \(APIEnvironment.apiKey)")
+        }
+        return (apiKey, baseURL, jwtLifetime)
+    }
+
     /// `--state-dir`, `$FIREBLOCKS_HSM_STATE_DIR`, `$XDG_STATE_HOME/fireblocks-hsm`, `~/.local/state/fireblocks-hsm`.
     public static func stateDirectoryURL(flag: String?, environment: [String: String]) -> URL {
         if let flag { return URL(fileURLWithPath: flag) }

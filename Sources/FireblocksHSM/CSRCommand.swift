@@ -1,3 +1,4 @@
+import DurableFiles
 import Crypto
 import Foundation
 import PKCS11

@@ -7,9 +7,11 @@ import PKCS11
 public struct Console: Sendable {
     public init() {}
 
-    /// Writes a line to standard error (warnings, progress, errors).
+    /// Writes a line to standard error (warnings, progress, errors). The line may carry text
+    /// from outside (an API's message, a request id), so it is sanitised: one line, no control
+    /// characters, cut when huge.
     public func diagnostic(_ line: String) {
-        FileHandle.standardError.write(Data((line + "\n").utf8))
+        FileHandle.standardError.write(Data((TerminalText.sanitized(line) + "\n").utf8))
     }
 
     /// Writes text to standard output (results).
@@ -25,6 +27,15 @@ public struct Console: Sendable {
     public var standardInputIsTerminal: Bool { isatty(STDIN_FILENO) == 1 }
     public var standardOutputIsTerminal: Bool { isatty(STDOUT_FILENO) == 1 }
     public var standardErrorIsTerminal: Bool { isatty(STDERR_FILENO) == 1 }
+
+    /// Asks a yes/no question on the terminal; false unless the answer is y or yes. Nil when
+    /// standard input is not a terminal (the caller then needs an explicit flag).
+    public func confirm(_ question: String) -> Bool? {
+        guard standardInputIsTerminal else { return nil }
+        FileHandle.standardError.write(Data((question + " [y/N] ").utf8))
+        guard let answer = readLine(strippingNewline: true) else { return false }
+        return ["y", "yes"].contains(answer.trimmingCharacters(in: .whitespaces).lowercased())
+    }
 
     /// A PIN prompter on the terminal, or nil when standard input is not one.
     public var pinPrompter: (any PINPrompter)? {
@@ -49,7 +60,7 @@ public struct TerminalPINPrompter: PINPrompter {
         defer { _ = tcsetattr(STDIN_FILENO, TCSAFLUSH, &original) }
 
         var buffer = [UInt8](repeating: 0, count: 256)
-        defer { buffer.withUnsafeMutableBytes { explicit_bzero($0.baseAddress!, $0.count) } }
+        defer { buffer.withUnsafeMutableBytes { if let base = $0.baseAddress { explicit_bzero(base, $0.count) } } }
         var length = 0
         while length < buffer.count {
             var byte: UInt8 = 0

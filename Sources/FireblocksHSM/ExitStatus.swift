@@ -1,3 +1,4 @@
+import DurableFiles
 import FireblocksAPI
 import PKCS11
 import TokenKeys
@@ -9,14 +10,16 @@ public enum ExitStatus: Int32, CaseIterable, Sendable {
     case internalError = 1
     /// Bad flags, arguments, URIs, subject fields or PIN sources.
     case usage = 2
-    /// An input file could not be read or an output file written.
+    /// I/O: an input file could not be read, an output file or the tool's own state (records,
+    /// locks) could not be written (disk full, permissions), or another run holds the lock.
     case fileError = 3
     /// The module could not be loaded, the token was not found or is ambiguous, lacks a
     /// mechanism, or a PKCS#11 call failed.
     case token = 4
     /// No PIN, wrong PIN, locked PIN.
     case pin = 5
-    /// The key was not found, is ambiguous, or the label/id is taken.
+    /// The key was not found, is ambiguous, the label/id is taken, or the run's intent differs
+    /// from the recorded one.
     case key = 6
     /// The key fails the key policy (or the token did not honour it when generating).
     case keyPolicy = 7
@@ -27,43 +30,32 @@ public enum ExitStatus: Int32, CaseIterable, Sendable {
     /// The API failed (5xx, 429 after retries) or could not be reached (network, timeout).
     case apiUnavailable = 10
 
-    /// The class of an error and the one line to print for it.
-    public static func classify(_ error: any Error) -> (status: ExitStatus, message: String) {
-        switch error {
-        case let error as TokenKeysError:
-            return (status(for: error.code), error.reason)
-        case let error as TokenOperationError:
-            return (pinReturnValues.contains(error.underlying.returnValue) ? .pin : .token, error.description)
-        case let error as PKCS11Error:
-            return (pinReturnValues.contains(error.returnValue) ? .pin : .token, "token operation failed: \(error)")
-        case let error as ModuleLoadError:
-            return (.token, error.description)
-        case let error as PKCS11URIError:
-            return (.usage, error.description)
-        case let error as FileOutputError:
-            return (.fileError, error.description)
-        case let error as InvalidArgumentError:
-            return (.usage, error.description)
-        case let error as FireblocksAPIError:
-            if error.isAuthenticationFailure { return (.apiAuthentication, error.description) }
-            return (error.isServerSide ? .apiUnavailable : .apiRequest, error.description)
-        case let error as APIClientError:
-            switch error.code {
-            case .badBaseURL, .insecureBaseURL, .badPath, .noEnvironment, .badInput:
-                return (.usage, error.reason)
-            case .idempotencyConflict:
-                return (.apiRequest, error.reason)
-            case .network, .timeout, .invalidResponse:
-                return (.apiUnavailable, error.reason)
-            }
-        default:
-            return (.internalError, "unexpected error: \(error)")
+    /// The class's name in `--json` errors.
+    public var className: String {
+        switch self {
+        case .success: return "success"
+        case .internalError: return "internal"
+        case .usage: return "usage"
+        case .fileError: return "io"
+        case .token: return "token"
+        case .pin: return "pin"
+        case .key: return "key"
+        case .keyPolicy: return "key-policy"
+        case .apiAuthentication: return "api-authentication"
+        case .apiRequest: return "api-request"
+        case .apiUnavailable: return "api-unavailable"
         }
     }
 
-    private static let pinReturnValues: Set<ReturnValue> = [.pinIncorrect, .pinLocked, .pinInvalid, .pinLenRange, .pinExpired]
+    /// The class of an error and the one line to print for it.
+    public static func classify(_ error: any Error) -> (status: ExitStatus, message: String) {
+        let report = ErrorReport(error)
+        return (report.status, report.message)
+    }
 
-    private static func status(for code: TokenKeysError.Code) -> ExitStatus {
+    static let pinReturnValues: Set<ReturnValue> = [.pinIncorrect, .pinLocked, .pinInvalid, .pinLenRange, .pinExpired]
+
+    static func status(for code: TokenKeysError.Code) -> ExitStatus {
         switch code {
         case .noTokenSelected, .conflictingModule, .pinValueOnCommandLine, .invalidArgument, .invalidSubject, .notExportable:
             return .usage
@@ -71,10 +63,119 @@ public enum ExitStatus: Int32, CaseIterable, Sendable {
             return .token
         case .pinUnavailable, .pinIncorrect, .pinLocked, .pinRejected:
             return .pin
-        case .keyNotFound, .ambiguousKey, .keyExists:
+        case .keyNotFound, .ambiguousKey, .keyExists, .orphanedPublicKey, .keyInUse:
             return .key
         case .policyViolation, .notAnRSAKey:
             return .keyPolicy
         }
+    }
+}
+
+/// A failure as the command line reports it: class, exit code, one line, and the facts a
+/// script may want (HTTP status, X-Request-ID, the PKCS#11 return value). `--json` prints it as
+/// `{"error": {...}}` on stdout.
+public struct ErrorReport: Sendable, Encodable {
+    public let status: ExitStatus
+    public let message: String
+    public let requestID: String?
+    public let httpStatus: Int?
+    public let pkcs11: String?
+    /// The API's answer body, when there was one (`request --json`).
+    public let responseBody: String?
+
+    public init(status: ExitStatus, message: String, requestID: String? = nil, httpStatus: Int? = nil,
+                pkcs11: String? = nil, responseBody: String? = nil) {
+        self.status = status
+        self.message = message
+        self.requestID = requestID
+        self.httpStatus = httpStatus
+        self.pkcs11 = pkcs11
+        self.responseBody = responseBody
+    }
+
+    public init(_ error: any Error) {
+        switch error {
+        case let error as TokenKeysError:
+            self.init(status: ExitStatus.status(for: error.code), message: error.reason + Self.advice(for: error.code))
+        case let error as TokenOperationError:
+            self.init(status: ExitStatus.pinReturnValues.contains(error.underlying.returnValue) ? .pin : .token,
+                      message: error.description, pkcs11: error.underlying.returnValue.name)
+        case let error as PKCS11Error:
+            self.init(status: ExitStatus.pinReturnValues.contains(error.returnValue) ? .pin : .token,
+                      message: "token operation failed: \(error)", pkcs11: error.returnValue.name)
+        case let error as ModuleLoadError:
+            self.init(status: .token, message: error.description)
+        case let error as PKCS11URIError:
+            self.init(status: .usage, message: error.description)
+        case let error as FileOutputError:
+            let advice: String
+            switch error.code {
+            case .exists: advice = "; pass --force to replace it"
+            case .locked: advice = "; wait for it to finish, or pass a longer --lock-timeout"
+            case .unwritable: advice = ""
+            }
+            self.init(status: .fileError, message: error.description + advice)
+        case let error as InvalidArgumentError:
+            self.init(status: .usage, message: error.description)
+        case let error as FireblocksAPIError:
+            let status: ExitStatus = error.isAuthenticationFailure ? .apiAuthentication : (error.isServerSide ? .apiUnavailable : .apiRequest)
+            self.init(status: status, message: error.description, requestID: error.requestID, httpStatus: error.status,
+                      responseBody: error.body)
+        case let error as APIClientError:
+            let status: ExitStatus
+            switch error.code {
+            case .badBaseURL, .insecureBaseURL, .badPath, .noEnvironment, .badInput:
+                status = .usage
+            case .idempotencyConflict, .keyReuse:
+                status = .apiRequest
+            case .network, .timeout, .invalidResponse:
+                status = .apiUnavailable
+            }
+            self.init(status: status, message: error.reason)
+        case let error as OnboardingConflict:
+            self.init(status: .key, message: error.description)
+        default:
+            self.init(status: .internalError, message: "unexpected error: \(error)")
+        }
+    }
+
+    /// What to do, for the codes whose facts alone do not say it.
+    private static func advice(for code: TokenKeysError.Code) -> String {
+        switch code {
+        case .orphanedPublicKey:
+            return "; remove it with 'fireblocks-hsm key delete' (it shows what it deletes) and run again"
+        case .keyExists:
+            return "; choose another --key label (or --id)"
+        case .ambiguousKey:
+            return "; select one with --key 'pkcs11:object=…;id=%…'"
+        case .keyNotFound:
+            return "; 'fireblocks-hsm key list' shows the keys"
+        case .keyInUse:
+            return "; pass --force to delete it anyway (the API user then cannot sign again)"
+        default:
+            return ""
+        }
+    }
+
+    private enum CodingKeys: String, CodingKey {
+        case `class`, message, exitCode, requestId, httpStatus, pkcs11, responseBody
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(status.className, forKey: .class)
+        try container.encode(message, forKey: .message)
+        try container.encode(status.rawValue, forKey: .exitCode)
+        try container.encodeIfPresent(requestID, forKey: .requestId)
+        try container.encodeIfPresent(httpStatus, forKey: .httpStatus)
+        try container.encodeIfPresent(pkcs11, forKey: .pkcs11)
+        try container.encodeIfPresent(responseBody, forKey: .responseBody)
+    }
+
+    /// `{"error": {...}}` as one JSON document.
+    public var json: String {
+        struct Envelope: Encodable { let error: ErrorReport }
+        return (try? JSONOutput.encode(Envelope(error: self)))
+            ?? "{\"error\":{\"class\":\"internal\",\"exitCode\":1,\"message\":\"the error could not be encoded\"}}\n"
     }
 }

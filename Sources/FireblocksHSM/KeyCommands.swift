@@ -1,3 +1,5 @@
+import DurableFiles
+import FireblocksAPI
 import Foundation
 import JOSE
 import PKCS11
@@ -16,13 +18,26 @@ public enum PublicKeyFormat: String, CaseIterable, Sendable {
 /// `key generate`, `key show`, `key list`, `key export`.
 public enum KeyCommands {
     /// Generates an RSA key pair on the token under the key policy and proves it.
-    public static func generate(target: TokenTarget, bits: UInt, id: [UInt8]?, console: Console) throws -> KeyReport {
+    ///
+    /// Holds the token-and-label lock (shared with `onboard`) from the "is the label free?"
+    /// check to the end, so two runs for one label make one key; the label and id are checked
+    /// before anything is announced or generated.
+    public static func generate(target: TokenTarget, bits: UInt, id: [UInt8]?, stateDirectory: URL,
+                                lockTimeout: TimeInterval, console: Console) throws -> KeyReport {
         let key = try target.requireKey()
         guard case .label(let label) = key else {
-            throw TokenKeysError(.invalidArgument, "key generate takes --key LABEL (a new label), not a URI")
+            throw TokenKeysError(.invalidArgument, "a new key takes a label, not a pkcs11: URI (the key does not exist yet): give a plain label such as 'ci-bot'; select the token with --token")
         }
+        try KeyLabel.validateNew(label)
         let opened = try OpenedToken.open(target, readWrite: true, logIn: true, console: console)
         let tokenLabel = opened.token.info.label
+        let lock = try KeyLabelLock.acquire(stateDirectory: stateDirectory, tokenSerial: opened.token.info.serialNumber,
+                                            keyLabel: label, timeout: lockTimeout, what: "key generate '\(label)'",
+                                            waiting: console.diagnostic)
+        defer { lock.release() }
+        try during("checking that label '\(label)' is free on token '\(tokenLabel)'") {
+            try KeyStore.requireUnused(label: label, id: id, in: opened.session)
+        }
         let pair = try during("generating an RSA-\(bits) key pair on token '\(tokenLabel)'") {
             try Progress.run("Generating RSA-\(bits) key pair '\(label)' on token '\(tokenLabel)'", console: console) {
                 try KeyGenerator.generate(KeyGenerationRequest(label: label, bits: bits, id: id), in: opened.session)
@@ -63,6 +78,125 @@ public enum KeyCommands {
             let jwk = RSAPublicJWK(modulus: publicKey.modulus, publicExponent: publicKey.publicExponent,
                                    keyID: publicKey.fingerprint)
             return Array(try JSONOutput.encode(jwk).utf8)
+        }
+    }
+}
+
+/// A key deletion, planned: what will be destroyed, shown before anything is.
+public final class KeyDeletion {
+    /// One object to destroy.
+    public struct Item: Codable, Sendable, Equatable {
+        /// `private` or `public`.
+        public let kind: String
+        public let label: String
+        public let id: String
+        /// SHA-256 of the DER SubjectPublicKeyInfo, when readable.
+        public let fingerprintSHA256: String?
+    }
+
+    /// What the deletion covers.
+    public struct Plan: Codable, Sendable, Equatable {
+        public let token: String
+        public let tokenSerial: String
+        public let items: [Item]
+        /// API users this machine recorded the key as backing (creations sent or accepted).
+        public let backs: [String]
+    }
+
+    public let plan: Plan
+    private let opened: OpenedToken
+    private let handles: [ObjectHandle]
+    private let records: OnboardingRecords
+    private let labels: [(label: String, fingerprint: String?)]
+
+    private init(plan: Plan, opened: OpenedToken, handles: [ObjectHandle], records: OnboardingRecords,
+                 labels: [(label: String, fingerprint: String?)]) {
+        self.plan = plan
+        self.opened = opened
+        self.handles = handles
+        self.records = records
+        self.labels = labels
+    }
+
+    /// Finds the key pair (or the lone public half an interrupted generation left) the selector
+    /// names, and what it is recorded as backing. Destroys nothing.
+    public static func plan(target: TokenTarget, stateDirectory: URL, console: Console) throws -> KeyDeletion {
+        let selector = try target.requireKey()
+        let opened = try OpenedToken.open(target, readWrite: true, logIn: true, console: console)
+        let session = opened.session
+        let info = opened.token.info
+        var items: [Item] = []
+        var handles: [ObjectHandle] = []
+        var fingerprint: String?
+        var labels: [(String, String?)] = []
+
+        let privateKeys = try during("looking for key '\(selector)'") {
+            try session.findObjects([.class(.privateKey)] + selector.searchTemplate)
+        }
+        if privateKeys.count > 1 {
+            throw TokenKeysError(.ambiguousKey, "\(privateKeys.count) private keys match '\(selector)' on token '\(info.label)'")
+        }
+        if privateKeys.count == 1 {
+            let pair = try during("reading key '\(selector)'") { try KeyStore.find(selector, in: session) }
+            fingerprint = pair.publicKey?.fingerprint
+            items.append(Item(kind: "private", label: pair.label, id: hex(pair.id), fingerprintSHA256: fingerprint))
+            handles.append(pair.privateKey)
+            if let publicObject = pair.publicKeyObject {
+                items.append(Item(kind: "public", label: pair.label, id: hex(pair.id), fingerprintSHA256: fingerprint))
+                handles.append(publicObject)
+            }
+            labels.append((pair.label, fingerprint))
+        } else {
+            // No private key: the public halves alone (what an interrupted generation leaves).
+            let publicKeys = try during("looking for key '\(selector)'") {
+                try session.findObjects([.class(.publicKey)] + selector.searchTemplate)
+            }
+            guard !publicKeys.isEmpty else {
+                throw TokenKeysError(.keyNotFound, "no key '\(selector)' on token '\(info.label)'")
+            }
+            for object in publicKeys {
+                let attributes = try during("reading public key '\(selector)'") {
+                    try session.attributes([.label, .id, .modulus, .publicExponent], of: object)
+                }
+                let label = attributes[.label]?.attribute.flatMap { if case .label(let value) = $0 { return value } else { return nil } } ?? ""
+                let id = attributes[.id]?.attribute?.bytesValue ?? []
+                var publicFingerprint: String?
+                if let modulus = attributes[.modulus]?.attribute?.bytesValue,
+                   let exponent = attributes[.publicExponent]?.attribute?.bytesValue {
+                    publicFingerprint = (try? TokenRSAPublicKey(modulus: modulus, publicExponent: exponent))?.fingerprint
+                }
+                items.append(Item(kind: "public", label: label, id: hex(id), fingerprintSHA256: publicFingerprint))
+                handles.append(object)
+                labels.append((label, publicFingerprint))
+            }
+        }
+
+        let records = OnboardingRecords(stateDirectory: stateDirectory)
+        var backs: [String] = []
+        if let fingerprint {
+            for record in try records.records(fingerprint: fingerprint) where record.stage >= .submitting {
+                backs.append("'\(record.name)' (\(record.role)\(record.apiUserID.map { ", id \($0)" } ?? ""), at \(record.baseURL ?? "?"))")
+            }
+            let store = IdempotencyStore(fileURL: stateDirectory.appendingPathComponent("idempotency.json"))
+            for creation in try store.creations(backedBy: fingerprint) {
+                let description = "'\(creation.name)' (\(creation.url))"
+                if !backs.contains(where: { $0.hasPrefix("'\(creation.name)'") }) { backs.append(description) }
+            }
+        }
+        let plan = Plan(token: info.label, tokenSerial: info.serialNumber, items: items, backs: backs)
+        return KeyDeletion(plan: plan, opened: opened, handles: handles, records: records, labels: labels)
+    }
+
+    /// Destroys the planned objects; refuses a key recorded as backing an API user unless `force`.
+    public func perform(force: Bool) throws {
+        if !plan.backs.isEmpty, !force {
+            throw TokenKeysError(.keyInUse, "the key is recorded as backing API user \(plan.backs.joined(separator: ", ")); deleting it leaves that user unable to authenticate")
+        }
+        for handle in handles {
+            try during("destroying an object of token '\(plan.token)'") { try opened.session.destroyObject(handle) }
+        }
+        for entry in labels {
+            try records.remove(tokenSerial: plan.tokenSerial, keyLabel: entry.label, fingerprint: entry.fingerprint)
         }
     }
 }

@@ -1,3 +1,4 @@
+import DurableFiles
 import Crypto
 import FireblocksAPI
 import Foundation
@@ -16,6 +17,8 @@ public struct OnboardRequest: Sendable {
     public var role: APIUserRole
     public var coSignerSetupType: String?
     public var coSignerSetupIsFirstUser: Bool?
+    /// How long to wait for another run working on the same key label.
+    public var lockTimeout: TimeInterval = 300
     /// Set to create the API user: the admin key on the same token, and the API it talks to.
     public var submission: Submission?
 
@@ -59,7 +62,7 @@ public struct OnboardReport: Codable, Sendable, Equatable {
     /// `written`, or `reused` when the file already held this key's CSR with this subject.
     public let csr: String
     public let submission: APIUserCreationReport?
-    /// The user as the API lists it, when submitted and found by name.
+    /// The user as the API lists it, when submitted and identified (see `submission.userIdentification`).
     public let apiUser: APIUser?
     public let nextSteps: [String]
 }
@@ -68,44 +71,51 @@ public struct OnboardReport: Codable, Sendable, Equatable {
 /// token, and optionally the API user's creation signed by an admin key. Re-running after a
 /// failure resumes: the key and CSR an earlier run made are reused, and the creation request is
 /// re-sent with the same Idempotency-Key, so there is never a second key or a second user.
+///
+/// One onboarding per token and key label at a time, across processes: a file lock is held from
+/// the "is the label free?" check until the record of what was made is stored. The record binds
+/// the intent (name, role, co-signer fields, subject); a re-run that asks for something else is
+/// refused, naming the field, instead of creating a second user for the key.
 public enum OnboardCommand {
     public static func run(token target: TokenTarget, request: OnboardRequest, stateDirectory: URL,
                            console: Console) async throws -> OnboardReport {
-        try KeyLabel.validate(request.keyLabel)
+        try KeyLabel.validateNew(request.keyLabel)
         // Fail on a doomed CSR path before touching the token (an existing file is judged later:
         // it may be this key's CSR from an earlier run).
         try AtomicFile.checkWritable(request.csrPath, overwrite: true)
 
         let opened = try OpenedToken.open(target, readWrite: true, logIn: true, console: console)
         let info = opened.token.info
-        let log = OnboardingLog(fileURL: stateDirectory.appendingPathComponent("onboarding.json"))
+        let records = OnboardingRecords(stateDirectory: stateDirectory)
+        let lock = try KeyLabelLock.acquire(stateDirectory: stateDirectory, tokenSerial: info.serialNumber,
+                                            keyLabel: request.keyLabel, timeout: request.lockTimeout,
+                                            what: "onboard key '\(request.keyLabel)'", waiting: console.diagnostic)
+        defer { lock.release() }
 
-        // 1. The key: generate, or resume one an earlier onboarding of this label made.
-        let pair: TokenKeyPair
-        let keyState: String
-        let existing = try opened.session.findObjects([.class(.privateKey), .label(request.keyLabel)])
-        if existing.isEmpty {
-            pair = try during("generating an RSA-\(request.bits) key pair on token '\(info.label)'") {
-                try Progress.run("Generating RSA-\(request.bits) key pair '\(request.keyLabel)' on token '\(info.label)'", console: console) {
-                    try KeyGenerator.generate(KeyGenerationRequest(label: request.keyLabel, bits: request.bits), in: opened.session)
-                }
+        let asked = OnboardingRecord(
+            tokenSerial: info.serialNumber, tokenLabel: info.label, keyLabel: request.keyLabel, stage: .generating,
+            name: request.name, role: request.role.rawValue, coSignerSetupType: request.coSignerSetupType,
+            coSignerSetupIsFirstUser: request.coSignerSetupIsFirstUser, subject: try request.subject.distinguishedName().description,
+            keyID: nil, fingerprint: nil, csrSHA256: nil, idempotencyKey: nil, baseURL: nil, apiUserID: nil,
+            createdAt: Date(), updatedAt: Date())
+        var record = try records.record(tokenSerial: info.serialNumber, keyLabel: request.keyLabel)
+        if let recorded = record {
+            if let difference = recorded.differences(from: asked).first {
+                throw OnboardingConflict(keyLabel: request.keyLabel, tokenLabel: info.label, field: difference.field,
+                                         recorded: difference.recorded, asked: difference.asked)
             }
-            try log.record(OnboardingLog.Entry(tokenSerial: info.serialNumber, tokenLabel: info.label, keyLabel: pair.label,
-                                               keyID: hex(pair.id), fingerprint: pair.publicKey!.fingerprint,
-                                               name: request.name, role: request.role.rawValue, createdAt: Date()))
-            keyState = "generated"
-        } else {
-            pair = try during("reading key '\(request.keyLabel)'") {
-                try KeyStore.findUsable(.label(request.keyLabel), in: opened.session)
+            if let explicit = request.submission?.idempotencyKey, let used = recorded.idempotencyKey, explicit != used {
+                throw OnboardingConflict(keyLabel: request.keyLabel, tokenLabel: info.label, field: "--idempotency-key",
+                                         recorded: used, asked: explicit)
             }
-            guard let entry = try log.entry(tokenSerial: info.serialNumber, keyLabel: request.keyLabel),
-                  entry.fingerprint == pair.publicKey?.fingerprint else {
-                throw TokenKeysError(.keyExists, "token '\(info.label)' already has a key '\(request.keyLabel)' that no earlier onboard made; choose another --key (to onboard an existing key use 'csr' and 'api-user create')")
-            }
-            console.diagnostic("resuming: key '\(request.keyLabel)' was generated by an earlier onboard on \(ISO8601DateFormatter().string(from: entry.createdAt))")
-            keyState = "resumed"
         }
-        let publicKey = pair.publicKey!
+
+        // 1. The key: generate, or resume the one an earlier onboarding of this label made.
+        let (pair, keyState) = try await obtainKey(request: request, opened: opened, records: records, record: &record,
+                                                   asked: asked, console: console)
+        guard let publicKey = pair.publicKey, var current = record else {
+            throw TokenKeysError(.notAnRSAKey, "key '\(pair.label)' has no readable RSA public key")
+        }
 
         // 2. The CSR: reuse a file that already is this key's CSR with this subject.
         let signer = try during("opening a signing session on token '\(info.label)'") {
@@ -113,13 +123,12 @@ public enum OnboardCommand {
         }
         let csrPEM: String
         let csrState: String
-        if let reusable = try reusableCSR(at: request.csrPath, publicKey: publicKey, subject: request.subject),
-           !request.overwriteCSR {
+        if !request.overwriteCSR, let reusable = try reusableCSR(at: request.csrPath, publicKey: publicKey, subject: request.subject) {
             csrPEM = reusable
             csrState = "reused"
         } else {
             if FileManager.default.fileExists(atPath: request.csrPath), !request.overwriteCSR {
-                throw FileOutputError(path: request.csrPath, reason: "the file exists and is not this key's CSR with this subject; pass --force to replace it", code: .exists)
+                throw FileOutputError(path: request.csrPath, reason: "the file exists and is not this key's CSR with this subject", code: .exists)
             }
             let csr = try during("signing the CSR on token '\(info.label)'") {
                 try CSRBuilder.makeCSR(subject: request.subject, signingKey: TokenPrivateKey(signer: signer))
@@ -129,27 +138,125 @@ public enum OnboardCommand {
             csrState = "written"
         }
         let csrDigest = hex(SHA256.hash(data: Array(csrPEM.utf8)))
+        if let submittedDigest = current.csrSHA256, current.stage >= .submitting, submittedDigest != csrDigest {
+            throw OnboardingConflict(keyLabel: request.keyLabel, tokenLabel: info.label, field: "the CSR (SHA-256)",
+                                     recorded: submittedDigest, asked: csrDigest)
+        }
+        if current.stage < .csrWritten || current.csrSHA256 != csrDigest {
+            current.csrSHA256 = csrDigest
+            current.stage = max(current.stage, .csrWritten)
+            try records.save(current)
+        }
 
         // 3. The API user, when asked.
         var submission: APIUserCreationReport?
         var apiUser: APIUser?
         if let submit = request.submission {
+            if let recordedURL = current.baseURL, recordedURL != submit.api.baseURL.description {
+                throw OnboardingConflict(keyLabel: request.keyLabel, tokenLabel: info.label, field: "the API (--env/--base-url)",
+                                         recorded: recordedURL, asked: submit.api.baseURL.description)
+            }
+            // The key the request goes out with is chosen and recorded before the first send.
+            let idempotencyKey = current.idempotencyKey ?? submit.idempotencyKey ?? UUID().uuidString.lowercased()
+            if current.idempotencyKey == nil || current.stage < .submitting {
+                current.idempotencyKey = idempotencyKey
+                current.baseURL = submit.api.baseURL.description
+                current.stage = max(current.stage, .submitting)
+                try records.save(current)
+            }
             let session = try APISession.make(opened: opened, key: submit.adminKey, api: submit.api)
             let body = try CreateAPIUser(role: request.role, name: request.name, csrPem: csrPEM,
                                          coSignerSetupType: request.coSignerSetupType,
                                          coSignerSetupIsFirstUser: request.coSignerSetupIsFirstUser)
-            let outcome = try await session.client.createAPIUser(body, store: submit.api.idempotencyStore,
-                                                                 idempotencyKey: submit.idempotencyKey)
-            submission = APIUserCreationReport(name: request.name, role: request.role.rawValue, outcome: outcome,
+            let result = try await session.client.createAPIUserIdentifying(body, store: submit.api.idempotencyStore,
+                                                                            idempotencyKey: idempotencyKey, allowKeyReuse: false)
+            result.warnings.forEach(console.diagnostic)
+            submission = APIUserCreationReport(name: request.name, role: request.role.rawValue, result: result,
                                                baseURL: submit.api.baseURL.description)
-            // The 200 has no body: find the user by name (the newest one, if several).
-            apiUser = try? await session.client.listAPIUsers().users.last { $0.name == request.name }
+            apiUser = result.identification.user
+            current.stage = .submitted
+            current.apiUserID = apiUser?.id ?? current.apiUserID
+            try records.save(current)
         }
 
         return OnboardReport(
             token: info.label, keyLabel: pair.label, keyID: hex(pair.id), keyFingerprintSHA256: publicKey.fingerprint,
             key: keyState, csrPath: request.csrPath, csrSHA256: csrDigest, csr: csrState, submission: submission,
-            apiUser: apiUser, nextSteps: nextSteps(request: request, submitted: submission != nil, user: apiUser, fingerprint: publicKey.fingerprint))
+            apiUser: apiUser, nextSteps: nextSteps(request: request, submission: submission, user: apiUser, fingerprint: publicKey.fingerprint))
+    }
+
+    /// The key of this onboarding: generated now (recorded first, so that a run killed at any
+    /// point leaves something the next run recognises as its own), or the one an earlier run of
+    /// the same onboarding made.
+    private static func obtainKey(request: OnboardRequest, opened: OpenedToken, records: OnboardingRecords,
+                                  record: inout OnboardingRecord?, asked: OnboardingRecord,
+                                  console: Console) async throws -> (TokenKeyPair, String) {
+        let info = opened.token.info
+        let session = opened.session
+        let privateKeys = try session.findObjects([.class(.privateKey), .label(request.keyLabel)])
+        if privateKeys.isEmpty {
+            let orphans = try session.findObjects([.class(.publicKey), .label(request.keyLabel)])
+            if !orphans.isEmpty {
+                guard let recorded = record, recorded.stage == .generating else {
+                    throw TokenKeysError(.orphanedPublicKey, "token '\(info.label)' has a public key labelled '\(request.keyLabel)' without a private key, and no onboarding of this machine was generating it")
+                }
+                // Our own interrupted generation (recorded, under the same lock): its public half
+                // alone is worth nothing; clear it and generate again.
+                for orphan in orphans {
+                    try during("removing the public key left by the interrupted generation of '\(request.keyLabel)'") {
+                        try session.destroyObject(orphan)
+                    }
+                }
+                console.diagnostic("resuming: removed the lone public key '\(request.keyLabel)' an interrupted onboard left (recorded on \(ISO8601DateFormatter().string(from: recorded.createdAt)))")
+            }
+            if record == nil {
+                record = asked
+                try records.save(asked)
+            }
+            try KeyStore.requireUnused(label: request.keyLabel, id: nil, in: session)
+            let pair = try during("generating an RSA-\(request.bits) key pair on token '\(info.label)'") {
+                try Progress.run("Generating RSA-\(request.bits) key pair '\(request.keyLabel)' on token '\(info.label)'", console: console) {
+                    try KeyGenerator.generate(KeyGenerationRequest(label: request.keyLabel, bits: request.bits), in: session)
+                }
+            }
+            FaultInjection.point("onboard-after-key-stored")
+            guard var stored = record, let publicKey = pair.publicKey else {
+                throw TokenKeysError(.notAnRSAKey, "key '\(pair.label)' has no readable RSA public key")
+            }
+            stored.keyID = hex(pair.id)
+            stored.fingerprint = publicKey.fingerprint
+            stored.stage = .keyStored
+            try records.save(stored)
+            record = stored
+            return (pair, "generated")
+        }
+
+        let pair = try during("reading key '\(request.keyLabel)'") {
+            try KeyStore.findUsable(.label(request.keyLabel), in: session)
+        }
+        guard var recorded = record else {
+            throw TokenKeysError(.keyExists, "token '\(info.label)' already has a key '\(request.keyLabel)' that no onboard of this machine made (to onboard an existing key use 'csr' and 'api-user create')")
+        }
+        guard let fingerprint = pair.publicKey?.fingerprint else {
+            throw TokenKeysError(.notAnRSAKey, "key '\(pair.label)' has no readable RSA public key")
+        }
+        if let expected = recorded.fingerprint {
+            guard expected == fingerprint else {
+                throw TokenKeysError(.keyExists, "token '\(info.label)' has a key '\(request.keyLabel)' (SHA-256 \(fingerprint)) that is not the one this onboarding made (\(expected)); the key was replaced")
+            }
+            console.diagnostic("resuming: key '\(request.keyLabel)' was generated by an earlier onboard on \(ISO8601DateFormatter().string(from: recorded.createdAt))")
+        } else {
+            // Killed after the key was stored and before its record: the label was free under
+            // the lock when the record was written, and the key meets the policy (generated on
+            // the token, never extractable), so it is this onboarding's.
+            recorded.keyID = hex(pair.id)
+            recorded.fingerprint = fingerprint
+            recorded.stage = .keyStored
+            try records.save(recorded)
+            record = recorded
+            console.diagnostic("resuming: adopting key '\(request.keyLabel)' (SHA-256 \(fingerprint)), which an interrupted onboard generated")
+        }
+        return (pair, "resumed")
     }
 
     /// The PEM at `path` when it is a CSR for `publicKey` with `subject`; nil otherwise.
@@ -163,12 +270,14 @@ public enum OnboardCommand {
         return pem
     }
 
-    private static func nextSteps(request: OnboardRequest, submitted: Bool, user: APIUser?, fingerprint: String) -> [String] {
+    private static func nextSteps(request: OnboardRequest, submission: APIUserCreationReport?, user: APIUser?, fingerprint: String) -> [String] {
         var steps: [String] = []
-        if submitted {
+        if let submission {
             steps.append("An admin quorum approves the new API user '\(request.name)' in the Fireblocks Console (the request is pending until then).")
             if let user {
                 steps.append("Its API key is its id: \(user.id) (status \(user.status ?? "unknown")). Sign its requests with key '\(request.keyLabel)' and --api-key \(user.id).")
+            } else if !submission.candidates.isEmpty {
+                steps.append("Which listed user is the new one is ambiguous (candidates: \(submission.candidates.joined(separator: ", "))); check in the Console before using an id.")
             } else {
                 steps.append("Find its id (its API key) with 'fireblocks-hsm api-user list' once it is approved.")
             }
@@ -178,43 +287,5 @@ public enum OnboardCommand {
         }
         steps.append("Keep the key fingerprint \(fingerprint) with the onboarding record: it identifies the key the API user is bound to.")
         return steps
-    }
-}
-
-/// Which keys `onboard` generated, so a re-run resumes with them and never adopts a key it
-/// did not make. Kept in the state directory (mode 0600).
-struct OnboardingLog {
-    struct Entry: Codable, Equatable {
-        let tokenSerial: String
-        let tokenLabel: String
-        let keyLabel: String
-        let keyID: String
-        let fingerprint: String
-        let name: String
-        let role: String
-        let createdAt: Date
-    }
-
-    let fileURL: URL
-
-    func entry(tokenSerial: String, keyLabel: String) throws -> Entry? {
-        try read().last { $0.tokenSerial == tokenSerial && $0.keyLabel == keyLabel }
-    }
-
-    func record(_ entry: Entry) throws {
-        try FileManager.default.createDirectory(at: fileURL.deletingLastPathComponent(), withIntermediateDirectories: true,
-                                                attributes: [.posixPermissions: 0o700])
-        let entries = try read() + [entry]
-        let encoder = JSONEncoder()
-        encoder.dateEncodingStrategy = .iso8601
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        try StateFile.writeAtomically(try encoder.encode(entries), to: fileURL)
-    }
-
-    private func read() throws -> [Entry] {
-        guard let data = FileManager.default.contents(atPath: fileURL.path), !data.isEmpty else { return [] }
-        let decoder = JSONDecoder()
-        decoder.dateDecodingStrategy = .iso8601
-        return try decoder.decode([Entry].self, from: data)
     }
 }

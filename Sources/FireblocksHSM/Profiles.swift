@@ -81,7 +81,7 @@ public enum ProfileStore {
         }
         do {
             let profile = try JSONDecoder().decode(Profile.self, from: JSONSerialization.data(withJSONObject: raw))
-            if let source = profile.pinSource { _ = try PINSource(parsing: source) }
+            if let source = profile.pinSource { _ = try PINSource(parsing: source, origin: "pinSource") }
             return profile
         } catch let error as TokenKeysError {
             throw TokenKeysError(error.code, "profile '\(chosen)': \(error.reason)")
@@ -90,16 +90,35 @@ public enum ProfileStore {
         }
     }
 
+    /// The file and its directory must be this user's (or root's) and not writable by group or
+    /// others, checked where the path leads after symlinks; and a symlink on the way must itself
+    /// sit in such a directory (a link in a world-writable directory can be re-pointed by anyone).
     private static func checkOwnership(_ path: String) throws {
-        for checked in [path, URL(fileURLWithPath: path).deletingLastPathComponent().path] {
-            var status = stat()
-            guard stat(checked, &status) == 0 else { continue }
-            if status.st_uid != getuid() {
-                throw TokenKeysError(.invalidArgument, "\(checked) belongs to another user; a profile can name a module to load, so it must be yours")
-            }
-            if status.st_mode & 0o022 != 0 {
-                throw TokenKeysError(.invalidArgument, "\(checked) is writable by group or others (mode \(String(status.st_mode & 0o777, radix: 8))); a profile can name a module to load: chmod go-w it")
-            }
+        var link = stat()
+        if lstat(path, &link) == 0, (link.st_mode & S_IFMT) == S_IFLNK {
+            try requireTrusted(directoryOf(path), what: "the directory holding the symlink \(path)")
         }
+        guard let resolved = realpath(path, nil) else {
+            throw TokenKeysError(.invalidArgument, "configuration file \(path) cannot be resolved (\(String(cString: strerror(errno))))")
+        }
+        let real = String(cString: resolved)
+        free(resolved)
+        try requireTrusted(real, what: real == path ? real : "\(real) (where \(path) leads)")
+        try requireTrusted(directoryOf(real), what: "directory \(directoryOf(real))")
+    }
+
+    private static func requireTrusted(_ checked: String, what: String) throws {
+        var status = stat()
+        guard stat(checked, &status) == 0 else { return }
+        if status.st_uid != getuid(), status.st_uid != 0 {
+            throw TokenKeysError(.invalidArgument, "\(what) belongs to another user; a profile can name a module to load, so it must be yours")
+        }
+        if status.st_mode & 0o022 != 0 {
+            throw TokenKeysError(.invalidArgument, "\(what) is writable by group or others (mode \(String(status.st_mode & 0o7777, radix: 8))); a profile can name a module to load: chmod go-w it")
+        }
+    }
+
+    private static func directoryOf(_ path: String) -> String {
+        URL(fileURLWithPath: path).deletingLastPathComponent().path
     }
 }

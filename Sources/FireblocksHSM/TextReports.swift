@@ -44,7 +44,7 @@ public enum TextReports {
         let required = Dictionary(uniqueKeysWithValues: KeyPolicy.signingKey.requirements.map { ($0.attribute.name, $0.expected) })
         var rows: [[String]] = []
         for name in key.privateKeyAttributes.keys.sorted() {
-            let value = key.privateKeyAttributes[name]!
+            guard let value = key.privateKeyAttributes[name] else { continue }
             var mark = ""
             if let expected = required[name] {
                 mark = value == .bool(expected) ? "✓ required \(expected)" : "✗ required \(expected)"
@@ -54,7 +54,7 @@ public enum TextReports {
         text += table(rows)
         if !key.publicKeyAttributes.isEmpty {
             text += "\nPublic key attributes\n"
-            text += table(key.publicKeyAttributes.keys.sorted().map { ["  " + $0, key.publicKeyAttributes[$0]!.description] })
+            text += table(key.publicKeyAttributes.sorted { $0.key < $1.key }.map { ["  " + $0.key, $0.value.description] })
         }
         return text
     }
@@ -78,8 +78,10 @@ public enum TextReports {
         hex.count > 16 ? String(hex.prefix(16)) + "…" : hex
     }
 
-    /// Left-aligned columns separated by two spaces.
+    /// Left-aligned columns separated by two spaces. Cells may hold text from outside (user
+    /// names, statuses from the API): each is sanitised for the terminal.
     static func table(_ rows: [[String]]) -> String {
+        let rows = rows.map { $0.map { TerminalText.sanitized($0, limit: 200) } }
         guard let columns = rows.map(\.count).max() else { return "" }
         var widths = [Int](repeating: 0, count: columns)
         for row in rows {
@@ -123,13 +125,25 @@ extension TextReports {
         if let submission = report.submission {
             rows.append(["API user", "\(submission.name) (\(submission.role)): \(submission.result) [X-Request-ID: \(submission.requestID ?? "none")]"])
             rows.append(["Idempotency-Key", submission.idempotencyKey])
-        }
-        if let user = report.apiUser {
-            rows.append(["API user id", "\(user.id) (status \(user.status ?? "unknown"))"])
+            rows.append(["API user id", userIdentification(submission, status: report.apiUser?.status)])
         }
         var text = table(rows)
         text += "\nNext:\n"
-        for step in report.nextSteps { text += "  - \(step)\n" }
+        for step in report.nextSteps { text += "  - \(TerminalText.sanitized(step))\n" }
         return text
+    }
+
+    /// The new user's id, or why it is not given.
+    public static func userIdentification(_ submission: APIUserCreationReport, status: String? = nil) -> String {
+        switch submission.userIdentification {
+        case "identified":
+            return "\(submission.userID ?? "?")" + (status.map { " (status \($0))" } ?? "")
+        case "ambiguous":
+            return "ambiguous: \(submission.candidates.count) listed users could be the new one (\(submission.candidates.joined(separator: ", "))); not guessing"
+        case "not-listed-yet":
+            return "not listed yet (awaiting the admin quorum's approval?); 'api-user list' shows it once it is"
+        default:
+            return "unknown (the user list could not be read)"
+        }
     }
 }

@@ -58,11 +58,13 @@ public struct TokenTarget: Sendable {
 
         let pinSource: PINSource
         if let flag = pinSourceFlag {
-            pinSource = try PINSource(parsing: flag)
+            pinSource = try PINSource(parsing: flag, origin: "--pin-source")
         } else if let fromURI = uris.compactMap(\.pinSource).first {
             pinSource = try PINSource(uriPINSource: fromURI)
-        } else if let fallback = nonEmpty(environment[TokenEnvironment.pinSource]) ?? profile?.pinSource {
-            pinSource = try PINSource(parsing: fallback)
+        } else if let fallback = nonEmpty(environment[TokenEnvironment.pinSource]) {
+            pinSource = try PINSource(parsing: fallback, origin: TokenEnvironment.pinSource)
+        } else if let fallback = profile?.pinSource {
+            pinSource = try PINSource(parsing: fallback, origin: "the profile's pinSource")
         } else {
             pinSource = .prompt
         }

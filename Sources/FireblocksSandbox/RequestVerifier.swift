@@ -36,6 +36,11 @@ struct RequestVerifier {
               header["alg"] as? String == "RS256" else {
             return .failure(AuthenticationFailure(code: -5, message: "Unauthorized: token header is not alg RS256"))
         }
+        // RFC 7515 §4.1.11: a recipient that does not understand every extension listed in
+        // "crit" must reject the JWS; this one understands none.
+        guard header["crit"] == nil else {
+            return .failure(AuthenticationFailure(code: -5, message: "Unauthorized: token header has \"crit\" extensions, none of which are understood"))
+        }
         let signatureValid = user.publicKey.isValidSignature(
             _RSA.Signing.RSASignature(rawRepresentation: jws.signature),
             for: SHA256.hash(data: Data(jws.signingInput.utf8)), padding: .insecurePKCS1v1_5)
@@ -57,7 +62,9 @@ struct RequestVerifier {
         guard claims.bodyHash == RequestClaims.bodyHash(request.body) else {
             return .failure(AuthenticationFailure(code: -1, message: "Unauthorized: bodyHash does not match the body received"))
         }
-        guard claims.exp > claims.iat, claims.exp - claims.iat <= configuration.maximumTokenLifetime else {
+        // Subtraction that cannot trap: the claims are the sender's, any Int goes.
+        let (lifetime, overflow) = claims.exp.subtractingReportingOverflow(claims.iat)
+        guard !overflow, claims.exp > claims.iat, lifetime <= configuration.maximumTokenLifetime else {
             return .failure(AuthenticationFailure(code: -5, message: "Unauthorized: token lifetime (exp - iat) must be 1 to \(configuration.maximumTokenLifetime) s"))
         }
         let nowSeconds = now.timeIntervalSince1970

@@ -32,9 +32,11 @@ public struct TrustedAPIUser: Sendable {
         guard rest.count == 2 else {
             throw SandboxError("--trust '\(trustArgument)': after '=' give API_KEY:ROLE")
         }
-        let role = try APIUserRole(validating: rest[1])
+        guard let role = APIUserRole(rawValue: rest[1].uppercased()) else {
+            throw SandboxError("--trust '\(trustArgument)': '\(rest[1])' is not a Fireblocks role; one of: \(APIUserRole.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
         guard let pem = try? String(contentsOfFile: file, encoding: .utf8) else {
-            throw SandboxError("--trust: cannot read \(file)")
+            throw SandboxError(.file, "--trust: cannot read the public key file \(file)")
         }
         try self.init(apiKey: rest[0], role: role, publicKeyPEM: pem)
     }
@@ -64,6 +66,23 @@ public struct SandboxConfiguration: Sendable {
     /// Largest accepted `exp - iat`.
     public var maximumTokenLifetime: Int
 
+    /// Refuses values the stand-in cannot honour (negative counts, infinite or huge delays and
+    /// offsets) before anything starts.
+    public func validate() throws {
+        guard failFirst >= 0, rateLimitFirst >= 0, dropFirst >= 0, loseResponseFirst >= 0 else {
+            throw SandboxError("fault counts (--fail-first, --rate-limit-first, --drop-first, --lose-response-first) must not be negative")
+        }
+        guard delay.isFinite, (0...600).contains(delay) else {
+            throw SandboxError("--delay must be 0 to 600 seconds")
+        }
+        guard clockOffset.isFinite, abs(clockOffset) <= 10 * 365 * 86400 else {
+            throw SandboxError("--clock-offset must be a finite number of seconds within ten years")
+        }
+        guard iatLeeway.isFinite, iatLeeway >= 0, maximumTokenLifetime > 0 else {
+            throw SandboxError("the token leeway and lifetime must be positive")
+        }
+    }
+
     public init(trusted: [TrustedAPIUser], stateFile: URL? = nil, failFirst: Int = 0, rateLimitFirst: Int = 0,
                 dropFirst: Int = 0, loseResponseFirst: Int = 0, delay: TimeInterval = 0, clockOffset: TimeInterval = 0,
                 iatLeeway: TimeInterval = 5, maximumTokenLifetime: Int = 60) {
@@ -80,8 +99,29 @@ public struct SandboxConfiguration: Sendable {
     }
 }
 
-/// A stand-in configuration or start-up problem.
-public struct SandboxError: Error, CustomStringConvertible, Sendable {
+/// A stand-in configuration or start-up problem. Matchable by ``code``.
+public struct SandboxError: Error, CustomStringConvertible, Sendable, Hashable {
+    public enum Code: String, Hashable, Sendable {
+        /// A flag value is malformed or out of range.
+        case badConfiguration
+        /// A file named by a flag cannot be read.
+        case file
+        /// The address cannot be listened on (in use, not permitted).
+        case listen
+    }
+
+    public let code: Code
     public let description: String
-    public init(_ description: String) { self.description = description }
+
+    public init(_ code: Code = .badConfiguration, _ description: String) {
+        self.code = code
+        self.description = description
+    }
+
+    public init(_ description: String) {
+        self.init(.badConfiguration, description)
+    }
+
+    public static func == (lhs: Self, rhs: Self) -> Bool { lhs.code == rhs.code }
+    public func hash(into hasher: inout Hasher) { hasher.combine(code) }
 }

@@ -3,9 +3,18 @@ import Foundation
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import Synchronization
 
 /// The stand-in on a loopback socket (HTTP/1.1, one request per connection).
+///
+/// A test tool, but one that must not be held hostage by a bad client: a request that is not
+/// complete within ``requestTimeout`` (slow or idle senders) has its connection closed, and at
+/// most ``maximumConnections`` connections are open at once (more are closed on accept).
 public final class SandboxServer: Sendable {
+    /// Time a client has from connecting to finishing its request.
+    public static let requestTimeout: TimeAmount = .seconds(10)
+    /// Connections served at once.
+    public static let maximumConnections = 128
     /// The port actually bound (useful with port 0).
     public let port: Int
     public let host: String
@@ -26,26 +35,43 @@ public final class SandboxServer: Sendable {
     /// holds a registered key, and is a test tool).
     public static func start(service: SandboxService, host: String = "127.0.0.1", port: Int,
                              log: @escaping @Sendable (String) -> Void = { _ in }) async throws -> SandboxServer {
-        guard host == "127.0.0.1" || host == "::1" || host == "localhost" || host.hasPrefix("127.") else {
-            throw SandboxError("the stand-in listens on loopback only (127.0.0.1 or ::1), not '\(host)'")
+        // Literals only: a name is bound to whatever DNS says, and `127.evil.example` is not
+        // loopback. `localhost` is bound as 127.0.0.1, without asking a resolver.
+        guard host == "localhost" || APIBaseURL.isLoopback(host) else {
+            throw SandboxError("--host must be a loopback address (127.0.0.1, another 127.x.y.z literal, ::1) or localhost, not '\(host)': the stand-in trusts whoever holds a registered key")
         }
+        guard (0...65535).contains(port) else {
+            throw SandboxError("--port must be 0 to 65535 (0: any free port), not \(port)")
+        }
+        let bindHost = host == "localhost" ? "127.0.0.1" : host
+        try service.configuration.validate()
+        let connections = ConnectionCount()
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(ChannelOptions.backlog, value: 64)
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
+                guard connections.open() else {
+                    log("connection refused: \(maximumConnections) connections are open")
+                    return channel.close()
+                }
+                channel.closeFuture.whenComplete { _ in connections.close() }
+                // Whatever the client does, the connection ends by the deadline (the answer's
+                // configured delay added).
+                let deadline = requestTimeout + .milliseconds(Int64(service.configuration.delay * 1000))
+                channel.eventLoop.scheduleTask(in: deadline) { channel.close(promise: nil) }
+                return channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
                     try channel.pipeline.syncOperations.addHandler(SandboxHTTPHandler(service: service, log: log))
                 }
             }
         do {
-            let channel = try await bootstrap.bind(host: host, port: port).get()
+            let channel = try await bootstrap.bind(host: bindHost, port: port).get()
             let bound = channel.localAddress?.port ?? port
-            return SandboxServer(channel: channel, group: group, host: host, port: bound)
+            return SandboxServer(channel: channel, group: group, host: bindHost, port: bound)
         } catch {
             try? await group.shutdownGracefully()
-            throw SandboxError("cannot listen on \(host):\(port): \(error)")
+            throw SandboxError(.listen, "cannot listen on \(host):\(port): \(error)")
         }
     }
 
@@ -65,6 +91,22 @@ public final class SandboxServer: Sendable {
     public func waitUntilClosed() async throws {
         try await channel.closeFuture.get()
     }
+}
+
+/// How many connections are open.
+private final class ConnectionCount: Sendable {
+    private let count = Mutex(0)
+
+    /// Counts one more, unless the cap is reached.
+    func open() -> Bool {
+        count.withLock { count in
+            guard count < SandboxServer.maximumConnections else { return false }
+            count += 1
+            return true
+        }
+    }
+
+    func close() { count.withLock { $0 -= 1 } }
 }
 
 /// Collects one request, asks the service, writes its reply (after the configured delay), closes.

@@ -1,3 +1,4 @@
+import DurableFiles
 import FireblocksAPI
 import Foundation
 
@@ -64,6 +65,6 @@ public struct SandboxState: Codable, Equatable, Sendable {
         let encoder = JSONEncoder()
         encoder.dateEncodingStrategy = .iso8601
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        try StateFile.writeAtomically(try encoder.encode(self), to: url)
+        try AtomicFile.write(Array(try encoder.encode(self)), to: url.path, overwrite: true, mode: 0o600)
     }
 }

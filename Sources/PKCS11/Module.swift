@@ -59,11 +59,12 @@ public final class PKCS11Module: Sendable {
             var count: CK_ULONG = 0
             try check("C_GetSlotList", getSlotList(present, nil, &count))
             if count == 0 { return [] }
-            var ids = [CK_SLOT_ID](repeating: 0, count: Int(count))
+            let capacity = try boundedCount(count, function: "C_GetSlotList")
+            var ids = [CK_SLOT_ID](repeating: 0, count: capacity)
             let rv = getSlotList(present, &ids, &count)
             if rv == CKR_BUFFER_TOO_SMALL { continue }
             try check("C_GetSlotList", rv)
-            return ids.prefix(Int(count)).map { Slot(module: self, id: SlotID(rawValue: UInt($0))) }
+            return ids.prefix(min(capacity, Int(clamping: count))).map { Slot(module: self, id: SlotID(rawValue: UInt($0))) }
         }
     }
 }
@@ -145,7 +146,8 @@ final class LoadedModule: @unchecked Sendable {
     }
 }
 
-/// Modules by file (canonical path). One caveat: p11-kit's proxy loads every registered module
+/// Modules by file (canonical path: a bare name, a symlink and the absolute path of one file are
+/// one module). One caveat: p11-kit's proxy loads every registered module
 /// itself, so a process that uses the proxy *and* loads one of those modules directly holds two
 /// references the registry cannot relate; finalising either would end the other's sessions.
 /// The command line uses one module per process; library users should do the same.
@@ -198,19 +200,48 @@ enum ModuleRegistry {
         case .p11KitProxy:
             return Resolved(path: nil, key: "p11-kit-proxy")
         case .path(let path):
-            if path.contains("/") {
-                var status = stat()
-                guard stat(path, &status) == 0 else {
-                    throw ModuleLoadError(code: .fileNotFound, module: path, reason: String(cString: strerror(errno)))
-                }
-                return Resolved(path: path, key: canonicalPath(path))
-            }
-            // A bare file name: p11-kit resolves it against its module directory.
-            return Resolved(path: path, key: "p11-kit-module-dir:" + path)
+            // A bare file name is looked up where p11-kit looks: its module directory. Resolving
+            // it here (rather than letting p11-kit do it) means the file is checked before it is
+            // loaded, and a bare name and its absolute path are one module in the registry.
+            let file = path.contains("/") ? path : try moduleDirectoryFile(path)
+            let real = try ModuleFileCheck.verify(file, asked: path)
+            return Resolved(path: real, key: real)
         case .registeredName(let name):
             let filename = try registeredModuleFilename(name)
-            return Resolved(path: filename, key: canonicalPath(filename))
+            let real = try ModuleFileCheck.verify(filename, asked: name)
+            return Resolved(path: real, key: real)
         }
+    }
+
+    /// The file of a shared library mapped into this process whose path contains `fragment`
+    /// (from `/proc/self/maps`; nil where there is none).
+    private static func loadedLibraryPath(containing fragment: String) -> String? {
+        guard let maps = fopen("/proc/self/maps", "r") else { return nil }
+        defer { fclose(maps) }
+        var line = [CChar](repeating: 0, count: 4096)
+        while fgets(&line, Int32(line.count), maps) != nil {
+            let text = String(decoding: line.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            guard let slash = text.firstIndex(of: "/") else { continue }
+            var path = String(text[slash...])
+            while path.last == "\n" { path.removeLast() }
+            if path.contains(fragment) { return path }
+        }
+        return nil
+    }
+
+    /// `NAME` in p11-kit's module directory: `pkcs11/` beside libp11-kit itself (its
+    /// `P11_MODULE_PATH`, `${libdir}/pkcs11` on Debian and most distributions).
+    private static func moduleDirectoryFile(_ name: String) throws -> String {
+        guard let library = loadedLibraryPath(containing: "/libp11-kit.so") else {
+            throw ModuleLoadError(code: .fileNotFound, module: name, reason: "cannot locate p11-kit's module directory; give the module's absolute path")
+        }
+        let libraryPath = canonicalPath(library)
+        let directory = String(libraryPath[..<(libraryPath.lastIndex(of: "/") ?? libraryPath.startIndex)]) + "/pkcs11"
+        let candidate = directory + "/" + name
+        guard access(candidate, F_OK) == 0 else {
+            throw ModuleLoadError(code: .fileNotFound, module: name, reason: "no such file in p11-kit's module directory \(directory); give the module's absolute path")
+        }
+        return candidate
     }
 
     private static func loadAndInitialize(_ resolved: Resolved, asked: ModuleLocation) throws -> LoadedModule {
@@ -281,7 +312,7 @@ enum ModuleRegistry {
         throw ModuleLoadError(code: .unknownModuleName, module: name, reason: list)
     }
 
-    private static func canonicalPath(_ path: String) -> String {
+    static func canonicalPath(_ path: String) -> String {
         guard let resolved = realpath(path, nil) else { return path }
         defer { free(resolved) }
         return String(cString: resolved)
@@ -294,6 +325,15 @@ func check(_ function: String, _ rv: CK_RV) throws(PKCS11Error) {
     if rv != CKR_OK {
         throw PKCS11Error(function: function, returnValue: ReturnValue(rawValue: UInt(rv)))
     }
+}
+
+/// A count a module reported, as an `Int` to size a buffer with; a module that claims more than
+/// any real token has is answering oddly, and gets an error instead of a huge allocation.
+func boundedCount(_ count: CK_ULONG, function: String, limit: Int = 1 << 16) throws(PKCS11Error) -> Int {
+    guard let value = Int(exactly: count), value <= limit else {
+        throw PKCS11Error(function: function, returnValue: .generalError)
+    }
+    return value
 }
 
 /// Decodes a blank-padded, not NUL-terminated `CK_UTF8CHAR` field of a fixed-size C struct.

@@ -27,9 +27,10 @@ public struct PIN: Sendable, CustomStringConvertible, CustomDebugStringConvertib
     /// True when the PIN has no bytes.
     public var isEmpty: Bool { storage.count == 0 }
 
-    /// Gives scoped access to the bytes; do not let them escape.
-    public func withBytes<R, E: Error>(_ body: (UnsafeMutableBufferPointer<UInt8>) throws(E) -> R) throws(E) -> R {
-        try body(storage.buffer)
+    /// Gives scoped, read-only access to the bytes; do not let them escape. The storage is
+    /// never handed out mutable: a PIN cannot be changed (or wiped early) by a caller.
+    public func withBytes<R, E: Error>(_ body: (UnsafeBufferPointer<UInt8>) throws(E) -> R) throws(E) -> R {
+        try body(UnsafeBufferPointer(storage.buffer))
     }
 
     /// Constant-time comparison (for tests and confirmation prompts).

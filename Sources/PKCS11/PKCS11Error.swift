@@ -28,6 +28,8 @@ public struct ModuleLoadError: Error, Hashable, Sendable, CustomStringConvertibl
         case unknownModuleName
         /// `C_GetFunctionList` or `C_Initialize` failed.
         case initializationFailed
+        /// The file (or its directory) could have been written by someone else: not loaded.
+        case unsafeModuleFile
     }
 
     public let code: Code
@@ -52,6 +54,8 @@ public struct ModuleLoadError: Error, Hashable, Sendable, CustomStringConvertibl
             return "no p11-kit registered module is named '\(module)' (\(reason))"
         case .initializationFailed:
             return "PKCS#11 module '\(module)' failed to initialise: \(reason)"
+        case .unsafeModuleFile:
+            return "refusing to load PKCS#11 module '\(module)': \(reason)"
         }
     }
 

@@ -67,6 +67,8 @@ public struct PKCS11URI: Sendable, Equatable, CustomStringConvertible {
         }
         defer { p11_kit_uri_free(uri) }
 
+        guard string.lowercased().hasPrefix("pkcs11:") else { throw PKCS11URIError(code: .badScheme, uri: string) }
+        try PKCS11URIAttributes.check(string)
         let rc = p11_kit_uri_parse(string, P11_KIT_URI_FOR_ANY, uri)
         if rc != P11_KIT_URI_OK.rawValue {
             throw PKCS11URIError(code: PKCS11URIError.Code(p11KitResult: rc), uri: string)
@@ -169,8 +171,9 @@ public struct PKCS11URI: Sendable, Equatable, CustomStringConvertible {
     // MARK: Formatting
 
     /// The URI as text, formatted by p11-kit. `pin-value` is replaced by `REDACTED` unless
-    /// `revealingPINValue` is set.
-    public func formatted(revealingPINValue: Bool = false) throws(PKCS11URIError) -> String {
+    /// `revealingPINValue` is set; so is `pin-source` unless `revealingPINSource` is set (a
+    /// pin-source can be a PIN typed in the wrong place).
+    public func formatted(revealingPINValue: Bool = false, revealingPINSource: Bool = false) throws(PKCS11URIError) -> String {
         guard let uri = p11_kit_uri_new() else { throw PKCS11URIError(code: .unexpected, uri: "") }
         defer { p11_kit_uri_free(uri) }
 
@@ -198,7 +201,7 @@ public struct PKCS11URI: Sendable, Equatable, CustomStringConvertible {
                 _ = p11_kit_uri_set_attribute(uri, pointer)
             }
         }
-        if let pinSource { p11_kit_uri_set_pin_source(uri, pinSource) }
+        if let pinSource { p11_kit_uri_set_pin_source(uri, revealingPINSource ? pinSource : "REDACTED") }
         if let pinValue {
             if revealingPINValue {
                 pinValue.withBytes { bytes in
@@ -224,7 +227,7 @@ public struct PKCS11URI: Sendable, Equatable, CustomStringConvertible {
         return String(cString: output)
     }
 
-    /// The URI with `pin-value` redacted.
+    /// The URI with `pin-value` and `pin-source` redacted.
     public var description: String {
         (try? formatted()) ?? "pkcs11:<unprintable>"
     }
@@ -248,15 +251,21 @@ public struct PKCS11URI: Sendable, Equatable, CustomStringConvertible {
 }
 
 /// A `pkcs11:` URI that could not be used.
+///
+/// Never quotes a secret: ``uri`` is the URI with every value that could be one replaced
+/// (`pin-value`, `pin-source`, and any unknown attribute's value, percent-encoded names included).
 public struct PKCS11URIError: Error, Hashable, Sendable, CustomStringConvertible {
     public enum Code: String, Hashable, Sendable {
         case badScheme
         case badEncoding
         case badSyntax
         case badVersion
-        /// An attribute p11-kit does not know (or a value too long for its field): such a URI
-        /// would otherwise match nothing, or, worse, more than meant.
+        /// An attribute this tool does not know (or a value too long for its field): such a URI
+        /// would otherwise match nothing, or, worse, more than meant; an unknown query attribute
+        /// would silently drop what it was meant to say (a misspelt pin-source).
         case unrecognizedAttribute
+        /// The same attribute twice: which one wins is ambiguous, so neither does.
+        case repeatedAttribute
         /// Both `pin-value` and `pin-source`: which one wins is ambiguous, so neither does.
         case pinValueWithPINSource
         /// A value longer than its PKCS#11 field.
@@ -275,12 +284,18 @@ public struct PKCS11URIError: Error, Hashable, Sendable, CustomStringConvertible
     }
 
     public let code: Code
-    /// The URI as given, with any pin-value left out.
+    /// The URI as given, with every value that could be a secret replaced by `REDACTED`.
     public let uri: String
+    /// The attribute concerned, when it can be named without echoing a secret.
+    public let attribute: String?
+    /// Whether the attribute was in the query part.
+    public let inQuery: Bool
 
-    public init(code: Code, uri: String) {
+    public init(code: Code, uri: String, attribute: String? = nil, inQuery: Bool = false) {
         self.code = code
-        self.uri = Self.redactingPINValue(uri)
+        self.uri = PKCS11URIAttributes.redacted(uri)
+        self.attribute = attribute
+        self.inQuery = inQuery
     }
 
     public var description: String {
@@ -291,7 +306,15 @@ public struct PKCS11URIError: Error, Hashable, Sendable, CustomStringConvertible
         case .badSyntax: reason = "it is not valid RFC 7512 syntax"
         case .badVersion: reason = "its library-version is not MAJOR.MINOR"
         case .unrecognizedAttribute:
-            reason = "it has an attribute this tool does not recognise or a value too long for its field (refused rather than matched loosely)"
+            let part = inQuery ? "query" : "path"
+            let known = (inQuery ? PKCS11URIAttributes.queryNames : PKCS11URIAttributes.pathNames).sorted().joined(separator: ", ")
+            if let attribute {
+                let hint = PKCS11URIAttributes.closest(to: attribute, among: inQuery ? PKCS11URIAttributes.queryNames : PKCS11URIAttributes.pathNames)
+                reason = "unknown \(part) attribute '\(attribute)'\(hint.map { " (did you mean '\($0)'?)" } ?? "") — refused rather than ignored (\(part) attributes: \(known))"
+            } else {
+                reason = "it has a \(part) attribute this tool does not recognise (not shown; \(part) attributes: \(known)) or a value too long for its field — refused rather than ignored"
+            }
+        case .repeatedAttribute: reason = "'\(attribute ?? "an attribute")' appears more than once"
         case .pinValueWithPINSource: reason = "it has both pin-value and pin-source"
         case .valueTooLong: reason = "a value is longer than its PKCS#11 field"
         case .unexpected: reason = "p11-kit could not process it"
@@ -301,21 +324,6 @@ public struct PKCS11URIError: Error, Hashable, Sendable, CustomStringConvertible
 
     public static func == (lhs: Self, rhs: Self) -> Bool { lhs.code == rhs.code }
     public func hash(into hasher: inout Hasher) { hasher.combine(code) }
-
-    /// Replaces the value of any `pin-value=` query attribute so errors can quote the URI.
-    static func redactingPINValue(_ uri: String) -> String {
-        let bytes = Array(uri.utf8)
-        let needle = Array("pin-value=".utf8)
-        guard bytes.count >= needle.count else { return uri }
-        for start in 0...(bytes.count - needle.count) {
-            let candidate = bytes[start..<(start + needle.count)].map { $0 >= 0x41 && $0 <= 0x5a ? $0 + 0x20 : $0 }
-            guard candidate == needle else { continue }
-            let valueStart = start + needle.count
-            let valueEnd = bytes[valueStart...].firstIndex(of: UInt8(ascii: "&")) ?? bytes.count
-            return String(decoding: bytes[..<valueStart] + Array("REDACTED".utf8) + bytes[valueEnd...], as: UTF8.self)
-        }
-        return uri
-    }
 }
 
 // MARK: - Helpers

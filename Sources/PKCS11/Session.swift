@@ -43,6 +43,9 @@ public final class Session {
 
     var loaded: LoadedModule { slot.module.loaded }
 
+    /// True once ``close()`` ran (successfully or not): the handle is not used again.
+    private var isClosed = false
+
     init(slot: Slot, readWrite: Bool) throws {
         let openSession = try slot.module.loaded.function(\.C_OpenSession, "C_OpenSession")
         var flags = CK_FLAGS(CKF_SERIAL_SESSION)
@@ -53,8 +56,21 @@ public final class Session {
         self.handle = handle
     }
 
+    /// `C_CloseSession`, reporting what the module said. After it the session is unusable,
+    /// whatever the outcome (PKCS#11 gives no way to retry a close). ``deinit`` closes a
+    /// session nobody closed, silently.
+    public func close() throws {
+        guard !isClosed else { return }
+        isClosed = true
+        let closeSession = try loaded.function(\.C_CloseSession, "C_CloseSession")
+        let rv = closeSession(handle)
+        // Already closed underneath (token removed, C_CloseAllSessions): nothing left to do.
+        if rv == CKR_SESSION_HANDLE_INVALID || rv == CKR_SESSION_CLOSED { return }
+        try check("C_CloseSession", rv)
+    }
+
     deinit {
-        if let closeSession = loaded.functions.pointee.C_CloseSession {
+        if !isClosed, let closeSession = loaded.functions.pointee.C_CloseSession {
             _ = closeSession(handle)
         }
     }
@@ -81,8 +97,19 @@ public final class Session {
     public func login(_ user: UserType, pin: PIN) throws {
         let login = try loaded.function(\.C_Login, "C_Login")
         let rv = pin.withBytes { bytes in
-            login(handle, user.cValue, bytes.baseAddress, CK_ULONG(bytes.count))
+            // C_Login takes a non-const pointer but only reads it (PKCS#11 v2.40 §5.6).
+            login(handle, user.cValue, UnsafeMutablePointer(mutating: bytes.baseAddress), CK_ULONG(bytes.count))
         }
+        if rv == CKR_USER_ALREADY_LOGGED_IN { return }
+        try check("C_Login", rv)
+    }
+
+    /// `C_Login` on a token with a protected authentication path (`CKF_PROTECTED_AUTHENTICATION_PATH`,
+    /// a PIN pad): the PIN is entered on the device, so the call passes a NULL PIN pointer and
+    /// length 0, as the specification requires (not an empty buffer).
+    public func loginOnProtectedAuthenticationPath(_ user: UserType) throws {
+        let login = try loaded.function(\.C_Login, "C_Login")
+        let rv = login(handle, user.cValue, nil, 0)
         if rv == CKR_USER_ALREADY_LOGGED_IN { return }
         try check("C_Login", rv)
     }
@@ -100,7 +127,7 @@ public final class Session {
     public func initializeUserPIN(_ pin: PIN) throws {
         let initPIN = try loaded.function(\.C_InitPIN, "C_InitPIN")
         let rv = pin.withBytes { bytes in
-            initPIN(handle, bytes.baseAddress, CK_ULONG(bytes.count))
+            initPIN(handle, UnsafeMutablePointer(mutating: bytes.baseAddress), CK_ULONG(bytes.count))
         }
         try check("C_InitPIN", rv)
     }
@@ -125,18 +152,28 @@ public final class Session {
             var count: CK_ULONG = 0
             try check("C_FindObjects", find(handle, &batch, CK_ULONG(batch.count), &count))
             if count == 0 { break }
-            found += batch.prefix(Int(count)).map { ObjectHandle(rawValue: UInt($0)) }
+            found += batch.prefix(min(batch.count, Int(clamping: count))).map { ObjectHandle(rawValue: UInt($0)) }
         }
         return found
     }
 
+    /// Longest attribute value this wrapper reads. Nothing it reads comes near (an RSA-4096
+    /// modulus is 512 bytes); a module reporting more is answering oddly, and its answer is
+    /// treated as unavailable rather than trusted with an allocation.
+    public static let maximumAttributeLength = 1 << 20
+
     /// `C_GetAttributeValue` for several attributes, with the two-call length pattern. Each
     /// attribute comes back as a value or as the reason it is unavailable (sensitive, not
     /// defined for the object).
+    ///
+    /// Both calls accept the answers PKCS#11 v2.40 §5.7 allows for a partly readable template
+    /// (`CKR_ATTRIBUTE_SENSITIVE`, `CKR_ATTRIBUTE_TYPE_INVALID`, and on the second call
+    /// `CKR_BUFFER_TOO_SMALL`), and re-check every length for `CK_UNAVAILABLE_INFORMATION`: an
+    /// attribute that cannot be read as a batch is asked for alone. No length a module reports
+    /// is trusted beyond ``maximumAttributeLength`` or the buffer it was given.
     public func attributes(_ types: [AttributeType], of object: ObjectHandle) throws -> [AttributeType: AttributeReading] {
         let getAttributeValue = try loaded.function(\.C_GetAttributeValue, "C_GetAttributeValue")
         let objectHandle = CK_OBJECT_HANDLE(object.rawValue)
-        let unavailable = CK_ULONG.max  // CK_UNAVAILABLE_INFORMATION (a cast macro Swift cannot import)
 
         var template = types.map {
             CK_ATTRIBUTE(type: CK_ATTRIBUTE_TYPE($0.rawValue), pValue: nil, ulValueLen: 0)
@@ -152,12 +189,11 @@ public final class Session {
         var result: [AttributeType: AttributeReading] = [:]
         var available: [(type: AttributeType, length: Int)] = []
         for (index, type) in types.enumerated() {
-            let length = template[index].ulValueLen
-            if length == unavailable {
-                // Which of the two reasons applies is only known when asked alone.
-                result[type] = .unavailable(try unavailableReason(type, of: object))
+            if let length = Self.usableLength(template[index].ulValueLen) {
+                available.append((type, length))
             } else {
-                available.append((type, Int(length)))
+                // Which reason applies is only known when asked alone.
+                result[type] = try readAlone(type, of: object)
             }
         }
         if available.isEmpty { return result }
@@ -170,31 +206,66 @@ public final class Session {
         let secondRV = second.withUnsafeMutableBufferPointer {
             getAttributeValue(handle, objectHandle, $0.baseAddress, CK_ULONG($0.count))
         }
-        try check("C_GetAttributeValue", secondRV)
+        guard secondRV == CKR_OK || secondRV == CKR_ATTRIBUTE_SENSITIVE || secondRV == CKR_ATTRIBUTE_TYPE_INVALID
+            || secondRV == CKR_BUFFER_TOO_SMALL else {
+            try check("C_GetAttributeValue", secondRV)
+            return result
+        }
         for (index, entry) in available.enumerated() {
-            let length = Int(second[index].ulValueLen)
-            let bytes = Array(UnsafeRawBufferPointer(start: buffers[index], count: min(length, entry.length)))
-            if let attribute = Attribute(type: entry.type, value: bytes) {
-                result[entry.type] = .value(attribute)
-            } else {
-                result[entry.type] = .unavailable(.attributeValueInvalid)
+            // A value that changed size between the calls, or that the module could not give in
+            // the batch, is read again on its own.
+            guard let length = Self.usableLength(second[index].ulValueLen), length <= entry.length else {
+                result[entry.type] = try readAlone(entry.type, of: object)
+                continue
             }
+            let bytes = Array(UnsafeRawBufferPointer(start: buffers[index], count: length))
+            result[entry.type] = Attribute(type: entry.type, value: bytes).map { .value($0) } ?? .unavailable(.attributeValueInvalid)
         }
         return result
     }
 
-    private func unavailableReason(_ type: AttributeType, of object: ObjectHandle) throws -> ReturnValue {
-        let getAttributeValue = try loaded.function(\.C_GetAttributeValue, "C_GetAttributeValue")
-        var single = CK_ATTRIBUTE(type: CK_ATTRIBUTE_TYPE(type.rawValue), pValue: nil, ulValueLen: 0)
-        let rv = getAttributeValue(handle, CK_OBJECT_HANDLE(object.rawValue), &single, 1)
-        return rv == CKR_OK ? .attributeTypeInvalid : ReturnValue(rawValue: UInt(rv))
+    /// A reported length as an `Int`, or nil for `CK_UNAVAILABLE_INFORMATION` (a cast macro Swift
+    /// cannot import: all bits set) and for anything beyond ``maximumAttributeLength``.
+    private static func usableLength(_ length: CK_ULONG) -> Int? {
+        guard length != CK_ULONG.max, let value = Int(exactly: length), value <= maximumAttributeLength else { return nil }
+        return value
     }
 
-    /// `C_SetAttributeValue`.
-    public func setAttributes(_ attributes: [Attribute], on object: ObjectHandle) throws {
-        let setAttributeValue = try loaded.function(\.C_SetAttributeValue, "C_SetAttributeValue")
-        try withCTemplate(attributes) { pointer, count in
-            try check("C_SetAttributeValue", setAttributeValue(handle, CK_OBJECT_HANDLE(object.rawValue), pointer, count))
+    /// One attribute, both calls on its own; what the module says instead of a value becomes the
+    /// reading's reason. Never throws for an odd answer about the attribute itself.
+    private func readAlone(_ type: AttributeType, of object: ObjectHandle) throws -> AttributeReading {
+        let getAttributeValue = try loaded.function(\.C_GetAttributeValue, "C_GetAttributeValue")
+        let objectHandle = CK_OBJECT_HANDLE(object.rawValue)
+        var single = CK_ATTRIBUTE(type: CK_ATTRIBUTE_TYPE(type.rawValue), pValue: nil, ulValueLen: 0)
+        let firstRV = getAttributeValue(handle, objectHandle, &single, 1)
+        guard firstRV == CKR_OK, let length = Self.usableLength(single.ulValueLen) else {
+            if firstRV == CKR_OK {
+                return .unavailable(single.ulValueLen == CK_ULONG.max ? .attributeTypeInvalid : .attributeValueInvalid)
+            }
+            return try Self.readingFailure(firstRV)
+        }
+        let buffer = UnsafeMutableRawPointer.allocate(byteCount: max(length, 1), alignment: 8)
+        defer { buffer.deallocate() }
+        single.pValue = buffer
+        single.ulValueLen = CK_ULONG(length)
+        let secondRV = getAttributeValue(handle, objectHandle, &single, 1)
+        guard secondRV == CKR_OK else { return try Self.readingFailure(secondRV) }
+        guard let returned = Self.usableLength(single.ulValueLen), returned <= length else {
+            return .unavailable(.bufferTooSmall)
+        }
+        let bytes = Array(UnsafeRawBufferPointer(start: buffer, count: returned))
+        return Attribute(type: type, value: bytes).map { .value($0) } ?? .unavailable(.attributeValueInvalid)
+    }
+
+    /// The reading for an attribute-level refusal; anything else (session gone, device removed)
+    /// is an error of the call.
+    private static func readingFailure(_ rv: CK_RV) throws -> AttributeReading {
+        switch rv {
+        case CK_RV(CKR_ATTRIBUTE_SENSITIVE), CK_RV(CKR_ATTRIBUTE_TYPE_INVALID), CK_RV(CKR_BUFFER_TOO_SMALL):
+            return .unavailable(ReturnValue(rawValue: UInt(rv)))
+        default:
+            try check("C_GetAttributeValue", rv)
+            return .unavailable(ReturnValue(rawValue: UInt(rv)))
         }
     }
 
@@ -248,9 +319,16 @@ public final class Session {
         var length: CK_ULONG = 0
         // With a NULL output buffer C_Sign only reports the length and keeps the operation active.
         try check("C_Sign", sign(handle, &input, CK_ULONG(input.count), nil, &length))
-        var signature = [UInt8](repeating: 0, count: Int(length))
+        // A signature is at most a few KiB; a larger claim is a module answering oddly.
+        guard let capacity = Int(exactly: length), capacity <= Self.maximumAttributeLength else {
+            throw PKCS11Error(function: "C_Sign", returnValue: .generalError)
+        }
+        var signature = [UInt8](repeating: 0, count: capacity)
         try check("C_Sign", sign(handle, &input, CK_ULONG(input.count), &signature, &length))
-        return Array(signature.prefix(Int(length)))
+        guard let produced = Int(exactly: length), produced <= capacity else {
+            throw PKCS11Error(function: "C_Sign", returnValue: .generalError)
+        }
+        return Array(signature.prefix(produced))
     }
 
     /// `C_VerifyInit` + `C_Verify`: true for a valid signature, false for

@@ -43,11 +43,12 @@ public struct Slot: Sendable {
             var count: CK_ULONG = 0
             try check("C_GetMechanismList", getMechanismList(cID, nil, &count))
             if count == 0 { return [] }
-            var list = [CK_MECHANISM_TYPE](repeating: 0, count: Int(count))
+            let capacity = try boundedCount(count, function: "C_GetMechanismList")
+            var list = [CK_MECHANISM_TYPE](repeating: 0, count: capacity)
             let rv = getMechanismList(cID, &list, &count)
             if rv == CKR_BUFFER_TOO_SMALL { continue }
             try check("C_GetMechanismList", rv)
-            return list.prefix(Int(count)).map { MechanismType(rawValue: UInt($0)) }
+            return list.prefix(min(capacity, Int(clamping: count))).map { MechanismType(rawValue: UInt($0)) }
         }
     }
 
@@ -79,7 +80,7 @@ public struct Slot: Sendable {
         }
         paddedLabel.replaceSubrange(0..<labelBytes.count, with: labelBytes)
         try securityOfficerPIN.withBytes { pin in
-            try check("C_InitToken", initToken(cID, pin.baseAddress, CK_ULONG(pin.count), &paddedLabel))
+            try check("C_InitToken", initToken(cID, UnsafeMutablePointer(mutating: pin.baseAddress), CK_ULONG(pin.count), &paddedLabel))
         }
     }
 }

@@ -36,7 +36,7 @@ public enum KeyGenerator {
         guard KeyPolicy.supportedModulusBits.contains(request.bits) else {
             throw TokenKeysError(.invalidArgument, "--bits must be one of \(KeyPolicy.supportedModulusBits.map(String.init).joined(separator: ", ")), not \(request.bits)")
         }
-        try KeyLabel.validate(request.label)
+        try KeyLabel.validateNew(request.label)
         if let id = request.id, id.isEmpty || id.count > 64 {
             throw TokenKeysError(.invalidArgument, "--id must be 1 to 64 bytes of hex")
         }
@@ -95,6 +95,7 @@ public enum KeyGenerator {
         } catch let error as PKCS11Error {
             throw copyUnsupported(error)
         }
+        FaultInjection.point("keygen-between-copies")
         do {
             let privateKey = try session.copyObject(ephemeral.privateKey, changing: lock)
             return (publicKey, privateKey)

@@ -1,7 +1,7 @@
 import PKCS11
 
 /// What a Fireblocks API signing key must be: an RSA key made on the token, sign-only,
-/// sensitive and never extractable.
+/// sensitive, private (login required) and never extractable.
 ///
 /// The templates set every relevant boolean explicitly because token defaults differ and are
 /// often permissive (SoftHSM: `CKA_SENSITIVE` false, `CKA_DECRYPT`/`CKA_UNWRAP` true). What the
@@ -30,6 +30,8 @@ public struct KeyPolicy: Sendable {
                         why: "was never exportable, even wrapped"),
             Requirement(attribute: .sensitive, expected: true,
                         why: "private components cannot be read"),
+            Requirement(attribute: .private, expected: true,
+                        why: "cannot be seen or used without logging in"),
             Requirement(attribute: .extractable, expected: false,
                         why: "cannot be wrapped out of the token"),
             Requirement(attribute: .sign, expected: true,

@@ -12,14 +12,14 @@ public enum KeyStore {
             return try load(privateKey: candidates[0], in: session, token: token, policy: policy)
         case 0:
             let others = try session.findObjects(selector.searchTemplate)
-            let hint = others.isEmpty
-                ? "list keys with 'fireblocks-hsm key list'"
-                : "the token has \(others.count) other object(s) with that name but no private key; is the PIN for the right token?"
-            throw TokenKeysError(.keyNotFound, "no private key '\(selector)' on token '\(token.label)' (\(hint))")
+            if !others.isEmpty {
+                throw TokenKeysError(.keyNotFound, "no private key '\(selector)' on token '\(token.label)': it has \(others.count) other object(s) with that name but no private key (only a public half, left by an interrupted generation? or is the PIN for the right token?)")
+            }
+            throw TokenKeysError(.keyNotFound, "no private key '\(selector)' on token '\(token.label)'")
         default:
             let pairs = try candidates.map { try load(privateKey: $0, in: session, token: token, policy: policy) }
             let ids = pairs.map { $0.id.isEmpty ? "(no id)" : hex($0.id) }.joined(separator: ", ")
-            throw TokenKeysError(.ambiguousKey, "\(candidates.count) private keys match '\(selector)' on token '\(token.label)' (ids \(ids)); select one with --key 'pkcs11:object=…;id=%…'")
+            throw TokenKeysError(.ambiguousKey, "\(candidates.count) private keys match '\(selector)' on token '\(token.label)' (ids \(ids))")
         }
     }
 
@@ -50,14 +50,23 @@ public enum KeyStore {
             .sorted { ($0.label, hex($0.id)) < ($1.label, hex($1.id)) }
     }
 
-    /// Refuses a label or id that any object on the token already has.
+    /// Refuses a label or id that any object on the token already has. A label held only by
+    /// public keys (what an interrupted generation leaves) is `orphanedPublicKey`, so the caller
+    /// can say how to clear it.
     public static func requireUnused(label: String?, id: [UInt8]?, in session: Session) throws {
         let token = try session.slot.tokenInfo()
-        if let label, !(try session.findObjects([.label(label)]).isEmpty) {
-            throw TokenKeysError(.keyExists, "token '\(token.label)' already has an object labelled '\(label)'; choose another --key label (labels must be unique)")
+        if let label {
+            let objects = try session.findObjects([.label(label)])
+            if !objects.isEmpty {
+                let publicOnly = try session.findObjects([.label(label), .class(.publicKey)]).count == objects.count
+                if publicOnly {
+                    throw TokenKeysError(.orphanedPublicKey, "token '\(token.label)' has \(objects.count == 1 ? "a public key" : "\(objects.count) public keys") labelled '\(label)' without a private key (left by an interrupted key generation?)")
+                }
+                throw TokenKeysError(.keyExists, "token '\(token.label)' already has an object labelled '\(label)' (labels must be unique)")
+            }
         }
         if let id, !(try session.findObjects([.id(id)]).isEmpty) {
-            throw TokenKeysError(.keyExists, "token '\(token.label)' already has an object with id \(hex(id)); choose another --id")
+            throw TokenKeysError(.keyExists, "token '\(token.label)' already has an object with id \(hex(id))")
         }
     }
 

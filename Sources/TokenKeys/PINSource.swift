@@ -12,23 +12,36 @@ public enum PINSource: Hashable, Sendable, CustomStringConvertible {
     case file(String)
 
     /// Parses `prompt`, `env:NAME` or `file:PATH` (the forms `--pin-source` accepts).
+    ///
+    /// Errors never quote the value, not even in part: a malformed pin source is often the PIN
+    /// itself, typed where its source should go. They say which kind was wrong and how to pass one.
     public init(parsing text: String) throws(TokenKeysError) {
         if text == "prompt" {
             self = .prompt
         } else if text.hasPrefix("env:") {
             let name = String(text.dropFirst(4))
             guard Self.isValidEnvironmentName(name) else {
-                throw TokenKeysError(.invalidArgument, "pin source 'env:\(name)' does not name an environment variable (letters, digits, '_')")
+                throw TokenKeysError(.invalidArgument, "the env: pin source does not name a valid environment variable (letters, digits and '_', not starting with a digit; the value is not shown, in case it is a PIN): pass env:NAME, e.g. env:HSM_PIN")
             }
             self = .environment(name)
         } else if text.hasPrefix("file:") {
             let path = String(text.dropFirst(5))
             guard !path.isEmpty else {
-                throw TokenKeysError(.invalidArgument, "pin source 'file:' needs a path, e.g. file:/run/secrets/hsm-pin")
+                throw TokenKeysError(.invalidArgument, "the file: pin source needs a path, e.g. file:/run/secrets/hsm-pin")
             }
             self = .file(path)
         } else {
-            throw TokenKeysError(.invalidArgument, "unknown pin source '\(Self.redactedForError(text))': use prompt, env:NAME or file:PATH")
+            throw TokenKeysError(.invalidArgument, "the pin source is not prompt, env:NAME or file:PATH (the value is not shown, in case it is a PIN); a PIN is never given directly: put it in a variable or a 0600 file and pass env:NAME or file:PATH")
+        }
+    }
+
+    /// Parses a pin source and names, on failure, where it came from (`--pin-source`,
+    /// `FIREBLOCKS_HSM_PIN_SOURCE`, a profile's `pinSource` …) instead of its value.
+    public init(parsing text: String, origin: String) throws(TokenKeysError) {
+        do {
+            try self.init(parsing: text)
+        } catch {
+            throw TokenKeysError(error.code, "\(origin): \(error.reason)")
         }
     }
 
@@ -36,7 +49,7 @@ public enum PINSource: Hashable, Sendable, CustomStringConvertible {
     /// and p11-kit's reading). `|command` forms are refused, as most implementations do.
     public init(uriPINSource text: String) throws(TokenKeysError) {
         if text.hasPrefix("|") {
-            throw TokenKeysError(.invalidArgument, "pin-source commands ('|…') are not run; use file:PATH or env:NAME")
+            throw TokenKeysError(.invalidArgument, "the URI's pin-source is a command ('|…'), which is never run; use pin-source=file:PATH or pin-source=env:NAME")
         }
         if text.hasPrefix("env:") || text.hasPrefix("file:") || text == "prompt" {
             try self.init(parsing: text)
@@ -45,7 +58,7 @@ public enum PINSource: Hashable, Sendable, CustomStringConvertible {
         } else if !text.isEmpty, !text.contains(":") {
             self = .file(text)
         } else {
-            throw TokenKeysError(.invalidArgument, "unknown URI pin-source '\(Self.redactedForError(text))': use file:PATH or env:NAME")
+            throw TokenKeysError(.invalidArgument, "the URI's pin-source is not file:PATH, env:NAME or a path (the value is not shown, in case it is a PIN)")
         }
     }
 
@@ -54,11 +67,13 @@ public enum PINSource: Hashable, Sendable, CustomStringConvertible {
     /// burns the token's retry counter.
     public var mayRetry: Bool { self == .prompt }
 
+    /// The kind of source only (`prompt`, `env:…`, `file:…`): a variable name or path given
+    /// by mistake could be the PIN itself, so no part of it is shown.
     public var description: String {
         switch self {
         case .prompt: return "prompt"
-        case .environment(let name): return "env:\(name)"
-        case .file(let path): return "file:\(path)"
+        case .environment: return "env:…"
+        case .file: return "file:…"
         }
     }
 
@@ -80,11 +95,11 @@ public enum PINSource: Hashable, Sendable, CustomStringConvertible {
             return pin
         case .environment(let name):
             guard let value = getenv(name) else {
-                throw TokenKeysError(.pinUnavailable, "pin source env:\(name): the environment variable \(name) is not set")
+                throw TokenKeysError(.pinUnavailable, "the env: pin source names an environment variable that is not set (its name is not shown, in case it is a PIN); export it, or pass another --pin-source")
             }
             let pin = PIN(bytes: UnsafeBufferPointer(start: value, count: strlen(value)).map { UInt8(bitPattern: $0) })
             guard !pin.isEmpty else {
-                throw TokenKeysError(.pinUnavailable, "pin source env:\(name): the environment variable \(name) is empty")
+                throw TokenKeysError(.pinUnavailable, "the env: pin source names an environment variable that is empty")
             }
             return pin
         case .file(let path):
@@ -95,39 +110,42 @@ public enum PINSource: Hashable, Sendable, CustomStringConvertible {
     private static func readPINFile(_ path: String, warn: (String) -> Void) throws(TokenKeysError) -> PIN {
         let descriptor = open(path, O_RDONLY | O_CLOEXEC)
         guard descriptor >= 0 else {
-            throw TokenKeysError(.pinUnavailable, "pin source file:\(path): cannot open it (\(String(cString: strerror(errno))))")
+            throw TokenKeysError(.pinUnavailable, "the file: pin source names a file that cannot be read (\(String(cString: strerror(errno))); its path is not shown, in case it is a PIN)")
         }
         defer { close(descriptor) }
         var status = stat()
         if fstat(descriptor, &status) == 0 {
             guard (status.st_mode & S_IFMT) == S_IFREG else {
-                throw TokenKeysError(.pinUnavailable, "pin source file:\(path): not a regular file")
+                throw TokenKeysError(.pinUnavailable, "the file: pin source does not name a regular file")
             }
             if status.st_mode & 0o077 != 0 {
-                warn("warning: PIN file \(path) is readable or writable by group/others (mode \(String(status.st_mode & 0o777, radix: 8))); chmod 600 it")
+                warn("warning: the PIN file is readable or writable by group/others (mode \(String(status.st_mode & 0o777, radix: 8))); chmod 600 it")
             }
         }
         // A PIN file is small; refuse anything that is clearly not one.
         let limit = 4096
         var buffer = [UInt8](repeating: 0, count: limit + 1)
-        defer { buffer.withUnsafeMutableBytes { explicit_bzero($0.baseAddress!, $0.count) } }
+        defer { buffer.withUnsafeMutableBytes { if let base = $0.baseAddress { explicit_bzero(base, $0.count) } } }
         var total = 0
         while total <= limit {
-            let count = buffer.withUnsafeMutableBytes { read(descriptor, $0.baseAddress! + total, limit + 1 - total) }
+            let count = buffer.withUnsafeMutableBytes { raw -> Int in
+                guard let base = raw.baseAddress else { return 0 }
+                return read(descriptor, base + total, limit + 1 - total)
+            }
             if count < 0 {
                 if errno == EINTR { continue }
-                throw TokenKeysError(.pinUnavailable, "pin source file:\(path): read failed (\(String(cString: strerror(errno))))")
+                throw TokenKeysError(.pinUnavailable, "reading the PIN file failed (\(String(cString: strerror(errno))))")
             }
             if count == 0 { break }
             total += count
         }
         guard total <= limit else {
-            throw TokenKeysError(.pinUnavailable, "pin source file:\(path): larger than \(limit) bytes, not a PIN file")
+            throw TokenKeysError(.pinUnavailable, "the PIN file is larger than \(limit) bytes: not a PIN file")
         }
         var end = total
         if end > 0, buffer[end - 1] == UInt8(ascii: "\n") { end -= 1 }
         if end > 0, buffer[end - 1] == UInt8(ascii: "\r") { end -= 1 }
-        guard end > 0 else { throw TokenKeysError(.pinUnavailable, "pin source file:\(path): the file is empty") }
+        guard end > 0 else { throw TokenKeysError(.pinUnavailable, "the PIN file is empty") }
         return PIN(bytes: buffer[0..<end])
     }
 
@@ -138,10 +156,6 @@ public enum PINSource: Hashable, Sendable, CustomStringConvertible {
             && name.unicodeScalars.allSatisfy { $0.isASCII && allowed.contains($0) }
     }
 
-    /// A malformed pin source might be a PIN typed in the wrong place: never echo it whole.
-    private static func redactedForError(_ text: String) -> String {
-        text.count <= 3 ? String(repeating: "*", count: text.count) : String(text.prefix(2)) + "…"
-    }
 }
 
 /// Asks a person for a PIN.

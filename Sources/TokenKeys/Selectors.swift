@@ -66,7 +66,7 @@ public enum KeySelector: Sendable, Equatable, CustomStringConvertible {
     }
 
     /// Attributes that find the key pair's objects (class excluded).
-    var searchTemplate: [Attribute] {
+    public var searchTemplate: [Attribute] {
         switch self {
         case .label(let label): return [.label(label)]
         case .uri(let uri):
@@ -93,6 +93,16 @@ public enum KeySelector: Sendable, Equatable, CustomStringConvertible {
 
 /// Rules for key labels.
 public enum KeyLabel {
+    /// A label for a key about to be made: ``validate(_:)``, and not `pkcs11:…`, which every
+    /// command would read back as a URI (and which is, in practice, a URI given where a new
+    /// label was asked for).
+    public static func validateNew(_ label: String) throws(TokenKeysError) {
+        try validate(label)
+        if PKCS11URI.looksLikeURI(label) {
+            throw TokenKeysError(.invalidArgument, "a new key takes a label, not a pkcs11: URI (the key does not exist yet): give a plain label such as 'ci-bot'; select the token with --token")
+        }
+    }
+
     /// Labels are free text in PKCS#11; this tool keeps them printable and unambiguous.
     public static func validate(_ label: String) throws(TokenKeysError) {
         guard !label.isEmpty, label.utf8.count <= 128 else {

@@ -12,6 +12,11 @@ public struct TokenKeysError: Error, Hashable, Sendable, CustomStringConvertible
         case keyNotFound
         case ambiguousKey
         case keyExists
+        /// A label held only by public keys: what a key generation interrupted between storing
+        /// the public and the private half leaves behind.
+        case orphanedPublicKey
+        /// The key backs an API user (as recorded locally) and is kept.
+        case keyInUse
         // PIN and login
         case pinUnavailable
         case pinIncorrect

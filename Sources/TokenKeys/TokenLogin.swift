@@ -24,16 +24,14 @@ public enum TokenLogin {
             let info = try session.slot.tokenInfo()
             try precheck(info).forEach(warn)
 
-            let pin: PIN
-            if info.flags.contains(.protectedAuthenticationPath) {
-                warn("enter the PIN of token '\(info.label)' on the device's PIN pad")
-                pin = PIN(bytes: [])
-            } else {
-                pin = try source.readPIN(prompter: prompter, promptText: "User PIN for token '\(info.label)': ", warn: warn)
-            }
-
             do {
-                try session.login(.user, pin: pin)
+                if info.flags.contains(.protectedAuthenticationPath) {
+                    warn("enter the PIN of token '\(info.label)' on the device's PIN pad")
+                    try session.loginOnProtectedAuthenticationPath(.user)
+                } else {
+                    let pin = try source.readPIN(prompter: prompter, promptText: "User PIN for token '\(info.label)': ", warn: warn)
+                    try session.login(.user, pin: pin)
+                }
                 return
             } catch let error as PKCS11Error {
                 let after = try? session.slot.tokenInfo()

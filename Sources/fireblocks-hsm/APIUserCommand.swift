@@ -15,15 +15,20 @@ struct APIUserCreateCommand: AsyncParsableCommand {
         commandName: "create",
         abstract: "Create an API user from its CSR (POST /v1/management/api_users), safely.",
         discussion: """
-            The CSR is parsed and its self-signature checked first. An Idempotency-Key is generated
+            The CSR is parsed and its self-signature checked first; a CSR whose key already backs
+            another API user created from this machine is refused (--allow-key-reuse overrides).
+            The user list is read before and after: the new user's id is printed only when exactly
+            one new listed user has the name and role. An Idempotency-Key is generated
             (unless given) and recorded with the exact body in the state directory before the first
             send; automatic retries and re-runs after a crash reuse them, so one intent creates at
             most one user. A request already accepted is not sent again.
 
             Examples:
-              fireblocks-hsm api-user create --token fb --key admin --api-key "$ADMIN_API_KEY" --env sandbox \\
+              fireblocks-hsm api-user create --token fb --key admin \\
+                  --api-key "$ADMIN_API_KEY" --env sandbox \\
                   --name ci-bot --role SIGNER --csr api_user.csr
-              fireblocks-hsm api-user create … --co-signer-setup-type SGX_MACHINE --co-signer-first-user
+              fireblocks-hsm api-user create … --co-signer-setup-type SGX_MACHINE \\
+                  --co-signer-first-user
             """
     )
 
@@ -42,6 +47,9 @@ struct APIUserCreateCommand: AsyncParsableCommand {
 
     @OptionGroup var creation: CreationOptions
 
+    @Flag(name: .customLong("allow-key-reuse"), help: "Create the user even if the CSR's key already backs another API user created from this machine (warns).")
+    var allowKeyReuse = false
+
     @OptionGroup var output: OutputOptions
 
     func run() async throws {
@@ -53,10 +61,11 @@ struct APIUserCreateCommand: AsyncParsableCommand {
                                      coSignerSetupIsFirstUser: creation.coSignerSetupIsFirstUser)
         let report = try await APICommands.createAPIUser(
             token: try token.target(key: key.key ?? profile?.key, profile: profile), api: apiTarget, user: body,
-            idempotencyKey: creation.idempotencyKey, console: Console())
+            idempotencyKey: creation.idempotencyKey, allowKeyReuse: allowKeyReuse, console: Console())
         try output.emit(report) { report in
             let verb = report.result == "submitted" ? "Submitted" : "Already submitted by an earlier run (nothing sent now):"
-            return "\(verb) API user '\(report.name)' (\(report.role)) at \(report.baseURL) [X-Request-ID: \(report.requestID ?? "none")]. An admin quorum approves it in the Console.\n"
+            return TerminalText.sanitized("\(verb) API user '\(report.name)' (\(report.role)) at \(report.baseURL) [X-Request-ID: \(report.requestID ?? "none")]. An admin quorum approves it in the Console.") + "\n"
+                + TerminalText.sanitized("API user id: " + TextReports.userIdentification(report)) + "\n"
         }
     }
 }
@@ -67,7 +76,8 @@ struct APIUserListCommand: AsyncParsableCommand {
         abstract: "List the workspace's API users (GET /v1/management/api_users).",
         discussion: """
             Examples:
-              fireblocks-hsm api-user list --token fb --key admin --api-key "$ADMIN_API_KEY" --env sandbox
+              fireblocks-hsm api-user list --token fb --key admin \\
+                  --api-key "$ADMIN_API_KEY" --env sandbox
               fireblocks-hsm api-user list --profile sandbox-admin --json
             """
     )

@@ -1,5 +1,6 @@
 import ArgumentParser
 import FireblocksHSM
+import FireblocksSandbox
 import Foundation
 
 @main
@@ -28,16 +29,20 @@ struct FireblocksHSMCommand: AsyncParsableCommand {
         ]
     )
 
-    /// Parses, runs, and turns every failure into one line on stderr and a documented exit code.
+    /// Parses, runs, and turns every failure into one line on stderr (and, with `--json`, one
+    /// `{"error": …}` document on stdout) and a documented exit code.
     static func main() async {
+        let arguments = Array(CommandLine.arguments.dropFirst())
         let command: any ParsableCommand
         do {
-            command = try parseAsRoot()
+            command = try parseAsRoot(arguments)
         } catch {
             // Help and --version exit 0; every parse or validation error is a usage error.
             if exitCode(for: error) == .success { exit(withError: error) }
-            usageFailure(error)
+            usageFailure(error, arguments: arguments, json: arguments.contains("--json"))
         }
+        // Asked of a second parse: the parsed command itself is handed to run().
+        let json = ((try? parseAsRoot(arguments)) as? any JSONReporting)?.wantsJSON ?? false
         do {
             if var asyncCommand = command as? any AsyncParsableCommand {
                 try await asyncCommand.run()
@@ -53,19 +58,39 @@ struct FireblocksHSMCommand: AsyncParsableCommand {
             case .success:
                 exit(withError: error)
             case .validationFailure:
-                usageFailure(error)
+                usageFailure(error, arguments: arguments, json: json)
             default:
                 break
             }
-            let (status, message) = ExitStatus.classify(error)
-            Console().diagnostic("fireblocks-hsm: error: \(message)")
-            Foundation.exit(status.rawValue)
+            fail(report(for: error), json: json)
         }
     }
 
-    /// A usage error: one line, pointing at --help (the full usage would bury the message).
-    private static func usageFailure(_ error: any Error) -> Never {
-        Console().diagnostic("fireblocks-hsm: error: \(message(for: error)) (see --help)")
-        Foundation.exit(ExitStatus.usage.rawValue)
+    /// The report of a failure, the stand-in's own errors included.
+    static func report(for error: any Error) -> ErrorReport {
+        if let error = error as? SandboxError {
+            return ErrorReport(status: error.code == .file ? .fileError : .usage, message: error.description)
+        }
+        return ErrorReport(error)
     }
+
+    /// Prints the failure and exits with its class's code.
+    static func fail(_ report: ErrorReport, json: Bool) -> Never {
+        Console().diagnostic("fireblocks-hsm: error: \(report.message)")
+        if json { Console().output(report.json) }
+        Foundation.exit(report.status.rawValue)
+    }
+
+    /// A usage error: one line, pointing at --help (the full usage would bury the message). A
+    /// mistyped subcommand is named, with the nearest real one.
+    private static func usageFailure(_ error: any Error, arguments: [String], json: Bool) -> Never {
+        let text = SubcommandSuggestion.message(for: arguments, root: FireblocksHSMCommand.self)
+            ?? "\(message(for: error)) (see --help)"
+        fail(ErrorReport(status: .usage, message: text), json: json)
+    }
+}
+
+/// Commands with a `--json` flag: their failures are also reported as JSON on stdout.
+protocol JSONReporting {
+    var wantsJSON: Bool { get }
 }

@@ -9,11 +9,14 @@ struct JWTCommand: ParsableCommand {
             The token is a 55-second bearer credential: pipe it where it is needed, do not log it.
             Its claims: uri (the path with /v1 and query), a fresh nonce, iat, exp, sub (the API
             key) and bodyHash (SHA-256 of the exact body bytes; of the empty string without a body).
+            The uri claim names no host, so --env/--base-url are needed only to add their base
+            path to a --path without it.
 
             Examples:
-              fireblocks-hsm jwt --token fb --key admin --api-key "$ADMIN_API_KEY" --env sandbox \\
+              fireblocks-hsm jwt --token fb --key admin --api-key "$ADMIN_API_KEY" \\
                   --method POST --path /v1/management/api_users --body-file body.json
-              curl -H "X-API-Key: $ADMIN_API_KEY" -H "Authorization: Bearer $(fireblocks-hsm jwt … --path /v1/workspace)" …
+              curl -H "X-API-Key: $ADMIN_API_KEY" \\
+                  -H "Authorization: Bearer $(fireblocks-hsm jwt … --path /v1/workspace)" …
             """
     )
 
@@ -32,9 +35,11 @@ struct JWTCommand: ParsableCommand {
 
     func run() throws {
         let profile = try token.loadProfile()
+        let signing = try api.signingTarget(profile: profile)
         let jwt = try APICommands.jwt(token: try token.target(key: key.key ?? profile?.key, profile: profile),
-                                      api: try api.target(profile: profile), method: method, path: path,
-                                      body: try bodyFile.map(RequestBody.readFile), console: Console())
+                                      apiKey: signing.apiKey, baseURL: signing.baseURL, jwtLifetime: signing.jwtLifetime,
+                                      method: method, path: path, body: try bodyFile.map(RequestBody.readFile),
+                                      console: Console())
         Console().output(jwt + "\n")
     }
 }

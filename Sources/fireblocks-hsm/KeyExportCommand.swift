@@ -1,7 +1,13 @@
+import DurableFiles
 import ArgumentParser
 import FireblocksHSM
 
-extension PublicKeyFormat: ExpressibleByArgument {}
+extension PublicKeyFormat: ExpressibleByArgument {
+    /// Case-insensitive, like every choice the tool takes (`--format PEM`).
+    public init?(argument: String) {
+        self.init(rawValue: argument.lowercased())
+    }
+}
 
 struct KeyExportCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -10,7 +16,8 @@ struct KeyExportCommand: ParsableCommand {
         discussion: """
             Examples:
               fireblocks-hsm key export --token fb --key api-user-1 --format pem
-              fireblocks-hsm key export --token fb --key api-user-1 --format jwk --out api-user-1.jwk
+              fireblocks-hsm key export --token fb --key api-user-1 --format jwk \\
+                  --out api-user-1.jwk
             """
     )
 

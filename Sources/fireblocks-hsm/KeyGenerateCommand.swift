@@ -9,11 +9,13 @@ struct KeyGenerateCommand: ParsableCommand {
         discussion: """
             Every attribute of the key policy is set explicitly and read back; if the token did
             not honour it the pair is destroyed and the command fails. Refuses a label or id
-            that already exists on the token.
+            that already exists on the token; two runs for one label make one key (the second
+            waits for the first, up to --lock-timeout, then finds the label taken).
 
             Examples:
               fireblocks-hsm key generate --token fb --key api-user-1
-              fireblocks-hsm key generate --token fb --key api-user-2 --bits 3072 --id 02 --pin-source env:HSM_PIN --json
+              fireblocks-hsm key generate --token fb --key api-user-2 --bits 3072 --id 02 \\
+                  --pin-source env:HSM_PIN --json
             """
     )
 
@@ -26,6 +28,8 @@ struct KeyGenerateCommand: ParsableCommand {
     @Option(help: ArgumentHelp("CKA_ID in hex (default: SHA-1 of the modulus, the convention that matches certificates to keys).", valueName: "hex"))
     var id: String?
 
+    @OptionGroup var state: StateOptions
+
     @OptionGroup var output: OutputOptions
 
     func validate() throws {
@@ -35,11 +39,13 @@ struct KeyGenerateCommand: ParsableCommand {
         if let id, bytes(fromHex: id) == nil {
             throw ValidationError("'--id' must be hex, e.g. 01 or 5f:3c")
         }
+        try state.validate()
     }
 
     func run() throws {
         let report = try KeyCommands.generate(
-            target: try token.target(key: key.key), bits: bits, id: id.flatMap(bytes(fromHex:)), console: Console())
+            target: try token.target(key: key.key), bits: bits, id: id.flatMap(bytes(fromHex:)),
+            stateDirectory: state.directory, lockTimeout: state.lockTimeout, console: Console())
         try output.emit(report, text: TextReports.generated)
     }
 }

@@ -12,11 +12,16 @@ struct OnboardSubcommand: AsyncParsableCommand {
             Generates the key under the key policy, makes and verifies the CSR, and with --submit
             creates the API user through the API, signed by an admin key on the same token. A
             re-run after a failure resumes: the key and CSR of the earlier run are reused and the
-            creation is re-sent with the same Idempotency-Key: never a second key or user.
+            creation is re-sent with the same Idempotency-Key: never a second key or user. A
+            re-run that changes --name, --role, the co-signer fields or the subject is refused
+            (one key backs one user); two runs at once for one key label make one key and one
+            user (the second waits, up to --lock-timeout, then resumes).
 
             Examples:
-              fireblocks-hsm onboard --token fb --key ci-bot --name ci-bot --role SIGNER --o "Acme Corp" --cn ci-bot
-              fireblocks-hsm onboard --token fb --key ci-bot --name ci-bot --role SIGNER --o "Acme Corp" --cn ci-bot \\
+              fireblocks-hsm onboard --token fb --key ci-bot --name ci-bot --role SIGNER \\
+                  --o "Acme Corp" --cn ci-bot
+              fireblocks-hsm onboard --token fb --key ci-bot --name ci-bot --role SIGNER \\
+                  --o "Acme Corp" --cn ci-bot \\
                   --submit --admin-key admin --api-key "$ADMIN_API_KEY" --env sandbox
             """
     )
@@ -53,11 +58,20 @@ struct OnboardSubcommand: AsyncParsableCommand {
 
     @OptionGroup var creation: CreationOptions
 
+    @Option(name: .customLong("lock-timeout"), help: ArgumentHelp("Seconds to wait while another run works on the same key label (0: fail at once).", valueName: "seconds"))
+    var lockTimeout: Double = 300
+
     @OptionGroup var output: OutputOptions
 
     func validate() throws {
         guard KeyPolicy.supportedModulusBits.contains(bits) else {
             throw ValidationError("'--bits' must be 2048, 3072 or 4096")
+        }
+        guard lockTimeout.isFinite, (0...86400).contains(lockTimeout) else {
+            throw ValidationError("'--lock-timeout' must be 0 to 86400 seconds")
+        }
+        if key.lowercased().hasPrefix("pkcs11:") {
+            throw ValidationError("'--key' takes the new key's label, not a pkcs11: URI (the key does not exist yet): give a plain label such as 'ci-bot'; select the token with --token")
         }
         if !submit, adminKey != nil || creation.idempotencyKey != nil {
             throw ValidationError("'--admin-key' and '--idempotency-key' only make sense with '--submit'")
@@ -82,12 +96,20 @@ struct OnboardSubcommand: AsyncParsableCommand {
         } else {
             stateDirectory = APITarget.stateDirectoryURL(flag: api.stateDirectory, environment: ProcessInfo.processInfo.environment)
         }
-        let request = OnboardRequest(
+        var request = OnboardRequest(
             keyLabel: key, bits: bits, subject: subject, csrPath: csrOut ?? "\(key).csr", overwriteCSR: force, name: name,
             role: role, coSignerSetupType: creation.coSignerSetupType, coSignerSetupIsFirstUser: creation.coSignerSetupIsFirstUser,
             submission: submission)
-        let report = try await OnboardCommand.run(token: try token.target(profile: profile), request: request,
+        request.lockTimeout = lockTimeout
+        let report: OnboardReport
+        do {
+            report = try await OnboardCommand.run(token: try token.target(profile: profile), request: request,
                                                   stateDirectory: stateDirectory, console: Console())
+        } catch {
+            // What was made stays made; say so, and how to go on.
+            Console().diagnostic("onboard stopped; what it made so far (the key on the token, the CSR file, the onboarding record in \(stateDirectory.path)) is kept: re-running the same command resumes it")
+            throw error
+        }
         try output.emit(report, text: TextReports.onboarded)
     }
 }

@@ -1,3 +1,4 @@
+import DurableFiles
 import ArgumentParser
 import FireblocksSandbox
 import FireblocksHSM
@@ -24,8 +25,10 @@ struct SandboxServeCommand: AsyncParsableCommand {
 
             Examples:
               fireblocks-hsm key export --token fb --key admin --out admin.pub
-              fireblocks-hsm sandbox serve --port 8088 --trust admin.pub=$ADMIN_API_KEY:ADMIN --state sandbox.json
-              fireblocks-hsm sandbox serve --port 0 --trust admin.pub=$ADMIN_API_KEY:ADMIN --fail-first 2 --delay 0.5
+              fireblocks-hsm sandbox serve --port 8088 --trust admin.pub=$ADMIN_API_KEY:ADMIN \\
+                  --state sandbox.json
+              fireblocks-hsm sandbox serve --port 0 --trust admin.pub=$ADMIN_API_KEY:ADMIN \\
+                  --fail-first 2 --delay 0.5
             """
     )
 
@@ -64,9 +67,7 @@ struct SandboxServeCommand: AsyncParsableCommand {
 
     func validate() throws {
         guard !trust.isEmpty else { throw ValidationError("give at least one '--trust PUBLIC_KEY_PEM=API_KEY:ROLE'") }
-        guard failFirst >= 0, rateLimitFirst >= 0, dropFirst >= 0, loseResponseFirst >= 0, delay >= 0 else {
-            throw ValidationError("fault counts and --delay must not be negative")
-        }
+        guard (0...65535).contains(port) else { throw ValidationError("'--port' must be 0 to 65535 (0: any free port)") }
     }
 
     func run() async throws {
@@ -75,6 +76,7 @@ struct SandboxServeCommand: AsyncParsableCommand {
             stateFile: state.map { URL(fileURLWithPath: $0) }, failFirst: failFirst, rateLimitFirst: rateLimitFirst,
             dropFirst: dropFirst, loseResponseFirst: loseResponseFirst, delay: delay, clockOffset: clockOffset)
         let console = Console()
+        try configuration.validate()
         let service = try SandboxService(configuration: configuration)
         let server = try await SandboxServer.start(service: service, host: host, port: port, log: { console.diagnostic($0) })
         if let portFile {

@@ -32,8 +32,8 @@ struct TokenInitCommand: ParsableCommand {
     func run() throws {
         let report = try TokenCommands.initialize(
             module: module.location, label: label,
-            securityOfficerPINSource: try PINSource(parsing: securityOfficerPINSource),
-            userPINSource: try PINSource(parsing: pinSource),
+            securityOfficerPINSource: try PINSource(parsing: securityOfficerPINSource, origin: "--so-pin-source"),
+            userPINSource: try PINSource(parsing: pinSource, origin: "--pin-source"),
             console: Console())
         try output.emit(report) { "Initialised token '\($0.label)' (serial \($0.serial)).\n" }
     }

@@ -29,6 +29,12 @@ struct APIOptions: ParsableArguments {
     @Option(name: .customLong("state-dir"), help: ArgumentHelp("Where idempotency records and onboarding progress are kept (env \(APIEnvironment.stateDirectory); default $XDG_STATE_HOME/fireblocks-hsm).", valueName: "path"))
     var stateDirectory: String?
 
+    /// What `jwt` needs: the API key, and a base URL only when one is given.
+    func signingTarget(profile: Profile?) throws -> (apiKey: String, baseURL: APIBaseURL?, jwtLifetime: Int) {
+        try APITarget.resolveForSigning(apiKey: apiKey, env: env, baseURL: baseURL, jwtLifetime: jwtLifetime,
+                                        environment: ProcessInfo.processInfo.environment, profile: profile)
+    }
+
     func target(profile: Profile?) throws -> APITarget {
         try APITarget.resolve(apiKey: apiKey, env: env, baseURL: baseURL, timeout: timeout, jwtLifetime: jwtLifetime,
                               compensateClockSkew: !noClockSkewCompensation, maximumAttempts: attempts,

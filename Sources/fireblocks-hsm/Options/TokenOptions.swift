@@ -71,3 +71,22 @@ struct OutputOptions: ParsableArguments {
         Console().output(json ? try JSONOutput.encode(report) : text(report))
     }
 }
+
+/// Where the tool keeps its records and locks, and how long it waits for another run.
+struct StateOptions: ParsableArguments {
+    @Option(name: .customLong("state-dir"), help: ArgumentHelp("Where onboarding records, idempotency records and locks are kept (env \(APIEnvironment.stateDirectory); default $XDG_STATE_HOME/fireblocks-hsm).", valueName: "path"))
+    var stateDirectory: String?
+
+    @Option(name: .customLong("lock-timeout"), help: ArgumentHelp("Seconds to wait while another run works on the same key label (0: fail at once).", valueName: "seconds"))
+    var lockTimeout: Double = 300
+
+    func validate() throws {
+        guard lockTimeout.isFinite, (0...86400).contains(lockTimeout) else {
+            throw ValidationError("'--lock-timeout' must be 0 to 86400 seconds")
+        }
+    }
+
+    var directory: URL {
+        APITarget.stateDirectoryURL(flag: stateDirectory, environment: ProcessInfo.processInfo.environment)
+    }
+}

@@ -1,12 +1,22 @@
 import Foundation
 
-/// Writing a result file without ever leaving half of it: a temporary file in the same
-/// directory, flushed, then renamed into place (or linked, when overwriting is not allowed,
-/// so that a file created meanwhile is not replaced either).
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// The one way this project writes a file: never half of it, never over something it should
+/// not replace, and durably.
+///
+/// A temporary file in the same directory is written, `fsync`ed, then renamed into place (or
+/// linked, when overwriting is not allowed, so that a file created meanwhile is not replaced
+/// either), and the directory is `fsync`ed so that the rename itself survives a crash. Result
+/// files, state files and records all go through here.
 public enum AtomicFile {
     /// Writes `bytes` to `path`.
     /// - Parameters:
-    ///   - overwrite: replace an existing file (`--force`); otherwise an existing file is an error.
+    ///   - overwrite: replace an existing file; otherwise an existing file is an error (`.exists`).
     ///   - mode: permissions of the new file.
     public static func write(_ bytes: [UInt8], to path: String, overwrite: Bool, mode: mode_t = 0o644) throws(FileOutputError) {
         try checkWritable(path, overwrite: overwrite)
@@ -31,12 +41,16 @@ public enum AtomicFile {
         guard fchmod(descriptor, mode) == 0 else { close(descriptor); throw fail("fchmod") }
         var written = 0
         while written < bytes.count {
-            let count = bytes.withUnsafeBytes { Glibc.write(descriptor, $0.baseAddress! + written, bytes.count - written) }
+            let count = bytes.withUnsafeBytes { raw -> Int in
+                guard let base = raw.baseAddress else { return 0 }
+                return systemWrite(descriptor, base + written, bytes.count - written)
+            }
             if count < 0 {
                 if errno == EINTR { continue }
                 close(descriptor)
                 throw fail("write")
             }
+            if count == 0 { close(descriptor); throw FileOutputError(path: path, reason: "write made no progress") }
             written += count
         }
         guard fsync(descriptor) == 0 else { close(descriptor); throw fail("fsync") }
@@ -49,21 +63,14 @@ public enum AtomicFile {
             // link() refuses an existing target atomically: nothing created meanwhile is replaced.
             if link(temporary, path) != 0 {
                 if errno == EEXIST {
-                    throw FileOutputError(path: path, reason: "the file exists; pass --force to replace it", code: .exists)
+                    throw FileOutputError(path: path, reason: "the file exists", code: .exists)
                 }
                 throw fail("link")
             }
         }
-        // Make the rename/link itself durable.
-        let directoryDescriptor = open(directory, O_RDONLY | O_DIRECTORY)
-        if directoryDescriptor >= 0 {
-            _ = fsync(directoryDescriptor)
-            close(directoryDescriptor)
-        }
+        try syncDirectory(directory, for: path)
     }
-}
 
-extension AtomicFile {
     /// The checks ``write(_:to:overwrite:mode:)`` starts with; commands call it early too, so
     /// that a doomed run stops before asking for a PIN or touching the token.
     public static func checkWritable(_ path: String, overwrite: Bool) throws(FileOutputError) {
@@ -76,14 +83,52 @@ extension AtomicFile {
             throw FileOutputError(path: path, reason: "directory \(directory) is not writable")
         }
         if !overwrite, FileManager.default.fileExists(atPath: path) {
-            throw FileOutputError(path: path, reason: "the file exists; pass --force to replace it", code: .exists)
+            throw FileOutputError(path: path, reason: "the file exists", code: .exists)
         }
+    }
+
+    /// Creates a private directory (0700) and its parents when missing.
+    public static func makePrivateDirectory(_ path: String) throws(FileOutputError) {
+        do {
+            try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true,
+                                                    attributes: [.posixPermissions: 0o700])
+        } catch {
+            throw FileOutputError(path: path, reason: "cannot create the directory (\((error as NSError).localizedDescription))")
+        }
+    }
+
+    /// `fsync` of a directory, making a rename or link in it durable.
+    static func syncDirectory(_ directory: String, for path: String) throws(FileOutputError) {
+        let descriptor = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard descriptor >= 0 else { return }
+        defer { close(descriptor) }
+        // EINVAL: the file system cannot sync directories (some network and FUSE ones); the
+        // data itself was synced.
+        if fsync(descriptor) != 0, errno != EINVAL {
+            throw FileOutputError(path: path, reason: "fsync of \(directory) failed (\(String(cString: strerror(errno))))")
+        }
+    }
+
+    private static func systemWrite(_ descriptor: Int32, _ buffer: UnsafeRawPointer, _ count: Int) -> Int {
+        #if canImport(Glibc)
+        return Glibc.write(descriptor, buffer, count)
+        #else
+        return Darwin.write(descriptor, buffer, count)
+        #endif
     }
 }
 
-/// An output file could not be written. Nothing was left at `path`.
+/// A file could not be written or read (disk full, permissions, a file in the way). When
+/// writing, nothing was left at `path`.
 public struct FileOutputError: Error, Hashable, Sendable, CustomStringConvertible {
-    public enum Code: Hashable, Sendable { case exists, unwritable }
+    public enum Code: Hashable, Sendable {
+        /// The target exists and was not to be replaced.
+        case exists
+        /// The file or its directory cannot be written (or read, for state files).
+        case unwritable
+        /// Another process holds the lock on it longer than this one would wait.
+        case locked
+    }
     public let path: String
     public let reason: String
     public let code: Code
@@ -95,4 +140,7 @@ public struct FileOutputError: Error, Hashable, Sendable, CustomStringConvertibl
     }
 
     public var description: String { "cannot write \(path): \(reason)" }
+
+    public static func == (lhs: Self, rhs: Self) -> Bool { lhs.code == rhs.code }
+    public func hash(into hasher: inout Hasher) { hasher.combine(code) }
 }

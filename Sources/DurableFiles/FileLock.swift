@@ -1,0 +1,81 @@
+import Foundation
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// An exclusive advisory lock between processes (`flock` on a lock file), held until
+/// ``release()`` or deinit. The lock dies with its process, so a process killed while holding
+/// it never blocks the next one.
+public final class FileLock {
+    private var descriptor: Int32
+    /// The lock file.
+    public let path: String
+
+    private init(descriptor: Int32, path: String) {
+        self.descriptor = descriptor
+        self.path = path
+    }
+
+    deinit { release() }
+
+    /// Releases the lock (idempotent).
+    public func release() {
+        guard descriptor >= 0 else { return }
+        flock(descriptor, LOCK_UN)
+        close(descriptor)
+        descriptor = -1
+    }
+
+    /// Takes the lock, waiting up to `timeout` seconds while another process holds it.
+    /// - Parameters:
+    ///   - waiting: called once, if the lock is busy, with the holder's note (see `note`).
+    ///   - note: written into the lock file once held (e.g. "pid 123: onboard ci-bot"), so that
+    ///     a waiting process can say what it waits for. Never put a secret here.
+    public static func acquire(_ path: String, timeout: TimeInterval, note: String = "",
+                               waiting: (String) -> Void = { _ in }) throws(FileOutputError) -> FileLock {
+        let directory = URL(fileURLWithPath: path).deletingLastPathComponent().path
+        try AtomicFile.makePrivateDirectory(directory)
+        let descriptor = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        guard descriptor >= 0 else {
+            throw FileOutputError(path: path, reason: "cannot open the lock file (\(String(cString: strerror(errno))))")
+        }
+        let deadline = Date().addingTimeInterval(max(0, timeout))
+        var announced = false
+        while flock(descriptor, LOCK_EX | LOCK_NB) != 0 {
+            guard errno == EWOULDBLOCK || errno == EINTR else {
+                let reason = String(cString: strerror(errno))
+                close(descriptor)
+                throw FileOutputError(path: path, reason: "cannot lock (\(reason))")
+            }
+            if !announced {
+                announced = true
+                waiting(holderNote(descriptor))
+            }
+            guard Date() < deadline else {
+                let holder = holderNote(descriptor)
+                close(descriptor)
+                throw FileOutputError(path: path, reason: "still in progress in another process\(holder.isEmpty ? "" : " (\(holder))") after \(Int(timeout)) s", code: .locked)
+            }
+            usleep(50_000)
+        }
+        if !note.isEmpty, ftruncate(descriptor, 0) == 0 {
+            let bytes = Array(note.utf8)
+            _ = bytes.withUnsafeBytes { pwrite(descriptor, $0.baseAddress, $0.count, 0) }
+        }
+        return FileLock(descriptor: descriptor, path: path)
+    }
+
+    private static func holderNote(_ descriptor: Int32) -> String {
+        var buffer = [UInt8](repeating: 0, count: 256)
+        let count = buffer.withUnsafeMutableBytes { pread(descriptor, $0.baseAddress, $0.count, 0) }
+        guard count > 0 else { return "" }
+        return String(decoding: buffer.prefix(count), as: UTF8.self)
+            .unicodeScalars.filter { $0.value >= 0x20 && $0.value != 0x7f }.map(String.init).joined()
+    }
+}
+
+@available(*, unavailable, message: "a lock belongs to the code that took it")
+extension FileLock: Sendable {}

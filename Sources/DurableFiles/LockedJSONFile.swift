@@ -1,0 +1,54 @@
+import Foundation
+
+/// A small JSON state file changed only under an exclusive lock: read, let the caller change
+/// the value, write it back atomically (mode 0600) when it changed. Concurrent processes see
+/// each other's changes whole, never interleaved.
+public struct LockedJSONFile<Value: Codable & Equatable>: Sendable {
+    public let path: String
+    /// How long to wait for another process's change (they are quick).
+    public let lockTimeout: TimeInterval
+    private let empty: @Sendable () -> Value
+
+    public init(path: String, lockTimeout: TimeInterval = 60, empty: @escaping @Sendable () -> Value) {
+        self.path = path
+        self.lockTimeout = lockTimeout
+        self.empty = empty
+    }
+
+    /// Reads under the lock, runs `body`, writes back what it changed. Errors reading or
+    /// writing are ``FileOutputError``s (an I/O problem, never mistaken for a refusal).
+    public func update<R>(_ body: (inout Value) throws -> R) throws -> R {
+        let lock = try FileLock.acquire(path + ".lock", timeout: lockTimeout)
+        defer { lock.release() }
+        var value = try read()
+        let before = value
+        let result = try body(&value)
+        if value != before {
+            let encoder = JSONEncoder()
+            encoder.dateEncodingStrategy = .iso8601
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+            let data: Data
+            do { data = try encoder.encode(value) } catch {
+                throw FileOutputError(path: path, reason: "cannot encode the record (\(error))")
+            }
+            try AtomicFile.write(Array(data), to: path, overwrite: true, mode: 0o600)
+        }
+        return result
+    }
+
+    /// The current value (under the lock, so never a half-replaced file).
+    public func read() throws -> Value {
+        guard FileManager.default.fileExists(atPath: path) else { return empty() }
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw FileOutputError(path: path, reason: "cannot read it (permissions?)")
+        }
+        if data.isEmpty { return empty() }
+        let decoder = JSONDecoder()
+        decoder.dateDecodingStrategy = .iso8601
+        do {
+            return try decoder.decode(Value.self, from: data)
+        } catch {
+            throw FileOutputError(path: path, reason: "it is not a record this tool wrote (\(error)); move it aside to start afresh")
+        }
+    }
+}

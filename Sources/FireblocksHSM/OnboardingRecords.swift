@@ -1,0 +1,149 @@
+import DurableFiles
+import FireblocksAPI
+import Foundation
+
+/// What one onboarding is, as recorded before anything is made, and how far it got.
+///
+/// Binds the intent (token, key label, user name, role, co-signer fields, CSR subject) to what
+/// was made for it (key id and fingerprint, CSR digest, Idempotency-Key, user id), so that a
+/// re-run either resumes exactly this onboarding or is refused, naming what differs.
+public struct OnboardingRecord: Codable, Equatable, Sendable {
+    /// How far it got.
+    public enum Stage: String, Codable, Sendable, Comparable {
+        /// Recorded; the key is being generated (a key with the label found later is this run's).
+        case generating
+        /// The key pair is on the token and identified below.
+        case keyStored = "key-stored"
+        /// The CSR is written.
+        case csrWritten = "csr-written"
+        /// The creation request is about to be, or was, sent with ``idempotencyKey``.
+        case submitting
+        /// The API accepted it.
+        case submitted
+
+        private var order: Int {
+            switch self {
+            case .generating: return 0
+            case .keyStored: return 1
+            case .csrWritten: return 2
+            case .submitting: return 3
+            case .submitted: return 4
+            }
+        }
+
+        public static func < (lhs: Self, rhs: Self) -> Bool { lhs.order < rhs.order }
+    }
+
+    public let tokenSerial: String
+    public let tokenLabel: String
+    public let keyLabel: String
+    public var stage: Stage
+    public let name: String
+    public let role: String
+    public let coSignerSetupType: String?
+    public let coSignerSetupIsFirstUser: Bool?
+    /// RFC 4514 form of the requested CSR subject.
+    public let subject: String
+    public var keyID: String?
+    /// SHA-256 of the key's DER SubjectPublicKeyInfo.
+    public var fingerprint: String?
+    /// SHA-256 of the CSR PEM bytes.
+    public var csrSHA256: String?
+    public var idempotencyKey: String?
+    /// The API it was submitted to.
+    public var baseURL: String?
+    public var apiUserID: String?
+    public let createdAt: Date
+    public var updatedAt: Date
+
+    /// The intent fields that must match on a re-run, with their recorded and asked values.
+    func differences(from other: OnboardingRecord) -> [(field: String, recorded: String, asked: String)] {
+        var result: [(String, String, String)] = []
+        func compare(_ field: String, _ recorded: String?, _ asked: String?) {
+            if recorded != asked { result.append((field, recorded ?? "(none)", asked ?? "(none)")) }
+        }
+        compare("--name", name, other.name)
+        compare("--role", role, other.role)
+        compare("--co-signer-setup-type", coSignerSetupType, other.coSignerSetupType)
+        compare("--co-signer-first-user", coSignerSetupIsFirstUser.map(String.init), other.coSignerSetupIsFirstUser.map(String.init))
+        compare("the CSR subject", subject, other.subject)
+        return result
+    }
+}
+
+/// A re-run whose intent differs from the recorded onboarding of the same key.
+public struct OnboardingConflict: Error, Sendable, CustomStringConvertible {
+    public let keyLabel: String
+    public let tokenLabel: String
+    public let field: String
+    public let recorded: String
+    public let asked: String
+
+    public var description: String {
+        "the onboarding of key '\(keyLabel)' on token '\(tokenLabel)' was started with \(field) '\(recorded)', and this run asks for '\(asked)': one key backs one API user. Re-run with the original value to resume it, or choose a new --key label for a new onboarding"
+    }
+}
+
+/// The onboarding records of this machine, in the state directory (`onboarding.json`, 0600),
+/// changed only under a file lock.
+public struct OnboardingRecords: Sendable {
+    public let file: LockedJSONFile<Contents>
+
+    public struct Contents: Codable, Equatable, Sendable {
+        public var version: Int
+        public var records: [OnboardingRecord]
+    }
+
+    public init(stateDirectory: URL) {
+        file = LockedJSONFile(path: stateDirectory.appendingPathComponent("onboarding.json").path) {
+            Contents(version: 2, records: [])
+        }
+    }
+
+    /// The record of a key label on a token.
+    public func record(tokenSerial: String, keyLabel: String) throws -> OnboardingRecord? {
+        try file.update { contents in
+            contents.records.last { $0.tokenSerial == tokenSerial && $0.keyLabel == keyLabel }
+        }
+    }
+
+    /// Every record whose key has this fingerprint.
+    public func records(fingerprint: String) throws -> [OnboardingRecord] {
+        try file.update { contents in contents.records.filter { $0.fingerprint == fingerprint } }
+    }
+
+    /// Inserts or replaces the record of its token and key label.
+    public func save(_ record: OnboardingRecord) throws {
+        var record = record
+        record.updatedAt = Date()
+        try file.update { contents in
+            if let index = contents.records.lastIndex(where: { $0.tokenSerial == record.tokenSerial && $0.keyLabel == record.keyLabel }) {
+                contents.records[index] = record
+            } else {
+                contents.records.append(record)
+            }
+        }
+    }
+
+    /// Forgets the record of a key that was deleted.
+    public func remove(tokenSerial: String, keyLabel: String, fingerprint: String?) throws {
+        try file.update { contents in
+            contents.records.removeAll {
+                $0.tokenSerial == tokenSerial && $0.keyLabel == keyLabel && (fingerprint == nil || $0.fingerprint == fingerprint || $0.fingerprint == nil)
+            }
+        }
+    }
+}
+
+/// The lock that makes "is this label free? generate, record" one step across processes:
+/// one per token serial and key label, in the state directory.
+enum KeyLabelLock {
+    static func acquire(stateDirectory: URL, tokenSerial: String, keyLabel: String, timeout: TimeInterval,
+                        what: String, waiting: (String) -> Void) throws -> FileLock {
+        let name = sha256Hex(Data("\(tokenSerial)\n\(keyLabel)".utf8)).prefix(32)
+        let path = stateDirectory.appendingPathComponent("locks").appendingPathComponent("key-\(name).lock").path
+        return try FileLock.acquire(path, timeout: timeout, note: "pid \(getpid()): \(what)") { holder in
+            waiting("waiting: another fireblocks-hsm is working on key '\(keyLabel)' of this token\(holder.isEmpty ? "" : " (\(holder))")")
+        }
+    }
+}

@@ -1,0 +1,36 @@
+/// Text from outside (server answers, user names, file contents) made safe to print on a
+/// terminal: control characters (ANSI/OSC escapes could forge lines or retitle the terminal)
+/// shown as escapes, and over-long text cut with a note. JSON output is not passed through
+/// here: it carries the exact strings, escaped by the JSON encoder.
+public enum TerminalText {
+    /// The longest text printed as one piece before it is cut.
+    public static let defaultLimit = 2000
+
+    /// `text` with every C0/C1 control character and DEL written as `\u{…}` (tab kept as a
+    /// space, newline as `\n` unless `keepNewlines`), and cut after `limit` characters.
+    public static func sanitized(_ text: String, limit: Int = defaultLimit, keepNewlines: Bool = false) -> String {
+        var result = ""
+        var count = 0
+        var cut = 0
+        for scalar in text.unicodeScalars {
+            if count >= limit {
+                cut += 1
+                continue
+            }
+            count += 1
+            switch scalar.value {
+            case 0x0A where keepNewlines: result.unicodeScalars.append(scalar)
+            case 0x0A: result += "\\n"
+            case 0x09: result += " "
+            case 0x00...0x1F, 0x7F...0x9F, 0x2028, 0x2029, 0x202A...0x202E, 0x2066...0x2069:
+                // Controls, and the Unicode line separators and bidirectional overrides that can
+                // make a line read differently from what it contains.
+                result += "\\u{" + String(scalar.value, radix: 16) + "}"
+            default:
+                result.unicodeScalars.append(scalar)
+            }
+        }
+        if cut > 0 { result += "… [\(cut) more characters not shown; --json has the whole text]" }
+        return result
+    }
+}

@@ -1,0 +1,12 @@
+// The commands with --json: a failure prints one {"error": …} document on stdout too.
+extension APIUserCreateCommand: JSONReporting { var wantsJSON: Bool { output.json } }
+extension APIUserListCommand: JSONReporting { var wantsJSON: Bool { output.json } }
+extension CSRSubcommand: JSONReporting { var wantsJSON: Bool { output.json } }
+extension KeyDeleteCommand: JSONReporting { var wantsJSON: Bool { output.json } }
+extension KeyGenerateCommand: JSONReporting { var wantsJSON: Bool { output.json } }
+extension KeyListCommand: JSONReporting { var wantsJSON: Bool { output.json } }
+extension KeyShowCommand: JSONReporting { var wantsJSON: Bool { output.json } }
+extension OnboardSubcommand: JSONReporting { var wantsJSON: Bool { output.json } }
+extension RequestCommand: JSONReporting { var wantsJSON: Bool { json } }
+extension TokenInitCommand: JSONReporting { var wantsJSON: Bool { output.json } }
+extension TokenListCommand: JSONReporting { var wantsJSON: Bool { output.json } }
