@@ -134,6 +134,10 @@ public struct ErrorReport: Sendable, Encodable {
             self.init(status: status, message: error.reason)
         case let error as OnboardingConflict:
             self.init(status: .key, message: error.description)
+        case let error as OnboardingStopped:
+            let inner = ErrorReport(error.underlying)
+            self.init(status: inner.status, message: inner.message + error.note, requestID: inner.requestID,
+                      httpStatus: inner.httpStatus, pkcs11: inner.pkcs11, responseBody: inner.responseBody)
         default:
             self.init(status: .internalError, message: "unexpected error: \(error)")
         }

@@ -49,6 +49,22 @@ public struct OnboardRequest: Sendable {
     }
 }
 
+/// An onboarding that stopped after its key was made: the key (and the CSR, if written) are
+/// kept, and re-running the same command resumes. Classified as its underlying error.
+public struct OnboardingStopped: Error, Sendable, CustomStringConvertible {
+    public let underlying: any Error
+    public let keyLabel: String
+    public let tokenLabel: String
+    public let csrPath: String?
+
+    public var description: String { "\(underlying)\(note)" }
+
+    /// What was kept and how to go on.
+    public var note: String {
+        " — kept: key '\(keyLabel)' on token '\(tokenLabel)'\(csrPath.map { " and the CSR \($0)" } ?? "") with its onboarding record; re-running the same command resumes"
+    }
+}
+
 /// What `onboard` did.
 public struct OnboardReport: Codable, Sendable, Equatable {
     public let token: String
@@ -113,9 +129,24 @@ public enum OnboardCommand {
         // 1. The key: generate, or resume the one an earlier onboarding of this label made.
         let (pair, keyState) = try await obtainKey(request: request, opened: opened, records: records, record: &record,
                                                    asked: asked, console: console)
-        guard let publicKey = pair.publicKey, var current = record else {
+        guard let publicKey = pair.publicKey, let current = record else {
             throw TokenKeysError(.notAnRSAKey, "key '\(pair.label)' has no readable RSA public key")
         }
+        do {
+            return try await finish(request: request, opened: opened, records: records, record: current, pair: pair,
+                                    publicKey: publicKey, keyState: keyState, console: console)
+        } catch {
+            throw OnboardingStopped(underlying: error, keyLabel: pair.label, tokenLabel: info.label,
+                                    csrPath: FileManager.default.fileExists(atPath: request.csrPath) ? request.csrPath : nil)
+        }
+    }
+
+    /// Steps 2 and 3, on the key of this onboarding.
+    private static func finish(request: OnboardRequest, opened: OpenedToken, records: OnboardingRecords,
+                               record: OnboardingRecord, pair: TokenKeyPair, publicKey: TokenRSAPublicKey,
+                               keyState: String, console: Console) async throws -> OnboardReport {
+        let info = opened.token.info
+        var current = record
 
         // 2. The CSR: reuse a file that already is this key's CSR with this subject.
         let signer = try during("opening a signing session on token '\(info.label)'") {

@@ -20,6 +20,8 @@ enum PKCS11URIAttributes {
         let name: String
         let value: Substring
         let inQuery: Bool
+        /// Whether the segment was `name=value` (a bare word may be anything, a PIN included).
+        let hasValue: Bool
     }
 
     /// The attributes in order, or nil when the text is not `scheme:path[?query]` shaped.
@@ -32,7 +34,8 @@ enum PKCS11URIAttributes {
             let inQuery = index == 1
             for segment in part.split(separator: inQuery ? "&" : ";", omittingEmptySubsequences: true) {
                 let pieces = segment.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
-                entries.append(Entry(name: String(pieces[0]), value: pieces.count > 1 ? pieces[1] : "", inQuery: inQuery))
+                entries.append(Entry(name: String(pieces[0]), value: pieces.count > 1 ? pieces[1] : "", inQuery: inQuery,
+                                     hasValue: pieces.count > 1))
             }
         }
         return entries
@@ -47,7 +50,7 @@ enum PKCS11URIAttributes {
             let known = entry.inQuery ? queryNames : pathNames
             guard known.contains(entry.name) else {
                 throw PKCS11URIError(code: .unrecognizedAttribute, uri: uri,
-                                     attribute: suggestion(for: entry.name, among: known), inQuery: entry.inQuery)
+                                     attribute: displayableName(entry), inQuery: entry.inQuery)
             }
             guard seen.insert(entry.name).inserted else {
                 throw PKCS11URIError(code: .repeatedAttribute, uri: uri, attribute: entry.name, inQuery: entry.inQuery)
@@ -69,7 +72,7 @@ enum PKCS11URIAttributes {
             if known.contains(entry.name), !(entry.inQuery && secretQueryNames.contains(entry.name)) {
                 text = entry.name + "=" + entry.value
             } else if known.contains(decodedName) || queryNames.contains(decodedName) || pathNames.contains(decodedName)
-                        || suggestion(for: decodedName, among: pathNames.union(queryNames)) != nil {
+                        || displayableName(entry) != nil {
                 text = entry.name + "=REDACTED"
             } else {
                 text = "REDACTED"
@@ -81,25 +84,25 @@ enum PKCS11URIAttributes {
         return result
     }
 
-    /// `name` itself when it is a near miss of a known name (so the error can say
-    /// "'pin-sorce' (did you mean 'pin-source'?)"), nil when it looks like no attribute at all:
-    /// a PIN typed in the wrong place must not be echoed.
-    static func suggestion(for name: String, among known: Set<String>) -> String? {
-        guard name.count <= 32, name.unicodeScalars.allSatisfy({ ("a"..."z").contains($0) || $0 == "-" || $0 == "%" || ("0"..."9").contains($0) || ("A"..."Z").contains($0) }) else {
+    /// The attribute's name when it can be shown: it came as `name=value` and is shaped like an
+    /// attribute name (letters, digits, `-` and `%` escapes, at least three letters, not long).
+    /// Otherwise nil: a bare word, or digits, may be a PIN typed in the wrong place.
+    static func displayableName(_ entry: Entry) -> String? {
+        let name = entry.name
+        guard entry.hasValue, name.count <= 32,
+              name.unicodeScalars.allSatisfy({ ("a"..."z").contains($0) || ("A"..."Z").contains($0) || ("0"..."9").contains($0) || $0 == "-" || $0 == "%" }),
+              name.unicodeScalars.filter({ ("a"..."z").contains($0) || ("A"..."Z").contains($0) }).count >= 3 else {
             return nil
         }
-        // Mostly letters, like every attribute name; digits-only text could be a PIN.
-        guard name.unicodeScalars.filter({ ("a"..."z").contains($0) || ("A"..."Z").contains($0) }).count >= 3 else { return nil }
-        let lowered = name.lowercased()
-        let best = known.map { ($0, editDistance(lowered, $0)) }.min { $0.1 < $1.1 || ($0.1 == $1.1 && $0.0 < $1.0) }
-        guard let best, best.1 <= max(2, best.0.count / 3) else { return nil }
         return name
     }
 
-    /// The closest known name to a near miss, for the error's hint.
+    /// The known name a shown unknown one is a near miss of (`pin-sorce` → `pin-source`).
     static func closest(to name: String, among known: Set<String>) -> String? {
         let lowered = percentDecoded(name).lowercased()
-        return known.min { editDistance(lowered, $0) < editDistance(lowered, $1) }
+        let best = known.map { ($0, editDistance(lowered, $0)) }.min { $0.1 < $1.1 || ($0.1 == $1.1 && $0.0 < $1.0) }
+        guard let best, best.1 <= max(2, best.0.count / 3) else { return nil }
+        return best.0
     }
 
     static func percentDecoded(_ text: String) -> String {

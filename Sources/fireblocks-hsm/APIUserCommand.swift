@@ -15,18 +15,19 @@ struct APIUserCreateCommand: AsyncParsableCommand {
         commandName: "create",
         abstract: "Create an API user from its CSR (POST /v1/management/api_users), safely.",
         discussion: """
-            The CSR is parsed and its self-signature checked first; a CSR whose key already backs
-            another API user created from this machine is refused (--allow-key-reuse overrides).
-            The user list is read before and after: the new user's id is printed only when exactly
-            one new listed user has the name and role. An Idempotency-Key is generated
-            (unless given) and recorded with the exact body in the state directory before the first
-            send; automatic retries and re-runs after a crash reuse them, so one intent creates at
-            most one user. A request already accepted is not sent again.
+            The CSR is parsed and its self-signature checked first; a CSR whose key
+            already backs another API user created from this machine is refused
+            (--allow-key-reuse overrides). The user list is read before and after: the
+            new user's id is printed only when exactly one new listed user has the name
+            and role. An Idempotency-Key is generated (unless given) and recorded with
+            the exact body in the state directory before the first send; automatic
+            retries and re-runs after a crash reuse them, so one intent creates at most
+            one user. A request already accepted is not sent again.
 
             Examples:
               fireblocks-hsm api-user create --token fb --key admin \\
-                  --api-key "$ADMIN_API_KEY" --env sandbox \\
-                  --name ci-bot --role SIGNER --csr api_user.csr
+                  --api-key "$ADMIN_API_KEY" --env sandbox --name ci-bot --role SIGNER \\
+                  --csr api_user.csr
               fireblocks-hsm api-user create … --co-signer-setup-type SGX_MACHINE \\
                   --co-signer-first-user
             """

@@ -7,15 +7,17 @@ struct CSRSubcommand: ParsableCommand {
         commandName: "csr",
         abstract: "Make the API user's CSR (PKCS#10, SHA256withRSA), signed on the token.",
         discussion: """
-            Replaces 'openssl req -new -newkey rsa:4096 -nodes -keyout api_private.key -out
-            api_user.csr': the key stays on the token. The CSR is verified with the public key
-            read from the token before it is written (atomically; never over an existing file
-            without --force).
+            Replaces 'openssl req -new -newkey rsa:4096 -nodes -keyout api_private.key
+            -out api_user.csr': the key stays on the token. The CSR is verified with the
+            public key read from the token before it is written (atomically; never over
+            an existing file without --force).
 
             Examples:
-              fireblocks-hsm csr --token fb --key api-user-1 --cn John_the_API_Guy --o "Acme Corp" \\
-                  --ou "API Team" --c US --st NY --l "New York" --out api_user.csr
-              fireblocks-hsm csr --token fb --key api-user-1 --o "Acme Corp" --out - > api_user.csr
+              fireblocks-hsm csr --token fb --key api-user-1 --cn John_the_API_Guy \\
+                  --o "Acme Corp" --ou "API Team" --c US --st NY --l "New York" \\
+                  --out api_user.csr
+              fireblocks-hsm csr --token fb --key api-user-1 --o "Acme Corp" --out - > \\
+                  api_user.csr
             """
     )
 

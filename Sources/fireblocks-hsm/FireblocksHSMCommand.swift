@@ -9,15 +9,18 @@ struct FireblocksHSMCommand: AsyncParsableCommand {
         commandName: "fireblocks-hsm",
         abstract: "Onboard Fireblocks API users with RSA keys that never leave a PKCS#11 token.",
         discussion: """
-            The key pair is generated inside the token (sign-only, sensitive, never extractable,
-            proven by reading its attributes back); the CSR and every API JWT are signed on the token.
+            The key pair is generated inside the token (sign-only, sensitive, never
+            extractable, proven by reading its attributes back); the CSR and every API
+            JWT are signed on the token.
 
             Examples:
               fireblocks-hsm token list
               fireblocks-hsm key generate --token fb --key api-user-1
-              fireblocks-hsm csr --token fb --key api-user-1 --cn api-user-1 --o "Acme Corp" --c US --out api_user.csr
-              fireblocks-hsm onboard --token fb --key ci-bot --name ci-bot --role SIGNER --o "Acme Corp" \
-                  --submit --admin-key admin --api-key "$ADMIN_API_KEY" --env sandbox
+              fireblocks-hsm csr --token fb --key api-user-1 --cn api-user-1 \\
+                  --o "Acme Corp" --c US --out api_user.csr
+              fireblocks-hsm onboard --token fb --key ci-bot --name ci-bot \\
+                  --role SIGNER --o "Acme Corp" --submit --admin-key admin \\
+                  --api-key "$ADMIN_API_KEY" --env sandbox
 
             PINs come from --pin-source prompt|env:NAME|file:PATH, never from a flag.
             Exit codes: docs/exit-codes.md.

@@ -6,17 +6,19 @@ struct JWTCommand: ParsableCommand {
         commandName: "jwt",
         abstract: "Print the bearer token (RS256 JWT, signed on the token) for one API request.",
         discussion: """
-            The token is a 55-second bearer credential: pipe it where it is needed, do not log it.
-            Its claims: uri (the path with /v1 and query), a fresh nonce, iat, exp, sub (the API
-            key) and bodyHash (SHA-256 of the exact body bytes; of the empty string without a body).
-            The uri claim names no host, so --env/--base-url are needed only to add their base
-            path to a --path without it.
+            The token is a 55-second bearer credential: pipe it where it is needed, do
+            not log it. Its claims: uri (the path with /v1 and query), a fresh nonce,
+            iat, exp, sub (the API key) and bodyHash (SHA-256 of the exact body bytes;
+            of the empty string without a body). The uri claim names no host, so
+            --env/--base-url are needed only to add their base path to a --path without
+            it.
 
             Examples:
               fireblocks-hsm jwt --token fb --key admin --api-key "$ADMIN_API_KEY" \\
                   --method POST --path /v1/management/api_users --body-file body.json
               curl -H "X-API-Key: $ADMIN_API_KEY" \\
-                  -H "Authorization: Bearer $(fireblocks-hsm jwt … --path /v1/workspace)" …
+                  -H "Authorization: Bearer $(fireblocks-hsm jwt … --path /v1/workspace)" \\
+                  …
             """
     )
 

@@ -7,14 +7,15 @@ struct KeyDeleteCommand: ParsableCommand {
         commandName: "delete",
         abstract: "Delete a key pair (both halves), or the lone public half an interrupted generation left.",
         discussion: """
-            Shows what it will destroy (each half, its id and fingerprint) and asks; --yes skips
-            the question (needed without a terminal). A key this machine recorded as backing an
-            API user is refused unless --force: that user could never sign again.
+            Shows what it will destroy (each half, its id and fingerprint) and asks;
+            --yes skips the question (needed without a terminal). A key this machine
+            recorded as backing an API user is refused unless --force: that user could
+            never sign again.
 
             Examples:
               fireblocks-hsm key delete --token fb --key old-bot
-              fireblocks-hsm key delete --key 'pkcs11:token=fb;object=ci-bot;id=%5f%3c' \\
-                  --yes --json
+              fireblocks-hsm key delete \\
+                  --key 'pkcs11:token=fb;object=ci-bot;id=%5f%3c' --yes --json
             """
     )
 

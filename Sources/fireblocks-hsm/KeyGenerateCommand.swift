@@ -7,15 +7,16 @@ struct KeyGenerateCommand: ParsableCommand {
         commandName: "generate",
         abstract: "Generate an RSA key pair on the token: sign-only, sensitive, never extractable.",
         discussion: """
-            Every attribute of the key policy is set explicitly and read back; if the token did
-            not honour it the pair is destroyed and the command fails. Refuses a label or id
-            that already exists on the token; two runs for one label make one key (the second
-            waits for the first, up to --lock-timeout, then finds the label taken).
+            Every attribute of the key policy is set explicitly and read back; if the
+            token did not honour it the pair is destroyed and the command fails. Refuses
+            a label or id that already exists on the token; two runs for one label make
+            one key (the second waits for the first, up to --lock-timeout, then finds
+            the label taken).
 
             Examples:
               fireblocks-hsm key generate --token fb --key api-user-1
-              fireblocks-hsm key generate --token fb --key api-user-2 --bits 3072 --id 02 \\
-                  --pin-source env:HSM_PIN --json
+              fireblocks-hsm key generate --token fb --key api-user-2 --bits 3072 \\
+                  --id 02 --pin-source env:HSM_PIN --json
             """
     )
 

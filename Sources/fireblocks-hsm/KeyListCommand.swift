@@ -8,7 +8,8 @@ struct KeyListCommand: ParsableCommand {
         discussion: """
             Examples:
               fireblocks-hsm key list --token fb
-              fireblocks-hsm key list --token fb --pin-source file:/run/secrets/hsm-pin --json
+              fireblocks-hsm key list --token fb \\
+                  --pin-source file:/run/secrets/hsm-pin --json
             """
     )
 

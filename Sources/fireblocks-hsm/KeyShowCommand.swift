@@ -6,8 +6,8 @@ struct KeyShowCommand: ParsableCommand {
         commandName: "show",
         abstract: "Show a key's attributes and its policy verdict.",
         discussion: """
-            Exits 0 when the key meets the policy and 7 when it does not (the report is printed
-            either way).
+            Exits 0 when the key meets the policy and 7 when it does not (the report is
+            printed either way).
 
             Examples:
               fireblocks-hsm key show --token fb --key api-user-1

@@ -9,20 +9,21 @@ struct OnboardSubcommand: AsyncParsableCommand {
         commandName: "onboard",
         abstract: "The whole onboarding: key on the token, CSR, and (with --submit) the API user.",
         discussion: """
-            Generates the key under the key policy, makes and verifies the CSR, and with --submit
-            creates the API user through the API, signed by an admin key on the same token. A
-            re-run after a failure resumes: the key and CSR of the earlier run are reused and the
-            creation is re-sent with the same Idempotency-Key: never a second key or user. A
-            re-run that changes --name, --role, the co-signer fields or the subject is refused
-            (one key backs one user); two runs at once for one key label make one key and one
-            user (the second waits, up to --lock-timeout, then resumes).
+            Generates the key under the key policy, makes and verifies the CSR, and with
+            --submit creates the API user through the API, signed by an admin key on the
+            same token. A re-run after a failure resumes: the key and CSR of the earlier
+            run are reused and the creation is re-sent with the same Idempotency-Key:
+            never a second key or user. A re-run that changes --name, --role, the
+            co-signer fields or the subject is refused (one key backs one user); two
+            runs at once for one key label make one key and one user (the second waits,
+            up to --lock-timeout, then resumes).
 
             Examples:
-              fireblocks-hsm onboard --token fb --key ci-bot --name ci-bot --role SIGNER \\
-                  --o "Acme Corp" --cn ci-bot
-              fireblocks-hsm onboard --token fb --key ci-bot --name ci-bot --role SIGNER \\
-                  --o "Acme Corp" --cn ci-bot \\
-                  --submit --admin-key admin --api-key "$ADMIN_API_KEY" --env sandbox
+              fireblocks-hsm onboard --token fb --key ci-bot --name ci-bot \\
+                  --role SIGNER --o "Acme Corp" --cn ci-bot
+              fireblocks-hsm onboard --token fb --key ci-bot --name ci-bot \\
+                  --role SIGNER --o "Acme Corp" --cn ci-bot --submit --admin-key admin \\
+                  --api-key "$ADMIN_API_KEY" --env sandbox
             """
     )
 
@@ -101,15 +102,8 @@ struct OnboardSubcommand: AsyncParsableCommand {
             role: role, coSignerSetupType: creation.coSignerSetupType, coSignerSetupIsFirstUser: creation.coSignerSetupIsFirstUser,
             submission: submission)
         request.lockTimeout = lockTimeout
-        let report: OnboardReport
-        do {
-            report = try await OnboardCommand.run(token: try token.target(profile: profile), request: request,
+        let report = try await OnboardCommand.run(token: try token.target(profile: profile), request: request,
                                                   stateDirectory: stateDirectory, console: Console())
-        } catch {
-            // What was made stays made; say so, and how to go on.
-            Console().diagnostic("onboard stopped; what it made so far (the key on the token, the CSR file, the onboarding record in \(stateDirectory.path)) is kept: re-running the same command resumes it")
-            throw error
-        }
         try output.emit(report, text: TextReports.onboarded)
     }
 }

@@ -8,13 +8,15 @@ struct RequestCommand: AsyncParsableCommand {
         commandName: "request",
         abstract: "Send any API request signed with the token key (curl-like).",
         discussion: """
-            Prints the response body on stdout; the status and X-Request-ID on stderr. The body is
-            sent exactly as given (hash and bytes agree). GET, and requests with
-            --idempotency-key, are retried on network errors, 5xx and 429.
+            Prints the response body on stdout; the status and X-Request-ID on stderr.
+            The body is sent exactly as given (hash and bytes agree). GET, and requests
+            with --idempotency-key, are retried on network errors, 5xx and 429.
 
             Examples:
-              fireblocks-hsm request GET /v1/workspace --token fb --key admin --api-key "$ADMIN_API_KEY" --env sandbox
-              fireblocks-hsm request POST /v1/management/api_users/$ID/pairing_token --idempotency-key "$(uuidgen)" …
+              fireblocks-hsm request GET /v1/workspace --token fb --key admin \\
+                  --api-key "$ADMIN_API_KEY" --env sandbox
+              fireblocks-hsm request POST /v1/management/api_users/$ID/pairing_token \\
+                  --idempotency-key "$(uuidgen)" …
               fireblocks-hsm request POST /v1/vault/accounts --data @account.json …
             """
     )

@@ -17,18 +17,19 @@ struct SandboxServeCommand: AsyncParsableCommand {
         commandName: "serve",
         abstract: "Serve the stand-in on loopback until interrupted.",
         discussion: """
-            Verifies requests as the API is documented to (known X-API-Key, RS256 signature with the
-            registered key, sub, uri, bodyHash, lifetime, expiry, iat, nonce reuse) and answers with
-            the documented error shapes and an X-Request-ID. Implements POST/GET
-            /v1/management/api_users, POST …/{id}/pairing_token and GET /v1/workspace. Prints its
-            base URL on stdout. See docs/sandbox.md.
+            Verifies requests as the API is documented to (known X-API-Key, RS256
+            signature with the registered key, sub, uri, bodyHash, lifetime, expiry,
+            iat, nonce reuse) and answers with the documented error shapes and an
+            X-Request-ID. Implements POST/GET /v1/management/api_users, POST
+            …/{id}/pairing_token and GET /v1/workspace. Prints its base URL on stdout.
+            See docs/sandbox.md.
 
             Examples:
               fireblocks-hsm key export --token fb --key admin --out admin.pub
-              fireblocks-hsm sandbox serve --port 8088 --trust admin.pub=$ADMIN_API_KEY:ADMIN \\
-                  --state sandbox.json
-              fireblocks-hsm sandbox serve --port 0 --trust admin.pub=$ADMIN_API_KEY:ADMIN \\
-                  --fail-first 2 --delay 0.5
+              fireblocks-hsm sandbox serve --port 8088 \\
+                  --trust admin.pub=$ADMIN_API_KEY:ADMIN --state sandbox.json
+              fireblocks-hsm sandbox serve --port 0 \\
+                  --trust admin.pub=$ADMIN_API_KEY:ADMIN --fail-first 2 --delay 0.5
             """
     )
 

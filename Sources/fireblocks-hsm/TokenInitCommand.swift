@@ -7,12 +7,13 @@ struct TokenInitCommand: ParsableCommand {
         commandName: "init",
         abstract: "Initialise the module's one uninitialised token (SoftHSM, CI): label, SO PIN, user PIN.",
         discussion: """
-            Refuses when the module has no or several uninitialised tokens, and when a token with
-            the label exists: initialising erases every key on a token.
+            Refuses when the module has no or several uninitialised tokens, and when a
+            token with the label exists: initialising erases every key on a token.
 
             Examples:
-              SOFTHSM2_CONF=/tmp/hsm/softhsm2.conf fireblocks-hsm token init --module softhsm2 \\
-                  --label fb --so-pin-source env:SO_PIN --pin-source env:USER_PIN
+              SOFTHSM2_CONF=/tmp/hsm/softhsm2.conf fireblocks-hsm token init \\
+                  --module softhsm2 --label fb --so-pin-source env:SO_PIN \\
+                  --pin-source env:USER_PIN
             """
     )
 

@@ -107,7 +107,7 @@ struct CLIAPITests {
         let result = try cli.runOnToken(["onboard", "--key", "someone-elses", "--name", "x", "--role", "SIGNER", "--o", "Acme",
                                          "--state-dir", cli.directory.path + "/state"])
         #expect(result.status == 6)
-        #expect(result.standardError.contains("no earlier onboard made"))
+        #expect(result.standardError.contains("no onboard of this machine made"))
     }
 
     @Test func apiUserCreateChecksTheCSRFirst() throws {

@@ -59,6 +59,8 @@ struct CLIHarness {
     /// commands are pointed at, none of the user's FIREBLOCKS_HSM_* settings.
     func environment(_ extra: [String: String] = [:]) -> [String: String] {
         var environment = directory.environment.filter { !$0.key.hasPrefix("FIREBLOCKS_HSM_") }
+        // Records and locks of this test's own, never the user's state directory.
+        environment["FIREBLOCKS_HSM_STATE_DIR"] = directory.path + "/state"
         environment["TEST_HSM_PIN"] = userPIN
         environment["TEST_SO_PIN"] = securityOfficerPIN
         environment.merge(extra) { $1 }

@@ -29,9 +29,12 @@ struct SoftHSMModuleTests {
     }
 
     @Test func aFileThatIsNotAModuleIsRefused() throws {
-        let path = FileManager.default.temporaryDirectory.appendingPathComponent("not-a-module-\(UUID()).so").path
+        // A directory of this test's own: /tmp itself is world-writable, and a module there is
+        // refused before it is even opened (see ModuleFileTests).
+        let directory = try TokenDirectory(prefix: "not-a-module")
+        defer { directory.remove() }
+        let path = directory.path + "/not-a-module.so"
         try Data("not an ELF file".utf8).write(to: URL(fileURLWithPath: path))
-        defer { try? FileManager.default.removeItem(atPath: path) }
         #expect(throws: ModuleLoadError(code: .notAPKCS11Module, module: "", reason: "")) {
             try PKCS11Module.load(.path(path))
         }

@@ -35,7 +35,7 @@ struct KeyPolicyTests {
 
     @Test(arguments: [
         (AttributeType.local, false), (.alwaysSensitive, false), (.neverExtractable, false),
-        (.sensitive, false), (.extractable, true), (.sign, false), (.decrypt, true), (.unwrap, true),
+        (.sensitive, false), (.private, false), (.extractable, true), (.sign, false), (.decrypt, true), (.unwrap, true),
     ])
     func eachWrongAttributeFailsAndIsNamed(attribute: AttributeType, value: Bool) {
         var key = Self.goodKey
@@ -69,8 +69,8 @@ struct KeyPolicyTests {
             .keyType: .value(.keyType(.rsa)),
         ]
         for (type, value) in [(AttributeType.local, true), (.alwaysSensitive, true), (.neverExtractable, true),
-                              (.sensitive, true), (.extractable, false), (.sign, true), (.decrypt, false),
-                              (.unwrap, false)] {
+                              (.sensitive, true), (.private, true), (.extractable, false), (.sign, true),
+                              (.decrypt, false), (.unwrap, false)] {
             key[type] = .value(.bool(type, value))
         }
         return key
