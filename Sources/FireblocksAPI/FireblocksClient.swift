@@ -42,7 +42,7 @@ public final class FireblocksClient: Sendable {
     private let diagnostics: @Sendable (String) -> Void
 
     public init(baseURL: APIBaseURL, issuer: RequestTokenIssuer, options: ClientOptions = ClientOptions(),
-                transport: any HTTPTransport = URLSessionTransport(), clock: ClockSkewMonitor = ClockSkewMonitor(),
+                transport: any HTTPTransport = AsyncHTTPClientTransport(), clock: ClockSkewMonitor = ClockSkewMonitor(),
                 diagnostics: @escaping @Sendable (String) -> Void = { _ in }) {
         self.baseURL = baseURL
         self.issuer = issuer

@@ -1,7 +1,7 @@
+import AsyncHTTPClient
 import Foundation
-#if canImport(FoundationNetworking)
-import FoundationNetworking
-#endif
+import NIOCore
+import NIOHTTP1
 
 /// One HTTP exchange, no retries: what ``FireblocksClient`` sends through.
 public protocol HTTPTransport: Sendable {
@@ -10,91 +10,70 @@ public protocol HTTPTransport: Sendable {
     func send(url: URL, method: String, headers: [String: String], body: [UInt8]?, timeout: TimeInterval) async throws -> APIResponse
 }
 
-/// `HTTPTransport` over Foundation's URLSession: ephemeral (no cookies, no cache), and redirects
-/// are not followed (they would carry the bearer token to wherever they point).
-public final class URLSessionTransport: HTTPTransport {
-    private let session: URLSession
+/// `HTTPTransport` over AsyncHTTPClient (SwiftNIO): one pooled client per process, a real
+/// deadline per exchange (connect, send and the whole answer), no cookies, no caching, and
+/// redirects never followed (they would carry the bearer token to wherever they point).
+public struct AsyncHTTPClientTransport: HTTPTransport {
+    /// The largest answer read; an API answer is far smaller. More is an invalid response.
+    public static let maximumResponseSize = 64 << 20
 
-    public init() {
-        let configuration = URLSessionConfiguration.ephemeral
-        configuration.httpCookieStorage = nil
-        configuration.urlCache = nil
-        configuration.httpShouldSetCookies = false
-        configuration.requestCachePolicy = .reloadIgnoringLocalAndRemoteCacheData
-        session = URLSession(configuration: configuration, delegate: RedirectRefusal(), delegateQueue: nil)
-    }
+    /// The process's client. It lives as long as the process (AsyncHTTPClient requires a client
+    /// to be shut down before it is released; a process-wide one never is), and its connection
+    /// pool is shared by every request.
+    static let client: HTTPClient = {
+        var configuration = HTTPClient.Configuration(redirectConfiguration: .disallow, decompression: .disabled)
+        configuration.httpVersion = .automatic
+        return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+    }()
 
-    deinit {
-        session.finishTasksAndInvalidate()
-    }
+    public init() {}
 
     public func send(url: URL, method: String, headers: [String: String], body: [UInt8]?, timeout: TimeInterval) async throws -> APIResponse {
-        var request = URLRequest(url: url, cachePolicy: .reloadIgnoringLocalAndRemoteCacheData, timeoutInterval: timeout)
-        request.httpMethod = method
-        for (name, value) in headers { request.setValue(value, forHTTPHeaderField: name) }
-        if let body { request.httpBody = Data(body) }
+        let host = url.host ?? "?"
+        var request = HTTPClientRequest(url: url.absoluteString)
+        request.method = HTTPMethod(rawValue: method)
+        for (name, value) in headers { request.headers.add(name: name, value: value) }
+        if let body { request.body = .bytes(ByteBuffer(bytes: body)) }
 
-        let data: Data
-        let response: URLResponse
+        let milliseconds = Int64(max(1, min(timeout, 3600)) * 1000)
+        let deadline = NIODeadline.now() + .milliseconds(milliseconds)
         do {
-            (data, response) = try await exchange(request, timeout: timeout)
-        } catch let error as URLError {
-            switch error.code {
-            case .timedOut:
-                throw APIClientError(.timeout, "no answer from \(url.host ?? "?") within \(Int(timeout)) s")
-            case .networkConnectionLost, .cannotConnectToHost, .notConnectedToInternet, .cannotFindHost,
-                 .dnsLookupFailed, .secureConnectionFailed, .badServerResponse, .resourceUnavailable:
-                throw APIClientError(.network, "\(url.host ?? "?"): \(Self.describe(error))")
+            let response = try await Self.client.execute(request, deadline: deadline)
+            let bytes = try await response.body.collect(upTo: Self.maximumResponseSize)
+            var fields: [String: String] = [:]
+            for (name, value) in response.headers { fields[name] = fields[name].map { $0 + ", " + value } ?? value }
+            let status = Int(response.status.code)
+            if (300...399).contains(status) {
+                let location = fields.first { $0.key.lowercased() == "location" }?.value ?? "?"
+                throw APIClientError(.invalidResponse, "\(host) answered HTTP \(status) (a redirect to \(location)); redirects are not followed, check --base-url")
+            }
+            return APIResponse(status: status, headers: fields, body: Array(buffer: bytes))
+        } catch let error as APIClientError {
+            throw error
+        } catch let error as HTTPClientError {
+            switch error {
+            case .deadlineExceeded, .readTimeout, .connectTimeout, .writeTimeout:
+                throw APIClientError(.timeout, "no answer from \(host) within \(Int(timeout.rounded())) s")
+            case .remoteConnectionClosed:
+                throw APIClientError(.network, "\(host): the connection was closed before an answer")
             default:
-                throw APIClientError(.network, "\(url.host ?? "?"): \(Self.describe(error))")
+                throw APIClientError(.network, "\(host): \(error)")
             }
-        }
-        guard let http = response as? HTTPURLResponse else {
-            throw APIClientError(.invalidResponse, "\(url.host ?? "?") did not answer with HTTP")
-        }
-        var fields: [String: String] = [:]
-        for (name, value) in http.allHeaderFields {
-            if let name = name as? String, let value = value as? String { fields[name] = value }
-        }
-        if (300...399).contains(http.statusCode) {
-            throw APIClientError(.invalidResponse, "\(url.host ?? "?") answered HTTP \(http.statusCode) (a redirect to \(fields["Location"] ?? fields["location"] ?? "?")); redirects are not followed, check --base-url")
-        }
-        return APIResponse(status: http.statusCode, headers: fields, body: Array(data))
-    }
-
-    /// The exchange, with the deadline enforced here: FoundationNetworking on Linux does not honour
-    /// `URLRequest.timeoutInterval` for an answer that never comes.
-    private func exchange(_ request: URLRequest, timeout: TimeInterval) async throws -> (Data, URLResponse) {
-        let session = self.session
-        return try await withThrowingTaskGroup(of: (Data, URLResponse).self) { group in
-            group.addTask { try await session.data(for: request) }
-            group.addTask {
-                try await Task.sleep(nanoseconds: UInt64(timeout * 1_000_000_000))
-                throw URLError(.timedOut)
-            }
-            defer { group.cancelAll() }
-            guard let first = try await group.next() else { throw URLError(.unknown) }
-            return first
+        } catch is NIOTooManyBytesError {
+            throw APIClientError(.invalidResponse, "\(host) answered with more than \(Self.maximumResponseSize >> 20) MiB")
+        } catch let error as IOError {
+            throw APIClientError(.network, "\(host): \(Self.describe(error))")
+        } catch {
+            throw APIClientError(.network, "\(host): \(error)")
         }
     }
 
-    private static func describe(_ error: URLError) -> String {
-        switch error.code {
-        case .networkConnectionLost: return "the connection was dropped before an answer"
-        case .cannotConnectToHost: return "connection refused"
-        case .cannotFindHost, .dnsLookupFailed: return "the host name does not resolve"
-        case .notConnectedToInternet: return "no network"
-        case .secureConnectionFailed: return "TLS failed"
-        case .badServerResponse: return "the answer was not valid HTTP (connection closed?)"
-        default: return error.localizedDescription
+    private static func describe(_ error: IOError) -> String {
+        switch error.errnoCode {
+        case ECONNREFUSED: return "connection refused"
+        case ECONNRESET: return "the connection was reset"
+        case ENETUNREACH, EHOSTUNREACH: return "no route to the host"
+        default: return error.description
         }
-    }
-}
-
-/// Declines every redirect.
-private final class RedirectRefusal: NSObject, URLSessionTaskDelegate, @unchecked Sendable {
-    func urlSession(_ session: URLSession, task: URLSessionTask, willPerformHTTPRedirection response: HTTPURLResponse,
-                    newRequest request: URLRequest, completionHandler: @escaping @Sendable (URLRequest?) -> Void) {
-        completionHandler(nil)
     }
 }

@@ -7,14 +7,23 @@ import Synchronization
 
 /// The stand-in on a loopback socket (HTTP/1.1, one request per connection).
 ///
-/// A test tool, but one that must not be held hostage by a bad client: a request that is not
-/// complete within ``requestTimeout`` (slow or idle senders) has its connection closed, and at
-/// most ``maximumConnections`` connections are open at once (more are closed on accept).
+/// A test tool, but one that must not be held hostage by a bad client: a connection whose
+/// request is not answered within ``Limits/requestTimeout`` of connecting (slow or idle senders)
+/// is closed, and at most ``Limits/maximumConnections`` are open at once (more are closed on accept).
 public final class SandboxServer: Sendable {
-    /// Time a client has from connecting to finishing its request.
-    public static let requestTimeout: TimeAmount = .seconds(10)
-    /// Connections served at once.
-    public static let maximumConnections = 128
+    /// Bounds on what one client can hold.
+    public struct Limits: Sendable {
+        /// Time a client has from connecting to finishing its request (the answer's configured
+        /// delay is added).
+        public var requestTimeout: TimeInterval
+        /// Connections served at once.
+        public var maximumConnections: Int
+
+        public init(requestTimeout: TimeInterval = 10, maximumConnections: Int = 128) {
+            self.requestTimeout = requestTimeout
+            self.maximumConnections = maximumConnections
+        }
+    }
     /// The port actually bound (useful with port 0).
     public let port: Int
     public let host: String
@@ -33,7 +42,7 @@ public final class SandboxServer: Sendable {
 
     /// Binds `host:port`; only loopback addresses are accepted (the stand-in trusts whoever
     /// holds a registered key, and is a test tool).
-    public static func start(service: SandboxService, host: String = "127.0.0.1", port: Int,
+    public static func start(service: SandboxService, host: String = "127.0.0.1", port: Int, limits: Limits = Limits(),
                              log: @escaping @Sendable (String) -> Void = { _ in }) async throws -> SandboxServer {
         // Literals only: a name is bound to whatever DNS says, and `127.evil.example` is not
         // loopback. `localhost` is bound as 127.0.0.1, without asking a resolver.
@@ -45,20 +54,23 @@ public final class SandboxServer: Sendable {
         }
         let bindHost = host == "localhost" ? "127.0.0.1" : host
         try service.configuration.validate()
-        let connections = ConnectionCount()
+        guard limits.requestTimeout.isFinite, (0.001...3600).contains(limits.requestTimeout), limits.maximumConnections > 0 else {
+            throw SandboxError("the request timeout and connection cap must be positive")
+        }
+        let connections = ConnectionCount(maximum: limits.maximumConnections)
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(ChannelOptions.backlog, value: 64)
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { channel in
                 guard connections.open() else {
-                    log("connection refused: \(maximumConnections) connections are open")
+                    log("connection refused: \(limits.maximumConnections) connections are open")
                     return channel.close()
                 }
                 channel.closeFuture.whenComplete { _ in connections.close() }
                 // Whatever the client does, the connection ends by the deadline (the answer's
                 // configured delay added).
-                let deadline = requestTimeout + .milliseconds(Int64(service.configuration.delay * 1000))
+                let deadline = TimeAmount.milliseconds(Int64((limits.requestTimeout + service.configuration.delay) * 1000))
                 channel.eventLoop.scheduleTask(in: deadline) { channel.close(promise: nil) }
                 return channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
@@ -96,11 +108,14 @@ public final class SandboxServer: Sendable {
 /// How many connections are open.
 private final class ConnectionCount: Sendable {
     private let count = Mutex(0)
+    private let maximum: Int
+
+    init(maximum: Int) { self.maximum = maximum }
 
     /// Counts one more, unless the cap is reached.
     func open() -> Bool {
         count.withLock { count in
-            guard count < SandboxServer.maximumConnections else { return false }
+            guard count < maximum else { return false }
             count += 1
             return true
         }

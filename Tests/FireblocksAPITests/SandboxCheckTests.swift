@@ -127,6 +127,20 @@ struct SandboxCheckTests {
         try expectRefusal(try request(header: Array(#"{"alg":"none","typ":"JWT"}"#.utf8)), code: -5)
     }
 
+    @Test func aCritHeaderIsRefused() throws {
+        // RFC 7515 §4.1.11: extensions the recipient does not understand make the JWS invalid.
+        let header = Array(#"{"alg":"RS256","crit":["exp"],"typ":"JWT"}"#.utf8)
+        try expectRefusal(try request(header: header), code: -5)
+    }
+
+    @Test(arguments: [(-1, Int.max), (Int.min, Int.max), (Int.max, Int.min), (0, Int.max), (Int.max - 1, Int.max)])
+    func extremeTimesAreRefusedNotTrapped(iat: Int, exp: Int) throws {
+        let claims = RequestClaims(uri: "/v1/workspace", nonce: UUID().uuidString, iat: iat, exp: exp, sub: apiKey,
+                                   bodyHash: RequestClaims.bodyHash(nil))
+        let reply = try answer(service.handle(try request(claims: claims)))
+        #expect(reply.status == 401)
+    }
+
     @Test func unknownRouteIs404WithTheErrorResponseShape() throws {
         let reply = try answer(service.handle(try request(target: "/v1/nothing", claims: claims(uri: "/v1/nothing"))))
         #expect(reply.status == 404)
