@@ -115,7 +115,11 @@ let package = Package(
         ),
         .testTarget(
             name: "PKCS11Tests",
-            dependencies: ["PKCS11", "SoftHSMTestSupport"]
+            dependencies: [
+                "PKCS11", "SoftHSMTestSupport",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "_CryptoExtras", package: "swift-crypto"),
+            ]
         ),
         .testTarget(
             name: "TokenKeysTests",

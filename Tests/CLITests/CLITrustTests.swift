@@ -284,11 +284,17 @@ final class HostileServer {
             import http.server, json, sys
             class Handler(http.server.BaseHTTPRequestHandler):
                 def answer(self):
-                    message = "\x1b]0;pwned\x07\x1b[2K\rfireblocks-hsm: forged line\n" + "A" * (10 * 1024 * 1024)
-                    body = json.dumps({"message": message, "code": -1}).encode()
-                    self.send_response(400)
+                    hostile = "\x1b]0;pwned\x07\x1b[2K\rfireblocks-hsm: forged line\n"
+                    if self.path.endswith("/management/api_users"):
+                        status = 200
+                        body = json.dumps({"users": [{"id": "u-1", "name": hostile + "bot", "role": "SIGNER",
+                                                      "enabled": True, "status": "READY\u202e", "userType": "API"}]}).encode()
+                    else:
+                        status = 400
+                        body = json.dumps({"message": hostile + "A" * (10 * 1024 * 1024), "code": -1}).encode()
+                    self.send_response(status)
                     self.send_header("Content-Type", "application/json")
-                    self.send_header("X-Request-ID", "req-\x1b[31mred")
+                    self.send_header("X-Request-ID", "req-hostile")
                     self.send_header("Content-Length", str(len(body)))
                     self.end_headers()
                     self.wfile.write(body)
@@ -296,17 +302,24 @@ final class HostileServer {
                 do_POST = answer
                 def log_message(self, *args): pass
             server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
-            print(server.server_address[1], flush=True)
+            with open(sys.argv[1] + ".tmp", "w") as f:
+                f.write(str(server.server_address[1]))
+            import os
+            os.rename(sys.argv[1] + ".tmp", sys.argv[1])
             server.serve_forever()
             """#.write(toFile: script, atomically: true, encoding: .utf8)
-        let output = Pipe()
+        let portFile = directory + "/hostile.port"
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3", script]
-        process.standardOutput = output
+        process.arguments = ["python3", script, portFile]
+        process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle.nullDevice
         try process.run()
-        let line = output.fileHandleForReading.availableLineOrWait()
-        guard let port = Int(line.trimmingCharacters(in: .whitespacesAndNewlines)) else {
+        var text: String?
+        for _ in 0..<200 where text == nil {
+            text = try? String(contentsOfFile: portFile, encoding: .utf8)
+            if text == nil { usleep(50_000) }
+        }
+        guard let port = text.flatMap({ Int($0) }) else {
             process.terminate()
             throw TestSupportError("the hostile server did not start")
         }
@@ -314,21 +327,9 @@ final class HostileServer {
     }
 
     func stop() {
-        process.terminate()
+        // SIGKILL: a signal the test runner ignores is ignored by its children too.
+        kill(process.processIdentifier, SIGKILL)
         process.waitUntilExit()
-    }
-}
-
-extension FileHandle {
-    /// The first line written (waits for it).
-    func availableLineOrWait() -> String {
-        var data = Data()
-        while !data.contains(UInt8(ascii: "\n")) {
-            let chunk = availableData
-            if chunk.isEmpty { break }
-            data += chunk
-        }
-        return String(decoding: data, as: UTF8.self)
     }
 }
 
@@ -358,5 +359,40 @@ struct CLIServerTextTests {
         let body = try #require(error["responseBody"] as? String)
         #expect(body.utf8.count > 10 * 1024 * 1024, "JSON carries the exact body")
         #expect((error["message"] as? String)?.contains("\u{1B}]0;pwned") == true)
+
+        // User names from the API, in a table.
+        let list = try cli.runOnToken(["api-user", "list", "--key", "admin", "--api-key", "k", "--base-url", server.baseURL])
+        #expect(list.status == 0, "\(list.standardError)")
+        #expect(!list.standardOutput.contains("\u{1B}"))
+        #expect(!list.standardOutput.contains("\u{202E}"))
+        #expect(list.standardOutput.split(separator: "\n").count == 2, "\(list.standardOutput)")
+        let listJSON = try cli.runOnToken(["api-user", "list", "--key", "admin", "--api-key", "k", "--base-url", server.baseURL, "--json"])
+        let users = try #require(try listJSON.json() as? [[String: Any]])
+        #expect((users.first?["name"] as? String)?.hasPrefix("\u{1B}]0;pwned") == true)
+    }
+}
+
+@Suite("Command line: the stand-in's own errors")
+struct CLISandboxErrorTests {
+    @Test(arguments: [
+        (["--host", "0.0.0.0"], Int32(2), "loopback"),
+        (["--host", "127.evil.example"], 2, "loopback"),
+        (["--port", "99999"], 2, "--port"),
+        (["--delay", "inf"], 2, "--delay"),
+        (["--trust", "admin.pub=k:WIZARD"], 2, "--trust"),
+        (["--trust", "missing.pub=k:ADMIN"], 3, "missing.pub"),
+    ])
+    func badFlagsHaveTheirDocumentedClass(arguments: [String], status: Int32, mentioning: String) throws {
+        let cli = try CLIHarness()
+        defer { cli.remove() }
+        #expect(try cli.runOnToken(["key", "generate", "--key", "admin", "--bits", "2048"]).status == 0)
+        #expect(try cli.runOnToken(["key", "export", "--key", "admin", "--out", "admin.pub"]).status == 0)
+        var command = ["sandbox", "serve", "--port", "0"]
+        if !arguments.contains("--trust") { command += ["--trust", "admin.pub=k:ADMIN"] }
+        let result = try cli.run(command + arguments, module: nil)
+        #expect(result.status == status, "\(result.standardError)")
+        #expect(result.standardError.contains(mentioning), "\(result.standardError)")
+        #expect(!result.standardError.contains("unexpected error"))
+        if arguments.contains("WIZARD") { #expect(!result.standardError.contains("--role")) }
     }
 }

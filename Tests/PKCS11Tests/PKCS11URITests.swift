@@ -143,4 +143,46 @@ struct PKCS11URITests {
         #expect(uri.identifiesObject)
         #expect(!uri.identifiesToken)
     }
+
+    // MARK: Failing closed, and never quoting a secret
+
+    @Test(arguments: ["pkcs11:token=fb?pin-sorce=file:/run/pin", "pkcs11:token=fb?flavour=vanilla",
+                      "pkcs11:token=fb?pin%2Dvalue=31415926", "pkcs11:token=fb;colour=red", "pkcs11:token=fb;31415926"])
+    func unknownAttributesAreRefused(text: String) {
+        #expect(throws: PKCS11URIError(code: .unrecognizedAttribute, uri: "")) { try PKCS11URI(parsing: text) }
+    }
+
+    @Test(arguments: ["pkcs11:token=a;token=b", "pkcs11:object=k?module-name=a&module-name=b",
+                      "pkcs11:token=fb?pin-source=env:A&pin-source=env:B"])
+    func aRepeatedAttributeIsRefused(text: String) {
+        #expect(throws: PKCS11URIError(code: .repeatedAttribute, uri: "")) { try PKCS11URI(parsing: text) }
+    }
+
+    @Test(arguments: ["pkcs11:token=fb?pin-sorce=31415926", "pkcs11:token=fb?pin%2Dvalue=31415926",
+                      "pkcs11:token=fb;pin-value=31415926", "pkcs11:token=fb?x=31415926&y=2", "pkcs11:token=fb;31415926",
+                      "pkcs11:token=fb?31415926=1", "pkcs11:token=fb?pin-value=31415926&pin-source=env:X",
+                      "pkcs11:token=fb?pin-source=31415926&pin-source=1"])
+    func errorsNeverQuoteASecret(text: String) {
+        do {
+            _ = try PKCS11URI(parsing: text)
+            Issue.record("expected an error")
+        } catch {
+            #expect(!"\(error)".contains("3141"), "\(error)")
+            #expect(!"\(error)".contains("5926"), "\(error)")
+        }
+    }
+
+    @Test func aMisspeltAttributeIsNamedWithTheNearestKnownOne() {
+        do {
+            _ = try PKCS11URI(parsing: "pkcs11:token=fb?pin-sorce=file:/run/pin")
+        } catch {
+            #expect("\(error)".contains("'pin-sorce' (did you mean 'pin-source'?)"), "\(error)")
+        }
+    }
+
+    @Test func descriptionRedactsThePinSource() throws {
+        let uri = try PKCS11URI(parsing: "pkcs11:token=fb?pin-source=271828")
+        #expect(!uri.description.contains("271828"))
+        #expect(uri.pinSource == "271828")
+    }
 }

@@ -134,15 +134,16 @@ struct SoftHSMModuleTests {
             privateKeyTemplate: [.token(true), .private(true), .sensitive(true), .sign(true), .label("c")])
         let slot = token.slot
         let privateKey = keys.privateKey
+        let publicKey = try SoftwareRSA.publicKey(keys.publicKey, in: setup)
         let counts = try await withThrowingTaskGroup(of: Int.self) { group in
             for task in 0..<2 {
                 group.addTask {
                     let session = try slot.openSession(readWrite: false)
                     var signed = 0
                     for index in 0..<25 {
-                        let signature = try session.sign(mechanism: .sha256RSAPKCS, key: privateKey,
-                                                         data: Array("task \(task) message \(index)".utf8))
-                        if signature.count == 256 { signed += 1 }
+                        let message = Array("task \(task) message \(index)".utf8)
+                        let signature = try session.sign(mechanism: .sha256RSAPKCS, key: privateKey, data: message)
+                        if SoftwareRSA.verify(signature, for: message, with: publicKey) { signed += 1 }
                     }
                     return signed
                 }

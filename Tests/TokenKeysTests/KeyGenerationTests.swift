@@ -224,3 +224,68 @@ struct KeyGenerationTests {
         #expect(usage?.trimmingCharacters(in: .whitespaces) == "Usage:      sign")
     }
 }
+
+@Suite("Key policy against SoftHSM: the rest")
+struct KeyPolicyOnTokenTests {
+    @Test func aKeyUsableWithoutLoginFailsThePolicy() throws {
+        let token = try TestToken(labelPrefix: "public-priv")
+        let session = try token.userSession()
+        // Everything right but CKA_PRIVATE: readable and usable by anyone with the token.
+        _ = try session.generateKeyPair(
+            mechanism: .rsaPKCSKeyPairGen,
+            publicKeyTemplate: [.token(true), .label("open"), .id([7]), .verify(true), .modulusBits(2048), .publicExponent([1, 0, 1])],
+            privateKeyTemplate: [.token(true), .private(false), .sensitive(true), .extractable(false), .sign(true),
+                                 .decrypt(false), .unwrap(false), .label("open"), .id([7])])
+        do {
+            _ = try KeyStore.findUsable(.label("open"), in: session)
+            Issue.record("a key usable without login was accepted")
+        } catch let error as TokenKeysError {
+            #expect(error.code == .policyViolation)
+            #expect(error.reason.contains("CKA_PRIVATE"))
+            #expect(!error.reason.contains("CKA_SENSITIVE"))
+        }
+    }
+
+    @Test func aLonePublicHalfIsReportedAsSuch() throws {
+        let token = try TestToken(labelPrefix: "orphan")
+        let session = try token.userSession()
+        // What a generation killed between its two copies leaves: the public half alone.
+        let keys = try session.generateKeyPair(
+            mechanism: .rsaPKCSKeyPairGen,
+            publicKeyTemplate: [.token(true), .label("half"), .verify(true), .modulusBits(2048), .publicExponent([1, 0, 1])],
+            privateKeyTemplate: [.token(false), .private(true), .sensitive(true), .sign(true), .label("half")])
+        try session.destroyObject(keys.privateKey)
+        #expect(throws: TokenKeysError(.orphanedPublicKey, "")) {
+            try KeyGenerator.generate(KeyGenerationRequest(label: "half", bits: 2048), in: session)
+        }
+    }
+
+    @Test func aNewLabelIsNotAURI() {
+        #expect(throws: TokenKeysError(.invalidArgument, "")) { try KeyLabel.validateNew("pkcs11:object=k") }
+        #expect(throws: TokenKeysError(.invalidArgument, "")) { try KeyLabel.validateNew("PKCS11:object=k") }
+    }
+
+    /// One signer, one session, many tasks: the signer serialises them, every signature is valid.
+    @Test func oneSignerContendedByManyTasks() async throws {
+        let token = try TestToken(labelPrefix: "contend")
+        let session = try token.userSession()
+        let pair = try KeyGenerator.generate(KeyGenerationRequest(label: "k", bits: 2048), in: session)
+        let signer = try TokenSigner(keyPair: pair, slot: token.slot)
+        let publicKey = try #require(pair.publicKey)
+        let valid = try await withThrowingTaskGroup(of: Int.self) { group in
+            for task in 0..<6 {
+                group.addTask {
+                    var count = 0
+                    for round in 0..<10 {
+                        let message = Array("task \(task) round \(round)".utf8)
+                        if publicKey.isValidRS256Signature(try signer.signRS256(message), for: message) { count += 1 }
+                    }
+                    return count
+                }
+            }
+            return try await group.reduce(0, +)
+        }
+        #expect(valid == 60)
+        _ = session
+    }
+}

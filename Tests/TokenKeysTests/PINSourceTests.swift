@@ -107,4 +107,29 @@ struct PINSourceTests {
         chmod(path, mode)
         return path
     }
+
+    @Test(arguments: ["env:pin918273", "file:/nonexistent/918273", "file:918273"])
+    func anUnresolvablePinSourceIsNotEchoed(text: String) throws {
+        let source = try PINSource(parsing: text)
+        #expect(!source.description.contains("918273"))
+        do {
+            _ = try source.readPIN(prompter: nil, promptText: "", warn: { _ in })
+            Issue.record("expected an error")
+        } catch {
+            #expect(!"\(error)".contains("918273"), "\(error)")
+            #expect(!"\(error)".contains("9182"))
+        }
+    }
+
+    @Test(arguments: ["918273", "env:918273", "12", "pin=918273", "envv:918273"])
+    func aMalformedPinSourceIsNotEchoedEvenInPart(text: String) {
+        do {
+            _ = try PINSource(parsing: text, origin: "--pin-source")
+            Issue.record("expected an error")
+        } catch {
+            #expect(!"\(error)".contains("9182"), "\(error)")
+            #expect(!"\(error)".contains("8273"), "\(error)")
+            #expect("\(error)".hasPrefix("--pin-source: "))
+        }
+    }
 }
