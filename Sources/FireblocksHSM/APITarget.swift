@@ -26,28 +26,10 @@ public struct APITarget: Sendable {
         timeout: TimeInterval, jwtLifetime: Int, compensateClockSkew: Bool, maximumAttempts: Int,
         stateDirectory stateDirectoryFlag: String?, environment: [String: String], profile: Profile?
     ) throws -> APITarget {
-        guard envFlag == nil || baseURLFlag == nil else {
-            throw APIClientError(.badInput, "'--env' and '--base-url' are mutually exclusive")
-        }
-        let baseURL: APIBaseURL
-        if let text = baseURLFlag {
-            baseURL = try APIBaseURL(validating: text)
-        } else if let name = envFlag {
-            baseURL = try environmentURL(name)
-        } else if let text = nonEmpty(environment[APIEnvironment.baseURL]) {
-            baseURL = try APIBaseURL(validating: text)
-        } else if let name = nonEmpty(environment[APIEnvironment.env]) {
-            baseURL = try environmentURL(name)
-        } else if let text = profile?.baseURL {
-            baseURL = try APIBaseURL(validating: text)
-        } else if let name = profile?.env {
-            baseURL = try environmentURL(name)
-        } else {
+        guard let baseURL = try baseURL(env: envFlag, baseURL: baseURLFlag, environment: environment, profile: profile) else {
             throw APIClientError(.noEnvironment, "no API environment: pass --env sandbox|us|eu|eu2 or --base-url URL (or set \(APIEnvironment.env))")
         }
-        guard let apiKey = apiKeyFlag ?? nonEmpty(environment[APIEnvironment.apiKey]) ?? profile?.apiKey else {
-            throw APIClientError(.badInput, "no API key: pass --api-key (the API user's id) or set \(APIEnvironment.apiKey)")
-        }
+        let apiKey = try apiKey(flag: apiKeyFlag, environment: environment, profile: profile)
         guard timeout > 0, timeout <= 600 else {
             throw APIClientError(.badInput, "--timeout must be 1 to 600 seconds")
         }
@@ -67,27 +49,31 @@ public struct APITarget: Sendable {
         apiKey apiKeyFlag: String?, env envFlag: String?, baseURL baseURLFlag: String?, jwtLifetime: Int,
         environment: [String: String], profile: Profile?
     ) throws -> (apiKey: String, baseURL: APIBaseURL?, jwtLifetime: Int) {
+        let baseURL = try baseURL(env: envFlag, baseURL: baseURLFlag, environment: environment, profile: profile)
+        return (try apiKey(flag: apiKeyFlag, environment: environment, profile: profile), baseURL, jwtLifetime)
+    }
+
+    /// The base URL: `--base-url`, `--env`, their environment variables, the profile, in that
+    /// order; nil when none is given.
+    private static func baseURL(env envFlag: String?, baseURL baseURLFlag: String?, environment: [String: String],
+                                profile: Profile?) throws -> APIBaseURL? {
         guard envFlag == nil || baseURLFlag == nil else {
             throw APIClientError(.badInput, "'--env' and '--base-url' are mutually exclusive")
         }
-        var baseURL: APIBaseURL?
-        if let text = baseURLFlag {
-            baseURL = try APIBaseURL(validating: text)
-        } else if let name = envFlag {
-            baseURL = try environmentURL(name)
-        } else if let text = nonEmpty(environment[APIEnvironment.baseURL]) {
-            baseURL = try APIBaseURL(validating: text)
-        } else if let name = nonEmpty(environment[APIEnvironment.env]) {
-            baseURL = try environmentURL(name)
-        } else if let text = profile?.baseURL {
-            baseURL = try APIBaseURL(validating: text)
-        } else if let name = profile?.env {
-            baseURL = try environmentURL(name)
-        }
-        guard let apiKey = apiKeyFlag ?? nonEmpty(environment[APIEnvironment.apiKey]) ?? profile?.apiKey else {
+        if let text = baseURLFlag { return try APIBaseURL(validating: text) }
+        if let name = envFlag { return try environmentURL(name) }
+        if let text = nonEmpty(environment[APIEnvironment.baseURL]) { return try APIBaseURL(validating: text) }
+        if let name = nonEmpty(environment[APIEnvironment.env]) { return try environmentURL(name) }
+        if let text = profile?.baseURL { return try APIBaseURL(validating: text) }
+        if let name = profile?.env { return try environmentURL(name) }
+        return nil
+    }
+
+    private static func apiKey(flag: String?, environment: [String: String], profile: Profile?) throws -> String {
+        guard let apiKey = flag ?? nonEmpty(environment[APIEnvironment.apiKey]) ?? profile?.apiKey else {
             throw APIClientError(.badInput, "no API key: pass --api-key (the API user's id) or set \(APIEnvironment.apiKey)")
         }
-        return (apiKey, baseURL, jwtLifetime)
+        return apiKey
     }
 
     /// `--state-dir`, `$FIREBLOCKS_HSM_STATE_DIR`, `$XDG_STATE_HOME/fireblocks-hsm`, `~/.local/state/fireblocks-hsm`.

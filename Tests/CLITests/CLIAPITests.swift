@@ -38,6 +38,19 @@ final class SandboxProcess {
         baseURL = "http://127.0.0.1:\(port)/v1"
     }
 
+    /// A token with an admin key, its public key exported, and the stand-in trusting it; the API
+    /// flags that sign as that admin.
+    static func withAdmin(apiKey: String, role: String = "ADMIN", sandboxArguments: [String] = []) throws
+        -> (CLIHarness, SandboxProcess, [String]) {
+        let cli = try CLIHarness()
+        let generated = try cli.runOnToken(["key", "generate", "--key", "admin", "--bits", "2048"])
+        guard generated.status == 0 else { throw TestSupportError(generated.standardError) }
+        let exported = try cli.runOnToken(["key", "export", "--key", "admin", "--out", "admin.pub"])
+        guard exported.status == 0 else { throw TestSupportError(exported.standardError) }
+        let sandbox = try SandboxProcess(cli: cli, trust: ["admin.pub=\(apiKey):\(role)"], extra: sandboxArguments)
+        return (cli, sandbox, ["--api-key", apiKey, "--base-url", sandbox.baseURL, "--state-dir", cli.directory.path + "/state"])
+    }
+
     func stop() {
         process.terminate()
         process.waitUntilExit()
@@ -52,16 +65,8 @@ final class SandboxProcess {
 struct CLIAPITests {
     let adminKey = UUID().uuidString.lowercased()
 
-    /// A token with an admin key, its public key exported, and the stand-in trusting it.
     private func setUp(role: String = "ADMIN", sandboxArguments: [String] = []) throws -> (CLIHarness, SandboxProcess, [String]) {
-        let cli = try CLIHarness()
-        let generated = try cli.runOnToken(["key", "generate", "--key", "admin", "--bits", "2048"])
-        guard generated.status == 0 else { throw TestSupportError(generated.standardError) }
-        let exported = try cli.runOnToken(["key", "export", "--key", "admin", "--out", "admin.pub"])
-        guard exported.status == 0 else { throw TestSupportError(exported.standardError) }
-        let sandbox = try SandboxProcess(cli: cli, trust: ["admin.pub=\(adminKey):\(role)"], extra: sandboxArguments)
-        let api = ["--api-key", adminKey, "--base-url", sandbox.baseURL, "--state-dir", cli.directory.path + "/state"]
-        return (cli, sandbox, api)
+        try SandboxProcess.withAdmin(apiKey: adminKey, role: role, sandboxArguments: sandboxArguments)
     }
 
     @Test func onboardSubmitThenListShowsTheUser() throws {

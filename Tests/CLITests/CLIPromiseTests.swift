@@ -8,15 +8,8 @@ import Testing
 struct CLIPromiseTests {
     let adminKey = UUID().uuidString.lowercased()
 
-    private func setUp(sandboxArguments: [String] = []) throws -> (CLIHarness, SandboxProcess, [String]) {
-        let cli = try CLIHarness()
-        let generated = try cli.runOnToken(["key", "generate", "--key", "admin", "--bits", "2048"])
-        guard generated.status == 0 else { throw TestSupportError(generated.standardError) }
-        let exported = try cli.runOnToken(["key", "export", "--key", "admin", "--out", "admin.pub"])
-        guard exported.status == 0 else { throw TestSupportError(exported.standardError) }
-        let sandbox = try SandboxProcess(cli: cli, trust: ["admin.pub=\(adminKey):ADMIN"], extra: sandboxArguments)
-        let api = ["--api-key", adminKey, "--base-url", sandbox.baseURL]
-        return (cli, sandbox, api)
+    private func setUp() throws -> (CLIHarness, SandboxProcess, [String]) {
+        try SandboxProcess.withAdmin(apiKey: adminKey)
     }
 
     private func onboard(_ cli: CLIHarness, key: String = "ci-bot", name: String = "ci-bot", role: String = "SIGNER",
