@@ -113,7 +113,7 @@ public struct APIBaseURL: Sendable, Equatable, CustomStringConvertible {
     public static func uri(forWholePath path: String) throws(APIClientError) -> String {
         try validate(path: path)
         guard path.hasPrefix("/v1/") || path == "/v1" || path.hasPrefix("/v1?") else {
-            throw APIClientError(.badPath, "request path '\(path)' must be the whole path, starting with /v1/, when no --env or --base-url says which base path to add")
+            throw APIClientError(.badPath, "request path '\(path)' must be the whole path, starting with /v1/, when no base URL says which base path to add")
         }
         return path
     }

@@ -8,7 +8,7 @@ public enum APIUserRole: String, CaseIterable, Codable, Sendable {
     /// Parses a role, case-insensitively, or says which ones exist.
     public init(validating text: String) throws(APIClientError) {
         guard let role = APIUserRole(rawValue: text.uppercased()) else {
-            throw APIClientError(.badInput, "--role '\(text)' is not a Fireblocks role; one of: \(APIUserRole.allCases.map(\.rawValue).joined(separator: ", "))")
+            throw APIClientError(.badInput, "'\(text)' is not a Fireblocks role; one of: \(APIUserRole.allCases.map(\.rawValue).joined(separator: ", "))")
         }
         self = role
     }
@@ -30,10 +30,10 @@ public struct CreateAPIUser: Codable, Equatable, Sendable {
                 coSignerSetupIsFirstUser: Bool? = nil) throws(APIClientError) {
         let trimmed = name.trimmingCharacters(in: .whitespacesAndNewlines)
         guard !trimmed.isEmpty, trimmed == name, name.count <= 256 else {
-            throw APIClientError(.badInput, "--name must be 1 to 256 characters without surrounding spaces")
+            throw APIClientError(.badInput, "an API user's name is 1 to 256 characters without surrounding spaces")
         }
         if let type = coSignerSetupType, type.isEmpty || !type.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "_" }) {
-            throw APIClientError(.badInput, "--co-signer-setup-type must look like SGX_MACHINE (letters, digits, '_')")
+            throw APIClientError(.badInput, "a co-signer setup type looks like SGX_MACHINE (letters, digits, '_')")
         }
         self.role = role.rawValue
         self.name = name

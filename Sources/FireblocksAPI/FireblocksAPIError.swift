@@ -68,13 +68,13 @@ public struct FireblocksAPIError: Error, Sendable, CustomStringConvertible {
     static func advice(status: Int, code: Int?, clockOffset: TimeInterval?) -> String? {
         let skew = clockOffset.map { Int(abs($0).rounded()) }
         switch code {
-        case -1: return "the signature does not verify with this API user's key: is --key the key whose CSR was uploaded for this --api-key?"
+        case -1: return "the signature does not verify with this API user's key: is the signing key the one whose CSR was uploaded for this API key?"
         case -2: return "the JWT carries no API key (sub claim); this is a client bug, please report it"
         case -3: return "no bearer token reached the API: is a proxy stripping the Authorization header?"
-        case -4: return "the signed uri differs from the path received: check --base-url's path and the query's percent-encoding"
+        case -4: return "the signed uri differs from the path received: check the base URL's path and the query's percent-encoding"
         case -5: return "the token was malformed or the API user's certificate has expired: onboard a new key if it has"
-        case -6: return "the API key in the JWT is not this key's API user: check --api-key"
-        case -7: return "the token was not accepted: wrong key for this API key, or the wrong environment (--env/--base-url)"
+        case -6: return "the API key in the JWT is not this key's API user: check the API key"
+        case -7: return "the token was not accepted: wrong key for this API key, or the wrong environment (base URL)"
         case -8: return "this API user's role may not call the endpoint (creating API users needs Admin or Non-Signing Admin)"
         case -10:
             if let skew, let offset = clockOffset, offset > 0 {
@@ -87,13 +87,13 @@ public struct FireblocksAPIError: Error, Sendable, CustomStringConvertible {
             }
             return "iat in the future: this host's clock runs ahead of Fireblocks; sync it (NTP)"
         case let other? where other < 0:
-            return "authentication was refused (code \(other)): check --api-key, --key and the environment"
+            return "authentication was refused (code \(other)): check the API key, the signing key and the environment"
         default:
             break
         }
         switch status {
         case 400: return "the API refused the request as invalid; fix the input named in the message"
-        case 401: return "authentication failed: check --api-key, --key and the environment"
+        case 401: return "authentication failed: check the API key, the signing key and the environment"
         case 403: return "this API user lacks the permission (creating API users needs Admin or Non-Signing Admin)"
         case 404: return "no such endpoint or object: check the path and the environment"
         case 409: return "the object is not in a state that allows this (e.g. a pairing token for a user not pending activation)"

@@ -68,7 +68,7 @@ public final class FireblocksClient: Sendable {
         var warnedAboutSkew = false
         while true {
             attempt += 1
-            let token = try issuer.token(uri: uri, body: request.body, issuedAt: issuedAt(), nonce: options.nonce())
+            let token = try await issuer.token(uri: uri, body: request.body, issuedAt: issuedAt(), nonce: options.nonce())
             var headers = [
                 "X-API-Key": issuer.apiKey,
                 "Authorization": "Bearer \(token)",

@@ -45,7 +45,7 @@ public struct AsyncHTTPClientTransport: HTTPTransport {
             let status = Int(response.status.code)
             if (300...399).contains(status) {
                 let location = fields.first { $0.key.lowercased() == "location" }?.value ?? "?"
-                throw APIClientError(.invalidResponse, "\(host) answered HTTP \(status) (a redirect to \(location)); redirects are not followed, check --base-url")
+                throw APIClientError(.invalidResponse, "\(host) answered HTTP \(status) (a redirect to \(location)); redirects are not followed: check the base URL")
             }
             return APIResponse(status: status, headers: fields, body: Array(buffer: bytes))
         } catch let error as APIClientError {

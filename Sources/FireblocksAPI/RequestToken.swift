@@ -62,7 +62,7 @@ public struct RequestTokenIssuer: Sendable {
 
     public init(apiKey: String, signer: any RS256Signer, lifetime: Int = RequestTokenIssuer.maximumLifetime) throws(APIClientError) {
         guard (1...Self.maximumLifetime).contains(lifetime) else {
-            throw APIClientError(.badInput, "--jwt-lifetime must be 1 to \(Self.maximumLifetime) seconds, not \(lifetime)")
+            throw APIClientError(.badInput, "a JWT lifetime (exp - iat) is 1 to \(Self.maximumLifetime) seconds, not \(lifetime)")
         }
         guard !apiKey.isEmpty, apiKey.unicodeScalars.allSatisfy({ $0.isASCII && $0.properties.isAlphabetic || ("0"..."9").contains($0) || $0 == "-" }) else {
             throw APIClientError(.badInput, "the API key must be the API user's id (letters, digits and '-'), e.g. a UUID")
@@ -82,5 +82,12 @@ public struct RequestTokenIssuer: Sendable {
     public func token(uri: String, body: [UInt8]?, issuedAt: Int, nonce: String) throws -> String {
         let payload = try claims(uri: uri, body: body, issuedAt: issuedAt, nonce: nonce).serialized()
         return try CompactJWS.sign(payload: payload, with: signer).compact
+    }
+
+    /// The signed JWT, compact form, signed through the signer's asynchronous form (a token
+    /// signature then runs off Swift's cooperative thread pool).
+    public func token(uri: String, body: [UInt8]?, issuedAt: Int, nonce: String) async throws -> String {
+        let payload = try claims(uri: uri, body: body, issuedAt: issuedAt, nonce: nonce).serialized()
+        return try await CompactJWS.sign(payload: payload, with: signer).compact
     }
 }

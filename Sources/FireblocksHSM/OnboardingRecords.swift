@@ -62,11 +62,11 @@ public struct OnboardingRecord: Codable, Equatable, Sendable {
         func compare(_ field: String, _ recorded: String?, _ asked: String?) {
             if recorded != asked { result.append((field, recorded ?? "(none)", asked ?? "(none)")) }
         }
-        compare("--name", name, other.name)
-        compare("--role", role, other.role)
-        compare("--co-signer-setup-type", coSignerSetupType, other.coSignerSetupType)
-        compare("--co-signer-first-user", coSignerSetupIsFirstUser.map(String.init), other.coSignerSetupIsFirstUser.map(String.init))
-        compare("the CSR subject", subject, other.subject)
+        compare("name", name, other.name)
+        compare("role", role, other.role)
+        compare("coSignerSetupType", coSignerSetupType, other.coSignerSetupType)
+        compare("coSignerSetupIsFirstUser", coSignerSetupIsFirstUser.map(String.init), other.coSignerSetupIsFirstUser.map(String.init))
+        compare("subject", subject, other.subject)
         return result
     }
 }
@@ -80,7 +80,7 @@ public struct OnboardingConflict: Error, Sendable, CustomStringConvertible {
     public let asked: String
 
     public var description: String {
-        "the onboarding of key '\(keyLabel)' on token '\(tokenLabel)' was started with \(field) '\(recorded)', and this run asks for '\(asked)': one key backs one API user. Re-run with the original value to resume it, or choose a new --key label for a new onboarding"
+        "the onboarding of key '\(keyLabel)' on token '\(tokenLabel)' was started with \(field) '\(recorded)', and this run asks for '\(asked)': one key backs one API user"
     }
 }
 
@@ -143,7 +143,7 @@ enum KeyLabelLock {
         let name = sha256Hex(Data("\(tokenSerial)\n\(keyLabel)".utf8)).prefix(32)
         let path = stateDirectory.appendingPathComponent("locks").appendingPathComponent("key-\(name).lock").path
         return try FileLock.acquire(path, timeout: timeout, note: "pid \(getpid()): \(what)") { holder in
-            waiting("waiting: another fireblocks-hsm is working on key '\(keyLabel)' of this token\(holder.isEmpty ? "" : " (\(holder))")")
+            waiting("waiting: another process is working on key '\(keyLabel)' of this token\(holder.isEmpty ? "" : " (\(holder))")")
         }
     }
 }

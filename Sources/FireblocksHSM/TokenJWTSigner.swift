@@ -12,4 +12,9 @@ public struct TokenJWTSigner: RS256Signer {
     public func signRS256(_ signingInput: [UInt8]) throws -> [UInt8] {
         try signer.signRS256(signingInput)
     }
+
+    /// Off Swift's cooperative thread pool (see ``TokenSigner``).
+    public func signRS256(_ signingInput: [UInt8]) async throws -> [UInt8] {
+        try await signer.signRS256(signingInput)
+    }
 }

@@ -21,6 +21,12 @@ public struct CompactJWS: Sendable, Equatable {
         return CompactJWS(header: header, payload: payload, signature: try signer.signRS256(Array(input.utf8)))
     }
 
+    /// Signs `payload` under `header` through the signer's asynchronous form.
+    public static func sign(header: [UInt8] = rs256JWTHeader, payload: [UInt8], with signer: any RS256Signer) async throws -> CompactJWS {
+        let input = signingInput(header: header, payload: payload)
+        return CompactJWS(header: header, payload: payload, signature: try await signer.signRS256(Array(input.utf8)))
+    }
+
     /// `BASE64URL(header) || '.' || BASE64URL(payload)`.
     public static func signingInput(header: [UInt8], payload: [UInt8]) -> String {
         Base64URL.encode(header) + "." + Base64URL.encode(payload)

@@ -17,18 +17,18 @@ public struct CSRSubject: Sendable, Equatable {
     public init(commonName: String? = nil, organization: String? = nil, organizationalUnit: String? = nil,
                 country: String? = nil, state: String? = nil, locality: String? = nil) throws(TokenKeysError) {
         guard organization != nil || commonName != nil else {
-            throw TokenKeysError(.invalidSubject, "the CSR subject needs at least --o (organisation, which Fireblocks requires) or --cn")
+            throw TokenKeysError(.invalidSubject, "the CSR subject needs at least O (organisation, which Fireblocks requires) or CN")
         }
-        self.commonName = try Self.validated(commonName, flag: "--cn", maximumLength: 64)
-        self.organization = try Self.validated(organization, flag: "--o", maximumLength: 64)
-        self.organizationalUnit = try Self.validated(organizationalUnit, flag: "--ou", maximumLength: 64)
-        self.state = try Self.validated(state, flag: "--st", maximumLength: 128)
-        self.locality = try Self.validated(locality, flag: "--l", maximumLength: 128)
+        self.commonName = try Self.validated(commonName, flag: "CN", maximumLength: 64)
+        self.organization = try Self.validated(organization, flag: "O", maximumLength: 64)
+        self.organizationalUnit = try Self.validated(organizationalUnit, flag: "OU", maximumLength: 64)
+        self.state = try Self.validated(state, flag: "ST", maximumLength: 128)
+        self.locality = try Self.validated(locality, flag: "L", maximumLength: 128)
         if let country {
             let upper = country.uppercased()
             guard upper.count == 2, ISO3166.alpha2.contains(upper) else {
                 let hint = upper == "UK" ? " (the United Kingdom is GB)" : ""
-                throw TokenKeysError(.invalidSubject, "--c '\(country)' is not an ISO 3166-1 alpha-2 country code\(hint)")
+                throw TokenKeysError(.invalidSubject, "C '\(country)' is not an ISO 3166-1 alpha-2 country code\(hint)")
             }
             self.country = upper
         } else {
@@ -51,7 +51,7 @@ public struct CSRSubject: Sendable, Equatable {
     private static func validated(_ value: String?, flag: String, maximumLength: Int) throws(TokenKeysError) -> String? {
         guard let value else { return nil }
         guard !value.isEmpty else {
-            throw TokenKeysError(.invalidSubject, "\(flag) is empty; leave the flag out instead")
+            throw TokenKeysError(.invalidSubject, "\(flag) is empty; leave the field out instead")
         }
         guard value.count <= maximumLength else {
             throw TokenKeysError(.invalidSubject, "\(flag) is \(value.count) characters; X.509 allows at most \(maximumLength)")

@@ -34,11 +34,11 @@ public enum KeyGenerator {
     public static func generate(_ request: KeyGenerationRequest, in session: Session,
                                 policy: KeyPolicy = .signingKey) throws -> TokenKeyPair {
         guard KeyPolicy.supportedModulusBits.contains(request.bits) else {
-            throw TokenKeysError(.invalidArgument, "--bits must be one of \(KeyPolicy.supportedModulusBits.map(String.init).joined(separator: ", ")), not \(request.bits)")
+            throw TokenKeysError(.invalidArgument, "RSA keys of \(KeyPolicy.supportedModulusBits.map(String.init).joined(separator: ", ")) bits are supported, not \(request.bits)")
         }
         try KeyLabel.validateNew(request.label)
         if let id = request.id, id.isEmpty || id.count > 64 {
-            throw TokenKeysError(.invalidArgument, "--id must be 1 to 64 bytes of hex")
+            throw TokenKeysError(.invalidArgument, "a key id (CKA_ID) is 1 to 64 bytes")
         }
         try TokenCapabilities.requireKeyGeneration(on: session.slot, bits: request.bits)
         try KeyStore.requireUnused(label: request.label, id: request.id, in: session)
@@ -108,7 +108,7 @@ public enum KeyGenerator {
     private static func copyUnsupported(_ error: PKCS11Error) -> Error {
         switch error.returnValue {
         case .functionNotSupported, .actionProhibited, .attributeReadOnly, .templateInconsistent, .attributeValueInvalid:
-            return TokenKeysError(.copyUnsupported, "the token cannot store the key under its conventional id (\(error)); pass --id HEX to generate it directly on the token")
+            return TokenKeysError(.copyUnsupported, "the token cannot store the key under its conventional id (\(error))")
         default:
             return error
         }

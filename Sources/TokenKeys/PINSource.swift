@@ -87,15 +87,14 @@ public enum PINSource: Hashable, Sendable, CustomStringConvertible {
         switch self {
         case .prompt:
             guard let prompter else {
-                throw TokenKeysError(.pinUnavailable,
-                    "no PIN: standard input is not a terminal, so there is no prompt; pass --pin-source env:NAME or --pin-source file:PATH (or set FIREBLOCKS_HSM_PIN_SOURCE)")
+                throw TokenKeysError(.noPINSource, "no PIN: nobody can be asked (standard input is not a terminal) and no PIN source was given")
             }
             let pin = try prompter.readPIN(prompt: promptText)
             guard !pin.isEmpty else { throw TokenKeysError(.pinUnavailable, "no PIN entered") }
             return pin
         case .environment(let name):
             guard let value = getenv(name) else {
-                throw TokenKeysError(.pinUnavailable, "the env: pin source names an environment variable that is not set (its name is not shown, in case it is a PIN); export it, or pass another --pin-source")
+                throw TokenKeysError(.pinUnavailable, "the env: pin source names an environment variable that is not set (its name is not shown, in case it is a PIN)")
             }
             let pin = PIN(bytes: UnsafeBufferPointer(start: value, count: strlen(value)).map { UInt8(bitPattern: $0) })
             guard !pin.isEmpty else {

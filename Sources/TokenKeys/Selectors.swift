@@ -99,7 +99,7 @@ public enum KeyLabel {
     public static func validateNew(_ label: String) throws(TokenKeysError) {
         try validate(label)
         if PKCS11URI.looksLikeURI(label) {
-            throw TokenKeysError(.invalidArgument, "a new key takes a label, not a pkcs11: URI (the key does not exist yet): give a plain label such as 'ci-bot'; select the token with --token")
+            throw TokenKeysError(.invalidArgument, "a new key takes a label, not a pkcs11: URI (the key does not exist yet)")
         }
     }
 
@@ -138,7 +138,7 @@ public enum ModuleResolution {
         }
         switch (explicit, fromURIs) {
         case (let explicit?, let fromURI?) where explicit != fromURI:
-            throw TokenKeysError(.conflictingModule, "--module '\(explicit)' contradicts the URI's module '\(fromURI)'; give one of them")
+            throw TokenKeysError(.conflictingModule, "the module given ('\(explicit)') contradicts the URI's module '\(fromURI)'")
         case (let explicit?, _):
             return explicit
         case (nil, let fromURI?):

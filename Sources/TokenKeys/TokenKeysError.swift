@@ -6,6 +6,7 @@ public struct TokenKeysError: Error, Hashable, Sendable, CustomStringConvertible
     public enum Code: String, Hashable, Sendable {
         // Selection
         case noTokenSelected
+        case noKeySelected
         case noTokenMatches
         case ambiguousToken
         case conflictingModule
@@ -19,6 +20,8 @@ public struct TokenKeysError: Error, Hashable, Sendable, CustomStringConvertible
         case keyInUse
         // PIN and login
         case pinUnavailable
+        /// No source given and nobody to ask.
+        case noPINSource
         case pinIncorrect
         case pinLocked
         case pinRejected

@@ -46,7 +46,7 @@ public enum TokenLocator {
             throw TokenKeysError(.noTokenMatches, "no token matches '\(selector)' in module \(module.location) (\(list))")
         default:
             let list = matching.map { $0.uri.description }.joined(separator: " | ")
-            throw TokenKeysError(.ambiguousToken, "\(matching.count) tokens match '\(selector)': \(list); select one with --token 'pkcs11:token=…;serial=…'")
+            throw TokenKeysError(.ambiguousToken, "\(matching.count) tokens match '\(selector)': \(list)")
         }
     }
 }

@@ -4,39 +4,51 @@ import Synchronization
 import SwiftASN1
 import X509
 
-/// Signs with a token key through one PKCS#11 session of its own.
+/// Signs with a ``UsableKey`` through one PKCS#11 session of its own.
 ///
 /// The session is guarded by a lock, because PKCS#11 sessions must not run two operations at
-/// once; for signatures in parallel, make one signer per task (each gets its own session).
+/// once; for signatures in parallel, make one signer per task (each gets its own session). The
+/// asynchronous form runs `C_Sign` — which blocks for as long as the token takes — on a thread
+/// of its own rather than on Swift's cooperative thread pool.
 public final class TokenSigner: Sendable {
     private let session: Mutex<Session>
-    private let privateKey: ObjectHandle
-    /// The key pair this signer uses.
-    public let keyPair: TokenKeyPair
-    /// The key's public half.
-    public let publicKey: TokenRSAPublicKey
+    /// The key this signer uses, as checked.
+    public let key: UsableKey
 
-    /// Opens a session on the key's slot for this signer. The user must already be logged in
-    /// (login state is per token and process, shared by all its sessions). Refuses a key that
-    /// fails the policy.
-    public init(keyPair: TokenKeyPair, slot: Slot) throws {
-        try KeyStore.requireMeetsPolicy(keyPair)
-        try TokenCapabilities.requireSigning(on: slot)
-        guard let publicKey = keyPair.publicKey else {
-            throw TokenKeysError(.notAnRSAKey, "key '\(keyPair.label)' has no readable RSA public key")
-        }
-        self.session = Mutex(try slot.openSession(readWrite: false))
-        self.privateKey = keyPair.privateKey
-        self.keyPair = keyPair
-        self.publicKey = publicKey
+    /// The key pair this signer uses.
+    public var keyPair: TokenKeyPair { key.keyPair }
+    /// The key's public half.
+    public var publicKey: TokenRSAPublicKey { key.publicKey }
+
+    /// Opens a session on the key's slot. The user must already be logged in (login state is
+    /// per token and process, shared by all its sessions).
+    public init(key: UsableKey) throws {
+        self.session = Mutex(try key.slot.openSession(readWrite: false))
+        self.key = key
+    }
+
+    /// Checks the key (``UsableKey``) and opens a session for it.
+    public convenience init(keyPair: TokenKeyPair, slot: Slot) throws {
+        try self.init(key: try UsableKey(keyPair, slot: slot))
     }
 
     /// RSASSA-PKCS1-v1_5 with SHA-256 (`CKM_SHA256_RSA_PKCS`; JOSE `RS256`) over `message`;
     /// the token hashes.
     public func signRS256(_ message: some Collection<UInt8>) throws -> [UInt8] {
         let bytes = Array(message)
+        let privateKey = key.keyPair.privateKey
         return try session.withLock { session in
             try session.sign(mechanism: .sha256RSAPKCS, key: privateKey, data: bytes)
+        }
+    }
+
+    /// The same signature without blocking the caller's executor: `C_Sign` runs on a Dispatch
+    /// thread, outside Swift's cooperative pool (a slow token must not stall other tasks).
+    public func signRS256(_ message: some Collection<UInt8> & Sendable) async throws -> [UInt8] {
+        try await withCheckedThrowingContinuation { continuation in
+            DispatchQueue.global(qos: .userInitiated).async {
+                continuation.resume(with: Result { try self.signRS256(message) })
+            }
         }
     }
 }

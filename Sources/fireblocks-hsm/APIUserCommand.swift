@@ -57,12 +57,12 @@ struct APIUserCreateCommand: AsyncParsableCommand {
         let profile = try token.loadProfile()
         let apiTarget = try api.target(profile: profile)
         let role = try APIUserRole(validating: role)
-        let (pem, _) = try APICommands.readCSR(path: csr)
+        let (pem, _) = try APIOperations.readCSR(path: csr)
         let body = try CreateAPIUser(role: role, name: name, csrPem: pem, coSignerSetupType: creation.coSignerSetupType,
                                      coSignerSetupIsFirstUser: creation.coSignerSetupIsFirstUser)
-        let report = try await APICommands.createAPIUser(
+        let report = try await APIOperations.createAPIUser(
             token: try token.target(key: key.key ?? profile?.key, profile: profile), api: apiTarget, user: body,
-            idempotencyKey: creation.idempotencyKey, allowKeyReuse: allowKeyReuse, console: Console())
+            idempotencyKey: creation.idempotencyKey, allowKeyReuse: allowKeyReuse, observer: Console())
         try output.emit(report) { report in
             let verb = report.result == "submitted" ? "Submitted" : "Already submitted by an earlier run (nothing sent now):"
             return TerminalText.sanitized("\(verb) API user '\(report.name)' (\(report.role)) at \(report.baseURL) [X-Request-ID: \(report.requestID ?? "none")]. An admin quorum approves it in the Console.") + "\n"
@@ -90,9 +90,9 @@ struct APIUserListCommand: AsyncParsableCommand {
 
     func run() async throws {
         let profile = try token.loadProfile()
-        let (users, _) = try await APICommands.listAPIUsers(
+        let (users, _) = try await APIOperations.listAPIUsers(
             token: try token.target(key: key.key ?? profile?.key, profile: profile), api: try api.target(profile: profile),
-            console: Console())
+            observer: Console())
         try output.emit(users) { users in
             if users.isEmpty { return "No API users.\n" }
             return TextReports.apiUsers(users)

@@ -42,8 +42,8 @@ struct CSRSubcommand: ParsableCommand {
 
     func run() throws {
         let subject = try subjectOptions.subject()
-        let (report, pem) = try CSRCommand.make(target: try token.target(key: key.key), subject: subject,
-                                                output: out, overwrite: force, console: Console())
+        let (report, pem) = try CSRCreation.make(target: try token.target(key: key.key), subject: subject,
+                                                output: out, overwrite: force, observer: Console())
         if out == "-" {
             Console().output(pem)
         } else {

@@ -38,10 +38,10 @@ struct JWTCommand: ParsableCommand {
     func run() throws {
         let profile = try token.loadProfile()
         let signing = try api.signingTarget(profile: profile)
-        let jwt = try APICommands.jwt(token: try token.target(key: key.key ?? profile?.key, profile: profile),
+        let jwt = try APIOperations.jwt(token: try token.target(key: key.key ?? profile?.key, profile: profile),
                                       apiKey: signing.apiKey, baseURL: signing.baseURL, jwtLifetime: signing.jwtLifetime,
                                       method: method, path: path, body: try bodyFile.map(RequestBody.readFile),
-                                      console: Console())
+                                      observer: Console())
         Console().output(jwt + "\n")
     }
 }

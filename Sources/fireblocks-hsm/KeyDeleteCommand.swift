@@ -38,7 +38,7 @@ struct KeyDeleteCommand: ParsableCommand {
 
     func run() throws {
         let console = Console()
-        let deletion = try KeyDeletion.plan(target: try token.target(key: key.key), stateDirectory: state.directory, console: console)
+        let deletion = try KeyDeletion.plan(target: try token.target(key: key.key), stateDirectory: state.directory, observer: console)
         let plan = deletion.plan
         var lines = ["Token '\(plan.token)' (serial \(plan.tokenSerial)): deleting"]
         for item in plan.items {

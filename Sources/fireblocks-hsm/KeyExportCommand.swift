@@ -40,7 +40,7 @@ struct KeyExportCommand: ParsableCommand {
     }
 
     func run() throws {
-        let bytes = try KeyCommands.exportPublicKey(target: try token.target(key: key.key), format: format, console: Console())
+        let bytes = try KeyOperations.exportPublicKey(target: try token.target(key: key.key), format: format, observer: Console())
         if let out {
             try AtomicFile.write(bytes, to: out, overwrite: force, mode: 0o644)
         } else {

@@ -44,9 +44,9 @@ struct KeyGenerateCommand: ParsableCommand {
     }
 
     func run() throws {
-        let report = try KeyCommands.generate(
+        let report = try KeyOperations.generate(
             target: try token.target(key: key.key), bits: bits, id: id.flatMap(bytes(fromHex:)),
-            stateDirectory: state.directory, lockTimeout: state.lockTimeout, console: Console())
+            stateDirectory: state.directory, lockTimeout: state.lockTimeout, observer: Console())
         try output.emit(report, text: TextReports.generated)
     }
 }

@@ -17,6 +17,6 @@ struct KeyListCommand: ParsableCommand {
     @OptionGroup var output: OutputOptions
 
     func run() throws {
-        try output.emit(try KeyCommands.list(target: try token.target(), console: Console()), text: TextReports.keys)
+        try output.emit(try KeyOperations.list(target: try token.target(), observer: Console()), text: TextReports.keys)
     }
 }

@@ -20,7 +20,7 @@ struct KeyShowCommand: ParsableCommand {
     @OptionGroup var output: OutputOptions
 
     func run() throws {
-        let report = try KeyCommands.show(target: try token.target(key: key.key), console: Console())
+        let report = try KeyOperations.show(target: try token.target(key: key.key), observer: Console())
         try output.emit(report, text: TextReports.key)
         if !report.meetsPolicy { throw ExitCode(ExitStatus.keyPolicy.rawValue) }
     }

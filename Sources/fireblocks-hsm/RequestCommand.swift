@@ -48,10 +48,10 @@ struct RequestCommand: AsyncParsableCommand {
 
     func run() async throws {
         let profile = try token.loadProfile()
-        let response = try await APICommands.request(
+        let response = try await APIOperations.request(
             token: try token.target(key: key.key ?? profile?.key, profile: profile), api: try api.target(profile: profile),
             method: method, path: path, body: try RequestBody.read(data: data), idempotencyKey: idempotencyKey,
-            console: Console())
+            observer: Console())
         let console = Console()
         console.diagnostic("HTTP \(response.status) [X-Request-ID: \(response.requestID ?? "none")]")
         if json {

@@ -31,11 +31,11 @@ struct TokenInitCommand: ParsableCommand {
     @OptionGroup var output: OutputOptions
 
     func run() throws {
-        let report = try TokenCommands.initialize(
+        let report = try TokenOperations.initialize(
             module: module.location, label: label,
             securityOfficerPINSource: try PINSource(parsing: securityOfficerPINSource, origin: "--so-pin-source"),
             userPINSource: try PINSource(parsing: pinSource, origin: "--pin-source"),
-            console: Console())
+            observer: Console())
         try output.emit(report) { "Initialised token '\($0.label)' (serial \($0.serial)).\n" }
     }
 }

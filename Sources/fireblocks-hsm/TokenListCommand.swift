@@ -16,6 +16,6 @@ struct TokenListCommand: ParsableCommand {
     @OptionGroup var output: OutputOptions
 
     func run() throws {
-        try output.emit(try TokenCommands.list(module: module.location), text: TextReports.tokens)
+        try output.emit(try TokenOperations.list(module: module.location), text: TextReports.tokens)
     }
 }

@@ -185,8 +185,8 @@ struct CLIErrorTests {
     @Test(arguments: [
         (["--o", "Acme", "--c", "UK"], "United Kingdom is GB"),
         (["--o", "Acme", "--c", "USA"], "ISO 3166-1"),
-        (["--cn", "x", "--o", ""], "--o is empty"),
-        (["--c", "US"], "at least --o"),
+        (["--cn", "x", "--o", ""], "O is empty"),
+        (["--c", "US"], "at least O (organisation"),
     ])
     func badSubjectFieldsStopBeforeTheToken(arguments: [String], message: String) throws {
         let cli = try CLIHarness()

@@ -288,7 +288,8 @@ struct ClientEndToEndTests {
                 #expect(error.code == -12)
                 let advice = try #require(error.advice)
                 #expect(advice.contains("runs ahead of Fireblocks by ~"))
-                #expect(abs(Self.seconds(in: advice) - 90) <= 1, "\(advice)")
+                // Date has one-second resolution and a loaded machine adds latency: within a few seconds.
+                #expect(abs(Self.seconds(in: advice) - 90) <= 3, "\(advice)")
             }
         }
     }

@@ -31,12 +31,12 @@ struct APIOptions: ParsableArguments {
 
     /// What `jwt` needs: the API key, and a base URL only when one is given.
     func signingTarget(profile: Profile?) throws -> (apiKey: String, baseURL: APIBaseURL?, jwtLifetime: Int) {
-        try APITarget.resolveForSigning(apiKey: apiKey, env: env, baseURL: baseURL, jwtLifetime: jwtLifetime,
+        try APITargetResolution.resolveForSigning(apiKey: apiKey, env: env, baseURL: baseURL, jwtLifetime: jwtLifetime,
                                         environment: ProcessInfo.processInfo.environment, profile: profile)
     }
 
     func target(profile: Profile?) throws -> APITarget {
-        try APITarget.resolve(apiKey: apiKey, env: env, baseURL: baseURL, timeout: timeout, jwtLifetime: jwtLifetime,
+        try APITargetResolution.resolve(apiKey: apiKey, env: env, baseURL: baseURL, timeout: timeout, jwtLifetime: jwtLifetime,
                               compensateClockSkew: !noClockSkewCompensation, maximumAttempts: attempts,
                               stateDirectory: stateDirectory, environment: ProcessInfo.processInfo.environment,
                               profile: profile)

@@ -47,7 +47,7 @@ struct TokenOptions: ParsableArguments {
     /// Resolves these options (and `--key`, when the command has one) with the environment and
     /// the profile.
     func target(key: String? = nil, profile: Profile? = nil) throws -> TokenTarget {
-        try TokenTarget.resolve(module: moduleOptions.module, token: token, key: key, pinSource: pinSource,
+        try TokenTargetResolution.resolve(module: moduleOptions.module, token: token, key: key, pinSource: pinSource,
                                 environment: ProcessInfo.processInfo.environment,
                                 profile: profile ?? (try loadProfile()))
     }
@@ -87,6 +87,6 @@ struct StateOptions: ParsableArguments {
     }
 
     var directory: URL {
-        APITarget.stateDirectoryURL(flag: stateDirectory, environment: ProcessInfo.processInfo.environment)
+        APITargetResolution.stateDirectoryURL(flag: stateDirectory, environment: ProcessInfo.processInfo.environment)
     }
 }

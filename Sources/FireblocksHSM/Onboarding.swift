@@ -92,20 +92,20 @@ public struct OnboardReport: Codable, Sendable, Equatable {
 /// the "is the label free?" check until the record of what was made is stored. The record binds
 /// the intent (name, role, co-signer fields, subject); a re-run that asks for something else is
 /// refused, naming the field, instead of creating a second user for the key.
-public enum OnboardCommand {
+public enum Onboarding {
     public static func run(token target: TokenTarget, request: OnboardRequest, stateDirectory: URL,
-                           console: Console) async throws -> OnboardReport {
+                           observer: any OperationObserver) async throws -> OnboardReport {
         try KeyLabel.validateNew(request.keyLabel)
         // Fail on a doomed CSR path before touching the token (an existing file is judged later:
         // it may be this key's CSR from an earlier run).
         try AtomicFile.checkWritable(request.csrPath, overwrite: true)
 
-        let opened = try OpenedToken.open(target, readWrite: true, logIn: true, console: console)
+        let opened = try OpenedToken.open(target, readWrite: true, logIn: true, observer: observer)
         let info = opened.token.info
         let records = OnboardingRecords(stateDirectory: stateDirectory)
         let lock = try KeyLabelLock.acquire(stateDirectory: stateDirectory, tokenSerial: info.serialNumber,
                                             keyLabel: request.keyLabel, timeout: request.lockTimeout,
-                                            what: "onboard key '\(request.keyLabel)'", waiting: console.diagnostic)
+                                            what: "onboard key '\(request.keyLabel)'", waiting: observer.note)
         defer { lock.release() }
 
         let asked = OnboardingRecord(
@@ -121,20 +121,20 @@ public enum OnboardCommand {
                                          recorded: difference.recorded, asked: difference.asked)
             }
             if let explicit = request.submission?.idempotencyKey, let used = recorded.idempotencyKey, explicit != used {
-                throw OnboardingConflict(keyLabel: request.keyLabel, tokenLabel: info.label, field: "--idempotency-key",
+                throw OnboardingConflict(keyLabel: request.keyLabel, tokenLabel: info.label, field: "idempotencyKey",
                                          recorded: used, asked: explicit)
             }
         }
 
         // 1. The key: generate, or resume the one an earlier onboarding of this label made.
         let (pair, keyState) = try await obtainKey(request: request, opened: opened, records: records, record: &record,
-                                                   asked: asked, console: console)
+                                                   asked: asked, observer: observer)
         guard let publicKey = pair.publicKey, let current = record else {
             throw TokenKeysError(.notAnRSAKey, "key '\(pair.label)' has no readable RSA public key")
         }
         do {
             return try await finish(request: request, opened: opened, records: records, record: current, pair: pair,
-                                    publicKey: publicKey, keyState: keyState, console: console)
+                                    publicKey: publicKey, keyState: keyState, observer: observer)
         } catch {
             throw OnboardingStopped(underlying: error, keyLabel: pair.label, tokenLabel: info.label,
                                     csrPath: FileManager.default.fileExists(atPath: request.csrPath) ? request.csrPath : nil)
@@ -144,7 +144,7 @@ public enum OnboardCommand {
     /// Steps 2 and 3, on the key of this onboarding.
     private static func finish(request: OnboardRequest, opened: OpenedToken, records: OnboardingRecords,
                                record: OnboardingRecord, pair: TokenKeyPair, publicKey: TokenRSAPublicKey,
-                               keyState: String, console: Console) async throws -> OnboardReport {
+                               keyState: String, observer: any OperationObserver) async throws -> OnboardReport {
         let info = opened.token.info
         var current = record
 
@@ -170,7 +170,7 @@ public enum OnboardCommand {
         }
         let csrDigest = hex(SHA256.hash(data: Array(csrPEM.utf8)))
         if let submittedDigest = current.csrSHA256, current.stage >= .submitting, submittedDigest != csrDigest {
-            throw OnboardingConflict(keyLabel: request.keyLabel, tokenLabel: info.label, field: "the CSR (SHA-256)",
+            throw OnboardingConflict(keyLabel: request.keyLabel, tokenLabel: info.label, field: "csrSHA256",
                                      recorded: submittedDigest, asked: csrDigest)
         }
         if current.stage < .csrWritten || current.csrSHA256 != csrDigest {
@@ -184,7 +184,7 @@ public enum OnboardCommand {
         var apiUser: APIUser?
         if let submit = request.submission {
             if let recordedURL = current.baseURL, recordedURL != submit.api.baseURL.description {
-                throw OnboardingConflict(keyLabel: request.keyLabel, tokenLabel: info.label, field: "the API (--env/--base-url)",
+                throw OnboardingConflict(keyLabel: request.keyLabel, tokenLabel: info.label, field: "api",
                                          recorded: recordedURL, asked: submit.api.baseURL.description)
             }
             // The key the request goes out with is chosen and recorded before the first send.
@@ -195,13 +195,13 @@ public enum OnboardCommand {
                 current.stage = max(current.stage, .submitting)
                 try records.save(current)
             }
-            let session = try APISession.make(opened: opened, key: submit.adminKey, api: submit.api)
+            let session = try APISession.make(opened: opened, key: submit.adminKey, api: submit.api, observer: observer)
             let body = try CreateAPIUser(role: request.role, name: request.name, csrPem: csrPEM,
                                          coSignerSetupType: request.coSignerSetupType,
                                          coSignerSetupIsFirstUser: request.coSignerSetupIsFirstUser)
             let result = try await session.client.createAPIUserIdentifying(body, store: submit.api.idempotencyStore,
                                                                             idempotencyKey: idempotencyKey, allowKeyReuse: false)
-            result.warnings.forEach(console.diagnostic)
+            result.warnings.forEach(observer.note)
             submission = APIUserCreationReport(name: request.name, role: request.role.rawValue, result: result,
                                                baseURL: submit.api.baseURL.description)
             apiUser = result.identification.user
@@ -221,7 +221,7 @@ public enum OnboardCommand {
     /// the same onboarding made.
     private static func obtainKey(request: OnboardRequest, opened: OpenedToken, records: OnboardingRecords,
                                   record: inout OnboardingRecord?, asked: OnboardingRecord,
-                                  console: Console) async throws -> (TokenKeyPair, String) {
+                                  observer: any OperationObserver) async throws -> (TokenKeyPair, String) {
         let info = opened.token.info
         let session = opened.session
         let privateKeys = try session.findObjects([.class(.privateKey), .label(request.keyLabel)])
@@ -238,7 +238,7 @@ public enum OnboardCommand {
                         try session.destroyObject(orphan)
                     }
                 }
-                console.diagnostic("resuming: removed the lone public key '\(request.keyLabel)' an interrupted onboard left (recorded on \(ISO8601DateFormatter().string(from: recorded.createdAt)))")
+                observer.note("resuming: removed the lone public key '\(request.keyLabel)' an interrupted onboard left (recorded on \(ISO8601DateFormatter().string(from: recorded.createdAt)))")
             }
             if record == nil {
                 record = asked
@@ -246,7 +246,7 @@ public enum OnboardCommand {
             }
             try KeyStore.requireUnused(label: request.keyLabel, id: nil, in: session)
             let pair = try during("generating an RSA-\(request.bits) key pair on token '\(info.label)'") {
-                try Progress.run("Generating RSA-\(request.bits) key pair '\(request.keyLabel)' on token '\(info.label)'", console: console) {
+                try observer.slowStep("Generating RSA-\(request.bits) key pair '\(request.keyLabel)' on token '\(info.label)'") {
                     try KeyGenerator.generate(KeyGenerationRequest(label: request.keyLabel, bits: request.bits), in: session)
                 }
             }
@@ -275,7 +275,7 @@ public enum OnboardCommand {
             guard expected == fingerprint else {
                 throw TokenKeysError(.keyExists, "token '\(info.label)' has a key '\(request.keyLabel)' (SHA-256 \(fingerprint)) that is not the one this onboarding made (\(expected)); the key was replaced")
             }
-            console.diagnostic("resuming: key '\(request.keyLabel)' was generated by an earlier onboard on \(ISO8601DateFormatter().string(from: recorded.createdAt))")
+            observer.note("resuming: key '\(request.keyLabel)' was generated by an earlier onboard on \(ISO8601DateFormatter().string(from: recorded.createdAt))")
         } else {
             // Killed after the key was stored and before its record: the label was free under
             // the lock when the record was written, and the key meets the policy (generated on
@@ -285,7 +285,7 @@ public enum OnboardCommand {
             recorded.stage = .keyStored
             try records.save(recorded)
             record = recorded
-            console.diagnostic("resuming: adopting key '\(request.keyLabel)' (SHA-256 \(fingerprint)), which an interrupted onboard generated")
+            observer.note("resuming: adopting key '\(request.keyLabel)' (SHA-256 \(fingerprint)), which an interrupted onboard generated")
         }
         return (pair, "resumed")
     }
@@ -306,15 +306,15 @@ public enum OnboardCommand {
         if let submission {
             steps.append("An admin quorum approves the new API user '\(request.name)' in the Fireblocks Console (the request is pending until then).")
             if let user {
-                steps.append("Its API key is its id: \(user.id) (status \(user.status ?? "unknown")). Sign its requests with key '\(request.keyLabel)' and --api-key \(user.id).")
+                steps.append("Its API key is its id: \(user.id) (status \(user.status ?? "unknown")). Sign its requests with key '\(request.keyLabel)' and API key \(user.id).")
             } else if !submission.candidates.isEmpty {
                 steps.append("Which listed user is the new one is ambiguous (candidates: \(submission.candidates.joined(separator: ", "))); check in the Console before using an id.")
             } else {
-                steps.append("Find its id (its API key) with 'fireblocks-hsm api-user list' once it is approved.")
+                steps.append("Find its id (its API key) in the API user list once it is approved.")
             }
             steps.append("Then activate it: pair its co-signer or device (POST /v1/management/api_users/{id}/pairing_token) as your setup requires.")
         } else {
-            steps.append("Upload \(request.csrPath) when creating the API user in the Fireblocks Console, or run again with --submit --admin-key … --api-key … to create it through the API.")
+            steps.append("Upload \(request.csrPath) when creating the API user in the Fireblocks Console, or run again with a submission (an admin key and the API) to create it through the API.")
         }
         steps.append("Keep the key fingerprint \(fingerprint) with the onboarding record: it identifies the key the API user is bound to.")
         return steps

@@ -1,20 +1,21 @@
+import FireblocksHSM
 import Foundation
 import TokenKeys
 
 /// A named set of defaults from the configuration file. Flags win over the environment, which
 /// wins over the profile. A profile never holds a PIN, only where one comes from.
-public struct Profile: Codable, Equatable, Sendable {
-    public var module: String?
-    public var token: String?
+struct Profile: Codable, Equatable, Sendable {
+    var module: String?
+    var token: String?
     /// The key that signs API requests (for `onboard`: the admin key).
-    public var key: String?
-    public var apiKey: String?
+    var key: String?
+    var apiKey: String?
     /// sandbox, us, eu or eu2.
-    public var env: String?
-    public var baseURL: String?
-    public var pinSource: String?
+    var env: String?
+    var baseURL: String?
+    var pinSource: String?
 
-    public init(module: String? = nil, token: String? = nil, key: String? = nil, apiKey: String? = nil,
+    init(module: String? = nil, token: String? = nil, key: String? = nil, apiKey: String? = nil,
                 env: String? = nil, baseURL: String? = nil, pinSource: String? = nil) {
         self.module = module
         self.token = token
@@ -38,12 +39,12 @@ public struct Profile: Codable, Equatable, Sendable {
 ///
 /// A profile can name a module file, i.e. code this tool will load, so the file (and its
 /// directory) must belong to the user and not be writable by anyone else.
-public enum ProfileStore {
-    public static let environmentVariable = "FIREBLOCKS_HSM_CONFIG"
-    public static let profileVariable = "FIREBLOCKS_HSM_PROFILE"
+enum ProfileStore {
+    static let environmentVariable = "FIREBLOCKS_HSM_CONFIG"
+    static let profileVariable = "FIREBLOCKS_HSM_PROFILE"
 
     /// The configuration file's path.
-    public static func path(environment: [String: String]) -> String {
+    static func path(environment: [String: String]) -> String {
         if let explicit = environment[environmentVariable], !explicit.isEmpty { return explicit }
         let base = environment["XDG_CONFIG_HOME"].flatMap { $0.isEmpty ? nil : $0 }
             ?? (environment["HOME"] ?? NSHomeDirectory()) + "/.config"
@@ -52,7 +53,7 @@ public enum ProfileStore {
 
     /// The profile to apply: `--profile`, else `FIREBLOCKS_HSM_PROFILE`, else one named
     /// `default` if the file has it; nil when none applies.
-    public static func load(named flag: String?, environment: [String: String]) throws -> Profile? {
+    static func load(named flag: String?, environment: [String: String]) throws -> Profile? {
         let name = flag ?? environment[profileVariable].flatMap { $0.isEmpty ? nil : $0 }
         let path = path(environment: environment)
         guard FileManager.default.fileExists(atPath: path) else {

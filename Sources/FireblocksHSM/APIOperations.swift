@@ -11,33 +11,33 @@ public struct APISession {
 
     /// Opens the token, logs in, finds the key (refusing one that fails the policy) and builds
     /// a client that signs every request with it.
-    public static func open(token target: TokenTarget, api: APITarget, console: Console) throws -> APISession {
-        let opened = try OpenedToken.open(target, readWrite: false, logIn: true, console: console)
-        return try make(opened: opened, key: try target.requireKey(), api: api)
+    public static func open(token target: TokenTarget, api: APITarget, observer: any OperationObserver) throws -> APISession {
+        let opened = try OpenedToken.open(target, readWrite: false, logIn: true, observer: observer)
+        return try make(opened: opened, key: try target.requireKey(), api: api, observer: observer)
     }
 
     /// The same, on a token this command has already opened and logged in to.
-    public static func make(opened: OpenedToken, key: KeySelector, api: APITarget) throws -> APISession {
+    public static func make(opened: OpenedToken, key: KeySelector, api: APITarget, observer: any OperationObserver) throws -> APISession {
         let pair = try during("reading key '\(key)'") { try KeyStore.findUsable(key, in: opened.session) }
         let signer = try during("opening a signing session on token '\(opened.token.info.label)'") {
             try TokenSigner(keyPair: pair, slot: opened.token.slot)
         }
         let issuer = try RequestTokenIssuer(apiKey: api.apiKey, signer: TokenJWTSigner(signer), lifetime: api.jwtLifetime)
         let client = FireblocksClient(baseURL: api.baseURL, issuer: issuer, options: api.options,
-                                      diagnostics: { Console().diagnostic($0) })
+                                      diagnostics: { observer.note($0) })
         return APISession(token: opened, signer: signer, client: client)
     }
 }
 
 /// `jwt`, `request`, `api-user create`, `api-user list`.
-public enum APICommands {
+public enum APIOperations {
     /// A bearer token for one request, signed on the token.
     ///
     /// Without a base URL the path must be the whole path (`/v1/…`): it is the `uri` claim as is.
     public static func jwt(token: TokenTarget, apiKey: String, baseURL: APIBaseURL?, jwtLifetime: Int, method: String,
-                           path: String, body: [UInt8]?, console: Console) throws -> String {
+                           path: String, body: [UInt8]?, observer: any OperationObserver) throws -> String {
         let uri = try baseURL.map { try $0.resolve(path: path).uri } ?? APIBaseURL.uri(forWholePath: path)
-        let opened = try OpenedToken.open(token, readWrite: false, logIn: true, console: console)
+        let opened = try OpenedToken.open(token, readWrite: false, logIn: true, observer: observer)
         let key = try token.requireKey()
         let pair = try during("reading key '\(key)'") { try KeyStore.findUsable(key, in: opened.session) }
         let signer = try during("opening a signing session on token '\(opened.token.info.label)'") {
@@ -52,8 +52,8 @@ public enum APICommands {
 
     /// Any request, curl-like. Retried only when safe (GET, or with an idempotency key).
     public static func request(token: TokenTarget, api: APITarget, method: String, path: String, body: [UInt8]?,
-                               idempotencyKey: String?, console: Console) async throws -> APIResponse {
-        let session = try APISession.open(token: token, api: api, console: console)
+                               idempotencyKey: String?, observer: any OperationObserver) async throws -> APIResponse {
+        let session = try APISession.open(token: token, api: api, observer: observer)
         return try await session.client.send(APIRequest(method: method, path: path, body: body, idempotencyKey: idempotencyKey))
     }
 
@@ -78,17 +78,17 @@ public enum APICommands {
     /// Creates an API user, idempotently, refusing a key that already backs another user and
     /// identifying the new user (see ``FireblocksClient/createAPIUserIdentifying(_:store:idempotencyKey:allowKeyReuse:)``).
     public static func createAPIUser(token: TokenTarget, api: APITarget, user: CreateAPIUser, idempotencyKey: String?,
-                                     allowKeyReuse: Bool, console: Console) async throws -> APIUserCreationReport {
-        let session = try APISession.open(token: token, api: api, console: console)
+                                     allowKeyReuse: Bool, observer: any OperationObserver) async throws -> APIUserCreationReport {
+        let session = try APISession.open(token: token, api: api, observer: observer)
         let result = try await session.client.createAPIUserIdentifying(user, store: api.idempotencyStore,
                                                                         idempotencyKey: idempotencyKey, allowKeyReuse: allowKeyReuse)
-        result.warnings.forEach(console.diagnostic)
+        result.warnings.forEach(observer.note)
         return APIUserCreationReport(name: user.name, role: user.role, result: result, baseURL: api.baseURL.description)
     }
 
     /// Lists the workspace's API users.
-    public static func listAPIUsers(token: TokenTarget, api: APITarget, console: Console) async throws -> (users: [APIUser], requestID: String?) {
-        let session = try APISession.open(token: token, api: api, console: console)
+    public static func listAPIUsers(token: TokenTarget, api: APITarget, observer: any OperationObserver) async throws -> (users: [APIUser], requestID: String?) {
+        let session = try APISession.open(token: token, api: api, observer: observer)
         let (users, response) = try await session.client.listAPIUsers()
         return (users, response.requestID)
     }

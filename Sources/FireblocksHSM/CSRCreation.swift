@@ -6,18 +6,18 @@ import TokenKeys
 import X509
 
 /// `csr`: a PKCS#10 request signed on the token, verified, then written atomically.
-public enum CSRCommand {
+public enum CSRCreation {
     /// - Parameters:
     ///   - output: a file path, or `-` for standard output.
     ///   - overwrite: replace an existing file (`--force`).
     public static func make(target: TokenTarget, subject: CSRSubject, output: String, overwrite: Bool,
-                            console: Console) throws -> (report: CSRReport, pem: String) {
+                            observer: any OperationObserver) throws -> (report: CSRReport, pem: String) {
         let key = try target.requireKey()
         // Fail on an unusable output path before asking for a PIN or signing anything.
         if output != "-" {
             try AtomicFile.checkWritable(output, overwrite: overwrite)
         }
-        let opened = try OpenedToken.open(target, readWrite: false, logIn: true, console: console)
+        let opened = try OpenedToken.open(target, readWrite: false, logIn: true, observer: observer)
         let tokenLabel = opened.token.info.label
         let pair = try during("reading key '\(key)'") { try KeyStore.findUsable(key, in: opened.session) }
         let signer = try during("opening a signing session on token '\(tokenLabel)'") {

@@ -1,36 +1,45 @@
+import FireblocksHSM
 import Foundation
 import Synchronization
 import TokenKeys
 import PKCS11
 
-/// Where the command line writes: results on stdout, everything else on stderr.
-public struct Console: Sendable {
-    public init() {}
+/// Where the command line writes: results on stdout, everything else on stderr. As the use
+/// cases' observer, it shows their notes on stderr, a spinner for slow steps, and prompts for
+/// PINs on the terminal.
+struct Console: OperationObserver {
+    init() {}
+
+    func note(_ message: String) { diagnostic(message) }
+
+    func slowStep<R>(_ description: String, _ work: () throws -> R) rethrows -> R {
+        try Progress.run(description, console: self, work)
+    }
 
     /// Writes a line to standard error (warnings, progress, errors). The line may carry text
     /// from outside (an API's message, a request id), so it is sanitised: one line, no control
     /// characters, cut when huge.
-    public func diagnostic(_ line: String) {
+    func diagnostic(_ line: String) {
         FileHandle.standardError.write(Data((TerminalText.sanitized(line) + "\n").utf8))
     }
 
     /// Writes text to standard output (results).
-    public func output(_ text: String) {
+    func output(_ text: String) {
         FileHandle.standardOutput.write(Data(text.utf8))
     }
 
     /// Writes bytes to standard output.
-    public func output(bytes: [UInt8]) {
+    func output(bytes: [UInt8]) {
         FileHandle.standardOutput.write(Data(bytes))
     }
 
-    public var standardInputIsTerminal: Bool { isatty(STDIN_FILENO) == 1 }
-    public var standardOutputIsTerminal: Bool { isatty(STDOUT_FILENO) == 1 }
-    public var standardErrorIsTerminal: Bool { isatty(STDERR_FILENO) == 1 }
+    var standardInputIsTerminal: Bool { isatty(STDIN_FILENO) == 1 }
+    var standardOutputIsTerminal: Bool { isatty(STDOUT_FILENO) == 1 }
+    var standardErrorIsTerminal: Bool { isatty(STDERR_FILENO) == 1 }
 
     /// Asks a yes/no question on the terminal; false unless the answer is y or yes. Nil when
     /// standard input is not a terminal (the caller then needs an explicit flag).
-    public func confirm(_ question: String) -> Bool? {
+    func confirm(_ question: String) -> Bool? {
         guard standardInputIsTerminal else { return nil }
         FileHandle.standardError.write(Data((question + " [y/N] ").utf8))
         guard let answer = readLine(strippingNewline: true) else { return false }
@@ -38,16 +47,16 @@ public struct Console: Sendable {
     }
 
     /// A PIN prompter on the terminal, or nil when standard input is not one.
-    public var pinPrompter: (any PINPrompter)? {
+    var pinPrompter: (any PINPrompter)? {
         standardInputIsTerminal ? TerminalPINPrompter() : nil
     }
 }
 
 /// Reads a PIN from the terminal on standard input with echo off; the prompt goes to stderr.
-public struct TerminalPINPrompter: PINPrompter {
-    public init() {}
+struct TerminalPINPrompter: PINPrompter {
+    init() {}
 
-    public func readPIN(prompt: String) throws(TokenKeysError) -> PIN {
+    func readPIN(prompt: String) throws(TokenKeysError) -> PIN {
         FileHandle.standardError.write(Data(prompt.utf8))
         var original = termios()
         guard tcgetattr(STDIN_FILENO, &original) == 0 else {
@@ -77,7 +86,7 @@ public struct TerminalPINPrompter: PINPrompter {
 
 /// Shows that a slow token operation is under way: a spinner with elapsed seconds on a
 /// terminal, one line otherwise (so CI logs stay readable).
-public final class Progress: Sendable {
+final class Progress: Sendable {
     private let message: String
     private let interactive: Bool
     private let done = Mutex(false)
@@ -90,7 +99,7 @@ public final class Progress: Sendable {
     }
 
     /// Runs `work` while showing `message`.
-    public static func run<R>(_ message: String, console: Console = Console(), _ work: () throws -> R) rethrows -> R {
+    static func run<R>(_ message: String, console: Console = Console(), _ work: () throws -> R) rethrows -> R {
         let progress = Progress(message: message, interactive: console.standardErrorIsTerminal)
         progress.start()
         defer { progress.stop() }

@@ -1,10 +1,11 @@
+import FireblocksHSM
 import DurableFiles
 import FireblocksAPI
 import PKCS11
 import TokenKeys
 
 /// The process exit codes, one per class of failure, stable for scripts (docs/exit-codes.md).
-public enum ExitStatus: Int32, CaseIterable, Sendable {
+enum ExitStatus: Int32, CaseIterable, Sendable {
     case success = 0
     /// A bug or an unexpected condition.
     case internalError = 1
@@ -31,7 +32,7 @@ public enum ExitStatus: Int32, CaseIterable, Sendable {
     case apiUnavailable = 10
 
     /// The class's name in `--json` errors.
-    public var className: String {
+    var className: String {
         switch self {
         case .success: return "success"
         case .internalError: return "internal"
@@ -48,7 +49,7 @@ public enum ExitStatus: Int32, CaseIterable, Sendable {
     }
 
     /// The class of an error and the one line to print for it.
-    public static func classify(_ error: any Error) -> (status: ExitStatus, message: String) {
+    static func classify(_ error: any Error) -> (status: ExitStatus, message: String) {
         let report = ErrorReport(error)
         return (report.status, report.message)
     }
@@ -57,11 +58,12 @@ public enum ExitStatus: Int32, CaseIterable, Sendable {
 
     static func status(for code: TokenKeysError.Code) -> ExitStatus {
         switch code {
-        case .noTokenSelected, .conflictingModule, .pinValueOnCommandLine, .invalidArgument, .invalidSubject, .notExportable:
+        case .noTokenSelected, .noKeySelected, .conflictingModule, .pinValueOnCommandLine, .invalidArgument, .invalidSubject,
+             .notExportable:
             return .usage
         case .noTokenMatches, .ambiguousToken, .mechanismUnsupported, .keySizeUnsupported, .copyUnsupported, .signatureCheckFailed:
             return .token
-        case .pinUnavailable, .pinIncorrect, .pinLocked, .pinRejected:
+        case .pinUnavailable, .noPINSource, .pinIncorrect, .pinLocked, .pinRejected:
             return .pin
         case .keyNotFound, .ambiguousKey, .keyExists, .orphanedPublicKey, .keyInUse:
             return .key
@@ -74,16 +76,16 @@ public enum ExitStatus: Int32, CaseIterable, Sendable {
 /// A failure as the command line reports it: class, exit code, one line, and the facts a
 /// script may want (HTTP status, X-Request-ID, the PKCS#11 return value). `--json` prints it as
 /// `{"error": {...}}` on stdout.
-public struct ErrorReport: Sendable, Encodable {
-    public let status: ExitStatus
-    public let message: String
-    public let requestID: String?
-    public let httpStatus: Int?
-    public let pkcs11: String?
+struct ErrorReport: Sendable, Encodable {
+    let status: ExitStatus
+    let message: String
+    let requestID: String?
+    let httpStatus: Int?
+    let pkcs11: String?
     /// The API's answer body, when there was one (`request --json`).
-    public let responseBody: String?
+    let responseBody: String?
 
-    public init(status: ExitStatus, message: String, requestID: String? = nil, httpStatus: Int? = nil,
+    init(status: ExitStatus, message: String, requestID: String? = nil, httpStatus: Int? = nil,
                 pkcs11: String? = nil, responseBody: String? = nil) {
         self.status = status
         self.message = message
@@ -93,7 +95,7 @@ public struct ErrorReport: Sendable, Encodable {
         self.responseBody = responseBody
     }
 
-    public init(_ error: any Error) {
+    init(_ error: any Error) {
         switch error {
         case let error as TokenKeysError:
             self.init(status: ExitStatus.status(for: error.code), message: error.reason + Self.advice(for: error.code))
@@ -133,7 +135,8 @@ public struct ErrorReport: Sendable, Encodable {
             }
             self.init(status: status, message: error.reason)
         case let error as OnboardingConflict:
-            self.init(status: .key, message: error.description)
+            let flag = Self.flag(forOnboardingField: error.field)
+            self.init(status: .key, message: "the onboarding of key '\(error.keyLabel)' on token '\(error.tokenLabel)' was started with \(flag) '\(error.recorded)', and this run asks for '\(error.asked)': one key backs one API user. Re-run with the original value to resume it, or choose a new --key label for a new onboarding")
         case let error as OnboardingStopped:
             let inner = ErrorReport(error.underlying)
             self.init(status: inner.status, message: inner.message + error.note, requestID: inner.requestID,
@@ -143,9 +146,41 @@ public struct ErrorReport: Sendable, Encodable {
         }
     }
 
-    /// What to do, for the codes whose facts alone do not say it.
+    /// The command-line form of an onboarding record's field.
+    static func flag(forOnboardingField field: String) -> String {
+        switch field {
+        case "name": return "--name"
+        case "role": return "--role"
+        case "coSignerSetupType": return "--co-signer-setup-type"
+        case "coSignerSetupIsFirstUser": return "--co-signer-first-user"
+        case "subject": return "the CSR subject (--cn, --o, --ou, --c, --st, --l)"
+        case "idempotencyKey": return "--idempotency-key"
+        case "api": return "the API (--env/--base-url)"
+        case "csrSHA256": return "the CSR (SHA-256)"
+        default: return field
+        }
+    }
+
+    /// What to do, for the codes whose facts alone do not say it: the library says what is
+    /// wrong, the command line says which flag changes it.
     private static func advice(for code: TokenKeysError.Code) -> String {
         switch code {
+        case .noTokenSelected:
+            return ": pass --token LABEL or --token 'pkcs11:token=…' (or set FIREBLOCKS_HSM_TOKEN); 'fireblocks-hsm token list' shows the tokens"
+        case .noKeySelected:
+            return ": pass --key LABEL or --key 'pkcs11:object=…'"
+        case .ambiguousToken:
+            return "; select one with --token 'pkcs11:token=…;serial=…'"
+        case .copyUnsupported:
+            return "; pass --id HEX to generate it directly on the token"
+        case .invalidSubject:
+            return " (the subject comes from --cn, --o, --ou, --c, --st and --l)"
+        case .noPINSource:
+            return "; pass --pin-source env:NAME or --pin-source file:PATH (or set FIREBLOCKS_HSM_PIN_SOURCE)"
+        case .conflictingModule:
+            return "; give --module or the URI's module, not both"
+        case .invalidArgument:
+            return ""
         case .orphanedPublicKey:
             return "; remove it with 'fireblocks-hsm key delete' (it shows what it deletes) and run again"
         case .keyExists:
@@ -165,7 +200,7 @@ public struct ErrorReport: Sendable, Encodable {
         case `class`, message, exitCode, requestId, httpStatus, pkcs11, responseBody
     }
 
-    public func encode(to encoder: any Encoder) throws {
+    func encode(to encoder: any Encoder) throws {
         var container = encoder.container(keyedBy: CodingKeys.self)
         try container.encode(status.className, forKey: .class)
         try container.encode(message, forKey: .message)
@@ -177,7 +212,7 @@ public struct ErrorReport: Sendable, Encodable {
     }
 
     /// `{"error": {...}}` as one JSON document.
-    public var json: String {
+    var json: String {
         struct Envelope: Encodable { let error: ErrorReport }
         return (try? JSONOutput.encode(Envelope(error: self)))
             ?? "{\"error\":{\"class\":\"internal\",\"exitCode\":1,\"message\":\"the error could not be encoded\"}}\n"

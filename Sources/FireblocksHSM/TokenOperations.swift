@@ -2,7 +2,7 @@ import PKCS11
 import TokenKeys
 
 /// `token list`, `token init`.
-public enum TokenCommands {
+public enum TokenOperations {
     /// Every slot with a token present in the module.
     public static func list(module location: ModuleLocation) throws -> [TokenReport] {
         let module = try PKCS11Module.load(location)
@@ -19,10 +19,10 @@ public enum TokenCommands {
         label: String,
         securityOfficerPINSource: PINSource,
         userPINSource: PINSource,
-        console: Console
+        observer: any OperationObserver
     ) throws -> TokenReport {
         guard !label.isEmpty, label.utf8.count <= 32 else {
-            throw TokenKeysError(.invalidArgument, "--label must be 1 to 32 bytes")
+            throw TokenKeysError(.invalidArgument, "a token label is 1 to 32 bytes")
         }
         let module = try PKCS11Module.load(location)
         let tokens = try during("listing the tokens of \(location)") { try TokenLocator.tokens(in: module) }
@@ -36,8 +36,8 @@ public enum TokenCommands {
                              : "module \(location) has \(free.count) uninitialised tokens; this tool initialises only when there is exactly one")
         }
 
-        let securityOfficerPIN = try readNewPIN(securityOfficerPINSource, what: "SO PIN", label: label, console: console)
-        let userPIN = try readNewPIN(userPINSource, what: "user PIN", label: label, console: console)
+        let securityOfficerPIN = try readNewPIN(securityOfficerPINSource, what: "SO PIN", label: label, observer: observer)
+        let userPIN = try readNewPIN(userPINSource, what: "user PIN", label: label, observer: observer)
 
         try during("C_InitToken on the uninitialised token of \(location)") {
             try target.slot.initializeToken(label: label, securityOfficerPIN: securityOfficerPIN)
@@ -53,10 +53,10 @@ public enum TokenCommands {
         return TokenReport(try TokenLocator.locate(.label(label), in: module))
     }
 
-    private static func readNewPIN(_ source: PINSource, what: String, label: String, console: Console) throws -> PIN {
-        let pin = try source.readPIN(prompter: console.pinPrompter, promptText: "New \(what) for token '\(label)': ", warn: console.diagnostic)
+    private static func readNewPIN(_ source: PINSource, what: String, label: String, observer: any OperationObserver) throws -> PIN {
+        let pin = try source.readPIN(prompter: observer.pinPrompter, promptText: "New \(what) for token '\(label)': ", warn: observer.note)
         if source == .prompt {
-            let again = try source.readPIN(prompter: console.pinPrompter, promptText: "Repeat the \(what): ", warn: console.diagnostic)
+            let again = try source.readPIN(prompter: observer.pinPrompter, promptText: "Repeat the \(what): ", warn: observer.note)
             guard pin.isEqual(to: again) else { throw TokenKeysError(.pinRejected, "the two \(what)s differ") }
         }
         guard pin.count >= 4 else { throw TokenKeysError(.pinRejected, "the \(what) must be at least 4 characters") }

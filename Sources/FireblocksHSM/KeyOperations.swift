@@ -16,30 +16,30 @@ public enum PublicKeyFormat: String, CaseIterable, Sendable {
 }
 
 /// `key generate`, `key show`, `key list`, `key export`.
-public enum KeyCommands {
+public enum KeyOperations {
     /// Generates an RSA key pair on the token under the key policy and proves it.
     ///
     /// Holds the token-and-label lock (shared with `onboard`) from the "is the label free?"
     /// check to the end, so two runs for one label make one key; the label and id are checked
     /// before anything is announced or generated.
     public static func generate(target: TokenTarget, bits: UInt, id: [UInt8]?, stateDirectory: URL,
-                                lockTimeout: TimeInterval, console: Console) throws -> KeyReport {
+                                lockTimeout: TimeInterval, observer: any OperationObserver) throws -> KeyReport {
         let key = try target.requireKey()
         guard case .label(let label) = key else {
-            throw TokenKeysError(.invalidArgument, "a new key takes a label, not a pkcs11: URI (the key does not exist yet): give a plain label such as 'ci-bot'; select the token with --token")
+            throw TokenKeysError(.invalidArgument, "a new key takes a label, not a pkcs11: URI (the key does not exist yet)")
         }
         try KeyLabel.validateNew(label)
-        let opened = try OpenedToken.open(target, readWrite: true, logIn: true, console: console)
+        let opened = try OpenedToken.open(target, readWrite: true, logIn: true, observer: observer)
         let tokenLabel = opened.token.info.label
         let lock = try KeyLabelLock.acquire(stateDirectory: stateDirectory, tokenSerial: opened.token.info.serialNumber,
                                             keyLabel: label, timeout: lockTimeout, what: "key generate '\(label)'",
-                                            waiting: console.diagnostic)
+                                            waiting: observer.note)
         defer { lock.release() }
         try during("checking that label '\(label)' is free on token '\(tokenLabel)'") {
             try KeyStore.requireUnused(label: label, id: id, in: opened.session)
         }
         let pair = try during("generating an RSA-\(bits) key pair on token '\(tokenLabel)'") {
-            try Progress.run("Generating RSA-\(bits) key pair '\(label)' on token '\(tokenLabel)'", console: console) {
+            try observer.slowStep("Generating RSA-\(bits) key pair '\(label)' on token '\(tokenLabel)'") {
                 try KeyGenerator.generate(KeyGenerationRequest(label: label, bits: bits, id: id), in: opened.session)
             }
         }
@@ -47,24 +47,24 @@ public enum KeyCommands {
     }
 
     /// The key's attributes and policy verdict (a failing key is shown, not refused).
-    public static func show(target: TokenTarget, console: Console) throws -> KeyReport {
+    public static func show(target: TokenTarget, observer: any OperationObserver) throws -> KeyReport {
         let key = try target.requireKey()
-        let opened = try OpenedToken.open(target, readWrite: false, logIn: true, console: console)
+        let opened = try OpenedToken.open(target, readWrite: false, logIn: true, observer: observer)
         return KeyReport(try during("reading key '\(key)'") { try KeyStore.find(key, in: opened.session) })
     }
 
     /// Every private key on the token, with its verdict.
-    public static func list(target: TokenTarget, console: Console) throws -> [KeyReport] {
-        let opened = try OpenedToken.open(target, readWrite: false, logIn: true, console: console)
+    public static func list(target: TokenTarget, observer: any OperationObserver) throws -> [KeyReport] {
+        let opened = try OpenedToken.open(target, readWrite: false, logIn: true, observer: observer)
         return try during("listing the keys of token '\(opened.token.info.label)'") {
             try KeyStore.list(in: opened.session).map(KeyReport.init)
         }
     }
 
     /// The public key in the requested format; refuses a key that fails the policy.
-    public static func exportPublicKey(target: TokenTarget, format: PublicKeyFormat, console: Console) throws -> [UInt8] {
+    public static func exportPublicKey(target: TokenTarget, format: PublicKeyFormat, observer: any OperationObserver) throws -> [UInt8] {
         let key = try target.requireKey()
-        let opened = try OpenedToken.open(target, readWrite: false, logIn: true, console: console)
+        let opened = try OpenedToken.open(target, readWrite: false, logIn: true, observer: observer)
         let pair = try during("reading key '\(key)'") { try KeyStore.findUsable(key, in: opened.session) }
         guard let publicKey = pair.publicKey else {
             throw TokenKeysError(.notAnRSAKey, "key '\(pair.label)' has no readable RSA public key")
@@ -77,7 +77,9 @@ public enum KeyCommands {
         case .jwk:
             let jwk = RSAPublicJWK(modulus: publicKey.modulus, publicExponent: publicKey.publicExponent,
                                    keyID: publicKey.fingerprint)
-            return Array(try JSONOutput.encode(jwk).utf8)
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+            return Array(try encoder.encode(jwk)) + [0x0A]
         }
     }
 }
@@ -120,9 +122,9 @@ public final class KeyDeletion {
 
     /// Finds the key pair (or the lone public half an interrupted generation left) the selector
     /// names, and what it is recorded as backing. Destroys nothing.
-    public static func plan(target: TokenTarget, stateDirectory: URL, console: Console) throws -> KeyDeletion {
+    public static func plan(target: TokenTarget, stateDirectory: URL, observer: any OperationObserver) throws -> KeyDeletion {
         let selector = try target.requireKey()
-        let opened = try OpenedToken.open(target, readWrite: true, logIn: true, console: console)
+        let opened = try OpenedToken.open(target, readWrite: true, logIn: true, observer: observer)
         let session = opened.session
         let info = opened.token.info
         var items: [Item] = []

@@ -1,11 +1,12 @@
+import FireblocksHSM
 import FireblocksAPI
 import Foundation
 import TokenKeys
 import PKCS11
 
 /// Human-readable renderings of the reports (the default output; `--json` for machines).
-public enum TextReports {
-    public static func tokens(_ tokens: [TokenReport]) -> String {
+enum TextReports {
+    static func tokens(_ tokens: [TokenReport]) -> String {
         if tokens.isEmpty { return "No tokens.\n" }
         var rows = [["SLOT", "LABEL", "MANUFACTURER", "MODEL", "SERIAL", "STATE"]]
         for token in tokens {
@@ -16,7 +17,7 @@ public enum TextReports {
         return table(rows)
     }
 
-    public static func keys(_ keys: [KeyReport]) -> String {
+    static func keys(_ keys: [KeyReport]) -> String {
         if keys.isEmpty { return "No private keys on the token.\n" }
         var rows = [["LABEL", "ID", "TYPE", "SHA-256 (SPKI)", "POLICY"]]
         for key in keys {
@@ -26,7 +27,7 @@ public enum TextReports {
         return table(rows)
     }
 
-    public static func key(_ key: KeyReport) -> String {
+    static func key(_ key: KeyReport) -> String {
         var text = ""
         text += table([
             ["Key", key.label],
@@ -59,11 +60,11 @@ public enum TextReports {
         return text
     }
 
-    public static func generated(_ key: KeyReport) -> String {
+    static func generated(_ key: KeyReport) -> String {
         "Generated \(key.bits.map { "RSA-\($0)" } ?? "RSA") key '\(key.label)' on token '\(key.token)'.\n\n" + self.key(key)
     }
 
-    public static func csr(_ csr: CSRReport) -> String {
+    static func csr(_ csr: CSRReport) -> String {
         table([
             ["CSR", csr.path],
             ["Subject", csr.subject],
@@ -106,7 +107,7 @@ extension String {
 }
 
 extension TextReports {
-    public static func apiUsers(_ users: [APIUser]) -> String {
+    static func apiUsers(_ users: [APIUser]) -> String {
         var rows = [["ID", "NAME", "ROLE", "STATUS", "ENABLED"]]
         for user in users {
             rows.append([user.id, user.name, user.role ?? "-", user.status ?? "-", user.enabled.map(String.init) ?? "-"])
@@ -114,7 +115,7 @@ extension TextReports {
         return table(rows)
     }
 
-    public static func onboarded(_ report: OnboardReport) -> String {
+    static func onboarded(_ report: OnboardReport) -> String {
         var rows = [
             ["Token", report.token],
             ["Key", "\(report.keyLabel) (\(report.key); id \(report.keyID))"],
@@ -134,7 +135,7 @@ extension TextReports {
     }
 
     /// The new user's id, or why it is not given.
-    public static func userIdentification(_ submission: APIUserCreationReport, status: String? = nil) -> String {
+    static func userIdentification(_ submission: APIUserCreationReport, status: String? = nil) -> String {
         switch submission.userIdentification {
         case "identified":
             return "\(submission.userID ?? "?")" + (status.map { " (status \($0))" } ?? "")

@@ -95,15 +95,15 @@ struct OnboardSubcommand: AsyncParsableCommand {
                                                    idempotencyKey: creation.idempotencyKey)
             stateDirectory = apiTarget.stateDirectory
         } else {
-            stateDirectory = APITarget.stateDirectoryURL(flag: api.stateDirectory, environment: ProcessInfo.processInfo.environment)
+            stateDirectory = APITargetResolution.stateDirectoryURL(flag: api.stateDirectory, environment: ProcessInfo.processInfo.environment)
         }
         var request = OnboardRequest(
             keyLabel: key, bits: bits, subject: subject, csrPath: csrOut ?? "\(key).csr", overwriteCSR: force, name: name,
             role: role, coSignerSetupType: creation.coSignerSetupType, coSignerSetupIsFirstUser: creation.coSignerSetupIsFirstUser,
             submission: submission)
         request.lockTimeout = lockTimeout
-        let report = try await OnboardCommand.run(token: try token.target(profile: profile), request: request,
-                                                  stateDirectory: stateDirectory, console: Console())
+        let report = try await Onboarding.run(token: try token.target(profile: profile), request: request,
+                                                  stateDirectory: stateDirectory, observer: Console())
         try output.emit(report, text: TextReports.onboarded)
     }
 }
