@@ -19,6 +19,7 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "fireblocks-hsm", targets: ["fireblocks-hsm"]),
+        .executable(name: "fireblocks-sandbox", targets: ["fireblocks-sandbox"]),
         .library(name: "PKCS11", targets: ["PKCS11"]),
         .library(name: "TokenKeys", targets: ["TokenKeys"]),
         .library(name: "FireblocksHSM", targets: ["FireblocksHSM"]),
@@ -29,7 +30,12 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-crypto.git", from: "4.0.0"),
         .package(url: "https://github.com/apple/swift-asn1.git", from: "1.7.0"),
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.80.0"),
+        .package(url: "https://github.com/apple/swift-nio-extras.git", from: "1.22.0"),
+        .package(url: "https://github.com/apple/swift-http-types.git", from: "1.0.0"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.5.0"),
         .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.21.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.6.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.0.0"),
     ],
     targets: [
         .systemLibrary(
@@ -81,8 +87,12 @@ let package = Package(
                 .product(name: "_CryptoExtras", package: "swift-crypto"),
                 .product(name: "X509", package: "swift-certificates"),
                 .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOPosix", package: "swift-nio"),
-                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdCore", package: "hummingbird"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .target(
@@ -102,7 +112,14 @@ let package = Package(
             dependencies: [
                 "FireblocksHSM",
                 "DurableFiles",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .executableTarget(
+            name: "fireblocks-sandbox",
+            dependencies: [
                 "FireblocksSandbox",
+                "DurableFiles",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -143,7 +160,7 @@ let package = Package(
         .testTarget(
             name: "CLITests",
             dependencies: [
-                "fireblocks-hsm", "SoftHSMTestSupport",
+                "fireblocks-hsm", "fireblocks-sandbox", "SoftHSMTestSupport",
                 .product(name: "X509", package: "swift-certificates"),
             ]
         ),

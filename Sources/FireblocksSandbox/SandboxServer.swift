@@ -1,90 +1,112 @@
 import FireblocksAPI
 import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdCore
+import Logging
 import NIOCore
-import NIOHTTP1
-import NIOPosix
+import NIOHTTPTypes
+import ServiceLifecycle
 import Synchronization
 
-/// The stand-in on a loopback socket (HTTP/1.1, one request per connection).
+/// The stand-in on a loopback socket, served by Hummingbird 2 (HTTP/1.1 with keep-alive), run
+/// by a swift-service-lifecycle `ServiceGroup` for a graceful shutdown.
 ///
-/// A test tool, but one that must not be held hostage by a bad client: a connection whose
-/// request is not answered within ``Limits/requestTimeout`` of connecting (slow or idle senders)
-/// is closed, and at most ``Limits/maximumConnections`` are open at once (more are closed on accept).
+/// A test tool, but one that must not be held hostage by a bad client: a connection that does
+/// not complete a request within ``Limits/requestTimeout`` of connecting, or of its previous
+/// answer (slow or idle senders, half-sent headers), is closed; at most
+/// ``Limits/maximumConnections`` connections are open at once (more are closed on accept);
+/// request bodies over ``Limits/maximumBodySize`` are answered 413.
 public final class SandboxServer: Sendable {
     /// Bounds on what one client can hold.
     public struct Limits: Sendable {
-        /// Time a client has from connecting to finishing its request (the answer's configured
-        /// delay is added).
+        /// Time a client has to send a whole request, from connecting or from its previous
+        /// answer (the answer's configured delay is added).
         public var requestTimeout: TimeInterval
         /// Connections served at once.
         public var maximumConnections: Int
+        /// Largest request body accepted.
+        public var maximumBodySize: Int
 
-        public init(requestTimeout: TimeInterval = 10, maximumConnections: Int = 128) {
+        public init(requestTimeout: TimeInterval = 10, maximumConnections: Int = 128, maximumBodySize: Int = 1 << 20) {
             self.requestTimeout = requestTimeout
             self.maximumConnections = maximumConnections
+            self.maximumBodySize = maximumBodySize
         }
     }
+
     /// The port actually bound (useful with port 0).
     public let port: Int
+    /// The address bound.
     public let host: String
-    private let channel: any Channel
-    private let group: MultiThreadedEventLoopGroup
+    private let group: ServiceGroup
+    private let running: Task<Void, any Error>
 
-    private init(channel: any Channel, group: MultiThreadedEventLoopGroup, host: String, port: Int) {
-        self.channel = channel
+    private init(group: ServiceGroup, running: Task<Void, any Error>, host: String, port: Int) {
         self.group = group
+        self.running = running
         self.host = host
         self.port = port
     }
 
-    /// Largest request body accepted.
-    static let maximumBodySize = 1 << 20
-
-    /// Binds `host:port`; only loopback addresses are accepted (the stand-in trusts whoever
-    /// holds a registered key, and is a test tool).
+    /// Binds `host:port` and starts serving; returns once the socket is bound.
+    ///
+    /// Only loopback is accepted (the stand-in trusts whoever holds a registered key): a
+    /// loopback literal (`127.0.0.1`, another `127.x.y.z`, `::1`) or `localhost`, which is bound as
+    /// 127.0.0.1 without asking a resolver.
+    /// - Parameter handlingSignals: SIGTERM and SIGINT shut the server down gracefully (for an
+    ///   executable; a library user leaves it off and calls ``shutdown()``).
     public static func start(service: SandboxService, host: String = "127.0.0.1", port: Int, limits: Limits = Limits(),
+                             handlingSignals: Bool = false,
                              log: @escaping @Sendable (String) -> Void = { _ in }) async throws -> SandboxServer {
-        // Literals only: a name is bound to whatever DNS says, and `127.evil.example` is not
-        // loopback. `localhost` is bound as 127.0.0.1, without asking a resolver.
         guard host == "localhost" || APIBaseURL.isLoopback(host) else {
             throw SandboxError("--host must be a loopback address (127.0.0.1, another 127.x.y.z literal, ::1) or localhost, not '\(host)': the stand-in trusts whoever holds a registered key")
         }
         guard (0...65535).contains(port) else {
             throw SandboxError("--port must be 0 to 65535 (0: any free port), not \(port)")
         }
-        let bindHost = host == "localhost" ? "127.0.0.1" : host
+        guard limits.requestTimeout.isFinite, (0.001...3600).contains(limits.requestTimeout), limits.maximumConnections > 0,
+              limits.maximumBodySize > 0 else {
+            throw SandboxError("the request timeout, connection cap and body limit must be positive")
+        }
         try service.configuration.validate()
-        guard limits.requestTimeout.isFinite, (0.001...3600).contains(limits.requestTimeout), limits.maximumConnections > 0 else {
-            throw SandboxError("the request timeout and connection cap must be positive")
-        }
+        let bindHost = host == "localhost" ? "127.0.0.1" : host
+
         let connections = ConnectionCount(maximum: limits.maximumConnections)
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        let bootstrap = ServerBootstrap(group: group)
-            .serverChannelOption(ChannelOptions.backlog, value: 64)
-            .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
-            .childChannelInitializer { channel in
-                guard connections.open() else {
-                    log("connection refused: \(limits.maximumConnections) connections are open")
-                    return channel.close()
-                }
-                channel.closeFuture.whenComplete { _ in connections.close() }
-                // Whatever the client does, the connection ends by the deadline (the answer's
-                // configured delay added).
-                let deadline = TimeAmount.milliseconds(Int64((limits.requestTimeout + service.configuration.delay) * 1000))
-                channel.eventLoop.scheduleTask(in: deadline) { channel.close(promise: nil) }
-                return channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
-                    try channel.pipeline.syncOperations.addHandler(SandboxHTTPHandler(service: service, log: log))
-                }
+        let deadline = TimeAmount.milliseconds(Int64((limits.requestTimeout + service.configuration.delay) * 1000))
+        var logger = Logger(label: "fireblocks-sandbox")
+        logger.logLevel = .critical
+        let bound = BoundPort()
+        let application = Application(
+            responder: SandboxResponder(service: service, maximumBodySize: limits.maximumBodySize, log: log),
+            server: .http1(configuration: HTTP1Channel.Configuration(
+                additionalChannelHandlers: [ConnectionPolicy(connections: connections, deadline: deadline, log: log)])),
+            configuration: ApplicationConfiguration(address: .hostname(bindHost, port: port), serverName: "fireblocks-hsm-sandbox"),
+            onServerRunning: { channel in bound.set(channel.localAddress?.port) },
+            logger: logger)
+        let group = ServiceGroup(configuration: ServiceGroupConfiguration(
+            services: [application], gracefulShutdownSignals: handlingSignals ? [.sigterm, .sigint] : [], logger: logger))
+        let running = Task {
+            do {
+                try await group.run()
+            } catch {
+                bound.fail(error)
+                throw error
             }
-        do {
-            let channel = try await bootstrap.bind(host: bindHost, port: port).get()
-            let bound = channel.localAddress?.port ?? port
-            return SandboxServer(channel: channel, group: group, host: bindHost, port: bound)
-        } catch {
-            try? await group.shutdownGracefully()
-            throw SandboxError(.listen, "cannot listen on \(host):\(port): \(error)")
         }
+
+        // Wait for the bind (or the failure to bind).
+        for _ in 0..<500 {
+            if let port = bound.value {
+                return SandboxServer(group: group, running: running, host: bindHost, port: port)
+            }
+            if let failure = bound.failure {
+                throw SandboxError(.listen, "cannot listen on \(host):\(port): \(failure)")
+            }
+            try? await Task.sleep(for: .milliseconds(10))
+        }
+        await group.triggerGracefulShutdown()
+        throw SandboxError(.listen, "cannot listen on \(host):\(port): no socket after 5 s")
     }
 
     /// `http://host:port/v1`.
@@ -93,15 +115,90 @@ public final class SandboxServer: Sendable {
         return "http://\(hostPart):\(port)/v1"
     }
 
-    /// Stops listening and waits for the event loop to end.
+    /// Stops accepting, lets requests in flight finish, and returns when the server has stopped.
     public func shutdown() async throws {
-        try await channel.close().get()
-        try await group.shutdownGracefully()
+        await group.triggerGracefulShutdown()
+        try await running.value
     }
 
-    /// Runs until the channel is closed (by ``shutdown()`` or a signal handler).
+    /// Runs until ``shutdown()`` (or a signal the group handles).
     public func waitUntilClosed() async throws {
-        try await channel.closeFuture.get()
+        try await running.value
+    }
+}
+
+/// The port the server bound, once it has; or why it could not.
+private final class BoundPort: Sendable {
+    private let state = Mutex<(port: Int?, failure: String?)>((nil, nil))
+    func set(_ value: Int?) { state.withLock { $0.port = value } }
+    func fail(_ error: any Error) { state.withLock { $0.failure = "\(error)" } }
+    var value: Int? { state.withLock { $0.port } }
+    var failure: String? { state.withLock { $0.failure } }
+}
+
+/// The request context: Hummingbird's, plus the connection (to drop it without an answer).
+struct SandboxRequestContext: RequestContext {
+    var coreContext: CoreRequestContextStorage
+    let channel: any Channel
+
+    init(source: ApplicationRequestContextSource) {
+        coreContext = .init(source: source)
+        channel = source.channel
+    }
+}
+
+/// Every request to the pure ``SandboxService``.
+struct SandboxResponder: HTTPResponder {
+    typealias Context = SandboxRequestContext
+
+    let service: SandboxService
+    let maximumBodySize: Int
+    let log: @Sendable (String) -> Void
+
+    func respond(to request: Request, context: Context) async throws -> Response {
+        let target = request.head.path ?? "/"
+        let method = request.method.rawValue
+        let body: ByteBuffer
+        do {
+            body = try await request.body.collect(upTo: maximumBodySize)
+        } catch {
+            log("\(method) \(target) -> 413 (body over \(maximumBodySize) bytes)")
+            return Self.response(status: 413, headers: [("X-Request-ID", UUID().uuidString.lowercased()), ("Content-Type", "application/json")],
+                                 body: Array(SandboxService.errorBody(type: "VALIDATION", message: "Body too large").utf8))
+        }
+        var headers: [String: String] = [:]
+        for field in request.headers { headers[field.name.canonicalName] = field.value }
+        let incoming = SandboxRequest(method: method, target: target, headers: headers, body: Array(buffer: body))
+
+        switch service.handle(incoming) {
+        case .drop:
+            log("\(method) \(target) -> connection closed without an answer (fault injection)")
+            try? await context.channel.close().get()
+            return Response(status: .internalServerError)
+        case .respond(let status, let responseHeaders, let responseBody):
+            let requestID = responseHeaders.first { $0.0 == "X-Request-ID" }?.1 ?? "-"
+            log("\(method) \(target) -> \(status) [X-Request-ID: \(requestID)]")
+            let delay = service.configuration.delay
+            if delay > 0 { try await Task.sleep(for: .milliseconds(Int64(delay * 1000))) }
+            return Self.response(status: status, headers: responseHeaders, body: responseBody)
+        }
+    }
+
+    /// The service's `Date` travels as this header to ``ConnectionPolicy``, which puts it back:
+    /// Hummingbird stamps every answer with the host's time, and the stand-in's clock may be
+    /// set apart from it (`--clock-offset`).
+    static let serviceDate = HTTPField.Name("X-Fireblocks-Sandbox-Date")!
+
+    static func response(status: Int, headers: [(String, String)], body: [UInt8]) -> Response {
+        var fields = HTTPFields()
+        for (name, value) in headers {
+            if name.lowercased() == "date" {
+                fields.append(HTTPField(name: serviceDate, value: value))
+            } else if let name = HTTPField.Name(name) {
+                fields.append(HTTPField(name: name, value: value))
+            }
+        }
+        return Response(status: HTTPResponse.Status(code: status), headers: fields, body: ResponseBody(byteBuffer: ByteBuffer(bytes: body)))
     }
 }
 
@@ -124,80 +221,71 @@ private final class ConnectionCount: Sendable {
     func close() { count.withLock { $0 -= 1 } }
 }
 
-/// Collects one request, asks the service, writes its reply (after the configured delay), closes.
-private final class SandboxHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
-    typealias InboundIn = HTTPServerRequestPart
-    typealias OutboundOut = HTTPServerResponsePart
+/// Per connection: the cap on open connections, and the deadline for each request — from
+/// connecting or from the previous answer to the request's end. A client that idles or
+/// trickles bytes loses its connection; a client that sends whole requests is never cut off.
+private final class ConnectionPolicy: ChannelDuplexHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPRequestPart
+    typealias InboundOut = HTTPRequestPart
+    typealias OutboundIn = HTTPResponsePart
+    typealias OutboundOut = HTTPResponsePart
 
-    private let service: SandboxService
+    private let connections: ConnectionCount
+    private let deadline: TimeAmount
     private let log: @Sendable (String) -> Void
-    private var head: HTTPRequestHead?
-    private var body: [UInt8] = []
-    private var tooLarge = false
+    private var counted = false
+    private var timer: Scheduled<Void>?
 
-    init(service: SandboxService, log: @escaping @Sendable (String) -> Void) {
-        self.service = service
+    init(connections: ConnectionCount, deadline: TimeAmount, log: @escaping @Sendable (String) -> Void) {
+        self.connections = connections
+        self.deadline = deadline
         self.log = log
     }
 
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        switch unwrapInboundIn(data) {
-        case .head(let head):
-            self.head = head
-            body = []
-            tooLarge = false
-        case .body(var buffer):
-            if body.count + buffer.readableBytes > SandboxServer.maximumBodySize {
-                tooLarge = true
-            } else if let bytes = buffer.readBytes(length: buffer.readableBytes) {
-                body += bytes
-            }
-        case .end:
-            guard let head else { return }
-            self.head = nil
-            if tooLarge {
-                write(context: context, status: 413, headers: [("X-Request-ID", UUID().uuidString.lowercased())],
-                      body: Array(SandboxService.errorBody(type: "VALIDATION", message: "Body too large").utf8))
-                return
-            }
-            var headers: [String: String] = [:]
-            for (name, value) in head.headers { headers[name.lowercased()] = value }
-            let request = SandboxRequest(method: head.method.rawValue, target: head.uri, headers: headers, body: body)
-            switch service.handle(request) {
-            case .drop:
-                log("\(head.method.rawValue) \(head.uri) -> connection closed without an answer (fault injection)")
-                context.close(promise: nil)
-            case .respond(let status, let responseHeaders, let responseBody):
-                let requestID = responseHeaders.first { $0.0 == "X-Request-ID" }?.1 ?? "-"
-                log("\(head.method.rawValue) \(head.uri) -> \(status) [X-Request-ID: \(requestID)]")
-                let delay = service.configuration.delay
-                if delay > 0 {
-                    let loop = context.eventLoop.assumeIsolated()
-                    loop.scheduleTask(in: .milliseconds(Int64(delay * 1000))) {
-                        self.write(context: context, status: status, headers: responseHeaders, body: responseBody)
-                    }
-                } else {
-                    write(context: context, status: status, headers: responseHeaders, body: responseBody)
-                }
-            }
+    func handlerAdded(context: ChannelHandlerContext) {
+        guard connections.open() else {
+            log("connection refused: the connection cap is reached")
+            context.close(promise: nil)
+            return
+        }
+        counted = true
+        arm(context)
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        timer?.cancel()
+        timer = nil
+        if counted {
+            counted = false
+            connections.close()
         }
     }
 
-    private func write(context: ChannelHandlerContext, status: Int, headers: [(String, String)], body: [UInt8]) {
-        var fields = HTTPHeaders(headers)
-        fields.replaceOrAdd(name: "Content-Length", value: String(body.count))
-        fields.replaceOrAdd(name: "Connection", value: "close")
-        fields.replaceOrAdd(name: "Server", value: "fireblocks-hsm-sandbox")
-        let head = HTTPResponseHead(version: .http1_1, status: HTTPResponseStatus(statusCode: status), headers: fields)
-        context.write(wrapOutboundOut(.head(head)), promise: nil)
-        if !body.isEmpty {
-            var buffer = context.channel.allocator.buffer(capacity: body.count)
-            buffer.writeBytes(body)
-            context.write(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        if case .end = unwrapInboundIn(data) {
+            timer?.cancel()
+            timer = nil
         }
-        let loopBoundContext = NIOLoopBound(context, eventLoop: context.eventLoop)
-        context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in
-            loopBoundContext.value.close(promise: nil)
+        context.fireChannelRead(data)
+    }
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        switch unwrapOutboundIn(data) {
+        case .head(var head) where head.headerFields[SandboxResponder.serviceDate] != nil:
+            head.headerFields[.date] = head.headerFields[SandboxResponder.serviceDate]
+            head.headerFields[SandboxResponder.serviceDate] = nil
+            context.write(wrapOutboundOut(.head(head)), promise: promise)
+        case .end:
+            arm(context)
+            context.write(data, promise: promise)
+        default:
+            context.write(data, promise: promise)
         }
+    }
+
+    private func arm(_ context: ChannelHandlerContext) {
+        timer?.cancel()
+        let channel = context.channel
+        timer = context.eventLoop.scheduleTask(in: deadline) { channel.close(promise: nil) }
     }
 }

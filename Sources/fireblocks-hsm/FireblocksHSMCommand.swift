@@ -1,6 +1,5 @@
 import ArgumentParser
 import FireblocksHSM
-import FireblocksSandbox
 import Foundation
 
 @main
@@ -28,7 +27,7 @@ struct FireblocksHSMCommand: AsyncParsableCommand {
         version: FireblocksHSMVersion.current,
         subcommands: [
             TokenCommand.self, KeyCommand.self, CSRSubcommand.self,
-            JWTCommand.self, RequestCommand.self, APIUserCommand.self, OnboardSubcommand.self, SandboxCommand.self,
+            JWTCommand.self, RequestCommand.self, APIUserCommand.self, OnboardSubcommand.self,
         ]
     )
 
@@ -69,12 +68,9 @@ struct FireblocksHSMCommand: AsyncParsableCommand {
         }
     }
 
-    /// The report of a failure, the stand-in's own errors included.
+    /// The report of a failure.
     static func report(for error: any Error) -> ErrorReport {
-        if let error = error as? SandboxError {
-            return ErrorReport(status: error.code == .file ? .fileError : .usage, message: error.description)
-        }
-        return ErrorReport(error)
+        ErrorReport(error)
     }
 
     /// Prints the failure and exits with its class's code.

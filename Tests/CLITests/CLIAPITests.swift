@@ -3,7 +3,7 @@ import JOSE
 import SoftHSMTestSupport
 import Testing
 
-/// `sandbox serve` as a user runs it, in the background of a test.
+/// `fireblocks-sandbox serve` as a user runs it, in the background of a test.
 final class SandboxProcess {
     let process = Process()
     let baseURL: String
@@ -15,8 +15,8 @@ final class SandboxProcess {
         stateFile = cli.files + "/../sandbox.json"
         log = cli.files + "/../sandbox.log"
         _ = FileManager.default.createFile(atPath: log, contents: nil)
-        process.executableURL = URL(fileURLWithPath: CLIHarness.binary)
-        process.arguments = ["sandbox", "serve", "--port", "0", "--port-file", portFile, "--state", stateFile]
+        process.executableURL = URL(fileURLWithPath: CLIHarness.sandboxBinary)
+        process.arguments = ["serve", "--port", "0", "--port-file", portFile, "--state", stateFile]
             + trust.flatMap { ["--trust", $0] } + extra
         process.currentDirectoryURL = URL(fileURLWithPath: cli.files)
         process.environment = cli.environment()
@@ -235,5 +235,28 @@ struct CLIAPITests {
         let writable = try cli.run(["api-user", "list", "--profile", "test"], module: nil, environment: environment)
         #expect(writable.status == 2)
         #expect(writable.standardError.contains("writable by group or others"))
+    }
+}
+
+@Suite("Command line: the stand-in's lifecycle")
+struct CLISandboxLifecycleTests {
+    /// SIGTERM stops accepting, lets the request in flight finish, and exits 0.
+    @Test func sigtermFinishesTheRequestInFlight() throws {
+        let (cli, sandbox, api) = try SandboxProcess.withAdmin(apiKey: UUID().uuidString.lowercased(), sandboxArguments: ["--delay", "1.5"])
+        defer { cli.remove() }
+        let done = DispatchSemaphore(value: 0)
+        nonisolated(unsafe) var listed: ProcessResult?
+        DispatchQueue.global().async {
+            listed = try? cli.runOnToken(["api-user", "list", "--key", "admin", "--attempts", "1"] + api)
+            done.signal()
+        }
+        usleep(700_000)
+        sandbox.process.terminate()
+        sandbox.process.waitUntilExit()
+        #expect(sandbox.process.terminationStatus == 0)
+        done.wait()
+        #expect(listed?.status == 0, "\(listed?.standardError ?? "did not run")")
+        let log = (try? String(contentsOfFile: sandbox.log, encoding: .utf8)) ?? ""
+        #expect(log.contains("stopped"), "\(log)")
     }
 }

@@ -12,6 +12,12 @@ struct CLIHarness {
         return bundleDirectory.appendingPathComponent("fireblocks-hsm").path
     }()
 
+    /// The stand-in's executable, beside the tool.
+    static let sandboxBinary: String = {
+        if let path = ProcessInfo.processInfo.environment["FIREBLOCKS_SANDBOX_BINARY"] { return path }
+        return URL(fileURLWithPath: binary).deletingLastPathComponent().appendingPathComponent("fireblocks-sandbox").path
+    }()
+
     /// The repository root (for hsm-config/).
     static let repository: String = {
         var url = URL(fileURLWithPath: #filePath)
@@ -75,6 +81,12 @@ struct CLIHarness {
             arguments += ["--module", module]
         }
         return try Subprocess.run(Self.binary, arguments, environment: environment(extra), workingDirectory: files)
+    }
+
+    /// Runs the stand-in's executable (no module flag) in the scratch directory.
+    @discardableResult
+    func runSandbox(_ arguments: [String]) throws -> ProcessResult {
+        try Subprocess.run(Self.sandboxBinary, arguments, environment: environment(), workingDirectory: files)
     }
 
     /// Runs a token command with `--token` and the user PIN from the environment.

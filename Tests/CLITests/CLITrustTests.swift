@@ -245,7 +245,7 @@ struct CLITrustTests {
         defer { cli.remove() }
         let commands = [[], ["token", "list"], ["token", "init"], ["key", "generate"], ["key", "show"], ["key", "list"],
                         ["key", "export"], ["key", "delete"], ["csr"], ["jwt"], ["request"], ["api-user", "create"],
-                        ["api-user", "list"], ["onboard"], ["sandbox", "serve"]]
+                        ["api-user", "list"], ["onboard"]]
         for command in commands {
             let help = try cli.run(command + ["--help"], module: nil, environment: ["COLUMNS": "80"])
             #expect(help.status == 0)
@@ -387,9 +387,9 @@ struct CLISandboxErrorTests {
         defer { cli.remove() }
         #expect(try cli.runOnToken(["key", "generate", "--key", "admin", "--bits", "2048"]).status == 0)
         #expect(try cli.runOnToken(["key", "export", "--key", "admin", "--out", "admin.pub"]).status == 0)
-        var command = ["sandbox", "serve", "--port", "0"]
+        var command = ["serve", "--port", "0"]
         if !arguments.contains("--trust") { command += ["--trust", "admin.pub=k:ADMIN"] }
-        let result = try cli.run(command + arguments, module: nil)
+        let result = try cli.runSandbox(command + arguments)
         #expect(result.status == status, "\(result.standardError)")
         #expect(result.standardError.contains(mentioning), "\(result.standardError)")
         #expect(!result.standardError.contains("unexpected error"))

@@ -1,18 +1,9 @@
 import DurableFiles
 import ArgumentParser
 import FireblocksSandbox
-import FireblocksHSM
 import Foundation
 
-struct SandboxCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "sandbox",
-        abstract: "An offline stand-in of the Fireblocks API, for testing provisioning pipelines.",
-        subcommands: [SandboxServeCommand.self]
-    )
-}
-
-struct SandboxServeCommand: AsyncParsableCommand {
+struct ServeCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "serve",
         abstract: "Serve the stand-in on loopback until interrupted.",
@@ -26,9 +17,9 @@ struct SandboxServeCommand: AsyncParsableCommand {
 
             Examples:
               fireblocks-hsm key export --token fb --key admin --out admin.pub
-              fireblocks-hsm sandbox serve --port 8088 \\
+              fireblocks-sandbox serve --port 8088 \\
                   --trust admin.pub=$ADMIN_API_KEY:ADMIN --state sandbox.json
-              fireblocks-hsm sandbox serve --port 0 \\
+              fireblocks-sandbox serve --port 0 \\
                   --trust admin.pub=$ADMIN_API_KEY:ADMIN --fail-first 2 --delay 0.5
             """
     )
@@ -76,25 +67,17 @@ struct SandboxServeCommand: AsyncParsableCommand {
             trusted: try trust.map(TrustedAPIUser.init(trustArgument:)),
             stateFile: state.map { URL(fileURLWithPath: $0) }, failFirst: failFirst, rateLimitFirst: rateLimitFirst,
             dropFirst: dropFirst, loseResponseFirst: loseResponseFirst, delay: delay, clockOffset: clockOffset)
-        let console = Console()
         try configuration.validate()
         let service = try SandboxService(configuration: configuration)
-        let server = try await SandboxServer.start(service: service, host: host, port: port, log: { console.diagnostic($0) })
+        let server = try await SandboxServer.start(service: service, host: host, port: port, handlingSignals: true,
+                                                   log: { Diagnostics.line($0) })
         if let portFile {
             try AtomicFile.write(Array("\(server.port)\n".utf8), to: portFile, overwrite: true, mode: 0o644)
         }
-        console.output(server.baseURL + "\n")
-        console.diagnostic("fireblocks-hsm sandbox: listening on \(server.baseURL) (Ctrl-C to stop)")
-
-        let signals = [SIGINT, SIGTERM].map { number -> any DispatchSourceSignal in
-            signal(number, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
-            source.setEventHandler { Task { try? await server.shutdown() } }
-            source.resume()
-            return source
-        }
+        FileHandle.standardOutput.write(Data((server.baseURL + "\n").utf8))
+        Diagnostics.line("fireblocks-sandbox: listening on \(server.baseURL) (Ctrl-C to stop)")
+        // SIGINT/SIGTERM: stop accepting, finish the requests in flight, then return.
         try await server.waitUntilClosed()
-        signals.forEach { $0.cancel() }
-        console.diagnostic("fireblocks-hsm sandbox: stopped")
+        Diagnostics.line("fireblocks-sandbox: stopped")
     }
 }
