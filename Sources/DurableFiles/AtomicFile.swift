@@ -121,6 +121,7 @@ public enum AtomicFile {
 /// A file could not be written or read (disk full, permissions, a file in the way). When
 /// writing, nothing was left at `path`.
 public struct FileOutputError: Error, Hashable, Sendable, CustomStringConvertible {
+    /// What went wrong, for matching.
     public enum Code: Hashable, Sendable {
         /// The target exists and was not to be replaced.
         case exists
@@ -129,18 +130,25 @@ public struct FileOutputError: Error, Hashable, Sendable, CustomStringConvertibl
         /// Another process holds the lock on it longer than this one would wait.
         case locked
     }
+    /// The path.
     public let path: String
+    /// The reason.
     public let reason: String
+    /// The code.
     public let code: Code
 
+    /// Creates the value from its parts.
     public init(path: String, reason: String, code: Code = .unwritable) {
         self.path = path
         self.reason = reason
         self.code = code
     }
 
+    /// How it reads in messages.
     public var description: String { "cannot write \(path): \(reason)" }
 
+    /// Equal when the codes are equal (the reason is for people).
     public static func == (lhs: Self, rhs: Self) -> Bool { lhs.code == rhs.code }
+    /// Hashes the code, as equality compares it.
     public func hash(into hasher: inout Hasher) { hasher.combine(code) }
 }

@@ -4,11 +4,13 @@ import Foundation
 /// the value, write it back atomically (mode 0600) when it changed. Concurrent processes see
 /// each other's changes whole, never interleaved.
 public struct LockedJSONFile<Value: Codable & Equatable>: Sendable {
+    /// The path.
     public let path: String
     /// How long to wait for another process's change (they are quick).
     public let lockTimeout: TimeInterval
     private let empty: @Sendable () -> Value
 
+    /// Creates the value from its parts.
     public init(path: String, lockTimeout: TimeInterval = 60, empty: @escaping @Sendable () -> Value) {
         self.path = path
         self.lockTimeout = lockTimeout

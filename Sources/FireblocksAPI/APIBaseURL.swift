@@ -21,8 +21,11 @@ public enum FireblocksEnvironment: String, CaseIterable, Sendable {
 /// A validated API base URL: `https`, or `http` to a loopback address only (the offline
 /// stand-in). Validation looks at the text only; nothing is resolved or connected to.
 public struct APIBaseURL: Sendable, Equatable, CustomStringConvertible {
+    /// The scheme.
     public let scheme: String
+    /// The host.
     public let host: String
+    /// The port.
     public let port: Int?
     /// The path prefix every request path is under, e.g. `/v1` (no trailing slash).
     public let basePath: String
@@ -34,6 +37,7 @@ public struct APIBaseURL: Sendable, Equatable, CustomStringConvertible {
         self.basePath = basePath
     }
 
+    /// Creates the value from its parts.
     public init(validating text: String) throws(APIClientError) {
         guard let components = URLComponents(string: text), let scheme = components.scheme?.lowercased() else {
             throw APIClientError(.badBaseURL, "base URL '\(text)' is not a URL; give e.g. https://api.fireblocks.io/v1")
@@ -89,6 +93,7 @@ public struct APIBaseURL: Sendable, Equatable, CustomStringConvertible {
         return "\(scheme)://\(hostPart)" + (port.map { ":\($0)" } ?? "")
     }
 
+    /// How it reads in messages.
     public var description: String { origin + basePath }
 
     /// The URL to send to and the `uri` claim to sign for a request path.

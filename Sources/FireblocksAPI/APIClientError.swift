@@ -1,6 +1,7 @@
 /// A request that could not be made or did not get an HTTP answer: bad base URL or path,
 /// a refused insecure URL, network failure, timeout.
 public struct APIClientError: Error, Hashable, Sendable, CustomStringConvertible {
+    /// What went wrong, for matching.
     public enum Code: String, Hashable, Sendable {
         /// Not a usable base URL.
         case badBaseURL
@@ -24,16 +25,22 @@ public struct APIClientError: Error, Hashable, Sendable, CustomStringConvertible
         case keyReuse
     }
 
+    /// The code.
     public let code: Code
+    /// The reason.
     public let reason: String
 
+    /// Creates the value from its parts.
     public init(_ code: Code, _ reason: String) {
         self.code = code
         self.reason = reason
     }
 
+    /// How it reads in messages.
     public var description: String { reason }
 
+    /// Equal when the codes are equal (the reason is for people).
     public static func == (lhs: Self, rhs: Self) -> Bool { lhs.code == rhs.code }
+    /// Hashes the code, as equality compares it.
     public func hash(into hasher: inout Hasher) { hasher.combine(code) }
 }

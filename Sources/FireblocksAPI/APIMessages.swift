@@ -2,13 +2,16 @@ import Foundation
 
 /// A request to the API.
 public struct APIRequest: Sendable {
+    /// The method.
     public var method: String
     /// `/v1/...` or `/...` (the base path is added), with `?query`, percent-encoded.
     public var path: String
     /// The exact bytes to send (and hash); nil for none.
     public var body: [UInt8]?
+    /// The idempotency key.
     public var idempotencyKey: String?
 
+    /// Creates the value from its parts.
     public init(method: String, path: String, body: [UInt8]? = nil, idempotencyKey: String? = nil) {
         self.method = method.uppercased()
         self.path = path
@@ -22,13 +25,16 @@ public struct APIRequest: Sendable {
 
 /// An HTTP answer from the API.
 public struct APIResponse: Sendable {
+    /// The status.
     public let status: Int
     /// Header names lower-cased.
     public let headers: [String: String]
+    /// The body.
     public let body: [UInt8]
     /// How many sends it took.
     public let attempts: Int
 
+    /// Creates the value from its parts.
     public init(status: Int, headers: [String: String], body: [UInt8], attempts: Int = 1) {
         self.status = status
         self.headers = Dictionary(headers.map { ($0.key.lowercased(), $0.value) }, uniquingKeysWith: { first, _ in first })
@@ -56,10 +62,12 @@ public struct APIResponse: Sendable {
 
 /// IMF-fixdate (RFC 9110 §5.6.7), the form of `Date` and `Retry-After`.
 public enum HTTPDate {
+    /// The date an IMF-fixdate names; nil for anything else.
     public static func parse(_ text: String) -> Date? {
         formatter().date(from: text)
     }
 
+    /// The IMF-fixdate of a date.
     public static func format(_ date: Date) -> String {
         formatter().string(from: date)
     }

@@ -8,6 +8,7 @@ public enum APIUserCreationOutcome: Sendable {
     /// An earlier run already got it accepted; nothing was sent.
     case alreadySubmitted(IdempotencyRecord)
 
+    /// The idempotency key.
     public var idempotencyKey: String {
         switch self {
         case .submitted(_, let key, _): return key
@@ -15,6 +16,7 @@ public enum APIUserCreationOutcome: Sendable {
         }
     }
 
+    /// The request id.
     public var requestID: String? {
         switch self {
         case .submitted(let requestID, _, _): return requestID
@@ -45,7 +47,9 @@ public enum CreatedUserIdentification: Sendable, Equatable {
 
 /// The result of ``FireblocksClient/createAPIUserIdentifying(_:store:idempotencyKey:allowKeyReuse:)``.
 public struct APIUserCreationResult: Sendable {
+    /// The outcome.
     public let outcome: APIUserCreationOutcome
+    /// The identification.
     public let identification: CreatedUserIdentification
     /// Things the caller should show (a namesake exists, a key is reused by permission, the list
     /// could not be read first).

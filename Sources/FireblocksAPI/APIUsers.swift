@@ -20,12 +20,18 @@ public enum APIUserRole: String, CaseIterable, Codable, Sendable {
 
 /// The body of `POST /v1/management/api_users` (`CreateAPIUser`).
 public struct CreateAPIUser: Codable, Equatable, Sendable {
+    /// The role.
     public let role: String
+    /// The name.
     public let name: String
+    /// The CSR, PEM.
     public let csrPem: String
+    /// `coSignerSetupType`, e.g. `SGX_MACHINE` (nil: left out).
     public let coSignerSetupType: String?
+    /// The co signer setup is first user.
     public let coSignerSetupIsFirstUser: Bool?
 
+    /// Creates the value from its parts.
     public init(role: APIUserRole, name: String, csrPem: String, coSignerSetupType: String? = nil,
                 coSignerSetupIsFirstUser: Bool? = nil) throws(APIClientError) {
         let trimmed = name.trimmingCharacters(in: .whitespacesAndNewlines)
@@ -54,15 +60,20 @@ public struct CreateAPIUser: Codable, Equatable, Sendable {
 
 /// An API user as `GET /v1/management/api_users` lists it.
 public struct APIUser: Codable, Equatable, Sendable {
+    /// The id.
     public let id: String
+    /// The name.
     public let name: String
+    /// The role.
     public let role: String?
+    /// Whether the API user is enabled.
     public let enabled: Bool?
     /// PENDING_ACTIVATION, PENDING_DEVICE_PAIRING, PENDING_DEVICE_SETUP, READY.
     public let status: String?
     /// API or CONSOLE.
     public let userType: String?
 
+    /// Creates the value from its parts.
     public init(id: String, name: String, role: String?, enabled: Bool?, status: String?, userType: String?) {
         self.id = id
         self.name = name
@@ -75,8 +86,10 @@ public struct APIUser: Codable, Equatable, Sendable {
 
 /// `{"users": [APIUser]}`.
 public struct APIUserList: Codable, Equatable, Sendable {
+    /// The users.
     public let users: [APIUser]
 
+    /// Creates the value from its parts.
     public init(users: [APIUser]) { self.users = users }
 }
 

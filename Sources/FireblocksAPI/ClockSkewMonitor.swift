@@ -10,6 +10,7 @@ public final class ClockSkewMonitor: Sendable {
     public let threshold: TimeInterval
     private let measured = Mutex<TimeInterval?>(nil)
 
+    /// Creates the value from its parts.
     public init(threshold: TimeInterval = 3) {
         self.threshold = threshold
     }

@@ -3,15 +3,19 @@ import Foundation
 /// The API answered with an error. Carries everything a user (and Fireblocks support) needs:
 /// HTTP status, error type or code, message, advice, and always the `X-Request-ID`.
 public struct FireblocksAPIError: Error, Sendable, CustomStringConvertible {
+    /// The status.
     public let status: Int
+    /// The request id.
     public let requestID: String?
     /// `ErrorResponse.error.type` (`{"error":{"type","message"}}`).
     public let type: String?
     /// `ErrorSchema.code` (`{"message","code"}`), e.g. -12.
     public let code: Int?
+    /// The message.
     public let message: String?
     /// One line on what to do.
     public let advice: String?
+    /// How many sends it took.
     public let attempts: Int
     /// The answer's body as the server sent it (UTF-8, undecodable bytes replaced), for
     /// machine-readable output; nil when empty.
@@ -48,6 +52,7 @@ public struct FireblocksAPIError: Error, Sendable, CustomStringConvertible {
         self.advice = Self.advice(status: status, code: code, clockOffset: clockOffset)
     }
 
+    /// How it reads in messages.
     public var description: String {
         var text = "HTTP \(status)"
         if let type { text += " \(type)" }

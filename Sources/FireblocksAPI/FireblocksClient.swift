@@ -4,9 +4,11 @@ import Foundation
 public struct ClientOptions: Sendable {
     /// Seconds to wait for each answer.
     public var timeout: TimeInterval
+    /// The retry policy.
     public var retryPolicy: RetryPolicy
     /// Shift `iat`/`exp` by the offset measured from the server's `Date` header.
     public var compensateClockSkew: Bool
+    /// The user agent.
     public var userAgent: String
     /// The local clock (tests fix it).
     public var now: @Sendable () -> Date
@@ -15,6 +17,7 @@ public struct ClientOptions: Sendable {
     /// Waiting between attempts (tests skip it).
     public var sleep: @Sendable (TimeInterval) async throws -> Void
 
+    /// Creates the value from its parts.
     public init(timeout: TimeInterval = 30, retryPolicy: RetryPolicy = RetryPolicy(), compensateClockSkew: Bool = true,
                 userAgent: String = "fireblocks-hsm",
                 now: @escaping @Sendable () -> Date = { Date() },
@@ -34,13 +37,18 @@ public struct ClientOptions: Sendable {
 /// the same body bytes and idempotency key on every attempt, retries where safe, clock-skew
 /// detection and compensation.
 public final class FireblocksClient: Sendable {
+    /// The base URL.
     public let baseURL: APIBaseURL
+    /// The issuer.
     public let issuer: RequestTokenIssuer
+    /// The options.
     public let options: ClientOptions
+    /// The clock.
     public let clock: ClockSkewMonitor
     private let transport: any HTTPTransport
     private let diagnostics: @Sendable (String) -> Void
 
+    /// Creates the value from its parts.
     public init(baseURL: APIBaseURL, issuer: RequestTokenIssuer, options: ClientOptions = ClientOptions(),
                 transport: any HTTPTransport = AsyncHTTPClientTransport(), clock: ClockSkewMonitor = ClockSkewMonitor(),
                 diagnostics: @escaping @Sendable (String) -> Void = { _ in }) {

@@ -26,8 +26,10 @@ public struct AsyncHTTPClientTransport: HTTPTransport {
         return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
     }()
 
+    /// Creates one.
     public init() {}
 
+    /// One exchange within `timeout` seconds (connect, send and the whole answer).
     public func send(url: URL, method: String, headers: [String: String], body: [UInt8]?, timeout: TimeInterval) async throws -> APIResponse {
         let host = url.host ?? "?"
         var request = HTTPClientRequest(url: url.absoluteString)

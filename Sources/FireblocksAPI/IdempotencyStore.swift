@@ -4,6 +4,7 @@ import Foundation
 
 /// One intent to change something through the API, as recorded before the first send.
 public struct IdempotencyRecord: Codable, Equatable, Sendable {
+    /// State.
     public enum State: String, Codable, Sendable {
         /// Recorded, maybe sent; the outcome is unknown. A re-run sends the same key and bytes.
         case pending
@@ -13,19 +14,29 @@ public struct IdempotencyRecord: Codable, Equatable, Sendable {
         case rejected
     }
 
+    /// The idempotency key.
     public let idempotencyKey: String
     /// SHA-256 of method, base URL, path, API key and body: what makes two runs "the same intent".
     public let intent: String
+    /// The method.
     public let method: String
+    /// The URL.
     public let url: String
+    /// The API key.
     public let apiKey: String
+    /// The body SHA-256.
     public let bodySHA256: String
     /// The exact body bytes (UTF-8 JSON), re-sent as they are.
     public let body: String
+    /// When it was made.
     public let createdAt: Date
+    /// When it last changed.
     public var updatedAt: Date
+    /// The state.
     public var state: State
+    /// The HTTP status.
     public var httpStatus: Int?
+    /// The request I ds.
     public var requestIDs: [String]
     /// For an API user's creation: the ids the user list held before the first send (nil when
     /// it could not be listed), so that the new user can be told apart from namesakes later.
@@ -33,6 +44,7 @@ public struct IdempotencyRecord: Codable, Equatable, Sendable {
     /// For an API user's creation: the new user's id, once identified.
     public var createdUserID: String?
 
+    /// The body bytes.
     public var bodyBytes: [UInt8] { Array(body.utf8) }
 }
 
@@ -46,8 +58,10 @@ public final class IdempotencyStore: Sendable {
     /// How long the API remembers an Idempotency-Key.
     public static let serverRetention: TimeInterval = 24 * 3600
 
+    /// The file URL.
     public let fileURL: URL
 
+    /// Creates the value from its parts.
     public init(fileURL: URL) {
         self.fileURL = fileURL
     }

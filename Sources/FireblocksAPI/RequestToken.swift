@@ -17,6 +17,7 @@ public struct RequestClaims: Codable, Equatable, Sendable {
     /// Lowercase hex SHA-256 of the exact body bytes sent (of the empty string when there is none).
     public let bodyHash: String
 
+    /// Creates the value from its parts.
     public init(uri: String, nonce: String, iat: Int, exp: Int, sub: String, bodyHash: String) {
         self.uri = uri
         self.nonce = nonce
@@ -55,11 +56,14 @@ public struct RequestTokenIssuer: Sendable {
     /// Longest lifetime the official SDKs use; the API refuses `exp - iat` much above it.
     public static let maximumLifetime = 55
 
+    /// The API key.
     public let apiKey: String
+    /// The signer.
     public let signer: any RS256Signer
     /// `exp - iat`, 1…55 seconds.
     public let lifetime: Int
 
+    /// Creates the value from its parts.
     public init(apiKey: String, signer: any RS256Signer, lifetime: Int = RequestTokenIssuer.maximumLifetime) throws(APIClientError) {
         guard (1...Self.maximumLifetime).contains(lifetime) else {
             throw APIClientError(.badInput, "a JWT lifetime (exp - iat) is 1 to \(Self.maximumLifetime) seconds, not \(lifetime)")

@@ -8,11 +8,14 @@ import Foundation
 public struct RetryPolicy: Sendable {
     /// Sends in total, the first included.
     public var maximumAttempts: Int
+    /// The initial delay.
     public var initialDelay: TimeInterval
+    /// The maximum delay.
     public var maximumDelay: TimeInterval
     /// A longer `Retry-After` is cut to this.
     public var maximumRetryAfter: TimeInterval
 
+    /// Creates the value from its parts.
     public init(maximumAttempts: Int = 4, initialDelay: TimeInterval = 0.5, maximumDelay: TimeInterval = 8,
                 maximumRetryAfter: TimeInterval = 30) {
         self.maximumAttempts = max(1, maximumAttempts)

@@ -5,8 +5,11 @@ import X509
 
 /// A token key ready to sign API requests, and the client that uses it.
 public struct APISession {
+    /// The token (label).
     public let token: OpenedToken
+    /// The signer.
     public let signer: TokenSigner
+    /// The client.
     public let client: FireblocksClient
 
     /// Opens the token, logs in, finds the key (refusing one that fails the policy) and builds
@@ -96,13 +99,19 @@ public enum APIOperations {
 
 /// What `api-user create` reports.
 public struct APIUserCreationReport: Codable, Sendable, Equatable {
+    /// The name.
     public let name: String
+    /// The role.
     public let role: String
     /// `submitted`, or `already-submitted` when an earlier run got it accepted (nothing sent now).
     public let result: String
+    /// The request id.
     public let requestID: String?
+    /// The idempotency key.
     public let idempotencyKey: String
+    /// How many sends it took.
     public let attempts: Int?
+    /// The base URL.
     public let baseURL: String
     /// `identified` (``userID`` is the new user), `not-listed-yet` (awaiting approval), `ambiguous`
     /// (see ``candidates``) or `unknown` (the list could not be read).

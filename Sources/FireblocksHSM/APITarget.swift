@@ -4,13 +4,18 @@ import Foundation
 /// Where and as whom API requests go, and how. Built by the caller (the command line resolves
 /// it from flags, environment and profile).
 public struct APITarget: Sendable {
+    /// The base URL.
     public let baseURL: APIBaseURL
+    /// The API key.
     public let apiKey: String
+    /// The options.
     public let options: ClientOptions
+    /// The JWT lifetime.
     public let jwtLifetime: Int
     /// Where idempotency records (and onboarding records and locks) are kept.
     public let stateDirectory: URL
 
+    /// Creates the value from its parts.
     public init(baseURL: APIBaseURL, apiKey: String, options: ClientOptions, jwtLifetime: Int, stateDirectory: URL) {
         self.baseURL = baseURL
         self.apiKey = apiKey

@@ -90,7 +90,9 @@ public final class KeyDeletion {
     public struct Item: Codable, Sendable, Equatable {
         /// `private` or `public`.
         public let kind: String
+        /// The label.
         public let label: String
+        /// The id.
         public let id: String
         /// SHA-256 of the DER SubjectPublicKeyInfo, when readable.
         public let fingerprintSHA256: String?
@@ -98,13 +100,17 @@ public final class KeyDeletion {
 
     /// What the deletion covers.
     public struct Plan: Codable, Sendable, Equatable {
+        /// The token (label).
         public let token: String
+        /// The token serial.
         public let tokenSerial: String
+        /// The items.
         public let items: [Item]
         /// API users this machine recorded the key as backing (creations sent or accepted).
         public let backs: [String]
     }
 
+    /// The plan.
     public let plan: Plan
     private let opened: OpenedToken
     private let handles: [ObjectHandle]

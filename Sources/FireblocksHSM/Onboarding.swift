@@ -8,25 +8,39 @@ import X509
 
 /// What `onboard` is asked to do.
 public struct OnboardRequest: Sendable {
+    /// The key label.
     public var keyLabel: String
+    /// The modulus size in bits.
     public var bits: UInt
+    /// The subject.
     public var subject: CSRSubject
+    /// The CSR path.
     public var csrPath: String
+    /// Whether an existing CSR file that is not this key's CSR may be replaced.
     public var overwriteCSR: Bool
+    /// The name.
     public var name: String
+    /// The role.
     public var role: APIUserRole
+    /// `coSignerSetupType`, e.g. `SGX_MACHINE` (nil: left out).
     public var coSignerSetupType: String?
+    /// The co signer setup is first user.
     public var coSignerSetupIsFirstUser: Bool?
     /// How long to wait for another run working on the same key label.
     public var lockTimeout: TimeInterval = 300
     /// Set to create the API user: the admin key on the same token, and the API it talks to.
     public var submission: Submission?
 
+    /// Submission.
     public struct Submission: Sendable {
+        /// The admin key.
         public var adminKey: KeySelector
+        /// The API.
         public var api: APITarget
+        /// The idempotency key.
         public var idempotencyKey: String?
 
+        /// Creates the value from its parts.
         public init(adminKey: KeySelector, api: APITarget, idempotencyKey: String?) {
             self.adminKey = adminKey
             self.api = api
@@ -34,6 +48,7 @@ public struct OnboardRequest: Sendable {
         }
     }
 
+    /// Creates the value from its parts.
     public init(keyLabel: String, bits: UInt, subject: CSRSubject, csrPath: String, overwriteCSR: Bool, name: String,
                 role: APIUserRole, coSignerSetupType: String?, coSignerSetupIsFirstUser: Bool?, submission: Submission?) {
         self.keyLabel = keyLabel
@@ -52,11 +67,16 @@ public struct OnboardRequest: Sendable {
 /// An onboarding that stopped after its key was made: the key (and the CSR, if written) are
 /// kept, and re-running the same command resumes. Classified as its underlying error.
 public struct OnboardingStopped: Error, Sendable, CustomStringConvertible {
+    /// The underlying.
     public let underlying: any Error
+    /// The key label.
     public let keyLabel: String
+    /// The token label.
     public let tokenLabel: String
+    /// The CSR path.
     public let csrPath: String?
 
+    /// How it reads in messages.
     public var description: String { "\(underlying)\(note)" }
 
     /// What was kept and how to go on.
@@ -67,19 +87,27 @@ public struct OnboardingStopped: Error, Sendable, CustomStringConvertible {
 
 /// What `onboard` did.
 public struct OnboardReport: Codable, Sendable, Equatable {
+    /// The token (label).
     public let token: String
+    /// The key label.
     public let keyLabel: String
+    /// The key id.
     public let keyID: String
+    /// The key fingerprint SHA-256.
     public let keyFingerprintSHA256: String
     /// `generated`, or `resumed` when an earlier run of the same onboarding made it.
     public let key: String
+    /// The CSR path.
     public let csrPath: String
+    /// The CSR SHA-256.
     public let csrSHA256: String
     /// `written`, or `reused` when the file already held this key's CSR with this subject.
     public let csr: String
+    /// The submission.
     public let submission: APIUserCreationReport?
     /// The user as the API lists it, when submitted and identified (see `submission.userIdentification`).
     public let apiUser: APIUser?
+    /// The next steps.
     public let nextSteps: [String]
 }
 
@@ -93,6 +121,7 @@ public struct OnboardReport: Codable, Sendable, Equatable {
 /// the intent (name, role, co-signer fields, subject); a re-run that asks for something else is
 /// refused, naming the field, instead of creating a second user for the key.
 public enum Onboarding {
+    /// Runs (or resumes) the onboarding: see the type's description.
     public static func run(token target: TokenTarget, request: OnboardRequest, stateDirectory: URL,
                            observer: any OperationObserver) async throws -> OnboardReport {
         try KeyLabel.validateNew(request.keyLabel)

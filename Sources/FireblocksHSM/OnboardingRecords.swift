@@ -31,29 +31,43 @@ public struct OnboardingRecord: Codable, Equatable, Sendable {
             }
         }
 
+        /// Orders by progress.
         public static func < (lhs: Self, rhs: Self) -> Bool { lhs.order < rhs.order }
     }
 
+    /// The token serial.
     public let tokenSerial: String
+    /// The token label.
     public let tokenLabel: String
+    /// The key label.
     public let keyLabel: String
+    /// The stage.
     public var stage: Stage
+    /// The name.
     public let name: String
+    /// The role.
     public let role: String
+    /// `coSignerSetupType`, e.g. `SGX_MACHINE` (nil: left out).
     public let coSignerSetupType: String?
+    /// The co signer setup is first user.
     public let coSignerSetupIsFirstUser: Bool?
     /// RFC 4514 form of the requested CSR subject.
     public let subject: String
+    /// The key id.
     public var keyID: String?
     /// SHA-256 of the key's DER SubjectPublicKeyInfo.
     public var fingerprint: String?
     /// SHA-256 of the CSR PEM bytes.
     public var csrSHA256: String?
+    /// The idempotency key.
     public var idempotencyKey: String?
     /// The API it was submitted to.
     public var baseURL: String?
+    /// The API user id.
     public var apiUserID: String?
+    /// When it was made.
     public let createdAt: Date
+    /// When it last changed.
     public var updatedAt: Date
 
     /// The intent fields that must match on a re-run, with their recorded and asked values.
@@ -73,12 +87,18 @@ public struct OnboardingRecord: Codable, Equatable, Sendable {
 
 /// A re-run whose intent differs from the recorded onboarding of the same key.
 public struct OnboardingConflict: Error, Sendable, CustomStringConvertible {
+    /// The key label.
     public let keyLabel: String
+    /// The token label.
     public let tokenLabel: String
+    /// The field that differs.
     public let field: String
+    /// The value the record holds.
     public let recorded: String
+    /// The value this run asked for.
     public let asked: String
 
+    /// How it reads in messages.
     public var description: String {
         "the onboarding of key '\(keyLabel)' on token '\(tokenLabel)' was started with \(field) '\(recorded)', and this run asks for '\(asked)': one key backs one API user"
     }
@@ -87,13 +107,18 @@ public struct OnboardingConflict: Error, Sendable, CustomStringConvertible {
 /// The onboarding records of this machine, in the state directory (`onboarding.json`, 0600),
 /// changed only under a file lock.
 public struct OnboardingRecords: Sendable {
+    /// The file.
     public let file: LockedJSONFile<Contents>
 
+    /// Contents.
     public struct Contents: Codable, Equatable, Sendable {
+        /// The version.
         public var version: Int
+        /// The records.
         public var records: [OnboardingRecord]
     }
 
+    /// Creates the value from its parts.
     public init(stateDirectory: URL) {
         file = LockedJSONFile(path: stateDirectory.appendingPathComponent("onboarding.json").path) {
             Contents(version: 2, records: [])

@@ -18,8 +18,12 @@ public protocol OperationObserver: Sendable {
 
 /// Shows nothing and asks nobody: for services and tests.
 public struct SilentObserver: OperationObserver {
+    /// Creates one.
     public init() {}
+    /// Drops the note.
     public func note(_ message: String) {}
+    /// Runs the step, showing nothing.
     public func slowStep<R>(_ description: String, _ work: () throws -> R) rethrows -> R { try work() }
+    /// The PIN prompter.
     public var pinPrompter: (any PINPrompter)? { nil }
 }

@@ -4,12 +4,19 @@ import TokenKeys
 
 /// A token as `token list` reports it.
 public struct TokenReport: Codable, Sendable, Equatable {
+    /// The slot id.
     public let slotID: UInt
+    /// The label.
     public let label: String
+    /// The manufacturer.
     public let manufacturer: String
+    /// The model.
     public let model: String
+    /// The token serial number.
     public let serial: String
+    /// Whether the token is initialised.
     public let initialized: Bool
+    /// The flags.
     public let flags: [String]
     /// A URI selecting this token alone.
     public let uri: String
@@ -28,23 +35,32 @@ public struct TokenReport: Codable, Sendable, Equatable {
 
 /// A key pair as `key show`, `key list` and `key generate` report it.
 public struct KeyReport: Codable, Sendable, Equatable {
+    /// The label.
     public let label: String
     /// `CKA_ID`, lowercase hex.
     public let id: String
     /// A URI selecting this key.
     public let uri: String
+    /// The token (label).
     public let token: String
+    /// The key type.
     public let keyType: String
+    /// The modulus size in bits.
     public let bits: Int?
     /// SHA-256 of the DER SubjectPublicKeyInfo, lowercase hex.
     public let fingerprintSHA256: String?
     /// `meets-policy` or `fails-policy`.
     public let verdict: String
+    /// The policy failures.
     public let policyFailures: [String]
+    /// The private key attributes.
     public let privateKeyAttributes: [String: AttributeReport]
+    /// The public key attributes.
     public let publicKeyAttributes: [String: AttributeReport]
+    /// The public key PEM.
     public let publicKeyPEM: String?
 
+    /// Whether the key meets the key policy.
     public var meetsPolicy: Bool { verdict == "meets-policy" }
 
     init(_ pair: TokenKeyPair) {
@@ -95,6 +111,7 @@ public enum AttributeReport: Codable, Sendable, Equatable, CustomStringConvertib
         }
     }
 
+    /// Decodes the value.
     public init(from decoder: any Decoder) throws {
         let container = try decoder.singleValueContainer()
         if let value = try? container.decode(Bool.self) {
@@ -106,6 +123,7 @@ public enum AttributeReport: Codable, Sendable, Equatable, CustomStringConvertib
         }
     }
 
+    /// Encodes the value.
     public func encode(to encoder: any Encoder) throws {
         var container = encoder.singleValueContainer()
         switch self {
@@ -115,6 +133,7 @@ public enum AttributeReport: Codable, Sendable, Equatable, CustomStringConvertib
         }
     }
 
+    /// How it reads in messages.
     public var description: String {
         switch self {
         case .bool(let value): return String(value)
@@ -132,17 +151,23 @@ public struct CSRReport: Codable, Sendable, Equatable {
     public let pemSHA256: String
     /// RFC 4514 form of the subject.
     public let subject: String
+    /// The signature algorithm.
     public let signatureAlgorithm: String
     /// The CSR's self-signature verified with the public key read from the token.
     public let verified: Bool
+    /// The key.
     public let key: KeyIdentity
 }
 
 /// Enough to identify a key in a report.
 public struct KeyIdentity: Codable, Sendable, Equatable {
+    /// The label.
     public let label: String
+    /// The id.
     public let id: String
+    /// The token (label).
     public let token: String
+    /// The fingerprint SHA-256.
     public let fingerprintSHA256: String
 
     init(_ pair: TokenKeyPair, publicKey: TokenRSAPublicKey) {

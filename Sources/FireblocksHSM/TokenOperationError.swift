@@ -3,14 +3,18 @@ import PKCS11
 /// A PKCS#11 call failed while doing something the user asked for: says what was being done,
 /// what the token returned, and, for the common cases, what to do.
 public struct TokenOperationError: Error, Hashable, Sendable, CustomStringConvertible {
+    /// The operation.
     public let operation: String
+    /// The underlying.
     public let underlying: PKCS11Error
 
+    /// Creates the value from its parts.
     public init(operation: String, underlying: PKCS11Error) {
         self.operation = operation
         self.underlying = underlying
     }
 
+    /// How it reads in messages.
     public var description: String {
         var text = "\(operation) failed: \(underlying)"
         if let hint { text += " (\(hint))" }

@@ -4,11 +4,16 @@ import TokenKeys
 /// Which module, token, key and PIN source an operation works with (the command line resolves
 /// it from flags, URIs, the environment and the profile).
 public struct TokenTarget: Sendable {
+    /// The module.
     public let module: ModuleLocation
+    /// The token (label).
     public let token: TokenSelector?
+    /// The key.
     public let key: KeySelector?
+    /// The PIN source.
     public let pinSource: PINSource
 
+    /// Creates the value from its parts.
     public init(module: ModuleLocation, token: TokenSelector?, key: KeySelector?, pinSource: PINSource) {
         self.module = module
         self.token = token
@@ -33,8 +38,11 @@ public struct TokenTarget: Sendable {
 /// A token opened for one command: the module, the token, and one session (logged in when
 /// the command needs private objects).
 public final class OpenedToken {
+    /// The module.
     public let module: PKCS11Module
+    /// The token (label).
     public let token: LocatedToken
+    /// The session.
     public let session: Session
 
     private init(module: PKCS11Module, token: LocatedToken, session: Session) {

@@ -6,7 +6,9 @@ import JOSE
 
 /// Why a request's authentication was refused, with the `ErrorSchema` code the API uses.
 public struct AuthenticationFailure: Error, Equatable, Sendable {
+    /// The code.
     public let code: Int
+    /// The message.
     public let message: String
 }
 

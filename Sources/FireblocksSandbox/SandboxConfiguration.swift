@@ -4,8 +4,11 @@ import Foundation
 
 /// An API user the stand-in accepts requests from: its API key, role and registered public key.
 public struct TrustedAPIUser: Sendable {
+    /// The API key.
     public let apiKey: String
+    /// The role.
     public let role: APIUserRole
+    /// The name.
     public let name: String
     let publicKey: _RSA.Signing.PublicKey
 
@@ -44,6 +47,7 @@ public struct TrustedAPIUser: Sendable {
 
 /// How the stand-in behaves, faults included.
 public struct SandboxConfiguration: Sendable {
+    /// The trusted.
     public var trusted: [TrustedAPIUser]
     /// Where the state (created users, idempotency records) is kept; nil for memory only.
     public var stateFile: URL?
@@ -83,6 +87,7 @@ public struct SandboxConfiguration: Sendable {
         }
     }
 
+    /// Creates the value from its parts.
     public init(trusted: [TrustedAPIUser], stateFile: URL? = nil, failFirst: Int = 0, rateLimitFirst: Int = 0,
                 dropFirst: Int = 0, loseResponseFirst: Int = 0, delay: TimeInterval = 0, clockOffset: TimeInterval = 0,
                 iatLeeway: TimeInterval = 5, maximumTokenLifetime: Int = 60) {
@@ -101,6 +106,7 @@ public struct SandboxConfiguration: Sendable {
 
 /// A stand-in configuration or start-up problem. Matchable by ``code``.
 public struct SandboxError: Error, CustomStringConvertible, Sendable, Hashable {
+    /// What went wrong, for matching.
     public enum Code: String, Hashable, Sendable {
         /// A flag value is malformed or out of range.
         case badConfiguration
@@ -110,18 +116,24 @@ public struct SandboxError: Error, CustomStringConvertible, Sendable, Hashable {
         case listen
     }
 
+    /// The code.
     public let code: Code
+    /// The description.
     public let description: String
 
+    /// Creates the value from its parts.
     public init(_ code: Code = .badConfiguration, _ description: String) {
         self.code = code
         self.description = description
     }
 
+    /// Creates the value from its parts.
     public init(_ description: String) {
         self.init(.badConfiguration, description)
     }
 
+    /// Equal when the codes are equal (the reason is for people).
     public static func == (lhs: Self, rhs: Self) -> Bool { lhs.code == rhs.code }
+    /// Hashes the code, as equality compares it.
     public func hash(into hasher: inout Hasher) { hasher.combine(code) }
 }

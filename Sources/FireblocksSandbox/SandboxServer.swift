@@ -28,6 +28,7 @@ public final class SandboxServer: Sendable {
         /// Largest request body accepted.
         public var maximumBodySize: Int
 
+        /// Creates the value from its parts.
         public init(requestTimeout: TimeInterval = 10, maximumConnections: Int = 128, maximumBodySize: Int = 1 << 20) {
             self.requestTimeout = requestTimeout
             self.maximumConnections = maximumConnections

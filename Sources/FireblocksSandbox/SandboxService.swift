@@ -6,13 +6,16 @@ import X509
 
 /// A request as the server received it.
 public struct SandboxRequest: Sendable {
+    /// The method.
     public let method: String
     /// Path and query exactly as received (`/v1/management/api_users?x=1`).
     public let target: String
     /// Header names lower-cased.
     public let headers: [String: String]
+    /// The body.
     public let body: [UInt8]
 
+    /// Creates the value from its parts.
     public init(method: String, target: String, headers: [String: String], body: [UInt8]) {
         self.method = method.uppercased()
         self.target = target
@@ -34,6 +37,7 @@ public enum SandboxReply: Sendable {
 /// fault injection. Pure request → reply, so it is tested without sockets; ``SandboxServer``
 /// puts it on loopback.
 public final class SandboxService: Sendable {
+    /// The configuration.
     public let configuration: SandboxConfiguration
     private let state: Mutex<Mutable>
 
@@ -45,6 +49,7 @@ public final class SandboxService: Sendable {
         var routed = 0
     }
 
+    /// Creates the value from its parts.
     public init(configuration: SandboxConfiguration) throws {
         self.configuration = configuration
         state = Mutex(Mutable(persistent: try SandboxState.load(from: configuration.stateFile)))
@@ -57,6 +62,7 @@ public final class SandboxService: Sendable {
     /// The stand-in's own clock.
     public func now() -> Date { Date().addingTimeInterval(configuration.clockOffset) }
 
+    /// Authenticates, applies the configured faults, routes, and answers.
     public func handle(_ request: SandboxRequest) -> SandboxReply {
         let now = now()
         let requestID = UUID().uuidString.lowercased()

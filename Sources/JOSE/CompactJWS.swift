@@ -6,6 +6,7 @@ public struct CompactJWS: Sendable, Equatable {
     public let header: [UInt8]
     /// The payload's bytes, as signed.
     public let payload: [UInt8]
+    /// The signature.
     public let signature: [UInt8]
     /// What the signature covers, exactly as received or produced (re-encoding decoded parts
     /// need not give the same text, so a verifier must use this).
@@ -32,6 +33,7 @@ public struct CompactJWS: Sendable, Equatable {
         Base64URL.encode(header) + "." + Base64URL.encode(payload)
     }
 
+    /// Creates the value from its parts.
     public init(header: [UInt8], payload: [UInt8], signature: [UInt8]) {
         self.header = header
         self.payload = payload

@@ -2,44 +2,82 @@ internal import CPKCS11
 
 /// An attribute type (`CK_ATTRIBUTE_TYPE`).
 public struct AttributeType: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
+    /// The number PKCS#11 (or the wire) uses.
     public let rawValue: UInt
+    /// The value with this number.
     public init(rawValue: UInt) { self.rawValue = rawValue }
 
+    /// `CKA_CLASS`.
     public static let `class` = Self(rawValue: UInt(CKA_CLASS))
+    /// `CKA_TOKEN`.
     public static let token = Self(rawValue: UInt(CKA_TOKEN))
+    /// `CKA_PRIVATE`.
     public static let `private` = Self(rawValue: UInt(CKA_PRIVATE))
+    /// `CKA_LABEL`.
     public static let label = Self(rawValue: UInt(CKA_LABEL))
+    /// `CKA_ID`.
     public static let id = Self(rawValue: UInt(CKA_ID))
+    /// `CKA_KEY_TYPE`.
     public static let keyType = Self(rawValue: UInt(CKA_KEY_TYPE))
+    /// `CKA_MODIFIABLE`.
     public static let modifiable = Self(rawValue: UInt(CKA_MODIFIABLE))
+    /// `CKA_COPYABLE`.
     public static let copyable = Self(rawValue: UInt(CKA_COPYABLE))
+    /// `CKA_DESTROYABLE`.
     public static let destroyable = Self(rawValue: UInt(CKA_DESTROYABLE))
+    /// `CKA_SENSITIVE`.
     public static let sensitive = Self(rawValue: UInt(CKA_SENSITIVE))
+    /// `CKA_EXTRACTABLE`.
     public static let extractable = Self(rawValue: UInt(CKA_EXTRACTABLE))
+    /// `CKA_ALWAYS_SENSITIVE`.
     public static let alwaysSensitive = Self(rawValue: UInt(CKA_ALWAYS_SENSITIVE))
+    /// `CKA_NEVER_EXTRACTABLE`.
     public static let neverExtractable = Self(rawValue: UInt(CKA_NEVER_EXTRACTABLE))
+    /// `CKA_LOCAL`.
     public static let local = Self(rawValue: UInt(CKA_LOCAL))
+    /// `CKA_ALWAYS_AUTHENTICATE`.
     public static let alwaysAuthenticate = Self(rawValue: UInt(CKA_ALWAYS_AUTHENTICATE))
+    /// `CKA_WRAP_WITH_TRUSTED`.
     public static let wrapWithTrusted = Self(rawValue: UInt(CKA_WRAP_WITH_TRUSTED))
+    /// `CKA_TRUSTED`.
     public static let trusted = Self(rawValue: UInt(CKA_TRUSTED))
+    /// `CKA_KEY_GEN_MECHANISM`.
     public static let keyGenMechanism = Self(rawValue: UInt(CKA_KEY_GEN_MECHANISM))
+    /// `CKA_ENCRYPT`.
     public static let encrypt = Self(rawValue: UInt(CKA_ENCRYPT))
+    /// `CKA_DECRYPT`.
     public static let decrypt = Self(rawValue: UInt(CKA_DECRYPT))
+    /// `CKA_WRAP`.
     public static let wrap = Self(rawValue: UInt(CKA_WRAP))
+    /// `CKA_UNWRAP`.
     public static let unwrap = Self(rawValue: UInt(CKA_UNWRAP))
+    /// `CKA_SIGN`.
     public static let sign = Self(rawValue: UInt(CKA_SIGN))
+    /// `CKA_SIGN_RECOVER`.
     public static let signRecover = Self(rawValue: UInt(CKA_SIGN_RECOVER))
+    /// `CKA_VERIFY`.
     public static let verify = Self(rawValue: UInt(CKA_VERIFY))
+    /// `CKA_VERIFY_RECOVER`.
     public static let verifyRecover = Self(rawValue: UInt(CKA_VERIFY_RECOVER))
+    /// `CKA_DERIVE`.
     public static let derive = Self(rawValue: UInt(CKA_DERIVE))
+    /// `CKA_MODULUS`.
     public static let modulus = Self(rawValue: UInt(CKA_MODULUS))
+    /// `CKA_MODULUS_BITS`.
     public static let modulusBits = Self(rawValue: UInt(CKA_MODULUS_BITS))
+    /// `CKA_PUBLIC_EXPONENT`.
     public static let publicExponent = Self(rawValue: UInt(CKA_PUBLIC_EXPONENT))
+    /// `CKA_PRIVATE_EXPONENT`.
     public static let privateExponent = Self(rawValue: UInt(CKA_PRIVATE_EXPONENT))
+    /// `CKA_PRIME_1`.
     public static let prime1 = Self(rawValue: UInt(CKA_PRIME_1))
+    /// `CKA_PRIME_2`.
     public static let prime2 = Self(rawValue: UInt(CKA_PRIME_2))
+    /// `CKA_EXPONENT_1`.
     public static let exponent1 = Self(rawValue: UInt(CKA_EXPONENT_1))
+    /// `CKA_EXPONENT_2`.
     public static let exponent2 = Self(rawValue: UInt(CKA_EXPONENT_2))
+    /// `CKA_COEFFICIENT`.
     public static let coefficient = Self(rawValue: UInt(CKA_COEFFICIENT))
 
     private static let names: [UInt: String] = [
@@ -64,6 +102,7 @@ public struct AttributeType: RawRepresentable, Hashable, Sendable, CustomStringC
 
     /// The specification's name, e.g. `CKA_SENSITIVE`.
     public var name: String { Self.names[rawValue] ?? "CKA_0x" + String(rawValue, radix: 16) }
+    /// How it reads in messages.
     public var description: String { name }
 
     /// How the value of an attribute of this type is encoded.
@@ -89,15 +128,23 @@ public struct AttributeType: RawRepresentable, Hashable, Sendable, CustomStringC
 
 /// An object class (`CK_OBJECT_CLASS`).
 public struct ObjectClass: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
+    /// The number PKCS#11 (or the wire) uses.
     public let rawValue: UInt
+    /// The value with this number.
     public init(rawValue: UInt) { self.rawValue = rawValue }
 
+    /// `CKO_DATA`.
     public static let data = Self(rawValue: UInt(CKO_DATA))
+    /// `CKO_CERTIFICATE`.
     public static let certificate = Self(rawValue: UInt(CKO_CERTIFICATE))
+    /// `CKO_PUBLIC_KEY`.
     public static let publicKey = Self(rawValue: UInt(CKO_PUBLIC_KEY))
+    /// `CKO_PRIVATE_KEY`.
     public static let privateKey = Self(rawValue: UInt(CKO_PRIVATE_KEY))
+    /// `CKO_SECRET_KEY`.
     public static let secretKey = Self(rawValue: UInt(CKO_SECRET_KEY))
 
+    /// How it reads in messages.
     public var description: String {
         switch self {
         case .data: return "data"
@@ -112,13 +159,19 @@ public struct ObjectClass: RawRepresentable, Hashable, Sendable, CustomStringCon
 
 /// A key type (`CK_KEY_TYPE`).
 public struct KeyType: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
+    /// The number PKCS#11 (or the wire) uses.
     public let rawValue: UInt
+    /// The value with this number.
     public init(rawValue: UInt) { self.rawValue = rawValue }
 
+    /// `CKK_RSA`.
     public static let rsa = Self(rawValue: UInt(CKK_RSA))
+    /// `CKK_EC`.
     public static let ec = Self(rawValue: UInt(CKK_EC))
+    /// `CKK_AES`.
     public static let aes = Self(rawValue: UInt(CKK_AES))
 
+    /// How it reads in messages.
     public var description: String {
         switch self {
         case .rsa: return "RSA"
@@ -132,8 +185,11 @@ public struct KeyType: RawRepresentable, Hashable, Sendable, CustomStringConvert
 /// An object handle (`CK_OBJECT_HANDLE`). Valid for the sessions of this process while the
 /// object exists.
 public struct ObjectHandle: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
+    /// The number PKCS#11 (or the wire) uses.
     public let rawValue: UInt
+    /// The value with this number.
     public init(rawValue: UInt) { self.rawValue = rawValue }
+    /// How it reads in messages.
     public var description: String { "object#\(rawValue)" }
 }
 
@@ -155,21 +211,37 @@ public enum Attribute: Hashable, Sendable, CustomStringConvertible {
 
     // Spelled-out constructors for the booleans a key template sets, so templates read like
     // the specification's tables.
+    /// The attribute `CKA_TOKEN` with this value.
     public static func token(_ value: Bool) -> Self { .bool(.token, value) }
+    /// The attribute `CKA_PRIVATE` with this value.
     public static func `private`(_ value: Bool) -> Self { .bool(.private, value) }
+    /// The attribute `CKA_MODIFIABLE` with this value.
     public static func modifiable(_ value: Bool) -> Self { .bool(.modifiable, value) }
+    /// The attribute `CKA_SENSITIVE` with this value.
     public static func sensitive(_ value: Bool) -> Self { .bool(.sensitive, value) }
+    /// The attribute `CKA_EXTRACTABLE` with this value.
     public static func extractable(_ value: Bool) -> Self { .bool(.extractable, value) }
+    /// The attribute `CKA_SIGN` with this value.
     public static func sign(_ value: Bool) -> Self { .bool(.sign, value) }
+    /// The attribute `CKA_SIGN_RECOVER` with this value.
     public static func signRecover(_ value: Bool) -> Self { .bool(.signRecover, value) }
+    /// The attribute `CKA_VERIFY` with this value.
     public static func verify(_ value: Bool) -> Self { .bool(.verify, value) }
+    /// The attribute `CKA_VERIFY_RECOVER` with this value.
     public static func verifyRecover(_ value: Bool) -> Self { .bool(.verifyRecover, value) }
+    /// The attribute `CKA_ENCRYPT` with this value.
     public static func encrypt(_ value: Bool) -> Self { .bool(.encrypt, value) }
+    /// The attribute `CKA_DECRYPT` with this value.
     public static func decrypt(_ value: Bool) -> Self { .bool(.decrypt, value) }
+    /// The attribute `CKA_WRAP` with this value.
     public static func wrap(_ value: Bool) -> Self { .bool(.wrap, value) }
+    /// The attribute `CKA_UNWRAP` with this value.
     public static func unwrap(_ value: Bool) -> Self { .bool(.unwrap, value) }
+    /// The attribute `CKA_DERIVE` with this value.
     public static func derive(_ value: Bool) -> Self { .bool(.derive, value) }
+    /// The attribute `CKA_PUBLIC_EXPONENT` with this value.
     public static func publicExponent(_ value: [UInt8]) -> Self { .bytes(.publicExponent, value) }
+    /// The attribute `CKA_MODULUS` with this value.
     public static func modulus(_ value: [UInt8]) -> Self { .bytes(.modulus, value) }
 
     /// The attribute's type.
@@ -199,6 +271,7 @@ public enum Attribute: Hashable, Sendable, CustomStringConvertible {
         }
     }
 
+    /// How it reads in messages.
     public var description: String {
         switch self {
         case .class(let value): return "CKA_CLASS=\(value)"

@@ -2,17 +2,24 @@ internal import CPKCS11
 
 /// A mechanism type (`CK_MECHANISM_TYPE`). Only parameterless mechanisms are used here.
 public struct MechanismType: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
+    /// The number PKCS#11 (or the wire) uses.
     public let rawValue: UInt
+    /// The value with this number.
     public init(rawValue: UInt) { self.rawValue = rawValue }
 
+    /// `CKM_RSA_PKCS_KEY_PAIR_GEN`.
     public static let rsaPKCSKeyPairGen = Self(rawValue: UInt(CKM_RSA_PKCS_KEY_PAIR_GEN))
     /// Raw RSASSA-PKCS1-v1_5: the caller supplies the DigestInfo.
     public static let rsaPKCS = Self(rawValue: UInt(CKM_RSA_PKCS))
     /// RSASSA-PKCS1-v1_5 with SHA-256 hashing done by the token: JOSE `RS256`.
     public static let sha256RSAPKCS = Self(rawValue: UInt(CKM_SHA256_RSA_PKCS))
+    /// `CKM_SHA384_RSA_PKCS`.
     public static let sha384RSAPKCS = Self(rawValue: UInt(CKM_SHA384_RSA_PKCS))
+    /// `CKM_SHA512_RSA_PKCS`.
     public static let sha512RSAPKCS = Self(rawValue: UInt(CKM_SHA512_RSA_PKCS))
+    /// `CKM_SHA256_RSA_PKCS_PSS`.
     public static let sha256RSAPKCSPSS = Self(rawValue: UInt(CKM_SHA256_RSA_PKCS_PSS))
+    /// `CKM_SHA256`.
     public static let sha256 = Self(rawValue: UInt(CKM_SHA256))
 
     private static let names: [UInt: String] = [
@@ -37,6 +44,7 @@ public struct MechanismType: RawRepresentable, Hashable, Sendable, CustomStringC
 
     /// The specification's name, e.g. `CKM_SHA256_RSA_PKCS`.
     public var name: String { Self.names[rawValue] ?? "CKM_0x" + String(rawValue, radix: 16) }
+    /// How it reads in messages.
     public var description: String { name }
 }
 
@@ -46,8 +54,10 @@ public struct MechanismInfo: Hashable, Sendable {
     public let minimumKeySize: UInt
     /// Maximum key size; bits for RSA.
     public let maximumKeySize: UInt
+    /// The flags.
     public let flags: MechanismFlags
 
+    /// Creates the value from its parts.
     public init(minimumKeySize: UInt, maximumKeySize: UInt, flags: MechanismFlags) {
         self.minimumKeySize = minimumKeySize
         self.maximumKeySize = maximumKeySize
@@ -57,13 +67,21 @@ public struct MechanismInfo: Hashable, Sendable {
 
 /// `CK_MECHANISM_INFO.flags`.
 public struct MechanismFlags: OptionSet, Hashable, Sendable {
+    /// The number PKCS#11 (or the wire) uses.
     public let rawValue: UInt
+    /// The value with this number.
     public init(rawValue: UInt) { self.rawValue = rawValue }
 
+    /// `CKF_HW`.
     public static let hardware = Self(rawValue: UInt(CKF_HW))
+    /// `CKF_SIGN`.
     public static let sign = Self(rawValue: UInt(CKF_SIGN))
+    /// `CKF_VERIFY`.
     public static let verify = Self(rawValue: UInt(CKF_VERIFY))
+    /// `CKF_GENERATE_KEY_PAIR`.
     public static let generateKeyPair = Self(rawValue: UInt(CKF_GENERATE_KEY_PAIR))
+    /// `CKF_ENCRYPT`.
     public static let encrypt = Self(rawValue: UInt(CKF_ENCRYPT))
+    /// `CKF_DECRYPT`.
     public static let decrypt = Self(rawValue: UInt(CKF_DECRYPT))
 }

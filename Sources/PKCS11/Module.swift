@@ -71,9 +71,13 @@ public final class PKCS11Module: Sendable {
 
 /// `CK_INFO`, with the blank padding removed.
 public struct ModuleInfo: Hashable, Sendable {
+    /// The cryptoki version.
     public let cryptokiVersion: Version
+    /// The manufacturer.
     public let manufacturer: String
+    /// The library description.
     public let libraryDescription: String
+    /// The library version.
     public let libraryVersion: Version
 
     init(_ info: CK_INFO) {
@@ -87,9 +91,12 @@ public struct ModuleInfo: Hashable, Sendable {
 
 /// A `CK_VERSION`.
 public struct Version: Hashable, Sendable, CustomStringConvertible {
+    /// The major version.
     public let major: UInt8
+    /// The minor version.
     public let minor: UInt8
 
+    /// Creates the value from its parts.
     public init(major: UInt8, minor: UInt8) {
         self.major = major
         self.minor = minor
@@ -99,6 +106,7 @@ public struct Version: Hashable, Sendable, CustomStringConvertible {
         self.init(major: version.major, minor: version.minor)
     }
 
+    /// How it reads in messages.
     public var description: String { "\(major).\(minor)" }
 }
 

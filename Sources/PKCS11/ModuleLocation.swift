@@ -19,6 +19,7 @@ public enum ModuleLocation: Hashable, Sendable, CustomStringConvertible {
         }
     }
 
+    /// How it reads in messages.
     public var description: String {
         switch self {
         case .p11KitProxy: return "p11-kit-proxy"

@@ -43,7 +43,9 @@ public struct PIN: Sendable, CustomStringConvertible, CustomDebugStringConvertib
         return difference == 0
     }
 
+    /// How it reads in messages.
     public var description: String { "PIN(redacted)" }
+    /// How it reads in debug output.
     public var debugDescription: String { "PIN(redacted)" }
 }
 

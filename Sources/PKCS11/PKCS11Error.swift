@@ -8,11 +8,13 @@ public struct PKCS11Error: Error, Hashable, Sendable, CustomStringConvertible {
     /// What it returned.
     public let returnValue: ReturnValue
 
+    /// Creates the value from its parts.
     public init(function: String, returnValue: ReturnValue) {
         self.function = function
         self.returnValue = returnValue
     }
 
+    /// How it reads in messages.
     public var description: String { "\(function): \(returnValue.name)" }
 }
 
@@ -32,18 +34,21 @@ public struct ModuleLoadError: Error, Hashable, Sendable, CustomStringConvertibl
         case unsafeModuleFile
     }
 
+    /// The code.
     public let code: Code
     /// The module as the user named it.
     public let module: String
     /// What the loader said (dlopen message, p11-kit message or CKR name).
     public let reason: String
 
+    /// Creates the value from its parts.
     public init(code: Code, module: String, reason: String) {
         self.code = code
         self.module = module
         self.reason = reason
     }
 
+    /// How it reads in messages.
     public var description: String {
         switch code {
         case .fileNotFound:
@@ -59,13 +64,18 @@ public struct ModuleLoadError: Error, Hashable, Sendable, CustomStringConvertibl
         }
     }
 
+    /// Equal when the codes are equal (the reason is for people).
     public static func == (lhs: Self, rhs: Self) -> Bool { lhs.code == rhs.code }
+    /// Hashes the code, as equality compares it.
     public func hash(into hasher: inout Hasher) { hasher.combine(code) }
 }
 
 /// A value the caller passed cannot be expressed in PKCS#11 (caught before calling the module).
 public struct InvalidArgumentError: Error, Hashable, Sendable, CustomStringConvertible {
+    /// The reason.
     public let reason: String
+    /// Creates the value from its parts.
     public init(_ reason: String) { self.reason = reason }
+    /// How it reads in messages.
     public var description: String { reason }
 }

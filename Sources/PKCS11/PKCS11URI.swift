@@ -232,6 +232,7 @@ public struct PKCS11URI: Sendable, Equatable, CustomStringConvertible {
         (try? formatted()) ?? "pkcs11:<unprintable>"
     }
 
+    /// Equal by value.
     public static func == (lhs: Self, rhs: Self) -> Bool {
         let pinsEqual: Bool
         switch (lhs.pinValue, rhs.pinValue) {
@@ -255,6 +256,7 @@ public struct PKCS11URI: Sendable, Equatable, CustomStringConvertible {
 /// Never quotes a secret: ``uri`` is the URI with every value that could be one replaced
 /// (`pin-value`, `pin-source`, and any unknown attribute's value, percent-encoded names included).
 public struct PKCS11URIError: Error, Hashable, Sendable, CustomStringConvertible {
+    /// What went wrong, for matching.
     public enum Code: String, Hashable, Sendable {
         case badScheme
         case badEncoding
@@ -283,6 +285,7 @@ public struct PKCS11URIError: Error, Hashable, Sendable, CustomStringConvertible
         }
     }
 
+    /// The code.
     public let code: Code
     /// The URI as given, with every value that could be a secret replaced by `REDACTED`.
     public let uri: String
@@ -291,6 +294,7 @@ public struct PKCS11URIError: Error, Hashable, Sendable, CustomStringConvertible
     /// Whether the attribute was in the query part.
     public let inQuery: Bool
 
+    /// Creates the value from its parts.
     public init(code: Code, uri: String, attribute: String? = nil, inQuery: Bool = false) {
         self.code = code
         self.uri = PKCS11URIAttributes.redacted(uri)
@@ -298,6 +302,7 @@ public struct PKCS11URIError: Error, Hashable, Sendable, CustomStringConvertible
         self.inQuery = inQuery
     }
 
+    /// How it reads in messages.
     public var description: String {
         let reason: String
         switch code {
@@ -322,7 +327,9 @@ public struct PKCS11URIError: Error, Hashable, Sendable, CustomStringConvertible
         return "bad PKCS#11 URI '\(uri)': \(reason)"
     }
 
+    /// Equal when the codes are equal (the reason is for people).
     public static func == (lhs: Self, rhs: Self) -> Bool { lhs.code == rhs.code }
+    /// Hashes the code, as equality compares it.
     public func hash(into hasher: inout Hasher) { hasher.combine(code) }
 }
 

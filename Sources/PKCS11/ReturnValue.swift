@@ -5,8 +5,10 @@ internal import CPKCS11
 /// Open-ended: vendor codes are representable; ``name`` falls back to hex for codes
 /// this table does not know.
 public struct ReturnValue: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
+    /// The number PKCS#11 (or the wire) uses.
     public let rawValue: UInt
 
+    /// The value with this number.
     public init(rawValue: UInt) {
         self.rawValue = rawValue
     }
@@ -22,43 +24,80 @@ public struct ReturnValue: RawRepresentable, Hashable, Sendable, CustomStringCon
         return "CKR_0x" + String(rawValue, radix: 16)
     }
 
+    /// How it reads in messages.
     public var description: String { name }
 
+    /// `CKR_OK`.
     public static let ok = Self(rawValue: UInt(CKR_OK))
+    /// `CKR_GENERAL_ERROR`.
     public static let generalError = Self(rawValue: UInt(CKR_GENERAL_ERROR))
+    /// `CKR_FUNCTION_FAILED`.
     public static let functionFailed = Self(rawValue: UInt(CKR_FUNCTION_FAILED))
+    /// `CKR_ARGUMENTS_BAD`.
     public static let argumentsBad = Self(rawValue: UInt(CKR_ARGUMENTS_BAD))
+    /// `CKR_ATTRIBUTE_READ_ONLY`.
     public static let attributeReadOnly = Self(rawValue: UInt(CKR_ATTRIBUTE_READ_ONLY))
+    /// `CKR_ATTRIBUTE_SENSITIVE`.
     public static let attributeSensitive = Self(rawValue: UInt(CKR_ATTRIBUTE_SENSITIVE))
+    /// `CKR_ATTRIBUTE_TYPE_INVALID`.
     public static let attributeTypeInvalid = Self(rawValue: UInt(CKR_ATTRIBUTE_TYPE_INVALID))
+    /// `CKR_ATTRIBUTE_VALUE_INVALID`.
     public static let attributeValueInvalid = Self(rawValue: UInt(CKR_ATTRIBUTE_VALUE_INVALID))
+    /// `CKR_ACTION_PROHIBITED`.
     public static let actionProhibited = Self(rawValue: UInt(CKR_ACTION_PROHIBITED))
+    /// `CKR_DEVICE_REMOVED`.
     public static let deviceRemoved = Self(rawValue: UInt(CKR_DEVICE_REMOVED))
+    /// `CKR_FUNCTION_NOT_SUPPORTED`.
     public static let functionNotSupported = Self(rawValue: UInt(CKR_FUNCTION_NOT_SUPPORTED))
+    /// `CKR_KEY_FUNCTION_NOT_PERMITTED`.
     public static let keyFunctionNotPermitted = Self(rawValue: UInt(CKR_KEY_FUNCTION_NOT_PERMITTED))
+    /// `CKR_KEY_HANDLE_INVALID`.
     public static let keyHandleInvalid = Self(rawValue: UInt(CKR_KEY_HANDLE_INVALID))
+    /// `CKR_KEY_SIZE_RANGE`.
     public static let keySizeRange = Self(rawValue: UInt(CKR_KEY_SIZE_RANGE))
+    /// `CKR_MECHANISM_INVALID`.
     public static let mechanismInvalid = Self(rawValue: UInt(CKR_MECHANISM_INVALID))
+    /// `CKR_OBJECT_HANDLE_INVALID`.
     public static let objectHandleInvalid = Self(rawValue: UInt(CKR_OBJECT_HANDLE_INVALID))
+    /// `CKR_OPERATION_ACTIVE`.
     public static let operationActive = Self(rawValue: UInt(CKR_OPERATION_ACTIVE))
+    /// `CKR_PIN_INCORRECT`.
     public static let pinIncorrect = Self(rawValue: UInt(CKR_PIN_INCORRECT))
+    /// `CKR_PIN_INVALID`.
     public static let pinInvalid = Self(rawValue: UInt(CKR_PIN_INVALID))
+    /// `CKR_PIN_LEN_RANGE`.
     public static let pinLenRange = Self(rawValue: UInt(CKR_PIN_LEN_RANGE))
+    /// `CKR_PIN_EXPIRED`.
     public static let pinExpired = Self(rawValue: UInt(CKR_PIN_EXPIRED))
+    /// `CKR_PIN_LOCKED`.
     public static let pinLocked = Self(rawValue: UInt(CKR_PIN_LOCKED))
+    /// `CKR_SESSION_CLOSED`.
     public static let sessionClosed = Self(rawValue: UInt(CKR_SESSION_CLOSED))
+    /// `CKR_SESSION_HANDLE_INVALID`.
     public static let sessionHandleInvalid = Self(rawValue: UInt(CKR_SESSION_HANDLE_INVALID))
+    /// `CKR_SESSION_READ_ONLY`.
     public static let sessionReadOnly = Self(rawValue: UInt(CKR_SESSION_READ_ONLY))
+    /// `CKR_SIGNATURE_INVALID`.
     public static let signatureInvalid = Self(rawValue: UInt(CKR_SIGNATURE_INVALID))
+    /// `CKR_TEMPLATE_INCOMPLETE`.
     public static let templateIncomplete = Self(rawValue: UInt(CKR_TEMPLATE_INCOMPLETE))
+    /// `CKR_TEMPLATE_INCONSISTENT`.
     public static let templateInconsistent = Self(rawValue: UInt(CKR_TEMPLATE_INCONSISTENT))
+    /// `CKR_TOKEN_NOT_PRESENT`.
     public static let tokenNotPresent = Self(rawValue: UInt(CKR_TOKEN_NOT_PRESENT))
+    /// `CKR_TOKEN_WRITE_PROTECTED`.
     public static let tokenWriteProtected = Self(rawValue: UInt(CKR_TOKEN_WRITE_PROTECTED))
+    /// `CKR_USER_ALREADY_LOGGED_IN`.
     public static let userAlreadyLoggedIn = Self(rawValue: UInt(CKR_USER_ALREADY_LOGGED_IN))
+    /// `CKR_USER_NOT_LOGGED_IN`.
     public static let userNotLoggedIn = Self(rawValue: UInt(CKR_USER_NOT_LOGGED_IN))
+    /// `CKR_USER_PIN_NOT_INITIALIZED`.
     public static let userPINNotInitialized = Self(rawValue: UInt(CKR_USER_PIN_NOT_INITIALIZED))
+    /// `CKR_BUFFER_TOO_SMALL`.
     public static let bufferTooSmall = Self(rawValue: UInt(CKR_BUFFER_TOO_SMALL))
+    /// `CKR_CRYPTOKI_NOT_INITIALIZED`.
     public static let cryptokiNotInitialized = Self(rawValue: UInt(CKR_CRYPTOKI_NOT_INITIALIZED))
+    /// `CKR_CRYPTOKI_ALREADY_INITIALIZED`.
     public static let cryptokiAlreadyInitialized = Self(rawValue: UInt(CKR_CRYPTOKI_ALREADY_INITIALIZED))
 
     private static let names: [UInt: String] = [

@@ -3,14 +3,19 @@ internal import CPKCS11
 /// A slot id (`CK_SLOT_ID`). Not stable across token (re)initialisation on SoftHSM: select
 /// tokens by label or serial, never by slot id.
 public struct SlotID: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
+    /// The number PKCS#11 (or the wire) uses.
     public let rawValue: UInt
+    /// The value with this number.
     public init(rawValue: UInt) { self.rawValue = rawValue }
+    /// How it reads in messages.
     public var description: String { String(rawValue) }
 }
 
 /// A slot of a loaded module. Keeps the module alive.
 public struct Slot: Sendable {
+    /// The module.
     public let module: PKCS11Module
+    /// The id.
     public let id: SlotID
 
     init(module: PKCS11Module, id: SlotID) {
@@ -87,12 +92,19 @@ public struct Slot: Sendable {
 
 /// `CK_SLOT_INFO`, with the blank padding removed.
 public struct SlotInfo: Hashable, Sendable {
+    /// The slot description.
     public let slotDescription: String
+    /// The manufacturer.
     public let manufacturer: String
+    /// Whether a token is in the slot.
     public let isTokenPresent: Bool
+    /// Whether the token can be removed.
     public let isRemovableDevice: Bool
+    /// Whether the slot is a hardware slot.
     public let isHardwareSlot: Bool
+    /// The hardware version.
     public let hardwareVersion: Version
+    /// The firmware version.
     public let firmwareVersion: Version
 
     init(_ info: CK_SLOT_INFO) {
@@ -109,14 +121,23 @@ public struct SlotInfo: Hashable, Sendable {
 
 /// `CK_TOKEN_INFO`, with the blank padding removed.
 public struct TokenInfo: Hashable, Sendable {
+    /// The label.
     public let label: String
+    /// The manufacturer.
     public let manufacturer: String
+    /// The model.
     public let model: String
+    /// The serial number.
     public let serialNumber: String
+    /// The flags.
     public let flags: TokenFlags
+    /// The minimum PIN length.
     public let minimumPINLength: UInt
+    /// The maximum PIN length.
     public let maximumPINLength: UInt
+    /// The hardware version.
     public let hardwareVersion: Version
+    /// The firmware version.
     public let firmwareVersion: Version
 
     /// Builds a token description (for tests and for code that matches URIs against tokens).
@@ -153,21 +174,36 @@ public struct TokenInfo: Hashable, Sendable {
 
 /// `CK_TOKEN_INFO.flags`.
 public struct TokenFlags: OptionSet, Hashable, Sendable {
+    /// The number PKCS#11 (or the wire) uses.
     public let rawValue: UInt
+    /// The value with this number.
     public init(rawValue: UInt) { self.rawValue = rawValue }
 
+    /// `CKF_RNG`.
     public static let rng = Self(rawValue: UInt(CKF_RNG))
+    /// `CKF_WRITE_PROTECTED`.
     public static let writeProtected = Self(rawValue: UInt(CKF_WRITE_PROTECTED))
+    /// `CKF_LOGIN_REQUIRED`.
     public static let loginRequired = Self(rawValue: UInt(CKF_LOGIN_REQUIRED))
+    /// `CKF_USER_PIN_INITIALIZED`.
     public static let userPINInitialized = Self(rawValue: UInt(CKF_USER_PIN_INITIALIZED))
+    /// `CKF_PROTECTED_AUTHENTICATION_PATH`.
     public static let protectedAuthenticationPath = Self(rawValue: UInt(CKF_PROTECTED_AUTHENTICATION_PATH))
+    /// `CKF_TOKEN_INITIALIZED`.
     public static let tokenInitialized = Self(rawValue: UInt(CKF_TOKEN_INITIALIZED))
+    /// `CKF_USER_PIN_COUNT_LOW`.
     public static let userPINCountLow = Self(rawValue: UInt(CKF_USER_PIN_COUNT_LOW))
+    /// `CKF_USER_PIN_FINAL_TRY`.
     public static let userPINFinalTry = Self(rawValue: UInt(CKF_USER_PIN_FINAL_TRY))
+    /// `CKF_USER_PIN_LOCKED`.
     public static let userPINLocked = Self(rawValue: UInt(CKF_USER_PIN_LOCKED))
+    /// `CKF_USER_PIN_TO_BE_CHANGED`.
     public static let userPINToBeChanged = Self(rawValue: UInt(CKF_USER_PIN_TO_BE_CHANGED))
+    /// `CKF_SO_PIN_COUNT_LOW`.
     public static let securityOfficerPINCountLow = Self(rawValue: UInt(CKF_SO_PIN_COUNT_LOW))
+    /// `CKF_SO_PIN_FINAL_TRY`.
     public static let securityOfficerPINFinalTry = Self(rawValue: UInt(CKF_SO_PIN_FINAL_TRY))
+    /// `CKF_SO_PIN_LOCKED`.
     public static let securityOfficerPINLocked = Self(rawValue: UInt(CKF_SO_PIN_LOCKED))
 
     /// Names of the set flags, in the specification's order, for display.

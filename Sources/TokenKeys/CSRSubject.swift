@@ -4,12 +4,17 @@ import X509
 /// The subject of an API user's CSR: the fields of Fireblocks' "Create a CSR" recipe
 /// (CN, O, OU, C, ST, L), validated before anything is signed.
 public struct CSRSubject: Sendable, Equatable {
+    /// The common name.
     public let commonName: String?
+    /// The organization.
     public let organization: String?
+    /// The organizational unit.
     public let organizationalUnit: String?
     /// ISO 3166-1 alpha-2, upper case.
     public let country: String?
+    /// The state.
     public let state: String?
+    /// The locality.
     public let locality: String?
 
     /// Validates the fields: at least `--o` or `--cn`; no empty values, control characters or

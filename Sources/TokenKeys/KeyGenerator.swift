@@ -9,6 +9,7 @@ public struct KeyGenerationRequest: Sendable {
     /// `CKA_ID`; nil for the conventional SHA-1 of the modulus.
     public var id: [UInt8]?
 
+    /// Creates the value from its parts.
     public init(label: String, bits: UInt = 4096, id: [UInt8]? = nil) {
         self.label = label
         self.bits = bits

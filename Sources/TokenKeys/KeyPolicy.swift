@@ -9,8 +9,11 @@ import PKCS11
 public struct KeyPolicy: Sendable {
     /// One attribute the private key must have with a given value, and why.
     public struct Requirement: Hashable, Sendable {
+        /// The attribute.
         public let attribute: AttributeType
+        /// The value the attribute must have.
         public let expected: Bool
+        /// The why.
         public let why: String
     }
 
@@ -123,6 +126,7 @@ public enum PolicyVerdict: Hashable, Sendable {
     case meetsPolicy
     case failsToMeetPolicy([PolicyFailure])
 
+    /// Whether the key meets the key policy.
     public var meetsPolicy: Bool { self == .meetsPolicy }
 
     /// The failing attributes, empty when the key meets the policy.
@@ -134,7 +138,10 @@ public enum PolicyVerdict: Hashable, Sendable {
 
 /// One way a key fails the policy.
 public struct PolicyFailure: Hashable, Sendable, CustomStringConvertible {
+    /// The attribute.
     public let attribute: AttributeType
+    /// What is wrong with it.
     public let problem: String
+    /// How it reads in messages.
     public var description: String { "\(attribute.name) \(problem)" }
 }

@@ -29,6 +29,7 @@ public enum TokenSelector: Sendable, Equatable, CustomStringConvertible {
         }
     }
 
+    /// How it reads in messages.
     public var description: String {
         switch self {
         case .label(let label): return label
@@ -77,6 +78,7 @@ public enum KeySelector: Sendable, Equatable, CustomStringConvertible {
         }
     }
 
+    /// How it reads in messages.
     public var description: String {
         switch self {
         case .label(let label): return label

@@ -32,7 +32,10 @@ public struct TokenKeyPair: Sendable {
 
 /// What the token reports about a key pair, and whether the private key meets the policy.
 public struct KeyProvenance: Sendable {
+    /// The private key attributes.
     public let privateKeyAttributes: [AttributeType: AttributeReading]
+    /// The public key attributes.
     public let publicKeyAttributes: [AttributeType: AttributeReading]
+    /// The verdict.
     public let verdict: PolicyVerdict
 }

@@ -3,6 +3,7 @@
 /// Matchable by ``code`` (errors are equal when their codes are); ``reason`` is one line a
 /// user can act on. Never contains a PIN.
 public struct TokenKeysError: Error, Hashable, Sendable, CustomStringConvertible {
+    /// What went wrong, for matching.
     public enum Code: String, Hashable, Sendable {
         // Selection
         case noTokenSelected
@@ -40,16 +41,22 @@ public struct TokenKeysError: Error, Hashable, Sendable, CustomStringConvertible
         case notExportable
     }
 
+    /// The code.
     public let code: Code
+    /// The reason.
     public let reason: String
 
+    /// Creates the value from its parts.
     public init(_ code: Code, _ reason: String) {
         self.code = code
         self.reason = reason
     }
 
+    /// How it reads in messages.
     public var description: String { reason }
 
+    /// Equal when the codes are equal (the reason is for people).
     public static func == (lhs: Self, rhs: Self) -> Bool { lhs.code == rhs.code }
+    /// Hashes the code, as equality compares it.
     public func hash(into hasher: inout Hasher) { hasher.combine(code) }
 }

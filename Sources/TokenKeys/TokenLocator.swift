@@ -2,8 +2,11 @@ import PKCS11
 
 /// A token found in a module.
 public struct LocatedToken: Sendable {
+    /// The slot.
     public let slot: Slot
+    /// The slot info.
     public let slotInfo: SlotInfo
+    /// The info.
     public let info: TokenInfo
 
     /// A URI naming this token precisely (token, manufacturer, model, serial).

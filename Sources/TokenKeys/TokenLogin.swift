@@ -70,6 +70,7 @@ public enum TokenLogin {
         case retry(String)
         case fail(Error)
 
+        /// Equal by value.
         public static func == (lhs: Self, rhs: Self) -> Bool {
             switch (lhs, rhs) {
             case (.retry(let left), .retry(let right)): return left == right

@@ -56,18 +56,24 @@ public final class TokenSigner: Sendable {
 /// A token RSA key as a swift-certificates private key: CSRs (and certificates) built with it
 /// are signed by `C_Sign` on the token.
 public struct TokenPrivateKey: CustomPrivateKey {
+    /// The signer.
     public let signer: TokenSigner
 
+    /// Creates the value from its parts.
     public init(signer: TokenSigner) {
         self.signer = signer
     }
 
+    /// The public key.
     public var publicKey: Certificate.PublicKey { signer.publicKey.certificatePublicKey }
 
+    /// The default signature algorithm.
     public var defaultSignatureAlgorithm: Certificate.SignatureAlgorithm { .sha256WithRSAEncryption }
 
+    /// The supported signature algorithms.
     public var supportedSignatureAlgorithms: [Certificate.SignatureAlgorithm] { [.sha256WithRSAEncryption] }
 
+    /// Signs on the token; only `sha256WithRSAEncryption` is offered.
     public func signSynchronously(bytes: some DataProtocol,
                                   signatureAlgorithm: Certificate.SignatureAlgorithm) throws -> Certificate.Signature {
         guard signatureAlgorithm == .sha256WithRSAEncryption else {
@@ -78,6 +84,7 @@ public struct TokenPrivateKey: CustomPrivateKey {
                                          signatureBytes: ASN1BitString(bytes: signature[...]))
     }
 
+    /// The default PEM discriminator.
     public static var defaultPEMDiscriminator: String { "PRIVATE KEY" }
 
     /// A token key has no serialisation: the private key never leaves the token.
@@ -85,10 +92,12 @@ public struct TokenPrivateKey: CustomPrivateKey {
         throw TokenKeysError(.notExportable, "the private key lives on the token and cannot be serialised")
     }
 
+    /// Equal by value.
     public static func == (lhs: Self, rhs: Self) -> Bool {
         lhs.signer.publicKey == rhs.signer.publicKey
     }
 
+    /// Hashes what equality compares.
     public func hash(into hasher: inout Hasher) {
         hasher.combine(signer.publicKey)
     }

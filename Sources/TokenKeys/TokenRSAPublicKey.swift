@@ -47,10 +47,12 @@ public struct TokenRSAPublicKey: Sendable, Hashable {
                              for: SHA256.hash(data: Data(message)), padding: .insecurePKCS1v1_5)
     }
 
+    /// Equal by value.
     public static func == (lhs: Self, rhs: Self) -> Bool {
         lhs.modulus == rhs.modulus && lhs.publicExponent == rhs.publicExponent
     }
 
+    /// Hashes what equality compares.
     public func hash(into hasher: inout Hasher) {
         hasher.combine(modulus)
         hasher.combine(publicExponent)
