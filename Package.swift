@@ -1,27 +1,37 @@
 // swift-tools-version: 6.0
 //
-// Layering (one way only):
+// The graph, one way only (docs/architecture.md draws the same):
 //
-//   CPKCS11 (system library: p11-kit's PKCS#11 headers, module loader, URI parser)
-//     -> PKCS11 (typed wrapper; the only target that imports CPKCS11)
-//       -> TokenKeys (key policy, generation, provenance, token key as CustomPrivateKey,
-//                     CSR building, public key; no C types)
-//   DurableFiles (atomic, durable file writes; inter-process file locks; locked JSON records)
-//   JOSE (base64url, JWK, compact JWS, the RS256Signer protocol; knows nothing of PKCS#11)
-//     -> FireblocksAPI (+ DurableFiles) (JWTs, HTTP client, retries, clock skew, idempotency, API users)
-//       -> FireblocksSandbox (the offline stand-in of the API, on SwiftNIO)
-//         -> FireblocksHSM (use cases behind the commands; token key as RS256Signer; reports, exit codes)
-//           -> fireblocks-hsm (executable: argument parsing only)
+//   HexEncoding   lowercase hex, both ways (the one hex encoder)
+//   DurableFiles  atomic, durable file writes; inter-process file locks; locked JSON records
+//   CPKCS11       system library: p11-kit's PKCS#11 headers, module loader, URI parser
+//     -> PKCS11         typed wrapper; the only target that imports CPKCS11 (+ HexEncoding)
+//       -> TokenKeys    key policy, generation, provenance, usable keys and signers, CSRs,
+//                       PIN sources, token/key selection (+ HexEncoding); no C types
+//   JOSE          base64url, JWK, compact JWS, the RS256Signer protocol (sync + async)
+//     -> FireblocksAPI  JWTs, AsyncHTTPClient transport, retries, clock skew, idempotency,
+//                       API users (+ HexEncoding, DurableFiles)
+//       -> FireblocksSandbox  the offline stand-in: pure SandboxService + a Hummingbird 2
+//                             server under swift-service-lifecycle (test tool)
+//   TokenKeys + FireblocksAPI (+ DurableFiles)
+//     -> FireblocksHSM  the use cases (token opening, keys, CSRs, onboarding, API calls; the
+//                       token key as an RS256Signer); no terminal I/O, exit code or flag name
+//   FireblocksHSM -> fireblocks-hsm          the command line: flags, console, reports, exit codes
+//   FireblocksSandbox -> fireblocks-sandbox  the stand-in's executable
+//
+// Linux only (Debian/Ubuntu with p11-kit and SoftHSM from the distribution): no Apple platform
+// is declared, because none is built or tested.
 import PackageDescription
 
 let package = Package(
     name: "fireblocks-hsm",
-    platforms: [.macOS(.v15)],
     products: [
         .executable(name: "fireblocks-hsm", targets: ["fireblocks-hsm"]),
         .executable(name: "fireblocks-sandbox", targets: ["fireblocks-sandbox"]),
         .library(name: "PKCS11", targets: ["PKCS11"]),
         .library(name: "TokenKeys", targets: ["TokenKeys"]),
+        .library(name: "JOSE", targets: ["JOSE"]),
+        .library(name: "FireblocksAPI", targets: ["FireblocksAPI"]),
         .library(name: "FireblocksHSM", targets: ["FireblocksHSM"]),
     ],
     dependencies: [
@@ -44,13 +54,18 @@ let package = Package(
             providers: [.apt(["libp11-kit-dev"])]
         ),
         .target(
+            name: "HexEncoding",
+            dependencies: []
+        ),
+        .target(
             name: "PKCS11",
-            dependencies: ["CPKCS11"]
+            dependencies: ["CPKCS11", "HexEncoding"]
         ),
         .target(
             name: "TokenKeys",
             dependencies: [
                 "PKCS11",
+                "HexEncoding",
                 .product(name: "X509", package: "swift-certificates"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "_CryptoExtras", package: "swift-crypto"),
@@ -69,6 +84,7 @@ let package = Package(
             name: "FireblocksAPI",
             dependencies: [
                 "JOSE",
+                "HexEncoding",
                 "DurableFiles",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "X509", package: "swift-certificates"),
@@ -99,6 +115,7 @@ let package = Package(
             name: "FireblocksHSM",
             dependencies: [
                 "TokenKeys",
+                "HexEncoding",
                 "DurableFiles",
                 "PKCS11",
                 "JOSE",
@@ -112,6 +129,7 @@ let package = Package(
             dependencies: [
                 "FireblocksHSM",
                 "DurableFiles",
+                "HexEncoding",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -141,21 +159,57 @@ let package = Package(
         .testTarget(
             name: "TokenKeysTests",
             dependencies: [
-                "TokenKeys", "PKCS11", "SoftHSMTestSupport",
+                "TokenKeys", "PKCS11", "HexEncoding", "SoftHSMTestSupport",
                 .product(name: "X509", package: "swift-certificates"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "_CryptoExtras", package: "swift-crypto"),
             ]
         ),
-        .testTarget(
-            name: "FireblocksAPITests",
+        .target(
+            name: "APITestSupport",
             dependencies: [
                 "FireblocksAPI", "FireblocksSandbox", "FireblocksHSM", "JOSE", "PKCS11", "TokenKeys", "SoftHSMTestSupport",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "_CryptoExtras", package: "swift-crypto"),
                 .product(name: "X509", package: "swift-certificates"),
             ],
+            path: "Tests/APITestSupport"
+        ),
+        .testTarget(
+            name: "HexEncodingTests",
+            dependencies: ["HexEncoding"]
+        ),
+        .testTarget(
+            name: "DurableFilesTests",
+            dependencies: ["DurableFiles"]
+        ),
+        .testTarget(
+            name: "JOSETests",
+            dependencies: ["JOSE"]
+        ),
+        .testTarget(
+            name: "FireblocksAPITests",
+            dependencies: [
+                "FireblocksAPI", "FireblocksSandbox", "FireblocksHSM", "JOSE", "PKCS11", "TokenKeys", "HexEncoding",
+                "SoftHSMTestSupport", "APITestSupport",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "_CryptoExtras", package: "swift-crypto"),
+                .product(name: "X509", package: "swift-certificates"),
+            ],
             exclude: ["Fixtures"]
+        ),
+        .testTarget(
+            name: "FireblocksSandboxTests",
+            dependencies: [
+                "FireblocksSandbox", "FireblocksAPI", "JOSE", "APITestSupport",
+            ]
+        ),
+        .testTarget(
+            name: "FireblocksHSMTests",
+            dependencies: [
+                "FireblocksHSM", "FireblocksAPI", "FireblocksSandbox", "TokenKeys", "PKCS11", "SoftHSMTestSupport",
+                "APITestSupport",
+            ]
         ),
         .testTarget(
             name: "CLITests",

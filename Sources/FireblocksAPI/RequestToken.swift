@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import HexEncoding
 import JOSE
 
 /// The claims of a Fireblocks API JWT (FIREBLOCKS-API.md, "Request authentication").
@@ -48,7 +49,7 @@ public struct RequestClaims: Codable, Equatable, Sendable {
 
 /// Lowercase hex SHA-256.
 public func sha256Hex(_ bytes: some DataProtocol) -> String {
-    SHA256.hash(data: bytes).map { String(format: "%02x", $0) }.joined()
+    hex(SHA256.hash(data: bytes))
 }
 
 /// Issues the bearer token for one request, signing through an ``RS256Signer`` (a token key).

@@ -72,7 +72,7 @@ public enum APIOperations {
         } catch {
             throw APIClientError(.badInput, "\(path) is not a PEM certificate request (-----BEGIN CERTIFICATE REQUEST-----)")
         }
-        guard csr.publicKey.isValidSignature(csr.signature, for: csr) else {
+        guard CSRBuilder.hasValidSelfSignature(csr) else {
             throw APIClientError(.badInput, "the self-signature of the CSR in \(path) does not verify; it would be refused")
         }
         return (pem.trimmingCharacters(in: .whitespacesAndNewlines) + "\n", csr)

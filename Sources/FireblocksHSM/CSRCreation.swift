@@ -4,6 +4,7 @@ import Foundation
 import PKCS11
 import TokenKeys
 import X509
+import HexEncoding
 
 /// `csr`: a PKCS#10 request signed on the token, verified, then written atomically.
 public enum CSRCreation {

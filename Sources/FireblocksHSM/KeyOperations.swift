@@ -4,6 +4,7 @@ import Foundation
 import JOSE
 import PKCS11
 import TokenKeys
+import HexEncoding
 
 /// Formats `key export` writes.
 public enum PublicKeyFormat: String, CaseIterable, Sendable {

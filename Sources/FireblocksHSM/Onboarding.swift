@@ -5,6 +5,7 @@ import Foundation
 import PKCS11
 import TokenKeys
 import X509
+import HexEncoding
 
 /// What `onboard` is asked to do.
 public struct OnboardRequest: Sendable {
@@ -325,7 +326,7 @@ public enum Onboarding {
         let pem = String(decoding: data, as: UTF8.self)
         guard let csr = try? CertificateSigningRequest(pemEncoded: pem),
               csr.publicKey == publicKey.certificatePublicKey,
-              csr.publicKey.isValidSignature(csr.signature, for: csr),
+              CSRBuilder.hasValidSelfSignature(csr),
               csr.subject == (try subject.distinguishedName()) else { return nil }
         return pem
     }

@@ -1,6 +1,7 @@
 import Foundation
 import PKCS11
 import TokenKeys
+import HexEncoding
 
 /// A token as `token list` reports it.
 public struct TokenReport: Codable, Sendable, Equatable {

@@ -1,4 +1,5 @@
 internal import CPKCS11
+import HexEncoding
 
 /// An attribute type (`CK_ATTRIBUTE_TYPE`).
 public struct AttributeType: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
@@ -277,7 +278,7 @@ public enum Attribute: Hashable, Sendable, CustomStringConvertible {
         case .class(let value): return "CKA_CLASS=\(value)"
         case .keyType(let value): return "CKA_KEY_TYPE=\(value)"
         case .label(let value): return "CKA_LABEL=\(value)"
-        case .id(let value): return "CKA_ID=" + value.map { String(format02x: $0) }.joined()
+        case .id(let value): return "CKA_ID=" + hex(value)
         case .modulusBits(let value): return "CKA_MODULUS_BITS=\(value)"
         case .keyGenMechanism(let value): return "CKA_KEY_GEN_MECHANISM=\(value)"
         case .bool(let type, let value): return "\(type.name)=\(value)"
@@ -327,13 +328,5 @@ public enum Attribute: Hashable, Sendable, CustomStringConvertible {
         case .bytes:
             self = type == .id ? .id(value) : .bytes(type, value)
         }
-    }
-}
-
-extension String {
-    /// Two lowercase hex digits.
-    init(format02x byte: UInt8) {
-        let digits = Array("0123456789abcdef")
-        self = String([digits[Int(byte >> 4)], digits[Int(byte & 0x0f)]])
     }
 }

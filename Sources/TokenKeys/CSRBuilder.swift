@@ -15,12 +15,18 @@ public enum CSRBuilder {
         return csr
     }
 
+    /// True when the CSR's signature verifies with the public key it carries (PKCS#10's
+    /// proof of possession): the one check of it in the project.
+    public static func hasValidSelfSignature(_ csr: CertificateSigningRequest) -> Bool {
+        csr.publicKey.isValidSignature(csr.signature, for: csr)
+    }
+
     /// Checks that the CSR carries `publicKey` and that its self-signature verifies with it.
     public static func verify(_ csr: CertificateSigningRequest, against publicKey: TokenRSAPublicKey) throws {
         guard csr.publicKey == publicKey.certificatePublicKey else {
             throw TokenKeysError(.signatureCheckFailed, "the CSR's public key is not the token key's")
         }
-        guard publicKey.certificatePublicKey.isValidSignature(csr.signature, for: csr) else {
+        guard hasValidSelfSignature(csr) else {
             throw TokenKeysError(.signatureCheckFailed, "the CSR signature made on the token does not verify with the token's public key")
         }
     }

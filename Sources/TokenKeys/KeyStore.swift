@@ -1,4 +1,5 @@
 import PKCS11
+import HexEncoding
 
 /// Finds key pairs on a token and reads what they are.
 public enum KeyStore {

@@ -1,20 +1,41 @@
 import PKCS11
 
+/// What token and key selectors share: a label, or an RFC 7512 URI; parsed the same way (a
+/// value starting with `pkcs11:` is a URI) and printed the same way (a URI with its secrets
+/// redacted).
+public protocol LabelOrURISelector: CustomStringConvertible {
+    /// The label, when the selector is one.
+    var label: String? { get }
+    /// The URI, when the selector is one.
+    var uri: PKCS11URI? { get }
+}
+
+extension LabelOrURISelector {
+    /// The label, or the URI with `pin-value` and `pin-source` redacted.
+    public var description: String { label ?? uri?.description ?? "" }
+
+    /// Parses `argument` as a URI when it starts with `pkcs11:`, else as a label after
+    /// `validateLabel` accepted it.
+    static func parse(_ argument: String, validateLabel: (String) throws -> Void) throws -> (label: String?, uri: PKCS11URI?) {
+        if PKCS11URI.looksLikeURI(argument) { return (nil, try PKCS11URI(parsing: argument)) }
+        try validateLabel(argument)
+        return (argument, nil)
+    }
+}
+
 /// Which token: a label, or an RFC 7512 URI (`pkcs11:token=…;serial=…`).
-public enum TokenSelector: Sendable, Equatable, CustomStringConvertible {
+public enum TokenSelector: Sendable, Equatable, LabelOrURISelector {
     case label(String)
     case uri(PKCS11URI)
 
     /// A value starting with `pkcs11:` is parsed as a URI; anything else is a label.
     public init(argument: String) throws {
-        if PKCS11URI.looksLikeURI(argument) {
-            self = .uri(try PKCS11URI(parsing: argument))
-        } else {
-            guard !argument.isEmpty, argument.utf8.count <= 32 else {
-                throw TokenKeysError(.invalidArgument, "token label '\(argument)' must be 1 to 32 bytes (PKCS#11 CK_TOKEN_INFO.label)")
+        let parsed = try Self.parse(argument) { label in
+            guard !label.isEmpty, label.utf8.count <= 32 else {
+                throw TokenKeysError(.invalidArgument, "token label '\(label)' must be 1 to 32 bytes (PKCS#11 CK_TOKEN_INFO.label)")
             }
-            self = .label(argument)
         }
+        if let uri = parsed.uri { self = .uri(uri) } else { self = .label(argument) }
     }
 
     /// True when this selector picks the token.
@@ -29,12 +50,10 @@ public enum TokenSelector: Sendable, Equatable, CustomStringConvertible {
         }
     }
 
-    /// How it reads in messages.
-    public var description: String {
-        switch self {
-        case .label(let label): return label
-        case .uri(let uri): return uri.description
-        }
+    /// The label, when the selector is one.
+    public var label: String? {
+        if case .label(let label) = self { return label }
+        return nil
     }
 
     /// The URI, when the selector is one.
@@ -45,14 +64,14 @@ public enum TokenSelector: Sendable, Equatable, CustomStringConvertible {
 }
 
 /// Which key: a label, or a URI (`pkcs11:object=…;id=%01…`).
-public enum KeySelector: Sendable, Equatable, CustomStringConvertible {
+public enum KeySelector: Sendable, Equatable, LabelOrURISelector {
     case label(String)
     case uri(PKCS11URI)
 
     /// A value starting with `pkcs11:` is parsed as a URI; anything else is a label.
     public init(argument: String) throws {
-        if PKCS11URI.looksLikeURI(argument) {
-            let uri = try PKCS11URI(parsing: argument)
+        let parsed = try Self.parse(argument) { try KeyLabel.validate($0) }
+        if let uri = parsed.uri {
             guard uri.object != nil || uri.id != nil else {
                 throw TokenKeysError(.invalidArgument, "key URI '\(uri)' names no key: add object=LABEL or id=%HEX")
             }
@@ -61,7 +80,6 @@ public enum KeySelector: Sendable, Equatable, CustomStringConvertible {
             }
             self = .uri(uri)
         } else {
-            try KeyLabel.validate(argument)
             self = .label(argument)
         }
     }
@@ -78,12 +96,10 @@ public enum KeySelector: Sendable, Equatable, CustomStringConvertible {
         }
     }
 
-    /// How it reads in messages.
-    public var description: String {
-        switch self {
-        case .label(let label): return label
-        case .uri(let uri): return uri.description
-        }
+    /// The label, when the selector is one.
+    public var label: String? {
+        if case .label(let label) = self { return label }
+        return nil
     }
 
     /// The URI, when the selector is one.

@@ -1,6 +1,7 @@
 import Crypto
 import _CryptoExtras
 import Foundation
+import HexEncoding
 import PKCS11
 import X509
 
@@ -57,25 +58,4 @@ public struct TokenRSAPublicKey: Sendable, Hashable {
         hasher.combine(modulus)
         hasher.combine(publicExponent)
     }
-}
-
-/// Lowercase hex of bytes.
-public func hex(_ bytes: some Sequence<UInt8>) -> String {
-    bytes.map { String(format: "%02x", $0) }.joined()
-}
-
-/// Parses hex (`0a1b…`, optionally with `:` separators); nil when malformed.
-public func bytes(fromHex text: String) -> [UInt8]? {
-    let digits = text.filter { $0 != ":" }
-    guard digits.count % 2 == 0, !digits.isEmpty else { return nil }
-    var result: [UInt8] = []
-    result.reserveCapacity(digits.count / 2)
-    var index = digits.startIndex
-    while index < digits.endIndex {
-        let next = digits.index(index, offsetBy: 2)
-        guard let byte = UInt8(digits[index..<next], radix: 16) else { return nil }
-        result.append(byte)
-        index = next
-    }
-    return result
 }

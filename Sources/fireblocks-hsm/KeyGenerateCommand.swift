@@ -1,6 +1,7 @@
 import ArgumentParser
 import FireblocksHSM
 import TokenKeys
+import HexEncoding
 
 struct KeyGenerateCommand: ParsableCommand {
     static let configuration = CommandConfiguration(

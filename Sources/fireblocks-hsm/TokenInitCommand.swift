@@ -32,7 +32,7 @@ struct TokenInitCommand: ParsableCommand {
 
     func run() throws {
         let report = try TokenOperations.initialize(
-            module: module.location, label: label,
+            module: try module.location, label: label,
             securityOfficerPINSource: try PINSource(parsing: securityOfficerPINSource, origin: "--so-pin-source"),
             userPINSource: try PINSource(parsing: pinSource, origin: "--pin-source"),
             observer: Console())

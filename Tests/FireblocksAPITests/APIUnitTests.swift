@@ -1,3 +1,4 @@
+import APITestSupport
 import FireblocksAPI
 import Foundation
 import Testing

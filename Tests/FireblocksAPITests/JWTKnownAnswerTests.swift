@@ -1,3 +1,4 @@
+import APITestSupport
 import FireblocksAPI
 import Foundation
 import JOSE
@@ -5,6 +6,7 @@ import PKCS11
 import SoftHSMTestSupport
 import Testing
 import TokenKeys
+import HexEncoding
 
 /// Tokens signed on a SoftHSM token equal, byte for byte, what the official Python SDK
 /// (`fireblocks` on PyPI, BearerTokenProvider) makes for the same key, time, nonce and request.
@@ -31,7 +33,7 @@ struct JWTKnownAnswerTests {
     static func importedSigner(_ key: Fixture.Key) throws -> SessionSigner {
         let token = try TestToken(labelPrefix: "kat")
         let session = try token.userSession()
-        func bytes(_ text: String) -> [UInt8] { TokenKeys.bytes(fromHex: text)! }
+        func bytes(_ text: String) -> [UInt8] { HexEncoding.bytes(fromHex: text)! }
         let handle = try session.createObject([
             .class(.privateKey), .keyType(.rsa), .token(false), .private(true), .sensitive(true), .sign(true),
             .modulus(bytes(key.n)), .publicExponent(bytes(key.e)), .bytes(.privateExponent, bytes(key.d)),
@@ -58,7 +60,7 @@ struct JWTKnownAnswerTests {
 
     @Test func theSDKsSignatureVerifiesWithTheKey() throws {
         let fixture = try Self.fixture()
-        let publicKey = try TokenRSAPublicKey(modulus: TokenKeys.bytes(fromHex: fixture.key.n)!, publicExponent: TokenKeys.bytes(fromHex: fixture.key.e)!)
+        let publicKey = try TokenRSAPublicKey(modulus: HexEncoding.bytes(fromHex: fixture.key.n)!, publicExponent: HexEncoding.bytes(fromHex: fixture.key.e)!)
         for vector in fixture.vectors {
             let jws = try #require(CompactJWS(compact: vector.token))
             #expect(publicKey.isValidRS256Signature(jws.signature, for: Array(jws.signingInput.utf8)))

@@ -5,6 +5,7 @@ import SoftHSMTestSupport
 import Testing
 import TokenKeys
 import X509
+import HexEncoding
 
 /// Key generation, policy enforcement and CSRs against real SoftHSM tokens, cross-checked with
 /// openssl and pkcs11-tool where the Swift code could be wrong twice in the same way.

@@ -12,11 +12,9 @@ struct ModuleOptions: ParsableArguments {
 
     /// The module to load: the flag, else the environment, else p11-kit's proxy.
     var location: ModuleLocation {
-        if let module { return ModuleLocation(argument: module) }
-        if let fromEnvironment = ProcessInfo.processInfo.environment[TokenEnvironment.module], !fromEnvironment.isEmpty {
-            return ModuleLocation(argument: fromEnvironment)
+        get throws {
+            try TokenTargetResolution.module(flag: module, environment: ProcessInfo.processInfo.environment)
         }
-        return .p11KitProxy
     }
 }
 

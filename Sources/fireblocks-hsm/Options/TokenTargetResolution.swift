@@ -38,12 +38,7 @@ enum TokenTargetResolution {
             token = .uri(keyURI)
         }
 
-        let explicitModule = moduleFlag.map(ModuleLocation.init(argument:))
-        var module = try ModuleResolution.resolve(explicit: explicitModule, uris: uris)
-        if explicitModule == nil, module == .p11KitProxy,
-           let fallback = nonEmpty(environment[TokenEnvironment.module]) ?? profile?.module {
-            module = ModuleLocation(argument: fallback)
-        }
+        let module = try self.module(flag: moduleFlag, uris: uris, environment: environment, profile: profile)
 
         let pinSource: PINSource
         if let flag = pinSourceFlag {
@@ -58,6 +53,20 @@ enum TokenTargetResolution {
             pinSource = .prompt
         }
         return TokenTarget(module: module, token: token, key: key, pinSource: pinSource)
+    }
+
+    /// The module: `--module`, else a URI's module-path/module-name (a contradiction is an
+    /// error), else `FIREBLOCKS_HSM_MODULE`, else the profile's, else p11-kit's proxy. The one
+    /// place this order is decided.
+    static func module(flag: String?, uris: [PKCS11URI] = [], environment: [String: String],
+                       profile: Profile? = nil) throws -> ModuleLocation {
+        let explicit = flag.map(ModuleLocation.init(argument:))
+        let module = try ModuleResolution.resolve(explicit: explicit, uris: uris)
+        if explicit == nil, module == .p11KitProxy,
+           let fallback = nonEmpty(environment[TokenEnvironment.module]) ?? profile?.module {
+            return ModuleLocation(argument: fallback)
+        }
+        return module
     }
 
     private static func nonEmpty(_ value: String?) -> String? {

@@ -1,0 +1,80 @@
+import DurableFiles
+import Foundation
+import Testing
+
+@Suite("Durable files")
+struct DurableFilesTests {
+    private func directory() throws -> String {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("durable-\(UUID())").path
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        return path
+    }
+
+    @Test func writesWholeWithItsModeAndRefusesToReplaceUnlessAsked() throws {
+        let dir = try directory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let path = dir + "/out"
+        try AtomicFile.write(Array("one".utf8), to: path, overwrite: false, mode: 0o600)
+        #expect(try String(contentsOfFile: path, encoding: .utf8) == "one")
+        let mode = try FileManager.default.attributesOfItem(atPath: path)[.posixPermissions] as? Int
+        #expect(mode == 0o600)
+        #expect(throws: FileOutputError(path: "", reason: "", code: .exists)) {
+            try AtomicFile.write(Array("two".utf8), to: path, overwrite: false)
+        }
+        try AtomicFile.write(Array("two".utf8), to: path, overwrite: true)
+        #expect(try String(contentsOfFile: path, encoding: .utf8) == "two")
+        // No temporary file is left behind, whatever happened.
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir) == ["out"])
+    }
+
+    @Test func aDirectoryThatCannotExistIsAnIOError() throws {
+        let dir = try directory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try Data().write(to: URL(fileURLWithPath: dir + "/file"))
+        #expect(throws: FileOutputError(path: "", reason: "", code: .unwritable)) {
+            try AtomicFile.write([1], to: dir + "/file/below", overwrite: true)
+        }
+    }
+
+    @Test func aHeldLockMakesOthersWaitThenFailNamingTheHolder() throws {
+        let dir = try directory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let path = dir + "/locks/a.lock"
+        let held = try FileLock.acquire(path, timeout: 0, note: "pid 1: test holder")
+        let waited = Box()
+        let failure = Result { try FileLock.acquire(path, timeout: 0.2) { waited.value = $0 }.release() }
+        if case .failure(let error as FileOutputError) = failure {
+            #expect(error.code == .locked)
+            #expect(error.reason.contains("test holder"))
+        } else {
+            Issue.record("the lock was taken twice")
+        }
+        #expect(waited.value == "pid 1: test holder")
+        held.release()
+        try FileLock.acquire(path, timeout: 0).release()
+    }
+
+    @Test func lockedUpdatesFromManyThreadsAreAllKept() throws {
+        let dir = try directory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let file = LockedJSONFile<[Int]>(path: dir + "/numbers.json") { [] }
+        DispatchQueue.concurrentPerform(iterations: 20) { index in
+            _ = try? file.update { $0.append(index) }
+        }
+        #expect(try file.read().sorted() == Array(0..<20))
+    }
+
+    @Test func aFileThatIsNotARecordIsReportedNotOverwritten() throws {
+        let dir = try directory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let path = dir + "/numbers.json"
+        try Data("not json".utf8).write(to: URL(fileURLWithPath: path))
+        let file = LockedJSONFile<[Int]>(path: path) { [] }
+        #expect(throws: FileOutputError.self) { try file.update { $0.append(1) } }
+        #expect(try String(contentsOfFile: path, encoding: .utf8) == "not json")
+    }
+}
+
+private final class Box: @unchecked Sendable {
+    var value: String?
+}

@@ -1,0 +1,120 @@
+import APITestSupport
+import FireblocksAPI
+import FireblocksHSM
+import FireblocksSandbox
+import Foundation
+import PKCS11
+import SoftHSMTestSupport
+import Synchronization
+import Testing
+import TokenKeys
+
+/// Collects what a use case reports, as a test's observer.
+final class RecordingObserver: OperationObserver {
+    private let recorded = Mutex<[String]>([])
+    var notes: [String] { recorded.withLock { $0 } }
+    func note(_ message: String) { recorded.withLock { $0.append(message) } }
+    func slowStep<R>(_ description: String, _ work: () throws -> R) rethrows -> R {
+        recorded.withLock { $0.append("slow: " + description) }
+        return try work()
+    }
+    var pinPrompter: (any PINPrompter)? { nil }
+}
+
+/// The use cases called as a Swift service would: no terminal, an observer, resolved targets.
+@Suite("Use cases (FireblocksHSM)")
+struct UseCaseTests {
+    private func target(_ token: TestToken, key: String?) -> TokenTarget {
+        let variable = "USECASE_PIN_" + String(UInt32.random(in: 0 ... .max), radix: 16).uppercased()
+        setenv(variable, token.userPINString, 1)
+        return TokenTarget(module: .path(SoftHSM.modulePath), token: .label(token.label),
+                           key: key.map { .label($0) }, pinSource: .environment(variable))
+    }
+
+    private func stateDirectory() -> URL {
+        FileManager.default.temporaryDirectory.appendingPathComponent("usecase-state-\(UUID())")
+    }
+
+    @Test func keyGenerationReportsItsSlowStepAndRefusesATakenLabelFirst() throws {
+        let token = try TestToken(labelPrefix: "uc-keygen")
+        let state = stateDirectory()
+        defer { try? FileManager.default.removeItem(at: state) }
+        let observer = RecordingObserver()
+        let report = try KeyOperations.generate(target: target(token, key: "k"), bits: 2048, id: nil, stateDirectory: state,
+                                                lockTimeout: 5, observer: observer)
+        #expect(report.meetsPolicy)
+        #expect(observer.notes.contains { $0.hasPrefix("slow: Generating RSA-2048") })
+
+        let again = RecordingObserver()
+        #expect(throws: TokenKeysError(.keyExists, "")) {
+            try KeyOperations.generate(target: target(token, key: "k"), bits: 2048, id: nil, stateDirectory: state,
+                                       lockTimeout: 5, observer: again)
+        }
+        #expect(again.notes.isEmpty, "nothing is announced before the label is checked")
+    }
+
+    @Test func onboardingCreatesOneIdentifiedUserAndResumes() async throws {
+        let admin = try TokenAdmin(label: "uc-onboard")
+        let sandbox = try await RunningSandbox.start(SandboxConfiguration(trusted: [try admin.trusted()]))
+        let state = stateDirectory()
+        defer { try? FileManager.default.removeItem(at: state) }
+        let api = APITarget(baseURL: try sandbox.baseURL, apiKey: admin.apiKey, options: RunningSandbox.fastOptions(),
+                            jwtLifetime: 55, stateDirectory: state)
+        let csrPath = state.path + "-ci-bot.csr"
+        defer { unlink(csrPath) }
+        let request = OnboardRequest(
+            keyLabel: "ci-bot", bits: 2048, subject: try CSRSubject(commonName: "ci-bot", organization: "Acme"),
+            csrPath: csrPath, overwriteCSR: false, name: "ci-bot", role: .SIGNER, coSignerSetupType: nil,
+            coSignerSetupIsFirstUser: nil,
+            submission: OnboardRequest.Submission(adminKey: .label("admin"), api: api, idempotencyKey: nil))
+
+        let first = try await Onboarding.run(token: target(admin.token, key: nil), request: request, stateDirectory: state,
+                                             observer: RecordingObserver())
+        #expect(first.key == "generated")
+        #expect(first.submission?.userIdentification == "identified")
+        let created = sandbox.service.snapshot.users
+        #expect(created.count == 1)
+        #expect(first.apiUser?.id == created.first?.id)
+        #expect(created.first?.publicKeySHA256 == first.keyFingerprintSHA256)
+
+        let observer = RecordingObserver()
+        let second = try await Onboarding.run(token: target(admin.token, key: nil), request: request, stateDirectory: state,
+                                              observer: observer)
+        #expect(second.key == "resumed")
+        #expect(second.submission?.result == "already-submitted")
+        #expect(second.apiUser?.id == first.apiUser?.id)
+        #expect(observer.notes.contains { $0.hasPrefix("resuming:") })
+        #expect(sandbox.service.snapshot.users.count == 1)
+
+        let records = try OnboardingRecords(stateDirectory: state).record(tokenSerial: admin.token.slot.tokenInfo().serialNumber,
+                                                                          keyLabel: "ci-bot")
+        #expect(records?.stage == .submitted)
+        #expect(records?.apiUserID == first.apiUser?.id)
+        try await sandbox.stop()
+    }
+
+    @Test func keyDeletionPlansBothHalvesThenDeletes() throws {
+        let token = try TestToken(labelPrefix: "uc-delete")
+        let state = stateDirectory()
+        defer { try? FileManager.default.removeItem(at: state) }
+        _ = try KeyOperations.generate(target: target(token, key: "gone"), bits: 2048, id: nil, stateDirectory: state,
+                                       lockTimeout: 5, observer: SilentObserver())
+        let deletion = try KeyDeletion.plan(target: target(token, key: "gone"), stateDirectory: state, observer: SilentObserver())
+        #expect(deletion.plan.items.map(\.kind) == ["private", "public"])
+        #expect(deletion.plan.items.allSatisfy { $0.fingerprintSHA256 != nil })
+        #expect(deletion.plan.backs.isEmpty)
+        try deletion.perform(force: false)
+        #expect(try token.userSession().findObjects([.label("gone")]).isEmpty)
+    }
+
+    @Test func aTokenSignerSignsOffTheCooperativePool() async throws {
+        let token = try TestToken(labelPrefix: "uc-async")
+        let session = try token.userSession()
+        let pair = try KeyGenerator.generate(KeyGenerationRequest(label: "k", bits: 2048), in: session)
+        let signer = TokenJWTSigner(try TokenSigner(key: try UsableKey(pair, slot: token.slot)))
+        let message = Array("a.b".utf8)
+        let signature = try await signer.signRS256(message)
+        #expect(try #require(pair.publicKey).isValidRS256Signature(signature, for: message))
+        _ = session
+    }
+}
