@@ -57,6 +57,11 @@ public struct PKCS11URI: Sendable, Equatable, CustomStringConvertible {
     /// `module-path`: a module file.
     public var modulePath: String?
 
+    /// The path attributes this parser understands.
+    public static var pathAttributeNames: Set<String> { PKCS11URIAttributes.pathNames }
+    /// The query attributes this parser understands.
+    public static var queryAttributeNames: Set<String> { PKCS11URIAttributes.queryNames }
+
     /// An empty URI (`pkcs11:`), which matches everything.
     public init() {}
 
@@ -314,8 +319,7 @@ public struct PKCS11URIError: Error, Hashable, Sendable, CustomStringConvertible
             let part = inQuery ? "query" : "path"
             let known = (inQuery ? PKCS11URIAttributes.queryNames : PKCS11URIAttributes.pathNames).sorted().joined(separator: ", ")
             if let attribute {
-                let hint = PKCS11URIAttributes.closest(to: attribute, among: inQuery ? PKCS11URIAttributes.queryNames : PKCS11URIAttributes.pathNames)
-                reason = "unknown \(part) attribute '\(attribute)'\(hint.map { " (did you mean '\($0)'?)" } ?? "") — refused rather than ignored (\(part) attributes: \(known))"
+                reason = "unknown \(part) attribute '\(attribute)' — refused rather than ignored (\(part) attributes: \(known))"
             } else {
                 reason = "it has a \(part) attribute this tool does not recognise (not shown; \(part) attributes: \(known)) or a value too long for its field — refused rather than ignored"
             }

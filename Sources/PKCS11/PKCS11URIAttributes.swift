@@ -97,14 +97,6 @@ enum PKCS11URIAttributes {
         return name
     }
 
-    /// The known name a shown unknown one is a near miss of (`pin-sorce` → `pin-source`).
-    static func closest(to name: String, among known: Set<String>) -> String? {
-        let lowered = percentDecoded(name).lowercased()
-        let best = known.map { ($0, editDistance(lowered, $0)) }.min { $0.1 < $1.1 || ($0.1 == $1.1 && $0.0 < $1.0) }
-        guard let best, best.1 <= max(2, best.0.count / 3) else { return nil }
-        return best.0
-    }
-
     static func percentDecoded(_ text: String) -> String {
         var bytes: [UInt8] = []
         var iterator = Array(text.utf8)[...]
@@ -119,21 +111,5 @@ enum PKCS11URIAttributes {
             }
         }
         return String(decoding: bytes, as: UTF8.self)
-    }
-
-    /// Levenshtein distance over Unicode scalars.
-    static func editDistance(_ a: String, _ b: String) -> Int {
-        let a = Array(a.unicodeScalars), b = Array(b.unicodeScalars)
-        if a.isEmpty { return b.count }
-        if b.isEmpty { return a.count }
-        var previous = Array(0...b.count)
-        for (i, x) in a.enumerated() {
-            var current = [i + 1] + [Int](repeating: 0, count: b.count)
-            for (j, y) in b.enumerated() {
-                current[j + 1] = min(previous[j + 1] + 1, current[j] + 1, previous[j] + (x == y ? 0 : 1))
-            }
-            previous = current
-        }
-        return previous[b.count]
     }
 }

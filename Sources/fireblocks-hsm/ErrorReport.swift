@@ -108,7 +108,15 @@ struct ErrorReport: Sendable, Encodable {
         case let error as ModuleLoadError:
             self.init(status: .token, message: error.description)
         case let error as PKCS11URIError:
-            self.init(status: .usage, message: error.description)
+            var message = error.description
+            if error.code == .unrecognizedAttribute, let attribute = error.attribute {
+                let known = error.inQuery ? PKCS11URI.queryAttributeNames : PKCS11URI.pathAttributeNames
+                let decoded = attribute.removingPercentEncoding ?? attribute
+                if let nearest = Spelling.nearest(to: decoded, among: known) {
+                    message += "; did you mean '\(nearest)'?"
+                }
+            }
+            self.init(status: .usage, message: message)
         case let error as FileOutputError:
             let advice: String
             switch error.code {

@@ -20,16 +20,26 @@ enum SubcommandSuggestion {
             // Only the word's shape is echoed when it looks like a command name: a secret typed
             // in the wrong place must not be repeated.
             let shown = word.count <= 32 && word.allSatisfy({ $0.isLetter || $0 == "-" }) ? "'\(word)'" : "(not shown)"
-            let nearest = names.min { distance(word, $0) < distance(word, $1) }
-            let hint = nearest.flatMap { distance(word, $0) <= max(2, $0.count / 3) ? " Did you mean '\($0)'?" : nil } ?? ""
+            let hint = Spelling.nearest(to: word, among: names).map { " Did you mean '\($0)'?" } ?? ""
             return "unknown subcommand \(shown) for '\(path.joined(separator: " "))'.\(hint) Subcommands: \(names.joined(separator: ", ")) (see --help)"
         }
         return nil
     }
+}
 
-    /// Levenshtein distance.
+/// Near misses: the one edit distance of the command line (subcommands, URI attributes).
+enum Spelling {
+    /// The candidate `word` most likely means, when it is a near miss of one.
+    static func nearest(to word: String, among candidates: some Collection<String>) -> String? {
+        let lowered = word.lowercased()
+        let best = candidates.map { ($0, distance(lowered, $0)) }.min { $0.1 < $1.1 || ($0.1 == $1.1 && $0.0 < $1.0) }
+        guard let best, best.1 <= max(2, best.0.count / 3) else { return nil }
+        return best.0
+    }
+
+    /// Levenshtein distance over Unicode scalars.
     static func distance(_ a: String, _ b: String) -> Int {
-        let a = Array(a), b = Array(b)
+        let a = Array(a.unicodeScalars), b = Array(b.unicodeScalars)
         if a.isEmpty { return b.count }
         if b.isEmpty { return a.count }
         var previous = Array(0...b.count)

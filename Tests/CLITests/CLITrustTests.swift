@@ -211,6 +211,16 @@ struct CLITrustTests {
         #expect(partial.standardError.contains("/v1/"))
     }
 
+    @Test func aMisspeltURIAttributeGetsTheNearestKnownOne() throws {
+        let cli = try CLIHarness()
+        defer { cli.remove() }
+        let result = try cli.run(["key", "list", "--token", "pkcs11:token=fb?pin-sorce=file:/run/pin"])
+        #expect(result.status == 2)
+        #expect(result.standardError.contains("unknown query attribute 'pin-sorce'"), "\(result.standardError)")
+        #expect(result.standardError.contains("did you mean 'pin-source'?"))
+        #expect(!result.standardError.contains("/run/pin"))
+    }
+
     @Test func aMistypedSubcommandIsNamed() throws {
         let cli = try CLIHarness()
         defer { cli.remove() }
