@@ -4,6 +4,8 @@
 //
 //   HexEncoding   lowercase hex, both ways (the one hex encoder)
 //   DurableFiles  atomic, durable file writes; inter-process file locks; locked JSON records
+//   TransparencyLog  RFC 6962 Merkle tree and proofs, C2SP checkpoints and signed notes, DSSE
+//                    (pure formats for the audit trail; nothing uses them yet)
 //   CPKCS11       system library: p11-kit's PKCS#11 headers, module loader, URI parser
 //     -> PKCS11         typed wrapper; the only target that imports CPKCS11 (+ HexEncoding)
 //       -> TokenKeys    key policy, generation, provenance, usable keys and signers, CSRs,
@@ -79,6 +81,10 @@ let package = Package(
         .target(
             name: "DurableFiles",
             dependencies: []
+        ),
+        .target(
+            name: "TransparencyLog",
+            dependencies: [.product(name: "Crypto", package: "swift-crypto")]
         ),
         .target(
             name: "FireblocksAPI",
@@ -186,6 +192,10 @@ let package = Package(
         .testTarget(
             name: "JOSETests",
             dependencies: ["JOSE"]
+        ),
+        .testTarget(
+            name: "TransparencyLogTests",
+            dependencies: ["TransparencyLog", "HexEncoding", .product(name: "Crypto", package: "swift-crypto")]
         ),
         .testTarget(
             name: "FireblocksAPITests",
