@@ -77,17 +77,21 @@ public final class IdempotencyStore: Sendable {
     /// The longest Idempotency-Key the API accepts.
     public static let maximumKeyLength = 40
 
+    /// Refuses a key the API would not take: 1 to 40 printable ASCII characters, no spaces.
+    /// Callers check a user's key before doing anything else, so nothing is made for nothing.
+    public static func validate(key: String) throws(APIClientError) {
+        guard !key.isEmpty, key.utf8.count <= maximumKeyLength,
+              key.unicodeScalars.allSatisfy({ $0.value > 0x20 && $0.value < 0x7f }) else {
+            throw APIClientError(.badInput, "an Idempotency-Key is 1 to \(maximumKeyLength) printable ASCII characters without spaces (the API's limit)")
+        }
+    }
+
     /// Finds or creates the record for an intent and writes it before returning.
     /// - Parameter explicitKey: a key the user chose (`--idempotency-key`), at most 40
     ///   printable ASCII characters (the API's limit; refused here rather than by the server).
     public func begin(method: String, url: String, apiKey: String, body: [UInt8], explicitKey: String?,
                       now: Date = Date()) throws -> Decision {
-        if let explicitKey {
-            guard !explicitKey.isEmpty, explicitKey.count <= Self.maximumKeyLength,
-                  explicitKey.unicodeScalars.allSatisfy({ $0.value > 0x20 && $0.value < 0x7f }) else {
-                throw APIClientError(.badInput, "an Idempotency-Key is 1 to \(Self.maximumKeyLength) printable ASCII characters without spaces (the API's limit)")
-            }
-        }
+        if let explicitKey { try Self.validate(key: explicitKey) }
         let bodyHash = sha256Hex(body)
         let intent = sha256Hex(Data("\(method)\n\(url)\n\(apiKey)\n\(bodyHash)".utf8))
         return try withLockedRecords { records in

@@ -126,6 +126,7 @@ public enum Onboarding {
     public static func run(token target: TokenTarget, request: OnboardRequest, stateDirectory: URL,
                            observer: any OperationObserver) async throws -> OnboardReport {
         try KeyLabel.validateNew(request.keyLabel)
+        if let key = request.submission?.idempotencyKey { try IdempotencyStore.validate(key: key) }
         // Fail on a doomed CSR path before touching the token (an existing file is judged later:
         // it may be this key's CSR from an earlier run).
         try AtomicFile.checkWritable(request.csrPath, overwrite: true)

@@ -44,6 +44,7 @@ struct RequestCommand: AsyncParsableCommand {
         guard ["GET", "POST", "PUT", "PATCH", "DELETE"].contains(method.uppercased()) else {
             throw ValidationError("method must be GET, POST, PUT, PATCH or DELETE")
         }
+        if let idempotencyKey { try IdempotencyStore.validate(key: idempotencyKey) }
     }
 
     func run() async throws {

@@ -232,6 +232,18 @@ struct CLIPromiseTests {
         #expect(!files.contains { $0.hasPrefix("pkcs11") }, "\(files)")
     }
 
+    @Test func anIdempotencyKeyTheAPIWouldRefuseStopsEverythingFirst() throws {
+        let cli = try CLIHarness()
+        defer { cli.remove() }
+        let tooLong = String(repeating: "k", count: 41)
+        let result = try onboard(cli, extra: ["--submit", "--admin-key", "admin", "--api-key", "k",
+                                              "--base-url", "http://127.0.0.1:9/v1", "--idempotency-key", tooLong])
+        #expect(result.status == 2, "\(result.standardError)")
+        #expect(result.standardError.contains("1 to 40"))
+        #expect(!result.standardError.contains("Generating"))
+        #expect(try privateKeyLabels(cli) == [])
+    }
+
     @Test func aStateDirectoryThatCannotBeWrittenIsAnIOError() throws {
         let cli = try CLIHarness()
         defer { cli.remove() }

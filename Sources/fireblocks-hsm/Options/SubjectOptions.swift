@@ -1,4 +1,5 @@
 import ArgumentParser
+import FireblocksAPI
 import TokenKeys
 
 /// The CSR subject fields of Fireblocks' "Create a CSR" recipe.
@@ -33,6 +34,10 @@ struct CreationOptions: ParsableArguments {
 
     @Option(name: .customLong("idempotency-key"), help: "Use this Idempotency-Key instead of a generated one.")
     var idempotencyKey: String?
+
+    func validate() throws {
+        if let idempotencyKey { try IdempotencyStore.validate(key: idempotencyKey) }
+    }
 
     /// `coSignerSetupIsFirstUser` as sent: absent unless the flag is given.
     var coSignerSetupIsFirstUser: Bool? { coSignerFirstUser ? true : nil }
