@@ -38,7 +38,8 @@ public final class FileLock {
                                waiting: (String) -> Void = { _ in }) throws(FileOutputError) -> FileLock {
         let directory = URL(fileURLWithPath: path).deletingLastPathComponent().path
         try AtomicFile.makePrivateDirectory(directory)
-        let descriptor = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        // O_NOFOLLOW: a symlink planted at the lock path must not make the note overwrite its target.
+        let descriptor = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
         guard descriptor >= 0 else {
             throw FileOutputError(path: path, reason: "cannot open the lock file (\(String(cString: strerror(errno))))")
         }

@@ -78,3 +78,29 @@ struct DurableFilesTests {
 private final class Box: @unchecked Sendable {
     var value: String?
 }
+
+@Suite("Durable files: planted symlinks")
+struct DurableFilesSymlinkTests {
+    @Test func aSymlinkAtTheLockPathIsRefusedAndItsTargetUntouched() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("durable-link-\(UUID())").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let victim = dir + "/victim"
+        try Data("precious".utf8).write(to: URL(fileURLWithPath: victim))
+        try FileManager.default.createSymbolicLink(atPath: dir + "/a.lock", withDestinationPath: victim)
+        #expect(throws: FileOutputError.self) { try FileLock.acquire(dir + "/a.lock", timeout: 0, note: "pid 1").release() }
+        #expect(try String(contentsOfFile: victim, encoding: .utf8) == "precious")
+    }
+
+    @Test func aSymlinkAtTheTargetIsReplacedNotWrittenThrough() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("durable-link-\(UUID())").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let victim = dir + "/victim"
+        try Data("precious".utf8).write(to: URL(fileURLWithPath: victim))
+        try FileManager.default.createSymbolicLink(atPath: dir + "/state.json", withDestinationPath: victim)
+        try AtomicFile.write(Array("new".utf8), to: dir + "/state.json", overwrite: true)
+        #expect(try String(contentsOfFile: victim, encoding: .utf8) == "precious")
+        #expect(try String(contentsOfFile: dir + "/state.json", encoding: .utf8) == "new")
+    }
+}
