@@ -80,6 +80,10 @@ public struct AttributeType: RawRepresentable, Hashable, Sendable, CustomStringC
     public static let exponent2 = Self(rawValue: UInt(CKA_EXPONENT_2))
     /// `CKA_COEFFICIENT`.
     public static let coefficient = Self(rawValue: UInt(CKA_COEFFICIENT))
+    /// `CKA_EC_PARAMS`: the curve, as DER (a named curve's OID).
+    public static let ecParams = Self(rawValue: UInt(CKA_EC_PARAMS))
+    /// `CKA_EC_POINT`: the public point, as a DER OCTET STRING around the X9.62 encoding.
+    public static let ecPoint = Self(rawValue: UInt(CKA_EC_POINT))
 
     private static let names: [UInt: String] = [
         UInt(CKA_CLASS): "CKA_CLASS", UInt(CKA_TOKEN): "CKA_TOKEN", UInt(CKA_PRIVATE): "CKA_PRIVATE",
@@ -99,6 +103,7 @@ public struct AttributeType: RawRepresentable, Hashable, Sendable, CustomStringC
         UInt(CKA_PRIVATE_EXPONENT): "CKA_PRIVATE_EXPONENT", UInt(CKA_PRIME_1): "CKA_PRIME_1",
         UInt(CKA_PRIME_2): "CKA_PRIME_2", UInt(CKA_EXPONENT_1): "CKA_EXPONENT_1",
         UInt(CKA_EXPONENT_2): "CKA_EXPONENT_2", UInt(CKA_COEFFICIENT): "CKA_COEFFICIENT",
+        UInt(CKA_EC_PARAMS): "CKA_EC_PARAMS", UInt(CKA_EC_POINT): "CKA_EC_POINT",
     ]
 
     /// The specification's name, e.g. `CKA_SENSITIVE`.
@@ -244,6 +249,8 @@ public enum Attribute: Hashable, Sendable, CustomStringConvertible {
     public static func publicExponent(_ value: [UInt8]) -> Self { .bytes(.publicExponent, value) }
     /// The attribute `CKA_MODULUS` with this value.
     public static func modulus(_ value: [UInt8]) -> Self { .bytes(.modulus, value) }
+    /// The attribute `CKA_EC_PARAMS` with this value (DER of the curve's OID).
+    public static func ecParams(_ value: [UInt8]) -> Self { .bytes(.ecParams, value) }
 
     /// The attribute's type.
     public var type: AttributeType {

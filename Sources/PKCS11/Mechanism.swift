@@ -21,6 +21,10 @@ public struct MechanismType: RawRepresentable, Hashable, Sendable, CustomStringC
     public static let sha256RSAPKCSPSS = Self(rawValue: UInt(CKM_SHA256_RSA_PKCS_PSS))
     /// `CKM_SHA256`.
     public static let sha256 = Self(rawValue: UInt(CKM_SHA256))
+    /// `CKM_EC_KEY_PAIR_GEN`: an EC key pair on the curve `CKA_EC_PARAMS` names.
+    public static let ecKeyPairGen = Self(rawValue: UInt(CKM_EC_KEY_PAIR_GEN))
+    /// `CKM_ECDSA`: ECDSA over a digest the caller supplies; the signature is `r ‖ s`.
+    public static let ecdsa = Self(rawValue: UInt(CKM_ECDSA))
 
     private static let names: [UInt: String] = [
         UInt(CKM_RSA_PKCS_KEY_PAIR_GEN): "CKM_RSA_PKCS_KEY_PAIR_GEN",

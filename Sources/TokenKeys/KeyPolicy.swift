@@ -19,8 +19,21 @@ public struct KeyPolicy: Sendable {
 
     /// The boolean requirements on the private key, checked after generation and before every use.
     public let requirements: [Requirement]
-    /// Smallest accepted modulus.
+    /// Smallest accepted modulus (RSA keys).
     public let minimumModulusBits: UInt
+    /// The key type the policy is for.
+    public let keyType: KeyType
+
+    /// A policy: the boolean requirements, for keys of `keyType`.
+    public init(requirements: [Requirement], minimumModulusBits: UInt, keyType: KeyType = .rsa) {
+        self.requirements = requirements
+        self.minimumModulusBits = minimumModulusBits
+        self.keyType = keyType
+    }
+
+    /// The audit key's policy: the same requirements as ``signingKey`` (made on the token,
+    /// sign-only, sensitive, private, never extractable), for an EC key (P-256).
+    public static let auditKey = KeyPolicy(requirements: signingKey.requirements, minimumModulusBits: 0, keyType: .ec)
 
     /// The policy of this tool.
     public static let signingKey = KeyPolicy(
@@ -98,8 +111,8 @@ public struct KeyPolicy: Sendable {
         if case .value(.class(let objectClass))? = attributes[.class], objectClass != .privateKey {
             failures.append(PolicyFailure(attribute: .class, problem: "is \(objectClass), not a private key"))
         }
-        if case .value(.keyType(let keyType))? = attributes[.keyType], keyType != .rsa {
-            failures.append(PolicyFailure(attribute: .keyType, problem: "is \(keyType), not RSA"))
+        if case .value(.keyType(let keyType))? = attributes[.keyType], keyType != self.keyType {
+            failures.append(PolicyFailure(attribute: .keyType, problem: "is \(keyType), not \(self.keyType)"))
         }
         for requirement in requirements {
             switch attributes[requirement.attribute] {
@@ -114,7 +127,7 @@ public struct KeyPolicy: Sendable {
                 failures.append(PolicyFailure(attribute: requirement.attribute, problem: "was not reported, must be \(requirement.expected)"))
             }
         }
-        if let modulusBits, modulusBits < minimumModulusBits {
+        if keyType == .rsa, let modulusBits, modulusBits < minimumModulusBits {
             failures.append(PolicyFailure(attribute: .modulusBits, problem: "is \(modulusBits), must be at least \(minimumModulusBits)"))
         }
         return failures.isEmpty ? .meetsPolicy : .failsToMeetPolicy(failures)
