@@ -5,7 +5,10 @@
 //   HexEncoding   lowercase hex, both ways (the one hex encoder)
 //   DurableFiles  atomic, durable file writes; inter-process file locks; locked JSON records
 //   TransparencyLog  RFC 6962 Merkle tree and proofs, C2SP checkpoints and signed notes, DSSE
-//                    (pure formats for the audit trail; nothing uses them yet)
+//                    (pure formats for the audit trail)
+//     -> AuditTrail  a token's append-only JSONL audit log: records, locked durable appends,
+//                    verification against checkpoints (+ DurableFiles; not yet wired into
+//                    the commands)
 //   CPKCS11       system library: p11-kit's PKCS#11 headers, module loader, URI parser
 //     -> PKCS11         typed wrapper; the only target that imports CPKCS11 (+ HexEncoding)
 //       -> TokenKeys    key policy, generation, provenance, usable keys and signers, CSRs,
@@ -85,6 +88,10 @@ let package = Package(
         .target(
             name: "TransparencyLog",
             dependencies: [.product(name: "Crypto", package: "swift-crypto")]
+        ),
+        .target(
+            name: "AuditTrail",
+            dependencies: ["TransparencyLog", "DurableFiles"]
         ),
         .target(
             name: "FireblocksAPI",
@@ -192,6 +199,10 @@ let package = Package(
         .testTarget(
             name: "JOSETests",
             dependencies: ["JOSE"]
+        ),
+        .testTarget(
+            name: "AuditTrailTests",
+            dependencies: ["AuditTrail", "TransparencyLog"]
         ),
         .testTarget(
             name: "TransparencyLogTests",

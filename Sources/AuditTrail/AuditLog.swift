@@ -1,0 +1,181 @@
+import DurableFiles
+import Foundation
+import TransparencyLog
+
+/// One token's audit log: `<serial>.jsonl` (one JSON record per line; line *i* is Merkle leaf
+/// *i*) in a private directory (0700; files 0600), appended under a file lock.
+///
+/// Fails closed: a record that cannot be written is an error (the caller does not perform, or
+/// reports loudly, the operation). A torn last line (a process killed mid-append) is never
+/// accepted and never silently repaired: appending refuses until ``repairTornTail()`` is run
+/// deliberately (and that itself is recorded).
+public struct AuditLog: Sendable {
+    /// The directory holding the logs.
+    public let directory: URL
+    /// The token the log is about.
+    public let token: AuditRecord.Token
+    /// The tool writing it.
+    public let tool: AuditRecord.Tool
+
+    /// The log of `token` in `directory`.
+    public init(directory: URL, token: AuditRecord.Token, tool: AuditRecord.Tool) {
+        self.directory = directory
+        self.token = token
+        self.tool = tool
+    }
+
+    /// `<serial>.jsonl`.
+    public var logPath: String { directory.appendingPathComponent("\(Self.safeName(token.serial)).jsonl").path }
+    /// `<serial>.checkpoint`.
+    public var checkpointPath: String { directory.appendingPathComponent("\(Self.safeName(token.serial)).checkpoint").path }
+
+    /// Appends the entries as consecutive records; returns the new tree size and root.
+    public func append(_ entries: [AuditEntry], now: Date = Date()) throws -> (size: Int, root: [UInt8]) {
+        try AtomicFile.makePrivateDirectory(directory.path)
+        let lock = try FileLock.acquire(logPath + ".lock", timeout: 30, note: "pid \(getpid()): audit append")
+        defer { lock.release() }
+        let existing = try Self.readLines(logPath)
+        if existing.torn { throw AuditError(.tornTail, "\(logPath) ends in a torn record (an append was interrupted); run 'audit verify' to see it, then repair it deliberately") }
+        var lines = existing.lines
+        var appended: [UInt8] = []
+        let time = ISO8601DateFormatter().string(from: now)
+        for entry in entries {
+            let record = AuditRecord(seq: lines.count, time: time, actor: .current, tool: tool, event: entry.event,
+                                     outcome: entry.outcome, token: token, facts: entry.facts)
+            let line = try record.line()
+            lines.append(line)
+            appended += line + [0x0A]
+        }
+        try Self.appendDurably(appended, to: logPath)
+        let hashes = lines.map { MerkleTree.leafHash($0) }
+        return (lines.count, MerkleTree.root(hashes[...]))
+    }
+
+    /// The log's records as they are on disk, checked: every line a record whose `seq` is its
+    /// index and whose token is this log's; no torn tail. Returns the leaf hashes on success.
+    public func verify() throws -> AuditVerification {
+        let read = try Self.readLines(logPath)
+        for (index, line) in read.lines.enumerated() {
+            guard let record = try? JSONDecoder().decode(AuditRecord.self, from: Data(line)) else {
+                return .damaged(firstBadRecord: index, reason: "line \(index) is not an audit record")
+            }
+            guard record.seq == index else {
+                return .damaged(firstBadRecord: index, reason: "line \(index) has seq \(record.seq): records were removed, inserted or reordered")
+            }
+            guard record.token.serial == token.serial else {
+                return .damaged(firstBadRecord: index, reason: "line \(index) is about token \(record.token.serial), not \(token.serial)")
+            }
+        }
+        if read.torn { return .damaged(firstBadRecord: read.lines.count, reason: "the last line is torn (an append was interrupted)") }
+        return .intact(leafHashes: read.lines.map { MerkleTree.leafHash($0) })
+    }
+
+    /// Cuts a torn last line off (the one repair there is); returns the bytes removed.
+    public func repairTornTail() throws -> Int {
+        let lock = try FileLock.acquire(logPath + ".lock", timeout: 30, note: "pid \(getpid()): audit repair")
+        defer { lock.release() }
+        guard let data = FileManager.default.contents(atPath: logPath) else { return 0 }
+        let bytes = Array(data)
+        guard let last = bytes.last, last != 0x0A else { return 0 }
+        let keep = bytes.lastIndex(of: 0x0A).map { $0 + 1 } ?? 0
+        try AtomicFile.write(Array(bytes[..<keep]), to: logPath, overwrite: true, mode: 0o600)
+        return bytes.count - keep
+    }
+
+    static func readLines(_ path: String) throws -> (lines: [[UInt8]], torn: Bool) {
+        guard FileManager.default.fileExists(atPath: path) else { return ([], false) }
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw AuditError(.unreadable, "cannot read \(path)")
+        }
+        let bytes = Array(data)
+        if bytes.isEmpty { return ([], false) }
+        var lines = bytes.split(separator: 0x0A, omittingEmptySubsequences: false).map(Array.init)
+        let torn = bytes.last != 0x0A
+        if !torn { lines.removeLast() }  // the empty piece after the final newline
+        else { lines.removeLast() }      // the torn piece is not a record
+        return (lines, torn)
+    }
+
+    static func appendDurably(_ bytes: [UInt8], to path: String) throws {
+        let descriptor = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
+        guard descriptor >= 0 else { throw AuditError(.unwritable, "cannot open \(path) (\(String(cString: strerror(errno))))") }
+        defer { close(descriptor) }
+        var written = 0
+        while written < bytes.count {
+            let count = bytes.withUnsafeBytes { raw -> Int in
+                guard let base = raw.baseAddress else { return 0 }
+                return write(descriptor, base + written, bytes.count - written)
+            }
+            if count < 0, errno == EINTR { continue }
+            guard count > 0 else { throw AuditError(.unwritable, "cannot append to \(path) (\(String(cString: strerror(errno))))") }
+            written += count
+        }
+        guard fsync(descriptor) == 0 else { throw AuditError(.unwritable, "cannot sync \(path) (\(String(cString: strerror(errno))))") }
+    }
+
+    /// A serial as a file name (serials are printable; anything else is replaced).
+    static func safeName(_ serial: String) -> String {
+        let kept = serial.unicodeScalars.map { ("a"..."z").contains($0) || ("A"..."Z").contains($0) || ("0"..."9").contains($0) || $0 == "-" ? String($0) : "_" }
+        return kept.joined().isEmpty ? "token" : kept.joined()
+    }
+}
+
+/// What ``AuditLog/verify()`` found.
+public enum AuditVerification: Sendable, Equatable {
+    /// Every record is in place; the leaf hashes of the tree.
+    case intact(leafHashes: [[UInt8]])
+    /// The first record that is not, and why.
+    case damaged(firstBadRecord: Int, reason: String)
+}
+
+/// The audit log could not be written or read. Matchable by ``code``.
+public struct AuditError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// What went wrong.
+    public enum Code: String, Sendable, Equatable {
+        /// The log cannot be written (disk full, permissions, lock).
+        case unwritable
+        /// The log cannot be read.
+        case unreadable
+        /// The last line is torn; nothing is appended until it is repaired deliberately.
+        case tornTail
+        /// The log does not match a checkpoint.
+        case inconsistent
+    }
+
+    /// What went wrong.
+    public let code: Code
+    /// The facts.
+    public let reason: String
+
+    /// An error: its code and the facts.
+    public init(_ code: Code, _ reason: String) {
+        self.code = code
+        self.reason = reason
+    }
+
+    /// The facts.
+    public var description: String { reason }
+
+    /// Equal when the codes are equal.
+    public static func == (lhs: Self, rhs: Self) -> Bool { lhs.code == rhs.code }
+}
+
+extension AuditLog {
+    /// Checks the log against a checkpoint (an auditor's, or the token's): the checkpoint's tree
+    /// must be a prefix of the log (its size at most the log's, its root the root over that
+    /// prefix). Catches an edited record, a cut-off tail, and an older log put back.
+    public func verify(against checkpoint: Checkpoint) throws -> (size: Int, root: [UInt8]) {
+        switch try verify() {
+        case .damaged(let index, let reason):
+            throw AuditError(.inconsistent, "record \(index): \(reason)")
+        case .intact(let hashes):
+            guard checkpoint.treeSize <= hashes.count else {
+                throw AuditError(.inconsistent, "the checkpoint covers \(checkpoint.treeSize) records but the log has \(hashes.count): records were cut off the end")
+            }
+            guard MerkleTree.root(hashes[..<checkpoint.treeSize]) == checkpoint.rootHash else {
+                throw AuditError(.inconsistent, "the first \(checkpoint.treeSize) records do not have the checkpoint's root: the log was edited or replaced")
+            }
+            return (hashes.count, MerkleTree.root(hashes[...]))
+        }
+    }
+}
