@@ -256,6 +256,11 @@ public enum Onboarding {
         let info = opened.token.info
         let session = opened.session
         let privateKeys = try session.findObjects([.class(.privateKey), .label(request.keyLabel)])
+        if privateKeys.isEmpty, let recorded = record, let fingerprint = recorded.fingerprint {
+            // The record names a key this onboarding made, and it is gone: making another would
+            // bind a new key to an onboarding that may already have created its API user.
+            throw TokenKeysError(.keyNotFound, "the key this onboarding made ('\(request.keyLabel)', SHA-256 \(fingerprint)) is no longer on token '\(info.label)'; its API user (if created) cannot sign. Start a new onboarding under a new key label")
+        }
         if privateKeys.isEmpty {
             let orphans = try session.findObjects([.class(.publicKey), .label(request.keyLabel)])
             if !orphans.isEmpty {

@@ -181,6 +181,22 @@ struct CLIPromiseTests {
         #expect(again.status == 0, "\(again.standardError)")
     }
 
+    @Test func aRecordedKeyThatVanishedIsNotSilentlyReplaced() throws {
+        let (cli, sandbox, api) = try setUp()
+        defer { sandbox.stop(); cli.remove() }
+        #expect(try onboard(cli, extra: ["--submit", "--admin-key", "admin"] + api).status == 0)
+        // Removed behind the tool's back (pkcs11-tool), so the onboarding record stays.
+        let removed = try Subprocess.run("pkcs11-tool", [
+            "--module", SoftHSM.modulePath, "--token-label", cli.label, "--login", "--pin", cli.userPIN,
+            "--delete-object", "--type", "privkey", "--label", "ci-bot"], environment: cli.environment())
+        #expect(removed.status == 0, "\(removed.standardError)")
+        let again = try onboard(cli, extra: ["--submit", "--admin-key", "admin"] + api)
+        #expect(again.status == 6, "\(again.standardError)")
+        #expect(again.standardError.contains("no longer on token"))
+        #expect(try privateKeyLabels(cli) == ["admin"])
+        #expect(try users(sandbox).count == 1)
+    }
+
     // MARK: key delete
 
     @Test func keyDeleteShowsAsksAndDeletesBothHalves() throws {
