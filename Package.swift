@@ -128,6 +128,8 @@ let package = Package(
             name: "FireblocksHSM",
             dependencies: [
                 "TokenKeys",
+                "AuditTrail",
+                "TransparencyLog",
                 "HexEncoding",
                 "DurableFiles",
                 "PKCS11",
@@ -143,6 +145,8 @@ let package = Package(
                 "FireblocksHSM",
                 "DurableFiles",
                 "HexEncoding",
+                "AuditTrail",
+                "TransparencyLog",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

@@ -1,4 +1,5 @@
 import DurableFiles
+import AuditTrail
 import Crypto
 import Foundation
 import PKCS11
@@ -12,18 +13,20 @@ public enum CSRCreation {
     ///   - output: a file path, or `-` for standard output.
     ///   - overwrite: replace an existing file (`--force`).
     public static func make(target: TokenTarget, subject: CSRSubject, output: String, overwrite: Bool,
-                            observer: any OperationObserver) throws -> (report: CSRReport, pem: String) {
+                            auditDirectory: URL, observer: any OperationObserver) throws -> (report: CSRReport, pem: String) {
         let key = try target.requireKey()
         // Fail on an unusable output path before asking for a PIN or signing anything.
         if output != "-" {
             try AtomicFile.checkWritable(output, overwrite: overwrite)
         }
-        let opened = try OpenedToken.open(target, readWrite: false, logIn: true, observer: observer)
+        let opened = try OpenedToken.open(target, readWrite: true, logIn: true, observer: observer)
         let tokenLabel = opened.token.info.label
         let pair = try during("reading key '\(key)'") { try KeyStore.findUsable(key, in: opened.session) }
         let signer = try during("opening a signing session on token '\(tokenLabel)'") {
             try TokenSigner(keyPair: pair, slot: opened.token.slot)
         }
+        // The trail is opened once the key is known to be usable: nothing is made for a refusal.
+        let audit = try AuditService.prepare(opened: opened, directory: auditDirectory, observer: observer)
         let csr = try during("signing the CSR with key '\(pair.label)' on token '\(tokenLabel)'") {
             try CSRBuilder.makeCSR(subject: subject, signingKey: TokenPrivateKey(signer: signer))
         }
@@ -39,6 +42,10 @@ public enum CSRCreation {
             signatureAlgorithm: "sha256WithRSAEncryption",
             verified: true,
             key: KeyIdentity(pair, publicKey: signer.publicKey))
+        try audit.recordDone([AuditEntry(event: "csr.created", facts: [
+            "key": .string(pair.label), "spkiSHA256": .string(signer.publicKey.fingerprint), "subject": .string(report.subject),
+            "derSHA256": .string(hex(SHA256.hash(data: try csr.serializeAsPEM().derBytes))), "path": .string(output)])],
+            done: "the CSR was signed and written")
         return (report, pem)
     }
 }

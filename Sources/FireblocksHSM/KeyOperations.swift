@@ -1,3 +1,4 @@
+import AuditTrail
 import DurableFiles
 import FireblocksAPI
 import Foundation
@@ -24,7 +25,7 @@ public enum KeyOperations {
     /// check to the end, so two runs for one label make one key; the label and id are checked
     /// before anything is announced or generated.
     public static func generate(target: TokenTarget, bits: UInt, id: [UInt8]?, stateDirectory: URL,
-                                lockTimeout: TimeInterval, observer: any OperationObserver) throws -> KeyReport {
+                                lockTimeout: TimeInterval, auditDirectory: URL, observer: any OperationObserver) throws -> KeyReport {
         let key = try target.requireKey()
         guard case .label(let label) = key else {
             throw TokenKeysError(.invalidArgument, "a new key takes a label, not a pkcs11: URI (the key does not exist yet)")
@@ -39,11 +40,23 @@ public enum KeyOperations {
         try during("checking that label '\(label)' is free on token '\(tokenLabel)'") {
             try KeyStore.requireUnused(label: label, id: id, in: opened.session)
         }
-        let pair = try during("generating an RSA-\(bits) key pair on token '\(tokenLabel)'") {
-            try observer.slowStep("Generating RSA-\(bits) key pair '\(label)' on token '\(tokenLabel)'") {
-                try KeyGenerator.generate(KeyGenerationRequest(label: label, bits: bits, id: id), in: opened.session)
+        try TokenCapabilities.requireKeyGeneration(on: opened.token.slot, bits: bits)
+        let audit = try AuditService.prepare(opened: opened, directory: auditDirectory, observer: observer)
+        let pair: TokenKeyPair
+        do {
+            pair = try during("generating an RSA-\(bits) key pair on token '\(tokenLabel)'") {
+                try observer.slowStep("Generating RSA-\(bits) key pair '\(label)' on token '\(tokenLabel)'") {
+                    try KeyGenerator.generate(KeyGenerationRequest(label: label, bits: bits, id: id), in: opened.session)
+                }
             }
+        } catch let error as TokenKeysError where error.code == .policyViolation {
+            try audit.recordDone([AuditEntry(event: "key.refused-by-policy", outcome: .failed(error.reason),
+                                             facts: ["label": .string(label), "bits": .integer(Int(bits))])],
+                                 done: "the token did not honour the key policy and the pair was destroyed")
+            throw error
         }
+        try audit.recordDone([AuditEntry(event: "key.generated", facts: AuditService.facts(pair))],
+                             done: "key '\(label)' was generated on token '\(tokenLabel)'")
         return KeyReport(pair)
     }
 
@@ -117,19 +130,22 @@ public final class KeyDeletion {
     private let handles: [ObjectHandle]
     private let records: OnboardingRecords
     private let labels: [(label: String, fingerprint: String?)]
+    private let audit: AuditService
 
     private init(plan: Plan, opened: OpenedToken, handles: [ObjectHandle], records: OnboardingRecords,
-                 labels: [(label: String, fingerprint: String?)]) {
+                 labels: [(label: String, fingerprint: String?)], audit: AuditService) {
         self.plan = plan
         self.opened = opened
         self.handles = handles
         self.records = records
         self.labels = labels
+        self.audit = audit
     }
 
     /// Finds the key pair (or the lone public half an interrupted generation left) the selector
     /// names, and what it is recorded as backing. Destroys nothing.
-    public static func plan(target: TokenTarget, stateDirectory: URL, observer: any OperationObserver) throws -> KeyDeletion {
+    public static func plan(target: TokenTarget, stateDirectory: URL, auditDirectory: URL,
+                            observer: any OperationObserver) throws -> KeyDeletion {
         let selector = try target.requireKey()
         let opened = try OpenedToken.open(target, readWrite: true, logIn: true, observer: observer)
         let session = opened.session
@@ -193,7 +209,8 @@ public final class KeyDeletion {
             }
         }
         let plan = Plan(token: info.label, tokenSerial: info.serialNumber, items: items, backs: backs)
-        return KeyDeletion(plan: plan, opened: opened, handles: handles, records: records, labels: labels)
+        let audit = try AuditService.prepare(opened: opened, directory: auditDirectory, observer: observer)
+        return KeyDeletion(plan: plan, opened: opened, handles: handles, records: records, labels: labels, audit: audit)
     }
 
     /// Destroys the planned objects; refuses a key recorded as backing an API user unless `force`.
@@ -207,5 +224,13 @@ public final class KeyDeletion {
         for entry in labels {
             try records.remove(tokenSerial: plan.tokenSerial, keyLabel: entry.label, fingerprint: entry.fingerprint)
         }
+        let items: [AuditValue] = plan.items.map {
+            .object(["kind": .string($0.kind), "label": .string($0.label), "id": .string($0.id),
+                     "spkiSHA256": .string($0.fingerprintSHA256 ?? "")])
+        }
+        try audit.recordDone([AuditEntry(event: "key.deleted", facts: [
+            "objects": .array(items), "forced": .bool(force && !plan.backs.isEmpty),
+            "backedAPIUsers": .array(plan.backs.map { .string($0) })])],
+            done: "\(plan.items.count) object(s) were deleted from token '\(plan.token)'")
     }
 }

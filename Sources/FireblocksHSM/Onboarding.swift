@@ -1,3 +1,4 @@
+import AuditTrail
 import DurableFiles
 import Crypto
 import FireblocksAPI
@@ -123,7 +124,7 @@ public struct OnboardReport: Codable, Sendable, Equatable {
 /// refused, naming the field, instead of creating a second user for the key.
 public enum Onboarding {
     /// Runs (or resumes) the onboarding: see the type's description.
-    public static func run(token target: TokenTarget, request: OnboardRequest, stateDirectory: URL,
+    public static func run(token target: TokenTarget, request: OnboardRequest, stateDirectory: URL, auditDirectory: URL,
                            observer: any OperationObserver) async throws -> OnboardReport {
         try KeyLabel.validateNew(request.keyLabel)
         if let key = request.submission?.idempotencyKey { try IdempotencyStore.validate(key: key) }
@@ -138,6 +139,7 @@ public enum Onboarding {
                                             keyLabel: request.keyLabel, timeout: request.lockTimeout,
                                             what: "onboard key '\(request.keyLabel)'", waiting: observer.note)
         defer { lock.release() }
+        let audit = try AuditService.prepare(opened: opened, directory: auditDirectory, observer: observer)
 
         let asked = OnboardingRecord(
             tokenSerial: info.serialNumber, tokenLabel: info.label, keyLabel: request.keyLabel, stage: .generating,
@@ -160,12 +162,16 @@ public enum Onboarding {
         // 1. The key: generate, or resume the one an earlier onboarding of this label made.
         let (pair, keyState) = try await obtainKey(request: request, opened: opened, records: records, record: &record,
                                                    asked: asked, observer: observer)
+        if keyState == "generated" {
+            try audit.recordDone([AuditEntry(event: "key.generated", facts: AuditService.facts(pair).merging(
+                ["onboarding": .string(request.name)]) { $1 })], done: "key '\(pair.label)' was generated on token '\(info.label)'")
+        }
         guard let publicKey = pair.publicKey, let current = record else {
             throw TokenKeysError(.notAnRSAKey, "key '\(pair.label)' has no readable RSA public key")
         }
         do {
             return try await finish(request: request, opened: opened, records: records, record: current, pair: pair,
-                                    publicKey: publicKey, keyState: keyState, observer: observer)
+                                    publicKey: publicKey, keyState: keyState, audit: audit, observer: observer)
         } catch {
             throw OnboardingStopped(underlying: error, keyLabel: pair.label, tokenLabel: info.label,
                                     csrPath: FileManager.default.fileExists(atPath: request.csrPath) ? request.csrPath : nil)
@@ -175,7 +181,7 @@ public enum Onboarding {
     /// Steps 2 and 3, on the key of this onboarding.
     private static func finish(request: OnboardRequest, opened: OpenedToken, records: OnboardingRecords,
                                record: OnboardingRecord, pair: TokenKeyPair, publicKey: TokenRSAPublicKey,
-                               keyState: String, observer: any OperationObserver) async throws -> OnboardReport {
+                               keyState: String, audit: AuditService, observer: any OperationObserver) async throws -> OnboardReport {
         let info = opened.token.info
         var current = record
 
@@ -198,6 +204,11 @@ public enum Onboarding {
             csrPEM = try csr.serializeAsPEM().pemString + "\n"
             try AtomicFile.write(Array(csrPEM.utf8), to: request.csrPath, overwrite: request.overwriteCSR, mode: 0o644)
             csrState = "written"
+            try audit.recordDone([AuditEntry(event: "csr.created", facts: [
+                "key": .string(pair.label), "spkiSHA256": .string(publicKey.fingerprint),
+                "subject": .string(csr.subject.description),
+                "derSHA256": .string(hex(SHA256.hash(data: try csr.serializeAsPEM().derBytes))),
+                "path": .string(request.csrPath)])], done: "the CSR was signed and written")
         }
         let csrDigest = hex(SHA256.hash(data: Array(csrPEM.utf8)))
         if let submittedDigest = current.csrSHA256, current.stage >= .submitting, submittedDigest != csrDigest {
@@ -236,6 +247,12 @@ public enum Onboarding {
             submission = APIUserCreationReport(name: request.name, role: request.role.rawValue, result: result,
                                                baseURL: submit.api.baseURL.description)
             apiUser = result.identification.user
+            try audit.recordDone([AuditEntry(event: "api-user.created", facts: [
+                "name": .string(request.name), "role": .string(request.role.rawValue),
+                "result": .string(submission?.result ?? ""), "xRequestID": .string(submission?.requestID ?? ""),
+                "idempotencyKey": .string(submission?.idempotencyKey ?? ""),
+                "apiUserID": .string(apiUser?.id ?? ""), "baseURL": .string(submit.api.baseURL.description),
+                "spkiSHA256": .string(publicKey.fingerprint)])], done: "the API user's creation was sent")
             current.stage = .submitted
             current.apiUserID = apiUser?.id ?? current.apiUserID
             try records.save(current)

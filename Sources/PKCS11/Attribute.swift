@@ -80,6 +80,10 @@ public struct AttributeType: RawRepresentable, Hashable, Sendable, CustomStringC
     public static let exponent2 = Self(rawValue: UInt(CKA_EXPONENT_2))
     /// `CKA_COEFFICIENT`.
     public static let coefficient = Self(rawValue: UInt(CKA_COEFFICIENT))
+    /// `CKA_VALUE`: a data object's (or secret key's) value.
+    public static let value = Self(rawValue: UInt(CKA_VALUE))
+    /// `CKA_APPLICATION`: which application a data object belongs to.
+    public static let application = Self(rawValue: UInt(CKA_APPLICATION))
     /// `CKA_EC_PARAMS`: the curve, as DER (a named curve's OID).
     public static let ecParams = Self(rawValue: UInt(CKA_EC_PARAMS))
     /// `CKA_EC_POINT`: the public point, as a DER OCTET STRING around the X9.62 encoding.
@@ -104,6 +108,7 @@ public struct AttributeType: RawRepresentable, Hashable, Sendable, CustomStringC
         UInt(CKA_PRIME_2): "CKA_PRIME_2", UInt(CKA_EXPONENT_1): "CKA_EXPONENT_1",
         UInt(CKA_EXPONENT_2): "CKA_EXPONENT_2", UInt(CKA_COEFFICIENT): "CKA_COEFFICIENT",
         UInt(CKA_EC_PARAMS): "CKA_EC_PARAMS", UInt(CKA_EC_POINT): "CKA_EC_POINT",
+        UInt(CKA_VALUE): "CKA_VALUE", UInt(CKA_APPLICATION): "CKA_APPLICATION",
     ]
 
     /// The specification's name, e.g. `CKA_SENSITIVE`.
@@ -251,6 +256,8 @@ public enum Attribute: Hashable, Sendable, CustomStringConvertible {
     public static func modulus(_ value: [UInt8]) -> Self { .bytes(.modulus, value) }
     /// The attribute `CKA_EC_PARAMS` with this value (DER of the curve's OID).
     public static func ecParams(_ value: [UInt8]) -> Self { .bytes(.ecParams, value) }
+    /// The attribute `CKA_VALUE` with these bytes.
+    public static func value(_ bytes: [UInt8]) -> Self { .bytes(.value, bytes) }
 
     /// The attribute's type.
     public var type: AttributeType {

@@ -43,10 +43,10 @@ public enum KeyStore {
         }
     }
 
-    /// Every private key on the token, judged.
+    /// Every RSA private key on the token (the API keys), judged. The EC audit key is not one.
     public static func list(in session: Session, policy: KeyPolicy = .signingKey) throws -> [TokenKeyPair] {
         let token = try session.slot.tokenInfo()
-        return try session.findObjects([.class(.privateKey)])
+        return try session.findObjects([.class(.privateKey), .keyType(.rsa)])
             .map { try load(privateKey: $0, in: session, token: token, policy: policy) }
             .sorted { ($0.label, hex($0.id)) < ($1.label, hex($1.id)) }
     }

@@ -32,6 +32,8 @@ struct CSRSubcommand: ParsableCommand {
     @Flag(help: "Replace --out if it exists.")
     var force = false
 
+    @OptionGroup var audit: AuditOptions
+
     @OptionGroup var output: OutputOptions
 
     func validate() throws {
@@ -43,7 +45,8 @@ struct CSRSubcommand: ParsableCommand {
     func run() throws {
         let subject = try subjectOptions.subject()
         let (report, pem) = try CSRCreation.make(target: try token.target(key: key.key), subject: subject,
-                                                output: out, overwrite: force, observer: Console())
+                                                output: out, overwrite: force,
+                                                 auditDirectory: audit.directory, observer: Console())
         if out == "-" {
             Console().output(pem)
         } else {

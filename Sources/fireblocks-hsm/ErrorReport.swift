@@ -1,4 +1,6 @@
 import FireblocksHSM
+import AuditTrail
+import TransparencyLog
 import DurableFiles
 import FireblocksAPI
 import PKCS11
@@ -30,6 +32,8 @@ enum ExitStatus: Int32, CaseIterable, Sendable {
     case apiRequest = 9
     /// The API failed (5xx, 429 after retries) or could not be reached (network, timeout).
     case apiUnavailable = 10
+    /// The audit log is damaged or inconsistent with a checkpoint (or a torn tail blocks it).
+    case auditIntegrity = 11
 
     /// The class's name in `--json` errors.
     var className: String {
@@ -45,6 +49,7 @@ enum ExitStatus: Int32, CaseIterable, Sendable {
         case .apiAuthentication: return "api-authentication"
         case .apiRequest: return "api-request"
         case .apiUnavailable: return "api-unavailable"
+        case .auditIntegrity: return "audit-integrity"
         }
     }
 
@@ -142,6 +147,11 @@ struct ErrorReport: Sendable, Encodable {
                 status = .apiUnavailable
             }
             self.init(status: status, message: error.reason)
+        case let error as AuditError:
+            self.init(status: error.code == .unwritable || error.code == .unreadable ? .fileError : .auditIntegrity,
+                      message: error.description)
+        case let error as CheckpointError:
+            self.init(status: .auditIntegrity, message: "not a signed checkpoint: \(error.description)")
         case let error as OnboardingConflict:
             let flag = Self.flag(forOnboardingField: error.field)
             self.init(status: .key, message: "the onboarding of key '\(error.keyLabel)' on token '\(error.tokenLabel)' was started with \(flag) '\(error.recorded)', and this run asks for '\(error.asked)': one key backs one API user. Re-run with the original value to resume it, or choose a new --key label for a new onboarding")

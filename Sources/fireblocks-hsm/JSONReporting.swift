@@ -10,3 +10,6 @@ extension OnboardSubcommand: JSONReporting { var wantsJSON: Bool { output.json }
 extension RequestCommand: JSONReporting { var wantsJSON: Bool { json } }
 extension TokenInitCommand: JSONReporting { var wantsJSON: Bool { output.json } }
 extension TokenListCommand: JSONReporting { var wantsJSON: Bool { output.json } }
+extension AuditInitCommand: JSONReporting { var wantsJSON: Bool { output.json } }
+extension AuditShowCommand: JSONReporting { var wantsJSON: Bool { output.json } }
+extension AuditVerifyCommand: JSONReporting { var wantsJSON: Bool { output.json } }

@@ -29,6 +29,7 @@ struct KeyDeleteCommand: ParsableCommand {
     var force = false
 
     @OptionGroup var state: StateOptions
+    @OptionGroup var audit: AuditOptions
     @OptionGroup var output: OutputOptions
 
     struct Report: Encodable {
@@ -38,7 +39,8 @@ struct KeyDeleteCommand: ParsableCommand {
 
     func run() throws {
         let console = Console()
-        let deletion = try KeyDeletion.plan(target: try token.target(key: key.key), stateDirectory: state.directory, observer: console)
+        let deletion = try KeyDeletion.plan(target: try token.target(key: key.key), stateDirectory: state.directory,
+                                             auditDirectory: audit.directory, observer: console)
         let plan = deletion.plan
         var lines = ["Token '\(plan.token)' (serial \(plan.tokenSerial)): deleting"]
         for item in plan.items {

@@ -31,6 +31,7 @@ struct KeyGenerateCommand: ParsableCommand {
     var id: String?
 
     @OptionGroup var state: StateOptions
+    @OptionGroup var audit: AuditOptions
 
     @OptionGroup var output: OutputOptions
 
@@ -47,7 +48,8 @@ struct KeyGenerateCommand: ParsableCommand {
     func run() throws {
         let report = try KeyOperations.generate(
             target: try token.target(key: key.key), bits: bits, id: id.flatMap(bytes(fromHex:)),
-            stateDirectory: state.directory, lockTimeout: state.lockTimeout, observer: Console())
+            stateDirectory: state.directory, lockTimeout: state.lockTimeout,
+            auditDirectory: audit.directory, observer: Console())
         try output.emit(report, text: TextReports.generated)
     }
 }

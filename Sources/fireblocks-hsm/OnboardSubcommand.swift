@@ -62,6 +62,8 @@ struct OnboardSubcommand: AsyncParsableCommand {
     @Option(name: .customLong("lock-timeout"), help: ArgumentHelp("Seconds to wait while another run works on the same key label (0: fail at once).", valueName: "seconds"))
     var lockTimeout: Double = 300
 
+    @OptionGroup var audit: AuditOptions
+
     @OptionGroup var output: OutputOptions
 
     func validate() throws {
@@ -103,7 +105,8 @@ struct OnboardSubcommand: AsyncParsableCommand {
             submission: submission)
         request.lockTimeout = lockTimeout
         let report = try await Onboarding.run(token: try token.target(profile: profile), request: request,
-                                                  stateDirectory: stateDirectory, observer: Console())
+                                                  stateDirectory: stateDirectory, auditDirectory: audit.directory,
+                                                  observer: Console())
         try output.emit(report, text: TextReports.onboarded)
     }
 }

@@ -67,6 +67,7 @@ struct CLIHarness {
         var environment = directory.environment.filter { !$0.key.hasPrefix("FIREBLOCKS_HSM_") }
         // Records and locks of this test's own, never the user's state directory.
         environment["FIREBLOCKS_HSM_STATE_DIR"] = directory.path + "/state"
+        environment["FIREBLOCKS_HSM_AUDIT_DIR"] = directory.path + "/audit"
         environment["TEST_HSM_PIN"] = userPIN
         environment["TEST_SO_PIN"] = securityOfficerPIN
         environment.merge(extra) { $1 }

@@ -255,7 +255,8 @@ struct CLITrustTests {
         defer { cli.remove() }
         let commands = [[], ["token", "list"], ["token", "init"], ["key", "generate"], ["key", "show"], ["key", "list"],
                         ["key", "export"], ["key", "delete"], ["csr"], ["jwt"], ["request"], ["api-user", "create"],
-                        ["api-user", "list"], ["onboard"]]
+                        ["api-user", "list"], ["onboard"], ["audit", "init"], ["audit", "show"], ["audit", "checkpoint"],
+                        ["audit", "verify"], ["audit", "repair"]]
         for command in commands {
             let help = try cli.run(command + ["--help"], module: nil, environment: ["COLUMNS": "80"])
             #expect(help.status == 0)

@@ -41,14 +41,14 @@ struct UseCaseTests {
         defer { try? FileManager.default.removeItem(at: state) }
         let observer = RecordingObserver()
         let report = try KeyOperations.generate(target: target(token, key: "k"), bits: 2048, id: nil, stateDirectory: state,
-                                                lockTimeout: 5, observer: observer)
+                                                lockTimeout: 5, auditDirectory: state.appendingPathComponent("audit"), observer: observer)
         #expect(report.meetsPolicy)
         #expect(observer.notes.contains { $0.hasPrefix("slow: Generating RSA-2048") })
 
         let again = RecordingObserver()
         #expect(throws: TokenKeysError(.keyExists, "")) {
             try KeyOperations.generate(target: target(token, key: "k"), bits: 2048, id: nil, stateDirectory: state,
-                                       lockTimeout: 5, observer: again)
+                                       lockTimeout: 5, auditDirectory: state.appendingPathComponent("audit"), observer: again)
         }
         #expect(again.notes.isEmpty, "nothing is announced before the label is checked")
     }
@@ -69,7 +69,7 @@ struct UseCaseTests {
             submission: OnboardRequest.Submission(adminKey: .label("admin"), api: api, idempotencyKey: nil))
 
         let first = try await Onboarding.run(token: target(admin.token, key: nil), request: request, stateDirectory: state,
-                                             observer: RecordingObserver())
+                                             auditDirectory: state.appendingPathComponent("audit"), observer: RecordingObserver())
         #expect(first.key == "generated")
         #expect(first.submission?.userIdentification == "identified")
         let created = sandbox.service.snapshot.users
@@ -79,7 +79,7 @@ struct UseCaseTests {
 
         let observer = RecordingObserver()
         let second = try await Onboarding.run(token: target(admin.token, key: nil), request: request, stateDirectory: state,
-                                              observer: observer)
+                                              auditDirectory: state.appendingPathComponent("audit"), observer: observer)
         #expect(second.key == "resumed")
         #expect(second.submission?.result == "already-submitted")
         #expect(second.apiUser?.id == first.apiUser?.id)
@@ -98,8 +98,10 @@ struct UseCaseTests {
         let state = stateDirectory()
         defer { try? FileManager.default.removeItem(at: state) }
         _ = try KeyOperations.generate(target: target(token, key: "gone"), bits: 2048, id: nil, stateDirectory: state,
-                                       lockTimeout: 5, observer: SilentObserver())
-        let deletion = try KeyDeletion.plan(target: target(token, key: "gone"), stateDirectory: state, observer: SilentObserver())
+                                       lockTimeout: 5, auditDirectory: state.appendingPathComponent("audit"),
+                                       observer: SilentObserver())
+        let deletion = try KeyDeletion.plan(target: target(token, key: "gone"), stateDirectory: state,
+                                            auditDirectory: state.appendingPathComponent("audit"), observer: SilentObserver())
         #expect(deletion.plan.items.map(\.kind) == ["private", "public"])
         #expect(deletion.plan.items.allSatisfy { $0.fingerprintSHA256 != nil })
         #expect(deletion.plan.backs.isEmpty)

@@ -1,0 +1,180 @@
+import ArgumentParser
+import AuditTrail
+import FireblocksHSM
+import Foundation
+
+struct AuditCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "audit",
+        abstract: "The token's tamper-evident audit trail: an RFC 6962 log with checkpoints signed on the token.",
+        subcommands: [AuditInitCommand.self, AuditShowCommand.self, AuditCheckpointCommand.self,
+                      AuditVerifyCommand.self, AuditRepairCommand.self]
+    )
+}
+
+struct AuditInitCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "init",
+        abstract: "Make the audit key (EC P-256, on the token, under the key policy) if there is none.",
+        discussion: """
+            Prints the SHA-256 of the audit key's public key: give it to your auditors, who
+            check every checkpoint and evidence bundle against it.
+
+            Examples:
+              fireblocks-hsm audit init --token fb
+            """
+    )
+
+    @OptionGroup var token: TokenOptions
+    @OptionGroup var audit: AuditOptions
+    @OptionGroup var output: OutputOptions
+
+    func run() throws {
+        let report = try AuditOperations.initialize(target: try token.target(), directory: audit.directory, observer: Console())
+        try output.emit(report) { report in
+            "\(report.created ? "Created" : "Found") the audit key '\(report.label)' on token '\(report.token)'.\nSHA-256 of its public key: \(report.spkiSHA256)\n\(report.publicKeyPEM)\n"
+        }
+    }
+}
+
+struct AuditShowCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "show",
+        abstract: "Show the token's audit records.",
+        discussion: """
+            Examples:
+              fireblocks-hsm audit show --token fb --since 2026-11-01 --event key.generated
+            """
+    )
+
+    @OptionGroup var token: TokenOptions
+    @OptionGroup var audit: AuditOptions
+
+    @Option(help: ArgumentHelp("Only records from this day on (YYYY-MM-DD, UTC).", valueName: "date"))
+    var since: String?
+
+    @Option(help: ArgumentHelp("Only records of this event, e.g. key.generated.", valueName: "event"))
+    var event: String?
+
+    @OptionGroup var output: OutputOptions
+
+    func validate() throws {
+        if let since, Self.day(since) == nil { throw ValidationError("'--since' takes a day as YYYY-MM-DD") }
+    }
+
+    static func day(_ text: String) -> Date? {
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withFullDate]
+        return formatter.date(from: text)
+    }
+
+    func run() throws {
+        let records = try AuditOperations.show(target: try token.target(), directory: audit.directory,
+                                               since: since.flatMap(Self.day), event: event, observer: Console())
+        try output.emit(records) { records in
+            if records.isEmpty { return "No audit records.\n" }
+            return TextReports.table([["SEQ", "TIME", "EVENT", "OUTCOME", "ACTOR"]] + records.map {
+                [String($0.seq), $0.time, $0.event, $0.outcome.result + ($0.outcome.reason.map { ": " + $0 } ?? ""), $0.actor.user]
+            })
+        }
+    }
+}
+
+struct AuditCheckpointCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "checkpoint",
+        abstract: "Print the latest signed checkpoint (C2SP signed note) anchored on the token.",
+        discussion: """
+            Auditors keep these outside the operator's reach; 'audit verify
+            --from-checkpoint' then proves the log was neither edited nor cut short since.
+
+            Examples:
+              fireblocks-hsm audit checkpoint --token fb > 2026-11-25.checkpoint
+            """
+    )
+
+    @OptionGroup var token: TokenOptions
+    @OptionGroup var audit: AuditOptions
+
+    func run() throws {
+        guard let note = try AuditOperations.checkpoint(target: try token.target(), directory: audit.directory, observer: Console()) else {
+            throw AuditError(.inconsistent, "the token holds no audit checkpoint yet")
+        }
+        Console().output(note)
+    }
+}
+
+struct AuditVerifyCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "verify",
+        abstract: "Check the audit log: intact, and consistent with the token's checkpoint (and yours).",
+        discussion: """
+            Exits 0 only when every record is in place, the token's checkpoint is signed by
+            the audit key and covers a prefix of the log, and so does --from-checkpoint.
+
+            Examples:
+              fireblocks-hsm audit verify --token fb
+              fireblocks-hsm audit verify --token fb --from-checkpoint saved.checkpoint
+            """
+    )
+
+    @OptionGroup var token: TokenOptions
+    @OptionGroup var audit: AuditOptions
+
+    @Option(name: .customLong("from-checkpoint"), help: ArgumentHelp("A signed checkpoint kept by an auditor.", valueName: "path"))
+    var fromCheckpoint: String?
+
+    @OptionGroup var output: OutputOptions
+
+    struct Report: Encodable {
+        let intact: Bool
+        let records: Int
+        let rootHex: String
+        let checkedAgainst: [String]
+        let auditKeySHA256: String?
+    }
+
+    func run() throws {
+        var external: String?
+        if let fromCheckpoint {
+            guard let data = FileManager.default.contents(atPath: fromCheckpoint) else {
+                throw AuditError(.unreadable, "cannot read the checkpoint \(fromCheckpoint)")
+            }
+            external = String(decoding: data, as: UTF8.self)
+        }
+        let result = try AuditOperations.verify(target: try token.target(), directory: audit.directory, external: external,
+                                                observer: Console())
+        let report = Report(intact: true, records: result.records, rootHex: result.rootHex, checkedAgainst: result.checkedAgainst,
+                            auditKeySHA256: result.auditKeySHA256)
+        try output.emit(report) { report in
+            "Audit log intact: \(report.records) records, root \(report.rootHex); consistent with: \(report.checkedAgainst.isEmpty ? "no checkpoint yet" : report.checkedAgainst.joined(separator: ", ")); audit key SHA-256 \(report.auditKeySHA256 ?? "none")\n"
+        }
+    }
+}
+
+struct AuditRepairCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "repair",
+        abstract: "Cut off a torn last record (an interrupted append), and record that it was cut.",
+        discussion: """
+            Examples:
+              fireblocks-hsm audit verify --token fb
+              fireblocks-hsm audit repair --token fb --truncate-torn
+            """
+    )
+
+    @OptionGroup var token: TokenOptions
+    @OptionGroup var audit: AuditOptions
+
+    @Flag(name: .customLong("truncate-torn"), help: "Cut the torn last line off (the only repair there is).")
+    var truncateTorn = false
+
+    func validate() throws {
+        guard truncateTorn else { throw ValidationError("'audit repair' needs '--truncate-torn' (say what you mean to do)") }
+    }
+
+    func run() throws {
+        let removed = try AuditOperations.repairTornTail(target: try token.target(), directory: audit.directory, observer: Console())
+        Console().output(removed > 0 ? "Cut off a torn record of \(removed) bytes; the repair is recorded.\n" : "Nothing to repair: the log has no torn record.\n")
+    }
+}

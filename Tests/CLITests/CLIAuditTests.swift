@@ -1,0 +1,141 @@
+import Foundation
+import SoftHSMTestSupport
+import Testing
+
+/// The audit trail as an auditor and an attacker meet it: records of every key operation,
+/// checkpoints signed on the token, and each kind of tampering caught.
+@Suite("Command line: audit trail")
+struct CLIAuditTests {
+    private func auditLog(_ cli: CLIHarness) throws -> String {
+        let directory = cli.directory.path + "/audit"
+        let name = try #require(try FileManager.default.contentsOfDirectory(atPath: directory).first { $0.hasSuffix(".jsonl") })
+        return directory + "/" + name
+    }
+
+    private func onboarded() throws -> (CLIHarness, SandboxProcess, [String]) {
+        let (cli, sandbox, api) = try SandboxProcess.withAdmin(apiKey: UUID().uuidString.lowercased())
+        let onboard = try cli.runOnToken(["onboard", "--key", "ci-bot", "--bits", "2048", "--name", "ci-bot", "--role", "SIGNER",
+                                          "--o", "Acme", "--submit", "--admin-key", "admin"] + api)
+        guard onboard.status == 0 else { throw TestSupportError(onboard.standardError) }
+        return (cli, sandbox, api)
+    }
+
+    @Test func anOnboardingIsRecordedAndVerifiesAndNoSecretIsInTheLog() throws {
+        let (cli, sandbox, _) = try onboarded()
+        defer { sandbox.stop(); cli.remove() }
+        let verify = try cli.runOnToken(["audit", "verify", "--json"])
+        #expect(verify.status == 0, "\(verify.standardError)")
+        let report = try #require(try verify.json() as? [String: Any])
+        #expect(report["intact"] as? Bool == true)
+        #expect((report["checkedAgainst"] as? [String])?.first?.hasPrefix("token") == true)
+
+        let shown = try #require(try cli.runOnToken(["audit", "show", "--json"]).json() as? [[String: Any]])
+        let events = shown.compactMap { $0["event"] as? String }
+        for event in ["audit.key-created", "key.generated", "csr.created", "api-user.created"] {
+            #expect(events.contains(event), "\(events)")
+        }
+        let log = try String(contentsOfFile: try auditLog(cli), encoding: .utf8)
+        for secret in [cli.userPIN, cli.securityOfficerPIN, "eyJ", "Bearer"] {
+            #expect(!log.contains(secret), "the audit log holds \(secret)")
+        }
+    }
+
+    @Test(.enabled(if: Subprocess.isAvailable("openssl")))
+    func theCheckpointSignatureVerifiesWithOpenSSL() throws {
+        let cli = try CLIHarness()
+        defer { cli.remove() }
+        let initialized = try #require(try cli.runOnToken(["audit", "init", "--json"]).json() as? [String: Any])
+        try (initialized["publicKeyPEM"] as? String ?? "").write(toFile: cli.files + "/audit.pub", atomically: true, encoding: .utf8)
+        #expect(try cli.runOnToken(["key", "generate", "--key", "k", "--bits", "2048"]).status == 0)
+        let note = try cli.runOnToken(["audit", "checkpoint"]).standardOutput
+        let parts = note.components(separatedBy: "\n\n")
+        #expect(parts.count == 2)
+        try Data((parts[0] + "\n").utf8).write(to: URL(fileURLWithPath: cli.files + "/note.txt"))
+        let line = try #require(parts[1].split(separator: "\n").first)
+        let blob = try #require(Data(base64Encoded: String(line.split(separator: " ").last ?? "")))
+        try blob.dropFirst(4).write(to: URL(fileURLWithPath: cli.files + "/sig.der"))
+        let verified = try Subprocess.run("openssl", ["dgst", "-sha256", "-verify", cli.files + "/audit.pub",
+                                                       "-signature", cli.files + "/sig.der", cli.files + "/note.txt"])
+        #expect(verified.status == 0 && verified.standardOutput.contains("Verified OK"), "\(verified.standardError)")
+    }
+
+    @Test(arguments: ["edit", "delete", "truncate", "older"])
+    func tamperingIsCaught(change: String) throws {
+        let cli = try CLIHarness()
+        defer { cli.remove() }
+        for label in ["a", "b"] { #expect(try cli.runOnToken(["key", "generate", "--key", label, "--bits", "2048"]).status == 0) }
+        let path = try auditLog(cli)
+        let older = try String(contentsOfFile: path, encoding: .utf8)
+        #expect(try cli.runOnToken(["key", "generate", "--key", "c", "--bits", "2048"]).status == 0)
+        var lines = try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n").map(String.init)
+        switch change {
+        case "edit": lines[1] = lines[1].replacingOccurrences(of: "\"a\"", with: "\"z\"")
+        case "delete": lines.remove(at: 1)
+        case "truncate": lines.removeLast()
+        default: lines = older.split(separator: "\n").map(String.init)  // an older log put back
+        }
+        try (lines.joined(separator: "\n") + "\n").write(toFile: path, atomically: true, encoding: .utf8)
+        let verify = try cli.runOnToken(["audit", "verify", "--json"])
+        #expect(verify.status == 11, "\(change): \(verify.standardError)")
+        let error = try #require((try verify.json() as? [String: Any])?["error"] as? [String: Any])
+        #expect(error["class"] as? String == "audit-integrity")
+    }
+
+    @Test func anAuditorsCheckpointOutlivesLaterRecordsButNotAnEditedPast() throws {
+        let cli = try CLIHarness()
+        defer { cli.remove() }
+        #expect(try cli.runOnToken(["key", "generate", "--key", "a", "--bits", "2048"]).status == 0)
+        let saved = cli.files + "/saved.checkpoint"
+        try cli.runOnToken(["audit", "checkpoint"]).standardOutput.write(toFile: saved, atomically: true, encoding: .utf8)
+        #expect(try cli.runOnToken(["key", "generate", "--key", "b", "--bits", "2048"]).status == 0)
+        let fine = try cli.runOnToken(["audit", "verify", "--from-checkpoint", saved])
+        #expect(fine.status == 0, "\(fine.standardError)")
+
+        // A forged checkpoint (another root) is refused: its signature does not verify.
+        var forged = try String(contentsOfFile: saved, encoding: .utf8).split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        forged[2] = Data(repeating: 7, count: 32).base64EncodedString()
+        try forged.joined(separator: "\n").write(toFile: cli.files + "/forged.checkpoint", atomically: true, encoding: .utf8)
+        let refused = try cli.runOnToken(["audit", "verify", "--from-checkpoint", cli.files + "/forged.checkpoint"])
+        #expect(refused.status == 11, "\(refused.standardError)")
+        #expect(refused.standardError.contains("signature"))
+    }
+
+    @Test func aTornRecordBlocksOperationsUntilRepairedOnPurpose() throws {
+        let cli = try CLIHarness()
+        defer { cli.remove() }
+        #expect(try cli.runOnToken(["key", "generate", "--key", "a", "--bits", "2048"]).status == 0)
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: try auditLog(cli)))
+        try handle.seekToEnd()
+        try handle.write(contentsOf: Data("{\"seq\":9,\"ti".utf8))
+        try handle.close()
+
+        let verify = try cli.runOnToken(["audit", "verify"])
+        #expect(verify.status == 11)
+        #expect(verify.standardError.contains("torn"))
+        let blocked = try cli.runOnToken(["key", "generate", "--key", "b", "--bits", "2048"])
+        #expect(blocked.status == 11, "\(blocked.standardError)")
+        let keys = try #require(try cli.runOnToken(["key", "list", "--json"]).json() as? [[String: Any]])
+        #expect(keys.compactMap { $0["label"] as? String } == ["a"])
+
+        #expect(try cli.runOnToken(["audit", "repair"]).status == 2)
+        let repaired = try cli.runOnToken(["audit", "repair", "--truncate-torn"])
+        #expect(repaired.status == 0, "\(repaired.standardError)")
+        #expect(try cli.runOnToken(["audit", "verify"]).status == 0)
+        let events = try #require(try cli.runOnToken(["audit", "show", "--json"]).json() as? [[String: Any]]).compactMap { $0["event"] as? String }
+        #expect(events.last == "audit.repaired")
+    }
+
+    @Test func anAuditDirectoryThatCannotBeWrittenStopsKeyGenerationBeforeAnyKey() throws {
+        let cli = try CLIHarness()
+        defer { cli.remove() }
+        let blocker = cli.files + "/not-a-directory"
+        try Data().write(to: URL(fileURLWithPath: blocker))
+        let result = try cli.runOnToken(["key", "generate", "--key", "k", "--bits", "2048", "--audit-dir", blocker + "/audit"])
+        #expect(result.status == 3, "\(result.standardError)")
+        let objects = try Subprocess.run("pkcs11-tool", ["--module", SoftHSM.modulePath, "--token-label", cli.label, "--login",
+                                                          "--pin", cli.userPIN, "--list-objects"], environment: cli.environment())
+        #expect(!objects.standardOutput.contains("label:      k\n"), "\(objects.standardOutput)")
+        let keys = try #require(try cli.runOnToken(["key", "list", "--json"]).json() as? [[String: Any]])
+        #expect(keys.isEmpty)
+    }
+}
