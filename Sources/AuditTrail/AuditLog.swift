@@ -31,6 +31,13 @@ public struct AuditLog: Sendable {
 
     /// Appends the entries as consecutive records; returns the new tree size and root.
     public func append(_ entries: [AuditEntry], now: Date = Date()) throws -> (size: Int, root: [UInt8]) {
+        try append(entries, now: now) { $0 }
+    }
+
+    /// Appends the entries and, still holding the lock, hands the new tree size and root to
+    /// `seal` (which signs and anchors a checkpoint): checkpoints are then made in the order of
+    /// the log, never an older one after a newer.
+    public func append<R>(_ entries: [AuditEntry], now: Date = Date(), seal: ((size: Int, root: [UInt8])) throws -> R) throws -> R {
         try AtomicFile.makePrivateDirectory(directory.path)
         let lock = try FileLock.acquire(logPath + ".lock", timeout: 30, note: "pid \(getpid()): audit append")
         defer { lock.release() }
@@ -48,7 +55,7 @@ public struct AuditLog: Sendable {
         }
         try Self.appendDurably(appended, to: logPath)
         let hashes = lines.map { MerkleTree.leafHash($0) }
-        return (lines.count, MerkleTree.root(hashes[...]))
+        return try seal((lines.count, MerkleTree.root(hashes[...])))
     }
 
     /// The log's records as they are on disk, checked: every line a record whose `seq` is its
@@ -68,6 +75,12 @@ public struct AuditLog: Sendable {
         }
         if read.torn { return .damaged(firstBadRecord: read.lines.count, reason: "the last line is torn (an append was interrupted)") }
         return .intact(leafHashes: read.lines.map { MerkleTree.leafHash($0) })
+    }
+
+    /// The complete lines of the log, in order (a torn tail left out), each the exact bytes of
+    /// a record without its newline: the Merkle leaves.
+    public func lines() throws -> [[UInt8]] {
+        try Self.readLines(logPath).lines
     }
 
     /// Cuts a torn last line off (the one repair there is); returns the bytes removed.

@@ -51,6 +51,12 @@ public final class AuditService {
     public func auditKey(create: Bool) throws -> ECKeyPair? {
         if let key = try ECKeys.find(label: Self.auditKeyLabel, in: opened.session) { return key }
         guard create else { return nil }
+        // One creator at a time across processes (two first commands at once would otherwise
+        // both make a key); whoever waited finds the other's.
+        try AtomicFile.makePrivateDirectory(log.directory.path)
+        let lock = try FileLock.acquire(log.logPath + ".key.lock", timeout: 60, note: "pid \(getpid()): audit key creation")
+        defer { lock.release() }
+        if let key = try ECKeys.find(label: Self.auditKeyLabel, in: opened.session) { return key }
         let key = try observer.slowStep("Generating the audit key (EC P-256) on token '\(opened.token.info.label)'") {
             try ECKeys.generate(label: Self.auditKeyLabel, in: opened.session)
         }
@@ -73,8 +79,7 @@ public final class AuditService {
     }
 
     private func append(_ entries: [AuditEntry], key: ECKeyPair) throws -> SignedNote {
-        let (size, root) = try log.append(entries)
-        return try anchor(size: size, root: root, key: key)
+        try log.append(entries) { tree in try anchor(size: tree.size, root: tree.root, key: key) }
     }
 
     /// Signs `size`/`root` with the audit key and writes the checkpoint to the file and the token.
@@ -94,6 +99,18 @@ public final class AuditService {
                                       .label(Self.checkpointObjectLabel), .value(bytes)])
         for object in old { try session.destroyObject(object) }
         return note
+    }
+
+    /// Writes the evidence bundle of an onboarding (see ``EvidenceBundle``) against the latest
+    /// checkpoint on the token.
+    func writeEvidence(to directory: String, csrPEM: String, pair: TokenKeyPair, publicKey: TokenRSAPublicKey,
+                       submission: APIUserCreationReport?, userID: String?) throws {
+        guard let key = try auditKey(create: false), let checkpoint = try tokenCheckpoint() else {
+            throw AuditError(.inconsistent, "no audit key or checkpoint on the token to vouch for the evidence")
+        }
+        try EvidenceBundle.write(to: directory, csrPEM: csrPEM, pair: pair, publicKey: publicKey, submission: submission,
+                                 userID: userID, audit: self, checkpoint: checkpoint, auditKey: key,
+                                 signerSlot: PKCS11SlotReference(signer: try ECSigner(key: key, slot: opened.token.slot)))
     }
 
     /// The signed checkpoint anchored on the token, if any.

@@ -30,6 +30,8 @@ public struct OnboardRequest: Sendable {
     public var coSignerSetupIsFirstUser: Bool?
     /// How long to wait for another run working on the same key label.
     public var lockTimeout: TimeInterval = 300
+    /// Where the evidence bundle goes (default: `<CSR's directory>/<key label>-evidence`).
+    public var evidenceDirectory: String?
     /// Set to create the API user: the admin key on the same token, and the API it talks to.
     public var submission: Submission?
 
@@ -109,6 +111,8 @@ public struct OnboardReport: Codable, Sendable, Equatable {
     public let submission: APIUserCreationReport?
     /// The user as the API lists it, when submitted and identified (see `submission.userIdentification`).
     public let apiUser: APIUser?
+    /// The evidence bundle's folder.
+    public let evidence: String
     /// The next steps.
     public let nextSteps: [String]
 }
@@ -258,10 +262,14 @@ public enum Onboarding {
             try records.save(current)
         }
 
+        let evidence = request.evidenceDirectory
+            ?? URL(fileURLWithPath: request.csrPath).deletingLastPathComponent().appendingPathComponent("\(request.keyLabel)-evidence").path
+        try audit.writeEvidence(to: evidence, csrPEM: csrPEM, pair: pair, publicKey: publicKey, submission: submission,
+                                userID: apiUser?.id ?? current.apiUserID)
         return OnboardReport(
             token: info.label, keyLabel: pair.label, keyID: hex(pair.id), keyFingerprintSHA256: publicKey.fingerprint,
             key: keyState, csrPath: request.csrPath, csrSHA256: csrDigest, csr: csrState, submission: submission,
-            apiUser: apiUser, nextSteps: nextSteps(request: request, submission: submission, user: apiUser, fingerprint: publicKey.fingerprint))
+            apiUser: apiUser, evidence: evidence, nextSteps: nextSteps(request: request, submission: submission, user: apiUser, fingerprint: publicKey.fingerprint))
     }
 
     /// The key of this onboarding: generated now (recorded first, so that a run killed at any

@@ -27,7 +27,7 @@ struct FireblocksHSMCommand: AsyncParsableCommand {
         version: FireblocksHSMVersion.current,
         subcommands: [
             TokenCommand.self, KeyCommand.self, CSRSubcommand.self,
-            JWTCommand.self, RequestCommand.self, APIUserCommand.self, OnboardSubcommand.self, AuditCommand.self,
+            JWTCommand.self, RequestCommand.self, APIUserCommand.self, OnboardSubcommand.self, AuditCommand.self, EvidenceCommand.self,
         ]
     )
 

@@ -64,6 +64,9 @@ struct OnboardSubcommand: AsyncParsableCommand {
 
     @OptionGroup var audit: AuditOptions
 
+    @Option(help: ArgumentHelp("Where to write the evidence bundle (default: KEY-evidence beside the CSR).", valueName: "dir"))
+    var evidence: String?
+
     @OptionGroup var output: OutputOptions
 
     func validate() throws {
@@ -104,6 +107,7 @@ struct OnboardSubcommand: AsyncParsableCommand {
             role: role, coSignerSetupType: creation.coSignerSetupType, coSignerSetupIsFirstUser: creation.coSignerSetupIsFirstUser,
             submission: submission)
         request.lockTimeout = lockTimeout
+        request.evidenceDirectory = evidence
         let report = try await Onboarding.run(token: try token.target(profile: profile), request: request,
                                                   stateDirectory: stateDirectory, auditDirectory: audit.directory,
                                                   observer: Console())

@@ -122,6 +122,7 @@ extension TextReports {
             ["Key SHA-256", report.keyFingerprintSHA256],
             ["CSR", "\(report.csrPath) (\(report.csr))"],
             ["CSR SHA-256", report.csrSHA256],
+            ["Evidence", "\(report.evidence)/ (check it: VERIFY.md, or 'fireblocks-hsm evidence verify')"],
         ]
         if let submission = report.submission {
             rows.append(["API user", "\(submission.name) (\(submission.role)): \(submission.result) [X-Request-ID: \(submission.requestID ?? "none")]"])

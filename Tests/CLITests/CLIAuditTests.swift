@@ -139,3 +139,40 @@ struct CLIAuditTests {
         #expect(keys.isEmpty)
     }
 }
+
+@Suite("Command line: evidence bundle")
+struct CLIEvidenceTests {
+    @Test func theBundleVerifiesWithTheToolAndWithOpenSSLAloneAndTamperingIsCaught() throws {
+        let (cli, sandbox, api) = try SandboxProcess.withAdmin(apiKey: UUID().uuidString.lowercased())
+        defer { sandbox.stop(); cli.remove() }
+        let auditKey = try #require(try cli.runOnToken(["audit", "init", "--json"]).json() as? [String: Any])
+        try (auditKey["publicKeyPEM"] as? String ?? "").write(toFile: cli.files + "/trusted-audit.pub", atomically: true, encoding: .utf8)
+        let onboard = try cli.runOnToken(["onboard", "--key", "ci-bot", "--bits", "2048", "--name", "ci-bot", "--role", "SIGNER",
+                                          "--o", "Acme", "--submit", "--admin-key", "admin", "--json"] + api)
+        #expect(onboard.status == 0, "\(onboard.standardError)")
+        let evidence = try #require((try onboard.json() as? [String: Any])?["evidence"] as? String)
+        let folder = evidence.hasPrefix("/") ? evidence : cli.files + "/" + evidence
+
+        let verified = try cli.run(["evidence", "verify", folder, "--audit-key", cli.files + "/trusted-audit.pub", "--json"], module: nil)
+        #expect(verified.status == 0, "\(verified.standardError)")
+        let report = try #require(try verified.json() as? [String: Any])
+        #expect(report["auditKeySHA256"] as? String == auditKey["spkiSHA256"] as? String)
+        #expect((report["records"] as? Int ?? 0) >= 3)
+
+        // VERIFY.md's commands, run as an auditor would: openssl and coreutils alone.
+        let guide = try String(contentsOfFile: folder + "/VERIFY.md", encoding: .utf8)
+        let script = try #require(guide.components(separatedBy: "```\n").dropFirst().first)
+        let run = try Subprocess.run("bash", ["-euo", "pipefail", "-c", script], workingDirectory: folder)
+        #expect(run.status == 0, "\(run.standardOutput)\n\(run.standardError)")
+        #expect(run.standardOutput.components(separatedBy: "Verified OK").count - 1 == 2, "\(run.standardOutput)")
+        #expect((run.standardOutput + run.standardError).contains("verify OK"))
+        let fingerprints = run.standardOutput.split(separator: "\n").filter { $0.hasSuffix("  -") }
+        #expect(fingerprints.first?.hasPrefix(auditKey["spkiSHA256"] as? String ?? "?") == true)
+
+        // A file changed after signing, or another key's claim, is refused.
+        try Data("-----BEGIN CERTIFICATE REQUEST-----\n".utf8).write(to: URL(fileURLWithPath: folder + "/api_user.csr"))
+        let tampered = try cli.run(["evidence", "verify", folder, "--audit-key", cli.files + "/trusted-audit.pub"], module: nil)
+        #expect(tampered.status == 11, "\(tampered.standardError)")
+        #expect(tampered.standardError.contains("api_user.csr"))
+    }
+}

@@ -256,7 +256,7 @@ struct CLITrustTests {
         let commands = [[], ["token", "list"], ["token", "init"], ["key", "generate"], ["key", "show"], ["key", "list"],
                         ["key", "export"], ["key", "delete"], ["csr"], ["jwt"], ["request"], ["api-user", "create"],
                         ["api-user", "list"], ["onboard"], ["audit", "init"], ["audit", "show"], ["audit", "checkpoint"],
-                        ["audit", "verify"], ["audit", "repair"]]
+                        ["audit", "verify"], ["audit", "repair"], ["evidence", "verify"]]
         for command in commands {
             let help = try cli.run(command + ["--help"], module: nil, environment: ["COLUMNS": "80"])
             #expect(help.status == 0)
