@@ -80,3 +80,24 @@ public enum HTTPDate {
         return formatter
     }
 }
+
+/// One attempt of a request, as an audit trail records it: what was sent and what came back,
+/// with the JWT's claims but never the token itself.
+public struct APIExchange: Sendable, Equatable {
+    /// The HTTP method.
+    public let method: String
+    /// The path and query sent (the JWT's `uri`).
+    public let uri: String
+    /// The answer's status; nil when there was none.
+    public let status: Int?
+    /// The answer's X-Request-ID.
+    public let requestID: String?
+    /// The Idempotency-Key sent.
+    public let idempotencyKey: String?
+    /// Which attempt, from 1.
+    public let attempt: Int
+    /// The JWT's claims (nonce, iat, exp, bodyHash, …).
+    public let claims: RequestClaims
+    /// Why there was no answer.
+    public let failure: String?
+}

@@ -16,6 +16,8 @@ public struct ClientOptions: Sendable {
     public var nonce: @Sendable () -> String
     /// Waiting between attempts (tests skip it).
     public var sleep: @Sendable (TimeInterval) async throws -> Void
+    /// Told of every attempt (an audit trail records them); never given the bearer token.
+    public var onExchange: @Sendable (APIExchange) -> Void = { _ in }
 
     /// Creates the value from its parts.
     public init(timeout: TimeInterval = 30, retryPolicy: RetryPolicy = RetryPolicy(), compensateClockSkew: Bool = true,
@@ -76,7 +78,13 @@ public final class FireblocksClient: Sendable {
         var warnedAboutSkew = false
         while true {
             attempt += 1
-            let token = try await issuer.token(uri: uri, body: request.body, issuedAt: issuedAt(), nonce: options.nonce())
+            let claims = issuer.claims(uri: uri, body: request.body, issuedAt: issuedAt(), nonce: options.nonce())
+            let token = try await issuer.token(claims: claims)
+            func report(_ status: Int?, _ requestID: String?, _ failure: String?) {
+                options.onExchange(APIExchange(method: request.method, uri: uri, status: status, requestID: requestID,
+                                               idempotencyKey: request.idempotencyKey, attempt: attempt, claims: claims,
+                                               failure: failure))
+            }
             var headers = [
                 "X-API-Key": issuer.apiKey,
                 "Authorization": "Bearer \(token)",
@@ -92,6 +100,7 @@ public final class FireblocksClient: Sendable {
                 response = try await transport.send(url: url, method: request.method, headers: headers, body: request.body,
                                                     timeout: options.timeout).with(attempts: attempt)
             } catch let error as APIClientError where error.code == .network || error.code == .timeout {
+                report(nil, nil, error.reason)
                 guard attempt < policy.maximumAttempts else {
                     throw APIClientError(error.code, error.reason + (attempt > 1 ? " (after \(attempt) attempts)" : ""))
                 }
@@ -110,6 +119,7 @@ public final class FireblocksClient: Sendable {
                 diagnostics("warning: this host's clock runs \(direction) the API's by ~\(Int(abs(offset).rounded())) s (from its Date header); \(action); sync the clock (NTP)")
             }
 
+            report(response.status, response.requestID, nil)
             if (200...299).contains(response.status) { return response }
 
             let error = FireblocksAPIError(response: response, clockOffset: clock.lastOffset)

@@ -89,6 +89,11 @@ public struct RequestTokenIssuer: Sendable {
         return try CompactJWS.sign(payload: payload, with: signer).compact
     }
 
+    /// The signed JWT for claims already made, through the signer's asynchronous form.
+    public func token(claims: RequestClaims) async throws -> String {
+        try await CompactJWS.sign(payload: try claims.serialized(), with: signer).compact
+    }
+
     /// The signed JWT, compact form, signed through the signer's asynchronous form (a token
     /// signature then runs off Swift's cooperative thread pool).
     public func token(uri: String, body: [UInt8]?, issuedAt: Int, nonce: String) async throws -> String {

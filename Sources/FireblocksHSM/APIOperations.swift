@@ -1,4 +1,7 @@
+import AuditTrail
 import FireblocksAPI
+import JOSE
+import Synchronization
 import Foundation
 import TokenKeys
 import X509
@@ -11,24 +14,56 @@ public struct APISession {
     public let signer: TokenSigner
     /// The client.
     public let client: FireblocksClient
+    /// Every attempt the client made, for the audit trail.
+    let exchanges: ExchangeCollector
+    /// The token's audit trail, when the target keeps one.
+    let audit: AuditService?
 
     /// Opens the token, logs in, finds the key (refusing one that fails the policy) and builds
     /// a client that signs every request with it.
     public static func open(token target: TokenTarget, api: APITarget, observer: any OperationObserver) throws -> APISession {
-        let opened = try OpenedToken.open(target, readWrite: false, logIn: true, observer: observer)
-        return try make(opened: opened, key: try target.requireKey(), api: api, observer: observer)
+        let opened = try OpenedToken.open(target, readWrite: true, logIn: true, observer: observer)
+        let audit = try api.auditDirectory.map { try AuditService.prepare(opened: opened, directory: $0, observer: observer) }
+        return try make(opened: opened, key: try target.requireKey(), api: api, observer: observer, audit: audit)
+    }
+
+    /// Records the attempts made so far in the audit trail (if there is one).
+    func recordExchanges() throws {
+        guard let audit else { return }
+        let entries = exchanges.drain().map(\.auditEntry)
+        if !entries.isEmpty { try audit.recordDone(entries, done: "\(entries.count) API request(s) were sent") }
+    }
+
+    /// Runs `call`, recording its attempts whether it succeeds or fails.
+    func recording<R>(_ call: () async throws -> R) async throws -> R {
+        do {
+            let result = try await call()
+            try recordExchanges()
+            return result
+        } catch {
+            try? recordExchanges()
+            throw error
+        }
     }
 
     /// The same, on a token this command has already opened and logged in to.
     public static func make(opened: OpenedToken, key: KeySelector, api: APITarget, observer: any OperationObserver) throws -> APISession {
+        try make(opened: opened, key: key, api: api, observer: observer, audit: nil)
+    }
+
+    static func make(opened: OpenedToken, key: KeySelector, api: APITarget, observer: any OperationObserver,
+                     audit: AuditService?) throws -> APISession {
         let pair = try during("reading key '\(key)'") { try KeyStore.findUsable(key, in: opened.session) }
         let signer = try during("opening a signing session on token '\(opened.token.info.label)'") {
             try TokenSigner(keyPair: pair, slot: opened.token.slot)
         }
         let issuer = try RequestTokenIssuer(apiKey: api.apiKey, signer: TokenJWTSigner(signer), lifetime: api.jwtLifetime)
-        let client = FireblocksClient(baseURL: api.baseURL, issuer: issuer, options: api.options,
+        let exchanges = ExchangeCollector()
+        var options = api.options
+        options.onExchange = { exchanges.append($0) }
+        let client = FireblocksClient(baseURL: api.baseURL, issuer: issuer, options: options,
                                       diagnostics: { observer.note($0) })
-        return APISession(token: opened, signer: signer, client: client)
+        return APISession(token: opened, signer: signer, client: client, exchanges: exchanges, audit: audit)
     }
 }
 
@@ -38,26 +73,35 @@ public enum APIOperations {
     ///
     /// Without a base URL the path must be the whole path (`/v1/…`): it is the `uri` claim as is.
     public static func jwt(token: TokenTarget, apiKey: String, baseURL: APIBaseURL?, jwtLifetime: Int, method: String,
-                           path: String, body: [UInt8]?, observer: any OperationObserver) throws -> String {
+                           path: String, body: [UInt8]?, auditDirectory: URL? = nil, observer: any OperationObserver) throws -> String {
         let uri = try baseURL.map { try $0.resolve(path: path).uri } ?? APIBaseURL.uri(forWholePath: path)
-        let opened = try OpenedToken.open(token, readWrite: false, logIn: true, observer: observer)
+        let opened = try OpenedToken.open(token, readWrite: auditDirectory != nil, logIn: true, observer: observer)
         let key = try token.requireKey()
         let pair = try during("reading key '\(key)'") { try KeyStore.findUsable(key, in: opened.session) }
         let signer = try during("opening a signing session on token '\(opened.token.info.label)'") {
             try TokenSigner(keyPair: pair, slot: opened.token.slot)
         }
         let issuer = try RequestTokenIssuer(apiKey: apiKey, signer: TokenJWTSigner(signer), lifetime: jwtLifetime)
-        return try during("signing the JWT") {
-            try issuer.token(uri: uri, body: body, issuedAt: Int(Date().timeIntervalSince1970),
-                             nonce: UUID().uuidString.lowercased())
+        let audit = try auditDirectory.map { try AuditService.prepare(opened: opened, directory: $0, observer: observer) }
+        let claims = issuer.claims(uri: uri, body: body, issuedAt: Int(Date().timeIntervalSince1970), nonce: UUID().uuidString.lowercased())
+        let jwt = try during("signing the JWT") {
+            try CompactJWS.sign(payload: try claims.serialized(), with: TokenJWTSigner(signer)).compact
         }
+        // The claims are recorded, never the token: it is a bearer credential.
+        try audit?.recordDone([AuditEntry(event: "jwt.signed", facts: [
+            "method": .string(method.uppercased()), "uri": .string(claims.uri), "nonce": .string(claims.nonce),
+            "bodyHash": .string(claims.bodyHash), "iat": .integer(claims.iat), "exp": .integer(claims.exp),
+            "sub": .string(claims.sub), "key": .string(pair.label)])], done: "a JWT was signed")
+        return jwt
     }
 
     /// Any request, curl-like. Retried only when safe (GET, or with an idempotency key).
     public static func request(token: TokenTarget, api: APITarget, method: String, path: String, body: [UInt8]?,
                                idempotencyKey: String?, observer: any OperationObserver) async throws -> APIResponse {
         let session = try APISession.open(token: token, api: api, observer: observer)
-        return try await session.client.send(APIRequest(method: method, path: path, body: body, idempotencyKey: idempotencyKey))
+        return try await session.recording {
+            try await session.client.send(APIRequest(method: method, path: path, body: body, idempotencyKey: idempotencyKey))
+        }
     }
 
     /// Reads and checks a CSR file: PEM, a certificate request whose self-signature verifies.
@@ -83,8 +127,10 @@ public enum APIOperations {
     public static func createAPIUser(token: TokenTarget, api: APITarget, user: CreateAPIUser, idempotencyKey: String?,
                                      allowKeyReuse: Bool, observer: any OperationObserver) async throws -> APIUserCreationReport {
         let session = try APISession.open(token: token, api: api, observer: observer)
-        let result = try await session.client.createAPIUserIdentifying(user, store: api.idempotencyStore,
-                                                                        idempotencyKey: idempotencyKey, allowKeyReuse: allowKeyReuse)
+        let result = try await session.recording {
+            try await session.client.createAPIUserIdentifying(user, store: api.idempotencyStore,
+                                                              idempotencyKey: idempotencyKey, allowKeyReuse: allowKeyReuse)
+        }
         result.warnings.forEach(observer.note)
         return APIUserCreationReport(name: user.name, role: user.role, result: result, baseURL: api.baseURL.description)
     }
@@ -92,7 +138,7 @@ public enum APIOperations {
     /// Lists the workspace's API users.
     public static func listAPIUsers(token: TokenTarget, api: APITarget, observer: any OperationObserver) async throws -> (users: [APIUser], requestID: String?) {
         let session = try APISession.open(token: token, api: api, observer: observer)
-        let (users, response) = try await session.client.listAPIUsers()
+        let (users, response) = try await session.recording { try await session.client.listAPIUsers() }
         return (users, response.requestID)
     }
 }
@@ -154,5 +200,29 @@ public struct APIUserCreationReport: Codable, Sendable, Equatable {
             userID = nil
             candidates = []
         }
+    }
+}
+
+/// Collects the attempts of a client (its `onExchange` runs on any thread).
+final class ExchangeCollector: Sendable {
+    private let exchanges = Mutex<[APIExchange]>([])
+    func append(_ exchange: APIExchange) { exchanges.withLock { $0.append(exchange) } }
+    func drain() -> [APIExchange] { exchanges.withLock { list in defer { list = [] }; return list } }
+}
+
+extension APIExchange {
+    /// The `api.call` record of the attempt: what was sent and answered, and the JWT's claims
+    /// (never the token).
+    var auditEntry: AuditEntry {
+        var facts: [String: AuditValue] = [
+            "method": .string(method), "uri": .string(uri), "attempt": .integer(attempt),
+            "jwt": .object(["uri": .string(claims.uri), "nonce": .string(claims.nonce), "iat": .integer(claims.iat),
+                            "exp": .integer(claims.exp), "sub": .string(claims.sub), "bodyHash": .string(claims.bodyHash)]),
+        ]
+        if let status { facts["httpStatus"] = .integer(status) }
+        if let requestID { facts["xRequestID"] = .string(requestID) }
+        if let idempotencyKey { facts["idempotencyKey"] = .string(idempotencyKey) }
+        let ok = status.map { (200...299).contains($0) } ?? false
+        return AuditEntry(event: "api.call", outcome: ok ? .ok : .failed(failure ?? "HTTP \(status ?? 0)"), facts: facts)
     }
 }

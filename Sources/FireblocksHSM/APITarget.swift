@@ -14,14 +14,18 @@ public struct APITarget: Sendable {
     public let jwtLifetime: Int
     /// Where idempotency records (and onboarding records and locks) are kept.
     public let stateDirectory: URL
+    /// Where the token's audit log is kept; every API call is recorded there. Nil: not recorded.
+    public let auditDirectory: URL?
 
-    /// Creates the value from its parts.
-    public init(baseURL: APIBaseURL, apiKey: String, options: ClientOptions, jwtLifetime: Int, stateDirectory: URL) {
+    /// A target; with `auditDirectory`, every call is recorded in the token's audit trail.
+    public init(baseURL: APIBaseURL, apiKey: String, options: ClientOptions, jwtLifetime: Int, stateDirectory: URL,
+                auditDirectory: URL? = nil) {
         self.baseURL = baseURL
         self.apiKey = apiKey
         self.options = options
         self.jwtLifetime = jwtLifetime
         self.stateDirectory = stateDirectory
+        self.auditDirectory = auditDirectory
     }
 
     /// The idempotency record file.

@@ -245,13 +245,19 @@ public enum Onboarding {
             let body = try CreateAPIUser(role: request.role, name: request.name, csrPem: csrPEM,
                                          coSignerSetupType: request.coSignerSetupType,
                                          coSignerSetupIsFirstUser: request.coSignerSetupIsFirstUser)
-            let result = try await session.client.createAPIUserIdentifying(body, store: submit.api.idempotencyStore,
-                                                                            idempotencyKey: idempotencyKey, allowKeyReuse: false)
+            let result: APIUserCreationResult
+            do {
+                result = try await session.client.createAPIUserIdentifying(body, store: submit.api.idempotencyStore,
+                                                                        idempotencyKey: idempotencyKey, allowKeyReuse: false)
+            } catch {
+                try? audit.recordDone(session.exchanges.drain().map(\.auditEntry), done: "API requests were sent")
+                throw error
+            }
             result.warnings.forEach(observer.note)
             submission = APIUserCreationReport(name: request.name, role: request.role.rawValue, result: result,
                                                baseURL: submit.api.baseURL.description)
             apiUser = result.identification.user
-            try audit.recordDone([AuditEntry(event: "api-user.created", facts: [
+            try audit.recordDone(session.exchanges.drain().map(\.auditEntry) + [AuditEntry(event: "api-user.created", facts: [
                 "name": .string(request.name), "role": .string(request.role.rawValue),
                 "result": .string(submission?.result ?? ""), "xRequestID": .string(submission?.requestID ?? ""),
                 "idempotencyKey": .string(submission?.idempotencyKey ?? ""),

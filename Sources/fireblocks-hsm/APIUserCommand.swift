@@ -36,6 +36,7 @@ struct APIUserCreateCommand: AsyncParsableCommand {
     @OptionGroup var token: TokenOptions
     @OptionGroup var key: KeyOptions
     @OptionGroup var api: APIOptions
+    @OptionGroup var audit: AuditOptions
 
     @Option(help: "Name of the new API user.")
     var name: String
@@ -55,7 +56,7 @@ struct APIUserCreateCommand: AsyncParsableCommand {
 
     func run() async throws {
         let profile = try token.loadProfile()
-        let apiTarget = try api.target(profile: profile)
+        let apiTarget = try api.target(profile: profile, auditDirectory: audit.directory)
         let role = try APIUserRole(validating: role)
         let (pem, _) = try APIOperations.readCSR(path: csr)
         let body = try CreateAPIUser(role: role, name: name, csrPem: pem, coSignerSetupType: creation.coSignerSetupType,
@@ -86,12 +87,13 @@ struct APIUserListCommand: AsyncParsableCommand {
     @OptionGroup var token: TokenOptions
     @OptionGroup var key: KeyOptions
     @OptionGroup var api: APIOptions
+    @OptionGroup var audit: AuditOptions
     @OptionGroup var output: OutputOptions
 
     func run() async throws {
         let profile = try token.loadProfile()
         let (users, _) = try await APIOperations.listAPIUsers(
-            token: try token.target(key: key.key ?? profile?.key, profile: profile), api: try api.target(profile: profile),
+            token: try token.target(key: key.key ?? profile?.key, profile: profile), api: try api.target(profile: profile, auditDirectory: audit.directory),
             observer: Console())
         try output.emit(users) { users in
             if users.isEmpty { return "No API users.\n" }

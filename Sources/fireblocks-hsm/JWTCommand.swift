@@ -25,6 +25,7 @@ struct JWTCommand: ParsableCommand {
     @OptionGroup var token: TokenOptions
     @OptionGroup var key: KeyOptions
     @OptionGroup var api: APIOptions
+    @OptionGroup var audit: AuditOptions
 
     @Option(help: "HTTP method the token is for.")
     var method: String = "GET"
@@ -41,7 +42,7 @@ struct JWTCommand: ParsableCommand {
         let jwt = try APIOperations.jwt(token: try token.target(key: key.key ?? profile?.key, profile: profile),
                                       apiKey: signing.apiKey, baseURL: signing.baseURL, jwtLifetime: signing.jwtLifetime,
                                       method: method, path: path, body: try bodyFile.map(RequestBody.readFile),
-                                      observer: Console())
+                                      auditDirectory: audit.directory, observer: Console())
         Console().output(jwt + "\n")
     }
 }

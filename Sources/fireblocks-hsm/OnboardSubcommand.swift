@@ -92,7 +92,7 @@ struct OnboardSubcommand: AsyncParsableCommand {
         var submission: OnboardRequest.Submission?
         let stateDirectory: URL
         if submit {
-            let apiTarget = try api.target(profile: profile)
+            let apiTarget = try api.target(profile: profile, auditDirectory: audit.directory)
             guard let admin = adminKey ?? profile?.key else {
                 throw ValidationError("'--submit' needs '--admin-key' (the admin API user's key on the token)")
             }

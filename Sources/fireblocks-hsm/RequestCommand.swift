@@ -30,6 +30,7 @@ struct RequestCommand: AsyncParsableCommand {
     @OptionGroup var token: TokenOptions
     @OptionGroup var key: KeyOptions
     @OptionGroup var api: APIOptions
+    @OptionGroup var audit: AuditOptions
 
     @Option(help: ArgumentHelp("Body: literal JSON, or @FILE for a file's exact bytes.", valueName: "json|@file"))
     var data: String?
@@ -50,7 +51,7 @@ struct RequestCommand: AsyncParsableCommand {
     func run() async throws {
         let profile = try token.loadProfile()
         let response = try await APIOperations.request(
-            token: try token.target(key: key.key ?? profile?.key, profile: profile), api: try api.target(profile: profile),
+            token: try token.target(key: key.key ?? profile?.key, profile: profile), api: try api.target(profile: profile, auditDirectory: audit.directory),
             method: method, path: path, body: try RequestBody.read(data: data), idempotencyKey: idempotencyKey,
             observer: Console())
         let console = Console()

@@ -31,13 +31,32 @@ struct CLIAuditTests {
 
         let shown = try #require(try cli.runOnToken(["audit", "show", "--json"]).json() as? [[String: Any]])
         let events = shown.compactMap { $0["event"] as? String }
-        for event in ["audit.key-created", "key.generated", "csr.created", "api-user.created"] {
+        for event in ["audit.key-created", "key.generated", "csr.created", "api.call", "api-user.created"] {
             #expect(events.contains(event), "\(events)")
         }
         let log = try String(contentsOfFile: try auditLog(cli), encoding: .utf8)
         for secret in [cli.userPIN, cli.securityOfficerPIN, "eyJ", "Bearer"] {
             #expect(!log.contains(secret), "the audit log holds \(secret)")
         }
+    }
+
+    @Test func jwtsAndAPICallsAreRecordedWithoutTheirTokens() throws {
+        let (cli, sandbox, api) = try SandboxProcess.withAdmin(apiKey: UUID().uuidString.lowercased())
+        defer { sandbox.stop(); cli.remove() }
+        let jwt = try cli.runOnToken(["jwt", "--key", "admin", "--api-key", "k", "--path", "/v1/workspace"])
+        #expect(jwt.status == 0, "\(jwt.standardError)")
+        let token = jwt.standardOutput.trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(try cli.runOnToken(["request", "GET", "/v1/workspace", "--key", "admin"] + api).status == 0)
+        let records = try #require(try cli.runOnToken(["audit", "show", "--json"]).json() as? [[String: Any]])
+        let signed = try #require(records.first { $0["event"] as? String == "jwt.signed" })
+        #expect(((signed["facts"] as? [String: Any])?["uri"] as? String) == "/v1/workspace")
+        let call = try #require(records.first { $0["event"] as? String == "api.call" })
+        let facts = try #require(call["facts"] as? [String: Any])
+        #expect(facts["httpStatus"] as? Int == 200)
+        #expect((facts["xRequestID"] as? String)?.isEmpty == false)
+        let log = try String(contentsOfFile: try auditLog(cli), encoding: .utf8)
+        #expect(!log.contains(token) && !log.contains(String(token.split(separator: ".").last ?? "x")))
+        #expect(!log.contains("eyJ"))
     }
 
     @Test(.enabled(if: Subprocess.isAvailable("openssl")))

@@ -44,7 +44,7 @@ struct CLIPromiseTests {
         let run: @Sendable () throws -> ProcessResult = { try cli.runOnToken(["key", "generate", "--key", "twin", "--bits", "2048"]) }
         let results = together([run, run])
         let statuses = results.map { $0?.status ?? -1 }.sorted()
-        #expect(statuses == [0, 6], "\(results.map { $0?.standardError ?? "did not run" })")
+        #expect(statuses == [0, 6], "\(results.map { ($0?.standardError ?? "did not run") + ($0?.standardOutput ?? "") })")
         let loser = results.first { $0?.status == 6 }
         #expect(loser??.standardError.contains("already has an object labelled 'twin'") == true)
         #expect(try privateKeyLabels(cli) == ["twin"])

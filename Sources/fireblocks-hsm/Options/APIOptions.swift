@@ -35,11 +35,11 @@ struct APIOptions: ParsableArguments {
                                         environment: ProcessInfo.processInfo.environment, profile: profile)
     }
 
-    func target(profile: Profile?) throws -> APITarget {
+    func target(profile: Profile?, auditDirectory: URL?) throws -> APITarget {
         try APITargetResolution.resolve(apiKey: apiKey, env: env, baseURL: baseURL, timeout: timeout, jwtLifetime: jwtLifetime,
                               compensateClockSkew: !noClockSkewCompensation, maximumAttempts: attempts,
-                              stateDirectory: stateDirectory, environment: ProcessInfo.processInfo.environment,
-                              profile: profile)
+                              stateDirectory: stateDirectory, auditDirectory: auditDirectory,
+                              environment: ProcessInfo.processInfo.environment, profile: profile)
     }
 }
 
