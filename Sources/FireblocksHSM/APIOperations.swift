@@ -22,7 +22,7 @@ public struct APISession {
     /// Opens the token, logs in, finds the key (refusing one that fails the policy) and builds
     /// a client that signs every request with it.
     public static func open(token target: TokenTarget, api: APITarget, observer: any OperationObserver) throws -> APISession {
-        let opened = try OpenedToken.open(target, readWrite: true, logIn: true, observer: observer)
+        let opened = try OpenedToken.open(target, readWrite: true, logIn: true, observer: observer, auditDirectory: api.auditDirectory)
         let audit = try api.auditDirectory.map { try AuditService.prepare(opened: opened, directory: $0, observer: observer) }
         return try make(opened: opened, key: try target.requireKey(), api: api, observer: observer, audit: audit)
     }
@@ -75,7 +75,8 @@ public enum APIOperations {
     public static func jwt(token: TokenTarget, apiKey: String, baseURL: APIBaseURL?, jwtLifetime: Int, method: String,
                            path: String, body: [UInt8]?, auditDirectory: URL? = nil, observer: any OperationObserver) throws -> String {
         let uri = try baseURL.map { try $0.resolve(path: path).uri } ?? APIBaseURL.uri(forWholePath: path)
-        let opened = try OpenedToken.open(token, readWrite: auditDirectory != nil, logIn: true, observer: observer)
+        let opened = try OpenedToken.open(token, readWrite: auditDirectory != nil, logIn: true, observer: observer,
+                                          auditDirectory: auditDirectory)
         let key = try token.requireKey()
         let pair = try during("reading key '\(key)'") { try KeyStore.findUsable(key, in: opened.session) }
         let signer = try during("opening a signing session on token '\(opened.token.info.label)'") {

@@ -19,7 +19,7 @@ public enum CSRCreation {
         if output != "-" {
             try AtomicFile.checkWritable(output, overwrite: overwrite)
         }
-        let opened = try OpenedToken.open(target, readWrite: true, logIn: true, observer: observer)
+        let opened = try OpenedToken.open(target, readWrite: true, logIn: true, observer: observer, auditDirectory: auditDirectory)
         let tokenLabel = opened.token.info.label
         let pair = try during("reading key '\(key)'") { try KeyStore.findUsable(key, in: opened.session) }
         let signer = try during("opening a signing session on token '\(tokenLabel)'") {

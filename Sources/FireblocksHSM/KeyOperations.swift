@@ -31,7 +31,7 @@ public enum KeyOperations {
             throw TokenKeysError(.invalidArgument, "a new key takes a label, not a pkcs11: URI (the key does not exist yet)")
         }
         try KeyLabel.validateNew(label)
-        let opened = try OpenedToken.open(target, readWrite: true, logIn: true, observer: observer)
+        let opened = try OpenedToken.open(target, readWrite: true, logIn: true, observer: observer, auditDirectory: auditDirectory)
         let tokenLabel = opened.token.info.label
         let lock = try KeyLabelLock.acquire(stateDirectory: stateDirectory, tokenSerial: opened.token.info.serialNumber,
                                             keyLabel: label, timeout: lockTimeout, what: "key generate '\(label)'",
@@ -79,6 +79,17 @@ public enum KeyOperations {
     public static func exportPublicKey(target: TokenTarget, format: PublicKeyFormat, observer: any OperationObserver) throws -> [UInt8] {
         let key = try target.requireKey()
         let opened = try OpenedToken.open(target, readWrite: false, logIn: true, observer: observer)
+        // The audit key (EC P-256) is exported like any other: PEM or DER SubjectPublicKeyInfo.
+        if case .label(let label) = key, let audit = try ECKeys.find(label: label, in: opened.session) {
+            guard audit.provenance.verdict.meetsPolicy else {
+                throw TokenKeysError(.policyViolation, "EC key '\(label)' fails the audit key policy and is not exported")
+            }
+            switch format {
+            case .pem: return Array((audit.publicKey.pemRepresentation + "\n").utf8)
+            case .der: return audit.subjectPublicKeyInfoDER
+            case .jwk: throw TokenKeysError(.invalidArgument, "the audit key is exported as pem or der")
+            }
+        }
         let pair = try during("reading key '\(key)'") { try KeyStore.findUsable(key, in: opened.session) }
         guard let publicKey = pair.publicKey else {
             throw TokenKeysError(.notAnRSAKey, "key '\(pair.label)' has no readable RSA public key")

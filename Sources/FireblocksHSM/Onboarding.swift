@@ -136,7 +136,7 @@ public enum Onboarding {
         // it may be this key's CSR from an earlier run).
         try AtomicFile.checkWritable(request.csrPath, overwrite: true)
 
-        let opened = try OpenedToken.open(target, readWrite: true, logIn: true, observer: observer)
+        let opened = try OpenedToken.open(target, readWrite: true, logIn: true, observer: observer, auditDirectory: auditDirectory)
         let info = opened.token.info
         let records = OnboardingRecords(stateDirectory: stateDirectory)
         let lock = try KeyLabelLock.acquire(stateDirectory: stateDirectory, tokenSerial: info.serialNumber,

@@ -1,3 +1,5 @@
+import AuditTrail
+import Foundation
 import PKCS11
 import TokenKeys
 
@@ -52,14 +54,33 @@ public final class OpenedToken {
     }
 
     /// Loads the module, finds the token, opens a session and (optionally) logs in.
-    public static func open(_ target: TokenTarget, readWrite: Bool, logIn: Bool, observer: any OperationObserver) throws -> OpenedToken {
+    ///
+    /// With `auditDirectory`, a login the token refuses is recorded in the token's audit log
+    /// (`login.failed`, with the CKR name, never the PIN); the next signed checkpoint seals it.
+    public static func open(_ target: TokenTarget, readWrite: Bool, logIn: Bool, observer: any OperationObserver,
+                            auditDirectory: URL? = nil) throws -> OpenedToken {
         let selector = try target.requireToken()
         let module = try PKCS11Module.load(target.module)
         let token = try TokenLocator.locate(selector, in: module)
         let session = try token.slot.openSession(readWrite: readWrite)
         if logIn {
-            try TokenLogin.logIn(session, source: target.pinSource, prompter: observer.pinPrompter,
-                                 warn: observer.note)
+            do {
+                try TokenLogin.logIn(session, source: target.pinSource, prompter: observer.pinPrompter,
+                                     warn: observer.note)
+            } catch let error as TokenKeysError where [.pinIncorrect, .pinLocked, .pinRejected].contains(error.code) {
+                if let auditDirectory {
+                    let log = AuditLog(directory: auditDirectory,
+                                       token: .init(serial: token.info.serialNumber, label: token.info.label),
+                                       tool: .init(name: "fireblocks-hsm", version: FireblocksHSMVersion.current))
+                    do {
+                        _ = try log.append([AuditEntry(event: "login.failed", outcome: .failed(error.code.rawValue),
+                                                       facts: ["pinSource": .string(target.pinSource.description)])])
+                    } catch {
+                        observer.note("warning: the failed login could not be recorded in the audit log (\(error))")
+                    }
+                }
+                throw error
+            }
         }
         return OpenedToken(module: module, token: token, session: session)
     }

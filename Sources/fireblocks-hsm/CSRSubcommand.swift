@@ -46,7 +46,7 @@ struct CSRSubcommand: ParsableCommand {
         let subject = try subjectOptions.subject()
         let (report, pem) = try CSRCreation.make(target: try token.target(key: key.key), subject: subject,
                                                 output: out, overwrite: force,
-                                                 auditDirectory: audit.directory, observer: Console())
+                                                 auditDirectory: audit.directory(profile: try token.loadProfile()), observer: Console())
         if out == "-" {
             Console().output(pem)
         } else {

@@ -40,7 +40,7 @@ struct KeyDeleteCommand: ParsableCommand {
     func run() throws {
         let console = Console()
         let deletion = try KeyDeletion.plan(target: try token.target(key: key.key), stateDirectory: state.directory,
-                                             auditDirectory: audit.directory, observer: console)
+                                             auditDirectory: audit.directory(profile: try token.loadProfile()), observer: console)
         let plan = deletion.plan
         var lines = ["Token '\(plan.token)' (serial \(plan.tokenSerial)): deleting"]
         for item in plan.items {

@@ -49,7 +49,7 @@ struct KeyGenerateCommand: ParsableCommand {
         let report = try KeyOperations.generate(
             target: try token.target(key: key.key), bits: bits, id: id.flatMap(bytes(fromHex:)),
             stateDirectory: state.directory, lockTimeout: state.lockTimeout,
-            auditDirectory: audit.directory, observer: Console())
+            auditDirectory: audit.directory(profile: try token.loadProfile()), observer: Console())
         try output.emit(report, text: TextReports.generated)
     }
 }

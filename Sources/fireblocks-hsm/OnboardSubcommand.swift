@@ -92,7 +92,7 @@ struct OnboardSubcommand: AsyncParsableCommand {
         var submission: OnboardRequest.Submission?
         let stateDirectory: URL
         if submit {
-            let apiTarget = try api.target(profile: profile, auditDirectory: audit.directory)
+            let apiTarget = try api.target(profile: profile, auditDirectory: audit.directory(profile: try token.loadProfile()))
             guard let admin = adminKey ?? profile?.key else {
                 throw ValidationError("'--submit' needs '--admin-key' (the admin API user's key on the token)")
             }
@@ -109,7 +109,7 @@ struct OnboardSubcommand: AsyncParsableCommand {
         request.lockTimeout = lockTimeout
         request.evidenceDirectory = evidence
         let report = try await Onboarding.run(token: try token.target(profile: profile), request: request,
-                                                  stateDirectory: stateDirectory, auditDirectory: audit.directory,
+                                                  stateDirectory: stateDirectory, auditDirectory: audit.directory(profile: try token.loadProfile()),
                                                   observer: Console())
         try output.emit(report, text: TextReports.onboarded)
     }

@@ -59,6 +59,50 @@ struct CLIAuditTests {
         #expect(!log.contains("eyJ"))
     }
 
+    @Test func aProfileCanSayWhereTheAuditLogsGo() throws {
+        let cli = try CLIHarness()
+        defer { cli.remove() }
+        let configDirectory = cli.directory.path + "/config"
+        try FileManager.default.createDirectory(atPath: configDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        let config = configDirectory + "/config.json"
+        let auditDirectory = cli.directory.path + "/profile-audit"
+        try #"{"profiles": {"default": {"auditDir": "\#(auditDirectory)"}}}"#.write(toFile: config, atomically: true, encoding: .utf8)
+        chmod(config, 0o600)
+        // The harness's FIREBLOCKS_HSM_AUDIT_DIR would win over the profile: take it away.
+        var environment = cli.environment(["FIREBLOCKS_HSM_CONFIG": config])
+        environment.removeValue(forKey: "FIREBLOCKS_HSM_AUDIT_DIR")
+        let result = try Subprocess.run(CLIHarness.binary, ["key", "generate", "--key", "k", "--bits", "2048", "--token", cli.label,
+                                                             "--pin-source", "env:TEST_HSM_PIN", "--module", SoftHSM.modulePath],
+                                        environment: environment, workingDirectory: cli.files)
+        #expect(result.status == 0, "\(result.standardError)")
+        let files = (try? FileManager.default.contentsOfDirectory(atPath: auditDirectory)) ?? []
+        #expect(files.contains { $0.hasSuffix(".jsonl") }, "\(files)")
+    }
+
+    @Test func aRefusedLoginIsRecordedWithoutThePIN() throws {
+        let cli = try CLIHarness()
+        defer { cli.remove() }
+        #expect(try cli.runOnToken(["key", "generate", "--key", "a", "--bits", "2048"]).status == 0)
+        let wrong = try cli.run(["key", "generate", "--key", "b", "--bits", "2048", "--token", cli.label, "--pin-source", "env:WRONG"],
+                                environment: ["WRONG": "wrong-48151623"])
+        #expect(wrong.status == 5)
+        let log = try String(contentsOfFile: try auditLog(cli), encoding: .utf8)
+        #expect(log.contains("\"login.failed\""))
+        #expect(!log.contains("48151623"))
+        // Sealed by the next checkpoint.
+        #expect(try cli.runOnToken(["key", "generate", "--key", "c", "--bits", "2048"]).status == 0)
+        #expect(try cli.runOnToken(["audit", "verify"]).status == 0)
+    }
+
+    @Test func theAuditKeyIsExportedLikeAnyOther() throws {
+        let cli = try CLIHarness()
+        defer { cli.remove() }
+        let initialized = try #require(try cli.runOnToken(["audit", "init", "--json"]).json() as? [String: Any])
+        let exported = try cli.runOnToken(["key", "export", "--key", "fireblocks-hsm-audit", "--format", "pem"])
+        #expect(exported.status == 0, "\(exported.standardError)")
+        #expect(exported.standardOutput == (initialized["publicKeyPEM"] as? String ?? "") + "\n")
+    }
+
     @Test(.enabled(if: Subprocess.isAvailable("openssl")))
     func theCheckpointSignatureVerifiesWithOpenSSL() throws {
         let cli = try CLIHarness()

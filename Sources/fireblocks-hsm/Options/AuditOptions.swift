@@ -8,12 +8,13 @@ struct AuditOptions: ParsableArguments {
     @Option(name: .customLong("audit-dir"), help: ArgumentHelp("Where the audit logs are kept (env FIREBLOCKS_HSM_AUDIT_DIR; default $XDG_STATE_HOME/fireblocks-hsm/audit).", valueName: "path"))
     var auditDirectory: String?
 
-    /// The flag, the environment variable, `$XDG_STATE_HOME/fireblocks-hsm/audit`, or
-    /// `~/.local/state/fireblocks-hsm/audit`.
-    var directory: URL {
+    /// The flag, the environment variable, the profile's `auditDir`,
+    /// `$XDG_STATE_HOME/fireblocks-hsm/audit`, or `~/.local/state/fireblocks-hsm/audit`.
+    func directory(profile: Profile?) -> URL {
         let environment = ProcessInfo.processInfo.environment
         if let auditDirectory { return URL(fileURLWithPath: auditDirectory) }
         if let value = environment[Self.environmentVariable], !value.isEmpty { return URL(fileURLWithPath: value) }
+        if let value = profile?.auditDir, !value.isEmpty { return URL(fileURLWithPath: value) }
         let base = environment["XDG_STATE_HOME"].flatMap { $0.isEmpty ? nil : $0 }
             ?? (environment["HOME"] ?? NSHomeDirectory()) + "/.local/state"
         return URL(fileURLWithPath: base).appendingPathComponent("fireblocks-hsm/audit")

@@ -14,9 +14,11 @@ struct Profile: Codable, Equatable, Sendable {
     var env: String?
     var baseURL: String?
     var pinSource: String?
+    /// Where the audit logs are kept.
+    var auditDir: String?
 
     init(module: String? = nil, token: String? = nil, key: String? = nil, apiKey: String? = nil,
-                env: String? = nil, baseURL: String? = nil, pinSource: String? = nil) {
+                env: String? = nil, baseURL: String? = nil, pinSource: String? = nil, auditDir: String? = nil) {
         self.module = module
         self.token = token
         self.key = key
@@ -24,9 +26,10 @@ struct Profile: Codable, Equatable, Sendable {
         self.env = env
         self.baseURL = baseURL
         self.pinSource = pinSource
+        self.auditDir = auditDir
     }
 
-    static let fieldNames: Set<String> = ["module", "token", "key", "apiKey", "env", "baseURL", "pinSource"]
+    static let fieldNames: Set<String> = ["module", "token", "key", "apiKey", "env", "baseURL", "pinSource", "auditDir"]
 }
 
 /// Reads profiles from `$FIREBLOCKS_HSM_CONFIG`, else `$XDG_CONFIG_HOME/fireblocks-hsm/config.json`,
