@@ -209,3 +209,37 @@ extension AuditService {
         ]
     }
 }
+
+extension OpenedToken {
+    /// Runs an operation on this token and, if it fails, records `command.failed` with the
+    /// reason in the token's audit log (appended, and sealed by the next signed checkpoint:
+    /// the failure may be that the audit key or token cannot be used). Errors are never secrets
+    /// (no PIN, JWT or pairing token is ever put in one).
+    func recordingFailure<R>(of command: String, auditDirectory: URL?, _ body: () throws -> R) throws -> R {
+        do {
+            return try body()
+        } catch {
+            appendFailure(command: command, error: error, auditDirectory: auditDirectory)
+            throw error
+        }
+    }
+
+    /// The same, for an asynchronous operation.
+    func recordingFailure<R>(of command: String, auditDirectory: URL?, _ body: () async throws -> R) async throws -> R {
+        do {
+            return try await body()
+        } catch {
+            appendFailure(command: command, error: error, auditDirectory: auditDirectory)
+            throw error
+        }
+    }
+
+    private func appendFailure(command: String, error: any Error, auditDirectory: URL?) {
+        // A failure of the audit trail itself cannot be recorded in it.
+        guard let auditDirectory, !(error is AuditError) else { return }
+        let log = AuditLog(directory: auditDirectory, token: .init(serial: token.info.serialNumber, label: token.info.label),
+                           tool: .init(name: "fireblocks-hsm", version: FireblocksHSMVersion.current))
+        _ = try? log.append([AuditEntry(event: "command.failed", outcome: .failed("\(error)"),
+                                        facts: ["command": .string(command)])])
+    }
+}

@@ -32,32 +32,34 @@ public enum KeyOperations {
         }
         try KeyLabel.validateNew(label)
         let opened = try OpenedToken.open(target, readWrite: true, logIn: true, observer: observer, auditDirectory: auditDirectory)
-        let tokenLabel = opened.token.info.label
-        let lock = try KeyLabelLock.acquire(stateDirectory: stateDirectory, tokenSerial: opened.token.info.serialNumber,
-                                            keyLabel: label, timeout: lockTimeout, what: "key generate '\(label)'",
-                                            waiting: observer.note)
-        defer { lock.release() }
-        try during("checking that label '\(label)' is free on token '\(tokenLabel)'") {
-            try KeyStore.requireUnused(label: label, id: id, in: opened.session)
-        }
-        try TokenCapabilities.requireKeyGeneration(on: opened.token.slot, bits: bits)
-        let audit = try AuditService.prepare(opened: opened, directory: auditDirectory, observer: observer)
-        let pair: TokenKeyPair
-        do {
-            pair = try during("generating an RSA-\(bits) key pair on token '\(tokenLabel)'") {
-                try observer.slowStep("Generating RSA-\(bits) key pair '\(label)' on token '\(tokenLabel)'") {
-                    try KeyGenerator.generate(KeyGenerationRequest(label: label, bits: bits, id: id), in: opened.session)
-                }
+        return try opened.recordingFailure(of: "key generate", auditDirectory: auditDirectory) {
+            let tokenLabel = opened.token.info.label
+            let lock = try KeyLabelLock.acquire(stateDirectory: stateDirectory, tokenSerial: opened.token.info.serialNumber,
+                                                keyLabel: label, timeout: lockTimeout, what: "key generate '\(label)'",
+                                                waiting: observer.note)
+            defer { lock.release() }
+            try during("checking that label '\(label)' is free on token '\(tokenLabel)'") {
+                try KeyStore.requireUnused(label: label, id: id, in: opened.session)
             }
-        } catch let error as TokenKeysError where error.code == .policyViolation {
-            try audit.recordDone([AuditEntry(event: "key.refused-by-policy", outcome: .failed(error.reason),
-                                             facts: ["label": .string(label), "bits": .integer(Int(bits))])],
-                                 done: "the token did not honour the key policy and the pair was destroyed")
-            throw error
+            try TokenCapabilities.requireKeyGeneration(on: opened.token.slot, bits: bits)
+            let audit = try AuditService.prepare(opened: opened, directory: auditDirectory, observer: observer)
+            let pair: TokenKeyPair
+            do {
+                pair = try during("generating an RSA-\(bits) key pair on token '\(tokenLabel)'") {
+                    try observer.slowStep("Generating RSA-\(bits) key pair '\(label)' on token '\(tokenLabel)'") {
+                        try KeyGenerator.generate(KeyGenerationRequest(label: label, bits: bits, id: id), in: opened.session)
+                    }
+                }
+            } catch let error as TokenKeysError where error.code == .policyViolation {
+                try audit.recordDone([AuditEntry(event: "key.refused-by-policy", outcome: .failed(error.reason),
+                                                 facts: ["label": .string(label), "bits": .integer(Int(bits))])],
+                                     done: "the token did not honour the key policy and the pair was destroyed")
+                throw error
+            }
+            try audit.recordDone([AuditEntry(event: "key.generated", facts: AuditService.facts(pair))],
+                                 done: "key '\(label)' was generated on token '\(tokenLabel)'")
+            return KeyReport(pair)
         }
-        try audit.recordDone([AuditEntry(event: "key.generated", facts: AuditService.facts(pair))],
-                             done: "key '\(label)' was generated on token '\(tokenLabel)'")
-        return KeyReport(pair)
     }
 
     /// The key's attributes and policy verdict (a failing key is shown, not refused).

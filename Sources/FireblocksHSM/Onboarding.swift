@@ -137,48 +137,50 @@ public enum Onboarding {
         try AtomicFile.checkWritable(request.csrPath, overwrite: true)
 
         let opened = try OpenedToken.open(target, readWrite: true, logIn: true, observer: observer, auditDirectory: auditDirectory)
-        let info = opened.token.info
-        let records = OnboardingRecords(stateDirectory: stateDirectory)
-        let lock = try KeyLabelLock.acquire(stateDirectory: stateDirectory, tokenSerial: info.serialNumber,
-                                            keyLabel: request.keyLabel, timeout: request.lockTimeout,
-                                            what: "onboard key '\(request.keyLabel)'", waiting: observer.note)
-        defer { lock.release() }
-        let audit = try AuditService.prepare(opened: opened, directory: auditDirectory, observer: observer)
+        return try await opened.recordingFailure(of: "onboard", auditDirectory: auditDirectory) {
+            let info = opened.token.info
+            let records = OnboardingRecords(stateDirectory: stateDirectory)
+            let lock = try KeyLabelLock.acquire(stateDirectory: stateDirectory, tokenSerial: info.serialNumber,
+                                                keyLabel: request.keyLabel, timeout: request.lockTimeout,
+                                                what: "onboard key '\(request.keyLabel)'", waiting: observer.note)
+            defer { lock.release() }
+            let audit = try AuditService.prepare(opened: opened, directory: auditDirectory, observer: observer)
 
-        let asked = OnboardingRecord(
-            tokenSerial: info.serialNumber, tokenLabel: info.label, keyLabel: request.keyLabel, stage: .generating,
-            name: request.name, role: request.role.rawValue, coSignerSetupType: request.coSignerSetupType,
-            coSignerSetupIsFirstUser: request.coSignerSetupIsFirstUser, subject: try request.subject.distinguishedName().description,
-            keyID: nil, fingerprint: nil, csrSHA256: nil, idempotencyKey: nil, baseURL: nil, apiUserID: nil,
-            createdAt: Date(), updatedAt: Date())
-        var record = try records.record(tokenSerial: info.serialNumber, keyLabel: request.keyLabel)
-        if let recorded = record {
-            if let difference = recorded.differences(from: asked).first {
-                throw OnboardingConflict(keyLabel: request.keyLabel, tokenLabel: info.label, field: difference.field,
-                                         recorded: difference.recorded, asked: difference.asked)
+            let asked = OnboardingRecord(
+                tokenSerial: info.serialNumber, tokenLabel: info.label, keyLabel: request.keyLabel, stage: .generating,
+                name: request.name, role: request.role.rawValue, coSignerSetupType: request.coSignerSetupType,
+                coSignerSetupIsFirstUser: request.coSignerSetupIsFirstUser, subject: try request.subject.distinguishedName().description,
+                keyID: nil, fingerprint: nil, csrSHA256: nil, idempotencyKey: nil, baseURL: nil, apiUserID: nil,
+                createdAt: Date(), updatedAt: Date())
+            var record = try records.record(tokenSerial: info.serialNumber, keyLabel: request.keyLabel)
+            if let recorded = record {
+                if let difference = recorded.differences(from: asked).first {
+                    throw OnboardingConflict(keyLabel: request.keyLabel, tokenLabel: info.label, field: difference.field,
+                                             recorded: difference.recorded, asked: difference.asked)
+                }
+                if let explicit = request.submission?.idempotencyKey, let used = recorded.idempotencyKey, explicit != used {
+                    throw OnboardingConflict(keyLabel: request.keyLabel, tokenLabel: info.label, field: "idempotencyKey",
+                                             recorded: used, asked: explicit)
+                }
             }
-            if let explicit = request.submission?.idempotencyKey, let used = recorded.idempotencyKey, explicit != used {
-                throw OnboardingConflict(keyLabel: request.keyLabel, tokenLabel: info.label, field: "idempotencyKey",
-                                         recorded: used, asked: explicit)
-            }
-        }
 
-        // 1. The key: generate, or resume the one an earlier onboarding of this label made.
-        let (pair, keyState) = try await obtainKey(request: request, opened: opened, records: records, record: &record,
-                                                   asked: asked, observer: observer)
-        if keyState == "generated" {
-            try audit.recordDone([AuditEntry(event: "key.generated", facts: AuditService.facts(pair).merging(
-                ["onboarding": .string(request.name)]) { $1 })], done: "key '\(pair.label)' was generated on token '\(info.label)'")
-        }
-        guard let publicKey = pair.publicKey, let current = record else {
-            throw TokenKeysError(.notAnRSAKey, "key '\(pair.label)' has no readable RSA public key")
-        }
-        do {
-            return try await finish(request: request, opened: opened, records: records, record: current, pair: pair,
-                                    publicKey: publicKey, keyState: keyState, audit: audit, observer: observer)
-        } catch {
-            throw OnboardingStopped(underlying: error, keyLabel: pair.label, tokenLabel: info.label,
-                                    csrPath: FileManager.default.fileExists(atPath: request.csrPath) ? request.csrPath : nil)
+            // 1. The key: generate, or resume the one an earlier onboarding of this label made.
+            let (pair, keyState) = try await obtainKey(request: request, opened: opened, records: records, record: &record,
+                                                       asked: asked, observer: observer)
+            if keyState == "generated" {
+                try audit.recordDone([AuditEntry(event: "key.generated", facts: AuditService.facts(pair).merging(
+                    ["onboarding": .string(request.name)]) { $1 })], done: "key '\(pair.label)' was generated on token '\(info.label)'")
+            }
+            guard let publicKey = pair.publicKey, let current = record else {
+                throw TokenKeysError(.notAnRSAKey, "key '\(pair.label)' has no readable RSA public key")
+            }
+            do {
+                return try await finish(request: request, opened: opened, records: records, record: current, pair: pair,
+                                        publicKey: publicKey, keyState: keyState, audit: audit, observer: observer)
+            } catch {
+                throw OnboardingStopped(underlying: error, keyLabel: pair.label, tokenLabel: info.label,
+                                        csrPath: FileManager.default.fileExists(atPath: request.csrPath) ? request.csrPath : nil)
+            }
         }
     }
 

@@ -94,6 +94,21 @@ struct CLIAuditTests {
         #expect(try cli.runOnToken(["audit", "verify"]).status == 0)
     }
 
+    @Test func aCommandThatFailsOnTheTokenIsRecordedWithItsReason() throws {
+        let (cli, sandbox, api) = try onboarded()
+        defer { sandbox.stop(); cli.remove() }
+        // Another name for the same key: refused, and the refusal recorded.
+        let conflict = try cli.runOnToken(["onboard", "--key", "ci-bot", "--bits", "2048", "--name", "other", "--role", "SIGNER",
+                                           "--o", "Acme", "--submit", "--admin-key", "admin"] + api)
+        #expect(conflict.status == 6)
+        let records = try #require(try cli.runOnToken(["audit", "show", "--event", "command.failed", "--json"]).json() as? [[String: Any]])
+        let failed = try #require(records.last)
+        #expect((failed["facts"] as? [String: Any])?["command"] as? String == "onboard")
+        #expect(((failed["outcome"] as? [String: Any])?["reason"] as? String)?.contains("other") == true)
+        #expect(try cli.runOnToken(["key", "generate", "--key", "z", "--bits", "2048"]).status == 0)
+        #expect(try cli.runOnToken(["audit", "verify"]).status == 0)
+    }
+
     @Test func theAuditKeyIsExportedLikeAnyOther() throws {
         let cli = try CLIHarness()
         defer { cli.remove() }
