@@ -23,8 +23,10 @@ public struct APISession {
     /// a client that signs every request with it.
     public static func open(token target: TokenTarget, api: APITarget, observer: any OperationObserver) throws -> APISession {
         let opened = try OpenedToken.open(target, readWrite: true, logIn: true, observer: observer, auditDirectory: api.auditDirectory)
-        let audit = try api.auditDirectory.map { try AuditService.prepare(opened: opened, directory: $0, observer: observer) }
-        return try make(opened: opened, key: try target.requireKey(), api: api, observer: observer, audit: audit)
+        return try opened.recordingFailure(of: "api", auditDirectory: api.auditDirectory) {
+            let audit = try api.auditDirectory.map { try AuditService.prepare(opened: opened, directory: $0, observer: observer) }
+            return try make(opened: opened, key: try target.requireKey(), api: api, observer: observer, audit: audit)
+        }
     }
 
     /// Records the attempts made so far in the audit trail (if there is one).
@@ -42,6 +44,7 @@ public struct APISession {
             return result
         } catch {
             try? recordExchanges()
+            token.appendFailure(command: "api", error: error, auditDirectory: audit?.log.directory)
             throw error
         }
     }
@@ -77,23 +80,25 @@ public enum APIOperations {
         let uri = try baseURL.map { try $0.resolve(path: path).uri } ?? APIBaseURL.uri(forWholePath: path)
         let opened = try OpenedToken.open(token, readWrite: auditDirectory != nil, logIn: true, observer: observer,
                                           auditDirectory: auditDirectory)
-        let key = try token.requireKey()
-        let pair = try during("reading key '\(key)'") { try KeyStore.findUsable(key, in: opened.session) }
-        let signer = try during("opening a signing session on token '\(opened.token.info.label)'") {
-            try TokenSigner(keyPair: pair, slot: opened.token.slot)
+        return try opened.recordingFailure(of: "jwt", auditDirectory: auditDirectory) {
+            let key = try token.requireKey()
+            let pair = try during("reading key '\(key)'") { try KeyStore.findUsable(key, in: opened.session) }
+            let signer = try during("opening a signing session on token '\(opened.token.info.label)'") {
+                try TokenSigner(keyPair: pair, slot: opened.token.slot)
+            }
+            let issuer = try RequestTokenIssuer(apiKey: apiKey, signer: TokenJWTSigner(signer), lifetime: jwtLifetime)
+            let audit = try auditDirectory.map { try AuditService.prepare(opened: opened, directory: $0, observer: observer) }
+            let claims = issuer.claims(uri: uri, body: body, issuedAt: Int(Date().timeIntervalSince1970), nonce: UUID().uuidString.lowercased())
+            let jwt = try during("signing the JWT") {
+                try CompactJWS.sign(payload: try claims.serialized(), with: TokenJWTSigner(signer)).compact
+            }
+            // The claims are recorded, never the token: it is a bearer credential.
+            try audit?.recordDone([AuditEntry(event: "jwt.signed", facts: [
+                "method": .string(method.uppercased()), "uri": .string(claims.uri), "nonce": .string(claims.nonce),
+                "bodyHash": .string(claims.bodyHash), "iat": .integer(claims.iat), "exp": .integer(claims.exp),
+                "sub": .string(claims.sub), "key": .string(pair.label)])], done: "a JWT was signed")
+            return jwt
         }
-        let issuer = try RequestTokenIssuer(apiKey: apiKey, signer: TokenJWTSigner(signer), lifetime: jwtLifetime)
-        let audit = try auditDirectory.map { try AuditService.prepare(opened: opened, directory: $0, observer: observer) }
-        let claims = issuer.claims(uri: uri, body: body, issuedAt: Int(Date().timeIntervalSince1970), nonce: UUID().uuidString.lowercased())
-        let jwt = try during("signing the JWT") {
-            try CompactJWS.sign(payload: try claims.serialized(), with: TokenJWTSigner(signer)).compact
-        }
-        // The claims are recorded, never the token: it is a bearer credential.
-        try audit?.recordDone([AuditEntry(event: "jwt.signed", facts: [
-            "method": .string(method.uppercased()), "uri": .string(claims.uri), "nonce": .string(claims.nonce),
-            "bodyHash": .string(claims.bodyHash), "iat": .integer(claims.iat), "exp": .integer(claims.exp),
-            "sub": .string(claims.sub), "key": .string(pair.label)])], done: "a JWT was signed")
-        return jwt
     }
 
     /// Any request, curl-like. Retried only when safe (GET, or with an idempotency key).

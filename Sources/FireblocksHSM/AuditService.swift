@@ -234,7 +234,7 @@ extension OpenedToken {
         }
     }
 
-    private func appendFailure(command: String, error: any Error, auditDirectory: URL?) {
+    func appendFailure(command: String, error: any Error, auditDirectory: URL?) {
         // A failure of the audit trail itself cannot be recorded in it.
         guard let auditDirectory, !(error is AuditError) else { return }
         let log = AuditLog(directory: auditDirectory, token: .init(serial: token.info.serialNumber, label: token.info.label),

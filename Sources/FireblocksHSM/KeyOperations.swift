@@ -229,7 +229,9 @@ public final class KeyDeletion {
     /// Destroys the planned objects; refuses a key recorded as backing an API user unless `force`.
     public func perform(force: Bool) throws {
         if !plan.backs.isEmpty, !force {
-            throw TokenKeysError(.keyInUse, "the key is recorded as backing API user \(plan.backs.joined(separator: ", ")); deleting it leaves that user unable to authenticate")
+            let refusal = TokenKeysError(.keyInUse, "the key is recorded as backing API user \(plan.backs.joined(separator: ", ")); deleting it leaves that user unable to authenticate")
+            opened.appendFailure(command: "key delete", error: refusal, auditDirectory: audit.log.directory)
+            throw refusal
         }
         for handle in handles {
             try during("destroying an object of token '\(plan.token)'") { try opened.session.destroyObject(handle) }

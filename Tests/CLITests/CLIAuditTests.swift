@@ -109,6 +109,26 @@ struct CLIAuditTests {
         #expect(try cli.runOnToken(["audit", "verify"]).status == 0)
     }
 
+    @Test func everyKindOfCommandRecordsItsFailureOnceTheTokenIsOpen() throws {
+        let (cli, sandbox, api) = try onboarded()
+        defer { sandbox.stop(); cli.remove() }
+        // A key that backs a user is not deleted without --force; a missing key cannot sign.
+        #expect(try cli.runOnToken(["key", "delete", "--key", "ci-bot", "--yes"]).status != 0)
+        #expect(try cli.runOnToken(["jwt", "--key", "missing", "--api-key", "k", "--path", "/v1/workspace"]).status != 0)
+        #expect(try cli.runOnToken(["request", "GET", "/v1/workspace", "--key", "missing"] + api).status != 0)
+        #expect(try cli.runOnToken(["api-user", "list", "--key", "missing"] + api).status != 0)
+        let records = try #require(try cli.runOnToken(["audit", "show", "--event", "command.failed", "--json"]).json() as? [[String: Any]])
+        let commands = records.compactMap { ($0["facts"] as? [String: Any])?["command"] as? String }
+        #expect(commands == ["key delete", "jwt", "api", "api"], "\(commands)")
+        for record in records {
+            #expect(((record["outcome"] as? [String: Any])?["reason"] as? String)?.isEmpty == false)
+        }
+        #expect(try cli.runOnToken(["key", "generate", "--key", "z", "--bits", "2048"]).status == 0)
+        #expect(try cli.runOnToken(["audit", "verify"]).status == 0)
+        let log = try String(contentsOfFile: try auditLog(cli), encoding: .utf8)
+        #expect(!log.contains(cli.userPIN) && !log.contains("eyJ"))
+    }
+
     @Test func theAuditKeyIsExportedLikeAnyOther() throws {
         let cli = try CLIHarness()
         defer { cli.remove() }
