@@ -42,6 +42,19 @@ public final class PKCS11Module: Sendable {
         return PKCS11Module(loaded: loaded, location: location)
     }
 
+    /// `C_Initialize` again in a child process after `fork()`: PKCS#11 (§5.4 of v3.0) says a
+    /// child must initialise before using the module, and that the parent's sessions and login
+    /// are not the child's. `CKR_CRYPTOKI_ALREADY_INITIALIZED` is accepted.
+    public func reinitializeAfterFork() throws {
+        let initialize = try loaded.function(\.C_Initialize, "C_Initialize")
+        var arguments = CK_C_INITIALIZE_ARGS()
+        arguments.flags = CK_FLAGS(CKF_OS_LOCKING_OK)
+        let rv = withUnsafeMutablePointer(to: &arguments) { initialize(UnsafeMutableRawPointer($0)) }
+        guard rv == CK_RV(CKR_OK) || rv == CK_RV(CKR_CRYPTOKI_ALREADY_INITIALIZED) else {
+            throw PKCS11Error(function: "C_Initialize", returnValue: ReturnValue(rawValue: UInt(rv)))
+        }
+    }
+
     /// `C_GetInfo`.
     public func info() throws -> ModuleInfo {
         let getInfo = try loaded.function(\.C_GetInfo, "C_GetInfo")

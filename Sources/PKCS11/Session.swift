@@ -69,6 +69,12 @@ public final class Session {
         try check("C_CloseSession", rv)
     }
 
+    /// Forgets the session without `C_CloseSession`: for a child process after `fork()`, whose
+    /// module was initialised again and to which the parent's handles do not belong.
+    public func abandon() {
+        isClosed = true
+    }
+
     deinit {
         if !isClosed, let closeSession = loaded.functions.pointee.C_CloseSession {
             _ = closeSession(handle)
@@ -308,8 +314,11 @@ public final class Session {
         return (ObjectHandle(rawValue: UInt(publicKey)), ObjectHandle(rawValue: UInt(privateKey)))
     }
 
-    /// `C_SignInit` + `C_Sign` with the two-call length pattern.
-    public func sign(mechanism: MechanismType, key: ObjectHandle, data: some Collection<UInt8>) throws -> [UInt8] {
+    /// `C_SignInit` + `C_Sign` with the two-call length pattern; with `expectedLength` (an RSA
+    /// key's modulus length, say) one `C_Sign` into a buffer of that size, falling back to the
+    /// two-call pattern on `CKR_BUFFER_TOO_SMALL` (which leaves the operation active).
+    public func sign(mechanism: MechanismType, key: ObjectHandle, data: some Collection<UInt8>,
+                     expectedLength: Int? = nil) throws -> [UInt8] {
         let signInit = try loaded.function(\.C_SignInit, "C_SignInit")
         let sign = try loaded.function(\.C_Sign, "C_Sign")
         var cMechanism = CK_MECHANISM(mechanism: CK_MECHANISM_TYPE(mechanism.rawValue), pParameter: nil, ulParameterLen: 0)
@@ -317,6 +326,19 @@ public final class Session {
 
         var input = Array(data)
         var length: CK_ULONG = 0
+        if let expectedLength, expectedLength > 0, expectedLength <= Self.maximumAttributeLength {
+            var signature = [UInt8](repeating: 0, count: expectedLength)
+            length = CK_ULONG(expectedLength)
+            let rv = sign(handle, &input, CK_ULONG(input.count), &signature, &length)
+            if rv == CK_RV(CKR_OK) {
+                guard let produced = Int(exactly: length), produced <= expectedLength else {
+                    throw PKCS11Error(function: "C_Sign", returnValue: .generalError)
+                }
+                return Array(signature.prefix(produced))
+            }
+            guard rv == CK_RV(CKR_BUFFER_TOO_SMALL) else { try check("C_Sign", rv); return [] }
+            length = 0
+        }
         // With a NULL output buffer C_Sign only reports the length and keeps the operation active.
         try check("C_Sign", sign(handle, &input, CK_ULONG(input.count), nil, &length))
         // A signature is at most a few KiB; a larger claim is a module answering oddly.

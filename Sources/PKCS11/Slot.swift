@@ -69,6 +69,13 @@ public struct Slot: Sendable {
         )
     }
 
+    /// `C_CloseAllSessions`: closes every session this process has on the slot (and so logs
+    /// the user out). Sessions already handed out report `CKR_SESSION_HANDLE_INVALID` after it.
+    public func closeAllSessions() throws {
+        let closeAll = try module.loaded.function(\.C_CloseAllSessions, "C_CloseAllSessions")
+        try check("C_CloseAllSessions", closeAll(cID))
+    }
+
     /// `C_OpenSession` (always a serial session). The session closes itself when released.
     public func openSession(readWrite: Bool) throws -> Session {
         try Session(slot: self, readWrite: readWrite)
@@ -139,12 +146,15 @@ public struct TokenInfo: Hashable, Sendable {
     public let hardwareVersion: Version
     /// The firmware version.
     public let firmwareVersion: Version
+    /// The most sessions the token allows at once (`ulMaxSessionCount`); `nil` when the token
+    /// sets no limit (`CK_EFFECTIVELY_INFINITE`) or does not say (`CK_UNAVAILABLE_INFORMATION`).
+    public let maximumSessionCount: UInt?
 
     /// Builds a token description (for tests and for code that matches URIs against tokens).
     public init(label: String, manufacturer: String, model: String, serialNumber: String,
                 flags: TokenFlags = [], minimumPINLength: UInt = 0, maximumPINLength: UInt = 0,
                 hardwareVersion: Version = Version(major: 0, minor: 0),
-                firmwareVersion: Version = Version(major: 0, minor: 0)) {
+                firmwareVersion: Version = Version(major: 0, minor: 0), maximumSessionCount: UInt? = nil) {
         self.label = label
         self.manufacturer = manufacturer
         self.model = model
@@ -154,6 +164,7 @@ public struct TokenInfo: Hashable, Sendable {
         self.maximumPINLength = maximumPINLength
         self.hardwareVersion = hardwareVersion
         self.firmwareVersion = firmwareVersion
+        self.maximumSessionCount = maximumSessionCount
     }
 
     init(_ info: CK_TOKEN_INFO) {
@@ -167,8 +178,13 @@ public struct TokenInfo: Hashable, Sendable {
             minimumPINLength: UInt(info.ulMinPinLen),
             maximumPINLength: UInt(info.ulMaxPinLen),
             hardwareVersion: Version(info.hardwareVersion),
-            firmwareVersion: Version(info.firmwareVersion)
+            firmwareVersion: Version(info.firmwareVersion),
+            maximumSessionCount: Self.sessionLimit(UInt(info.ulMaxSessionCount))
         )
+    }
+
+    static func sessionLimit(_ value: UInt) -> UInt? {
+        value == UInt(CK_EFFECTIVELY_INFINITE) || value == UInt(bitPattern: -1) ? nil : value
     }
 }
 
