@@ -110,20 +110,7 @@ public struct AuditLog: Sendable {
     }
 
     static func appendDurably(_ bytes: [UInt8], to path: String) throws {
-        let descriptor = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
-        guard descriptor >= 0 else { throw AuditError(.unwritable, "cannot open \(path) (\(String(cString: strerror(errno))))") }
-        defer { close(descriptor) }
-        var written = 0
-        while written < bytes.count {
-            let count = bytes.withUnsafeBytes { raw -> Int in
-                guard let base = raw.baseAddress else { return 0 }
-                return write(descriptor, base + written, bytes.count - written)
-            }
-            if count < 0, errno == EINTR { continue }
-            guard count > 0 else { throw AuditError(.unwritable, "cannot append to \(path) (\(String(cString: strerror(errno))))") }
-            written += count
-        }
-        guard fsync(descriptor) == 0 else { throw AuditError(.unwritable, "cannot sync \(path) (\(String(cString: strerror(errno))))") }
+        try AuditAppender.write(bytes, to: path, sync: true)
     }
 
     /// A serial as a file name (serials are printable; anything else is replaced).

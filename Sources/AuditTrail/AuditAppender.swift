@@ -1,0 +1,145 @@
+import DurableFiles
+import Foundation
+import Synchronization
+import TransparencyLog
+
+/// Appends to one ``AuditLog`` for a long-running process (the signing proxy): it remembers the
+/// leaf hashes of what it has read, so an append reads only what other processes added since
+/// (under the same file lock as every writer) instead of the whole log.
+///
+/// The same guarantees as ``AuditLog/append(_:now:seal:)``: records are numbered in file
+/// order under the lock; a torn tail or a log that shrank underneath is refused, never
+/// repaired. With `sync: false` a record is written (and a failure to write it is an error)
+/// but reaches the disk with the next synced append or ``seal(_:)``: for records that may wait
+/// for the next one (a request's outcome), never for one an operation depends on.
+public final class AuditAppender: Sendable {
+    /// The log.
+    public let log: AuditLog
+    private let state: Mutex<State>
+    private let actor: AuditRecord.Actor
+
+    private struct State {
+        var offset = 0
+        var leafHashes: [[UInt8]] = []
+        var unsynced = false
+    }
+
+    /// Reads the log once (it must be intact: no torn tail, every `seq` in place).
+    public init(log: AuditLog) throws {
+        self.log = log
+        self.actor = .current
+        self.state = Mutex(State())
+        try AtomicFile.makePrivateDirectory(log.directory.path)
+        let lock = try FileLock.acquire(log.logPath + ".lock", timeout: 30, note: "pid \(getpid()): audit appender start")
+        defer { lock.release() }
+        try state.withLock { state in try catchUp(&state) }
+    }
+
+    /// Records in the log (as far as this appender has read it).
+    public var size: Int { state.withLock { $0.leafHashes.count } }
+
+    /// Appends the entries as consecutive records; returns the `seq` of the first.
+    /// - Parameter sync: `fdatasync` before returning (the record is on disk when this returns).
+    @discardableResult
+    public func append(_ entries: [AuditEntry], sync: Bool = true, now: Date = Date()) throws -> Int {
+        try state.withLock { state in
+            let lock = try FileLock.acquire(log.logPath + ".lock", timeout: 30, note: "pid \(getpid()): audit append")
+            defer { lock.release() }
+            try catchUp(&state)
+            let first = state.leafHashes.count
+            let time = ISO8601DateFormatter().string(from: now)
+            var bytes: [UInt8] = []
+            var hashes: [[UInt8]] = []
+            for (index, entry) in entries.enumerated() {
+                let record = AuditRecord(seq: first + index, time: time, actor: actor, tool: log.tool, event: entry.event,
+                                         outcome: entry.outcome, token: log.token, facts: entry.facts)
+                let line = try record.line()
+                hashes.append(MerkleTree.leafHash(line))
+                bytes += line + [0x0A]
+            }
+            try Self.write(bytes, to: log.logPath, sync: sync)
+            state.offset += bytes.count
+            state.leafHashes += hashes
+            state.unsynced = !sync
+            return first
+        }
+    }
+
+    /// Under the log's lock, hands the tree size and root of the whole log (with whatever other
+    /// processes appended) to `seal`, which signs and anchors a checkpoint; records written
+    /// without sync reach the disk first.
+    public func seal<R>(_ seal: ((size: Int, root: [UInt8])) throws -> R) throws -> R {
+        try state.withLock { state in
+            let lock = try FileLock.acquire(log.logPath + ".lock", timeout: 30, note: "pid \(getpid()): audit checkpoint")
+            defer { lock.release() }
+            try catchUp(&state)
+            if state.unsynced {
+                try Self.write([], to: log.logPath, sync: true)
+                state.unsynced = false
+            }
+            return try seal((state.leafHashes.count, MerkleTree.root(state.leafHashes[...])))
+        }
+    }
+
+    /// Reads what was appended since `state.offset` (the caller holds the file lock).
+    private func catchUp(_ state: inout State) throws {
+        let path = log.logPath
+        let descriptor = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
+        if descriptor < 0 {
+            if errno == ENOENT, state.offset == 0 { return }
+            throw AuditError(.unreadable, "cannot read \(path) (\(String(cString: strerror(errno))))")
+        }
+        defer { close(descriptor) }
+        var status = stat()
+        guard fstat(descriptor, &status) == 0 else { throw AuditError(.unreadable, "cannot stat \(path)") }
+        let size = Int(status.st_size)
+        guard size >= state.offset else {
+            throw AuditError(.inconsistent, "\(path) is shorter than when this process last read it (\(size) < \(state.offset) bytes): records were cut off underneath")
+        }
+        guard size > state.offset else { return }
+        var bytes = [UInt8](repeating: 0, count: size - state.offset)
+        var read = 0
+        while read < bytes.count {
+            let count = bytes.withUnsafeMutableBytes { raw -> Int in
+                guard let base = raw.baseAddress else { return 0 }
+                return pread(descriptor, base + read, raw.count - read, off_t(state.offset + read))
+            }
+            if count < 0, errno == EINTR { continue }
+            guard count > 0 else { throw AuditError(.unreadable, "cannot read \(path) (\(String(cString: strerror(errno))))") }
+            read += count
+        }
+        guard bytes.last == 0x0A else {
+            throw AuditError(.tornTail, "\(path) ends in a torn record (an append was interrupted); run 'audit verify' to see it, then repair it deliberately")
+        }
+        var lines = bytes.split(separator: 0x0A, omittingEmptySubsequences: false)
+        lines.removeLast()
+        for line in lines {
+            let index = state.leafHashes.count
+            guard let record = try? JSONDecoder().decode(AuditRecord.self, from: Data(line)), record.seq == index,
+                  record.token.serial == log.token.serial else {
+                throw AuditError(.inconsistent, "record \(index) of \(path) is not the record expected there; run 'audit verify'")
+            }
+            state.leafHashes.append(MerkleTree.leafHash(Array(line)))
+        }
+        state.offset = size
+    }
+
+    static func write(_ bytes: [UInt8], to path: String, sync: Bool) throws {
+        let descriptor = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
+        guard descriptor >= 0 else { throw AuditError(.unwritable, "cannot open \(path) (\(String(cString: strerror(errno))))") }
+        defer { close(descriptor) }
+        var written = 0
+        while written < bytes.count {
+            let count = bytes.withUnsafeBytes { raw -> Int in
+                guard let base = raw.baseAddress else { return 0 }
+                return Glibc.write(descriptor, base + written, bytes.count - written)
+            }
+            if count < 0, errno == EINTR { continue }
+            guard count > 0 else { throw AuditError(.unwritable, "cannot append to \(path) (\(String(cString: strerror(errno))))") }
+            written += count
+        }
+        if sync {
+            guard fdatasync(descriptor) == 0 else { throw AuditError(.unwritable, "cannot sync \(path) (\(String(cString: strerror(errno))))") }
+        }
+    }
+}
