@@ -38,6 +38,7 @@ let package = Package(
         .library(name: "JOSE", targets: ["JOSE"]),
         .library(name: "FireblocksAPI", targets: ["FireblocksAPI"]),
         .library(name: "FireblocksHSM", targets: ["FireblocksHSM"]),
+        .library(name: "SigningProxy", targets: ["SigningProxy"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
@@ -110,9 +111,18 @@ let package = Package(
             ]
         ),
         .target(
+            name: "HTTPServing",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+            ]
+        ),
+        .target(
             name: "FireblocksSandbox",
             dependencies: [
                 "FireblocksAPI",
+                "HTTPServing",
                 "DurableFiles",
                 "JOSE",
                 .product(name: "Crypto", package: "swift-crypto"),
@@ -142,15 +152,41 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
             ]
         ),
+        .target(
+            name: "SigningProxy",
+            dependencies: [
+                "FireblocksHSM",
+                "FireblocksAPI",
+                "TokenKeys",
+                "AuditTrail",
+                "TransparencyLog",
+                "JOSE",
+                "HTTPServing",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdCore", package: "hummingbird"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+            ]
+        ),
         .executableTarget(
             name: "fireblocks-hsm",
             dependencies: [
                 "FireblocksHSM",
+                "SigningProxy",
                 "DurableFiles",
                 "HexEncoding",
                 "AuditTrail",
                 "TransparencyLog",
+                "TokenKeys",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .executableTarget(

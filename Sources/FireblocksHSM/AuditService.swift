@@ -82,6 +82,17 @@ public final class AuditService {
         try log.append(entries) { tree in try anchor(size: tree.size, root: tree.root, key: key) }
     }
 
+    /// Signs a checkpoint over everything `appender`'s log holds now (records of other
+    /// processes included) and anchors it in the file and on the token: for a long-running
+    /// process that appends without a checkpoint each time (the signing proxy).
+    @discardableResult
+    public func seal(_ appender: AuditAppender) throws -> SignedNote {
+        guard let key = try auditKey(create: false) else {
+            throw AuditError(.unwritable, "no audit key on the token to sign a checkpoint with")
+        }
+        return try appender.seal { tree in try anchor(size: tree.size, root: tree.root, key: key) }
+    }
+
     /// Signs `size`/`root` with the audit key and writes the checkpoint to the file and the token.
     func anchor(size: Int, root: [UInt8], key: ECKeyPair) throws -> SignedNote {
         let checkpoint = try Checkpoint(origin: origin, treeSize: size, rootHash: root)

@@ -1,4 +1,6 @@
+import Dispatch
 import JOSE
+import Synchronization
 import TokenKeys
 
 /// A token key as the JWT code's signer: RS256 = `CKM_SHA256_RSA_PKCS` on the token.
@@ -19,5 +21,42 @@ public struct TokenJWTSigner: RS256Signer {
     /// Off Swift's cooperative thread pool (see ``TokenSigner``).
     public func signRS256(_ signingInput: [UInt8]) async throws -> [UInt8] {
         try await signer.signRS256(signingInput)
+    }
+}
+
+/// A ``SigningPool`` as the JWT code's signer: what the signing proxy and `bench sign` use.
+public struct PoolJWTSigner: RS256Signer {
+    /// The pool.
+    public let pool: SigningPool
+
+    /// Creates the value from its parts.
+    public init(_ pool: SigningPool) {
+        self.pool = pool
+    }
+
+    /// Signs through the pool (off Swift's cooperative thread pool).
+    public func signRS256(_ signingInput: [UInt8]) async throws -> [UInt8] {
+        try await pool.signRS256(signingInput)
+    }
+
+    /// The blocking form, for synchronous callers on threads of their own. It waits for the
+    /// asynchronous one; never call it from a task (it would hold a cooperative thread).
+    public func signRS256(_ signingInput: [UInt8]) throws -> [UInt8] {
+        let result = Mutex<Result<[UInt8], any Error>?>(nil)
+        let done = DispatchSemaphore(value: 0)
+        let pool = pool
+        Task.detached {
+            let outcome = await Result(catching: { try await pool.signRS256(signingInput) })
+            result.withLock { $0 = outcome }
+            done.signal()
+        }
+        done.wait()
+        return try result.withLock { $0 }?.get() ?? []
+    }
+}
+
+extension Result where Failure == any Error {
+    init(catching body: () async throws -> Success) async {
+        do { self = .success(try await body()) } catch { self = .failure(error) }
     }
 }

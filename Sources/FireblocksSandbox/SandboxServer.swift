@@ -1,6 +1,7 @@
 import FireblocksAPI
 import Foundation
 import HTTPTypes
+import HTTPServing
 import Hummingbird
 import HummingbirdCore
 import Logging
@@ -73,7 +74,7 @@ public final class SandboxServer: Sendable {
         try service.configuration.validate()
         let bindHost = host == "localhost" ? "127.0.0.1" : host
 
-        let connections = ConnectionCount(maximum: limits.maximumConnections)
+        let connections = ConnectionPolicy.Count(maximum: limits.maximumConnections)
         let deadline = TimeAmount.milliseconds(Int64((limits.requestTimeout + service.configuration.delay) * 1000))
         var logger = Logger(label: "fireblocks-sandbox")
         logger.logLevel = .critical
@@ -185,10 +186,10 @@ struct SandboxResponder: HTTPResponder {
         }
     }
 
-    /// The service's `Date` travels as this header to ``ConnectionPolicy``, which puts it back:
-    /// Hummingbird stamps every answer with the host's time, and the stand-in's clock may be
-    /// set apart from it (`--clock-offset`).
-    static let serviceDate = HTTPField.Name("X-Fireblocks-Sandbox-Date")!
+    /// The service's `Date` travels as ``ConnectionPolicy/originalDate`` to the connection
+    /// policy, which puts it back: Hummingbird stamps every answer with the host's time, and
+    /// the stand-in's clock may be set apart from it (`--clock-offset`).
+    static let serviceDate = ConnectionPolicy.originalDate
 
     static func response(status: Int, headers: [(String, String)], body: [UInt8]) -> Response {
         var fields = HTTPFields()
@@ -200,93 +201,5 @@ struct SandboxResponder: HTTPResponder {
             }
         }
         return Response(status: HTTPResponse.Status(code: status), headers: fields, body: ResponseBody(byteBuffer: ByteBuffer(bytes: body)))
-    }
-}
-
-/// How many connections are open.
-private final class ConnectionCount: Sendable {
-    private let count = Mutex(0)
-    private let maximum: Int
-
-    init(maximum: Int) { self.maximum = maximum }
-
-    /// Counts one more, unless the cap is reached.
-    func open() -> Bool {
-        count.withLock { count in
-            guard count < maximum else { return false }
-            count += 1
-            return true
-        }
-    }
-
-    func close() { count.withLock { $0 -= 1 } }
-}
-
-/// Per connection: the cap on open connections, and the deadline for each request — from
-/// connecting or from the previous answer to the request's end. A client that idles or
-/// trickles bytes loses its connection; a client that sends whole requests is never cut off.
-private final class ConnectionPolicy: ChannelDuplexHandler, RemovableChannelHandler {
-    typealias InboundIn = HTTPRequestPart
-    typealias InboundOut = HTTPRequestPart
-    typealias OutboundIn = HTTPResponsePart
-    typealias OutboundOut = HTTPResponsePart
-
-    private let connections: ConnectionCount
-    private let deadline: TimeAmount
-    private let log: @Sendable (String) -> Void
-    private var counted = false
-    private var timer: Scheduled<Void>?
-
-    init(connections: ConnectionCount, deadline: TimeAmount, log: @escaping @Sendable (String) -> Void) {
-        self.connections = connections
-        self.deadline = deadline
-        self.log = log
-    }
-
-    func handlerAdded(context: ChannelHandlerContext) {
-        guard connections.open() else {
-            log("connection refused: the connection cap is reached")
-            context.close(promise: nil)
-            return
-        }
-        counted = true
-        arm(context)
-    }
-
-    func handlerRemoved(context: ChannelHandlerContext) {
-        timer?.cancel()
-        timer = nil
-        if counted {
-            counted = false
-            connections.close()
-        }
-    }
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        if case .end = unwrapInboundIn(data) {
-            timer?.cancel()
-            timer = nil
-        }
-        context.fireChannelRead(data)
-    }
-
-    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-        switch unwrapOutboundIn(data) {
-        case .head(var head) where head.headerFields[SandboxResponder.serviceDate] != nil:
-            head.headerFields[.date] = head.headerFields[SandboxResponder.serviceDate]
-            head.headerFields[SandboxResponder.serviceDate] = nil
-            context.write(wrapOutboundOut(.head(head)), promise: promise)
-        case .end:
-            arm(context)
-            context.write(data, promise: promise)
-        default:
-            context.write(data, promise: promise)
-        }
-    }
-
-    private func arm(_ context: ChannelHandlerContext) {
-        timer?.cancel()
-        let channel = context.channel
-        timer = context.eventLoop.scheduleTask(in: deadline) { channel.close(promise: nil) }
     }
 }

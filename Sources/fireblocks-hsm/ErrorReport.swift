@@ -4,6 +4,7 @@ import TransparencyLog
 import DurableFiles
 import FireblocksAPI
 import PKCS11
+import SigningProxy
 import TokenKeys
 
 /// The process exit codes, one per class of failure, stable for scripts (docs/exit-codes.md).
@@ -131,6 +132,8 @@ struct ErrorReport: Sendable, Encodable {
             }
             self.init(status: .fileError, message: error.description + advice)
         case let error as InvalidArgumentError:
+            self.init(status: .usage, message: error.description)
+        case let error as ProxyConfigurationError:
             self.init(status: .usage, message: error.description)
         case let error as FireblocksAPIError:
             let status: ExitStatus = error.isAuthenticationFailure ? .apiAuthentication : (error.isServerSide ? .apiUnavailable : .apiRequest)

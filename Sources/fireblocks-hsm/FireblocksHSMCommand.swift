@@ -28,6 +28,7 @@ struct FireblocksHSMCommand: AsyncParsableCommand {
         subcommands: [
             TokenCommand.self, KeyCommand.self, CSRSubcommand.self,
             JWTCommand.self, RequestCommand.self, APIUserCommand.self, OnboardSubcommand.self, AuditCommand.self, EvidenceCommand.self,
+            ServeCommand.self, BenchCommand.self,
         ]
     )
 

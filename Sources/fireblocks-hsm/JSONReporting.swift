@@ -13,3 +13,4 @@ extension TokenListCommand: JSONReporting { var wantsJSON: Bool { output.json } 
 extension AuditInitCommand: JSONReporting { var wantsJSON: Bool { output.json } }
 extension AuditShowCommand: JSONReporting { var wantsJSON: Bool { output.json } }
 extension AuditVerifyCommand: JSONReporting { var wantsJSON: Bool { output.json } }
+extension BenchSignCommand: JSONReporting { var wantsJSON: Bool { json } }

@@ -1,0 +1,103 @@
+import HTTPTypes
+import NIOCore
+import NIOHTTPTypes
+import Synchronization
+
+extension ConnectionPolicy {
+    /// How many connections are open, shared by every connection's policy.
+    public final class Count: Sendable {
+        private let count = Mutex(0)
+        private let maximum: Int
+
+        /// At most `maximum` at once.
+        public init(maximum: Int) { self.maximum = maximum }
+
+        /// Counts one more, unless the cap is reached.
+        func open() -> Bool {
+            count.withLock { count in
+                guard count < maximum else { return false }
+                count += 1
+                return true
+            }
+        }
+
+        func close() { count.withLock { $0 -= 1 } }
+}
+}
+
+/// Per connection: the cap on open connections, and the deadline for each request — from
+/// connecting or from the previous answer to the request's end. A client that idles or
+/// trickles bytes loses its connection; a client that sends whole requests is never cut off.
+public final class ConnectionPolicy: ChannelDuplexHandler, RemovableChannelHandler {
+    /// A response header the policy turns back into `Date`: Hummingbird stamps every answer
+    /// with the host's time, so a server that relays another clock's `Date` (the stand-in's
+    /// offset clock, the proxy's upstream) sets this instead.
+    public static let originalDate = HTTPField.Name("X-Original-Date")!
+
+    public typealias InboundIn = HTTPRequestPart
+    public typealias InboundOut = HTTPRequestPart
+    public typealias OutboundIn = HTTPResponsePart
+    public typealias OutboundOut = HTTPResponsePart
+
+    private let connections: Count
+    private let deadline: TimeAmount
+    private let log: @Sendable (String) -> Void
+    private var counted = false
+    private var timer: Scheduled<Void>?
+
+    /// A policy for one connection: counted in `connections` (closed at once over the cap),
+    /// and closed when a request is not complete `deadline` after connecting or after the
+    /// previous answer.
+    public init(connections: Count, deadline: TimeAmount, log: @escaping @Sendable (String) -> Void) {
+        self.connections = connections
+        self.deadline = deadline
+        self.log = log
+    }
+
+    public func handlerAdded(context: ChannelHandlerContext) {
+        guard connections.open() else {
+            log("connection refused: the connection cap is reached")
+            context.close(promise: nil)
+            return
+        }
+        counted = true
+        arm(context)
+    }
+
+    public func handlerRemoved(context: ChannelHandlerContext) {
+        timer?.cancel()
+        timer = nil
+        if counted {
+            counted = false
+            connections.close()
+        }
+    }
+
+    public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        if case .end = unwrapInboundIn(data) {
+            timer?.cancel()
+            timer = nil
+        }
+        context.fireChannelRead(data)
+    }
+
+    public func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        switch unwrapOutboundIn(data) {
+        case .head(var head) where head.headerFields[Self.originalDate] != nil:
+            head.headerFields[.date] = head.headerFields[Self.originalDate]
+            head.headerFields[Self.originalDate] = nil
+            context.write(wrapOutboundOut(.head(head)), promise: promise)
+        case .end:
+            arm(context)
+            context.write(data, promise: promise)
+        default:
+            context.write(data, promise: promise)
+        }
+    }
+
+    private func arm(_ context: ChannelHandlerContext) {
+        timer?.cancel()
+        let channel = context.channel
+        timer = context.eventLoop.scheduleTask(in: deadline) { channel.close(promise: nil) }
+    }
+}

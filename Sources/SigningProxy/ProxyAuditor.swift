@@ -1,0 +1,87 @@
+import AuditTrail
+import Dispatch
+import FireblocksHSM
+import Foundation
+import Logging
+import Synchronization
+import TransparencyLog
+
+/// The proxy's audit trail: every request recorded through an ``AuditAppender`` on one serial
+/// queue (records in order, `fdatasync` off Swift's cooperative pool), a checkpoint signed on
+/// the token every N records or T seconds and at shutdown.
+///
+/// `@unchecked Sendable`: the ``AuditService`` (and its token session) is used only on `queue`.
+final class ProxyAuditor: @unchecked Sendable {
+    private let queue = DispatchQueue(label: "fireblocks-hsm.proxy.audit")
+    private let appender: AuditAppender
+    private let service: AuditService
+    private let every: Int
+    private let logger: Logger
+    /// Records since the last checkpoint, and the last failure to write or seal (queue only).
+    private var pending = 0
+    private var failure: String?
+    private let snapshot = Mutex<(records: Int, checkpoint: Int, failure: String?)>((0, 0, nil))
+
+    init(service: AuditService, every: Int, logger: Logger) throws {
+        try service.requireWritable()
+        guard try service.auditKey(create: true) != nil else {
+            throw AuditError(.unwritable, "no audit key on the token")
+        }
+        self.service = service
+        self.appender = try AuditAppender(log: service.log)
+        self.every = every
+        self.logger = logger
+        snapshot.withLock { $0.records = appender.size }
+    }
+
+    /// Appends one record; with `sync` it is on disk when this returns. Throws when it cannot be
+    /// written: the caller then refuses the request (fail closed).
+    @discardableResult
+    func record(_ entry: AuditEntry, sync: Bool) async throws -> Int {
+        try await onQueue {
+            do {
+                let seq = try self.appender.append([entry], sync: sync)
+                self.pending += 1
+                self.snapshot.withLock { $0.records = seq + 1; $0.failure = nil }
+                if self.pending >= self.every { self.sealOnQueue() }
+                return seq
+            } catch {
+                self.snapshot.withLock { $0.failure = "\(error)" }
+                throw error
+            }
+        }
+    }
+
+    /// Signs a checkpoint if anything was recorded since the last one.
+    func checkpointIfNeeded() async {
+        await onQueue { if self.pending > 0 { self.sealOnQueue() } }
+    }
+
+    /// Records in the log, the size of the last checkpoint, and the last failure, if any.
+    var status: (records: Int, checkpoint: Int, failure: String?) { snapshot.withLock { $0 } }
+
+    private func sealOnQueue() {
+        do {
+            let note = try service.seal(appender)
+            let size = (try? Checkpoint(noteText: note.text).treeSize) ?? 0
+            pending = 0
+            snapshot.withLock { $0.checkpoint = size }
+            logger.debug("audit checkpoint signed", metadata: ["records": "\(size)"])
+        } catch {
+            snapshot.withLock { $0.failure = "checkpoint: \(error)" }
+            logger.error("cannot sign the audit checkpoint", metadata: ["error": "\(error)"])
+        }
+    }
+
+    private func onQueue<R: Sendable>(_ work: @escaping @Sendable () throws -> R) async throws -> R {
+        try await withCheckedThrowingContinuation { continuation in
+            queue.async { continuation.resume(with: Result { try work() }) }
+        }
+    }
+
+    private func onQueue(_ work: @escaping @Sendable () -> Void) async {
+        await withCheckedContinuation { continuation in
+            queue.async { work(); continuation.resume() }
+        }
+    }
+}

@@ -1,0 +1,359 @@
+import AsyncHTTPClient
+import AuditTrail
+import CoreMetrics
+import FireblocksAPI
+import Foundation
+import HTTPServing
+import HTTPTypes
+import Hummingbird
+import HummingbirdCore
+import Logging
+import NIOCore
+import NIOHTTP1
+import Prometheus
+import Synchronization
+import TokenKeys
+
+/// The request context: Hummingbird's, plus the connection (for the client's address).
+struct ProxyRequestContext: RequestContext {
+    var coreContext: CoreRequestContextStorage
+    let remote: String
+
+    init(source: ApplicationRequestContextSource) {
+        coreContext = .init(source: source)
+        if let address = source.channel.remoteAddress, let ip = address.ipAddress, let port = address.port {
+            remote = "\(ip):\(port)"
+        } else {
+            remote = "unix"
+        }
+    }
+}
+
+/// Every request: `/healthz` and `/metrics` answered here; everything else judged, recorded,
+/// signed and forwarded.
+struct ProxyResponder: HTTPResponder {
+    typealias Context = ProxyRequestContext
+
+    let configuration: ProxyConfiguration
+    let issuer: RequestTokenIssuer
+    let pool: SigningPool
+    let auditor: ProxyAuditor
+    let httpClient: HTTPClient
+    let metrics: ProxyMetrics
+    let health: HealthCheck
+    let logger: Logger
+
+    /// Request headers never forwarded: hop-by-hop (RFC 9110 §7.6.1), what the client must not
+    /// choose (its own credentials, which the proxy replaces), and what the client recomputes.
+    static let droppedRequestHeaders: Set<String> = [
+        "connection", "keep-alive", "proxy-connection", "proxy-authorization", "proxy-authenticate", "te", "trailer",
+        "transfer-encoding", "upgrade", "host", "content-length", "expect", "x-api-key", "authorization",
+    ]
+    /// Response headers not relayed (hop-by-hop; the length is set from the body).
+    static let droppedResponseHeaders: Set<String> = [
+        "connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade",
+    ]
+
+    func respond(to request: Request, context: Context) async throws -> Response {
+        let started = ContinuousClock.now
+        let method = request.method.rawValue
+        let rawTarget = request.head.path ?? "/"
+        if method == "GET", rawTarget == "/healthz" { return await healthResponse() }
+        if method == "GET", rawTarget == "/metrics" {
+            return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
+                            body: ResponseBody(byteBuffer: ByteBuffer(bytes: metrics.exposition(pool: pool))))
+        }
+
+        // Who is asking (a client token, when the proxy requires them).
+        var client = context.remote
+        if let clients = configuration.clients {
+            let presented = Self.presentedToken(request.headers)
+            guard let presented, let name = clients.client(presenting: presented) else {
+                return await deny(401, presented == nil ? "no client token" : "unknown client token", method: method, target: rawTarget,
+                                  client: client, started: started, extraHeaders: [.wwwAuthenticate: "Bearer"])
+            }
+            client = name
+        }
+
+        // What is asked: a path the allowlist and the server read alike, and a rule allowing it.
+        let path: RequestPath
+        let uri: String
+        do {
+            uri = try configuration.upstream.resolve(path: rawTarget).uri
+            path = try RequestPath(uri)
+        } catch {
+            return await deny(400, "\(error)", method: method, target: rawTarget, client: client, started: started)
+        }
+        guard let rule = configuration.rules.first(where: { $0.allows(method: method, segments: path.segments) }) else {
+            return await deny(403, "no --allow rule permits \(method) \(Self.pathOnly(uri))", method: method, target: uri,
+                              client: client, started: started)
+        }
+        if let wait = configuration.rate?.take() {
+            let seconds = max(1, Int(wait.rounded(.up)))
+            return await deny(429, "over the rate limit", method: method, target: uri, client: client, started: started,
+                              route: rule.description, extraHeaders: [.retryAfter: "\(seconds)"])
+        }
+        let body: [UInt8]
+        do {
+            body = Array(buffer: try await request.body.collect(upTo: configuration.maximumBodySize))
+        } catch {
+            return await deny(413, "the body is over \(configuration.maximumBodySize) bytes", method: method, target: uri,
+                              client: client, started: started, route: rule.description)
+        }
+
+        // Recorded before the key is used: a request whose record cannot be written is refused.
+        let claims = issuer.claims(uri: uri, body: body, issuedAt: Int(Date().timeIntervalSince1970),
+                                   nonce: UUID().uuidString.lowercased())
+        let seq: Int
+        do {
+            seq = try await auditor.record(AuditEntry(event: "proxy.request", facts: [
+                "method": .string(method), "uri": .string(uri), "client": .string(client), "allowed": .bool(true),
+                "route": .string(rule.description), "bodyHash": .string(claims.bodyHash), "nonce": .string(claims.nonce),
+                "iat": .integer(claims.iat), "exp": .integer(claims.exp),
+            ]), sync: true)
+        } catch {
+            logger.error("request refused: its audit record cannot be written", metadata: ["error": "\(error)", "uri": "\(uri)"])
+            return finish(Self.errorResponse(503, "the proxy cannot write its audit record, so it signs nothing (fail closed): \(error)"),
+                          route: rule.description, started: started)
+        }
+
+        let jwt: String
+        do {
+            jwt = try await issuer.token(claims: claims)
+        } catch {
+            logger.error("cannot sign the request's JWT", metadata: ["error": "\(error)", "uri": "\(uri)"])
+            await recordOutcome(seq: seq, status: 503, requestID: nil, started: started, failure: "signing: \(error)")
+            return finish(Self.errorResponse(503, "the token could not sign the request: \(error)"), route: rule.description, started: started)
+        }
+
+        var outgoing = HTTPClientRequest(url: configuration.upstream.origin + uri)
+        outgoing.method = HTTPMethod(rawValue: method)
+        let dropped = Self.droppedRequestHeaders.union(Self.connectionTokens(request.headers))
+        for field in request.headers where !dropped.contains(field.name.canonicalName) {
+            outgoing.headers.add(name: field.name.rawName, value: field.value)
+        }
+        outgoing.headers.add(name: "X-API-Key", value: configuration.apiKey)
+        outgoing.headers.add(name: "Authorization", value: "Bearer \(jwt)")
+        if !body.isEmpty || ["POST", "PUT", "PATCH"].contains(method) {
+            outgoing.body = .bytes(ByteBuffer(bytes: body))
+        }
+
+        let forwarded = ContinuousClock.now
+        metrics.overhead.recordNanoseconds(started.duration(to: forwarded).nanoseconds)
+        let answer: HTTPClientResponse
+        do {
+            answer = try await httpClient.execute(outgoing, timeout: TimeAmount.nanoseconds(configuration.upstreamTimeout.nanoseconds))
+        } catch {
+            let timedOut = (error as? HTTPClientError).map { [.deadlineExceeded, .readTimeout, .connectTimeout].contains($0) } ?? false
+            let status = timedOut ? 504 : 502
+            logger.warning("upstream failed", metadata: ["error": "\(error)", "uri": "\(uri)"])
+            await recordOutcome(seq: seq, status: status, requestID: nil, started: started, failure: "upstream: \(error)")
+            return finish(Self.errorResponse(status, "no answer from \(configuration.upstream.host): \(error)"), route: rule.description, started: started)
+        }
+
+        let status = Int(answer.status.code)
+        let requestID = answer.headers.first(name: "X-Request-ID")
+        if let date = answer.headers.first(name: "Date").flatMap(HTTPDate.parse) {
+            health.recordServerDate(date, sentAt: forwarded, receivedAt: .now)
+        }
+        await recordOutcome(seq: seq, status: status, requestID: requestID, started: started, failure: nil)
+        logger.info("\(method) \(Self.pathOnly(uri)) -> \(status)", metadata: [
+            "client": "\(client)", "x-request-id": "\(requestID ?? "-")", "route": "\(rule.description)",
+            "latency.ms": "\(Self.milliseconds(since: started))",
+        ])
+
+        var headers = HTTPFields()
+        let droppedAnswer = Self.droppedResponseHeaders.union(Self.connectionTokens(answer.headers))
+        for (name, value) in answer.headers where !droppedAnswer.contains(name.lowercased()) {
+            if name.lowercased() == "date" {
+                headers.append(HTTPField(name: ConnectionPolicy.originalDate, value: value))
+            } else if let fieldName = HTTPField.Name(name) {
+                headers.append(HTTPField(name: fieldName, value: value))
+            }
+        }
+        let answerBody = answer.body
+        let response = Response(status: HTTPResponse.Status(code: status), headers: headers,
+                                body: ResponseBody(asyncSequence: answerBody))
+        return finish(response, route: rule.description, started: started)
+    }
+
+    // MARK: Outcomes
+
+    private func deny(_ status: Int, _ reason: String, method: String, target: String, client: String,
+                      started: ContinuousClock.Instant, route: String = "denied",
+                      extraHeaders: HTTPFields = [:]) async -> Response {
+        let path = Self.pathOnly(target)
+        logger.notice("\(method) \(path) -> \(status) refused", metadata: ["client": "\(client)", "reason": "\(reason)"])
+        do {
+            try await auditor.record(AuditEntry(event: "proxy.request", outcome: .failed(reason), facts: [
+                "method": .string(method), "uri": .string(Self.printable(target)), "client": .string(client),
+                "allowed": .bool(false), "httpStatus": .integer(status),
+                "latencyMs": .integer(Self.milliseconds(since: started)),
+            ]), sync: false)
+        } catch {
+            logger.error("cannot record a refused request", metadata: ["error": "\(error)"])
+        }
+        var response = Self.errorResponse(status, reason)
+        response.headers.append(contentsOf: extraHeaders)
+        return finish(response, route: route, started: started)
+    }
+
+    private func recordOutcome(seq: Int, status: Int, requestID: String?, started: ContinuousClock.Instant, failure: String?) async {
+        do {
+            var facts: [String: AuditValue] = [
+                "request": .integer(seq), "httpStatus": .integer(status), "latencyMs": .integer(Self.milliseconds(since: started)),
+            ]
+            if let requestID { facts["xRequestID"] = .string(requestID) }
+            try await auditor.record(AuditEntry(event: "proxy.response", outcome: failure.map { .failed($0) } ?? .ok, facts: facts),
+                                     sync: false)
+        } catch {
+            // The request happened; its answer goes back. The next request's record will fail
+            // the same way and be refused, and /healthz reports the audit trail failing.
+            logger.error("cannot record a request's outcome", metadata: ["error": "\(error)", "request": "\(seq)"])
+        }
+    }
+
+    private func finish(_ response: Response, route: String, started: ContinuousClock.Instant) -> Response {
+        metrics.request(route: route, status: Int(response.status.code), duration: started.duration(to: .now))
+        return response
+    }
+
+    private func healthResponse() async -> Response {
+        let signature = await health.signatureCheck()
+        let audit = auditor.status
+        let healthy = signature.ok && audit.failure == nil
+        var document: [String: Any] = [
+            "status": healthy ? "ok" : "failing",
+            "signature": ["ok": signature.ok, "checkedSecondsAgo": signature.age, "detail": signature.detail as Any],
+            "audit": ["records": audit.records, "lastCheckpoint": audit.checkpoint, "failure": audit.failure as Any],
+            "pool": ["size": pool.size, "open": pool.statistics.open, "relogins": pool.statistics.relogins],
+        ]
+        document["clockOffsetSeconds"] = health.clockOffset.map { ($0 * 1000).rounded() / 1000 } as Any
+        let data = (try? JSONSerialization.data(withJSONObject: document, options: [.sortedKeys])) ?? Data("{}".utf8)
+        return Response(status: healthy ? .ok : .serviceUnavailable, headers: [.contentType: "application/json"],
+                        body: ResponseBody(byteBuffer: ByteBuffer(bytes: data)))
+    }
+
+    // MARK: Helpers
+
+    /// An answer in the API's error shape (`message`, `code`), so SDKs show it; code -1 and the
+    /// header `X-Fireblocks-HSM-Proxy` say the proxy answered, not Fireblocks.
+    static func errorResponse(_ status: Int, _ message: String) -> Response {
+        let document: [String: Any] = ["message": "fireblocks-hsm proxy: \(message)", "code": -1]
+        let data = (try? JSONSerialization.data(withJSONObject: document, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data()
+        return Response(status: HTTPResponse.Status(code: status),
+                        headers: [.contentType: "application/json", HTTPField.Name("X-Fireblocks-HSM-Proxy")!: "refused"],
+                        body: ResponseBody(byteBuffer: ByteBuffer(bytes: data)))
+    }
+
+    /// A client token: `Proxy-Authorization: Bearer T`, else the `X-API-Key` an SDK sends (its
+    /// placeholder API key is where an unmodified SDK can carry one).
+    static func presentedToken(_ headers: HTTPFields) -> String? {
+        if let value = headers[.proxyAuthorization] {
+            let parts = value.split(separator: " ", maxSplits: 1)
+            if parts.count == 2, parts[0].lowercased() == "bearer" { return String(parts[1]) }
+            return nil
+        }
+        return headers[HTTPField.Name("X-API-Key")!]
+    }
+
+    static func connectionTokens(_ headers: HTTPFields) -> Set<String> {
+        Set(headers[values: .connection].flatMap { $0.split(separator: ",") }.map { $0.trimmingCharacters(in: .whitespaces).lowercased() })
+    }
+
+    static func connectionTokens(_ headers: HTTPHeaders) -> Set<String> {
+        Set(headers[canonicalForm: "connection"].map { $0.lowercased() })
+    }
+
+    static func pathOnly(_ target: String) -> String {
+        printable(String(target.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""))
+    }
+
+    /// Request text for logs and records: printable ASCII, at most 512 characters.
+    static func printable(_ text: String) -> String {
+        String(text.unicodeScalars.prefix(512).map { $0.isASCII && $0.value >= 0x20 && $0.value < 0x7f ? Character($0) : "?" })
+    }
+
+    static func milliseconds(since start: ContinuousClock.Instant) -> Int {
+        Int(start.duration(to: .now).nanoseconds / 1_000_000)
+    }
+}
+
+extension Duration {
+    /// Whole nanoseconds (saturating).
+    var nanoseconds: Int64 {
+        let (seconds, attoseconds) = components
+        let (product, overflow) = seconds.multipliedReportingOverflow(by: 1_000_000_000)
+        return overflow ? Int64.max : product.addingReportingOverflow(attoseconds / 1_000_000_000).partialValue
+    }
+}
+
+/// The live health check: a test signature on the token (cached a few seconds) verified with
+/// the key's public half, and the clock offset to Fireblocks from the last `Date` header.
+final class HealthCheck: Sendable {
+    private let pool: SigningPool
+    private let cacheDuration: Duration
+    private let last = Mutex<(at: ContinuousClock.Instant, ok: Bool, detail: String?)?>(nil)
+    private let skew = ClockSkewMonitor()
+
+    init(pool: SigningPool, cacheDuration: Duration) {
+        self.pool = pool
+        self.cacheDuration = cacheDuration
+    }
+
+    func signatureCheck() async -> (ok: Bool, age: Int, detail: String?) {
+        if let cached = last.withLock({ $0 }), cached.at.duration(to: .now) < cacheDuration {
+            return (cached.ok, Int(cached.at.duration(to: .now).components.seconds), cached.detail)
+        }
+        let message = Array("fireblocks-hsm health check \(UUID().uuidString)".utf8)
+        let result: (Bool, String?)
+        do {
+            let signature = try await pool.signRS256(message)
+            result = pool.key.publicKey.isValidRS256Signature(signature, for: message)
+                ? (true, nil) : (false, "the token's signature does not verify with the key's public half")
+        } catch {
+            result = (false, "\(error)")
+        }
+        last.withLock { $0 = (.now, result.0, result.1) }
+        return (result.0, 0, result.1)
+    }
+
+    func recordServerDate(_ date: Date, sentAt: ContinuousClock.Instant, receivedAt: ContinuousClock.Instant) {
+        let now = Date()
+        let elapsed = Double(sentAt.duration(to: receivedAt).nanoseconds) / 1e9
+        skew.record(serverDate: date, sentAt: now.addingTimeInterval(-elapsed), receivedAt: now)
+    }
+
+    var clockOffset: Double? { skew.lastOffset }
+}
+
+/// The proxy's metrics (swift-metrics into its own Prometheus registry), and the text of
+/// `/metrics`.
+final class ProxyMetrics: Sendable {
+    let factory: PrometheusMetricsFactory
+    let registry: PrometheusCollectorRegistry
+    let overhead: CoreMetrics.Timer
+    private let poolSize: CoreMetrics.Gauge
+
+    init(factory: PrometheusMetricsFactory, registry: PrometheusCollectorRegistry, poolSize: Int) {
+        self.factory = factory
+        self.registry = registry
+        overhead = CoreMetrics.Timer(label: "fireblocks_hsm_proxy_overhead_seconds", factory: factory)
+        self.poolSize = CoreMetrics.Gauge(label: "fireblocks_hsm_pool_size", factory: factory)
+        self.poolSize.record(poolSize)
+    }
+
+    func request(route: String, status: Int, duration: Duration) {
+        CoreMetrics.Counter(label: "fireblocks_hsm_proxy_requests_total", dimensions: [("route", route), ("status", "\(status)")], factory: factory)
+            .increment()
+        CoreMetrics.Timer(label: "fireblocks_hsm_proxy_request_duration_seconds", dimensions: [("route", route)], factory: factory)
+            .recordNanoseconds(duration.nanoseconds)
+    }
+
+    func exposition(pool: SigningPool) -> [UInt8] {
+        let statistics = pool.statistics
+        CoreMetrics.Gauge(label: "fireblocks_hsm_pool_sessions_open", factory: factory).record(statistics.open)
+        CoreMetrics.Gauge(label: "fireblocks_hsm_pool_sessions_idle", factory: factory).record(statistics.idle)
+        return registry.emitToBuffer()
+    }
+}
