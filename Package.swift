@@ -276,6 +276,20 @@ let package = Package(
             ]
         ),
         .testTarget(
+            name: "SigningProxyTests",
+            dependencies: [
+                "SigningProxy", "FireblocksHSM", "FireblocksAPI", "TokenKeys", "AuditTrail", "JOSE", "SoftHSMTestSupport",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "_CryptoExtras", package: "swift-crypto"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .testTarget(
             name: "CLITests",
             dependencies: [
                 "fireblocks-hsm", "fireblocks-sandbox", "SoftHSMTestSupport",

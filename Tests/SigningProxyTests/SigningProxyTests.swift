@@ -1,0 +1,286 @@
+import AsyncHTTPClient
+import AuditTrail
+import Crypto
+import _CryptoExtras
+import FireblocksAPI
+import FireblocksHSM
+import Foundation
+import HTTPTypes
+import JOSE
+import Hummingbird
+import Logging
+import NIOCore
+import NIOHTTP1
+import SigningProxy
+import SoftHSMTestSupport
+import Synchronization
+import Testing
+import TokenKeys
+
+/// An upstream that records what reached it and answers with an X-Request-ID and the body it got.
+final class RecordingUpstream: Sendable {
+    struct Seen: Sendable {
+        let method: String
+        let target: String
+        let headers: [String: String]
+        let body: [UInt8]
+    }
+
+    private let seen = Mutex<[Seen]>([])
+    private let bound = Mutex<Int?>(nil)
+    private let task = Mutex<Task<Void, any Error>?>(nil)
+
+    var requests: [Seen] { seen.withLock { $0 } }
+    var baseURL: String { "http://127.0.0.1:\(bound.withLock { $0 } ?? 0)/v1" }
+
+    func start() async throws {
+        let router = Router()
+        router.on("**", method: .get) { request, _ in try await self.answer(request) }
+        router.on("**", method: .post) { request, _ in try await self.answer(request) }
+        let application = Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)),
+                                      onServerRunning: { channel in self.bound.withLock { $0 = channel.localAddress?.port } })
+        task.withLock { $0 = Task { try await application.runService() } }
+        for _ in 0..<500 where bound.withLock({ $0 }) == nil { try await Task.sleep(for: .milliseconds(10)) }
+    }
+
+    func stop() { task.withLock { $0?.cancel() } }
+
+    private func answer(_ request: Request) async throws -> Response {
+        var headers: [String: String] = [:]
+        for field in request.headers { headers[field.name.canonicalName] = field.value }
+        let body = Array(buffer: try await request.body.collect(upTo: 1 << 22))
+        seen.withLock { $0.append(Seen(method: request.method.rawValue, target: request.head.path ?? "", headers: headers, body: body)) }
+        return Response(status: .created, headers: [HTTPField.Name("X-Request-ID")!: "upstream-\(seen.withLock { $0.count })",
+                                                    .contentType: "application/json"],
+                        body: ResponseBody(byteBuffer: ByteBuffer(bytes: body.isEmpty ? Array("{\"ok\":true}".utf8) : body)))
+    }
+}
+
+@Suite("Signing proxy (library, in process)")
+struct SigningProxyTests {
+    /// A token with a key, a PIN file, an audit directory, an upstream and a proxy before it.
+    final class Fixture {
+        let token: TestToken
+        let publicKey: _RSA.Signing.PublicKey
+        let directory: URL
+        let upstream = RecordingUpstream()
+        var proxy: SigningProxy!
+        let client = HTTPClient(eventLoopGroupProvider: .singleton)
+        let apiKey = UUID().uuidString.lowercased()
+
+        init(_ prefix: String) throws {
+            token = try TestToken(labelPrefix: prefix)
+            let session = try token.userSession()
+            let pair = try KeyGenerator.generate(KeyGenerationRequest(label: "bot", bits: 2048), in: session)
+            publicKey = try _RSA.Signing.PublicKey(derRepresentation: try #require(pair.publicKey).subjectPublicKeyInfoDER)
+            directory = FileManager.default.temporaryDirectory.appendingPathComponent("proxy-\(UUID())")
+            try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+            try token.userPINString.write(to: directory.appendingPathComponent("pin"), atomically: true, encoding: .utf8)
+        }
+
+        var auditDirectory: URL { directory.appendingPathComponent("audit") }
+
+        func start(rules: [String], configure: (inout ProxyConfiguration) throws -> Void = { _ in }) async throws {
+            try await upstream.start()
+            var configuration = ProxyConfiguration(listen: .loopback(host: "127.0.0.1", port: 0),
+                                                   upstream: try APIBaseURL(validating: upstream.baseURL), apiKey: apiKey,
+                                                   rules: try rules.map(AllowRule.init(parsing:)))
+            try configure(&configuration)
+            let target = TokenTarget(module: .path(SoftHSM.modulePath), token: .label(token.label), key: .label("bot"),
+                                     pinSource: .file(directory.appendingPathComponent("pin").path))
+            var logger = Logger(label: "test")
+            logger.logLevel = .critical
+            proxy = try await SigningProxy.start(configuration: configuration, token: target, auditDirectory: auditDirectory,
+                                                 poolSize: 2, observer: SilentObserver(), logger: logger)
+        }
+
+        var port: Int {
+            if case .loopback(_, let port) = proxy.address { return port }
+            return 0
+        }
+
+        func send(_ method: HTTPMethod, _ target: String, headers: [(String, String)] = [], body: [UInt8]? = nil) async throws
+            -> (status: Int, headers: HTTPHeaders, body: [UInt8]) {
+            var request = HTTPClientRequest(url: "http://127.0.0.1:\(port)\(target)")
+            request.method = method
+            for (name, value) in headers { request.headers.add(name: name, value: value) }
+            if let body { request.body = .bytes(ByteBuffer(bytes: body)) }
+            let response = try await client.execute(request, timeout: .seconds(30))
+            return (Int(response.status.code), response.headers, Array(buffer: try await response.body.collect(upTo: 1 << 22)))
+        }
+
+        func records() throws -> [[String: Any]] {
+            let files = try FileManager.default.contentsOfDirectory(atPath: auditDirectory.path).filter { $0.hasSuffix(".jsonl") }
+            let text = try String(contentsOfFile: auditDirectory.appendingPathComponent(try #require(files.first)).path, encoding: .utf8)
+            return try text.split(separator: "\n").map { try #require(try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]) }
+        }
+
+        /// The JWT's claims, after checking its signature with the token key's public half.
+        func verifiedClaims(_ authorization: String?) throws -> [String: Any] {
+            let jwt = try #require(authorization?.split(separator: " ").last.map(String.init))
+            let parts = jwt.split(separator: ".").map(String.init)
+            try #require(parts.count == 3)
+            let signature = try #require(Base64URL.decode(parts[2]))
+            let valid = publicKey.isValidSignature(try _RSA.Signing.RSASignature(rawRepresentation: signature),
+                                                   for: SHA256.hash(data: Array((parts[0] + "." + parts[1]).utf8)),
+                                                   padding: .insecurePKCS1v1_5)
+            #expect(valid, "the JWT must verify with the token key")
+            let payload = try #require(Base64URL.decode(parts[1]))
+            return try #require(try JSONSerialization.jsonObject(with: payload) as? [String: Any])
+        }
+
+        func stop() async {
+            await proxy?.shutdown()
+            upstream.stop()
+            try? await client.shutdown()
+        }
+
+        deinit {
+            try? FileManager.default.removeItem(at: directory)
+        }
+    }
+
+    @Test func anAllowedRequestIsSignedForExactlyTheBytesForwardedAndTheAnswerComesBackUnchanged() async throws {
+        let fixture = try Fixture("proxy-allow")
+        try await fixture.start(rules: ["POST /v1/transactions", "GET /v1/vault/*"])
+        let body = Array(#"{"amount":"1.5","note":"ünïcode ✓","assetId":"BTC"}"#.utf8)
+        let answer = try await fixture.send(.POST, "/v1/transactions", headers: [
+            ("Authorization", "Bearer placeholder.jwt.fromsdk"), ("X-API-Key", "placeholder"), ("Idempotency-Key", "k-1"),
+            ("Content-Type", "application/json"),
+        ], body: body)
+        let listed = try await fixture.send(.GET, "/v1/vault/accounts_paged?limit=10&orderBy=DESC")
+        await fixture.stop()
+
+        #expect(answer.status == 201)
+        #expect(answer.headers.first(name: "X-Request-ID") == "upstream-1")
+        #expect(answer.body == body)
+        #expect(listed.status == 201)
+        let seen = fixture.upstream.requests
+        try #require(seen.count == 2)
+        #expect(seen[0].body == body)
+        #expect(seen[0].headers["x-api-key"] == fixture.apiKey)
+        #expect(seen[0].headers["idempotency-key"] == "k-1")
+        let claims = try fixture.verifiedClaims(seen[0].headers["authorization"])
+        #expect(claims["uri"] as? String == "/v1/transactions")
+        #expect(claims["bodyHash"] as? String == SHA256.hash(data: body).map { String(format: "%02x", $0) }.joined())
+        #expect(claims["sub"] as? String == fixture.apiKey)
+        #expect(seen[1].target == "/v1/vault/accounts_paged?limit=10&orderBy=DESC")
+        #expect(try fixture.verifiedClaims(seen[1].headers["authorization"])["uri"] as? String == "/v1/vault/accounts_paged?limit=10&orderBy=DESC")
+
+        let events = try fixture.records().compactMap { $0["event"] as? String }
+        #expect(events.filter { $0 == "proxy.request" }.count == 2)
+        #expect(events.filter { $0 == "proxy.response" }.count == 2)
+        #expect(events.last == "proxy.stopped")
+        let log = try fixture.records().map { "\($0)" }.joined()
+        #expect(!log.contains("eyJ"), "no JWT in the audit log")
+    }
+
+    @Test(arguments: [
+        ("GET", "/v1/management/api_users", 403),                // no rule
+        ("POST", "/v1/vault/accounts", 403),                     // the rule is for GET
+        ("GET", "/v1/vault/a/b", 403),                           // '*' is one segment
+        ("GET", "/v1/vault/../management/api_users", 400),       // dot segments
+        ("GET", "/v1/vault/a%2F..%2F..%2Fmanagement", 400),      // encoded slash
+        ("GET", "/v1/vault//accounts", 400),                     // empty segment
+    ])
+    func whatNoRuleAllowsNeverReachesTheUpstream(method: String, target: String, status: Int) async throws {
+        let fixture = try Fixture("proxy-deny")
+        try await fixture.start(rules: ["GET /v1/vault/*"])
+        let answer = try await fixture.send(HTTPMethod(rawValue: method), target)
+        await fixture.stop()
+        #expect(answer.status == status)
+        #expect(answer.headers.first(name: "X-Fireblocks-HSM-Proxy") == "refused")
+        #expect(fixture.upstream.requests.isEmpty)
+        let refused = try fixture.records().filter { $0["event"] as? String == "proxy.request" }
+        #expect(refused.count == 1)
+        #expect((refused.first?["facts"] as? [String: Any])?["allowed"] as? Bool == false)
+    }
+
+    @Test func clientTokensAreRequiredComparedAndNeverForwarded() async throws {
+        let fixture = try Fixture("proxy-clients")
+        let secret = "tok-" + UUID().uuidString
+        try await fixture.start(rules: ["GET /v1/**"]) {
+            $0.clients = try ClientTokens(text: "# clients\ntrading-bot \(secret)\n", origin: "test")
+        }
+        let none = try await fixture.send(.GET, "/v1/workspace")
+        let wrong = try await fixture.send(.GET, "/v1/workspace", headers: [("X-API-Key", "tok-wrong-0123456789")])
+        let asAPIKey = try await fixture.send(.GET, "/v1/workspace", headers: [("X-API-Key", secret)])
+        let asProxyAuthorization = try await fixture.send(.GET, "/v1/workspace", headers: [("Proxy-Authorization", "Bearer \(secret)")])
+        await fixture.stop()
+        #expect(none.status == 401 && wrong.status == 401)
+        #expect(asAPIKey.status == 201 && asProxyAuthorization.status == 201)
+        let seen = fixture.upstream.requests
+        #expect(seen.count == 2)
+        for request in seen {
+            #expect(!request.headers.values.contains { $0.contains(secret) }, "a client token reached the upstream")
+            #expect(request.headers["x-api-key"] == fixture.apiKey)
+        }
+        let clients = try fixture.records().filter { $0["event"] as? String == "proxy.request" }
+            .compactMap { ($0["facts"] as? [String: Any])?["client"] as? String }
+        #expect(clients.filter { $0 == "trading-bot" }.count == 2)
+        #expect(!(try fixture.records().map { "\($0)" }.joined().contains(secret)))
+    }
+
+    @Test func anOversizedBodyIsRefused() async throws {
+        let fixture = try Fixture("proxy-body")
+        try await fixture.start(rules: ["POST /v1/transactions"]) { $0.maximumBodySize = 1024 }
+        let big = try await fixture.send(.POST, "/v1/transactions", body: [UInt8](repeating: 0x41, count: 4096))
+        let small = try await fixture.send(.POST, "/v1/transactions", body: [UInt8](repeating: 0x41, count: 1024))
+        await fixture.stop()
+        #expect(big.status == 413)
+        #expect(small.status == 201)
+        #expect(fixture.upstream.requests.map(\.body.count) == [1024])
+    }
+
+    @Test func requestsOverTheRateAreRefusedWithRetryAfter() async throws {
+        let fixture = try Fixture("proxy-rate")
+        try await fixture.start(rules: ["GET /v1/workspace"]) { $0.rate = try RateLimit(parsing: "2/m") }
+        let first = try await fixture.send(.GET, "/v1/workspace")
+        let second = try await fixture.send(.GET, "/v1/workspace")
+        await fixture.stop()
+        #expect(first.status == 201)
+        #expect(second.status == 429)
+        #expect(Int(second.headers.first(name: "Retry-After") ?? "") ?? 0 >= 20)
+        #expect(fixture.upstream.requests.count == 1)
+    }
+
+    @Test func aRequestWhoseRecordCannotBeWrittenIsRefusedBeforeAnythingIsSigned() async throws {
+        let fixture = try Fixture("proxy-failclosed")
+        try await fixture.start(rules: ["GET /v1/workspace"])
+        #expect(try await fixture.send(.GET, "/v1/workspace").status == 201)
+        // The log replaced by something no record can be appended to (root ignores modes).
+        let files = try FileManager.default.contentsOfDirectory(atPath: fixture.auditDirectory.path).filter { $0.hasSuffix(".jsonl") }
+        let log = fixture.auditDirectory.appendingPathComponent(try #require(files.first))
+        try FileManager.default.removeItem(at: log)
+        try FileManager.default.createDirectory(at: log, withIntermediateDirectories: false)
+        let refused = try await fixture.send(.GET, "/v1/workspace")
+        let health = try await fixture.send(.GET, "/healthz")
+        await fixture.stop()
+        #expect(refused.status == 503)
+        #expect(String(decoding: refused.body, as: UTF8.self).contains("audit"))
+        #expect(fixture.upstream.requests.count == 1, "the refused request must not be forwarded")
+        #expect(health.status == 503)
+    }
+
+    @Test func healthAndMetricsAreAnsweredByTheProxy() async throws {
+        let fixture = try Fixture("proxy-health")
+        try await fixture.start(rules: ["GET /v1/workspace"])
+        _ = try await fixture.send(.GET, "/v1/workspace")
+        let health = try await fixture.send(.GET, "/healthz")
+        let metrics = try await fixture.send(.GET, "/metrics")
+        await fixture.stop()
+        #expect(health.status == 200)
+        let document = try #require(try JSONSerialization.jsonObject(with: Data(health.body)) as? [String: Any])
+        #expect(document["status"] as? String == "ok")
+        #expect((document["signature"] as? [String: Any])?["ok"] as? Bool == true)
+        #expect(document["clockOffsetSeconds"] is Double)
+        let text = String(decoding: metrics.body, as: UTF8.self)
+        for name in ["fireblocks_hsm_proxy_requests_total", "fireblocks_hsm_proxy_request_duration_seconds", "fireblocks_hsm_signatures_total",
+                     "fireblocks_hsm_signature_duration_seconds", "fireblocks_hsm_pool_size", "fireblocks_hsm_pool_waits_total",
+                     "fireblocks_hsm_relogins_total"] {
+            #expect(text.contains(name), "\(name) missing from /metrics")
+        }
+        #expect(text.contains(#"route="GET /v1/workspace",status="201""#))
+        #expect(fixture.upstream.requests.allSatisfy { $0.target != "/healthz" && $0.target != "/metrics" })
+    }
+}
