@@ -9,15 +9,16 @@ final class ProxyProcess {
     let socket: String?
 
     /// Starts the proxy and waits until it serves (its "serving on …" line), or fails with its log.
-    init(cli: CLIHarness, arguments: [String], socket: String?) throws {
+    init(cli: CLIHarness, arguments: [String], socket: String?, module: String = SoftHSM.modulePath,
+         environment: [String: String] = [:]) throws {
         log = cli.files + "/../serve-\(UUID().uuidString.prefix(6)).log"
         self.socket = socket
         _ = FileManager.default.createFile(atPath: log, contents: nil)
         process.executableURL = URL(fileURLWithPath: CLIHarness.binary)
-        process.arguments = ["serve", "--token", cli.label, "--pin-source", "env:TEST_HSM_PIN", "--module", SoftHSM.modulePath,
+        process.arguments = ["serve", "--token", cli.label, "--pin-source", "env:TEST_HSM_PIN", "--module", module,
                              "--log-level", "info"] + arguments
         process.currentDirectoryURL = URL(fileURLWithPath: cli.files)
-        process.environment = cli.environment()
+        process.environment = cli.environment(environment)
         process.standardOutput = FileHandle.nullDevice
         process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
         try process.run()
@@ -167,5 +168,52 @@ struct CLIProxyTests {
         #expect(exit == 0)
         let users = try sandbox.state()
         #expect("\(users)".contains("py-bot"))
+    }
+
+    /// The whole chain on a token reached through `p11-kit server` and `p11-kit-client.so`, as
+    /// an HSM on another host is: key generation, CSR, JWT, and a request through the proxy.
+    @Test(.enabled(if: P11Kit.clientModule != nil && Subprocess.isAvailable("p11-kit") && Subprocess.isAvailable("curl")))
+    func keygenCSRJWTAndAProxiedRequestWorkOnARemoteToken() throws {
+        let cli = try CLIHarness(label: "remote")
+        defer { cli.remove() }
+        let socket = cli.directory.path + "/p11kit.sock"
+        let server = Process()
+        server.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        server.arguments = ["p11-kit", "server", "-f", "--provider", SoftHSM.modulePath, "-n", socket, "pkcs11:token=remote"]
+        server.environment = cli.environment()
+        server.standardOutput = FileHandle.nullDevice
+        server.standardError = FileHandle.nullDevice
+        try server.run()
+        defer { server.terminate(); server.waitUntilExit() }
+        for _ in 0..<50 where !FileManager.default.fileExists(atPath: socket) { usleep(100_000) }
+
+        // From here on the token is reached only through the socket.
+        let client = try #require(P11Kit.clientModule)
+        let remote = ["P11_KIT_SERVER_ADDRESS": "unix:path=\(socket)", "SOFTHSM2_CONF": "/nonexistent"]
+        func onRemote(_ arguments: [String]) throws -> ProcessResult {
+            try cli.run(arguments + ["--token", "remote", "--pin-source", "env:TEST_HSM_PIN"], module: client, environment: remote)
+        }
+        let generated = try onRemote(["key", "generate", "--key", "admin", "--bits", "2048"])
+        #expect(generated.status == 0, "\(generated.standardError)")
+        #expect(try onRemote(["key", "export", "--key", "admin", "--out", "admin.pub"]).status == 0)
+        let csr = try onRemote(["csr", "--key", "admin", "--o", "Acme", "--out", "remote.csr"])
+        #expect(csr.status == 0, "\(csr.standardError)")
+        #expect(try Subprocess.run("openssl", ["req", "-in", "remote.csr", "-verify", "-noout"], workingDirectory: cli.files).status == 0)
+        let apiKey = UUID().uuidString.lowercased()
+        let jwt = try onRemote(["jwt", "--key", "admin", "--api-key", apiKey, "--path", "/v1/workspace"])
+        #expect(jwt.status == 0 && jwt.standardOutput.hasPrefix("eyJ"), "\(jwt.standardError)")
+
+        let sandbox = try SandboxProcess(cli: cli, trust: ["admin.pub=\(apiKey):ADMIN"])
+        defer { sandbox.stop() }
+        let proxySocket = cli.directory.path + "/run/p.sock"
+        let proxy = try ProxyProcess(cli: cli, arguments: ["--key", "admin", "--listen", "unix:\(proxySocket)",
+                                                           "--allow", "GET /v1/management/api_users", "--api-key", apiKey,
+                                                           "--base-url", sandbox.baseURL], socket: proxySocket,
+                                     module: client, environment: remote)
+        let listed = try curl(proxySocket, ["http://fb/v1/management/api_users"])
+        #expect(listed.status == 200 && listed.body.contains("trusted-admin"), "\(listed) \(proxy.output)")
+        #expect(proxy.terminate() == 0, "\(proxy.output)")
+        let verify = try onRemote(["audit", "verify"])
+        #expect(verify.status == 0, "\(verify.standardError)")
     }
 }
