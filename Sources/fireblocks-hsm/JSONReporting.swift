@@ -14,3 +14,4 @@ extension AuditInitCommand: JSONReporting { var wantsJSON: Bool { output.json } 
 extension AuditShowCommand: JSONReporting { var wantsJSON: Bool { output.json } }
 extension AuditVerifyCommand: JSONReporting { var wantsJSON: Bool { output.json } }
 extension BenchSignCommand: JSONReporting { var wantsJSON: Bool { json } }
+extension BenchProxyCommand: JSONReporting { var wantsJSON: Bool { json } }
