@@ -17,11 +17,16 @@ public final class AuditAppender: Sendable {
     public let log: AuditLog
     private let state: Mutex<State>
     private let actor: AuditRecord.Actor
+    private let lock: ReusableFileLock
 
     private struct State {
         var offset = 0
         var leafHashes: [[UInt8]] = []
         var unsynced = false
+        /// The log, kept open (O_APPEND) with the inode it had; reopened if the file was replaced.
+        var descriptor: Int32 = -1
+        var inode: (device: UInt, number: UInt) = (0, 0)
+        let formatter = ISO8601DateFormatter()
     }
 
     /// Reads the log once (it must be intact: no torn tail, every `seq` in place).
@@ -30,9 +35,18 @@ public final class AuditAppender: Sendable {
         self.actor = .current
         self.state = Mutex(State())
         try AtomicFile.makePrivateDirectory(log.directory.path)
-        let lock = try FileLock.acquire(log.logPath + ".lock", timeout: 30, note: "pid \(getpid()): audit appender start")
-        defer { lock.release() }
-        try state.withLock { state in try catchUp(&state) }
+        lock = try ReusableFileLock(log.logPath + ".lock")
+        try state.withLock { state in
+            try lock.lock(timeout: 30)
+            defer { lock.unlock() }
+            try catchUp(&state)
+        }
+    }
+
+    deinit {
+        state.withLock { state in
+            if state.descriptor >= 0 { close(state.descriptor) }
+        }
     }
 
     /// Records in the log (as far as this appender has read it).
@@ -43,11 +57,11 @@ public final class AuditAppender: Sendable {
     @discardableResult
     public func append(_ entries: [AuditEntry], sync: Bool = true, now: Date = Date()) throws -> Int {
         try state.withLock { state in
-            let lock = try FileLock.acquire(log.logPath + ".lock", timeout: 30, note: "pid \(getpid()): audit append")
-            defer { lock.release() }
+            try lock.lock(timeout: 30)
+            defer { lock.unlock() }
             try catchUp(&state)
             let first = state.leafHashes.count
-            let time = ISO8601DateFormatter().string(from: now)
+            let time = state.formatter.string(from: now)
             var bytes: [UInt8] = []
             var hashes: [[UInt8]] = []
             for (index, entry) in entries.enumerated() {
@@ -57,7 +71,7 @@ public final class AuditAppender: Sendable {
                 hashes.append(MerkleTree.leafHash(line))
                 bytes += line + [0x0A]
             }
-            try Self.write(bytes, to: log.logPath, sync: sync)
+            try Self.write(bytes, descriptor: state.descriptor, path: log.logPath, sync: sync)
             state.offset += bytes.count
             state.leafHashes += hashes
             state.unsynced = !sync
@@ -68,28 +82,43 @@ public final class AuditAppender: Sendable {
     /// Under the log's lock, hands the tree size and root of the whole log (with whatever other
     /// processes appended) to `seal`, which signs and anchors a checkpoint; records written
     /// without sync reach the disk first.
-    public func seal<R>(_ seal: ((size: Int, root: [UInt8])) throws -> R) throws -> R {
+    public func seal<R: Sendable>(_ seal: ((size: Int, root: [UInt8])) throws -> R) throws -> R {
         try state.withLock { state in
-            let lock = try FileLock.acquire(log.logPath + ".lock", timeout: 30, note: "pid \(getpid()): audit checkpoint")
-            defer { lock.release() }
+            try lock.lock(timeout: 30)
+            defer { lock.unlock() }
             try catchUp(&state)
             if state.unsynced {
-                try Self.write([], to: log.logPath, sync: true)
+                try Self.write([], descriptor: state.descriptor, path: log.logPath, sync: true)
                 state.unsynced = false
             }
             return try seal((state.leafHashes.count, MerkleTree.root(state.leafHashes[...])))
         }
     }
 
-    /// Reads what was appended since `state.offset` (the caller holds the file lock).
+    /// Reads what was appended since `state.offset` (the caller holds the file lock), opening
+    /// the log (created, 0600) the first time and again if the file at its path was replaced.
     private func catchUp(_ state: inout State) throws {
         let path = log.logPath
-        let descriptor = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
-        if descriptor < 0 {
-            if errno == ENOENT, state.offset == 0 { return }
-            throw AuditError(.unreadable, "cannot read \(path) (\(String(cString: strerror(errno))))")
+        var atPath = stat()
+        let exists = lstat(path, &atPath) == 0
+        if state.descriptor >= 0, !exists || (UInt(atPath.st_dev), UInt(atPath.st_ino)) != state.inode {
+            close(state.descriptor)
+            state.descriptor = -1
         }
-        defer { close(descriptor) }
+        if state.descriptor < 0 {
+            let descriptor = open(path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
+            guard descriptor >= 0 else {
+                throw AuditError(.unwritable, "cannot open \(path) (\(String(cString: strerror(errno))))")
+            }
+            var opened = stat()
+            guard fstat(descriptor, &opened) == 0, (opened.st_mode & S_IFMT) == S_IFREG else {
+                close(descriptor)
+                throw AuditError(.unwritable, "\(path) is not a regular file")
+            }
+            state.descriptor = descriptor
+            state.inode = (UInt(opened.st_dev), UInt(opened.st_ino))
+        }
+        let descriptor = state.descriptor
         var status = stat()
         guard fstat(descriptor, &status) == 0 else { throw AuditError(.unreadable, "cannot stat \(path)") }
         let size = Int(status.st_size)
@@ -128,6 +157,10 @@ public final class AuditAppender: Sendable {
         let descriptor = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
         guard descriptor >= 0 else { throw AuditError(.unwritable, "cannot open \(path) (\(String(cString: strerror(errno))))") }
         defer { close(descriptor) }
+        try write(bytes, descriptor: descriptor, path: path, sync: sync)
+    }
+
+    static func write(_ bytes: [UInt8], descriptor: Int32, path: String, sync: Bool) throws {
         var written = 0
         while written < bytes.count {
             let count = bytes.withUnsafeBytes { raw -> Int in

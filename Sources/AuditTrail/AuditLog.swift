@@ -77,6 +77,25 @@ public struct AuditLog: Sendable {
         return .intact(leafHashes: read.lines.map { MerkleTree.leafHash($0) })
     }
 
+    /// True when the log's last byte is not a newline (an append was interrupted): read from the
+    /// end of the file alone, so it costs the same however long the log is.
+    public func hasTornTail() throws -> Bool {
+        let descriptor = open(logPath, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
+        if descriptor < 0 {
+            if errno == ENOENT { return false }
+            throw AuditError(.unreadable, "cannot read \(logPath) (\(String(cString: strerror(errno))))")
+        }
+        defer { close(descriptor) }
+        var status = stat()
+        guard fstat(descriptor, &status) == 0 else { throw AuditError(.unreadable, "cannot stat \(logPath)") }
+        guard status.st_size > 0 else { return false }
+        var last: UInt8 = 0
+        guard pread(descriptor, &last, 1, off_t(status.st_size - 1)) == 1 else {
+            throw AuditError(.unreadable, "cannot read \(logPath) (\(String(cString: strerror(errno))))")
+        }
+        return last != 0x0A
+    }
+
     /// The complete lines of the log, in order (a torn tail left out), each the exact bytes of
     /// a record without its newline: the Merkle leaves.
     public func lines() throws -> [[UInt8]] {

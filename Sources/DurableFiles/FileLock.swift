@@ -43,24 +43,11 @@ public final class FileLock {
         guard descriptor >= 0 else {
             throw FileOutputError(path: path, reason: "cannot open the lock file (\(String(cString: strerror(errno))))")
         }
-        let deadline = Date().addingTimeInterval(max(0, timeout))
-        var announced = false
-        while flock(descriptor, LOCK_EX | LOCK_NB) != 0 {
-            guard errno == EWOULDBLOCK || errno == EINTR else {
-                let reason = String(cString: strerror(errno))
-                close(descriptor)
-                throw FileOutputError(path: path, reason: "cannot lock (\(reason))")
-            }
-            if !announced {
-                announced = true
-                waiting(holderNote(descriptor))
-            }
-            guard Date() < deadline else {
-                let holder = holderNote(descriptor)
-                close(descriptor)
-                throw FileOutputError(path: path, reason: "still in progress in another process\(holder.isEmpty ? "" : " (\(holder))") after \(Int(timeout)) s", code: .locked)
-            }
-            usleep(50_000)
+        do {
+            try waitForLock(descriptor, path: path, timeout: timeout, waiting: waiting)
+        } catch {
+            close(descriptor)
+            throw error
         }
         if !note.isEmpty, ftruncate(descriptor, 0) == 0 {
             let bytes = Array(note.utf8)
@@ -69,7 +56,28 @@ public final class FileLock {
         return FileLock(descriptor: descriptor, path: path)
     }
 
-    private static func holderNote(_ descriptor: Int32) -> String {
+    /// Takes `flock(LOCK_EX)` on an open lock file, waiting up to `timeout` seconds.
+    static func waitForLock(_ descriptor: Int32, path: String, timeout: TimeInterval,
+                            waiting: (String) -> Void) throws(FileOutputError) {
+        let deadline = Date().addingTimeInterval(max(0, timeout))
+        var announced = false
+        while flock(descriptor, LOCK_EX | LOCK_NB) != 0 {
+            guard errno == EWOULDBLOCK || errno == EINTR else {
+                throw FileOutputError(path: path, reason: "cannot lock (\(String(cString: strerror(errno))))")
+            }
+            if !announced {
+                announced = true
+                waiting(holderNote(descriptor))
+            }
+            guard Date() < deadline else {
+                let holder = holderNote(descriptor)
+                throw FileOutputError(path: path, reason: "still in progress in another process\(holder.isEmpty ? "" : " (\(holder))") after \(Int(timeout)) s", code: .locked)
+            }
+            usleep(50_000)
+        }
+    }
+
+    static func holderNote(_ descriptor: Int32) -> String {
         var buffer = [UInt8](repeating: 0, count: 256)
         let count = buffer.withUnsafeMutableBytes { pread(descriptor, $0.baseAddress, $0.count, 0) }
         guard count > 0 else { return "" }
@@ -80,3 +88,36 @@ public final class FileLock {
 
 @available(*, unavailable, message: "a lock belongs to the code that took it")
 extension FileLock: Sendable {}
+
+/// A lock file a long-running process keeps open and locks around each use (the same `flock`
+/// as ``FileLock``, without opening the file each time). Not for use by two threads at once:
+/// its owner serialises its uses.
+public final class ReusableFileLock: @unchecked Sendable {
+    private let descriptor: Int32
+    /// The lock file.
+    public let path: String
+
+    /// Opens (creating, 0600, never through a symlink) the lock file.
+    public init(_ path: String) throws(FileOutputError) {
+        let directory = URL(fileURLWithPath: path).deletingLastPathComponent().path
+        try AtomicFile.makePrivateDirectory(directory)
+        let descriptor = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
+        guard descriptor >= 0 else {
+            throw FileOutputError(path: path, reason: "cannot open the lock file (\(String(cString: strerror(errno))))")
+        }
+        self.descriptor = descriptor
+        self.path = path
+    }
+
+    deinit { close(descriptor) }
+
+    /// Takes the lock, waiting up to `timeout` seconds; pair with ``unlock()``.
+    public func lock(timeout: TimeInterval) throws(FileOutputError) {
+        try FileLock.waitForLock(descriptor, path: path, timeout: timeout, waiting: { _ in })
+    }
+
+    /// Releases the lock.
+    public func unlock() {
+        flock(descriptor, LOCK_UN)
+    }
+}

@@ -20,6 +20,8 @@ public final class AuditService {
     public let log: AuditLog
     private let opened: OpenedToken
     private let observer: any OperationObserver
+    /// The audit key once found or made (one search per command, not one per record).
+    private var cachedKey: ECKeyPair?
 
     /// The audit of the token `opened` names, kept in `directory`.
     public init(opened: OpenedToken, directory: URL, observer: any OperationObserver) {
@@ -41,7 +43,9 @@ public final class AuditService {
         guard access(log.directory.path, W_OK) == 0 else {
             throw FileOutputError(path: log.directory.path, reason: "the audit directory is not writable")
         }
-        if case .damaged(_, let reason) = try log.verify(), reason.contains("torn") {
+        // The last byte only: parsing the whole log before every command would cost more as
+        // it grows (`audit verify` checks every record).
+        if try log.hasTornTail() {
             throw AuditError(.tornTail, "the audit log \(log.logPath) ends in a torn record")
         }
     }
@@ -49,7 +53,11 @@ public final class AuditService {
     /// The audit key, made (and recorded) when there is none and `create` allows it.
     /// - Parameter session: a read-write session with the user logged in, for creating.
     public func auditKey(create: Bool) throws -> ECKeyPair? {
-        if let key = try ECKeys.find(label: Self.auditKeyLabel, in: opened.session) { return key }
+        if let cachedKey { return cachedKey }
+        if let key = try ECKeys.find(label: Self.auditKeyLabel, in: opened.session) {
+            cachedKey = key
+            return key
+        }
         guard create else { return nil }
         // One creator at a time across processes (two first commands at once would otherwise
         // both make a key); whoever waited finds the other's.
@@ -60,6 +68,7 @@ public final class AuditService {
         let key = try observer.slowStep("Generating the audit key (EC P-256) on token '\(opened.token.info.label)'") {
             try ECKeys.generate(label: Self.auditKeyLabel, in: opened.session)
         }
+        cachedKey = key
         observer.note("created the audit key '\(Self.auditKeyLabel)' on token '\(opened.token.info.label)' (SHA-256 of its public key \(key.fingerprint)): give this fingerprint to your auditors")
         _ = try append([AuditEntry(event: "audit.key-created", facts: [
             "label": .string(key.label), "id": .string(hex(key.id)), "spkiSHA256": .string(key.fingerprint),

@@ -52,6 +52,24 @@ final class ProxyAuditor: @unchecked Sendable {
         }
     }
 
+    /// Appends one record without waiting for it (in order with every other record, written
+    /// without sync; on disk with the next synced record or checkpoint): for what need not
+    /// hold up an answer, such as a request's outcome. A failure is logged and reported by
+    /// `/healthz`; the next request's own record then fails and is refused.
+    func recordLater(_ entry: AuditEntry) {
+        queue.async {
+            do {
+                let seq = try self.appender.append([entry], sync: false)
+                self.pending += 1
+                self.snapshot.withLock { $0.records = seq + 1 }
+                if self.pending >= self.every { self.sealOnQueue() }
+            } catch {
+                self.snapshot.withLock { $0.failure = "\(error)" }
+                self.logger.error("cannot write an audit record", metadata: ["event": "\(entry.event)", "error": "\(error)"])
+            }
+        }
+    }
+
     /// Signs a checkpoint if anything was recorded since the last one.
     func checkpointIfNeeded() async {
         await onQueue { if self.pending > 0 { self.sealOnQueue() } }

@@ -69,7 +69,7 @@ struct ProxyResponder: HTTPResponder {
         if let clients = configuration.clients {
             let presented = Self.presentedToken(request.headers)
             guard let presented, let name = clients.client(presenting: presented) else {
-                return await deny(401, presented == nil ? "no client token" : "unknown client token", method: method, target: rawTarget,
+                return deny(401, presented == nil ? "no client token" : "unknown client token", method: method, target: rawTarget,
                                   client: client, started: started, extraHeaders: [.wwwAuthenticate: "Bearer"])
             }
             client = name
@@ -82,22 +82,22 @@ struct ProxyResponder: HTTPResponder {
             uri = try configuration.upstream.resolve(path: rawTarget).uri
             path = try RequestPath(uri)
         } catch {
-            return await deny(400, "\(error)", method: method, target: rawTarget, client: client, started: started)
+            return deny(400, "\(error)", method: method, target: rawTarget, client: client, started: started)
         }
         guard let rule = configuration.rules.first(where: { $0.allows(method: method, segments: path.segments) }) else {
-            return await deny(403, "no --allow rule permits \(method) \(Self.pathOnly(uri))", method: method, target: uri,
+            return deny(403, "no --allow rule permits \(method) \(Self.pathOnly(uri))", method: method, target: uri,
                               client: client, started: started)
         }
         if let wait = configuration.rate?.take() {
             let seconds = max(1, Int(wait.rounded(.up)))
-            return await deny(429, "over the rate limit", method: method, target: uri, client: client, started: started,
+            return deny(429, "over the rate limit", method: method, target: uri, client: client, started: started,
                               route: rule.description, extraHeaders: [.retryAfter: "\(seconds)"])
         }
         let body: [UInt8]
         do {
             body = Array(buffer: try await request.body.collect(upTo: configuration.maximumBodySize))
         } catch {
-            return await deny(413, "the body is over \(configuration.maximumBodySize) bytes", method: method, target: uri,
+            return deny(413, "the body is over \(configuration.maximumBodySize) bytes", method: method, target: uri,
                               client: client, started: started, route: rule.description)
         }
 
@@ -122,7 +122,7 @@ struct ProxyResponder: HTTPResponder {
             jwt = try await issuer.token(claims: claims)
         } catch {
             logger.error("cannot sign the request's JWT", metadata: ["error": "\(error)", "uri": "\(uri)"])
-            await recordOutcome(seq: seq, status: 503, requestID: nil, started: started, failure: "signing: \(error)")
+            recordOutcome(seq: seq, status: 503, requestID: nil, started: started, failure: "signing: \(error)")
             return finish(Self.errorResponse(503, "the token could not sign the request: \(error)"), route: rule.description, started: started)
         }
 
@@ -147,7 +147,7 @@ struct ProxyResponder: HTTPResponder {
             let timedOut = (error as? HTTPClientError).map { [.deadlineExceeded, .readTimeout, .connectTimeout].contains($0) } ?? false
             let status = timedOut ? 504 : 502
             logger.warning("upstream failed", metadata: ["error": "\(error)", "uri": "\(uri)"])
-            await recordOutcome(seq: seq, status: status, requestID: nil, started: started, failure: "upstream: \(error)")
+            recordOutcome(seq: seq, status: status, requestID: nil, started: started, failure: "upstream: \(error)")
             return finish(Self.errorResponse(status, "no answer from \(configuration.upstream.host): \(error)"), route: rule.description, started: started)
         }
 
@@ -156,7 +156,7 @@ struct ProxyResponder: HTTPResponder {
         if let date = answer.headers.first(name: "Date").flatMap(HTTPDate.parse) {
             health.recordServerDate(date, sentAt: forwarded, receivedAt: .now)
         }
-        await recordOutcome(seq: seq, status: status, requestID: requestID, started: started, failure: nil)
+        recordOutcome(seq: seq, status: status, requestID: requestID, started: started, failure: nil)
         logger.info("\(method) \(Self.pathOnly(uri)) -> \(status)", metadata: [
             "client": "\(client)", "x-request-id": "\(requestID ?? "-")", "route": "\(rule.description)",
             "latency.ms": "\(Self.milliseconds(since: started))",
@@ -181,36 +181,26 @@ struct ProxyResponder: HTTPResponder {
 
     private func deny(_ status: Int, _ reason: String, method: String, target: String, client: String,
                       started: ContinuousClock.Instant, route: String = "denied",
-                      extraHeaders: HTTPFields = [:]) async -> Response {
+                      extraHeaders: HTTPFields = [:]) -> Response {
         let path = Self.pathOnly(target)
         logger.notice("\(method) \(path) -> \(status) refused", metadata: ["client": "\(client)", "reason": "\(reason)"])
-        do {
-            try await auditor.record(AuditEntry(event: "proxy.request", outcome: .failed(reason), facts: [
-                "method": .string(method), "uri": .string(Self.printable(target)), "client": .string(client),
-                "allowed": .bool(false), "httpStatus": .integer(status),
-                "latencyMs": .integer(Self.milliseconds(since: started)),
-            ]), sync: false)
-        } catch {
-            logger.error("cannot record a refused request", metadata: ["error": "\(error)"])
-        }
+        auditor.recordLater(AuditEntry(event: "proxy.request", outcome: .failed(reason), facts: [
+            "method": .string(method), "uri": .string(Self.printable(target)), "client": .string(client),
+            "allowed": .bool(false), "httpStatus": .integer(status),
+            "latencyMs": .integer(Self.milliseconds(since: started)),
+        ]))
         var response = Self.errorResponse(status, reason)
         response.headers.append(contentsOf: extraHeaders)
         return finish(response, route: route, started: started)
     }
 
-    private func recordOutcome(seq: Int, status: Int, requestID: String?, started: ContinuousClock.Instant, failure: String?) async {
-        do {
-            var facts: [String: AuditValue] = [
-                "request": .integer(seq), "httpStatus": .integer(status), "latencyMs": .integer(Self.milliseconds(since: started)),
-            ]
-            if let requestID { facts["xRequestID"] = .string(requestID) }
-            try await auditor.record(AuditEntry(event: "proxy.response", outcome: failure.map { .failed($0) } ?? .ok, facts: facts),
-                                     sync: false)
-        } catch {
-            // The request happened; its answer goes back. The next request's record will fail
-            // the same way and be refused, and /healthz reports the audit trail failing.
-            logger.error("cannot record a request's outcome", metadata: ["error": "\(error)", "request": "\(seq)"])
-        }
+    private func recordOutcome(seq: Int, status: Int, requestID: String?, started: ContinuousClock.Instant, failure: String?) {
+        var facts: [String: AuditValue] = [
+            "request": .integer(seq), "httpStatus": .integer(status), "latencyMs": .integer(Self.milliseconds(since: started)),
+        ]
+        if let requestID { facts["xRequestID"] = .string(requestID) }
+        // The request happened; its answer goes back without waiting for this record.
+        auditor.recordLater(AuditEntry(event: "proxy.response", outcome: failure.map { .failed($0) } ?? .ok, facts: facts))
     }
 
     private func finish(_ response: Response, route: String, started: ContinuousClock.Instant) -> Response {
