@@ -7,8 +7,8 @@
 //   TransparencyLog  RFC 6962 Merkle tree and proofs, C2SP checkpoints and signed notes, DSSE
 //                    (pure formats for the audit trail)
 //     -> AuditTrail  a token's append-only JSONL audit log: records, locked durable appends,
-//                    verification against checkpoints (+ DurableFiles; not yet wired into
-//                    the commands)
+//                    verification against checkpoints (+ DurableFiles); AuditAppender for
+//                    long-running processes
 //   CPKCS11       system library: p11-kit's PKCS#11 headers, module loader, URI parser
 //     -> PKCS11         typed wrapper; the only target that imports CPKCS11 (+ HexEncoding)
 //       -> TokenKeys    key policy, generation, provenance, usable keys and signers, CSRs,
@@ -21,7 +21,11 @@
 //   TokenKeys + FireblocksAPI (+ DurableFiles)
 //     -> FireblocksHSM  the use cases (token opening, keys, CSRs, onboarding, API calls; the
 //                       token key as an RS256Signer); no terminal I/O, exit code or flag name
-//   FireblocksHSM -> fireblocks-hsm          the command line: flags, console, reports, exit codes
+//   HTTPServing   the connection policy both HTTP servers share (connection cap, request deadline)
+//   FireblocksHSM + HTTPServing
+//     -> SigningProxy  `serve`: the signing proxy (policy, audit of every request, JWT per request
+//                      from the SigningPool, AsyncHTTPClient upstream, /healthz, /metrics)
+//   FireblocksHSM + SigningProxy -> fireblocks-hsm   the command line: flags, console, reports, exit codes
 //   FireblocksSandbox -> fireblocks-sandbox  the stand-in's executable
 //
 // Linux only (Debian/Ubuntu with p11-kit and SoftHSM from the distribution): no Apple platform

@@ -26,7 +26,6 @@ public final class AuditAppender: Sendable {
         /// The log, kept open (O_APPEND) with the inode it had; reopened if the file was replaced.
         var descriptor: Int32 = -1
         var inode: (device: UInt, number: UInt) = (0, 0)
-        let formatter = ISO8601DateFormatter()
     }
 
     /// Reads the log once (it must be intact: no torn tail, every `seq` in place).
@@ -61,7 +60,7 @@ public final class AuditAppender: Sendable {
             defer { lock.unlock() }
             try catchUp(&state)
             let first = state.leafHashes.count
-            let time = state.formatter.string(from: now)
+            let time = AuditRecord.timestamp(now)
             var bytes: [UInt8] = []
             var hashes: [[UInt8]] = []
             for (index, entry) in entries.enumerated() {

@@ -45,7 +45,7 @@ public struct AuditLog: Sendable {
         if existing.torn { throw AuditError(.tornTail, "\(logPath) ends in a torn record (an append was interrupted); run 'audit verify' to see it, then repair it deliberately") }
         var lines = existing.lines
         var appended: [UInt8] = []
-        let time = ISO8601DateFormatter().string(from: now)
+        let time = AuditRecord.timestamp(now)
         for entry in entries {
             let record = AuditRecord(seq: lines.count, time: time, actor: .current, tool: tool, event: entry.event,
                                      outcome: entry.outcome, token: token, facts: entry.facts)

@@ -133,3 +133,11 @@ public struct AuditEntry: Sendable {
         self.facts = facts
     }
 }
+
+extension AuditRecord {
+    /// RFC 3339 UTC, whole seconds (`2026-11-25T09:00:00Z`), as `time` carries it. Formatted
+    /// without ICU (FoundationEssentials), so writing a record loads no locale or time-zone data.
+    public static func timestamp(_ date: Date) -> String {
+        date.formatted(Date.ISO8601FormatStyle())
+    }
+}
