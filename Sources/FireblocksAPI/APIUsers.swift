@@ -104,3 +104,88 @@ extension FireblocksClient {
         }
     }
 }
+
+/// The statuses an API user goes through, in order (FIREBLOCKS-API.md, "Lifecycle"):
+/// `PENDING_ACTIVATION` → (co-signer users) `PENDING_DEVICE_PAIRING` / `PENDING_DEVICE_SETUP`
+/// → `READY`.
+public enum APIUserStatus: String, CaseIterable, Codable, Sendable {
+    case PENDING_ACTIVATION, PENDING_DEVICE_PAIRING, PENDING_DEVICE_SETUP, READY
+
+    /// Parses a status, case-insensitively, or says which ones exist.
+    public init(validating text: String) throws(APIClientError) {
+        guard let status = APIUserStatus(rawValue: text.uppercased()) else {
+            throw APIClientError(.badInput, "'\(text)' is not an API user status; one of: \(APIUserStatus.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        self = status
+    }
+
+    /// Its place in the lifecycle (the two device statuses share one).
+    public var stage: Int {
+        switch self {
+        case .PENDING_ACTIVATION: return 0
+        case .PENDING_DEVICE_PAIRING: return 1
+        case .PENDING_DEVICE_SETUP: return 2
+        case .READY: return 3
+        }
+    }
+}
+
+/// `{userId, whitelistedIps}` of `GET /v1/management/api_users/{id}/whitelist_ip_addresses`.
+public struct APIUserWhitelist: Codable, Equatable, Sendable {
+    /// The user.
+    public let userId: String?
+    /// The addresses the user may call from; empty means any.
+    public let whitelistedIps: [String]
+}
+
+/// The answer of `POST /v1/management/api_users/{id}/pairing_token`. `pairingToken` is a
+/// secret (valid one hour): never log it; `description` leaves it out.
+public struct PairingTokenAnswer: Codable, Equatable, Sendable, CustomStringConvertible {
+    /// The user's id.
+    public let id: String?
+    /// The user's name.
+    public let name: String?
+    /// The user's status after the token was issued.
+    public let status: String?
+    /// The token.
+    public let pairingToken: String
+
+    /// Everything but the token.
+    public var description: String { "pairing token for \(name ?? id ?? "?") (status \(status ?? "?"))" }
+}
+
+extension FireblocksClient {
+    /// Refuses a user id that could change the path it is put in (ids are UUIDs).
+    static func checkedUserID(_ id: String) throws(APIClientError) -> String {
+        guard !id.isEmpty, id.count <= 64, id.unicodeScalars.allSatisfy({ $0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0) || $0 == "-") }) else {
+            throw APIClientError(.badInput, "an API user id is letters, digits and '-' (a UUID), not '\(id.prefix(64))'")
+        }
+        return id
+    }
+
+    /// `GET /v1/management/api_users/{id}/whitelist_ip_addresses`.
+    public func whitelistedIPs(userID: String) async throws -> (whitelist: APIUserWhitelist, response: APIResponse) {
+        let id = try Self.checkedUserID(userID)
+        let response = try await send(APIRequest(method: "GET", path: "/management/api_users/\(id)/whitelist_ip_addresses"))
+        do {
+            return (try JSONDecoder().decode(APIUserWhitelist.self, from: Data(response.body)), response)
+        } catch {
+            throw APIClientError(.invalidResponse, "the whitelist of API user \(id) could not be read (\(error)) [X-Request-ID: \(response.requestID ?? "none")]")
+        }
+    }
+
+    /// `POST /v1/management/api_users/{id}/pairing_token` with an Idempotency-Key (so that a
+    /// retry after a lost answer gets the same token instead of a second one).
+    public func issuePairingToken(userID: String, idempotencyKey: String) async throws -> (answer: PairingTokenAnswer, response: APIResponse) {
+        let id = try Self.checkedUserID(userID)
+        try IdempotencyStore.validate(key: idempotencyKey)
+        let response = try await send(APIRequest(method: "POST", path: "/management/api_users/\(id)/pairing_token",
+                                                 idempotencyKey: idempotencyKey))
+        do {
+            return (try JSONDecoder().decode(PairingTokenAnswer.self, from: Data(response.body)), response)
+        } catch {
+            // The decoder's message could quote the body, and the body holds the token.
+            throw APIClientError(.invalidResponse, "the pairing token answer could not be read [X-Request-ID: \(response.requestID ?? "none")]")
+        }
+    }
+}

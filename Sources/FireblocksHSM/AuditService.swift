@@ -124,12 +124,13 @@ public final class AuditService {
     /// Writes the evidence bundle of an onboarding (see ``EvidenceBundle``) against the latest
     /// checkpoint on the token.
     func writeEvidence(to directory: String, csrPEM: String, pair: TokenKeyPair, publicKey: TokenRSAPublicKey,
-                       submission: APIUserCreationReport?, userID: String?) throws {
+                       submission: APIUserCreationReport?, userID: String?, replaces: String? = nil,
+                       replacesUserID: String? = nil) throws {
         guard let key = try auditKey(create: false), let checkpoint = try tokenCheckpoint() else {
             throw AuditError(.inconsistent, "no audit key or checkpoint on the token to vouch for the evidence")
         }
         try EvidenceBundle.write(to: directory, csrPEM: csrPEM, pair: pair, publicKey: publicKey, submission: submission,
-                                 userID: userID, audit: self, checkpoint: checkpoint, auditKey: key,
+                                 userID: userID, replaces: replaces, replacesUserID: replacesUserID, audit: self, checkpoint: checkpoint, auditKey: key,
                                  signerSlot: PKCS11SlotReference(signer: try ECSigner(key: key, slot: opened.token.slot)))
     }
 

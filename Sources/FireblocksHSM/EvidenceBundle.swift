@@ -23,7 +23,8 @@ public enum EvidenceBundle {
 
     /// Writes the bundle into `directory` (made 0700 when missing; files replaced atomically).
     static func write(to directory: String, csrPEM: String, pair: TokenKeyPair, publicKey: TokenRSAPublicKey,
-                      submission: APIUserCreationReport?, userID: String?, audit: AuditService, checkpoint: SignedNote,
+                      submission: APIUserCreationReport?, userID: String?, replaces: String? = nil, replacesUserID: String? = nil,
+                      audit: AuditService, checkpoint: SignedNote,
                       auditKey: ECKeyPair, signerSlot: PKCS11SlotReference) throws {
         try AtomicFile.makePrivateDirectory(directory)
         let encoder = JSONEncoder()
@@ -74,6 +75,7 @@ public enum EvidenceBundle {
             "apiUserName": submission?.name ?? "", "apiUserRole": submission?.role ?? "", "apiUserID": userID ?? "",
             "xRequestID": submission?.requestID ?? "", "idempotencyKey": submission?.idempotencyKey ?? "",
             "auditKeySPKISHA256": auditKey.fingerprint, "checkpointTreeSize": parsed.treeSize,
+            "replaces": replaces ?? "", "replacesUserID": replacesUserID ?? "",
         ]
         let statement = try JSONSerialization.data(withJSONObject: [
             "_type": "https://in-toto.io/Statement/v1", "subject": subjects, "predicateType": predicateType,

@@ -34,6 +34,16 @@ public struct OnboardRequest: Sendable {
     public var evidenceDirectory: String?
     /// Set to create the API user: the admin key on the same token, and the API it talks to.
     public var submission: Submission?
+    /// The API user this one succeeds (rotation): recorded in the onboarding record, the audit
+    /// log and the evidence bundle. There is no API to replace a user's key; the old user is
+    /// retired in the Console.
+    public var replaces: String?
+    /// After the creation, wait until the new user has this status (or a later one).
+    public var waitUntil: APIUserStatus?
+    /// How that wait polls.
+    public var waitPolicy = APIUserLifecycle.WaitPolicy(timeout: 1800, interval: 15)
+    /// Once the new user is `PENDING_ACTIVATION`, issue its pairing token into this file (0600).
+    public var pairingTokenOut: String?
 
     /// Submission.
     public struct Submission: Sendable {
@@ -115,6 +125,12 @@ public struct OnboardReport: Codable, Sendable, Equatable {
     public let evidence: String
     /// The next steps.
     public let nextSteps: [String]
+    /// The API user this one succeeds, if any.
+    public var replaces: String?
+    /// The id of the user it succeeds, when it was listed.
+    public var replacesUserID: String?
+    /// Where the pairing token was written, if one was issued.
+    public var pairingTokenFile: String?
 }
 
 /// `onboard`: the seed flow in one command. Keygen (under the key policy), CSR signed on the
@@ -151,7 +167,7 @@ public enum Onboarding {
                 name: request.name, role: request.role.rawValue, coSignerSetupType: request.coSignerSetupType,
                 coSignerSetupIsFirstUser: request.coSignerSetupIsFirstUser, subject: try request.subject.distinguishedName().description,
                 keyID: nil, fingerprint: nil, csrSHA256: nil, idempotencyKey: nil, baseURL: nil, apiUserID: nil,
-                createdAt: Date(), updatedAt: Date())
+                createdAt: Date(), updatedAt: Date(), replaces: request.replaces)
             var record = try records.record(tokenSerial: info.serialNumber, keyLabel: request.keyLabel)
             if let recorded = record {
                 if let difference = recorded.differences(from: asked).first {
@@ -230,6 +246,8 @@ public enum Onboarding {
         // 3. The API user, when asked.
         var submission: APIUserCreationReport?
         var apiUser: APIUser?
+        var replacesUserID: String?
+        var pairingTokenFile: String?
         if let submit = request.submission {
             if let recordedURL = current.baseURL, recordedURL != submit.api.baseURL.description {
                 throw OnboardingConflict(keyLabel: request.keyLabel, tokenLabel: info.label, field: "api",
@@ -244,6 +262,13 @@ public enum Onboarding {
                 try records.save(current)
             }
             let session = try APISession.make(opened: opened, key: submit.adminKey, api: submit.api, observer: observer)
+            if let replaces = request.replaces {
+                // The predecessor, as listed now (it may already have been retired).
+                let listed = try await session.client.listAPIUsers().users.filter { $0.name == replaces }
+                if listed.count == 1 { replacesUserID = listed.first?.id }
+                if listed.isEmpty { observer.note("warning: --replaces '\(replaces)': no API user of that name is listed; recorded by name only") }
+                if listed.count > 1 { observer.note("warning: --replaces '\(replaces)': \(listed.count) API users have that name; recorded by name only") }
+            }
             let body = try CreateAPIUser(role: request.role, name: request.name, csrPem: csrPEM,
                                          coSignerSetupType: request.coSignerSetupType,
                                          coSignerSetupIsFirstUser: request.coSignerSetupIsFirstUser)
@@ -264,20 +289,72 @@ public enum Onboarding {
                 "result": .string(submission?.result ?? ""), "xRequestID": .string(submission?.requestID ?? ""),
                 "idempotencyKey": .string(submission?.idempotencyKey ?? ""),
                 "apiUserID": .string(apiUser?.id ?? ""), "baseURL": .string(submit.api.baseURL.description),
-                "spkiSHA256": .string(publicKey.fingerprint)])], done: "the API user's creation was sent")
+                "spkiSHA256": .string(publicKey.fingerprint),
+                "replaces": .string(request.replaces ?? ""), "replacesUserID": .string(replacesUserID ?? "")])],
+                done: "the API user's creation was sent")
             current.stage = .submitted
             current.apiUserID = apiUser?.id ?? current.apiUserID
+            current.replacesUserID = replacesUserID ?? current.replacesUserID
             try records.save(current)
+
+            // The lifecycle: a pairing token once the user waits for activation, then the wait.
+            if request.waitUntil != nil || request.pairingTokenOut != nil {
+                let lookup: APIUserLookup = (apiUser?.id ?? current.apiUserID).map(APIUserLookup.id) ?? .name(request.name)
+                let events: @Sendable (APIUserWaitEvent) -> Void = { event in
+                    if case .status(let user, let at) = event {
+                        observer.note("\(AuditRecord.timestamp(at)) API user '\(user.name)' (\(user.id)): \(user.status ?? "?")")
+                    } else if case .backingOff(let seconds, let reason) = event {
+                        observer.note("\(reason): slowing down, next check in \(Int(seconds.rounded())) s")
+                    }
+                }
+                do {
+                    if let out = request.pairingTokenOut {
+                        let pending = try await APIUserLifecycle.wait(client: session.client, lookup: lookup, until: .PENDING_ACTIVATION,
+                                                                      policy: request.waitPolicy, onEvent: events)
+                        if pending.status == APIUserStatus.PENDING_ACTIVATION.rawValue {
+                            // Derived from the creation's key: a re-run asks for the same token.
+                            let issue = try await APIUserLifecycle.issuePairingToken(
+                                client: session.client, lookup: .id(pending.id), idempotencyKey: "pair-" + String(idempotencyKey.prefix(35)))
+                            try AtomicFile.write(Array((issue.pairingToken + "\n").utf8), to: out, overwrite: true, mode: 0o600)
+                            pairingTokenFile = out
+                            observer.note("pairing token for '\(pending.name)' written to \(out) (0600; valid one hour)")
+                            try audit.recordDone(session.exchanges.drain().map(\.auditEntry) + [AuditEntry(event: "api-user.pairing-token-issued", facts: [
+                                "userID": .string(pending.id), "name": .string(pending.name), "status": .string(issue.status ?? ""),
+                                "idempotencyKey": .string(issue.idempotencyKey), "requestID": .string(issue.requestID ?? ""),
+                            ])], done: "a pairing token was issued for API user '\(pending.name)'")
+                        } else {
+                            observer.note("API user '\(pending.name)' is already \(pending.status ?? "?"): no pairing token needed")
+                        }
+                        apiUser = pending
+                    }
+                    if let target = request.waitUntil {
+                        apiUser = try await APIUserLifecycle.wait(client: session.client, lookup: apiUser.map { .id($0.id) } ?? lookup,
+                                                                  until: target, policy: request.waitPolicy, onEvent: events)
+                    }
+                } catch {
+                    try? audit.recordDone(session.exchanges.drain().map(\.auditEntry), done: "API requests were sent")
+                    throw error
+                }
+                let polls = session.exchanges.drain().map(\.auditEntry)
+                if !polls.isEmpty { try audit.recordDone(polls, done: "API requests were sent") }
+                current.apiUserID = apiUser?.id ?? current.apiUserID
+                try records.save(current)
+            }
         }
 
         let evidence = request.evidenceDirectory
             ?? URL(fileURLWithPath: request.csrPath).deletingLastPathComponent().appendingPathComponent("\(request.keyLabel)-evidence").path
         try audit.writeEvidence(to: evidence, csrPEM: csrPEM, pair: pair, publicKey: publicKey, submission: submission,
-                                userID: apiUser?.id ?? current.apiUserID)
-        return OnboardReport(
+                                userID: apiUser?.id ?? current.apiUserID, replaces: request.replaces,
+                                replacesUserID: replacesUserID ?? current.replacesUserID)
+        var report = OnboardReport(
             token: info.label, keyLabel: pair.label, keyID: hex(pair.id), keyFingerprintSHA256: publicKey.fingerprint,
             key: keyState, csrPath: request.csrPath, csrSHA256: csrDigest, csr: csrState, submission: submission,
             apiUser: apiUser, evidence: evidence, nextSteps: nextSteps(request: request, submission: submission, user: apiUser, fingerprint: publicKey.fingerprint))
+        report.replaces = request.replaces
+        report.replacesUserID = replacesUserID ?? current.replacesUserID
+        report.pairingTokenFile = pairingTokenFile
+        return report
     }
 
     /// The key of this onboarding: generated now (recorded first, so that a run killed at any
@@ -373,7 +450,9 @@ public enum Onboarding {
     private static func nextSteps(request: OnboardRequest, submission: APIUserCreationReport?, user: APIUser?, fingerprint: String) -> [String] {
         var steps: [String] = []
         if let submission {
-            steps.append("An admin quorum approves the new API user '\(request.name)' in the Fireblocks Console (the request is pending until then).")
+            if user == nil {
+                steps.append("An admin quorum approves the new API user '\(request.name)' in the Fireblocks Console (the request is pending until then).")
+            }
             if let user {
                 steps.append("Its API key is its id: \(user.id) (status \(user.status ?? "unknown")). Sign its requests with key '\(request.keyLabel)' and API key \(user.id).")
             } else if !submission.candidates.isEmpty {
@@ -381,9 +460,16 @@ public enum Onboarding {
             } else {
                 steps.append("Find its id (its API key) in the API user list once it is approved.")
             }
-            steps.append("Then activate it: pair its co-signer or device (POST /v1/management/api_users/{id}/pairing_token) as your setup requires.")
+            if user?.status == APIUserStatus.READY.rawValue {
+                steps.append("It is READY: its requests can be signed now.")
+            } else {
+                steps.append("Then activate it: 'fireblocks-hsm api-user pairing-token \(request.name) --out pairing.token' for its co-signer or device, and 'fireblocks-hsm api-user wait \(request.name) --until READY'.")
+            }
         } else {
             steps.append("Upload \(request.csrPath) when creating the API user in the Fireblocks Console, or run again with a submission (an admin key and the API) to create it through the API.")
+        }
+        if let replaces = request.replaces {
+            steps.append("This user succeeds '\(replaces)': once the new one works, retire '\(replaces)' in the Fireblocks Console (API users → disable, then remove) and delete its key with 'fireblocks-hsm key delete'. There is no API to replace a user's key.")
         }
         steps.append("Keep the key fingerprint \(fingerprint) with the onboarding record: it identifies the key the API user is bound to.")
         return steps

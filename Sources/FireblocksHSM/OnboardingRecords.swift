@@ -69,6 +69,10 @@ public struct OnboardingRecord: Codable, Equatable, Sendable {
     public let createdAt: Date
     /// When it last changed.
     public var updatedAt: Date
+    /// The API user this one succeeds (`--replaces`), if any.
+    public var replaces: String? = nil
+    /// That user's id, when it was listed at the creation.
+    public var replacesUserID: String? = nil
 
     /// The intent fields that must match on a re-run, with their recorded and asked values.
     func differences(from other: OnboardingRecord) -> [(field: String, recorded: String, asked: String)] {
@@ -81,6 +85,7 @@ public struct OnboardingRecord: Codable, Equatable, Sendable {
         compare("coSignerSetupType", coSignerSetupType, other.coSignerSetupType)
         compare("coSignerSetupIsFirstUser", coSignerSetupIsFirstUser.map(String.init), other.coSignerSetupIsFirstUser.map(String.init))
         compare("subject", subject, other.subject)
+        compare("replaces", replaces, other.replaces)
         return result
     }
 }

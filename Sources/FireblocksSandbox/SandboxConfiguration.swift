@@ -69,6 +69,16 @@ public struct SandboxConfiguration: Sendable {
     public var iatLeeway: TimeInterval
     /// Largest accepted `exp - iat`.
     public var maximumTokenLifetime: Int
+    /// Seconds after creation until the admin quorum approves a new API user (until then it is
+    /// not listed); nil: only `fireblocks-sandbox approve` approves.
+    public var autoApproveAfter: TimeInterval? = 0
+    /// The status a user takes when approved.
+    public var initialStatus = "PENDING_ACTIVATION"
+    /// Seconds from a pairing token to the device being paired (and again to the set-up done,
+    /// for co-signer users).
+    public var pairAfter: TimeInterval = 1
+    /// Whitelisted IP addresses, by user name (empty: any IP).
+    public var whitelist: [String: [String]] = [:]
 
     /// Refuses values the stand-in cannot honour (negative counts, infinite or huge delays and
     /// offsets) before anything starts.
@@ -84,6 +94,15 @@ public struct SandboxConfiguration: Sendable {
         }
         guard iatLeeway.isFinite, iatLeeway >= 0, maximumTokenLifetime > 0 else {
             throw SandboxError("the token leeway and lifetime must be positive")
+        }
+        if let autoApproveAfter, !(autoApproveAfter.isFinite && (0...86_400 * 30).contains(autoApproveAfter)) {
+            throw SandboxError("--auto-approve-after must be 0 to 30 days (or 'never')")
+        }
+        guard pairAfter.isFinite, (0...86_400).contains(pairAfter) else {
+            throw SandboxError("--pair-after must be 0 to 86400 seconds")
+        }
+        guard APIUserStatus(rawValue: initialStatus) != nil else {
+            throw SandboxError("--initial-status must be one of \(APIUserStatus.allCases.map(\.rawValue).joined(separator: ", "))")
         }
     }
 

@@ -1,4 +1,5 @@
 import Crypto
+import DurableFiles
 import FireblocksAPI
 import Foundation
 import Synchronization
@@ -43,6 +44,9 @@ public final class SandboxService: Sendable {
 
     private struct Mutable {
         var persistent: SandboxState
+        /// The state file's modification time when this process last wrote or read it: a
+        /// different one means `fireblocks-sandbox approve` (or an editor) changed it.
+        var stateFileStamp: Date?
         var nonces: [String: Date] = [:]
         var received = 0
         var authenticated = 0
@@ -53,7 +57,15 @@ public final class SandboxService: Sendable {
     public init(configuration: SandboxConfiguration) throws {
         self.configuration = configuration
         state = Mutex(Mutable(persistent: try SandboxState.load(from: configuration.stateFile)))
-        try state.withLock { try $0.persistent.save(to: configuration.stateFile) }
+        try state.withLock { state in
+            try state.persistent.save(to: configuration.stateFile)
+            state.stateFileStamp = Self.stamp(configuration.stateFile)
+        }
+    }
+
+    static func stamp(_ url: URL?) -> Date? {
+        guard let url else { return nil }
+        return (try? FileManager.default.attributesOfItem(atPath: url.path))?[.modificationDate] as? Date
     }
 
     /// The current state (users created, idempotency records).
@@ -89,7 +101,18 @@ public final class SandboxService: Sendable {
             if state.authenticated <= configuration.rateLimitFirst + configuration.failFirst {
                 return Self.errorResponse(503, "INTERNAL", "Service unavailable (stand-in --fail-first)", requestID: requestID, now: now)
             }
+            // Changes made to the state file from outside (an approval), then the lifecycle's clock.
+            if let file = configuration.stateFile, Self.stamp(file) != state.stateFileStamp,
+               let reloaded = try? SandboxState.load(from: file) {
+                state.persistent = reloaded
+                state.stateFileStamp = Self.stamp(file)
+            }
+            if state.persistent.advance(now: now, pairAfter: configuration.pairAfter) {
+                persist(&state)
+            }
+            let before = state.persistent
             let reply = route(request, caller: user, state: &state.persistent, requestID: requestID, now: now)
+            if state.persistent != before { persist(&state) }
             state.routed += 1
             return state.routed <= configuration.loseResponseFirst ? .drop : reply
         }
@@ -108,7 +131,9 @@ public final class SandboxService: Sendable {
         case ("POST", ["v1", "management", "api_users"]):
             return createUser(request, caller: caller, state: &state, requestID: requestID, now: now)
         case ("POST", let path) where path.count == 5 && path[0] == "v1" && path[1] == "management" && path[2] == "api_users" && path[4] == "pairing_token":
-            return pairingToken(userID: path[3], caller: caller, state: &state, requestID: requestID, now: now)
+            return pairingToken(userID: path[3], request: request, caller: caller, state: &state, requestID: requestID, now: now)
+        case ("GET", let path) where path.count == 5 && path[0] == "v1" && path[1] == "management" && path[2] == "api_users" && path[4] == "whitelist_ip_addresses":
+            return whitelist(userID: path[3], state: state, requestID: requestID, now: now)
         default:
             return Self.errorResponse(404, "NOT_FOUND", "No route for \(request.method) \(request.path)", requestID: requestID, now: now)
         }
@@ -118,7 +143,7 @@ public final class SandboxService: Sendable {
         let trusted: [[String: Any]] = configuration.trusted.map {
             ["id": $0.apiKey, "name": $0.name, "role": $0.role.rawValue, "enabled": true, "status": "READY", "userType": "API"]
         }
-        let created: [[String: Any]] = state.users.map {
+        let created: [[String: Any]] = state.users.filter(\.isVisible).map {
             ["id": $0.id, "name": $0.name, "role": $0.role, "enabled": $0.enabled, "status": $0.status, "userType": "API"]
         }
         return trusted + created
@@ -154,12 +179,17 @@ public final class SandboxService: Sendable {
         case .success(let creation):
             status = 200
             answerBody = ""
+            // The creation goes to the admin quorum; an approved user takes --initial-status.
+            let approvedNow = configuration.autoApproveAfter == 0
             state.users.append(SandboxState.CreatedUser(
                 id: UUID().uuidString.lowercased(), name: creation.body.name, role: creation.body.role,
-                status: "PENDING_ACTIVATION", enabled: true, csrPem: creation.body.csrPem,
+                status: configuration.initialStatus, enabled: true, csrPem: creation.body.csrPem,
                 publicKeySHA256: creation.publicKeySHA256, coSignerSetupType: creation.body.coSignerSetupType,
                 coSignerSetupIsFirstUser: creation.body.coSignerSetupIsFirstUser, createdBy: caller.apiKey,
-                createdAt: now, requestID: requestID))
+                createdAt: now, requestID: requestID,
+                approvalDue: configuration.autoApproveAfter.map { now.addingTimeInterval($0) },
+                approvedAt: approvedNow ? now : nil, awaitingApproval: approvedNow ? nil : true,
+                statusOnApproval: configuration.initialStatus, pairingTokenIssuedAt: nil))
             // "User creation approval request has been sent": 200, no body.
             reply = .respond(status: 200, headers: Self.baseHeaders(requestID: requestID, now: now), body: [])
         }
@@ -168,7 +198,6 @@ public final class SandboxService: Sendable {
                 key: idempotencyKey, apiKey: caller.apiKey, bodySHA256: bodyHash, status: status, body: answerBody,
                 requestID: requestID, createdAt: now))
         }
-        persist(state)
         return reply
     }
 
@@ -213,12 +242,24 @@ public final class SandboxService: Sendable {
         return .success(Creation(body: creation, publicKeySHA256: sha256Hex(spki)))
     }
 
-    private func pairingToken(userID: String, caller: TrustedAPIUser, state: inout SandboxState,
+    private func pairingToken(userID: String, request: SandboxRequest, caller: TrustedAPIUser, state: inout SandboxState,
                               requestID: String, now: Date) -> SandboxReply {
         guard caller.role.mayCreateAPIUsers else {
             return Self.errorResponse(403, "AUTHORIZATION", "Role \(caller.role.rawValue) may not manage API users", requestID: requestID, now: now)
         }
-        guard let index = state.users.firstIndex(where: { $0.id == userID }) else {
+        // The same Idempotency-Key gets the first answer (the same token) again.
+        let fingerprint = RequestClaims.bodyHash(Array("POST \(request.path)".utf8))
+        let idempotencyKey = request.headers["idempotency-key"]
+        if let idempotencyKey, let earlier = state.idempotency.first(where: { $0.key == idempotencyKey && $0.apiKey == caller.apiKey }) {
+            guard earlier.bodySHA256 == fingerprint else {
+                return Self.errorResponse(400, "VALIDATION", "Idempotency-Key \(idempotencyKey) was already used for another request",
+                                          requestID: requestID, now: now)
+            }
+            return .respond(status: earlier.status, headers: Self.baseHeaders(requestID: earlier.requestID, now: now)
+                                + [("Content-Type", "application/json"), ("Idempotent-Replay", "true")],
+                            body: Array(earlier.body.utf8))
+        }
+        guard let index = state.users.firstIndex(where: { $0.id == userID && $0.isVisible }) else {
             return Self.errorResponse(404, "NOT_FOUND", "No API user \(userID)", requestID: requestID, now: now)
         }
         guard state.users[index].status == "PENDING_ACTIVATION" else {
@@ -226,16 +267,37 @@ public final class SandboxService: Sendable {
                                       requestID: requestID, now: now)
         }
         state.users[index].status = "PENDING_DEVICE_PAIRING"
-        persist(state)
+        state.users[index].pairingTokenIssuedAt = now
         let user = state.users[index]
-        return Self.json(201, ["id": user.id, "name": user.name, "role": user.role, "enabled": user.enabled, "userType": "API",
-                               "status": user.status, "pairingToken": UUID().uuidString.lowercased()],
-                         requestID: requestID, now: now)
+        let document: [String: Any] = ["id": user.id, "name": user.name, "role": user.role, "enabled": user.enabled, "userType": "API",
+                                       "status": user.status, "pairingToken": UUID().uuidString.lowercased() + UUID().uuidString.lowercased()]
+        let body = (try? JSONSerialization.data(withJSONObject: document, options: [.sortedKeys])).map { Array($0) } ?? []
+        if let idempotencyKey {
+            state.idempotency.append(SandboxState.IdempotentAnswer(
+                key: idempotencyKey, apiKey: caller.apiKey, bodySHA256: fingerprint, status: 201,
+                body: String(decoding: body, as: UTF8.self), requestID: requestID, createdAt: now))
+        }
+        return .respond(status: 201, headers: Self.baseHeaders(requestID: requestID, now: now) + [("Content-Type", "application/json")],
+                        body: body)
     }
 
-    private func persist(_ state: SandboxState) {
+    private func whitelist(userID: String, state: SandboxState, requestID: String, now: Date) -> SandboxReply {
+        if let trusted = configuration.trusted.first(where: { $0.apiKey == userID }) {
+            return Self.json(200, ["userId": userID, "whitelistedIps": configuration.whitelist[trusted.name] ?? []], requestID: requestID, now: now)
+        }
+        guard let user = state.users.first(where: { $0.id == userID && $0.isVisible }) else {
+            return Self.errorResponse(404, "NOT_FOUND", "No API user \(userID)", requestID: requestID, now: now)
+        }
+        return Self.json(200, ["userId": user.id, "whitelistedIps": configuration.whitelist[user.name] ?? []], requestID: requestID, now: now)
+    }
+
+    private func persist(_ state: inout Mutable) {
         // A stand-in that cannot write its state keeps serving from memory; tests read snapshots.
-        try? state.save(to: configuration.stateFile)
+        // Under the lock 'fireblocks-sandbox approve' and 'set-user' take.
+        let lock = configuration.stateFile.flatMap { try? FileLock.acquire($0.path + ".lock", timeout: 5) }
+        defer { lock?.release() }
+        try? state.persistent.save(to: configuration.stateFile)
+        state.stateFileStamp = Self.stamp(configuration.stateFile)
     }
 
     // MARK: Answers

@@ -24,7 +24,7 @@ public struct SandboxState: Codable, Equatable, Sendable {
         /// The status.
         public var status: String
         /// Whether the API user is enabled.
-        public let enabled: Bool
+        public var enabled: Bool
         /// The CSR, PEM.
         public let csrPem: String
         /// SHA-256 of the CSR's DER SubjectPublicKeyInfo, lowercase hex.
@@ -39,6 +39,20 @@ public struct SandboxState: Codable, Equatable, Sendable {
         public let createdAt: Date
         /// The request id.
         public let requestID: String
+        /// When the admin quorum approves the creation (nil: only `fireblocks-sandbox approve`).
+        public var approvalDue: Date?
+        /// When it was approved; until then the user is not listed (nil in a state file from
+        /// before approvals were simulated: approved).
+        public var approvedAt: Date?
+        /// Set while the creation awaits approval (absent in older state files: approved).
+        public var awaitingApproval: Bool?
+        /// The status it takes when approved (the stand-in's `--initial-status`).
+        public var statusOnApproval: String?
+        /// When a pairing token was first issued.
+        public var pairingTokenIssuedAt: Date?
+
+        /// Approved and so visible in the API.
+        public var isVisible: Bool { awaitingApproval != true }
     }
 
     /// A remembered Idempotency-Key and the first answer to it.
@@ -72,6 +86,47 @@ public struct SandboxState: Codable, Equatable, Sendable {
                      users: [], idempotency: [])
     }
 
+    /// Moves every user along the simulated lifecycle to where it is at `now`: an approval that
+    /// is due makes the user visible with its status on approval; `pairAfter` seconds after its pairing
+    /// token the device is paired (`PENDING_DEVICE_PAIRING` → `READY`, or through
+    /// `PENDING_DEVICE_SETUP` for co-signer users, another `pairAfter` later). Returns whether
+    /// anything changed.
+    @discardableResult
+    public mutating func advance(now: Date, pairAfter: TimeInterval) -> Bool {
+        var changed = false
+        for index in users.indices {
+            if users[index].awaitingApproval == true, let due = users[index].approvalDue, due <= now {
+                users[index].awaitingApproval = nil
+                users[index].approvedAt = due
+                users[index].status = users[index].statusOnApproval ?? "PENDING_ACTIVATION"
+                changed = true
+            }
+            guard let issued = users[index].pairingTokenIssuedAt else { continue }
+            let coSigner = users[index].coSignerSetupType != nil
+            if users[index].status == "PENDING_DEVICE_PAIRING", now >= issued.addingTimeInterval(pairAfter) {
+                users[index].status = coSigner ? "PENDING_DEVICE_SETUP" : "READY"
+                changed = true
+            }
+            if users[index].status == "PENDING_DEVICE_SETUP", now >= issued.addingTimeInterval(2 * pairAfter) {
+                users[index].status = "READY"
+                changed = true
+            }
+        }
+        return changed
+    }
+
+    /// Approves a user awaiting approval, by name or id (what the admin quorum does in the
+    /// Console). Returns the user, or nil when there is none of that name or id.
+    public mutating func approve(_ nameOrID: String, now: Date) -> CreatedUser? {
+        guard let index = users.firstIndex(where: { $0.id == nameOrID || $0.name == nameOrID }) else { return nil }
+        if users[index].awaitingApproval == true {
+            users[index].awaitingApproval = nil
+            users[index].approvedAt = now
+            users[index].status = users[index].statusOnApproval ?? "PENDING_ACTIVATION"
+        }
+        return users[index]
+    }
+
     /// Loads the state file, or starts empty when there is none.
     public static func load(from url: URL?) throws -> SandboxState {
         guard let url, let data = FileManager.default.contents(atPath: url.path), !data.isEmpty else { return .empty() }
@@ -84,7 +139,8 @@ public struct SandboxState: Codable, Equatable, Sendable {
         }
     }
 
-    func save(to url: URL?) throws {
+    /// Writes the state file (atomically, 0600).
+    public func save(to url: URL?) throws {
         guard let url else { return }
         let encoder = JSONEncoder()
         encoder.dateEncodingStrategy = .iso8601

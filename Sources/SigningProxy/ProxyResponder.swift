@@ -101,26 +101,33 @@ struct ProxyResponder: HTTPResponder {
                               client: client, started: started, route: rule.description)
         }
 
-        // Recorded before the key is used: a request whose record cannot be written is refused.
+        // Recorded (and on disk) before anything is forwarded: a request whose record cannot be
+        // written is refused. The record and the token's signature are made at the same time
+        // (the fdatasync hides behind C_Sign); a JWT whose record failed is thrown away unsent.
         let claims = issuer.claims(uri: uri, body: body, issuedAt: Int(Date().timeIntervalSince1970),
                                    nonce: UUID().uuidString.lowercased())
+        let entry = AuditEntry(event: "proxy.request", facts: [
+            "method": .string(method), "uri": .string(uri), "client": .string(client), "allowed": .bool(true),
+            "route": .string(rule.description), "bodyHash": .string(claims.bodyHash), "nonce": .string(claims.nonce),
+            "iat": .integer(claims.iat), "exp": .integer(claims.exp),
+        ])
+        async let recorded = Result(catching: { try await auditor.record(entry, sync: true) })
+        async let signed = Result(catching: { try await issuer.token(claims: claims) })
+        let (record, signature) = await (recorded, signed)
         let seq: Int
-        do {
-            seq = try await auditor.record(AuditEntry(event: "proxy.request", facts: [
-                "method": .string(method), "uri": .string(uri), "client": .string(client), "allowed": .bool(true),
-                "route": .string(rule.description), "bodyHash": .string(claims.bodyHash), "nonce": .string(claims.nonce),
-                "iat": .integer(claims.iat), "exp": .integer(claims.exp),
-            ]), sync: true)
-        } catch {
+        switch record {
+        case .success(let value):
+            seq = value
+        case .failure(let error):
             logger.error("request refused: its audit record cannot be written", metadata: ["error": "\(error)", "uri": "\(uri)"])
-            return finish(Self.errorResponse(503, "the proxy cannot write its audit record, so it signs nothing (fail closed): \(error)"),
+            return finish(Self.errorResponse(503, "the proxy cannot write its audit record, so it forwards nothing (fail closed): \(error)"),
                           route: rule.description, started: started)
         }
-
         let jwt: String
-        do {
-            jwt = try await issuer.token(claims: claims)
-        } catch {
+        switch signature {
+        case .success(let value):
+            jwt = value
+        case .failure(let error):
             logger.error("cannot sign the request's JWT", metadata: ["error": "\(error)", "uri": "\(uri)"])
             recordOutcome(seq: seq, status: 503, requestID: nil, started: started, failure: "signing: \(error)")
             return finish(Self.errorResponse(503, "the token could not sign the request: \(error)"), route: rule.description, started: started)
@@ -345,5 +352,12 @@ final class ProxyMetrics: Sendable {
         CoreMetrics.Gauge(label: "fireblocks_hsm_pool_sessions_open", factory: factory).record(statistics.open)
         CoreMetrics.Gauge(label: "fireblocks_hsm_pool_sessions_idle", factory: factory).record(statistics.idle)
         return registry.emitToBuffer()
+    }
+}
+
+extension Result where Failure == any Error {
+    /// The outcome of an asynchronous throwing call.
+    init(catching body: () async throws -> Success) async {
+        do { self = .success(try await body()) } catch { self = .failure(error) }
     }
 }

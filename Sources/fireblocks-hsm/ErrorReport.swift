@@ -35,6 +35,8 @@ enum ExitStatus: Int32, CaseIterable, Sendable {
     case apiUnavailable = 10
     /// The audit log is damaged or inconsistent with a checkpoint (or a torn tail blocks it).
     case auditIntegrity = 11
+    /// A wait ended before the API user reached the status.
+    case waitTimeout = 12
 
     /// The class's name in `--json` errors.
     var className: String {
@@ -51,6 +53,7 @@ enum ExitStatus: Int32, CaseIterable, Sendable {
         case .apiRequest: return "api-request"
         case .apiUnavailable: return "api-unavailable"
         case .auditIntegrity: return "audit-integrity"
+        case .waitTimeout: return "wait-timeout"
         }
     }
 
@@ -135,6 +138,18 @@ struct ErrorReport: Sendable, Encodable {
             self.init(status: .usage, message: error.description)
         case let error as ProxyConfigurationError:
             self.init(status: .usage, message: error.description)
+        case let error as APIUserLifecycleError:
+            var message = error.reason
+            switch error.code {
+            case .ambiguous:
+                message += ": " + error.candidates.map { "\($0.id) (\($0.role ?? "?"), \($0.status ?? "?"))" }.joined(separator: ", ")
+                    + "; pass --id UUID"
+                self.init(status: .usage, message: message)
+            case .timeout:
+                self.init(status: .waitTimeout, message: message + "; wait longer with --timeout, or see 'api-user show'")
+            case .notFound, .disappeared, .disabled, .notPendingActivation:
+                self.init(status: .apiRequest, message: message)
+            }
         case let error as FireblocksAPIError:
             let status: ExitStatus = error.isAuthenticationFailure ? .apiAuthentication : (error.isServerSide ? .apiUnavailable : .apiRequest)
             self.init(status: status, message: error.description, requestID: error.requestID, httpStatus: error.status,

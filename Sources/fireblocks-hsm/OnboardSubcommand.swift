@@ -18,12 +18,21 @@ struct OnboardSubcommand: AsyncParsableCommand {
             runs at once for one key label make one key and one user (the second waits,
             up to --lock-timeout, then resumes).
 
+            After the creation, --pairing-token-out FILE issues the pairing token (0600)
+            once the user is PENDING_ACTIVATION, and --wait-until STATUS waits for the
+            user to get there (exit 12 after --timeout). --replaces OLD records that the
+            new user succeeds OLD (rotation; retire OLD in the Console afterwards).
+
             Examples:
               fireblocks-hsm onboard --token fb --key ci-bot --name ci-bot \\
                   --role SIGNER --o "Acme Corp" --cn ci-bot
               fireblocks-hsm onboard --token fb --key ci-bot --name ci-bot \\
                   --role SIGNER --o "Acme Corp" --cn ci-bot --submit --admin-key admin \\
                   --api-key "$ADMIN_API_KEY" --env sandbox
+              fireblocks-hsm onboard … --submit --pairing-token-out pairing.token \\
+                  --wait-until READY --timeout 30m
+              fireblocks-hsm onboard --token fb --key ci-bot-2026 --name ci-bot-2026 … \\
+                  --submit --replaces ci-bot
             """
     )
 
@@ -67,9 +76,26 @@ struct OnboardSubcommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Where to write the evidence bundle (default: KEY-evidence beside the CSR).", valueName: "dir"))
     var evidence: String?
 
+    @Option(help: ArgumentHelp("The API user this one succeeds (rotation): recorded in the onboarding record, the audit log and the evidence; the summary says how to retire it.", valueName: "name"))
+    var replaces: String?
+
+    @Option(name: .customLong("wait-until"), help: ArgumentHelp("After --submit, wait until the new user is PENDING_ACTIVATION, PENDING_DEVICE_PAIRING, PENDING_DEVICE_SETUP or READY (see --timeout, --interval).", valueName: "status"))
+    var waitUntil: String?
+
+    @Option(name: .customLong("pairing-token-out"), help: ArgumentHelp("After --submit, once the new user is PENDING_ACTIVATION, issue its pairing token into this file (0600).", valueName: "path"))
+    var pairingTokenOut: String?
+
+    @OptionGroup var wait: WaitOptions
+
     @OptionGroup var output: OutputOptions
 
     func validate() throws {
+        if !submit, waitUntil != nil || pairingTokenOut != nil || replaces != nil {
+            throw ValidationError("'--wait-until', '--pairing-token-out' and '--replaces' need '--submit' (they follow the API user's creation)")
+        }
+        if let waitUntil { _ = try APIUserStatus(validating: waitUntil) }
+        _ = try wait.policy()
+        if let replaces, replaces == name { throw ValidationError("'--replaces' names the user being succeeded, not the new one ('\(name)')") }
         guard KeyPolicy.supportedModulusBits.contains(bits) else {
             throw ValidationError("'--bits' must be 2048, 3072 or 4096")
         }
@@ -108,6 +134,10 @@ struct OnboardSubcommand: AsyncParsableCommand {
             submission: submission)
         request.lockTimeout = lockTimeout
         request.evidenceDirectory = evidence
+        request.replaces = replaces
+        request.waitUntil = try waitUntil.map(APIUserStatus.init(validating:))
+        request.waitPolicy = try wait.policy()
+        request.pairingTokenOut = pairingTokenOut
         let report = try await Onboarding.run(token: try token.target(profile: profile), request: request,
                                                   stateDirectory: stateDirectory, auditDirectory: audit.directory(profile: try token.loadProfile()),
                                                   observer: Console())

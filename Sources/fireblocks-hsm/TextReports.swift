@@ -127,7 +127,14 @@ extension TextReports {
         if let submission = report.submission {
             rows.append(["API user", "\(submission.name) (\(submission.role)): \(submission.result) [X-Request-ID: \(submission.requestID ?? "none")]"])
             rows.append(["Idempotency-Key", submission.idempotencyKey])
-            rows.append(["API user id", userIdentification(submission, status: report.apiUser?.status)])
+            rows.append(["API user id", report.apiUser.map { "\($0.id) (status \($0.status ?? "?"))" }
+                ?? userIdentification(submission, status: report.apiUser?.status)])
+        }
+        if let replaces = report.replaces {
+            rows.append(["Replaces", replaces + (report.replacesUserID.map { " (\($0))" } ?? "")])
+        }
+        if let file = report.pairingTokenFile {
+            rows.append(["Pairing token", "\(file) (0600, valid one hour)"])
         }
         var text = table(rows)
         text += "\nNext:\n"

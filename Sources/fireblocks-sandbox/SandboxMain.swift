@@ -1,5 +1,6 @@
 import ArgumentParser
 import DurableFiles
+import FireblocksAPI
 import FireblocksSandbox
 import Foundation
 
@@ -17,7 +18,7 @@ struct SandboxMain: AsyncParsableCommand {
               fireblocks-sandbox serve --port 8088 --trust admin.pub=$ADMIN_API_KEY:ADMIN
             """,
         version: "0.3.0",
-        subcommands: [ServeCommand.self]
+        subcommands: [ServeCommand.self, ApproveCommand.self, SetUserCommand.self]
     )
 
     /// One line on stderr and a documented exit code for every failure (docs/exit-codes.md).
@@ -32,6 +33,9 @@ struct SandboxMain: AsyncParsableCommand {
         } catch let error as SandboxError {
             Diagnostics.line("fireblocks-sandbox: error: \(error.description)")
             Foundation.exit(error.code == .file ? 3 : 2)
+        } catch let error as APIClientError {
+            Diagnostics.line("fireblocks-sandbox: error: \(error.reason)")
+            Foundation.exit(2)
         } catch let error as FileOutputError {
             Diagnostics.line("fireblocks-sandbox: error: \(error.description)")
             Foundation.exit(3)

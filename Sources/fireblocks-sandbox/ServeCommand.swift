@@ -1,5 +1,6 @@
 import DurableFiles
 import ArgumentParser
+import FireblocksAPI
 import FireblocksSandbox
 import Foundation
 
@@ -12,8 +13,12 @@ struct ServeCommand: AsyncParsableCommand {
             signature with the registered key, sub, uri, bodyHash, lifetime, expiry,
             iat, nonce reuse) and answers with the documented error shapes and an
             X-Request-ID. Implements POST/GET /v1/management/api_users, POST
-            …/{id}/pairing_token and GET /v1/workspace. Prints its base URL on stdout.
-            See docs/sandbox.md.
+            …/{id}/pairing_token, GET …/{id}/whitelist_ip_addresses and GET
+            /v1/workspace, and the API user lifecycle: a new user awaits approval
+            (--auto-approve-after, or 'fireblocks-sandbox approve'), is then
+            PENDING_ACTIVATION (--initial-status), and after a pairing token
+            PENDING_DEVICE_PAIRING, then READY (--pair-after). Prints its base URL on
+            stdout. See docs/sandbox.md.
 
             Examples:
               fireblocks-hsm key export --token fb --key admin --out admin.pub
@@ -57,16 +62,40 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(name: .customLong("clock-offset"), help: "Run the stand-in's clock this many seconds ahead (negative: behind; write --clock-offset=-120).")
     var clockOffset: Double = 0
 
+    @Option(name: .customLong("auto-approve-after"), help: ArgumentHelp("The admin quorum approves a new API user after this long (30s, 5m; default 0); 'never': only 'fireblocks-sandbox approve'. Until approved a user is not listed.", valueName: "duration|never"))
+    var autoApproveAfter = "0"
+
+    @Option(name: .customLong("initial-status"), help: ArgumentHelp("The status an approved user takes (default PENDING_ACTIVATION).", valueName: "status"))
+    var initialStatus = "PENDING_ACTIVATION"
+
+    @Option(name: .customLong("pair-after"), help: ArgumentHelp("After a pairing token, the device pairs this long later (PENDING_DEVICE_PAIRING → READY; co-signer users through PENDING_DEVICE_SETUP, twice as long).", valueName: "duration"))
+    var pairAfter = "1s"
+
+    @Option(help: ArgumentHelp("Whitelisted IPs of a user: NAME=IP,IP (repeatable; none: any IP).", valueName: "name=ips"))
+    var whitelist: [String] = []
+
     func validate() throws {
         guard !trust.isEmpty else { throw ValidationError("give at least one '--trust PUBLIC_KEY_PEM=API_KEY:ROLE'") }
         guard (0...65535).contains(port) else { throw ValidationError("'--port' must be 0 to 65535 (0: any free port)") }
     }
 
     func run() async throws {
-        let configuration = SandboxConfiguration(
+        let base = SandboxConfiguration(
             trusted: try trust.map(TrustedAPIUser.init(trustArgument:)),
             stateFile: state.map { URL(fileURLWithPath: $0) }, failFirst: failFirst, rateLimitFirst: rateLimitFirst,
             dropFirst: dropFirst, loseResponseFirst: loseResponseFirst, delay: delay, clockOffset: clockOffset)
+        var lifecycle = base
+        lifecycle.autoApproveAfter = autoApproveAfter == "never" ? nil : try DurationText.seconds(autoApproveAfter, flag: "--auto-approve-after")
+        lifecycle.initialStatus = initialStatus.uppercased()
+        lifecycle.pairAfter = try DurationText.seconds(pairAfter, flag: "--pair-after")
+        for entry in whitelist {
+            let parts = entry.split(separator: "=", maxSplits: 1).map(String.init)
+            guard parts.count == 2, !parts[0].isEmpty else { throw ValidationError("--whitelist takes NAME=IP,IP") }
+            let addresses = parts[1].split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+            guard addresses.allSatisfy({ !$0.isEmpty && $0.count <= 64 }) else { throw ValidationError("--whitelist \(parts[0]): empty address") }
+            lifecycle.whitelist[parts[0], default: []] += addresses
+        }
+        let configuration = lifecycle
         try configuration.validate()
         let service = try SandboxService(configuration: configuration)
         let server = try await SandboxServer.start(service: service, host: host, port: port, handlingSignals: true,

@@ -14,7 +14,7 @@ struct APIOptions: ParsableArguments {
     @Option(name: .customLong("base-url"), help: ArgumentHelp("API base URL instead of --env, e.g. http://127.0.0.1:8088/v1 for the offline stand-in (https required, except to loopback; env \(APIEnvironment.baseURL)).", valueName: "url"))
     var baseURL: String?
 
-    @Option(help: ArgumentHelp("Seconds to wait for each answer.", valueName: "seconds"))
+    @Option(name: .customLong("request-timeout"), help: ArgumentHelp("Seconds to wait for each answer.", valueName: "seconds"))
     var timeout: Double = 30
 
     @Option(help: ArgumentHelp("Sends in total for a request that is safe to repeat (GET, or with an Idempotency-Key), 1 to 10.", valueName: "n"))

@@ -25,7 +25,7 @@ enum APITargetResolution {
         }
         let apiKey = try apiKey(flag: apiKeyFlag, environment: environment, profile: profile)
         guard timeout > 0, timeout <= 600 else {
-            throw APIClientError(.badInput, "--timeout must be 1 to 600 seconds")
+            throw APIClientError(.badInput, "--request-timeout must be 1 to 600 seconds")
         }
         guard (1...10).contains(maximumAttempts) else {
             throw APIClientError(.badInput, "--attempts must be 1 to 10")
