@@ -15,3 +15,6 @@ extension AuditShowCommand: JSONReporting { var wantsJSON: Bool { output.json } 
 extension AuditVerifyCommand: JSONReporting { var wantsJSON: Bool { output.json } }
 extension BenchSignCommand: JSONReporting { var wantsJSON: Bool { json } }
 extension BenchProxyCommand: JSONReporting { var wantsJSON: Bool { json } }
+extension APIUserShowCommand: JSONReporting { var wantsJSON: Bool { output.json } }
+extension APIUserWaitCommand: JSONReporting { var wantsJSON: Bool { output.json } }
+extension APIUserPairingTokenCommand: JSONReporting { var wantsJSON: Bool { json } }
