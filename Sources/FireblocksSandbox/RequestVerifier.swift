@@ -21,11 +21,14 @@ struct RequestVerifier {
 
     /// Code assignments for failures the API documentation does not number are documented in
     /// docs/sandbox.md.
-    func verify(_ request: SandboxRequest, now: Date, seenNonce: (String) -> Bool) -> Result<(TrustedAPIUser, RequestClaims), AuthenticationFailure> {
+    /// - Parameter created: the created users that may call too (approved, READY, enabled), with
+    ///   the public keys of their CSRs.
+    func verify(_ request: SandboxRequest, now: Date, created: [TrustedAPIUser] = [],
+                seenNonce: (String) -> Bool) -> Result<(TrustedAPIUser, RequestClaims), AuthenticationFailure> {
         guard let apiKey = request.headers["x-api-key"], !apiKey.isEmpty else {
             return .failure(AuthenticationFailure(code: -7, message: "Unauthorized: X-API-Key header missing"))
         }
-        guard let user = configuration.trusted.first(where: { $0.apiKey == apiKey }) else {
+        guard let user = configuration.trusted.first(where: { $0.apiKey == apiKey }) ?? created.first(where: { $0.apiKey == apiKey }) else {
             return .failure(AuthenticationFailure(code: -7, message: "Unauthorized: unknown API key"))
         }
         guard let authorization = request.headers["authorization"], authorization.hasPrefix("Bearer ") else {

@@ -82,8 +82,23 @@ public final class SandboxService: Sendable {
             state.received += 1
             if state.received <= configuration.dropFirst { return .drop }
 
+            // Changes made to the state file from outside (an approval), then the lifecycle's clock.
+            if let file = configuration.stateFile, Self.stamp(file) != state.stateFileStamp,
+               let reloaded = try? SandboxState.load(from: file) {
+                state.persistent = reloaded
+                state.stateFileStamp = Self.stamp(file)
+            }
+            if state.persistent.advance(now: now, pairAfter: configuration.pairAfter) {
+                persist(&state)
+            }
+            // A created user that is READY (and enabled) signs its own requests, with its CSR's key.
+            let ready = state.persistent.users.filter { $0.isVisible && $0.enabled && $0.status == "READY" }.compactMap { user -> TrustedAPIUser? in
+                guard let csr = try? CertificateSigningRequest(pemEncoded: user.csrPem),
+                      let pem = try? csr.publicKey.serializeAsPEM().pemString else { return nil }
+                return try? TrustedAPIUser(apiKey: user.id, role: APIUserRole(rawValue: user.role) ?? .VIEWER, publicKeyPEM: pem, name: user.name)
+            }
             let verifier = RequestVerifier(configuration: configuration)
-            let verified = verifier.verify(request, now: now) { nonce in state.nonces[nonce] != nil }
+            let verified = verifier.verify(request, now: now, created: ready) { nonce in state.nonces[nonce] != nil }
             let user: TrustedAPIUser
             switch verified {
             case .failure(let failure):
@@ -100,15 +115,6 @@ public final class SandboxService: Sendable {
             }
             if state.authenticated <= configuration.rateLimitFirst + configuration.failFirst {
                 return Self.errorResponse(503, "INTERNAL", "Service unavailable (stand-in --fail-first)", requestID: requestID, now: now)
-            }
-            // Changes made to the state file from outside (an approval), then the lifecycle's clock.
-            if let file = configuration.stateFile, Self.stamp(file) != state.stateFileStamp,
-               let reloaded = try? SandboxState.load(from: file) {
-                state.persistent = reloaded
-                state.stateFileStamp = Self.stamp(file)
-            }
-            if state.persistent.advance(now: now, pairAfter: configuration.pairAfter) {
-                persist(&state)
             }
             let before = state.persistent
             let reply = route(request, caller: user, state: &state.persistent, requestID: requestID, now: now)

@@ -166,6 +166,11 @@ struct CLILifecycleTests {
         #expect((report["replacesUserID"] as? String)?.isEmpty == false)
         #expect((report["nextSteps"] as? [String])?.contains { $0.contains("retire 'old-bot'") && $0.contains("Console") } == true)
         #expect((try FileManager.default.attributesOfItem(atPath: cli.files + "/new.token")[.posixPermissions] as? Int) == 0o600)
+        // READY means usable: the new user signs its own requests with its key on the token.
+        let newID = try #require((report["apiUser"] as? [String: Any])?["id"] as? String)
+        let own = try cli.runOnToken(["request", "GET", "/v1/workspace", "--key", "new", "--api-key", newID,
+                                      "--base-url", api[api.firstIndex(of: "--base-url")! + 1]])
+        #expect(own.status == 0, "\(own.standardError)")
 
         // Recorded in the onboarding record, the audit log and the evidence bundle.
         let records = try String(contentsOfFile: cli.directory.path + "/state/onboarding.json", encoding: .utf8)
