@@ -75,6 +75,9 @@ public struct ProxyConfiguration: Sendable {
     public var checkpointInterval: Duration = .seconds(30)
     /// `exp - iat` of the JWTs.
     public var jwtLifetime = RequestTokenIssuer.maximumLifetime
+    /// Shift `iat`/`exp` by the clock offset measured from Fireblocks' `Date` headers, when it
+    /// is beyond a few seconds.
+    public var compensateClockSkew = true
     /// How long an upstream exchange may take (connect, send, the answer's head).
     public var upstreamTimeout: Duration = .seconds(60)
     /// How long a health check's test signature is trusted.

@@ -104,7 +104,8 @@ struct ProxyResponder: HTTPResponder {
         // Recorded (and on disk) before anything is forwarded: a request whose record cannot be
         // written is refused. The record and the token's signature are made at the same time
         // (the fdatasync hides behind C_Sign); a JWT whose record failed is thrown away unsent.
-        let claims = issuer.claims(uri: uri, body: body, issuedAt: Int(Date().timeIntervalSince1970),
+        // iat on Fireblocks' clock when this host's is measurably off (from the last Date header).
+        let claims = issuer.claims(uri: uri, body: body, issuedAt: Int(Date().addingTimeInterval(configuration.compensateClockSkew ? health.clockCompensation : 0).timeIntervalSince1970),
                                    nonce: UUID().uuidString.lowercased())
         let entry = AuditEntry(event: "proxy.request", facts: [
             "method": .string(method), "uri": .string(uri), "client": .string(client), "allowed": .bool(true),
@@ -322,6 +323,10 @@ final class HealthCheck: Sendable {
     }
 
     var clockOffset: Double? { skew.lastOffset }
+
+    /// Seconds to add to this host's clock for a JWT's iat: the measured offset when it is
+    /// beyond the threshold (Date has one-second resolution), else none.
+    var clockCompensation: Double { skew.significantOffset ?? 0 }
 }
 
 /// The proxy's metrics (swift-metrics into its own Prometheus registry), and the text of

@@ -99,6 +99,7 @@ struct ServeCommand: AsyncParsableCommand {
         configuration.checkpointEvery = checkpointEvery
         configuration.checkpointInterval = .seconds(checkpointInterval)
         configuration.jwtLifetime = target.jwtLifetime
+        configuration.compensateClockSkew = !api.noClockSkewCompensation
         configuration.upstreamTimeout = .milliseconds(Int64(max(1, min(api.timeout, 3600)) * 1000))
 
         let proxy = try await SigningProxy.start(
