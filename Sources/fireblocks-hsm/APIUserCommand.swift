@@ -235,7 +235,8 @@ struct APIUserWaitCommand: AsyncParsableCommand {
             Examples:
               fireblocks-hsm api-user wait ci-bot --until READY --timeout 30m \\
                   --token fb --key admin --api-key "$ADMIN_API_KEY" --env sandbox
-              fireblocks-hsm api-user wait --id 0b9f…-… --until PENDING_ACTIVATION --interval 5s …
+              fireblocks-hsm api-user wait --id 0b9f…-… --until PENDING_ACTIVATION \\
+                  --interval 5s …
             """
     )
 

@@ -23,7 +23,8 @@ struct BenchSignCommand: AsyncParsableCommand {
             ci/bench runs this beside a C loop over the same token and key.
 
             Examples:
-              fireblocks-hsm bench sign --token fb --key trading-bot --duration 10 --workers 2
+              fireblocks-hsm bench sign --token fb --key trading-bot \\
+                  --duration 10 --workers 2
               fireblocks-hsm bench sign --token fb --key trading-bot --json
             """
     )
