@@ -44,8 +44,9 @@ struct FireblocksHSMCommand: AsyncParsableCommand {
             if exitCode(for: error) == .success { exit(withError: error) }
             usageFailure(error, arguments: arguments, json: arguments.contains("--json"))
         }
-        // Asked of a second parse: the parsed command itself is handed to run().
-        let json = ((try? parseAsRoot(arguments)) as? any JSONReporting)?.wantsJSON ?? false
+        // Asked of the parsed command (a second parse would cost a second walk of the command
+        // tree by reflection: measurable in every one-shot command's start-up).
+        let json = (command as? any JSONReporting)?.wantsJSON ?? false
         do {
             if var asyncCommand = command as? any AsyncParsableCommand {
                 try await asyncCommand.run()
