@@ -49,6 +49,9 @@ struct ProxyResponder: HTTPResponder {
         "connection", "keep-alive", "proxy-connection", "proxy-authorization", "proxy-authenticate", "te", "trailer",
         "transfer-encoding", "upgrade", "host", "content-length", "expect", "x-api-key", "authorization",
     ]
+    /// Answers up to this size (with a Content-Length) are sent back in one write.
+    static let bufferedAnswerLimit = 64 << 10
+
     /// Response headers not relayed (hop-by-hop; the length is set from the body).
     static let droppedResponseHeaders: Set<String> = [
         "connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade",
@@ -179,10 +182,22 @@ struct ProxyResponder: HTTPResponder {
                 headers.append(HTTPField(name: fieldName, value: value))
             }
         }
-        let answerBody = answer.body
-        let response = Response(status: HTTPResponse.Status(code: status), headers: headers,
-                                body: ResponseBody(asyncSequence: answerBody))
-        return finish(response, route: rule.description, started: started)
+        // A small answer of known length goes back in one write (the bytes are the same); a
+        // large or unsized one is streamed as it arrives.
+        let answerBody: ResponseBody
+        if let length = answer.headers.first(name: "Content-Length").flatMap(Int.init), (0...Self.bufferedAnswerLimit).contains(length) {
+            do {
+                answerBody = ResponseBody(byteBuffer: try await answer.body.collect(upTo: length))
+            } catch {
+                logger.warning("the upstream answer broke off", metadata: ["error": "\(error)", "uri": "\(uri)"])
+                return finish(Self.errorResponse(502, "the answer from \(configuration.upstream.host) broke off: \(error)"),
+                              route: rule.description, started: started)
+            }
+        } else {
+            answerBody = ResponseBody(asyncSequence: answer.body)
+        }
+        return finish(Response(status: HTTPResponse.Status(code: status), headers: headers, body: answerBody),
+                      route: rule.description, started: started)
     }
 
     // MARK: Outcomes
@@ -345,11 +360,21 @@ final class ProxyMetrics: Sendable {
         self.poolSize.record(poolSize)
     }
 
+    /// The metric objects per route and status, made once (routes are the allowlist's, so few).
+    private let byRoute = Mutex<[String: (requests: [Int: CoreMetrics.Counter], duration: CoreMetrics.Timer)]>([:])
+
     func request(route: String, status: Int, duration: Duration) {
-        CoreMetrics.Counter(label: "fireblocks_hsm_proxy_requests_total", dimensions: [("route", route), ("status", "\(status)")], factory: factory)
-            .increment()
-        CoreMetrics.Timer(label: "fireblocks_hsm_proxy_request_duration_seconds", dimensions: [("route", route)], factory: factory)
-            .recordNanoseconds(duration.nanoseconds)
+        let (counter, timer) = byRoute.withLock { table -> (CoreMetrics.Counter, CoreMetrics.Timer) in
+            var entry = table[route] ?? ([:], CoreMetrics.Timer(label: "fireblocks_hsm_proxy_request_duration_seconds",
+                                                                dimensions: [("route", route)], factory: factory))
+            let counter = entry.requests[status] ?? CoreMetrics.Counter(label: "fireblocks_hsm_proxy_requests_total",
+                                                                        dimensions: [("route", route), ("status", "\(status)")], factory: factory)
+            entry.requests[status] = counter
+            table[route] = entry
+            return (counter, entry.duration)
+        }
+        counter.increment()
+        timer.recordNanoseconds(duration.nanoseconds)
     }
 
     func exposition(pool: SigningPool) -> [UInt8] {
