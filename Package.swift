@@ -99,7 +99,7 @@ let package = Package(
         ),
         .target(
             name: "AuditTrail",
-            dependencies: ["TransparencyLog", "DurableFiles"]
+            dependencies: ["TransparencyLog", "DurableFiles", "HexEncoding"]
         ),
         .target(
             name: "FireblocksAPI",

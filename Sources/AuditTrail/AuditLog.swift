@@ -1,5 +1,6 @@
 import DurableFiles
 import Foundation
+import HexEncoding
 import TransparencyLog
 
 /// One token's audit log: `<serial>.jsonl` (one JSON record per line; line *i* is Merkle leaf
@@ -37,25 +38,108 @@ public struct AuditLog: Sendable {
     /// Appends the entries and, still holding the lock, hands the new tree size and root to
     /// `seal` (which signs and anchors a checkpoint): checkpoints are then made in the order of
     /// the log, never an older one after a newer.
+    ///
+    /// The tree's right frontier is cached beside the log (`<serial>.tree`), so an append reads
+    /// only the records added since the last one (by any process) instead of the whole log. The
+    /// cache is used only while it still fits: its tree is the one `<serial>.checkpoint` was
+    /// signed over, its offset ends a line, and that line hashes as it recorded. Otherwise the
+    /// whole log is read (and the cache made again). It gives an attacker who can write the log
+    /// nothing more: forging it means forging the signed checkpoint too.
     public func append<R>(_ entries: [AuditEntry], now: Date = Date(), seal: ((size: Int, root: [UInt8])) throws -> R) throws -> R {
         try AtomicFile.makePrivateDirectory(directory.path)
         let lock = try FileLock.acquire(logPath + ".lock", timeout: 30, note: "pid \(getpid()): audit append")
         defer { lock.release() }
-        let existing = try Self.readLines(logPath)
-        if existing.torn { throw AuditError(.tornTail, "\(logPath) ends in a torn record (an append was interrupted); run 'audit verify' to see it, then repair it deliberately") }
-        var lines = existing.lines
+        var (range, offset, lastLeaf) = try currentFrontier()
         var appended: [UInt8] = []
         let time = AuditRecord.timestamp(now)
         for entry in entries {
-            let record = AuditRecord(seq: lines.count, time: time, actor: .current, tool: tool, event: entry.event,
+            let record = AuditRecord(seq: range.size, time: time, actor: .current, tool: tool, event: entry.event,
                                      outcome: entry.outcome, token: token, facts: entry.facts)
             let line = try record.line()
-            lines.append(line)
+            lastLeaf = MerkleTree.leafHash(line)
+            range.append(leafHash: lastLeaf)
             appended += line + [0x0A]
         }
         try Self.appendDurably(appended, to: logPath)
-        let hashes = lines.map { MerkleTree.leafHash($0) }
-        return try seal((lines.count, MerkleTree.root(hashes[...])))
+        offset += appended.count
+        let result = try seal((range.size, range.root))
+        TreeCache(size: range.size, offset: offset, lastLeafHash: hex(lastLeaf), frontier: range.hashes.map(hex)).save(to: treePath)
+        return result
+    }
+
+    /// `<serial>.tree`: the cached frontier.
+    var treePath: String { directory.appendingPathComponent("\(Self.safeName(token.serial)).tree").path }
+
+    /// The frontier over the whole log, the byte offset of its end and the last leaf hash: from
+    /// the cache plus the lines after it, or from the whole log. Refuses a torn tail.
+    private func currentFrontier() throws -> (MerkleTree.CompactRange, Int, [UInt8]) {
+        let tornMessage = "\(logPath) ends in a torn record (an append was interrupted); run 'audit verify' to see it, then repair it deliberately"
+        if let cache = TreeCache.load(from: treePath), let range = cache.range, matchesLatestCheckpoint(range),
+           let tail = Self.readTail(logPath, after: cache.offset, lastLeafHash: cache.lastLeafHash) {
+            if tail.torn { throw AuditError(.tornTail, tornMessage) }
+            var extended = range
+            var last = cache.lastLeafHash.flatMap { bytes(fromHex: $0) } ?? []
+            for line in tail.lines {
+                last = MerkleTree.leafHash(line)
+                extended.append(leafHash: last)
+            }
+            return (extended, tail.end, last)
+        }
+        let existing = try Self.readLines(logPath)
+        if existing.torn { throw AuditError(.tornTail, tornMessage) }
+        let hashes = existing.lines.map { MerkleTree.leafHash($0) }
+        let end = existing.lines.reduce(0) { $0 + $1.count + 1 }
+        return (MerkleTree.CompactRange(leafHashes: hashes), end, hashes.last ?? [])
+    }
+
+    /// True when `<serial>.checkpoint` is over exactly this tree (size and root): a cached
+    /// frontier is used only if it is the one the last checkpoint was signed over, so a cache
+    /// damaged at rest never becomes a signed root.
+    private func matchesLatestCheckpoint(_ range: MerkleTree.CompactRange) -> Bool {
+        guard let data = FileManager.default.contents(atPath: checkpointPath),
+              let note = try? SignedNote(parsing: String(decoding: data, as: UTF8.self)),
+              let checkpoint = try? Checkpoint(noteText: note.text) else { return false }
+        return checkpoint.treeSize == range.size && checkpoint.rootHash == range.root
+    }
+
+    /// The complete lines after byte `offset`, if the cache's offset still fits the file: it
+    /// ends a line (or is 0), and that line's leaf hash is `lastLeafHash`. Nil: read everything.
+    static func readTail(_ path: String, after offset: Int, lastLeafHash: String?) -> (lines: [[UInt8]], torn: Bool, end: Int)? {
+        let descriptor = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
+        guard descriptor >= 0 else { return nil }
+        defer { close(descriptor) }
+        var status = stat()
+        guard fstat(descriptor, &status) == 0, (status.st_mode & S_IFMT) == S_IFREG else { return nil }
+        let size = Int(status.st_size)
+        guard offset >= 0, offset <= size else { return nil }
+        func read(_ start: Int, _ count: Int) -> [UInt8]? {
+            var bytes = [UInt8](repeating: 0, count: count)
+            var done = 0
+            while done < count {
+                let got = bytes.withUnsafeMutableBytes { raw -> Int in
+                    guard let base = raw.baseAddress else { return 0 }
+                    return pread(descriptor, base + done, count - done, off_t(start + done))
+                }
+                if got < 0, errno == EINTR { continue }
+                guard got > 0 else { return nil }
+                done += got
+            }
+            return bytes
+        }
+        if offset > 0 {
+            // The line that ends at `offset` must be the one the cache last saw.
+            let window = min(offset, 1 << 20)
+            guard let before = read(offset - window, window), before.last == 0x0A, let expected = lastLeafHash else { return nil }
+            let body = before.dropLast()
+            guard let start = body.lastIndex(of: 0x0A).map({ $0 + 1 }) ?? (window == offset ? body.startIndex : nil) else { return nil }
+            guard hex(MerkleTree.leafHash(Array(body[start...]))) == expected else { return nil }
+        }
+        guard let rest = read(offset, size - offset) else { return nil }
+        if rest.isEmpty { return ([], false, offset) }
+        var lines = rest.split(separator: 0x0A, omittingEmptySubsequences: false).map(Array.init)
+        let torn = rest.last != 0x0A
+        lines.removeLast()
+        return (lines, torn, offset + rest.count)
     }
 
     /// The log's records as they are on disk, checked: every line a record whose `seq` is its
@@ -196,5 +280,36 @@ extension AuditLog {
             }
             return (hashes.count, MerkleTree.root(hashes[...]))
         }
+    }
+}
+
+/// The cached right frontier of a log (`<serial>.tree`, 0600): a cache, never a source of truth.
+struct TreeCache: Codable {
+    let size: Int
+    let offset: Int
+    let lastLeafHash: String?
+    let frontier: [String]
+
+    var range: MerkleTree.CompactRange? {
+        let hashes = frontier.compactMap { bytes(fromHex: $0) }
+        guard hashes.count == frontier.count else { return nil }
+        return MerkleTree.CompactRange(size: size, hashes: hashes)
+    }
+
+    static func load(from path: String) -> TreeCache? {
+        guard let data = FileManager.default.contents(atPath: path) else { return nil }
+        return try? JSONDecoder().decode(TreeCache.self, from: data)
+    }
+
+    /// Written without fsync: losing it only costs the next append a full read.
+    func save(to path: String) {
+        guard let data = try? JSONEncoder().encode(self) else { return }
+        let temporary = path + ".tmp-\(getpid())"
+        unlink(temporary)
+        let descriptor = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0o600)
+        guard descriptor >= 0 else { return }
+        let written = data.withUnsafeBytes { write(descriptor, $0.baseAddress, $0.count) }
+        close(descriptor)
+        if written == data.count { rename(temporary, path) } else { unlink(temporary) }
     }
 }

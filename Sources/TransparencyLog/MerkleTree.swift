@@ -139,3 +139,55 @@ public enum MerkleTree {
         return k
     }
 }
+
+extension MerkleTree {
+    /// The right frontier of a tree: the roots of its perfect subtrees, one per set bit of its
+    /// size, largest (leftmost) first. Enough to append leaves and to compute MTH of the whole
+    /// tree without the leaves themselves (what an append-only log needs to stay O(1) per record).
+    public struct CompactRange: Sendable, Equatable {
+        /// Leaves in the tree.
+        public private(set) var size: Int
+        /// The perfect subtrees' roots, leftmost first.
+        public private(set) var hashes: [Hash]
+
+        /// The empty tree.
+        public init() {
+            size = 0
+            hashes = []
+        }
+
+        /// A frontier as stored; nil unless there is one hash per set bit of `size`, each 32 bytes.
+        public init?(size: Int, hashes: [Hash]) {
+            guard size >= 0, hashes.count == size.nonzeroBitCount, hashes.allSatisfy({ $0.count == 32 }) else { return nil }
+            self.size = size
+            self.hashes = hashes
+        }
+
+        /// The frontier of the tree over these leaf hashes.
+        public init(leafHashes: some Sequence<Hash>) {
+            self.init()
+            for hash in leafHashes { append(leafHash: hash) }
+        }
+
+        /// Adds a leaf (its leaf hash) on the right.
+        public mutating func append(leafHash: Hash) {
+            var hash = leafHash
+            var carried = size
+            // Each trailing one bit of the size is a perfect subtree of the new one's size: merge.
+            while carried & 1 == 1, let left = hashes.popLast() {
+                hash = MerkleTree.nodeHash(left, hash)
+                carried >>= 1
+            }
+            hashes.append(hash)
+            size += 1
+        }
+
+        /// MTH over every leaf appended: the subtrees folded from the right, as RFC 6962's split
+        /// at the largest power of two gives.
+        public var root: Hash {
+            guard var hash = hashes.last else { return Array(SHA256.hash(data: [UInt8]())) }
+            for left in hashes.dropLast().reversed() { hash = MerkleTree.nodeHash(left, hash) }
+            return hash
+        }
+    }
+}

@@ -1,0 +1,91 @@
+import AuditTrail
+import DurableFiles
+import Foundation
+import Testing
+import TransparencyLog
+
+/// Appends read only what is new, thanks to the cached frontier, and the cache is never
+/// trusted beyond the last signed checkpoint.
+@Suite("Audit log: the cached frontier")
+struct TreeCacheTests {
+    private let origin = "fireblocks-hsm/0123456789abcdef/audit"
+
+    private func log() -> AuditLog {
+        AuditLog(directory: FileManager.default.temporaryDirectory.appendingPathComponent("tree-\(UUID())"),
+                 token: .init(serial: "0123456789abcdef", label: "fb"), tool: .init(name: "fireblocks-hsm", version: "test"))
+    }
+
+    /// What AuditService does: a checkpoint file over the new tree (the signature is not what
+    /// this test is about).
+    private func appendSealed(_ log: AuditLog, _ names: [String]) throws -> (size: Int, root: [UInt8]) {
+        try log.append(names.map { AuditEntry(event: "proxy.request", facts: ["path": .string($0)]) }) { tree in
+            let checkpoint = try Checkpoint(origin: origin, treeSize: tree.size, rootHash: tree.root)
+            let note = try SignedNote(text: checkpoint.noteText, signatures: [.init(name: origin, keyID: [1, 2, 3, 4], signature: [5, 6])])
+            try AtomicFile.write(Array(note.formatted.utf8), to: log.checkpointPath, overwrite: true, mode: 0o600)
+            return tree
+        }
+    }
+
+    private func fullRoot(_ log: AuditLog) throws -> (size: Int, root: [UInt8]) {
+        guard case .intact(let hashes) = try log.verify() else { throw AuditError(.inconsistent, "damaged") }
+        return (hashes.count, MerkleTree.root(hashes[...]))
+    }
+
+    @Test func appendsAfterTheCacheAndBesideAnotherWriterGiveTheFullRoot() throws {
+        let log = log()
+        defer { try? FileManager.default.removeItem(at: log.directory) }
+        _ = try appendSealed(log, ["a", "b", "c"])
+        #expect(FileManager.default.fileExists(atPath: log.directory.appendingPathComponent("0123456789abcdef.tree").path))
+        let second = try appendSealed(log, ["d"])
+        #expect(second.size == 4)
+        #expect(second.root == (try fullRoot(log)).root)
+        // The proxy appends without touching the cache; the next one-shot append reads just that.
+        try AuditAppender(log: log).append([AuditEntry(event: "proxy.response", facts: [:])])
+        let third = try appendSealed(log, ["e", "f"])
+        #expect(third.size == 7)
+        #expect(third.root == (try fullRoot(log)).root)
+    }
+
+    @Test func aDamagedCacheIsNotTrustedAndNeverBecomesASignedRoot() throws {
+        let log = log()
+        defer { try? FileManager.default.removeItem(at: log.directory) }
+        _ = try appendSealed(log, ["a", "b", "c"])
+        let cache = log.directory.appendingPathComponent("0123456789abcdef.tree").path
+        var text = try String(contentsOfFile: cache, encoding: .utf8)
+        // One frontier hash changed: it no longer matches the last checkpoint's root.
+        if let range = text.range(of: #"frontier":[""#) {
+            let at = text.index(range.upperBound, offsetBy: 3)
+            text.replaceSubrange(at...at, with: text[at] == "0" ? "1" : "0")
+        }
+        try text.write(toFile: cache, atomically: true, encoding: .utf8)
+        let next = try appendSealed(log, ["d"])
+        #expect(next.root == (try fullRoot(log)).root)
+    }
+
+    @Test func anEditBeforeTheCachedEndIsCaughtByTheNextCheckpoint() throws {
+        let log = log()
+        defer { try? FileManager.default.removeItem(at: log.directory) }
+        _ = try appendSealed(log, ["a", "b", "c"])
+        // An edit of an earlier record (same length, so the offsets still fit).
+        var lines = try String(contentsOfFile: log.logPath, encoding: .utf8).split(separator: "\n").map(String.init)
+        lines[0] = lines[0].replacingOccurrences(of: "\"a\"", with: "\"x\"")
+        try (lines.joined(separator: "\n") + "\n").write(toFile: log.logPath, atomically: true, encoding: .utf8)
+        let next = try appendSealed(log, ["d"])
+        // The checkpoint is over the history as it was, so the edited file no longer matches it.
+        #expect(next.root != (try fullRoot(log)).root)
+        #expect(throws: AuditError(.inconsistent, "")) {
+            try log.verify(against: try Checkpoint(origin: origin, treeSize: next.size, rootHash: next.root))
+        }
+    }
+
+    @Test func aTornTailIsStillRefusedWithACache() throws {
+        let log = log()
+        defer { try? FileManager.default.removeItem(at: log.directory) }
+        _ = try appendSealed(log, ["a"])
+        let handle = try #require(FileHandle(forWritingAtPath: log.logPath))
+        handle.seekToEndOfFile()
+        handle.write(Data("{\"seq\":1,".utf8))
+        try handle.close()
+        #expect(throws: AuditError(.tornTail, "")) { try appendSealed(log, ["b"]) }
+    }
+}
