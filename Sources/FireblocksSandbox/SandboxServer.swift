@@ -78,13 +78,13 @@ public final class SandboxServer: Sendable {
         let deadline = TimeAmount.milliseconds(Int64((limits.requestTimeout + service.configuration.delay) * 1000))
         var logger = Logger(label: "fireblocks-sandbox")
         logger.logLevel = .critical
-        let bound = BoundPort()
+        let bound = BoundAddress()
         let application = Application(
             responder: SandboxResponder(service: service, maximumBodySize: limits.maximumBodySize, log: log),
             server: .http1(configuration: HTTP1Channel.Configuration(
                 additionalChannelHandlers: [ConnectionPolicy(connections: connections, deadline: deadline, log: log)])),
             configuration: ApplicationConfiguration(address: .hostname(bindHost, port: port), serverName: "fireblocks-hsm-sandbox"),
-            onServerRunning: { channel in bound.set(channel.localAddress?.port) },
+            onServerRunning: { channel in bound.set(channel.localAddress) },
             logger: logger)
         let group = ServiceGroup(configuration: ServiceGroupConfiguration(
             services: [application], gracefulShutdownSignals: handlingSignals ? [.sigterm, .sigint] : [], logger: logger))
@@ -98,17 +98,13 @@ public final class SandboxServer: Sendable {
         }
 
         // Wait for the bind (or the failure to bind).
-        for _ in 0..<500 {
-            if let port = bound.value {
-                return SandboxServer(group: group, running: running, host: bindHost, port: port)
-            }
-            if let failure = bound.failure {
-                throw SandboxError(.listen, "cannot listen on \(host):\(port): \(failure)")
-            }
-            try? await Task.sleep(for: .milliseconds(10))
+        switch await bound.wait() {
+        case .success(let address):
+            return SandboxServer(group: group, running: running, host: bindHost, port: address.port ?? port)
+        case .failure(let failure):
+            await group.triggerGracefulShutdown()
+            throw SandboxError(.listen, "cannot listen on \(host):\(port): \(failure.reason)")
         }
-        await group.triggerGracefulShutdown()
-        throw SandboxError(.listen, "cannot listen on \(host):\(port): no socket after 5 s")
     }
 
     /// `http://host:port/v1`.
@@ -127,15 +123,6 @@ public final class SandboxServer: Sendable {
     public func waitUntilClosed() async throws {
         try await running.value
     }
-}
-
-/// The port the server bound, once it has; or why it could not.
-private final class BoundPort: Sendable {
-    private let state = Mutex<(port: Int?, failure: String?)>((nil, nil))
-    func set(_ value: Int?) { state.withLock { $0.port = value } }
-    func fail(_ error: any Error) { state.withLock { $0.failure = "\(error)" } }
-    var value: Int? { state.withLock { $0.port } }
-    var failure: String? { state.withLock { $0.failure } }
 }
 
 /// The request context: Hummingbird's, plus the connection (to drop it without an answer).

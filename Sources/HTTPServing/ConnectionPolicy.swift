@@ -101,3 +101,36 @@ public final class ConnectionPolicy: ChannelDuplexHandler, RemovableChannelHandl
         timer = context.eventLoop.scheduleTask(in: deadline) { channel.close(promise: nil) }
     }
 }
+
+/// The address a server bound, once it has, or why it could not: set from Hummingbird's
+/// `onServerRunning` and the service group's failure, waited for by whoever started it.
+public final class BoundAddress: Sendable {
+    private let state = Mutex<(address: SocketAddress?, failure: String?)>((nil, nil))
+
+    /// Nothing bound yet.
+    public init() {}
+
+    /// The server is running on `address`.
+    public func set(_ address: SocketAddress?) { state.withLock { $0.address = address ?? $0.address } }
+
+    /// The server failed (to bind, or later).
+    public func fail(_ error: any Error) { state.withLock { $0.failure = "\(error)" } }
+
+    /// Waits up to `timeout` for the bind: the address, or why there is none.
+    public func wait(timeout: Duration = .seconds(30)) async -> Result<SocketAddress, BindFailure> {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            let (address, failure) = state.withLock { ($0.address, $0.failure) }
+            if let address { return .success(address) }
+            if let failure { return .failure(BindFailure(reason: failure)) }
+            try? await Task.sleep(for: .milliseconds(10))
+        }
+        return .failure(BindFailure(reason: "no socket after \(timeout)"))
+    }
+
+    /// Why a server has no address.
+    public struct BindFailure: Error, Sendable {
+        /// Why.
+        public let reason: String
+    }
+}

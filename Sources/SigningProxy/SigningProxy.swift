@@ -121,31 +121,26 @@ public final class SigningProxy: Sendable {
             logger.info("proxy stopped", metadata: ["audit.records": "\(auditor.status.records)"])
         }
 
-        for _ in 0..<500 {
-            if let local = bound.value {
-                let address: ListenAddress
-                switch configuration.listen {
-                case .unix(let path):
-                    chmod(path, 0o600)
-                    address = .unix(path: path)
-                case .loopback(let host, _):
-                    address = .loopback(host: host, port: local.port ?? 0)
-                }
-                logger.info("proxy listening", metadata: [
-                    "listen": "\(address)", "upstream": "\(configuration.upstream)", "key": "\(pair.label)",
-                    "pool.size": "\(pool.size)", "allow": "\(configuration.rules.map(\.description))",
-                ])
-                return SigningProxy(address: address, pool: pool, group: group, running: running, finished: finished)
+        switch await bound.wait() {
+        case .success(let local):
+            let address: ListenAddress
+            switch configuration.listen {
+            case .unix(let path):
+                chmod(path, 0o600)
+                address = .unix(path: path)
+            case .loopback(let host, _):
+                address = .loopback(host: host, port: local.port ?? 0)
             }
-            if let failure = bound.failure {
-                await finished.value
-                throw ProxyConfigurationError("cannot listen on \(configuration.listen): \(failure)")
-            }
-            try? await Task.sleep(for: .milliseconds(10))
+            logger.info("proxy listening", metadata: [
+                "listen": "\(address)", "upstream": "\(configuration.upstream)", "key": "\(pair.label)",
+                "pool.size": "\(pool.size)", "allow": "\(configuration.rules.map(\.description))",
+            ])
+            return SigningProxy(address: address, pool: pool, group: group, running: running, finished: finished)
+        case .failure(let failure):
+            await group.triggerGracefulShutdown()
+            await finished.value
+            throw ProxyConfigurationError("cannot listen on \(configuration.listen): \(failure.reason)")
         }
-        await group.triggerGracefulShutdown()
-        await finished.value
-        throw ProxyConfigurationError("cannot listen on \(configuration.listen): no socket after 5 s")
     }
 
     /// Stops accepting, lets requests in flight finish, writes the final record and checkpoint.
@@ -175,15 +170,6 @@ private struct CheckpointTimer: Service {
     private func gracefulShutdownAware(_ body: @escaping @Sendable () async throws -> Void) async throws {
         try await cancelWhenGracefulShutdown { try await body() }
     }
-}
-
-/// The address the server bound, once it has; or why it could not.
-private final class BoundAddress: Sendable {
-    private let state = Mutex<(address: SocketAddress?, failure: String?)>((nil, nil))
-    func set(_ value: SocketAddress?) { state.withLock { $0.address = value ?? $0.address } }
-    func fail(_ error: any Error) { state.withLock { $0.failure = "\(error)" } }
-    var value: SocketAddress? { state.withLock { $0.address } }
-    var failure: String? { state.withLock { $0.failure } }
 }
 
 /// A unix socket's place: its directory 0700 and this user's (made if missing), and no live

@@ -114,16 +114,9 @@ struct CLIEndToEndTests {
         defer { cli.remove() }
         #expect(try cli.runOnToken(["key", "generate", "--key", "k", "--bits", "2048"]).status == 0)
 
-        let socket = cli.directory.path + "/p11kit.sock"
-        let server = Process()
-        server.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        server.arguments = ["p11-kit", "server", "-f", "--provider", SoftHSM.modulePath, "-n", socket, "pkcs11:token=remote"]
-        server.environment = cli.environment()
-        server.standardOutput = FileHandle.nullDevice
-        server.standardError = FileHandle.nullDevice
-        try server.run()
-        defer { server.terminate(); server.waitUntilExit() }
-        for _ in 0..<50 where !FileManager.default.fileExists(atPath: socket) { usleep(100_000) }
+        let server = try P11Kit.Server(cli: cli, token: "remote")
+        defer { server.stop() }
+        let socket = server.socket
 
         // The client side sees the token only through the socket: no SoftHSM configuration.
         let client = try #require(P11Kit.clientModule)
@@ -146,4 +139,26 @@ enum P11Kit {
                           "/usr/lib/pkcs11/p11-kit-client.so"]
         return candidates.first { FileManager.default.fileExists(atPath: $0) }
     }()
+
+    /// `p11-kit server` exporting one SoftHSM token of `cli` on a unix socket.
+    final class Server {
+        let socket: String
+        private let process = Process()
+
+        init(cli: CLIHarness, token: String) throws {
+            socket = cli.directory.path + "/p11kit.sock"
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            process.arguments = ["p11-kit", "server", "-f", "--provider", SoftHSM.modulePath, "-n", socket, "pkcs11:token=\(token)"]
+            process.environment = cli.environment()
+            process.standardOutput = FileHandle.nullDevice
+            process.standardError = FileHandle.nullDevice
+            try process.run()
+            for _ in 0..<50 where !FileManager.default.fileExists(atPath: socket) { usleep(100_000) }
+        }
+
+        func stop() {
+            process.terminate()
+            process.waitUntilExit()
+        }
+    }
 }

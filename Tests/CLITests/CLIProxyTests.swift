@@ -176,16 +176,9 @@ struct CLIProxyTests {
     func keygenCSRJWTAndAProxiedRequestWorkOnARemoteToken() throws {
         let cli = try CLIHarness(label: "remote")
         defer { cli.remove() }
-        let socket = cli.directory.path + "/p11kit.sock"
-        let server = Process()
-        server.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        server.arguments = ["p11-kit", "server", "-f", "--provider", SoftHSM.modulePath, "-n", socket, "pkcs11:token=remote"]
-        server.environment = cli.environment()
-        server.standardOutput = FileHandle.nullDevice
-        server.standardError = FileHandle.nullDevice
-        try server.run()
-        defer { server.terminate(); server.waitUntilExit() }
-        for _ in 0..<50 where !FileManager.default.fileExists(atPath: socket) { usleep(100_000) }
+        let server = try P11Kit.Server(cli: cli, token: "remote")
+        defer { server.stop() }
+        let socket = server.socket
 
         // From here on the token is reached only through the socket.
         let client = try #require(P11Kit.clientModule)
