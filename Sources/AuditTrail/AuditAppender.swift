@@ -1,10 +1,11 @@
 import DurableFiles
 import Foundation
+import HexEncoding
 import Synchronization
 import TransparencyLog
 
 /// Appends to one ``AuditLog`` for a long-running process (the signing proxy): it remembers the
-/// leaf hashes of what it has read, so an append reads only what other processes added since
+/// tree of what it has read (its right frontier), so an append reads only what other processes added since
 /// (under the same file lock as every writer) instead of the whole log.
 ///
 /// The same guarantees as ``AuditLog/append(_:now:seal:)``: records are numbered in file
@@ -21,7 +22,9 @@ public final class AuditAppender: Sendable {
 
     private struct State {
         var offset = 0
-        var leafHashes: [[UInt8]] = []
+        /// The tree so far, as its right frontier (O(log n) memory, O(log n) root).
+        var range = MerkleTree.CompactRange()
+        var lastLeafHash: [UInt8] = []
         var unsynced = false
         /// The log, kept open (O_APPEND) with the inode it had; reopened if the file was replaced.
         var descriptor: Int32 = -1
@@ -49,7 +52,7 @@ public final class AuditAppender: Sendable {
     }
 
     /// Records in the log (as far as this appender has read it).
-    public var size: Int { state.withLock { $0.leafHashes.count } }
+    public var size: Int { state.withLock { $0.range.size } }
 
     /// Appends the entries as consecutive records; returns the `seq` of the first.
     /// - Parameter sync: `fdatasync` before returning (the record is on disk when this returns).
@@ -59,7 +62,7 @@ public final class AuditAppender: Sendable {
             try lock.lock(timeout: 30)
             defer { lock.unlock() }
             try catchUp(&state)
-            let first = state.leafHashes.count
+            let first = state.range.size
             let time = AuditRecord.timestamp(now)
             var bytes: [UInt8] = []
             var hashes: [[UInt8]] = []
@@ -72,7 +75,8 @@ public final class AuditAppender: Sendable {
             }
             try Self.write(bytes, descriptor: state.descriptor, path: log.logPath, sync: sync)
             state.offset += bytes.count
-            state.leafHashes += hashes
+            for hash in hashes { state.range.append(leafHash: hash) }
+            state.lastLeafHash = hashes.last ?? state.lastLeafHash
             state.unsynced = !sync
             return first
         }
@@ -90,7 +94,11 @@ public final class AuditAppender: Sendable {
                 try Self.write([], descriptor: state.descriptor, path: log.logPath, sync: true)
                 state.unsynced = false
             }
-            return try seal((state.leafHashes.count, MerkleTree.root(state.leafHashes[...])))
+            let result = try seal((state.range.size, state.range.root))
+            // The one-shot commands' cache: this tree is now the checkpoint's.
+            TreeCache(size: state.range.size, offset: state.offset, lastLeafHash: hex(state.lastLeafHash),
+                      frontier: state.range.hashes.map { hex($0) }).save(to: log.treePath)
+            return result
         }
     }
 
@@ -142,12 +150,13 @@ public final class AuditAppender: Sendable {
         var lines = bytes.split(separator: 0x0A, omittingEmptySubsequences: false)
         lines.removeLast()
         for line in lines {
-            let index = state.leafHashes.count
+            let index = state.range.size
             guard let record = try? JSONDecoder().decode(AuditRecord.self, from: Data(line)), record.seq == index,
                   record.token.serial == log.token.serial else {
                 throw AuditError(.inconsistent, "record \(index) of \(path) is not the record expected there; run 'audit verify'")
             }
-            state.leafHashes.append(MerkleTree.leafHash(Array(line)))
+            state.lastLeafHash = MerkleTree.leafHash(Array(line))
+            state.range.append(leafHash: state.lastLeafHash)
         }
         state.offset = size
     }

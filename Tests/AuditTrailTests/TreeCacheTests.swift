@@ -88,4 +88,23 @@ struct TreeCacheTests {
         try handle.close()
         #expect(throws: AuditError(.tornTail, "")) { try appendSealed(log, ["b"]) }
     }
+
+    @Test func aLongRunningAppendersCheckpointLeavesACacheTheNextCommandUses() throws {
+        let log = log()
+        defer { try? FileManager.default.removeItem(at: log.directory) }
+        _ = try appendSealed(log, ["a"])
+        let appender = try AuditAppender(log: log)
+        try appender.append([AuditEntry(event: "proxy.request", facts: [:])], sync: false)
+        let sealed = try appender.seal { tree -> (size: Int, root: [UInt8]) in
+            let checkpoint = try Checkpoint(origin: origin, treeSize: tree.size, rootHash: tree.root)
+            let note = try SignedNote(text: checkpoint.noteText, signatures: [.init(name: origin, keyID: [1, 2, 3, 4], signature: [5, 6])])
+            try AtomicFile.write(Array(note.formatted.utf8), to: log.checkpointPath, overwrite: true, mode: 0o600)
+            return tree
+        }
+        let afterSeal = try fullRoot(log)
+        #expect(sealed.size == 2 && sealed.root == afterSeal.root)
+        let next = try appendSealed(log, ["b"])
+        let afterNext = try fullRoot(log)
+        #expect(next.size == 3 && next.root == afterNext.root)
+    }
 }
