@@ -116,16 +116,18 @@ public final class BoundAddress: Sendable {
     /// The server failed (to bind, or later).
     public func fail(_ error: any Error) { state.withLock { $0.failure = "\(error)" } }
 
-    /// Waits up to `timeout` for the bind: the address, or why there is none.
-    public func wait(timeout: Duration = .seconds(30)) async -> Result<SocketAddress, BindFailure> {
-        let deadline = ContinuousClock.now + timeout
-        while ContinuousClock.now < deadline {
+    /// Waits for the bind: the address, or why there is none. Counted in polls of 10 ms rather
+    /// than by the clock: the server's own task needs the same cooperative threads, so on a
+    /// machine whose threads are all busy the wait stretches with it instead of giving up on a
+    /// server that merely has not been scheduled yet. A failure to bind is reported at once.
+    public func wait(polls: Int = 6000) async -> Result<SocketAddress, BindFailure> {
+        for _ in 0..<max(1, polls) {
             let (address, failure) = state.withLock { ($0.address, $0.failure) }
             if let address { return .success(address) }
             if let failure { return .failure(BindFailure(reason: failure)) }
             try? await Task.sleep(for: .milliseconds(10))
         }
-        return .failure(BindFailure(reason: "no socket after \(timeout)"))
+        return .failure(BindFailure(reason: "no socket after \(polls / 100) s"))
     }
 
     /// Why a server has no address.

@@ -73,7 +73,7 @@ struct ProxyResponder: HTTPResponder {
             let presented = Self.presentedToken(request.headers)
             guard let presented, let name = clients.client(presenting: presented) else {
                 return deny(401, presented == nil ? "no client token" : "unknown client token", method: method, target: rawTarget,
-                                  client: client, started: started, extraHeaders: [.wwwAuthenticate: "Bearer"])
+                            client: client, started: started, extraHeaders: [.wwwAuthenticate: "Bearer"])
             }
             client = name
         }
@@ -89,19 +89,19 @@ struct ProxyResponder: HTTPResponder {
         }
         guard let rule = configuration.rules.first(where: { $0.allows(method: method, segments: path.segments) }) else {
             return deny(403, "no --allow rule permits \(method) \(Self.pathOnly(uri))", method: method, target: uri,
-                              client: client, started: started)
+                        client: client, started: started)
         }
         if let wait = configuration.rate?.take() {
             let seconds = max(1, Int(wait.rounded(.up)))
             return deny(429, "over the rate limit", method: method, target: uri, client: client, started: started,
-                              route: rule.description, extraHeaders: [.retryAfter: "\(seconds)"])
+                        route: rule.description, extraHeaders: [.retryAfter: "\(seconds)"])
         }
         let body: [UInt8]
         do {
             body = Array(buffer: try await request.body.collect(upTo: configuration.maximumBodySize))
         } catch {
             return deny(413, "the body is over \(configuration.maximumBodySize) bytes", method: method, target: uri,
-                              client: client, started: started, route: rule.description)
+                        client: client, started: started, route: rule.description)
         }
 
         // Recorded (and on disk) before anything is forwarded: a request whose record cannot be
@@ -206,9 +206,11 @@ struct ProxyResponder: HTTPResponder {
                       started: ContinuousClock.Instant, route: String = "denied",
                       extraHeaders: HTTPFields = [:]) -> Response {
         let path = Self.pathOnly(target)
-        logger.notice("\(method) \(path) -> \(status) refused", metadata: ["client": "\(client)", "reason": "\(reason)"])
+        // The reason may quote what the client sent: printable ASCII only in logs and records.
+        let reason = Self.printable(reason)
+        logger.notice("\(Self.printable(method)) \(path) -> \(status) refused", metadata: ["client": "\(client)", "reason": "\(reason)"])
         auditor.recordLater(AuditEntry(event: "proxy.request", outcome: .failed(reason), facts: [
-            "method": .string(method), "uri": .string(Self.printable(target)), "client": .string(client),
+            "method": .string(Self.printable(method)), "uri": .string(Self.printable(target)), "client": .string(client),
             "allowed": .bool(false), "httpStatus": .integer(status),
             "latencyMs": .integer(Self.milliseconds(since: started)),
         ]))
