@@ -102,11 +102,19 @@ struct ServeCommand: AsyncParsableCommand {
         configuration.compensateClockSkew = !api.noClockSkewCompensation
         configuration.upstreamTimeout = .milliseconds(Int64(max(1, min(api.timeout, 3600)) * 1000))
 
+        let tokenTarget = try token.target(key: key.key ?? profile?.key, profile: profile)
+        let console = Console()
+        if tokenTarget.pinSource == .prompt {
+            console.diagnostic("warning: the PIN comes from a prompt: if the token logs this process out, the proxy cannot log in again and refuses to sign until restarted; a long-running proxy wants --pin-source file:PATH or env:NAME")
+        }
+        if case .loopback = configuration.listen, configuration.clients == nil {
+            console.diagnostic("warning: listening on a TCP port without --client-token-file: every local user and process can sign as this API user; prefer a unix socket, or require client tokens")
+        }
         let proxy = try await SigningProxy.start(
-            configuration: configuration, token: try token.target(key: key.key ?? profile?.key, profile: profile),
+            configuration: configuration, token: tokenTarget,
             auditDirectory: audit.directory(profile: profile), poolSize: poolSize, handlingSignals: true,
             observer: Console(), logger: logger)
-        Console().diagnostic("serving on \(proxy.address) → \(configuration.upstream) (\(configuration.rules.count) allow rule(s), pool of \(proxy.pool.size)); SIGTERM or Ctrl-C stops")
+        console.diagnostic("serving on \(proxy.address) → \(configuration.upstream) (\(configuration.rules.count) allow rule(s), pool of \(proxy.pool.size)); SIGTERM or Ctrl-C stops")
         await proxy.waitUntilClosed()
     }
 }

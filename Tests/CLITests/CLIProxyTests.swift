@@ -146,6 +146,7 @@ struct CLIProxyTests {
                                                            "--allow", "GET /v1/management/api_users",
                                                            "--allow", "POST /v1/management/api_users"] + api, socket: nil)
         let port = try #require(proxy.port)
+        #expect(proxy.output.contains("without --client-token-file"), "a TCP proxy without client tokens is warned about")
         let script = """
             import json, sys
             from fireblocks.client import Fireblocks
