@@ -133,16 +133,8 @@ public final class AuditAppender: Sendable {
             throw AuditError(.inconsistent, "\(path) is shorter than when this process last read it (\(size) < \(state.offset) bytes): records were cut off underneath")
         }
         guard size > state.offset else { return }
-        var bytes = [UInt8](repeating: 0, count: size - state.offset)
-        var read = 0
-        while read < bytes.count {
-            let count = bytes.withUnsafeMutableBytes { raw -> Int in
-                guard let base = raw.baseAddress else { return 0 }
-                return pread(descriptor, base + read, raw.count - read, off_t(state.offset + read))
-            }
-            if count < 0, errno == EINTR { continue }
-            guard count > 0 else { throw AuditError(.unreadable, "cannot read \(path) (\(String(cString: strerror(errno))))") }
-            read += count
+        guard let bytes = AuditLog.readFully(descriptor, at: state.offset, count: size - state.offset) else {
+            throw AuditError(.unreadable, "cannot read \(path) (\(String(cString: strerror(errno))))")
         }
         guard bytes.last == 0x0A else {
             throw AuditError(.tornTail, "\(path) ends in a torn record (an append was interrupted); run 'audit verify' to see it, then repair it deliberately")

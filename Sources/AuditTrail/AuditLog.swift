@@ -92,6 +92,23 @@ public struct AuditLog: Sendable {
         return (MerkleTree.CompactRange(leafHashes: hashes), end, hashes.last ?? [])
     }
 
+    /// `count` bytes at `offset` (retrying short reads and EINTR); nil when the file ends first
+    /// or cannot be read.
+    static func readFully(_ descriptor: Int32, at offset: Int, count: Int) -> [UInt8]? {
+        var bytes = [UInt8](repeating: 0, count: count)
+        var done = 0
+        while done < count {
+            let got = bytes.withUnsafeMutableBytes { raw -> Int in
+                guard let base = raw.baseAddress else { return 0 }
+                return pread(descriptor, base + done, count - done, off_t(offset + done))
+            }
+            if got < 0, errno == EINTR { continue }
+            guard got > 0 else { return nil }
+            done += got
+        }
+        return bytes
+    }
+
     /// True when `<serial>.checkpoint` is over exactly this tree (size and root): a cached
     /// frontier is used only if it is the one the last checkpoint was signed over, so a cache
     /// damaged at rest never becomes a signed root.
@@ -112,20 +129,7 @@ public struct AuditLog: Sendable {
         guard fstat(descriptor, &status) == 0, (status.st_mode & S_IFMT) == S_IFREG else { return nil }
         let size = Int(status.st_size)
         guard offset >= 0, offset <= size else { return nil }
-        func read(_ start: Int, _ count: Int) -> [UInt8]? {
-            var bytes = [UInt8](repeating: 0, count: count)
-            var done = 0
-            while done < count {
-                let got = bytes.withUnsafeMutableBytes { raw -> Int in
-                    guard let base = raw.baseAddress else { return 0 }
-                    return pread(descriptor, base + done, count - done, off_t(start + done))
-                }
-                if got < 0, errno == EINTR { continue }
-                guard got > 0 else { return nil }
-                done += got
-            }
-            return bytes
-        }
+        func read(_ start: Int, _ count: Int) -> [UInt8]? { readFully(descriptor, at: start, count: count) }
         if offset > 0 {
             // The line that ends at `offset` must be the one the cache last saw.
             let window = min(offset, 1 << 20)
@@ -173,11 +177,10 @@ public struct AuditLog: Sendable {
         var status = stat()
         guard fstat(descriptor, &status) == 0 else { throw AuditError(.unreadable, "cannot stat \(logPath)") }
         guard status.st_size > 0 else { return false }
-        var last: UInt8 = 0
-        guard pread(descriptor, &last, 1, off_t(status.st_size - 1)) == 1 else {
+        guard let last = Self.readFully(descriptor, at: Int(status.st_size) - 1, count: 1) else {
             throw AuditError(.unreadable, "cannot read \(logPath) (\(String(cString: strerror(errno))))")
         }
-        return last != 0x0A
+        return last != [0x0A]
     }
 
     /// The complete lines of the log, in order (a torn tail left out), each the exact bytes of

@@ -88,14 +88,7 @@ public final class SandboxServer: Sendable {
             logger: logger)
         let group = ServiceGroup(configuration: ServiceGroupConfiguration(
             services: [application], gracefulShutdownSignals: handlingSignals ? [.sigterm, .sigint] : [], logger: logger))
-        let running = Task {
-            do {
-                try await group.run()
-            } catch {
-                bound.fail(error)
-                throw error
-            }
-        }
+        let running = bound.run { try await group.run() }
 
         // Wait for the bind (or the failure to bind).
         switch await bound.wait() {

@@ -116,6 +116,18 @@ public final class BoundAddress: Sendable {
     /// The server failed (to bind, or later).
     public func fail(_ error: any Error) { state.withLock { $0.failure = "\(error)" } }
 
+    /// Runs a server (its service group) in a task; a failure is reported to the waiter.
+    public func run(_ server: @escaping @Sendable () async throws -> Void) -> Task<Void, any Error> {
+        Task {
+            do {
+                try await server()
+            } catch {
+                self.fail(error)
+                throw error
+            }
+        }
+    }
+
     /// Waits for the bind: the address, or why there is none. Counted in polls of 10 ms rather
     /// than by the clock: the server's own task needs the same cooperative threads, so on a
     /// machine whose threads are all busy the wait stretches with it instead of giving up on a

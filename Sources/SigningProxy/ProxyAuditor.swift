@@ -38,18 +38,7 @@ final class ProxyAuditor: @unchecked Sendable {
     /// written: the caller then refuses the request (fail closed).
     @discardableResult
     func record(_ entry: AuditEntry, sync: Bool) async throws -> Int {
-        try await onQueue {
-            do {
-                let seq = try self.appender.append([entry], sync: sync)
-                self.pending += 1
-                self.snapshot.withLock { $0.records = seq + 1; $0.failure = nil }
-                if self.pending >= self.every { self.sealOnQueue() }
-                return seq
-            } catch {
-                self.snapshot.withLock { $0.failure = "\(error)" }
-                throw error
-            }
-        }
+        try await onQueue { try self.appendOnQueue(entry, sync: sync, clearingFailure: true) }
     }
 
     /// Appends one record without waiting for it (in order with every other record, written
@@ -59,14 +48,28 @@ final class ProxyAuditor: @unchecked Sendable {
     func recordLater(_ entry: AuditEntry) {
         queue.async {
             do {
-                let seq = try self.appender.append([entry], sync: false)
-                self.pending += 1
-                self.snapshot.withLock { $0.records = seq + 1 }
-                if self.pending >= self.every { self.sealOnQueue() }
+                _ = try self.appendOnQueue(entry, sync: false, clearingFailure: false)
             } catch {
-                self.snapshot.withLock { $0.failure = "\(error)" }
                 self.logger.error("cannot write an audit record", metadata: ["event": "\(entry.event)", "error": "\(error)"])
             }
+        }
+    }
+
+    /// The append itself (on `queue`): counts it towards the next checkpoint, signs one when due,
+    /// and keeps `/healthz`'s view of the trail.
+    private func appendOnQueue(_ entry: AuditEntry, sync: Bool, clearingFailure: Bool) throws -> Int {
+        do {
+            let seq = try appender.append([entry], sync: sync)
+            pending += 1
+            snapshot.withLock { state in
+                state.records = seq + 1
+                if clearingFailure { state.failure = nil }
+            }
+            if pending >= every { sealOnQueue() }
+            return seq
+        } catch {
+            snapshot.withLock { $0.failure = "\(error)" }
+            throw error
         }
     }
 

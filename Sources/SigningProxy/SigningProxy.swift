@@ -100,14 +100,7 @@ public final class SigningProxy: Sendable {
             "clients": .integer(configuration.clients?.count ?? 0), "poolSize": .integer(pool.size),
         ]), sync: true)
 
-        let running = Task {
-            do {
-                try await group.run()
-            } catch {
-                bound.fail(error)
-                throw error
-            }
-        }
+        let running = bound.run { try await group.run() }
         // After the server stopped (signal or shutdown): the final record and checkpoint.
         let finished = Task {
             _ = try? await running.value
