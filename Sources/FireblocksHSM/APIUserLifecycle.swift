@@ -232,12 +232,12 @@ public enum APIUserLifecycle {
     /// records that a token was issued, never the token.
     public static func issuePairingToken(token: TokenTarget, api: APITarget, lookup: APIUserLookup, idempotencyKey: String?,
                                          observer: any OperationObserver) async throws -> PairingTokenIssue {
-        let key = idempotencyKey ?? UUID().uuidString.lowercased()
-        try IdempotencyStore.validate(key: key)
+        if let idempotencyKey { try IdempotencyStore.validate(key: idempotencyKey) }
         let session = try APISession.open(token: token, api: api, observer: observer)
         let issue = try await session.recording {
-            try await issuePairingToken(client: session.client, lookup: lookup, idempotencyKey: key)
+            try await issuePairingToken(client: session.client, lookup: lookup, idempotencyKey: idempotencyKey)
         }
+        let key = issue.idempotencyKey
         try session.audit?.recordDone([AuditEntry(event: "api-user.pairing-token-issued", facts: [
             "userID": .string(issue.user.id), "name": .string(issue.user.name), "status": .string(issue.status ?? ""),
             "idempotencyKey": .string(key), "requestID": .string(issue.requestID ?? ""),
@@ -245,10 +245,13 @@ public enum APIUserLifecycle {
         return issue
     }
 
-    /// The same on a client already open.
-    public static func issuePairingToken(client: FireblocksClient, lookup: APIUserLookup, idempotencyKey: String) async throws -> PairingTokenIssue {
+    /// The same on a client already open. Without a key, one derived from the user's id: a
+    /// re-run (after a crash, a lost answer, a killed process) asks again with the same key and
+    /// gets the same token back instead of a 409 with the first one lost.
+    public static func issuePairingToken(client: FireblocksClient, lookup: APIUserLookup, idempotencyKey: String?) async throws -> PairingTokenIssue {
         let (users, _) = try await client.listAPIUsers()
         let user = try resolve(lookup, in: users)
+        let idempotencyKey = idempotencyKey ?? "pairing-" + String(user.id.prefix(32))
         do {
             let (answer, response) = try await client.issuePairingToken(userID: user.id, idempotencyKey: idempotencyKey)
             return PairingTokenIssue(user: user, status: answer.status, pairingToken: answer.pairingToken,

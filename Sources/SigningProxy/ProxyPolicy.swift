@@ -154,7 +154,8 @@ public struct ClientTokens: Sendable {
     public init(file path: String) throws {
         var status = stat()
         guard lstat(path, &status) == 0 else {
-            throw ProxyConfigurationError("--client-token-file \(path): cannot be read (\(String(cString: strerror(errno))))")
+            // The value is not shown: a token pasted where its file belongs must not be echoed.
+            throw ProxyConfigurationError("--client-token-file cannot be read (\(String(cString: strerror(errno))); the value is not shown, in case it is a token): give the path of a 0600 file of 'NAME TOKEN' lines")
         }
         guard (status.st_mode & S_IFMT) == S_IFREG else {
             throw ProxyConfigurationError("--client-token-file \(path) is not a regular file (a symlink is refused)")

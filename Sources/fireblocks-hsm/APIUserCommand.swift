@@ -279,8 +279,8 @@ struct APIUserPairingTokenCommand: AsyncParsableCommand {
         abstract: "Issue an API user's pairing token (for its co-signer device); the token is a secret.",
         discussion: """
             POST /v1/management/api_users/{id}/pairing_token with an Idempotency-Key
-            (generated, or --idempotency-key; a re-run with the same key gets the same
-            token). Only a user in PENDING_ACTIVATION gets one (otherwise: exit 9, with the
+            (--idempotency-key, or one derived from the user's id, so that a re-run after
+            a crash or a lost answer gets the same token). Only a user in PENDING_ACTIVATION gets one (otherwise: exit 9, with the
             user's current status). The token is valid for one hour: it is written to
             --out (created 0600; an existing file needs --force), or to stdout only when
             stdout is not a terminal or --show is given. It is never logged, and the audit
@@ -308,7 +308,7 @@ struct APIUserPairingTokenCommand: AsyncParsableCommand {
     @Flag(help: "Print the token on stdout even when stdout is a terminal.")
     var show = false
 
-    @Option(name: .customLong("idempotency-key"), help: ArgumentHelp("Idempotency-Key (at most 40 characters; default a new UUID).", valueName: "key"))
+    @Option(name: .customLong("idempotency-key"), help: ArgumentHelp("Idempotency-Key (at most 40 characters; default: derived from the user's id).", valueName: "key"))
     var idempotencyKey: String?
 
     @Flag(help: "Print {userId, name, status, idempotencyKey, requestID, out} as JSON (the token only in --out).")

@@ -193,6 +193,7 @@ struct ErrorReport: Sendable, Encodable {
         case "idempotencyKey": return "--idempotency-key"
         case "api": return "the API (--env/--base-url)"
         case "csrSHA256": return "the CSR (SHA-256)"
+        case "replaces": return "--replaces"
         default: return field
         }
     }

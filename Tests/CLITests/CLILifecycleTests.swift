@@ -141,12 +141,16 @@ struct CLILifecycleTests {
         #expect(piped.status == 0, "\(piped.standardError)")
         let token = piped.standardOutput.trimmingCharacters(in: .whitespacesAndNewlines)
         #expect(token.count > 20 && !piped.standardError.contains(token))
+        // A re-run (after a crash or a lost answer) gets the same token, not a 409: the default
+        // Idempotency-Key is derived from the user.
+        let rerun = try admin(["api-user", "pairing-token", "piped"], cli, api)
+        #expect(rerun.status == 0 && rerun.standardOutput.trimmingCharacters(in: .whitespacesAndNewlines) == token, "\(rerun.standardError)")
         let audit = try FileManager.default.contentsOfDirectory(atPath: cli.directory.path + "/audit").filter { $0.hasSuffix(".jsonl") }
         let log = try String(contentsOfFile: cli.directory.path + "/audit/" + (audit.first ?? ""), encoding: .utf8)
         for secret in [token, tokenA.trimmingCharacters(in: .whitespacesAndNewlines), cli.userPIN] {
             #expect(!log.contains(secret), "a secret is in the audit log")
         }
-        #expect(log.components(separatedBy: "\"api-user.pairing-token-issued\"").count - 1 == 3)
+        #expect(log.components(separatedBy: "\"api-user.pairing-token-issued\"").count - 1 == 4)
         for output in [first, again, conflict] { #expect(!output.standardOutput.contains(tokenA.prefix(16)) && !output.standardError.contains(tokenA.prefix(16))) }
     }
 
