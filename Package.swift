@@ -191,7 +191,13 @@ let package = Package(
                 "TokenKeys",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
-            ]
+            ],
+            // With --static-swift-stdlib the toolchain exports every symbol of the executable's
+            // own objects (about 47,000): each start then pays for them in the dynamic loader
+            // (the runtime's dladdr at start-up scans them; every symbol the PKCS#11 module and
+            // its libraries look up is first sought among them). Nothing resolves into the
+            // executable by name, so it exports nothing (docs/performance.md).
+            linkerSettings: [.unsafeFlags(["-Xlinker", "--no-export-dynamic"])]
         ),
         .executableTarget(
             name: "fireblocks-sandbox",

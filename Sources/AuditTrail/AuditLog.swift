@@ -287,7 +287,18 @@ extension AuditLog {
 }
 
 /// The cached right frontier of a log (`<serial>.tree`, 0600): a cache, never a source of truth.
-struct TreeCache: Codable {
+///
+/// Plain text, one value per line (read on every one-shot append, so it is parsed without a
+/// JSON decoder):
+///
+///     fireblocks-hsm tree cache 1
+///     <size>
+///     <byte offset>
+///     <last leaf hash, hex, or ->
+///     <frontier hash, hex>        (one line each, left to right)
+struct TreeCache: Equatable {
+    static let header = "fireblocks-hsm tree cache 1"
+
     let size: Int
     let offset: Int
     let lastLeafHash: String?
@@ -299,20 +310,47 @@ struct TreeCache: Codable {
         return MerkleTree.CompactRange(size: size, hashes: hashes)
     }
 
-    static func load(from path: String) -> TreeCache? {
-        guard let data = FileManager.default.contents(atPath: path) else { return nil }
-        return try? JSONDecoder().decode(TreeCache.self, from: data)
+    var text: String {
+        ([Self.header, String(size), String(offset), lastLeafHash ?? "-"] + frontier).joined(separator: "\n") + "\n"
     }
 
-    /// Written without fsync: losing it only costs the next append a full read.
+    /// Nil for anything but a complete cache in this format (an older one is read as none).
+    init?(text: String) {
+        let lines = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        guard lines.count >= 5, lines[0] == Self.header, lines.last == "",
+              let size = Int(lines[1]), size >= 0, let offset = Int(lines[2]), offset >= 0 else { return nil }
+        self.size = size
+        self.offset = offset
+        lastLeafHash = lines[3] == "-" ? nil : lines[3]
+        frontier = Array(lines[4..<(lines.count - 1)])
+    }
+
+    init(size: Int, offset: Int, lastLeafHash: String?, frontier: [String]) {
+        self.size = size
+        self.offset = offset
+        self.lastLeafHash = lastLeafHash
+        self.frontier = frontier
+    }
+
+    static func load(from path: String) -> TreeCache? {
+        guard let data = FileManager.default.contents(atPath: path), data.count <= 64 * 1024 else { return nil }
+        return TreeCache(text: String(decoding: data, as: UTF8.self))
+    }
+
+    /// Rewritten in place, without fsync: a torn or lost cache only costs the next append a
+    /// full read (it no longer matches the last checkpoint, or does not parse). In place rather
+    /// than renamed over: replacing the file frees its block every time, which on a
+    /// filesystem mounted with `discard` waits for the device.
     func save(to path: String) {
-        guard let data = try? JSONEncoder().encode(self) else { return }
-        let temporary = path + ".tmp-\(getpid())"
-        unlink(temporary)
-        let descriptor = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0o600)
+        let bytes = Array(text.utf8)
+        let descriptor = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
         guard descriptor >= 0 else { return }
-        let written = data.withUnsafeBytes { write(descriptor, $0.baseAddress, $0.count) }
-        close(descriptor)
-        if written == data.count { rename(temporary, path) } else { unlink(temporary) }
+        defer { close(descriptor) }
+        let written = bytes.withUnsafeBytes { pwrite(descriptor, $0.baseAddress, $0.count, 0) }
+        if written == bytes.count {
+            _ = ftruncate(descriptor, off_t(bytes.count))
+        } else {
+            _ = ftruncate(descriptor, 0)
+        }
     }
 }

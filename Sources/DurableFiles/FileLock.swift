@@ -49,9 +49,13 @@ public final class FileLock {
             close(descriptor)
             throw error
         }
-        if !note.isEmpty, ftruncate(descriptor, 0) == 0 {
+        if !note.isEmpty {
+            // Written over the last holder's note, then cut to its length: truncating to zero
+            // first would free the file's block on every lock, which on a filesystem mounted
+            // with `discard` waits for the device.
             let bytes = Array(note.utf8)
-            _ = bytes.withUnsafeBytes { pwrite(descriptor, $0.baseAddress, $0.count, 0) }
+            let written = bytes.withUnsafeBytes { pwrite(descriptor, $0.baseAddress, $0.count, 0) }
+            _ = ftruncate(descriptor, off_t(max(0, written)))
         }
         return FileLock(descriptor: descriptor, path: path)
     }

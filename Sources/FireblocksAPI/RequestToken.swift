@@ -66,15 +66,28 @@ public struct RequestTokenIssuer: Sendable {
 
     /// Creates the value from its parts.
     public init(apiKey: String, signer: any RS256Signer, lifetime: Int = RequestTokenIssuer.maximumLifetime) throws(APIClientError) {
+        try Self.check(apiKey: apiKey, lifetime: lifetime)
+        self.apiKey = apiKey
+        self.signer = signer
+        self.lifetime = lifetime
+    }
+
+    /// The claims for a request, before there is a signer (the same checks as the issuer's):
+    /// for a caller that makes them while it is still finding the key.
+    public static func claims(apiKey: String, lifetime: Int, uri: String, body: [UInt8]?, issuedAt: Int,
+                              nonce: String) throws(APIClientError) -> RequestClaims {
+        try check(apiKey: apiKey, lifetime: lifetime)
+        return RequestClaims(uri: uri, nonce: nonce, iat: issuedAt, exp: issuedAt + lifetime, sub: apiKey,
+                             bodyHash: RequestClaims.bodyHash(body))
+    }
+
+    private static func check(apiKey: String, lifetime: Int) throws(APIClientError) {
         guard (1...Self.maximumLifetime).contains(lifetime) else {
             throw APIClientError(.badInput, "a JWT lifetime (exp - iat) is 1 to \(Self.maximumLifetime) seconds, not \(lifetime)")
         }
         guard !apiKey.isEmpty, apiKey.unicodeScalars.allSatisfy({ $0.isASCII && $0.properties.isAlphabetic || ("0"..."9").contains($0) || $0 == "-" }) else {
             throw APIClientError(.badInput, "the API key must be the API user's id (letters, digits and '-'), e.g. a UUID")
         }
-        self.apiKey = apiKey
-        self.signer = signer
-        self.lifetime = lifetime
     }
 
     /// The claims for a request.

@@ -82,21 +82,55 @@ public enum APIOperations {
                                           auditDirectory: auditDirectory)
         return try opened.recordingFailure(of: "jwt", auditDirectory: auditDirectory) {
             let key = try token.requireKey()
-            let pair = try during("reading key '\(key)'") { try KeyStore.findUsable(key, in: opened.session) }
-            let signer = try during("opening a signing session on token '\(opened.token.info.label)'") {
-                try TokenSigner(keyPair: pair, slot: opened.token.slot)
+            let claims = try RequestTokenIssuer.claims(apiKey: apiKey, lifetime: jwtLifetime, uri: uri, body: body,
+                                                       issuedAt: Int(Date().timeIntervalSince1970),
+                                                       nonce: UUID().uuidString.lowercased())
+            let payload = try claims.serialized()
+            // Two threads, two sessions. This one finds the key and signs (the longer path);
+            // the other opens the audit trail on a session of its own and, once the key is
+            // known, makes the record durable and anchors its checkpoint while the token signs.
+            // The JWT leaves this function only once both are done: no JWT exists without its
+            // durable record. A signature that fails after its record was written is followed
+            // by `command.failed`.
+            let found = Handoff<TokenKeyPair>()
+            let recording = auditDirectory.map { directory in
+                let (module, located) = (opened.module, opened.token)
+                return BackgroundWork { () throws -> Void in
+                    let trail = try OpenedToken.sharing(module: module, token: located, readWrite: true)
+                    let audit = try AuditService.prepare(opened: trail, directory: directory, observer: observer)
+                    let pair = try found.wait()
+                    // The claims are recorded, never the token: it is a bearer credential.
+                    let entry = AuditEntry(event: "jwt.signed", facts: [
+                        "method": .string(method.uppercased()), "uri": .string(claims.uri), "nonce": .string(claims.nonce),
+                        "bodyHash": .string(claims.bodyHash), "iat": .integer(claims.iat), "exp": .integer(claims.exp),
+                        "sub": .string(claims.sub), "key": .string(pair.label)])
+                    do {
+                        try audit.record([entry])
+                    } catch {
+                        throw AuditError(.unwritable, "the JWT was not output: its audit record could not be written (\(error))")
+                    }
+                }
             }
-            let issuer = try RequestTokenIssuer(apiKey: apiKey, signer: TokenJWTSigner(signer), lifetime: jwtLifetime)
-            let audit = try auditDirectory.map { try AuditService.prepare(opened: opened, directory: $0, observer: observer) }
-            let claims = issuer.claims(uri: uri, body: body, issuedAt: Int(Date().timeIntervalSince1970), nonce: UUID().uuidString.lowercased())
-            let jwt = try during("signing the JWT") {
-                try CompactJWS.sign(payload: try claims.serialized(), with: TokenJWTSigner(signer)).compact
+            let jwt: String
+            do {
+                let pair: TokenKeyPair
+                do {
+                    pair = try during("reading key '\(key)'") { try KeyStore.findUsable(key, in: opened.session) }
+                    found.put(.success(pair))
+                } catch {
+                    found.put(.failure(error))
+                    throw error
+                }
+                let signer = try during("opening a signing session on token '\(opened.token.info.label)'") {
+                    try TokenSigner(keyPair: pair, slot: opened.token.slot)
+                }
+                jwt = try during("signing the JWT") { try CompactJWS.sign(payload: payload, with: TokenJWTSigner(signer)).compact }
+            } catch {
+                // Never leave with the trail's thread at work on the token.
+                _ = try? recording?.wait()
+                throw error
             }
-            // The claims are recorded, never the token: it is a bearer credential.
-            try audit?.recordDone([AuditEntry(event: "jwt.signed", facts: [
-                "method": .string(method.uppercased()), "uri": .string(claims.uri), "nonce": .string(claims.nonce),
-                "bodyHash": .string(claims.bodyHash), "iat": .integer(claims.iat), "exp": .integer(claims.exp),
-                "sub": .string(claims.sub), "key": .string(pair.label)])], done: "a JWT was signed")
+            try recording?.wait()
             return jwt
         }
     }

@@ -53,6 +53,12 @@ public final class OpenedToken {
         self.session = session
     }
 
+    /// The same token with a session of its own (same module, same login state): for work on
+    /// another thread, which must not share this one's session.
+    static func sharing(module: PKCS11Module, token: LocatedToken, readWrite: Bool) throws -> OpenedToken {
+        OpenedToken(module: module, token: token, session: try token.slot.openSession(readWrite: readWrite))
+    }
+
     /// Loads the module, finds the token, opens a session and (optionally) logs in.
     ///
     /// With `auditDirectory`, a login the token refuses is recorded in the token's audit log

@@ -133,7 +133,7 @@ public final class ECSigner: Sendable {
     public func sign(_ message: some DataProtocol) throws -> [UInt8] {
         let digest = Array(SHA256.hash(data: message))
         let privateKey = key.privateKey
-        let raw = try session.withLock { try $0.sign(mechanism: .ecdsa, key: privateKey, data: digest) }
+        let raw = try session.withLock { try $0.sign(mechanism: .ecdsa, key: privateKey, data: digest, expectedLength: 64) }
         guard let signature = try? P256.Signing.ECDSASignature(rawRepresentation: raw) else {
             throw TokenKeysError(.signatureCheckFailed, "the token's ECDSA signature is not 64 bytes of r ‖ s")
         }

@@ -37,8 +37,11 @@ public final class TokenSigner: Sendable {
     public func signRS256(_ message: some Collection<UInt8>) throws -> [UInt8] {
         let bytes = Array(message)
         let privateKey = key.keyPair.privateKey
+        // One C_Sign into a buffer of the modulus's size (the length query only if the module
+        // asks for more).
+        let expectedLength = (key.publicKey.bits + 7) / 8
         return try session.withLock { session in
-            try session.sign(mechanism: .sha256RSAPKCS, key: privateKey, data: bytes)
+            try session.sign(mechanism: .sha256RSAPKCS, key: privateKey, data: bytes, expectedLength: expectedLength)
         }
     }
 

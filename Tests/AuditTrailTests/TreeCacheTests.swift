@@ -1,4 +1,4 @@
-import AuditTrail
+@testable import AuditTrail
 import DurableFiles
 import Foundation
 import Testing
@@ -46,18 +46,38 @@ struct TreeCacheTests {
         #expect(third.root == (try fullRoot(log)).root)
     }
 
+    @Test func theCacheFileHoldsTheTreeAndAnythingElseReadsAsNone() throws {
+        let log = log()
+        defer { try? FileManager.default.removeItem(at: log.directory) }
+        let tree = try appendSealed(log, ["a", "b", "c", "d", "e"])
+        let path = log.directory.appendingPathComponent("0123456789abcdef.tree").path
+        let cache = try #require(TreeCache.load(from: path))
+        #expect(cache.size == tree.size)
+        #expect(cache.range?.root == tree.root)
+        #expect(cache.offset == (try Data(contentsOf: URL(fileURLWithPath: log.logPath))).count)
+        #expect(TreeCache(text: cache.text) == cache)
+        // A shorter rewrite leaves nothing of the longer one behind.
+        TreeCache(size: 1, offset: 10, lastLeafHash: nil, frontier: [String(repeating: "ab", count: 32)]).save(to: path)
+        #expect(TreeCache.load(from: path) == TreeCache(size: 1, offset: 10, lastLeafHash: nil, frontier: [String(repeating: "ab", count: 32)]))
+        // The earlier JSON form, a cut-off file, a wrong header: none is a cache.
+        for text in [#"{"size":5,"offset":10,"frontier":[]}"#, String(cache.text.dropLast(3)), "tree cache 2\n5\n10\n-\n\n"] {
+            #expect(TreeCache(text: text) == nil)
+        }
+    }
+
     @Test func aDamagedCacheIsNotTrustedAndNeverBecomesASignedRoot() throws {
         let log = log()
         defer { try? FileManager.default.removeItem(at: log.directory) }
         _ = try appendSealed(log, ["a", "b", "c"])
         let cache = log.directory.appendingPathComponent("0123456789abcdef.tree").path
-        var text = try String(contentsOfFile: cache, encoding: .utf8)
-        // One frontier hash changed: it no longer matches the last checkpoint's root.
-        if let range = text.range(of: #"frontier":[""#) {
-            let at = text.index(range.upperBound, offsetBy: 3)
-            text.replaceSubrange(at...at, with: text[at] == "0" ? "1" : "0")
-        }
-        try text.write(toFile: cache, atomically: true, encoding: .utf8)
+        var lines = try String(contentsOfFile: cache, encoding: .utf8).split(separator: "\n").map(String.init)
+        // One frontier hash changed (the lines after header, size, offset and last leaf): it
+        // no longer matches the last checkpoint's root.
+        try #require(lines.count > 4)
+        var hash = Array(lines[4])
+        hash[3] = hash[3] == "0" ? "1" : "0"
+        lines[4] = String(hash)
+        try (lines.joined(separator: "\n") + "\n").write(toFile: cache, atomically: true, encoding: .utf8)
         let next = try appendSealed(log, ["d"])
         #expect(next.root == (try fullRoot(log)).root)
     }

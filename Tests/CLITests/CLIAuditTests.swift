@@ -223,6 +223,35 @@ struct CLIAuditTests {
         #expect(events.last == "audit.repaired")
     }
 
+    @Test func aJWTWhoseRecordCannotBeWrittenIsNeverPrinted() throws {
+        let cli = try CLIHarness()
+        defer { cli.remove() }
+        #expect(try cli.runOnToken(["key", "generate", "--key", "k", "--bits", "2048"]).status == 0)
+        let jwt = ["jwt", "--key", "k", "--api-key", "k", "--path", "/v1/workspace"]
+        // A key that is not there: no record claims a JWT, the failure is recorded.
+        #expect(try cli.runOnToken(["jwt", "--key", "missing", "--api-key", "k", "--path", "/v1/workspace"]).status == 6)
+        // The record is written while the token signs; here its checkpoint cannot be (a
+        // directory stands where the file goes), so the JWT that was signed is not printed.
+        let log = try auditLog(cli)
+        let checkpoint = String(log.dropLast(".jsonl".count)) + ".checkpoint"
+        try FileManager.default.removeItem(atPath: checkpoint)
+        try FileManager.default.createDirectory(atPath: checkpoint, withIntermediateDirectories: false)
+        let refused = try cli.runOnToken(jwt)
+        #expect(refused.status == 3, "\(refused.standardError)")
+        #expect(refused.standardOutput.isEmpty)
+        #expect(refused.standardError.contains("the JWT was not output"), "\(refused.standardError)")
+        try FileManager.default.removeItem(atPath: checkpoint)
+        let signed = try cli.runOnToken(jwt)
+        #expect(signed.status == 0, "\(signed.standardError)")
+        #expect(signed.standardOutput.hasPrefix("eyJ"))
+        let events = try String(contentsOfFile: log, encoding: .utf8).split(separator: "\n")
+            .compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+            .compactMap { $0["event"] as? String }
+        #expect(events.filter { $0 == "command.failed" }.count == 1, "\(events)")
+        #expect(events.filter { $0 == "jwt.signed" }.count == 2, "\(events)")
+        #expect(try cli.runOnToken(["audit", "verify"]).status == 0)
+    }
+
     @Test func anAuditDirectoryThatCannotBeWrittenStopsKeyGenerationBeforeAnyKey() throws {
         let cli = try CLIHarness()
         defer { cli.remove() }
