@@ -91,7 +91,9 @@ struct FireblocksHSMCommand: AsyncParsableCommand {
     }
 }
 
-/// Commands with a `--json` flag: their failures are also reported as JSON on stdout.
-protocol JSONReporting {
+/// Commands with a `--json` flag: their failures are also reported as JSON on stdout. The
+/// conformances are never actor-isolated (`SendableMetatype`), so asking a parsed command
+/// leaves it free to be run off the main actor.
+protocol JSONReporting: SendableMetatype {
     var wantsJSON: Bool { get }
 }
