@@ -78,7 +78,10 @@ public enum APIOperations {
     public static func jwt(token: TokenTarget, apiKey: String, baseURL: APIBaseURL?, jwtLifetime: Int, method: String,
                            path: String, body: [UInt8]?, auditDirectory: URL? = nil, observer: any OperationObserver) throws -> String {
         let uri = try baseURL.map { try $0.resolve(path: path).uri } ?? APIBaseURL.uri(forWholePath: path)
-        let opened = try OpenedToken.open(token, readWrite: auditDirectory != nil, logIn: true, observer: observer,
+        // Read-only: this session only finds the key. The audit trail writes on a read-write
+        // session of its own, so the command still holds one read-write session at a time (the
+        // limit some smart cards have).
+        let opened = try OpenedToken.open(token, readWrite: false, logIn: true, observer: observer,
                                           auditDirectory: auditDirectory)
         return try opened.recordingFailure(of: "jwt", auditDirectory: auditDirectory) {
             let key = try token.requireKey()

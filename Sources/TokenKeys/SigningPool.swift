@@ -315,13 +315,17 @@ public final class SigningPool: Sendable {
         let template: [Attribute] = key.keyPair.id.isEmpty
             ? [.class(.privateKey), .label(key.keyPair.label)]
             : [.class(.privateKey), .id(key.keyPair.id)]
+        let generation = login.withLock { $0.generation }
         var handles = try session.findObjects(template)
         if handles.isEmpty {
-            // A session opened while logged out sees no private object: log in and look again.
+            // A session that looked while logged out sees no private object: log in (unless
+            // another signer did since the look) and look again. Again also when the session
+            // is logged in by now: another signer's login may have come between the look and
+            // the question.
             if try !session.state().isUserLoggedIn {
-                try logInAgain(after: login.withLock { $0.generation })
-                handles = try session.findObjects(template)
+                try logInAgain(after: generation)
             }
+            handles = try session.findObjects(template)
         }
         guard handles.count == 1, let handle = handles.first else {
             throw TokenKeysError(handles.isEmpty ? .keyNotFound : .ambiguousKey,
