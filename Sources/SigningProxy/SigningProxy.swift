@@ -70,6 +70,10 @@ public final class SigningProxy: Sendable {
 
         var httpConfiguration = HTTPClient.Configuration(redirectConfiguration: .disallow, decompression: .disabled)
         httpConfiguration.httpVersion = .automatic
+        // The request's deadline covers the answer's head only; an upstream that goes silent
+        // while the body comes is cut off after the same time without a byte.
+        let upstreamTimeout = TimeAmount.nanoseconds(configuration.upstreamTimeout.nanoseconds)
+        httpConfiguration.timeout = .init(connect: min(upstreamTimeout, .seconds(10)), read: upstreamTimeout)
         let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: httpConfiguration)
 
         let metrics = ProxyMetrics(factory: factory, registry: registry, poolSize: pool.size)

@@ -46,6 +46,17 @@ final class RecordingUpstream: Sendable {
     func stop() { task.withLock { $0?.cancel() } }
 
     private func answer(_ request: Request) async throws -> Response {
+        if let path = request.head.path, path.hasPrefix("/v1/stall") {
+            // The head and a first part of the body, then nothing: sized (`/v1/stall`) or
+            // chunked (`/v1/stall-chunked`).
+            var headers: HTTPFields = [.contentType: "application/json"]
+            if path == "/v1/stall" { headers[.contentLength] = "100" }
+            return Response(status: .ok, headers: headers, body: ResponseBody { writer in
+                try await writer.write(ByteBuffer(bytes: Array("{\"partial\":".utf8)))
+                try await Task.sleep(for: .seconds(600))
+                try await writer.finish(nil)
+            })
+        }
         var headers: [String: String] = [:]
         for field in request.headers { headers[field.name.canonicalName] = field.value }
         let body = Array(buffer: try await request.body.collect(upTo: 1 << 22))
@@ -65,7 +76,9 @@ struct SigningProxyTests {
         let directory: URL
         let upstream = RecordingUpstream()
         var proxy: SigningProxy!
-        let client = HTTPClient(eventLoopGroupProvider: .singleton)
+        /// A stalled answer fails the test after 25 s instead of hanging it.
+        let client = HTTPClient(eventLoopGroupProvider: .singleton,
+                                configuration: .init(timeout: .init(read: .seconds(25))))
         let apiKey = UUID().uuidString.lowercased()
 
         init(_ prefix: String) throws {
@@ -260,6 +273,24 @@ struct SigningProxyTests {
         #expect(String(decoding: refused.body, as: UTF8.self).contains("audit"))
         #expect(fixture.upstream.requests.count == 1, "the refused request must not be forwarded")
         #expect(health.status == 503)
+    }
+
+    @Test(arguments: ["/v1/stall", "/v1/stall-chunked"])
+    func anUpstreamThatStallsMidAnswerDoesNotHoldTheRequest(path: String) async throws {
+        let fixture = try Fixture("proxy-stall")
+        try await fixture.start(rules: ["GET /v1/**"]) { $0.upstreamTimeout = .seconds(1) }
+        let started = ContinuousClock.now
+        do {
+            let answer = try await fixture.send(.GET, path)
+            // A sized answer is gathered before it is sent: the proxy answers 502 itself.
+            #expect(path == "/v1/stall" && answer.status == 502, "\(answer.status) \(String(decoding: answer.body, as: UTF8.self))")
+        } catch {
+            // A streamed one has already begun: the proxy breaks it off.
+            #expect(path == "/v1/stall-chunked", "\(error)")
+        }
+        #expect(started.duration(to: .now) < .seconds(20), "the stalled answer held the request for \(started.duration(to: .now))")
+        fixture.upstream.stop()   // first, so that a request still stuck upstream cannot hold the proxy's shutdown
+        await fixture.stop()
     }
 
     @Test func healthAndMetricsAreAnsweredByTheProxy() async throws {
