@@ -10,7 +10,8 @@ import Synchronization
 ///   (login state is per token and process in PKCS#11, shared by every session).
 /// - At most ``size`` sessions, opened on demand: by default one per core, never more than the
 ///   token's `ulMaxSessionCount` allows (one is left for the caller's own session). Each session
-///   is used by one signer at a time; callers beyond that wait (counted in ``Statistics/waits``).
+///   is used by one signer at a time; callers beyond that wait (counted in ``Statistics/waits``),
+///   and stop waiting with `CancellationError` when their task is cancelled.
 /// - The private key's handle is looked up once per session and cached with it.
 /// - `C_Sign` runs on a Dispatch thread, never on Swift's cooperative pool.
 ///
@@ -59,7 +60,8 @@ public final class SigningPool: Sendable {
     private struct State {
         var idle: [PooledSession] = []
         var open = 0
-        var waiters: [CheckedContinuation<Handoff, Never>] = []
+        var waiters: [Waiter] = []
+        var lastWaiter: UInt64 = 0
         var statistics = Statistics()
         var process = getpid()
         var closed = false
@@ -71,6 +73,14 @@ public final class SigningPool: Sendable {
         /// A place in the pool freed by a dropped session: open a new one.
         case open
         case closed
+        /// Its task was cancelled while it waited.
+        case cancelled
+    }
+
+    /// A signer waiting for a session, known by its number so that its cancellation finds it.
+    private struct Waiter {
+        let number: UInt64
+        let continuation: CheckedContinuation<Handoff, Never>
     }
 
     private struct LoginState {
@@ -145,7 +155,7 @@ public final class SigningPool: Sendable {
 
     /// Closes the idle sessions and refuses further signatures (those in flight finish).
     public func close() {
-        let (idle, waiters) = state.withLock { state -> ([PooledSession], [CheckedContinuation<Handoff, Never>]) in
+        let (idle, waiters) = state.withLock { state -> ([PooledSession], [Waiter]) in
             state.closed = true
             let idle = state.idle
             state.open -= idle.count
@@ -155,7 +165,7 @@ public final class SigningPool: Sendable {
             return (idle, waiters)
         }
         for session in idle { try? session.session.close() }
-        for waiter in waiters { waiter.resume(returning: .closed) }
+        for waiter in waiters { waiter.continuation.resume(returning: .closed) }
     }
 
     // MARK: Checking sessions out and in
@@ -181,21 +191,38 @@ public final class SigningPool: Sendable {
             return try await checkOut()
         case .wait:
             metrics.waits.increment()
-            let handoff = await withCheckedContinuation { (continuation: CheckedContinuation<Handoff, Never>) in
-                let now = state.withLock { state -> Handoff? in
-                    // Returned between our decision and now?
-                    if let session = state.idle.popLast() { return .session(session) }
-                    if state.closed { return .closed }
-                    if state.open < size { state.open += 1; return .open }
-                    state.waiters.append(continuation)
-                    return nil
+            let number = state.withLock { state -> UInt64 in
+                state.lastWaiter &+= 1
+                return state.lastWaiter
+            }
+            // A signer whose task is cancelled stops waiting (and takes no place in the pool);
+            // one already handed a session signs with it.
+            let handoff = await withTaskCancellationHandler {
+                await withCheckedContinuation { (continuation: CheckedContinuation<Handoff, Never>) in
+                    let now = state.withLock { state -> Handoff? in
+                        // Returned between our decision and now?
+                        if let session = state.idle.popLast() { return .session(session) }
+                        if state.closed { return .closed }
+                        if state.open < size { state.open += 1; return .open }
+                        // Cancelled before it could be found waiting.
+                        if Task.isCancelled { return .cancelled }
+                        state.waiters.append(Waiter(number: number, continuation: continuation))
+                        return nil
+                    }
+                    if let now { continuation.resume(returning: now) }
                 }
-                if let now { continuation.resume(returning: now) }
+            } onCancel: {
+                let waiter = state.withLock { state -> Waiter? in
+                    guard let index = state.waiters.firstIndex(where: { $0.number == number }) else { return nil }
+                    return state.waiters.remove(at: index)
+                }
+                waiter?.continuation.resume(returning: .cancelled)
             }
             switch handoff {
             case .session(let session): return Lease(session: session)
             case .open: return Lease(session: nil)
             case .closed: throw TokenKeysError(.invalidArgument, "the signing pool is closed")
+            case .cancelled: throw CancellationError()
             }
         }
     }
@@ -203,7 +230,7 @@ public final class SigningPool: Sendable {
     /// Returns a session to the pool, or with `nil` gives back the place of one that was
     /// dropped; either goes to the longest waiting signer first.
     private func checkIn(_ session: PooledSession?) {
-        let (waiter, handoff, closeIt, open) = state.withLock { state -> (CheckedContinuation<Handoff, Never>?, Handoff, Bool, Int) in
+        let (waiter, handoff, closeIt, open) = state.withLock { state -> (Waiter?, Handoff, Bool, Int) in
             if state.closed || state.process != getpid() {
                 state.open -= 1
                 return (nil, .closed, session != nil, state.open)
@@ -219,7 +246,7 @@ public final class SigningPool: Sendable {
             state.idle.append(session)
             return (nil, .closed, false, state.open)
         }
-        waiter?.resume(returning: handoff)
+        waiter?.continuation.resume(returning: handoff)
         if closeIt, let session { try? session.session.close() }
         metrics.sessions.record(open)
     }

@@ -35,8 +35,8 @@ struct SigningPoolTests {
         var verifier: @Sendable ([UInt8], [UInt8]) -> Bool {
             let publicKey = publicKey
             return { signature, message in
-                guard let signature = try? _RSA.Signing.RSASignature(rawRepresentation: signature) else { return false }
-                return publicKey.isValidSignature(signature, for: SHA256.hash(data: message), padding: .insecurePKCS1v1_5)
+                publicKey.isValidSignature(_RSA.Signing.RSASignature(rawRepresentation: signature),
+                                           for: SHA256.hash(data: message), padding: .insecurePKCS1v1_5)
             }
         }
 
@@ -110,6 +110,45 @@ struct SigningPoolTests {
         }
         #expect(pool.statistics.relogins == 1)
         #expect(pool.statistics.loginAttempts == 1)
+    }
+
+    @Test func signersWaitingForASessionStopWhenTheirTaskIsCancelled() async throws {
+        let fixture = try Fixture("pool-cancel")
+        defer { fixture.remove() }
+        let pool = try SigningPool(key: fixture.key, pinSource: .file(fixture.pinFile), size: 1)
+        _ = try await pool.signRS256([1])
+        let verifies = fixture.verifier
+        // Forty signers on one session: cancelled once the first signature is back, the ones
+        // still waiting stop at once; those already signing finish and verify.
+        let first = AsyncStream<Void>.makeStream()
+        let outcomes = await withTaskGroup(of: String.self) { group -> [String] in
+            for index in 0..<40 {
+                group.addTask {
+                    do {
+                        let message = Array("signer \(index)".utf8)
+                        let signature = try await pool.signRS256(message)
+                        first.continuation.yield()
+                        return verifies(signature, message) ? "signed" : "bad signature"
+                    } catch is CancellationError {
+                        return "cancelled"
+                    } catch {
+                        return "\(error)"
+                    }
+                }
+            }
+            for await _ in first.stream { break }
+            group.cancelAll()
+            var outcomes: [String] = []
+            for await outcome in group { outcomes.append(outcome) }
+            return outcomes
+        }
+        #expect(outcomes.filter { $0 != "signed" && $0 != "cancelled" }.isEmpty, "\(outcomes)")
+        #expect(outcomes.contains("cancelled"), "no waiting signer stopped: \(outcomes)")
+        // The pool lost nothing: its one session signs again, no waiter is left behind.
+        let message = Array("after the cancellation".utf8)
+        #expect(fixture.verifies(try await pool.signRS256(message), message))
+        #expect(pool.statistics.open == 1)
+        #expect(pool.statistics.failures == 0)
     }
 
     @Test func aWrongPINOnReloginFailsOnceAndIsNeverSentAgain() async throws {
