@@ -89,9 +89,9 @@ public enum APIOperations {
                                                        issuedAt: Int(Date().timeIntervalSince1970),
                                                        nonce: UUID().uuidString.lowercased())
             let payload = try claims.serialized()
-            // Two threads, two sessions. This one finds the key and signs (the longer path);
-            // the other opens the audit trail on a session of its own and, once the key is
-            // known, makes the record durable and anchors its checkpoint while the token signs.
+            // Two threads, two sessions. This one finds the key and signs; the other opens the
+            // audit trail on a session of its own and, once the key is known, makes the record
+            // durable and anchors its checkpoint while the token signs.
             // The JWT leaves this function only once both are done: no JWT exists without its
             // durable record. A signature that fails after its record was written is followed
             // by `command.failed`.

@@ -173,14 +173,15 @@ public final class SigningPool: Sendable {
     /// A session to sign with: an idle one, a new one while under ``size``, or the next one
     /// returned. `nil` in the lease means "open one" (done on the signing thread).
     private func checkOut() async throws -> Lease {
-        enum Decision { case use(PooledSession), open, wait, closed, forked }
+        enum Decision { case use(PooledSession), open, wait(number: UInt64), closed, forked }
         let decision = state.withLock { state -> Decision in
             if state.closed { return .closed }
             if state.process != getpid() { return .forked }
             if let session = state.idle.popLast() { return .use(session) }
             if state.open < size { state.open += 1; return .open }
             state.statistics.waits += 1
-            return .wait
+            state.lastWaiter &+= 1
+            return .wait(number: state.lastWaiter)
         }
         switch decision {
         case .use(let session): return Lease(session: session)
@@ -189,12 +190,8 @@ public final class SigningPool: Sendable {
         case .forked:
             try afterFork()
             return try await checkOut()
-        case .wait:
+        case .wait(let number):
             metrics.waits.increment()
-            let number = state.withLock { state -> UInt64 in
-                state.lastWaiter &+= 1
-                return state.lastWaiter
-            }
             // A signer whose task is cancelled stops waiting (and takes no place in the pool);
             // one already handed a session signs with it.
             let handoff = await withTaskCancellationHandler {
