@@ -61,7 +61,7 @@ struct APIUserCreateCommand: AsyncParsableCommand {
 
     func run() async throws {
         let profile = try token.loadProfile()
-        let apiTarget = try api.target(profile: profile, auditDirectory: audit.directory(profile: try token.loadProfile()))
+        let apiTarget = try api.target(profile: profile, auditDirectory: audit.directory(profile: profile))
         let role = try APIUserRole(validating: role)
         let (pem, _) = try APIOperations.readCSR(path: csr)
         let body = try CreateAPIUser(role: role, name: name, csrPem: pem, coSignerSetupType: creation.coSignerSetupType,
@@ -98,7 +98,7 @@ struct APIUserListCommand: AsyncParsableCommand {
     func run() async throws {
         let profile = try token.loadProfile()
         let (users, _) = try await APIOperations.listAPIUsers(
-            token: try token.target(key: key.key ?? profile?.key, profile: profile), api: try api.target(profile: profile, auditDirectory: audit.directory(profile: try token.loadProfile())),
+            token: try token.target(key: key.key ?? profile?.key, profile: profile), api: try api.target(profile: profile, auditDirectory: audit.directory(profile: profile)),
             observer: Console())
         try output.emit(users) { users in
             if users.isEmpty { return "No API users.\n" }

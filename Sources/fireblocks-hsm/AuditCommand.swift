@@ -30,7 +30,8 @@ struct AuditInitCommand: ParsableCommand {
     @OptionGroup var output: OutputOptions
 
     func run() throws {
-        let report = try AuditOperations.initialize(target: try token.target(), directory: audit.directory(profile: try token.loadProfile()), observer: Console())
+        let profile = try token.loadProfile()
+        let report = try AuditOperations.initialize(target: try token.target(profile: profile), directory: audit.directory(profile: profile), observer: Console())
         try output.emit(report) { report in
             "\(report.created ? "Created" : "Found") the audit key '\(report.label)' on token '\(report.token)'.\nSHA-256 of its public key: \(report.spkiSHA256)\n\(report.publicKeyPEM)\n"
         }
@@ -69,7 +70,8 @@ struct AuditShowCommand: ParsableCommand {
     }
 
     func run() throws {
-        let records = try AuditOperations.show(target: try token.target(), directory: audit.directory(profile: try token.loadProfile()),
+        let profile = try token.loadProfile()
+        let records = try AuditOperations.show(target: try token.target(profile: profile), directory: audit.directory(profile: profile),
                                                since: since.flatMap(Self.day), event: event, observer: Console())
         try output.emit(records) { records in
             if records.isEmpty { return "No audit records.\n" }
@@ -97,7 +99,8 @@ struct AuditCheckpointCommand: ParsableCommand {
     @OptionGroup var audit: AuditOptions
 
     func run() throws {
-        guard let note = try AuditOperations.checkpoint(target: try token.target(), directory: audit.directory(profile: try token.loadProfile()), observer: Console()) else {
+        let profile = try token.loadProfile()
+        guard let note = try AuditOperations.checkpoint(target: try token.target(profile: profile), directory: audit.directory(profile: profile), observer: Console()) else {
             throw AuditError(.inconsistent, "the token holds no audit checkpoint yet")
         }
         Console().output(note)
@@ -142,7 +145,8 @@ struct AuditVerifyCommand: ParsableCommand {
             }
             external = String(decoding: data, as: UTF8.self)
         }
-        let result = try AuditOperations.verify(target: try token.target(), directory: audit.directory(profile: try token.loadProfile()), external: external,
+        let profile = try token.loadProfile()
+        let result = try AuditOperations.verify(target: try token.target(profile: profile), directory: audit.directory(profile: profile), external: external,
                                                 observer: Console())
         let report = Report(intact: true, records: result.records, rootHex: result.rootHex, checkedAgainst: result.checkedAgainst,
                             auditKeySHA256: result.auditKeySHA256)
@@ -174,7 +178,8 @@ struct AuditRepairCommand: ParsableCommand {
     }
 
     func run() throws {
-        let removed = try AuditOperations.repairTornTail(target: try token.target(), directory: audit.directory(profile: try token.loadProfile()), observer: Console())
+        let profile = try token.loadProfile()
+        let removed = try AuditOperations.repairTornTail(target: try token.target(profile: profile), directory: audit.directory(profile: profile), observer: Console())
         Console().output(removed > 0 ? "Cut off a torn record of \(removed) bytes; the repair is recorded.\n" : "Nothing to repair: the log has no torn record.\n")
     }
 }

@@ -44,9 +44,10 @@ struct CSRSubcommand: ParsableCommand {
 
     func run() throws {
         let subject = try subjectOptions.subject()
-        let (report, pem) = try CSRCreation.make(target: try token.target(key: key.key), subject: subject,
+        let profile = try token.loadProfile()
+        let (report, pem) = try CSRCreation.make(target: try token.target(key: key.key, profile: profile), subject: subject,
                                                 output: out, overwrite: force,
-                                                 auditDirectory: audit.directory(profile: try token.loadProfile()), observer: Console())
+                                                 auditDirectory: audit.directory(profile: profile), observer: Console())
         if out == "-" {
             Console().output(pem)
         } else {

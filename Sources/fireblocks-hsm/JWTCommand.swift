@@ -42,7 +42,7 @@ struct JWTCommand: ParsableCommand {
         let jwt = try APIOperations.jwt(token: try token.target(key: key.key ?? profile?.key, profile: profile),
                                       apiKey: signing.apiKey, baseURL: signing.baseURL, jwtLifetime: signing.jwtLifetime,
                                       method: method, path: path, body: try bodyFile.map(RequestBody.readFile),
-                                      auditDirectory: audit.directory(profile: try token.loadProfile()), observer: Console())
+                                      auditDirectory: audit.directory(profile: profile), observer: Console())
         Console().output(jwt + "\n")
     }
 }

@@ -39,8 +39,9 @@ struct KeyDeleteCommand: ParsableCommand {
 
     func run() throws {
         let console = Console()
-        let deletion = try KeyDeletion.plan(target: try token.target(key: key.key), stateDirectory: state.directory,
-                                             auditDirectory: audit.directory(profile: try token.loadProfile()), observer: console)
+        let profile = try token.loadProfile()
+        let deletion = try KeyDeletion.plan(target: try token.target(key: key.key, profile: profile), stateDirectory: state.directory,
+                                             auditDirectory: audit.directory(profile: profile), observer: console)
         let plan = deletion.plan
         var lines = ["Token '\(plan.token)' (serial \(plan.tokenSerial)): deleting"]
         for item in plan.items {

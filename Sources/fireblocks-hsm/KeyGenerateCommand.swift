@@ -46,10 +46,11 @@ struct KeyGenerateCommand: ParsableCommand {
     }
 
     func run() throws {
+        let profile = try token.loadProfile()
         let report = try KeyOperations.generate(
-            target: try token.target(key: key.key), bits: bits, id: id.flatMap(bytes(fromHex:)),
+            target: try token.target(key: key.key, profile: profile), bits: bits, id: id.flatMap(bytes(fromHex:)),
             stateDirectory: state.directory, lockTimeout: state.lockTimeout,
-            auditDirectory: audit.directory(profile: try token.loadProfile()), observer: Console())
+            auditDirectory: audit.directory(profile: profile), observer: Console())
         try output.emit(report, text: TextReports.generated)
     }
 }

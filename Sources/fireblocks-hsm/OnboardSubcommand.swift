@@ -118,7 +118,7 @@ struct OnboardSubcommand: AsyncParsableCommand {
         var submission: OnboardRequest.Submission?
         let stateDirectory: URL
         if submit {
-            let apiTarget = try api.target(profile: profile, auditDirectory: audit.directory(profile: try token.loadProfile()))
+            let apiTarget = try api.target(profile: profile, auditDirectory: audit.directory(profile: profile))
             guard let admin = adminKey ?? profile?.key else {
                 throw ValidationError("'--submit' needs '--admin-key' (the admin API user's key on the token)")
             }
@@ -139,7 +139,7 @@ struct OnboardSubcommand: AsyncParsableCommand {
         request.waitPolicy = try wait.policy()
         request.pairingTokenOut = pairingTokenOut
         let report = try await Onboarding.run(token: try token.target(profile: profile), request: request,
-                                                  stateDirectory: stateDirectory, auditDirectory: audit.directory(profile: try token.loadProfile()),
+                                                  stateDirectory: stateDirectory, auditDirectory: audit.directory(profile: profile),
                                                   observer: Console())
         try output.emit(report, text: TextReports.onboarded)
     }

@@ -51,7 +51,7 @@ struct RequestCommand: AsyncParsableCommand {
     func run() async throws {
         let profile = try token.loadProfile()
         let response = try await APIOperations.request(
-            token: try token.target(key: key.key ?? profile?.key, profile: profile), api: try api.target(profile: profile, auditDirectory: audit.directory(profile: try token.loadProfile())),
+            token: try token.target(key: key.key ?? profile?.key, profile: profile), api: try api.target(profile: profile, auditDirectory: audit.directory(profile: profile)),
             method: method, path: path, body: try RequestBody.read(data: data), idempotencyKey: idempotencyKey,
             observer: Console())
         let console = Console()

@@ -43,11 +43,16 @@ struct TokenOptions: ParsableArguments {
     }
 
     /// Resolves these options (and `--key`, when the command has one) with the environment and
-    /// the profile.
-    func target(key: String? = nil, profile: Profile? = nil) throws -> TokenTarget {
+    /// `profile`, the one ``loadProfile()`` returned (nil: there is none). A command that also
+    /// needs the profile elsewhere loads it once and passes it to both.
+    func target(key: String? = nil, profile: Profile?) throws -> TokenTarget {
         try TokenTargetResolution.resolve(module: moduleOptions.module, token: token, key: key, pinSource: pinSource,
-                                environment: ProcessInfo.processInfo.environment,
-                                profile: profile ?? (try loadProfile()))
+                                environment: ProcessInfo.processInfo.environment, profile: profile)
+    }
+
+    /// The same, loading the profile: for a command that needs it nowhere else.
+    func target(key: String? = nil) throws -> TokenTarget {
+        try target(key: key, profile: try loadProfile())
     }
 }
 
