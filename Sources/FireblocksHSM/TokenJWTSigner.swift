@@ -1,6 +1,4 @@
-import Dispatch
 import JOSE
-import Synchronization
 import TokenKeys
 
 /// A token key as the JWT code's signer: RS256 = `CKM_SHA256_RSA_PKCS` on the token.
@@ -42,16 +40,12 @@ public struct PoolJWTSigner: RS256Signer {
     /// The blocking form, for synchronous callers on threads of their own. It waits for the
     /// asynchronous one; never call it from a task (it would hold a cooperative thread).
     public func signRS256(_ signingInput: [UInt8]) throws -> [UInt8] {
-        let result = Mutex<Result<[UInt8], any Error>?>(nil)
-        let done = DispatchSemaphore(value: 0)
+        let signature = Handoff<[UInt8]>()
         let pool = pool
         Task.detached {
-            let outcome = await Result(catching: { try await pool.signRS256(signingInput) })
-            result.withLock { $0 = outcome }
-            done.signal()
+            signature.put(await Result(catching: { try await pool.signRS256(signingInput) }))
         }
-        done.wait()
-        return try result.withLock { $0 }?.get() ?? []
+        return try signature.wait()
     }
 }
 

@@ -119,4 +119,21 @@ struct UseCaseTests {
         #expect(try #require(pair.publicKey).isValidRS256Signature(signature, for: message))
         _ = session
     }
+
+    @Test func thePoolSignersBlockingFormSignsFromAThreadOfItsOwn() async throws {
+        let token = try TestToken(labelPrefix: "uc-poolsync")
+        let session = try token.userSession()
+        let pair = try KeyGenerator.generate(KeyGenerationRequest(label: "k", bits: 2048), in: session)
+        let pinFile = FileManager.default.temporaryDirectory.appendingPathComponent("uc-pin-\(UUID().uuidString)").path
+        try token.userPINString.write(toFile: pinFile, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(atPath: pinFile) }
+        let signer = PoolJWTSigner(try SigningPool(key: try UsableKey(pair, slot: token.slot), pinSource: .file(pinFile), size: 1))
+        let message = Array("a.b".utf8)
+        // The blocking form is for synchronous callers on threads of their own, never a task.
+        let signature = try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<[UInt8], any Error>) in
+            Thread { continuation.resume(with: Result { try signer.signRS256(message) }) }.start()
+        }
+        #expect(try #require(pair.publicKey).isValidRS256Signature(signature, for: message))
+        _ = session
+    }
 }
