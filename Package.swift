@@ -25,7 +25,10 @@
 //   FireblocksHSM + HTTPServing
 //     -> SigningProxy  `serve`: the signing proxy (policy, audit of every request, JWT per request
 //                      from the SigningPool, AsyncHTTPClient upstream, /healthz, /metrics)
-//   FireblocksHSM + SigningProxy -> fireblocks-hsm   the command line: flags, console, reports, exit codes
+//   FireblocksHSM -> FireblocksHSMCommandLine  the command line: flags, console, reports, exit codes
+//     -> fireblocks-hsm        every command; hands `serve` and `bench proxy` to the companion
+//                              below by execv (no HTTP server, no full Foundation: a short start-up)
+//     + SigningProxy -> fireblocks-hsm-serve  the companion executable: `serve`, `bench proxy`
 //   FireblocksSandbox -> fireblocks-sandbox  the stand-in's executable
 //
 // Linux only (Debian/Ubuntu with p11-kit and SoftHSM from the distribution): no Apple platform
@@ -36,6 +39,7 @@ let package = Package(
     name: "fireblocks-hsm",
     products: [
         .executable(name: "fireblocks-hsm", targets: ["fireblocks-hsm"]),
+        .executable(name: "fireblocks-hsm-serve", targets: ["fireblocks-hsm-serve"]),
         .executable(name: "fireblocks-sandbox", targets: ["fireblocks-sandbox"]),
         .library(name: "PKCS11", targets: ["PKCS11"]),
         .library(name: "TokenKeys", targets: ["TokenKeys"]),
@@ -179,24 +183,41 @@ let package = Package(
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ]
         ),
-        .executableTarget(
-            name: "fireblocks-hsm",
+        .target(
+            name: "FireblocksHSMCommandLine",
             dependencies: [
                 "FireblocksHSM",
-                "SigningProxy",
+                "FireblocksAPI",
                 "DurableFiles",
                 "HexEncoding",
                 "AuditTrail",
                 "TransparencyLog",
                 "TokenKeys",
+                "PKCS11",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
-                .product(name: "Logging", package: "swift-log"),
-            ],
+            ]
+        ),
+        .executableTarget(
+            name: "fireblocks-hsm",
+            dependencies: ["FireblocksHSMCommandLine"],
             // With --static-swift-stdlib the toolchain exports every symbol of the executable's
             // own objects (about 47,000): each start then pays for them in the dynamic loader
             // (the runtime's dladdr at start-up scans them; every symbol the PKCS#11 module and
             // its libraries look up is first sought among them). Nothing resolves into the
             // executable by name, so it exports nothing (docs/performance.md).
+            linkerSettings: [.unsafeFlags(["-Xlinker", "--no-export-dynamic"])]
+        ),
+        .executableTarget(
+            name: "fireblocks-hsm-serve",
+            dependencies: [
+                "FireblocksHSMCommandLine",
+                "SigningProxy",
+                "FireblocksHSM",
+                "FireblocksAPI",
+                "PKCS11",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
             linkerSettings: [.unsafeFlags(["-Xlinker", "--no-export-dynamic"])]
         ),
         .executableTarget(
@@ -302,7 +323,7 @@ let package = Package(
         .testTarget(
             name: "CLITests",
             dependencies: [
-                "fireblocks-hsm", "fireblocks-sandbox", "SoftHSMTestSupport",
+                "fireblocks-hsm", "fireblocks-hsm-serve", "fireblocks-sandbox", "FireblocksHSMCommandLine", "SoftHSMTestSupport",
                 .product(name: "X509", package: "swift-certificates"),
             ]
         ),

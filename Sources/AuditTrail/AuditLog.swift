@@ -1,5 +1,10 @@
 import DurableFiles
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+import Glibc
+#else
 import Foundation
+#endif
 import HexEncoding
 import TransparencyLog
 

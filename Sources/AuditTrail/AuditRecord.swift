@@ -1,4 +1,9 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+import Glibc
+#else
 import Foundation
+#endif
 
 /// A JSON value in an audit record's facts.
 public indirect enum AuditValue: Codable, Sendable, Equatable {

@@ -1,4 +1,8 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 
 #if canImport(Glibc)
 import Glibc
@@ -75,8 +79,8 @@ public enum AtomicFile {
     /// that a doomed run stops before asking for a PIN or touching the token.
     public static func checkWritable(_ path: String, overwrite: Bool) throws(FileOutputError) {
         let directory = URL(fileURLWithPath: path).deletingLastPathComponent().path
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory), isDirectory.boolValue else {
+        var isDirectory = false
+        guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory), isDirectory else {
             throw FileOutputError(path: path, reason: "directory \(directory) does not exist")
         }
         guard access(directory, W_OK) == 0 else {
@@ -93,8 +97,16 @@ public enum AtomicFile {
             try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true,
                                                     attributes: [.posixPermissions: 0o700])
         } catch {
-            throw FileOutputError(path: path, reason: "cannot create the directory (\((error as NSError).localizedDescription))")
+            throw FileOutputError(path: path, reason: "cannot create the directory (\(describe(error)))")
         }
+    }
+
+    /// A `FileManager` failure in the system's words: the failing path when it is another one
+    /// (a parent), and its errno's text.
+    static func describe(_ error: any Error) -> String {
+        guard let cocoa = error as? CocoaError else { return "\(error)" }
+        let cause = (cocoa.underlying as? POSIXError).map { String(cString: strerror($0.code.rawValue)) } ?? "\(cocoa.code)"
+        return cocoa.filePath.map { "\($0): \(cause)" } ?? cause
     }
 
     /// `fsync` of a directory, making a rename or link in it durable.

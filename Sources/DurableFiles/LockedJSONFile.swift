@@ -1,4 +1,8 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 
 /// A small JSON state file changed only under an exclusive lock: read, let the caller change
 /// the value, write it back atomically (mode 0600) when it changed. Concurrent processes see

@@ -1,4 +1,8 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 
 /// Fireblocks API environments and their documented base URLs.
 public enum FireblocksEnvironment: String, CaseIterable, Sendable {
@@ -131,8 +135,8 @@ public struct APIBaseURL: Sendable, Equatable, CustomStringConvertible {
         guard !path.contains("#") else {
             throw APIClientError(.badPath, "request path '\(path)' must not contain a fragment ('#')")
         }
-        let allowed = CharacterSet(charactersIn: "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~!$&'()*+,;=:@/?%")
-        guard path.unicodeScalars.allSatisfy(allowed.contains) else {
+        let allowed = Set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~!$&'()*+,;=:@/?%".utf8)
+        guard path.utf8.allSatisfy(allowed.contains) else {
             throw APIClientError(.badPath, "request path '\(path)' has characters that must be percent-encoded (encode them yourself so the signed uri equals what is sent)")
         }
         let bytes = Array(path.utf8)

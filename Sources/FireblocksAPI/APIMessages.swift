@@ -1,4 +1,9 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+import Glibc
+#else
 import Foundation
+#endif
 
 /// A request to the API.
 public struct APIRequest: Sendable {
@@ -50,7 +55,9 @@ public struct APIResponse: Sendable {
 
     /// `Retry-After`, in seconds (delta-seconds or an HTTP date).
     public func retryAfter(now: Date) -> TimeInterval? {
-        guard let value = headers["retry-after"]?.trimmingCharacters(in: .whitespaces) else { return nil }
+        // RFC 9110 §5.6.3: optional whitespace is spaces and tabs.
+        guard let raw = headers["retry-after"] else { return nil }
+        let value = String(raw.drop { $0 == " " || $0 == "\t" }.reversed().drop { $0 == " " || $0 == "\t" }.reversed())
         if let seconds = Int(value), seconds >= 0 { return TimeInterval(seconds) }
         return HTTPDate.parse(value).map { max(0, $0.timeIntervalSince(now)) }
     }
@@ -60,24 +67,57 @@ public struct APIResponse: Sendable {
     }
 }
 
-/// IMF-fixdate (RFC 9110 §5.6.7), the form of `Date` and `Retry-After`.
+/// IMF-fixdate (RFC 9110 §5.6.7), the form of `Date` and `Retry-After`: fixed-width English names
+/// and digits, converted with the C library's `timegm`/`gmtime_r`.
 public enum HTTPDate {
-    /// The date an IMF-fixdate names; nil for anything else.
+    private static let days = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"]
+    private static let months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+
+    /// The date an IMF-fixdate names (`Sun, 06 Nov 1994 08:49:37 GMT`); nil for anything else,
+    /// including a date that does not exist or a weekday that does not match it.
     public static func parse(_ text: String) -> Date? {
-        formatter().date(from: text)
+        let bytes = Array(text.utf8)
+        guard bytes.count == 29 else { return nil }
+        func name(_ range: Range<Int>) -> String { String(decoding: bytes[range], as: UTF8.self) }
+        func number(_ range: Range<Int>) -> Int32? {
+            var value: Int32 = 0
+            for byte in bytes[range] {
+                guard (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte) else { return nil }
+                value = value * 10 + Int32(byte - UInt8(ascii: "0"))
+            }
+            return value
+        }
+        guard name(3..<5) == ", ", bytes[7] == UInt8(ascii: " "), bytes[11] == UInt8(ascii: " "),
+              bytes[16] == UInt8(ascii: " "), bytes[19] == UInt8(ascii: ":"), bytes[22] == UInt8(ascii: ":"),
+              name(25..<29) == " GMT",
+              let weekday = days.firstIndex(of: name(0..<3)), let month = months.firstIndex(of: name(8..<11)),
+              let day = number(5..<7), let year = number(12..<16), let hour = number(17..<19),
+              let minute = number(20..<22), let second = number(23..<25),
+              (1...31).contains(day), year >= 1970, hour < 24, minute < 60, second < 61 else { return nil }
+        var fields = tm()
+        fields.tm_year = year - 1900
+        fields.tm_mon = Int32(month)
+        fields.tm_mday = day
+        fields.tm_hour = hour
+        fields.tm_min = minute
+        fields.tm_sec = second
+        let seconds = timegm(&fields)
+        // timegm normalises (31 Feb becomes 3 Mar): a date that moved did not exist.
+        guard seconds != -1, fields.tm_mday == day, fields.tm_mon == Int32(month), fields.tm_wday == Int32(weekday) else {
+            return nil
+        }
+        return Date(timeIntervalSince1970: TimeInterval(seconds))
     }
 
-    /// The IMF-fixdate of a date.
+    /// The IMF-fixdate of a date (years 1970 to 9999).
     public static func format(_ date: Date) -> String {
-        formatter().string(from: date)
-    }
-
-    private static func formatter() -> DateFormatter {
-        let formatter = DateFormatter()
-        formatter.locale = Locale(identifier: "en_US_POSIX")
-        formatter.timeZone = TimeZone(identifier: "GMT")
-        formatter.dateFormat = "EEE, dd MMM yyyy HH:mm:ss 'GMT'"
-        return formatter
+        let seconds = date.timeIntervalSince1970.rounded(.down)
+        var clock = time_t(seconds.isFinite ? min(max(seconds, 0), 253_402_300_799) : 0)
+        var fields = tm()
+        guard gmtime_r(&clock, &fields) != nil else { return "" }
+        func two(_ value: Int32) -> String { value < 10 ? "0\(value)" : "\(value)" }
+        return "\(days[Int(fields.tm_wday)]), \(two(fields.tm_mday)) \(months[Int(fields.tm_mon)]) \(fields.tm_year + 1900) "
+            + "\(two(fields.tm_hour)):\(two(fields.tm_min)):\(two(fields.tm_sec)) GMT"
     }
 }
 

@@ -1,4 +1,8 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 import X509
 
 /// What `createAPIUser` did.
@@ -110,7 +114,7 @@ extension FireblocksClient {
             }
             if let other = others.last {
                 let who = Self.creationName(other.body).map { "'\($0)'" } ?? "another user"
-                let fact = "the CSR's public key already backs API user \(who), created from this machine at \(other.url) on \(ISO8601DateFormatter().string(from: other.createdAt))"
+                let fact = "the CSR's public key already backs API user \(who), created from this machine at \(other.url) on \(other.createdAt.formatted(.iso8601))"
                 guard allowKeyReuse else {
                     throw APIClientError(.keyReuse, fact + "; one key must not back two API users (make a new key, or allow the reuse explicitly)")
                 }
@@ -179,13 +183,21 @@ extension FireblocksClient {
         return sha256Hex(spki)
     }
 
+    /// The two fields of a recorded creation body this check reads.
+    private struct RecordedCreation: Decodable {
+        let csrPem: String?
+        let name: String?
+    }
+
+    private static func recordedCreation(_ body: String) -> RecordedCreation? {
+        try? JSONDecoder().decode(RecordedCreation.self, from: Data(body.utf8))
+    }
+
     static func publicKeyDigest(creationBody: String) -> String? {
-        guard let object = try? JSONSerialization.jsonObject(with: Data(creationBody.utf8)) as? [String: Any],
-              let pem = object["csrPem"] as? String else { return nil }
-        return publicKeyDigest(csrPEM: pem)
+        recordedCreation(creationBody)?.csrPem.flatMap { publicKeyDigest(csrPEM: $0) }
     }
 
     static func creationName(_ body: String) -> String? {
-        (try? JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: Any])?["name"] as? String
+        recordedCreation(body)?.name
     }
 }

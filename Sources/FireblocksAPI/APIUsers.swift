@@ -1,4 +1,8 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 
 /// API user roles (the official SDK's enum).
 public enum APIUserRole: String, CaseIterable, Codable, Sendable {
@@ -34,8 +38,7 @@ public struct CreateAPIUser: Codable, Equatable, Sendable {
     /// Creates the value from its parts.
     public init(role: APIUserRole, name: String, csrPem: String, coSignerSetupType: String? = nil,
                 coSignerSetupIsFirstUser: Bool? = nil) throws(APIClientError) {
-        let trimmed = name.trimmingCharacters(in: .whitespacesAndNewlines)
-        guard !trimmed.isEmpty, trimmed == name, name.count <= 256 else {
+        guard let first = name.first, let last = name.last, !first.isWhitespace, !last.isWhitespace, name.count <= 256 else {
             throw APIClientError(.badInput, "an API user's name is 1 to 256 characters without surrounding spaces")
         }
         if let type = coSignerSetupType, type.isEmpty || !type.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "_" }) {

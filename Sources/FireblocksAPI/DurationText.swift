@@ -1,4 +1,8 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 
 /// Durations as people write them on command lines: `90`, `90s`, `15m`, `1h`, `1h30m`, `1.5s`.
 public enum DurationText {
@@ -31,5 +35,24 @@ public enum DurationText {
             throw APIClientError(.badInput, "\(flag) must be at most 30 days")
         }
         return total
+    }
+}
+
+/// Numbers with a fixed number of decimals, as `printf("%.*f")` writes them (Foundation's
+/// `String(format:)` is not in FoundationEssentials).
+public enum DecimalText {
+    /// `value` rounded to `places` decimals (0 to 6); non-finite or huge values as Swift writes them.
+    public static func fixed(_ value: Double, places: Int) -> String {
+        let places = min(max(places, 0), 6)
+        var scale: UInt64 = 1
+        for _ in 0..<places { scale *= 10 }
+        let scaled = (value * Double(scale)).rounded()
+        guard scaled.isFinite, scaled.magnitude < 9e15 else { return "\(value)" }
+        let units = Int64(scaled)
+        let whole = units.magnitude / scale
+        let sign = units < 0 ? "-" : ""
+        guard places > 0 else { return "\(sign)\(whole)" }
+        let fraction = String(units.magnitude % scale)
+        return "\(sign)\(whole)." + String(repeating: "0", count: places - fraction.count) + fraction
     }
 }

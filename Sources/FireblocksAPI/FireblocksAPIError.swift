@@ -1,4 +1,8 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 
 /// The API answered with an error. Carries everything a user (and Fireblocks support) needs:
 /// HTTP status, error type or code, message, advice, and always the `X-Request-ID`.
@@ -31,25 +35,49 @@ public struct FireblocksAPIError: Error, Sendable, CustomStringConvertible {
         var type: String?
         var code: Int?
         var message: String?
-        if let object = try? JSONSerialization.jsonObject(with: Data(response.body)) as? [String: Any] {
-            if let error = object["error"] as? [String: Any] {
-                type = error["type"] as? String
-                message = error["message"] as? String
+        if let shape = try? JSONDecoder().decode(ErrorShape.self, from: Data(response.body)) {
+            if let error = shape.error {
+                type = error.type
+                message = error.message
             } else {
-                message = object["message"] as? String
-                code = (object["code"] as? NSNumber)?.intValue
+                message = shape.message
+                code = shape.code.flatMap { $0.isFinite && $0 == $0.rounded() && abs($0) < 1e15 ? Int($0) : nil }
             }
         }
         if message == nil, !response.body.isEmpty {
             // Not one of the documented shapes (a proxy's HTML page, say): show a little of it.
-            let text = String(decoding: response.body.prefix(200), as: UTF8.self)
-                .replacingOccurrences(of: "\n", with: " ")
+            let text = String(String(decoding: response.body.prefix(200), as: UTF8.self).map { $0 == "\n" ? " " : $0 })
             message = text.count < response.body.count ? text + "…" : text
         }
         self.type = type
         self.code = code
         self.message = message
         self.advice = Self.advice(status: status, code: code, clockOffset: clockOffset)
+    }
+
+    /// The two documented error bodies, `{"message", "code"}` and `{"error": {"type", "message"}}`;
+    /// a field of another type reads as absent.
+    private struct ErrorShape: Decodable {
+        struct Nested: Decodable {
+            let type: String?
+            let message: String?
+            init(from decoder: any Decoder) throws {
+                let container = try decoder.container(keyedBy: CodingKeys.self)
+                type = try? container.decodeIfPresent(String.self, forKey: .type)
+                message = try? container.decodeIfPresent(String.self, forKey: .message)
+            }
+            enum CodingKeys: String, CodingKey { case type, message }
+        }
+        let error: Nested?
+        let message: String?
+        let code: Double?
+        init(from decoder: any Decoder) throws {
+            let container = try decoder.container(keyedBy: CodingKeys.self)
+            error = try? container.decodeIfPresent(Nested.self, forKey: .error)
+            message = try? container.decodeIfPresent(String.self, forKey: .message)
+            code = try? container.decodeIfPresent(Double.self, forKey: .code)
+        }
+        enum CodingKeys: String, CodingKey { case error, message, code }
     }
 
     /// How it reads in messages.

@@ -1,4 +1,8 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 
 /// How the client behaves.
 public struct ClientOptions: Sendable {
@@ -105,7 +109,7 @@ public final class FireblocksClient: Sendable {
                     throw APIClientError(error.code, error.reason + (attempt > 1 ? " (after \(attempt) attempts)" : ""))
                 }
                 let delay = policy.delay(afterAttempt: attempt, retryAfter: nil)
-                diagnostics("\(error.reason); retrying in \(String(format: "%.1f", delay)) s (attempt \(attempt + 1) of \(policy.maximumAttempts))")
+                diagnostics("\(error.reason); retrying in \(DecimalText.fixed(delay, places: 1)) s (attempt \(attempt + 1) of \(policy.maximumAttempts))")
                 try await options.sleep(delay)
                 continue
             }
@@ -125,7 +129,7 @@ public final class FireblocksClient: Sendable {
             let error = FireblocksAPIError(response: response, clockOffset: clock.lastOffset)
             if RetryPolicy.isRetryable(status: response.status), attempt < policy.maximumAttempts {
                 let delay = policy.delay(afterAttempt: attempt, retryAfter: response.retryAfter(now: options.now()))
-                diagnostics("HTTP \(response.status) [X-Request-ID: \(response.requestID ?? "none")]; retrying in \(String(format: "%.1f", delay)) s (attempt \(attempt + 1) of \(policy.maximumAttempts))")
+                diagnostics("HTTP \(response.status) [X-Request-ID: \(response.requestID ?? "none")]; retrying in \(DecimalText.fixed(delay, places: 1)) s (attempt \(attempt + 1) of \(policy.maximumAttempts))")
                 try await options.sleep(delay)
                 continue
             }

@@ -1,6 +1,10 @@
 import Crypto
 import DurableFiles
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 
 /// One intent to change something through the API, as recorded before the first send.
 public struct IdempotencyRecord: Codable, Equatable, Sendable {
@@ -176,7 +180,7 @@ public final class IdempotencyStore: Sendable {
     }
 
     private static func format(_ date: Date) -> String {
-        ISO8601DateFormatter().string(from: date)
+        date.formatted(.iso8601)
     }
 
     /// Reads, lets `body` change, and writes back atomically, all under `flock`.

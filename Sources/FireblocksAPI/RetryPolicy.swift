@@ -1,4 +1,8 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 
 /// When and how long to wait before sending a request again.
 ///
@@ -38,7 +42,7 @@ public struct RetryPolicy: Sendable {
     /// retry together).
     public func delay(afterAttempt attempt: Int, retryAfter: TimeInterval?) -> TimeInterval {
         if let retryAfter { return min(retryAfter, maximumRetryAfter) }
-        let step = min(maximumDelay, initialDelay * pow(2, Double(attempt - 1)))
+        let step = min(maximumDelay, initialDelay * Double(sign: .plus, exponent: max(-64, min(attempt, 64)) - 1, significand: 1))
         return step / 2 + Double.random(in: 0...(step / 2))
     }
 }

@@ -2,7 +2,11 @@ import AuditTrail
 import FireblocksAPI
 import JOSE
 import Synchronization
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 import TokenKeys
 import X509
 
@@ -162,7 +166,7 @@ public enum APIOperations {
         guard CSRBuilder.hasValidSelfSignature(csr) else {
             throw APIClientError(.badInput, "the self-signature of the CSR in \(path) does not verify; it would be refused")
         }
-        return (pem.trimmingCharacters(in: .whitespacesAndNewlines) + "\n", csr)
+        return (String(pem.drop(while: \.isWhitespace).reversed().drop(while: \.isWhitespace).reversed()) + "\n", csr)
     }
 
     /// Creates an API user, idempotently, refusing a key that already backs another user and

@@ -1,5 +1,9 @@
 import FireblocksAPI
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 
 /// Where and as whom API requests go, and how. Built by the caller (the command line resolves
 /// it from flags, environment and profile).

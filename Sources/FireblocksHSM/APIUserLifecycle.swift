@@ -1,6 +1,10 @@
 import AuditTrail
 import FireblocksAPI
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 
 /// Which API user: by name (must be unique) or by id.
 public enum APIUserLookup: Sendable, Equatable, CustomStringConvertible {

@@ -1,5 +1,9 @@
 import AuditTrail
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 import TokenKeys
 import TransparencyLog
 
@@ -38,11 +42,10 @@ public enum AuditOperations {
         let opened = try OpenedToken.open(target, readWrite: false, logIn: false, observer: observer)
         let audit = AuditService(opened: opened, directory: directory, observer: observer)
         guard let text = FileManager.default.contents(atPath: audit.log.logPath) else { return [] }
-        let formatter = ISO8601DateFormatter()
         return String(decoding: text, as: UTF8.self).split(separator: "\n").compactMap { line in
             guard let record = try? JSONDecoder().decode(AuditRecord.self, from: Data(line.utf8)) else { return nil }
             if let event, record.event != event { return nil }
-            if let since, let time = formatter.date(from: record.time), time < since { return nil }
+            if let since, let time = try? Date(record.time, strategy: .iso8601), time < since { return nil }
             return record
         }
     }

@@ -1,7 +1,12 @@
 import AuditTrail
 import Crypto
 import DurableFiles
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+import Glibc
+#else
 import Foundation
+#endif
 import HexEncoding
 import PKCS11
 import TokenKeys

@@ -1,7 +1,11 @@
 import DurableFiles
 import AuditTrail
 import Crypto
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 import PKCS11
 import TokenKeys
 import X509

@@ -1,7 +1,11 @@
 import AuditTrail
 import Crypto
 import DurableFiles
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 import HexEncoding
 import TokenKeys
 import TransparencyLog
@@ -37,30 +41,30 @@ public enum EvidenceBundle {
         }
         let lines = try audit.log.lines()
         var records: [[UInt8]] = []
-        var proofs: [[String: Any]] = []
+        var proofs: [InclusionProofs.Proof] = []
         for (index, line) in lines.enumerated() where index < parsed.treeSize {
             guard let record = try? JSONDecoder().decode(AuditRecord.self, from: Data(line)),
                   record.facts["spkiSHA256"] == AuditValue.string(publicKey.fingerprint) else { continue }
             records.append(line)
             let proof = MerkleTree.inclusionProof(index: index, hashes[..<parsed.treeSize]) ?? []
-            proofs.append(["index": index, "leafHash": hex(MerkleTree.leafHash(line)), "path": proof.map { hex($0) }])
+            proofs.append(.init(index: index, leafHash: hex(MerkleTree.leafHash(line)), path: proof.map { hex($0) }))
         }
-        var attributes: [String: Any] = [:]
+        var attributes: [String: Bool] = [:]
         for (type, reading) in pair.provenance.privateKeyAttributes {
             if case .value(.bool(_, let value)) = reading { attributes[type.name] = value }
         }
         let contents: [String: [UInt8]] = [
             "api_user.csr": Array(csrPEM.utf8),
             "public-key.pem": Array((publicKey.pem + "\n").utf8),
-            "key-attributes.json": try json(["label": pair.label, "id": hex(pair.id), "privateKeyAttributes": attributes,
-                                             "verdict": pair.provenance.verdict.meetsPolicy ? "meets-policy" : "fails-policy",
-                                             "spkiSHA256": publicKey.fingerprint]),
-            "token.json": try json(["label": pair.token.label, "serial": pair.token.serialNumber,
-                                    "manufacturer": pair.token.manufacturer, "model": pair.token.model]),
+            "key-attributes.json": try json(KeyAttributes(label: pair.label, id: hex(pair.id), privateKeyAttributes: attributes,
+                                                          verdict: pair.provenance.verdict.meetsPolicy ? "meets-policy" : "fails-policy",
+                                                          spkiSHA256: publicKey.fingerprint)),
+            "token.json": try json(TokenFacts(label: pair.token.label, serial: pair.token.serialNumber,
+                                              manufacturer: pair.token.manufacturer, model: pair.token.model)),
             "api-exchange.json": Array(try encoder.encode(submission)) + [0x0A],
             "audit-records.jsonl": records.flatMap { $0 + [0x0A] },
-            "inclusion-proofs.json": try json(["treeSize": parsed.treeSize, "rootHash": hex(parsed.rootHash),
-                                               "origin": parsed.origin, "records": proofs]),
+            "inclusion-proofs.json": try json(InclusionProofs(treeSize: parsed.treeSize, rootHash: hex(parsed.rootHash),
+                                                              origin: parsed.origin, records: proofs)),
             "checkpoint": Array(checkpoint.formatted.utf8),
             "audit-key.pem": Array((auditKey.publicKey.pemRepresentation + "\n").utf8),
         ]
@@ -69,18 +73,17 @@ public enum EvidenceBundle {
         }
 
         // The statement: one subject per file, the onboarding's facts as the predicate.
-        let subjects: [[String: Any]] = files.map { ["name": $0, "digest": ["sha256": hex(SHA256.hash(data: contents[$0] ?? []))]] }
-        let predicate: [String: Any] = [
-            "keyLabel": pair.label, "keySPKISHA256": publicKey.fingerprint, "token": pair.token.serialNumber,
-            "apiUserName": submission?.name ?? "", "apiUserRole": submission?.role ?? "", "apiUserID": userID ?? "",
-            "xRequestID": submission?.requestID ?? "", "idempotencyKey": submission?.idempotencyKey ?? "",
-            "auditKeySPKISHA256": auditKey.fingerprint, "checkpointTreeSize": parsed.treeSize,
-            "replaces": replaces ?? "", "replacesUserID": replacesUserID ?? "",
-        ]
-        let statement = try JSONSerialization.data(withJSONObject: [
-            "_type": "https://in-toto.io/Statement/v1", "subject": subjects, "predicateType": predicateType,
-            "predicate": predicate,
-        ], options: [.sortedKeys, .withoutEscapingSlashes])
+        let subjects = files.map { Statement.Subject(name: $0, digest: .init(sha256: hex(SHA256.hash(data: contents[$0] ?? [])))) }
+        let predicate = Statement.Predicate(
+            keyLabel: pair.label, keySPKISHA256: publicKey.fingerprint, token: pair.token.serialNumber,
+            apiUserName: submission?.name ?? "", apiUserRole: submission?.role ?? "", apiUserID: userID ?? "",
+            xRequestID: submission?.requestID ?? "", idempotencyKey: submission?.idempotencyKey ?? "",
+            auditKeySPKISHA256: auditKey.fingerprint, checkpointTreeSize: parsed.treeSize,
+            replaces: replaces ?? "", replacesUserID: replacesUserID ?? "")
+        let compact = JSONEncoder()
+        compact.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        let statement = try compact.encode(Statement(type: Statement.inTotoType, subject: subjects, predicateType: predicateType,
+                                                     predicate: predicate))
         let pae = DSSE.preAuthenticationEncoding(payloadType: DSSE.inTotoPayloadType, payload: Array(statement))
         let signature = try signerSlot.sign(pae)
         let envelope = DSSE.Envelope(payloadType: DSSE.inTotoPayloadType, payload: Array(statement), signatures: [
@@ -92,17 +95,15 @@ public enum EvidenceBundle {
                              overwrite: true, mode: 0o644)
     }
 
-    private static func json(_ object: [String: Any]) throws -> [UInt8] {
-        Array(try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])) + [0x0A]
+    private static func json(_ value: some Encodable) throws -> [UInt8] {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        return Array(try encoder.encode(value)) + [0x0A]
     }
 
     /// The commands an auditor runs, openssl and coreutils alone.
-    static func verifyGuide(statementSize: Int, subjects: [[String: Any]]) -> String {
-        let digests = subjects.map { subject -> String in
-            let name = subject["name"] as? String ?? ""
-            let digest = (subject["digest"] as? [String: String])?["sha256"] ?? ""
-            return "\(digest)  \(name)"
-        }.joined(separator: "\n")
+    static func verifyGuide(statementSize: Int, subjects: [Statement.Subject]) -> String {
+        let digests = subjects.map { "\($0.digest.sha256)  \($0.name)" }.joined(separator: "\n")
         return """
             # Verifying this evidence
 
@@ -142,6 +143,61 @@ public enum EvidenceBundle {
             checkpoint's root.
 
             """
+    }
+}
+
+// The bundle's JSON documents.
+extension EvidenceBundle {
+    /// An in-toto Statement v1 of an onboarding (https://in-toto.io/Statement/v1).
+    struct Statement: Encodable {
+        static let inTotoType = "https://in-toto.io/Statement/v1"
+        struct Subject: Codable {
+            struct Digest: Codable { let sha256: String }
+            let name: String
+            let digest: Digest
+        }
+        struct Predicate: Encodable {
+            let keyLabel, keySPKISHA256, token, apiUserName, apiUserRole, apiUserID, xRequestID, idempotencyKey: String
+            let auditKeySPKISHA256: String
+            let checkpointTreeSize: Int
+            let replaces, replacesUserID: String
+        }
+        let type: String
+        let subject: [Subject]
+        let predicateType: String
+        let predicate: Predicate
+        enum CodingKeys: String, CodingKey { case type = "_type", subject, predicateType, predicate }
+    }
+
+    /// What verification reads of a statement (any predicate of the right type).
+    struct StatementHeader: Decodable {
+        let type: String
+        let subject: [Statement.Subject]
+        let predicateType: String
+        enum CodingKeys: String, CodingKey { case type = "_type", subject, predicateType }
+    }
+
+    struct KeyAttributes: Encodable {
+        let label, id: String
+        let privateKeyAttributes: [String: Bool]
+        let verdict, spkiSHA256: String
+    }
+
+    struct TokenFacts: Encodable {
+        let label, serial, manufacturer, model: String
+    }
+
+    struct InclusionProofs: Encodable {
+        struct Proof: Codable {
+            let index: Int
+            let leafHash: String
+            let path: [String]
+        }
+        /// What verification reads: the proofs alone.
+        struct Entries: Decodable { let records: [Proof] }
+        let treeSize: Int
+        let rootHash, origin: String
+        let records: [Proof]
     }
 }
 
@@ -193,20 +249,16 @@ extension EvidenceBundle {
             return key.isValidSignature(signature, for: SHA256.hash(data: pae))
         }
         guard signed else { throw fail("the envelope's signature does not verify with the audit key (SHA-256 \(fingerprint))") }
-        guard let statement = try? JSONSerialization.jsonObject(with: Data(payload)) as? [String: Any],
-              statement["_type"] as? String == "https://in-toto.io/Statement/v1",
-              statement["predicateType"] as? String == predicateType,
-              let subjects = statement["subject"] as? [[String: Any]] else {
+        guard let statement = try? JSONDecoder().decode(StatementHeader.self, from: Data(payload)),
+              statement.type == Statement.inTotoType, statement.predicateType == predicateType else {
             throw fail("the envelope's payload is not an in-toto Statement v1 of an onboarding")
         }
 
         // Every file is the one the statement names.
         var checked: [String] = []
-        for subject in subjects {
-            guard let name = subject["name"] as? String, !name.contains("/"),
-                  let digest = (subject["digest"] as? [String: Any])?["sha256"] as? String else {
-                throw fail("a statement subject has no file name or SHA-256")
-            }
+        for subject in statement.subject {
+            let name = subject.name, digest = subject.digest.sha256
+            guard !name.contains("/"), !name.isEmpty else { throw fail("a statement subject names no file of this folder") }
             guard hex(SHA256.hash(data: try read(name))) == digest else { throw fail("\(name) is not the file the statement signed") }
             checked.append(name)
         }
@@ -226,12 +278,13 @@ extension EvidenceBundle {
         guard AuditService.verifySignature(note, origin: checkpoint.origin, publicKey: key) else {
             throw fail("the checkpoint's signature does not verify with the audit key")
         }
-        guard let proofs = try JSONSerialization.jsonObject(with: Data(try read("inclusion-proofs.json"))) as? [String: Any],
-              let entries = proofs["records"] as? [[String: Any]] else { throw fail("inclusion-proofs.json is malformed") }
+        guard let entries = try? JSONDecoder().decode(InclusionProofs.Entries.self, from: Data(try read("inclusion-proofs.json"))).records else {
+            throw fail("inclusion-proofs.json is malformed")
+        }
         let lines = try read("audit-records.jsonl").split(separator: 0x0A).map(Array.init)
         guard lines.count == entries.count, !lines.isEmpty else { throw fail("the records and their proofs do not pair up") }
         for (line, entry) in zip(lines, entries) {
-            guard let index = entry["index"] as? Int, let path = entry["path"] as? [String] else { throw fail("a proof is malformed") }
+            let index = entry.index, path = entry.path
             let hashes = path.compactMap { HexEncoding.bytes(fromHex: $0) }
             guard hashes.count == path.count,
                   MerkleTree.verifyInclusion(leafHash: MerkleTree.leafHash(line), index: index, treeSize: checkpoint.treeSize,

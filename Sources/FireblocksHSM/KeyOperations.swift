@@ -1,7 +1,11 @@
 import AuditTrail
 import DurableFiles
 import FireblocksAPI
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 import JOSE
 import PKCS11
 import TokenKeys

@@ -1,6 +1,11 @@
 import DurableFiles
 import FireblocksAPI
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+import Glibc
+#else
 import Foundation
+#endif
 
 /// What one onboarding is, as recorded before anything is made, and how far it got.
 ///

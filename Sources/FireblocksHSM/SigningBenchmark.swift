@@ -1,4 +1,8 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 import TokenKeys
 
 /// `bench sign`: signatures through the ``SigningPool`` the proxy uses, from N concurrent

@@ -1,5 +1,9 @@
 import AuditTrail
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 import PKCS11
 import TokenKeys
 

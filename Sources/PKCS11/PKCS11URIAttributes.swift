@@ -97,6 +97,7 @@ enum PKCS11URIAttributes {
         return name
     }
 
+    /// `%XX` escapes decoded (RFC 3986 §2.1); anything else, a malformed escape included, kept.
     static func percentDecoded(_ text: String) -> String {
         var bytes: [UInt8] = []
         var iterator = Array(text.utf8)[...]
@@ -111,5 +112,12 @@ enum PKCS11URIAttributes {
             }
         }
         return String(decoding: bytes, as: UTF8.self)
+    }
+}
+
+extension PKCS11URI {
+    /// `%XX` escapes decoded, as an attribute name or value of a URI is compared.
+    public static func percentDecoded(_ text: String) -> String {
+        PKCS11URIAttributes.percentDecoded(text)
     }
 }

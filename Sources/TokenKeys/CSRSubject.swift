@@ -1,4 +1,8 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 import X509
 
 /// The subject of an API user's CSR: the fields of Fireblocks' "Create a CSR" recipe
@@ -64,7 +68,7 @@ public struct CSRSubject: Sendable, Equatable {
         guard !value.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) else {
             throw TokenKeysError(.invalidSubject, "\(flag) contains a control character")
         }
-        guard value.trimmingCharacters(in: .whitespaces) == value else {
+        guard value.first?.isWhitespace == false, value.last?.isWhitespace == false else {
             throw TokenKeysError(.invalidSubject, "\(flag) '\(value)' has leading or trailing spaces")
         }
         return value

@@ -1,4 +1,9 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+import Glibc
+#else
 import Foundation
+#endif
 import PKCS11
 
 /// Where a PIN comes from. There is deliberately no way to give the PIN itself on the
@@ -149,10 +154,14 @@ public enum PINSource: Hashable, Sendable, CustomStringConvertible {
     }
 
     private static func isValidEnvironmentName(_ name: String) -> Bool {
-        guard let first = name.unicodeScalars.first, !name.isEmpty else { return false }
-        let allowed = CharacterSet.alphanumerics.union(CharacterSet(charactersIn: "_"))
-        return !CharacterSet.decimalDigits.contains(first)
-            && name.unicodeScalars.allSatisfy { $0.isASCII && allowed.contains($0) }
+        guard let first = name.utf8.first, !(UInt8(ascii: "0")...UInt8(ascii: "9")).contains(first) else { return false }
+        return name.utf8.allSatisfy { byte in
+            switch byte {
+            case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
+                 UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "_"): true
+            default: false
+            }
+        }
     }
 
 }

@@ -1,5 +1,11 @@
 import CoreMetrics
+import Dispatch
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+import Glibc
+#else
 import Foundation
+#endif
 import PKCS11
 import Synchronization
 
@@ -318,10 +324,10 @@ public final class SigningPool: Sendable {
     }
 
     private func reopenWithBackoff() throws -> PooledSession {
-        var delay = 0.05
+        var delay: useconds_t = 50_000
         var lastError: any Error = TokenKeysError(.invalidArgument, "no session")
         for attempt in 0..<4 {
-            if attempt > 0 { Thread.sleep(forTimeInterval: delay); delay *= 3 }
+            if attempt > 0 { usleep(delay); delay *= 3 }
             do {
                 return try openSession()
             } catch let error as PKCS11Error where error.returnValue == .userNotLoggedIn {

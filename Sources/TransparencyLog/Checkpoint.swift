@@ -1,5 +1,9 @@
 import Crypto
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 
 /// A C2SP tlog-checkpoint: the note text `origin\nsize\nbase64(root)\n` that a log signs.
 public struct Checkpoint: Sendable, Equatable {
@@ -81,7 +85,7 @@ public struct SignedNote: Sendable, Equatable {
 
     /// Parses a signed note.
     public init(parsing note: String) throws(CheckpointError) {
-        guard let separator = note.range(of: "\n\n") else { throw CheckpointError("a signed note has a blank line before its signatures") }
+        guard let separator = note.utf8.firstRange(of: "\n\n".utf8) else { throw CheckpointError("a signed note has a blank line before its signatures") }
         let text = String(note[..<separator.lowerBound]) + "\n"
         var signatures: [Signature] = []
         for line in note[separator.upperBound...].split(separator: "\n", omittingEmptySubsequences: true) {

@@ -1,4 +1,8 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 
 /// DSSE v1 (Dead Simple Signing Envelope): what is signed, and the envelope.
 public enum DSSE {

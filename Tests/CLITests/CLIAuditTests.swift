@@ -34,6 +34,16 @@ struct CLIAuditTests {
         for event in ["audit.key-created", "key.generated", "csr.created", "api.call", "api-user.created"] {
             #expect(events.contains(event), "\(events)")
         }
+        // --since: a day (UTC); records from it on.
+        let tomorrow = Date().addingTimeInterval(86_400).formatted(Date.ISO8601FormatStyle().year().month().day())
+        let none = try #require(try cli.runOnToken(["audit", "show", "--since", tomorrow, "--json"]).json() as? [[String: Any]])
+        #expect(none.isEmpty)
+        let all = try #require(try cli.runOnToken(["audit", "show", "--since", "2000-01-01", "--json"]).json() as? [[String: Any]])
+        #expect(all.count == shown.count)
+        for bad in ["2026-13-01", "2026-11-25T00:00:00Z", "25/11/2026"] {
+            #expect(try cli.runOnToken(["audit", "show", "--since", bad]).status == 2, "\(bad)")
+        }
+
         let log = try String(contentsOfFile: try auditLog(cli), encoding: .utf8)
         for secret in [cli.userPIN, cli.securityOfficerPIN, "eyJ", "Bearer"] {
             #expect(!log.contains(secret), "the audit log holds \(secret)")

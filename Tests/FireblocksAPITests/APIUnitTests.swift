@@ -150,6 +150,40 @@ struct RetryPolicyTests {
         #expect(APIResponse(status: 429, headers: [:], body: []).retryAfter(now: now) == nil)
     }
 
+    @Test func imfFixdatesRoundTripAndNothingElseParses() {
+        let date = Date(timeIntervalSince1970: 784_111_777)
+        #expect(HTTPDate.format(date) == "Sun, 06 Nov 1994 08:49:37 GMT")
+        #expect(HTTPDate.parse("Sun, 06 Nov 1994 08:49:37 GMT") == date)
+        #expect(HTTPDate.parse("Thu, 01 Jan 1970 00:00:00 GMT") == Date(timeIntervalSince1970: 0))
+        for rejected in ["Mon, 06 Nov 1994 08:49:37 GMT",   // the weekday of another day
+                         "Tue, 31 Feb 2026 00:00:00 GMT",   // no such day
+                         "Sun, 06 Nov 1994 08:49:37 UTC", "Sun, 06 Nov 1994 24:00:00 GMT", "Sun, 06 Nov 1994 08:60:37 GMT",
+                         "Sunday, 06-Nov-94 08:49:37 GMT", "Sun Nov  6 08:49:37 1994", "Sun, 06 Nov 1994 08:49:37 GMT ",
+                         "Sun, 06 Nov 1994 08:49:3x GMT", "Sun, 06 Xyz 1994 08:49:37 GMT", "Sun, ٠٦ Nov 1994 08:49:37 GMT", ""] {
+            #expect(HTTPDate.parse(rejected) == nil, "\(rejected)")
+        }
+        var seconds = 0.0
+        while seconds < 4_000_000_000 {
+            let instant = Date(timeIntervalSince1970: seconds)
+            #expect(HTTPDate.parse(HTTPDate.format(instant)) == Date(timeIntervalSince1970: seconds.rounded(.down)))
+            seconds += 12_345_678.9
+        }
+    }
+
+    @Test func decimalsAreWrittenWithAFixedNumberOfPlaces() {
+        #expect(DecimalText.fixed(3.14159, places: 2) == "3.14")
+        #expect(DecimalText.fixed(12, places: 2) == "12.00")
+        #expect(DecimalText.fixed(9.999, places: 2) == "10.00")
+        #expect(DecimalText.fixed(0.05, places: 2) == "0.05")
+        #expect(DecimalText.fixed(0.001, places: 2) == "0.00")
+        #expect(DecimalText.fixed(-2.25, places: 1) == "-2.3")
+        #expect(DecimalText.fixed(-0.04, places: 1) == "0.0")
+        #expect(DecimalText.fixed(1_234.5, places: 0) == "1235")
+        #expect(DecimalText.fixed(.infinity, places: 1) == "inf")
+        #expect(DecimalText.fixed(.nan, places: 1) == "nan")
+        #expect(DecimalText.fixed(1e300, places: 1) == "1e+300")
+    }
+
     @Test func rolesAreTheSDKsEnum() throws {
         #expect(try APIUserRole(validating: "signer") == .SIGNER)
         #expect(throws: APIClientError(.badInput, "")) { try APIUserRole(validating: "SUPERUSER") }

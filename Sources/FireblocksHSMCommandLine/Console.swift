@@ -1,5 +1,12 @@
+import Dispatch
+import FireblocksAPI
 import FireblocksHSM
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+import Glibc
+#else
 import Foundation
+#endif
 import Synchronization
 import TokenKeys
 import PKCS11
@@ -7,30 +14,35 @@ import PKCS11
 /// Where the command line writes: results on stdout, everything else on stderr. As the use
 /// cases' observer, it shows their notes on stderr, a spinner for slow steps, and prompts for
 /// PINs on the terminal.
-struct Console: OperationObserver {
-    init() {}
+package struct Console: OperationObserver {
+    package init() {}
 
-    func note(_ message: String) { diagnostic(message) }
+    package func note(_ message: String) { diagnostic(message) }
 
-    func slowStep<R>(_ description: String, _ work: () throws -> R) rethrows -> R {
+    package func slowStep<R>(_ description: String, _ work: () throws -> R) rethrows -> R {
         try Progress.run(description, console: self, work)
     }
 
     /// Writes a line to standard error (warnings, progress, errors). The line may carry text
     /// from outside (an API's message, a request id), so it is sanitised: one line, no control
     /// characters, cut when huge.
-    func diagnostic(_ line: String) {
-        FileHandle.standardError.write(Data((TerminalText.sanitized(line) + "\n").utf8))
+    package func diagnostic(_ line: String) {
+        Self.write(Array((TerminalText.sanitized(line) + "\n").utf8), to: STDERR_FILENO)
+    }
+
+    /// Writes bytes to standard error as they are (terminal control the caller composed).
+    func diagnostic(bytes: [UInt8]) {
+        Self.write(bytes, to: STDERR_FILENO)
     }
 
     /// Writes text to standard output (results).
-    func output(_ text: String) {
-        FileHandle.standardOutput.write(Data(text.utf8))
+    package func output(_ text: String) {
+        Self.write(Array(text.utf8), to: STDOUT_FILENO)
     }
 
     /// Writes bytes to standard output.
     func output(bytes: [UInt8]) {
-        FileHandle.standardOutput.write(Data(bytes))
+        Self.write(bytes, to: STDOUT_FILENO)
     }
 
     var standardInputIsTerminal: Bool { isatty(STDIN_FILENO) == 1 }
@@ -41,13 +53,29 @@ struct Console: OperationObserver {
     /// standard input is not a terminal (the caller then needs an explicit flag).
     func confirm(_ question: String) -> Bool? {
         guard standardInputIsTerminal else { return nil }
-        FileHandle.standardError.write(Data((question + " [y/N] ").utf8))
+        diagnostic(bytes: Array((question + " [y/N] ").utf8))
         guard let answer = readLine(strippingNewline: true) else { return false }
-        return ["y", "yes"].contains(answer.trimmingCharacters(in: .whitespaces).lowercased())
+        let word = answer.drop(while: \.isWhitespace).reversed().drop(while: \.isWhitespace).reversed()
+        return ["y", "yes"].contains(String(word).lowercased())
+    }
+
+    /// Writes all of `bytes` to a descriptor, through partial writes and interruptions. A
+    /// failure (a closed pipe, a full disk) ends the write: there is nowhere left to report it.
+    static func write(_ bytes: [UInt8], to descriptor: Int32) {
+        bytes.withUnsafeBytes { buffer in
+            guard let base = buffer.baseAddress else { return }
+            var offset = 0
+            while offset < buffer.count {
+                let written = Glibc.write(descriptor, base + offset, buffer.count - offset)
+                if written < 0, errno == EINTR { continue }
+                guard written > 0 else { return }
+                offset += written
+            }
+        }
     }
 
     /// A PIN prompter on the terminal, or nil when standard input is not one.
-    var pinPrompter: (any PINPrompter)? {
+    package var pinPrompter: (any PINPrompter)? {
         standardInputIsTerminal ? TerminalPINPrompter() : nil
     }
 }
@@ -57,7 +85,7 @@ struct TerminalPINPrompter: PINPrompter {
     init() {}
 
     func readPIN(prompt: String) throws(TokenKeysError) -> PIN {
-        FileHandle.standardError.write(Data(prompt.utf8))
+        Console.write(Array(prompt.utf8), to: STDERR_FILENO)
         var original = termios()
         guard tcgetattr(STDIN_FILENO, &original) == 0 else {
             throw TokenKeysError(.pinUnavailable, "cannot read the terminal settings to prompt for a PIN")
@@ -108,28 +136,27 @@ final class Progress: Sendable {
 
     private func start() {
         guard interactive else {
-            FileHandle.standardError.write(Data("\(message)…\n".utf8))
+            Console.write(Array("\(message)…\n".utf8), to: STDERR_FILENO)
             return
         }
-        let thread = Thread { [self] in
+        DispatchQueue.global(qos: .utility).async { [self] in
             let frames = ["⠋", "⠙", "⠹", "⠸", "⠼", "⠴", "⠦", "⠧", "⠇", "⠏"]
             var frame = 0
             while !done.withLock({ $0 }) {
                 let seconds = Int(Date().timeIntervalSince(started))
-                FileHandle.standardError.write(Data("\r\(frames[frame % frames.count]) \(message) (\(seconds)s)".utf8))
+                Console.write(Array("\r\(frames[frame % frames.count]) \(message) (\(seconds)s)".utf8), to: STDERR_FILENO)
                 frame += 1
                 usleep(100_000)
             }
             finished.signal()
         }
-        thread.start()
     }
 
     private func stop() {
         done.withLock { $0 = true }
         guard interactive else { return }
         finished.wait()  // the spinner has written its last frame
-        let seconds = String(format: "%.1f", Date().timeIntervalSince(started))
-        FileHandle.standardError.write(Data("\r\u{1B}[2K\(message): done in \(seconds)s\n".utf8))
+        let seconds = DecimalText.fixed(Date().timeIntervalSince(started), places: 1)
+        Console.write(Array("\r\u{1B}[2K\(message): done in \(seconds)s\n".utf8), to: STDERR_FILENO)
     }
 }

@@ -1,6 +1,10 @@
 import ArgumentParser
 import FireblocksHSM
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 
 struct KeyDeleteCommand: ParsableCommand {
     static let configuration = CommandConfiguration(

@@ -1,10 +1,16 @@
 import ArgumentParser
 import FireblocksAPI
 import FireblocksHSM
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 
 /// The options of every command that calls the Fireblocks API.
-struct APIOptions: ParsableArguments {
+package struct APIOptions: ParsableArguments {
+    package init() {}
+
     @Option(name: .customLong("api-key"), help: ArgumentHelp("The signing API user's API key (its id; env \(APIEnvironment.apiKey)).", valueName: "uuid"))
     var apiKey: String?
 
@@ -15,7 +21,7 @@ struct APIOptions: ParsableArguments {
     var baseURL: String?
 
     @Option(name: .customLong("request-timeout"), help: ArgumentHelp("Seconds to wait for each answer.", valueName: "seconds"))
-    var timeout: Double = 30
+    package var timeout: Double = 30
 
     @Option(help: ArgumentHelp("Sends in total for a request that is safe to repeat (GET, or with an Idempotency-Key), 1 to 10.", valueName: "n"))
     var attempts: Int = 4
@@ -24,7 +30,7 @@ struct APIOptions: ParsableArguments {
     var jwtLifetime: Int = 55
 
     @Flag(name: .customLong("no-clock-skew-compensation"), help: "Do not shift iat/exp by the clock offset measured from the API's Date header.")
-    var noClockSkewCompensation = false
+    package var noClockSkewCompensation = false
 
     @Option(name: .customLong("state-dir"), help: ArgumentHelp("Where idempotency records and onboarding progress are kept (env \(APIEnvironment.stateDirectory); default $XDG_STATE_HOME/fireblocks-hsm).", valueName: "path"))
     var stateDirectory: String?
@@ -35,7 +41,7 @@ struct APIOptions: ParsableArguments {
                                         environment: ProcessInfo.processInfo.environment, profile: profile)
     }
 
-    func target(profile: Profile?, auditDirectory: URL?) throws -> APITarget {
+    package func target(profile: Profile?, auditDirectory: URL?) throws -> APITarget {
         try APITargetResolution.resolve(apiKey: apiKey, env: env, baseURL: baseURL, timeout: timeout, jwtLifetime: jwtLifetime,
                               compensateClockSkew: !noClockSkewCompensation, maximumAttempts: attempts,
                               stateDirectory: stateDirectory, auditDirectory: auditDirectory,

@@ -1,14 +1,19 @@
 import FireblocksHSM
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+import Glibc
+#else
 import Foundation
+#endif
 import TokenKeys
 
 /// A named set of defaults from the configuration file. Flags win over the environment, which
 /// wins over the profile. A profile never holds a PIN, only where one comes from.
-struct Profile: Codable, Equatable, Sendable {
+package struct Profile: Codable, Equatable, Sendable {
     var module: String?
     var token: String?
     /// The key that signs API requests (for `onboard`: the admin key).
-    var key: String?
+    package var key: String?
     var apiKey: String?
     /// sandbox, us, eu or eu2.
     var env: String?
@@ -50,7 +55,7 @@ enum ProfileStore {
     static func path(environment: [String: String]) -> String {
         if let explicit = environment[environmentVariable], !explicit.isEmpty { return explicit }
         let base = environment["XDG_CONFIG_HOME"].flatMap { $0.isEmpty ? nil : $0 }
-            ?? (environment["HOME"] ?? NSHomeDirectory()) + "/.config"
+            ?? (environment["HOME"] ?? FileManager.default.homeDirectoryForCurrentUser.path) + "/.config"
         return base + "/fireblocks-hsm/config.json"
     }
 
@@ -67,13 +72,14 @@ enum ProfileStore {
         }
         try checkOwnership(path)
         guard let data = FileManager.default.contents(atPath: path),
-              let root = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+              case .object(let root)? = try? JSONDecoder().decode(JSONValue.self, from: data) else {
             throw TokenKeysError(.invalidArgument, "configuration file \(path) is not a JSON object")
         }
-        let profiles = root["profiles"] as? [String: Any] ?? [:]
+        var profiles: [String: JSONValue] = [:]
+        if case .object(let found)? = root["profiles"] { profiles = found }
         let chosen = name ?? (profiles["default"] != nil ? "default" : nil)
         guard let chosen else { return nil }
-        guard let raw = profiles[chosen] as? [String: Any] else {
+        guard case .object(let raw)? = profiles[chosen] else {
             let known = profiles.keys.sorted().joined(separator: ", ")
             throw TokenKeysError(.invalidArgument, "no profile '\(chosen)' in \(path) (profiles: \(known.isEmpty ? "none" : known))")
         }
@@ -84,7 +90,7 @@ enum ProfileStore {
             throw TokenKeysError(.invalidArgument, "profile '\(chosen)' in \(path) has an unknown field '\(key)' (known: \(Profile.fieldNames.sorted().joined(separator: ", ")))")
         }
         do {
-            let profile = try JSONDecoder().decode(Profile.self, from: JSONSerialization.data(withJSONObject: raw))
+            let profile = try JSONDecoder().decode(Profile.self, from: JSONEncoder().encode(JSONValue.object(raw)))
             if let source = profile.pinSource { _ = try PINSource(parsing: source, origin: "pinSource") }
             return profile
         } catch let error as TokenKeysError {

@@ -1,6 +1,10 @@
 import ArgumentParser
 import FireblocksHSM
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 import PKCS11
 
 /// `--module`: shared by every command that talks to a module.
@@ -19,7 +23,9 @@ struct ModuleOptions: ParsableArguments {
 }
 
 /// `--module`, `--token`, `--pin-source`: shared by every command that uses a token.
-struct TokenOptions: ParsableArguments {
+package struct TokenOptions: ParsableArguments {
+    package init() {}
+
     @OptionGroup var moduleOptions: ModuleOptions
 
     @Option(help: ArgumentHelp(
@@ -38,14 +44,14 @@ struct TokenOptions: ParsableArguments {
     var profile: String?
 
     /// The profile in effect, if any.
-    func loadProfile() throws -> Profile? {
+    package func loadProfile() throws -> Profile? {
         try ProfileStore.load(named: profile, environment: ProcessInfo.processInfo.environment)
     }
 
     /// Resolves these options (and `--key`, when the command has one) with the environment and
     /// `profile`, the one ``loadProfile()`` returned (nil: there is none). A command that also
     /// needs the profile elsewhere loads it once and passes it to both.
-    func target(key: String? = nil, profile: Profile?) throws -> TokenTarget {
+    package func target(key: String? = nil, profile: Profile?) throws -> TokenTarget {
         try TokenTargetResolution.resolve(module: moduleOptions.module, token: token, key: key, pinSource: pinSource,
                                 environment: ProcessInfo.processInfo.environment, profile: profile)
     }
@@ -57,11 +63,13 @@ struct TokenOptions: ParsableArguments {
 }
 
 /// `--key`.
-struct KeyOptions: ParsableArguments {
+package struct KeyOptions: ParsableArguments {
+    package init() {}
+
     @Option(help: ArgumentHelp(
         "Key label, or a URI such as 'pkcs11:object=api-user-1;id=%01' (may name the token too).",
         valueName: "label|uri"))
-    var key: String?
+    package var key: String?
 }
 
 /// `--json`.

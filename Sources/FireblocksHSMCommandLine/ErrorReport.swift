@@ -4,7 +4,6 @@ import TransparencyLog
 import DurableFiles
 import FireblocksAPI
 import PKCS11
-import SigningProxy
 import TokenKeys
 
 /// The process exit codes, one per class of failure, stable for scripts (docs/exit-codes.md).
@@ -120,12 +119,14 @@ struct ErrorReport: Sendable, Encodable {
             var message = error.description
             if error.code == .unrecognizedAttribute, let attribute = error.attribute {
                 let known = error.inQuery ? PKCS11URI.queryAttributeNames : PKCS11URI.pathAttributeNames
-                let decoded = attribute.removingPercentEncoding ?? attribute
+                let decoded = PKCS11URI.percentDecoded(attribute)
                 if let nearest = Spelling.nearest(to: decoded, among: known) {
                     message += "; did you mean '\(nearest)'?"
                 }
             }
             self.init(status: .usage, message: message)
+        case let error as CompanionExecutableError:
+            self.init(status: .fileError, message: error.description)
         case let error as FileOutputError:
             let advice: String
             switch error.code {
@@ -135,8 +136,6 @@ struct ErrorReport: Sendable, Encodable {
             }
             self.init(status: .fileError, message: error.description + advice)
         case let error as InvalidArgumentError:
-            self.init(status: .usage, message: error.description)
-        case let error as ProxyConfigurationError:
             self.init(status: .usage, message: error.description)
         case let error as APIUserLifecycleError:
             var message = error.reason

@@ -3,7 +3,11 @@ import AuditTrail
 import DurableFiles
 import FireblocksAPI
 import FireblocksHSM
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 import Synchronization
 
 struct APIUserCommand: ParsableCommand {
@@ -204,7 +208,7 @@ final class WaitPrinter: Sendable {
     }
 
     func finish() {
-        if showing.withLock({ $0 }) { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
+        if showing.withLock({ $0 }) { Console().diagnostic(bytes: Array("\r\u{1B}[K".utf8)) }
     }
 
     private func line(_ text: String) {
@@ -216,7 +220,7 @@ final class WaitPrinter: Sendable {
     private func transient(_ text: String) {
         guard progress else { return }
         showing.withLock { $0 = true }
-        FileHandle.standardError.write(Data(("\r\u{1B}[K" + TerminalText.sanitized(text)).utf8))
+        Console().diagnostic(bytes: Array(("\r\u{1B}[K" + TerminalText.sanitized(text)).utf8))
     }
 }
 

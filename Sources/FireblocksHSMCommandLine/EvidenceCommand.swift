@@ -1,7 +1,11 @@
 import ArgumentParser
 import AuditTrail
 import FireblocksHSM
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 
 struct EvidenceCommand: ParsableCommand {
     static let configuration = CommandConfiguration(

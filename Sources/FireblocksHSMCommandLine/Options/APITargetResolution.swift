@@ -1,6 +1,10 @@
 import FireblocksAPI
 import FireblocksHSM
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 
 /// Environment variables the API options fall back to.
 enum APIEnvironment {
@@ -75,7 +79,7 @@ enum APITargetResolution {
     static func stateDirectoryURL(flag: String?, environment: [String: String]) -> URL {
         if let flag { return URL(fileURLWithPath: flag) }
         if let explicit = nonEmpty(environment[APIEnvironment.stateDirectory]) { return URL(fileURLWithPath: explicit) }
-        let base = nonEmpty(environment["XDG_STATE_HOME"]) ?? (environment["HOME"] ?? NSHomeDirectory()) + "/.local/state"
+        let base = nonEmpty(environment["XDG_STATE_HOME"]) ?? (environment["HOME"] ?? FileManager.default.homeDirectoryForCurrentUser.path) + "/.local/state"
         return URL(fileURLWithPath: base).appendingPathComponent("fireblocks-hsm")
     }
 

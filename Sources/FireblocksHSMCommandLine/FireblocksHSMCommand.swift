@@ -1,10 +1,18 @@
 import ArgumentParser
 import FireblocksHSM
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+import Glibc
+#else
 import Foundation
+#endif
 
-@main
-struct FireblocksHSMCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
+/// The command line of `fireblocks-hsm`. `serve` and `bench proxy` run in the companion
+/// executable `fireblocks-hsm-serve` (see ``CompanionCommand``).
+package struct FireblocksHSMCommand: AsyncParsableCommand {
+    package init() {}
+
+    package static let configuration = CommandConfiguration(
         commandName: "fireblocks-hsm",
         abstract: "Onboard Fireblocks API users with RSA keys that never leave a PKCS#11 token.",
         discussion: """
@@ -28,21 +36,33 @@ struct FireblocksHSMCommand: AsyncParsableCommand {
         subcommands: [
             TokenCommand.self, KeyCommand.self, CSRSubcommand.self,
             JWTCommand.self, RequestCommand.self, APIUserCommand.self, OnboardSubcommand.self, AuditCommand.self, EvidenceCommand.self,
-            ServeCommand.self, BenchCommand.self,
+            CompanionCommand.Serve.self, BenchCommand.self,
         ]
     )
 
-    /// Parses, runs, and turns every failure into one line on stderr (and, with `--json`, one
-    /// `{"error": …}` document on stdout) and a documented exit code.
-    static func main() async {
+
+}
+
+/// Runs a command line of this tool: both executables (`fireblocks-hsm` and its companion
+/// `fireblocks-hsm-serve`) start here.
+package enum CommandLineRunner {
+    /// Parses the process's arguments against `root`, runs the command, and turns every
+    /// failure into one line on stderr (and, with `--json`, one `{"error": …}` document on
+    /// stdout) and a documented exit code.
+    ///
+    /// On the main actor: the process's main thread parses and runs a synchronous command
+    /// itself (a one-shot `jwt` signs there); a nonisolated one would first hop to a thread of
+    /// the cooperative pool, which costs a thread start and a hand-over on every run.
+    @MainActor
+    package static func run(_ root: any ParsableCommand.Type) async -> Never {
         let arguments = Array(CommandLine.arguments.dropFirst())
         let command: any ParsableCommand
         do {
-            command = try parseAsRoot(arguments)
+            command = try root.parseAsRoot(arguments)
         } catch {
             // Help and --version exit 0; every parse or validation error is a usage error.
-            if exitCode(for: error) == .success { exit(withError: error) }
-            usageFailure(error, arguments: arguments, json: arguments.contains("--json"))
+            if root.exitCode(for: error) == .success { root.exit(withError: error) }
+            usageFailure(error, root: root, arguments: arguments, json: arguments.contains("--json"))
         }
         // Asked of the parsed command (a second parse would cost a second walk of the command
         // tree by reflection: measurable in every one-shot command's start-up).
@@ -55,38 +75,34 @@ struct FireblocksHSMCommand: AsyncParsableCommand {
                 try syncCommand.run()
             }
         } catch let exitCode as ExitCode {
-            Foundation.exit(exitCode.rawValue)
+            Glibc.exit(exitCode.rawValue)
         } catch {
             // Help requested or validation failing inside run() still belongs to ArgumentParser.
-            switch exitCode(for: error) {
+            switch root.exitCode(for: error) {
             case .success:
-                exit(withError: error)
+                root.exit(withError: error)
             case .validationFailure:
-                usageFailure(error, arguments: arguments, json: json)
+                usageFailure(error, root: root, arguments: arguments, json: json)
             default:
                 break
             }
-            fail(report(for: error), json: json)
+            fail(ErrorReport(error), json: json)
         }
-    }
-
-    /// The report of a failure.
-    static func report(for error: any Error) -> ErrorReport {
-        ErrorReport(error)
+        Glibc.exit(0)
     }
 
     /// Prints the failure and exits with its class's code.
     static func fail(_ report: ErrorReport, json: Bool) -> Never {
         Console().diagnostic("fireblocks-hsm: error: \(report.message)")
         if json { Console().output(report.json) }
-        Foundation.exit(report.status.rawValue)
+        Glibc.exit(report.status.rawValue)
     }
 
     /// A usage error: one line, pointing at --help (the full usage would bury the message). A
     /// mistyped subcommand is named, with the nearest real one.
-    private static func usageFailure(_ error: any Error, arguments: [String], json: Bool) -> Never {
-        let text = SubcommandSuggestion.message(for: arguments, root: FireblocksHSMCommand.self)
-            ?? "\(message(for: error)) (see --help)"
+    private static func usageFailure(_ error: any Error, root: any ParsableCommand.Type, arguments: [String], json: Bool) -> Never {
+        let text = SubcommandSuggestion.message(for: arguments, root: root)
+            ?? "\(root.message(for: error)) (see --help)"
         fail(ErrorReport(status: .usage, message: text), json: json)
     }
 }
@@ -94,6 +110,6 @@ struct FireblocksHSMCommand: AsyncParsableCommand {
 /// Commands with a `--json` flag: their failures are also reported as JSON on stdout. The
 /// conformances are never actor-isolated (`SendableMetatype`), so asking a parsed command
 /// leaves it free to be run off the main actor.
-protocol JSONReporting: SendableMetatype {
+package protocol JSONReporting: SendableMetatype {
     var wantsJSON: Bool { get }
 }

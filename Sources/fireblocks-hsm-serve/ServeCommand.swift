@@ -1,6 +1,8 @@
 import ArgumentParser
 import FireblocksAPI
 import FireblocksHSM
+import FireblocksHSMCommandLine
+import PKCS11
 import Foundation
 import Logging
 import SigningProxy
@@ -82,6 +84,14 @@ struct ServeCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
+        do {
+            try await serve()
+        } catch let error as ProxyConfigurationError {
+            throw InvalidArgumentError(error.description)  // a usage error (exit 2), in the same words
+        }
+    }
+
+    private func serve() async throws {
         let level = Logger.Level(rawValue: logLevel) ?? .info
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)

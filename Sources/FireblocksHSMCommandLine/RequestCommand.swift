@@ -1,7 +1,11 @@
 import ArgumentParser
 import FireblocksAPI
 import FireblocksHSM
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 
 struct RequestCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -57,11 +61,13 @@ struct RequestCommand: AsyncParsableCommand {
         let console = Console()
         console.diagnostic("HTTP \(response.status) [X-Request-ID: \(response.requestID ?? "none")]")
         if json {
-            let body = (try? JSONSerialization.jsonObject(with: Data(response.body), options: [.fragmentsAllowed]))
-                ?? String(decoding: response.body, as: UTF8.self)
-            let document: [String: Any] = ["status": response.status, "requestID": response.requestID ?? NSNull(), "body": body]
-            let data = try JSONSerialization.data(withJSONObject: document, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
-            console.output(String(decoding: data, as: UTF8.self) + "\n")
+            let body = (try? JSONDecoder().decode(JSONValue.self, from: Data(response.body)))
+                ?? .string(String(decoding: response.body, as: UTF8.self))
+            let document: JSONValue = .object(["status": .number(Decimal(response.status)),
+                                               "requestID": response.requestID.map(JSONValue.string) ?? .null, "body": body])
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+            console.output(String(decoding: try encoder.encode(document), as: UTF8.self) + "\n")
         } else {
             console.output(bytes: response.body)
             if let last = response.body.last, last != UInt8(ascii: "\n"), console.standardOutputIsTerminal { console.output("\n") }

@@ -1,7 +1,11 @@
 import ArgumentParser
 import AuditTrail
 import FireblocksHSM
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 
 struct AuditCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -64,9 +68,8 @@ struct AuditShowCommand: ParsableCommand {
     }
 
     static func day(_ text: String) -> Date? {
-        let formatter = ISO8601DateFormatter()
-        formatter.formatOptions = [.withFullDate]
-        return formatter.date(from: text)
+        guard text.utf8.count == 10 else { return nil }  // YYYY-MM-DD and nothing after it
+        return try? Date(text, strategy: Date.ISO8601FormatStyle().year().month().day())
     }
 
     func run() throws {

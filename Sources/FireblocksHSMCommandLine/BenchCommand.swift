@@ -1,0 +1,73 @@
+import ArgumentParser
+import FireblocksAPI
+import FireblocksHSM
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+import TokenKeys
+
+struct BenchCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench",
+        abstract: "Measure the token: signatures through the signing pool the proxy uses.",
+        subcommands: [BenchSignCommand.self, CompanionCommand.BenchProxy.self]
+    )
+}
+
+struct BenchSignCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "sign",
+        abstract: "Sign for a while with N workers through the signing pool; report rate and latency.",
+        discussion: """
+            Each worker signs (CKM_SHA256_RSA_PKCS, as for a JWT) in a loop through a pool
+            of --workers sessions, for --duration seconds after a short warm-up. Every
+            signature is verified with the key's public half; a bad one fails the run.
+            ci/bench runs this beside a C loop over the same token and key.
+
+            Examples:
+              fireblocks-hsm bench sign --token fb --key trading-bot \\
+                  --duration 10 --workers 2
+              fireblocks-hsm bench sign --token fb --key trading-bot --json
+            """
+    )
+
+    @OptionGroup var token: TokenOptions
+    @OptionGroup var key: KeyOptions
+
+    @Option(help: ArgumentHelp("Seconds to measure (after a 1-second warm-up).", valueName: "seconds"))
+    var duration: Double = 10
+
+    @Option(help: ArgumentHelp("Concurrent signers (and pool sessions).", valueName: "n"))
+    var workers: Int = 1
+
+    @Option(name: .customLong("message-bytes"), help: ArgumentHelp("Bytes signed each time (a JWT's signing input is about 300).", valueName: "n"))
+    var messageBytes: Int = 300
+
+    @Flag(help: "Print one JSON document on stdout.")
+    var json = false
+
+    func validate() throws {
+        guard duration.isFinite, (0.1...3600).contains(duration) else { throw ValidationError("--duration must be 0.1 to 3600 seconds") }
+        guard (1...256).contains(workers) else { throw ValidationError("--workers must be 1 to 256") }
+        guard (1...65_536).contains(messageBytes) else { throw ValidationError("--message-bytes must be 1 to 65536") }
+    }
+
+    func run() async throws {
+        let profile = try token.loadProfile()
+        let target = try token.target(key: key.key ?? profile?.key, profile: profile)
+        let result = try await SigningBenchmark.run(token: target, workers: workers, duration: .milliseconds(Int64(duration * 1000)),
+                                                    messageBytes: messageBytes, observer: Console())
+        let console = Console()
+        if json {
+            console.output(try JSONOutput.encode(result))
+        } else {
+            console.output("""
+                \(result.signatures) signatures in \(DecimalText.fixed(result.durationSeconds, places: 2)) s with \(result.workers) worker(s) (RSA-\(result.keyBits), pool of \(result.poolSize))
+                \(DecimalText.fixed(result.signaturesPerSecond, places: 1)) signatures/s; latency p50 \(DecimalText.fixed(result.p50Ms, places: 2)) ms, p99 \(DecimalText.fixed(result.p99Ms, places: 2)) ms
+
+                """)
+        }
+    }
+}

@@ -1,0 +1,87 @@
+import ArgumentParser
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `serve` and `bench proxy` run in the companion executable `fireblocks-hsm-serve`, installed
+/// beside `fireblocks-hsm`. The proxy's server stack (Hummingbird, full Foundation, Prometheus,
+/// service lifecycle) then stays out of the binary that every one-shot signing command starts:
+/// its start-up is paid on each `jwt` (docs/performance.md). These stand-ins hand their
+/// arguments over unchanged with `execv`: the same process, environment, descriptors and
+/// signals; the companion parses them and prints the real help.
+enum CompanionCommand {
+    /// The companion's file name.
+    static let executableName = "fireblocks-hsm-serve"
+
+    /// `fireblocks-hsm serve …`.
+    struct Serve: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "serve",
+            abstract: "Run the signing proxy: applications use the API user's key without holding it.",
+            discussion: """
+                Runs fireblocks-hsm-serve (installed beside fireblocks-hsm) with these
+                arguments: 'fireblocks-hsm serve --help' prints its options.
+                """
+        )
+
+        @Argument(parsing: .captureForPassthrough, help: ArgumentHelp("The proxy's options (see 'fireblocks-hsm serve --help').", valueName: "options"))
+        var arguments: [String] = []
+
+        func run() throws {
+            try CompanionCommand.exec(["serve"] + arguments)
+        }
+    }
+
+    /// `fireblocks-hsm bench proxy …`.
+    struct BenchProxy: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "proxy",
+            abstract: "Measure what the signing proxy adds over signing and sending a request yourself.",
+            discussion: """
+                Runs fireblocks-hsm-serve (installed beside fireblocks-hsm) with these
+                arguments: 'fireblocks-hsm bench proxy --help' prints its options.
+                """
+        )
+
+        @Argument(parsing: .captureForPassthrough, help: ArgumentHelp("The benchmark's options (see 'fireblocks-hsm bench proxy --help').", valueName: "options"))
+        var arguments: [String] = []
+
+        func run() throws {
+            try CompanionCommand.exec(["bench", "proxy"] + arguments)
+        }
+    }
+
+    /// Replaces this process with the companion; returns only by throwing.
+    static func exec(_ arguments: [String]) throws(CompanionExecutableError) -> Never {
+        let path = try companionPath()
+        guard access(path, X_OK) == 0 else { throw CompanionExecutableError(path: path, cause: errno) }
+        let argv = ([path] + arguments).map { strdup($0) }
+        defer { argv.forEach { free($0) } }
+        execv(path, argv + [nil])
+        throw CompanionExecutableError(path: path, cause: errno)
+    }
+
+    /// `fireblocks-hsm-serve` in the directory of this executable, symlinks resolved (so a
+    /// link in /usr/local/bin to an installation directory finds the companion there). Never
+    /// looked up in PATH: what runs with the PIN source is what was installed with this tool.
+    static func companionPath() throws(CompanionExecutableError) -> String {
+        guard let resolved = realpath("/proc/self/exe", nil) else {
+            throw CompanionExecutableError(path: executableName, cause: errno)
+        }
+        defer { free(resolved) }
+        let own = String(cString: resolved)
+        let directory = own.lastIndex(of: "/").map { String(own[..<$0]) } ?? "."
+        return directory + "/" + executableName
+    }
+}
+
+/// The companion executable could not be started.
+struct CompanionExecutableError: Error, CustomStringConvertible {
+    let path: String
+    let cause: Int32
+
+    var description: String {
+        "cannot run \(path) (\(String(cString: strerror(cause)))): 'serve' and 'bench proxy' run the companion executable "
+            + "\(CompanionCommand.executableName), which is installed beside fireblocks-hsm; install both from the same build"
+    }
+}

@@ -1,0 +1,5 @@
+import FireblocksHSMCommandLine
+
+// The command line lives in FireblocksHSMCommandLine, shared with the companion executable
+// fireblocks-hsm-serve (serve, bench proxy).
+await CommandLineRunner.run(FireblocksHSMCommand.self)
