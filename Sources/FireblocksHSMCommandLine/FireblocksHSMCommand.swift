@@ -39,8 +39,6 @@ package struct FireblocksHSMCommand: AsyncParsableCommand {
             CompanionCommand.Serve.self, BenchCommand.self,
         ]
     )
-
-
 }
 
 /// Runs a command line of this tool: both executables (`fireblocks-hsm` and its companion
@@ -75,7 +73,7 @@ package enum CommandLineRunner {
                 try syncCommand.run()
             }
         } catch let exitCode as ExitCode {
-            Glibc.exit(exitCode.rawValue)
+            exit(exitCode.rawValue)
         } catch {
             // Help requested or validation failing inside run() still belongs to ArgumentParser.
             switch root.exitCode(for: error) {
@@ -88,14 +86,14 @@ package enum CommandLineRunner {
             }
             fail(ErrorReport(error), json: json)
         }
-        Glibc.exit(0)
+        exit(0)
     }
 
     /// Prints the failure and exits with its class's code.
     static func fail(_ report: ErrorReport, json: Bool) -> Never {
         Console().diagnostic("fireblocks-hsm: error: \(report.message)")
         if json { Console().output(report.json) }
-        Glibc.exit(report.status.rawValue)
+        exit(report.status.rawValue)
     }
 
     /// A usage error: one line, pointing at --help (the full usage would bury the message). A
