@@ -14,8 +14,9 @@
 //       -> TokenKeys    key policy, generation, provenance, usable keys and signers, CSRs,
 //                       PIN sources, token/key selection (+ HexEncoding); no C types
 //   JOSE          base64url, JWK, compact JWS, the RS256Signer protocol (sync + async)
-//     -> FireblocksAPI  JWTs, AsyncHTTPClient transport, retries, clock skew, idempotency,
-//                       API users (+ HexEncoding, DurableFiles)
+//     -> FireblocksAPI  JWTs, the client over an HTTPTransport, retries, clock skew, idempotency,
+//                       API users (+ HexEncoding, DurableFiles); no SwiftNIO
+//       -> AsyncHTTPTransport  the HTTPTransport over AsyncHTTPClient (the only outbound HTTP)
 //       -> FireblocksSandbox  the offline stand-in: pure SandboxService + a Hummingbird 2
 //                             server under swift-service-lifecycle (test tool)
 //   TokenKeys + FireblocksAPI (+ DurableFiles)
@@ -26,9 +27,12 @@
 //     -> SigningProxy  `serve`: the signing proxy (policy, audit of every request, JWT per request
 //                      from the SigningPool, AsyncHTTPClient upstream, /healthz, /metrics)
 //   FireblocksHSM -> FireblocksHSMCommandLine  the command line: flags, console, reports, exit codes
-//     -> fireblocks-hsm        every command; hands `serve` and `bench proxy` to the companion
-//                              below by execv (no HTTP server, no full Foundation: a short start-up)
-//     + SigningProxy -> fireblocks-hsm-serve  the companion executable: `serve`, `bench proxy`
+//     -> fireblocks-hsm        every command; what talks to the network (`request`, `api-user`,
+//                              `onboard --submit`, `serve`, `bench proxy`) it hands to the
+//                              companion below by execv: no SwiftNIO, no HTTP client or server,
+//                              no full Foundation, so the one-shot signing commands start fast
+//     + AsyncHTTPTransport + SigningProxy -> fireblocks-hsm-net  the companion executable: the
+//                              same commands, with the network stack
 //   FireblocksSandbox -> fireblocks-sandbox  the stand-in's executable
 //
 // Linux only (Debian/Ubuntu with p11-kit and SoftHSM from the distribution): no Apple platform
@@ -39,12 +43,13 @@ let package = Package(
     name: "fireblocks-hsm",
     products: [
         .executable(name: "fireblocks-hsm", targets: ["fireblocks-hsm"]),
-        .executable(name: "fireblocks-hsm-serve", targets: ["fireblocks-hsm-serve"]),
+        .executable(name: "fireblocks-hsm-net", targets: ["fireblocks-hsm-net"]),
         .executable(name: "fireblocks-sandbox", targets: ["fireblocks-sandbox"]),
         .library(name: "PKCS11", targets: ["PKCS11"]),
         .library(name: "TokenKeys", targets: ["TokenKeys"]),
         .library(name: "JOSE", targets: ["JOSE"]),
         .library(name: "FireblocksAPI", targets: ["FireblocksAPI"]),
+        .library(name: "AsyncHTTPTransport", targets: ["AsyncHTTPTransport"]),
         .library(name: "FireblocksHSM", targets: ["FireblocksHSM"]),
         .library(name: "SigningProxy", targets: ["SigningProxy"]),
     ],
@@ -113,6 +118,12 @@ let package = Package(
                 "DurableFiles",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "X509", package: "swift-certificates"),
+            ]
+        ),
+        .target(
+            name: "AsyncHTTPTransport",
+            dependencies: [
+                "FireblocksAPI",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -208,9 +219,10 @@ let package = Package(
             linkerSettings: [.unsafeFlags(["-Xlinker", "--no-export-dynamic"])]
         ),
         .executableTarget(
-            name: "fireblocks-hsm-serve",
+            name: "fireblocks-hsm-net",
             dependencies: [
                 "FireblocksHSMCommandLine",
+                "AsyncHTTPTransport",
                 "SigningProxy",
                 "FireblocksHSM",
                 "FireblocksAPI",
@@ -256,6 +268,7 @@ let package = Package(
             name: "APITestSupport",
             dependencies: [
                 "FireblocksAPI", "FireblocksSandbox", "FireblocksHSM", "JOSE", "PKCS11", "TokenKeys", "SoftHSMTestSupport",
+                "AsyncHTTPTransport",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "_CryptoExtras", package: "swift-crypto"),
                 .product(name: "X509", package: "swift-certificates"),
@@ -286,7 +299,7 @@ let package = Package(
             name: "FireblocksAPITests",
             dependencies: [
                 "FireblocksAPI", "FireblocksSandbox", "FireblocksHSM", "JOSE", "PKCS11", "TokenKeys", "HexEncoding",
-                "SoftHSMTestSupport", "APITestSupport",
+                "SoftHSMTestSupport", "APITestSupport", "AsyncHTTPTransport",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "_CryptoExtras", package: "swift-crypto"),
                 .product(name: "X509", package: "swift-certificates"),
@@ -296,14 +309,14 @@ let package = Package(
         .testTarget(
             name: "FireblocksSandboxTests",
             dependencies: [
-                "FireblocksSandbox", "FireblocksAPI", "JOSE", "APITestSupport",
+                "FireblocksSandbox", "FireblocksAPI", "JOSE", "APITestSupport", "AsyncHTTPTransport",
             ]
         ),
         .testTarget(
             name: "FireblocksHSMTests",
             dependencies: [
                 "FireblocksHSM", "FireblocksAPI", "FireblocksSandbox", "TokenKeys", "PKCS11", "SoftHSMTestSupport",
-                "APITestSupport",
+                "APITestSupport", "AsyncHTTPTransport",
             ]
         ),
         .testTarget(
@@ -323,7 +336,7 @@ let package = Package(
         .testTarget(
             name: "CLITests",
             dependencies: [
-                "fireblocks-hsm", "fireblocks-hsm-serve", "fireblocks-sandbox", "FireblocksHSMCommandLine", "SoftHSMTestSupport",
+                "fireblocks-hsm", "fireblocks-hsm-net", "fireblocks-sandbox", "FireblocksHSMCommandLine", "SoftHSMTestSupport",
                 .product(name: "X509", package: "swift-certificates"),
             ]
         ),

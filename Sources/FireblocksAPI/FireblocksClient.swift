@@ -56,7 +56,7 @@ public final class FireblocksClient: Sendable {
 
     /// Creates the value from its parts.
     public init(baseURL: APIBaseURL, issuer: RequestTokenIssuer, options: ClientOptions = ClientOptions(),
-                transport: any HTTPTransport = AsyncHTTPClientTransport(), clock: ClockSkewMonitor = ClockSkewMonitor(),
+                transport: any HTTPTransport, clock: ClockSkewMonitor = ClockSkewMonitor(),
                 diagnostics: @escaping @Sendable (String) -> Void = { _ in }) {
         self.baseURL = baseURL
         self.issuer = issuer

@@ -1,86 +1,14 @@
-import AsyncHTTPClient
 #if canImport(FoundationEssentials)
 import FoundationEssentials
-import Glibc
 #else
 import Foundation
 #endif
-import NIOCore
-import NIOHTTP1
 
-/// One HTTP exchange, no retries: what ``FireblocksClient`` sends through.
+/// One HTTP exchange, no retries: what ``FireblocksClient`` sends through. The implementation
+/// over AsyncHTTPClient is `AsyncHTTPClientTransport`, in the `AsyncHTTPTransport` target: this
+/// module stays free of SwiftNIO, so an executable that only signs does not carry it.
 public protocol HTTPTransport: Sendable {
     /// Sends and returns the answer; throws ``APIClientError`` (`network`, `timeout`,
     /// `invalidResponse`) when there is none.
     func send(url: URL, method: String, headers: [String: String], body: [UInt8]?, timeout: TimeInterval) async throws -> APIResponse
-}
-
-/// `HTTPTransport` over AsyncHTTPClient (SwiftNIO): one pooled client per process, a real
-/// deadline per exchange (connect, send and the whole answer), no cookies, no caching, and
-/// redirects never followed (they would carry the bearer token to wherever they point).
-public struct AsyncHTTPClientTransport: HTTPTransport {
-    /// The largest answer read; an API answer is far smaller. More is an invalid response.
-    public static let maximumResponseSize = 64 << 20
-
-    /// The process's client. It lives as long as the process (AsyncHTTPClient requires a client
-    /// to be shut down before it is released; a process-wide one never is), and its connection
-    /// pool is shared by every request.
-    static let client: HTTPClient = {
-        var configuration = HTTPClient.Configuration(redirectConfiguration: .disallow, decompression: .disabled)
-        configuration.httpVersion = .automatic
-        return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
-    }()
-
-    /// Creates one.
-    public init() {}
-
-    /// One exchange within `timeout` seconds (connect, send and the whole answer).
-    public func send(url: URL, method: String, headers: [String: String], body: [UInt8]?, timeout: TimeInterval) async throws -> APIResponse {
-        let host = url.host ?? "?"
-        var request = HTTPClientRequest(url: url.absoluteString)
-        request.method = HTTPMethod(rawValue: method)
-        for (name, value) in headers { request.headers.add(name: name, value: value) }
-        if let body { request.body = .bytes(ByteBuffer(bytes: body)) }
-
-        let milliseconds = Int64(max(1, min(timeout, 3600)) * 1000)
-        let deadline = NIODeadline.now() + .milliseconds(milliseconds)
-        do {
-            let response = try await Self.client.execute(request, deadline: deadline)
-            let bytes = try await response.body.collect(upTo: Self.maximumResponseSize)
-            var fields: [String: String] = [:]
-            for (name, value) in response.headers { fields[name] = fields[name].map { $0 + ", " + value } ?? value }
-            let status = Int(response.status.code)
-            if (300...399).contains(status) {
-                let location = fields.first { $0.key.lowercased() == "location" }?.value ?? "?"
-                throw APIClientError(.invalidResponse, "\(host) answered HTTP \(status) (a redirect to \(location)); redirects are not followed: check the base URL")
-            }
-            return APIResponse(status: status, headers: fields, body: Array(buffer: bytes))
-        } catch let error as APIClientError {
-            throw error
-        } catch let error as HTTPClientError {
-            switch error {
-            case .deadlineExceeded, .readTimeout, .connectTimeout, .writeTimeout:
-                throw APIClientError(.timeout, "no answer from \(host) within \(Int(timeout.rounded())) s")
-            case .remoteConnectionClosed:
-                throw APIClientError(.network, "\(host): the connection was closed before an answer")
-            default:
-                throw APIClientError(.network, "\(host): \(error)")
-            }
-        } catch is NIOTooManyBytesError {
-            throw APIClientError(.invalidResponse, "\(host) answered with more than \(Self.maximumResponseSize >> 20) MiB")
-        } catch let error as IOError {
-            throw APIClientError(.network, "\(host): \(Self.describe(error))")
-        } catch {
-            throw APIClientError(.network, "\(host): \(error)")
-        }
-    }
-
-    private static func describe(_ error: IOError) -> String {
-        switch error.errnoCode {
-        case ECONNREFUSED: return "connection refused"
-        case ECONNRESET: return "the connection was reset"
-        case ENETUNREACH, EHOSTUNREACH: return "no route to the host"
-        default: return error.description
-        }
-    }
 }

@@ -68,7 +68,7 @@ public struct APISession {
         let exchanges = ExchangeCollector()
         var options = api.options
         options.onExchange = { exchanges.append($0) }
-        let client = FireblocksClient(baseURL: api.baseURL, issuer: issuer, options: options,
+        let client = FireblocksClient(baseURL: api.baseURL, issuer: issuer, options: options, transport: api.transport,
                                       diagnostics: { observer.note($0) })
         return APISession(token: opened, signer: signer, client: client, exchanges: exchanges, audit: audit)
     }

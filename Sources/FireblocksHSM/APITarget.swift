@@ -20,16 +20,21 @@ public struct APITarget: Sendable {
     public let stateDirectory: URL
     /// Where the token's audit log is kept; every API call is recorded there. Nil: not recorded.
     public let auditDirectory: URL?
+    /// What the requests go through (AsyncHTTPClientTransport, from the AsyncHTTPTransport
+    /// target, in the tool): chosen by the executable, so one that only signs carries no HTTP
+    /// stack.
+    public let transport: any HTTPTransport
 
     /// A target; with `auditDirectory`, every call is recorded in the token's audit trail.
     public init(baseURL: APIBaseURL, apiKey: String, options: ClientOptions, jwtLifetime: Int, stateDirectory: URL,
-                auditDirectory: URL? = nil) {
+                auditDirectory: URL? = nil, transport: any HTTPTransport) {
         self.baseURL = baseURL
         self.apiKey = apiKey
         self.options = options
         self.jwtLifetime = jwtLifetime
         self.stateDirectory = stateDirectory
         self.auditDirectory = auditDirectory
+        self.transport = transport
     }
 
     /// The idempotency record file.

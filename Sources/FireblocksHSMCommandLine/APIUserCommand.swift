@@ -10,8 +10,10 @@ import Foundation
 #endif
 import Synchronization
 
-struct APIUserCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(
+package struct APIUserCommand: ParsableCommand {
+    package init() {}
+
+    package static let configuration = CommandConfiguration(
         commandName: "api-user",
         abstract: "Create, list, show, wait for and pair API users, signing with an admin key on the token.",
         subcommands: [APIUserCreateCommand.self, APIUserListCommand.self, APIUserShowCommand.self, APIUserWaitCommand.self,
@@ -64,8 +66,9 @@ struct APIUserCreateCommand: AsyncParsableCommand {
     @OptionGroup var output: OutputOptions
 
     func run() async throws {
+        let transport = try NetworkAccess.transport()
         let profile = try token.loadProfile()
-        let apiTarget = try api.target(profile: profile, auditDirectory: audit.directory(profile: profile))
+        let apiTarget = try api.target(profile: profile, auditDirectory: audit.directory(profile: profile), transport: transport)
         let role = try APIUserRole(validating: role)
         let (pem, _) = try APIOperations.readCSR(path: csr)
         let body = try CreateAPIUser(role: role, name: name, csrPem: pem, coSignerSetupType: creation.coSignerSetupType,
@@ -100,9 +103,10 @@ struct APIUserListCommand: AsyncParsableCommand {
     @OptionGroup var output: OutputOptions
 
     func run() async throws {
+        let transport = try NetworkAccess.transport()
         let profile = try token.loadProfile()
         let (users, _) = try await APIOperations.listAPIUsers(
-            token: try token.target(key: key.key ?? profile?.key, profile: profile), api: try api.target(profile: profile, auditDirectory: audit.directory(profile: profile)),
+            token: try token.target(key: key.key ?? profile?.key, profile: profile), api: try api.target(profile: profile, auditDirectory: audit.directory(profile: profile), transport: transport),
             observer: Console())
         try output.emit(users) { users in
             if users.isEmpty { return "No API users.\n" }
@@ -150,10 +154,11 @@ struct APIUserShowCommand: AsyncParsableCommand {
     @OptionGroup var output: OutputOptions
 
     func run() async throws {
+        let transport = try NetworkAccess.transport()
         let profile = try token.loadProfile()
         let details = try await APIUserLifecycle.show(
             token: try token.target(key: key.key ?? profile?.key, profile: profile),
-            api: try api.target(profile: profile, auditDirectory: audit.directory(profile: profile)), lookup: user.lookup, observer: Console())
+            api: try api.target(profile: profile, auditDirectory: audit.directory(profile: profile), transport: transport), lookup: user.lookup, observer: Console())
         try output.emit(details) { details in
             TextReports.table([
                 ["Name", details.name], ["Id", details.id], ["Role", details.role ?? "-"], ["Status", details.status ?? "-"],
@@ -262,13 +267,14 @@ struct APIUserWaitCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
+        let transport = try NetworkAccess.transport()
         let profile = try token.loadProfile()
         let target = try APIUserStatus(validating: until)
         let printer = WaitPrinter(name: "\(user.lookup)", target: target.rawValue)
         defer { printer.finish() }
         let reached = try await APIUserLifecycle.wait(
             token: try token.target(key: key.key ?? profile?.key, profile: profile),
-            api: try api.target(profile: profile, auditDirectory: audit.directory(profile: profile)), lookup: user.lookup,
+            api: try api.target(profile: profile, auditDirectory: audit.directory(profile: profile), transport: transport), lookup: user.lookup,
             until: target, policy: try wait.policy(), observer: Console(), onEvent: { printer.handle($0) })
         printer.finish()
         try output.emit(reached) { user in
@@ -327,13 +333,14 @@ struct APIUserPairingTokenCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
+        let transport = try NetworkAccess.transport()
         let profile = try token.loadProfile()
         if let out, !force, FileManager.default.fileExists(atPath: out) {
             throw FileOutputError(path: out, reason: "already exists", code: .exists)
         }
         let issue = try await APIUserLifecycle.issuePairingToken(
             token: try token.target(key: key.key ?? profile?.key, profile: profile),
-            api: try api.target(profile: profile, auditDirectory: audit.directory(profile: profile)), lookup: user.lookup,
+            api: try api.target(profile: profile, auditDirectory: audit.directory(profile: profile), transport: transport), lookup: user.lookup,
             idempotencyKey: idempotencyKey, observer: Console())
         let console = Console()
         if let out {

@@ -3,15 +3,17 @@ import ArgumentParser
 import Glibc
 #endif
 
-/// `serve` and `bench proxy` run in the companion executable `fireblocks-hsm-serve`, installed
-/// beside `fireblocks-hsm`. The proxy's server stack (Hummingbird, full Foundation, Prometheus,
-/// service lifecycle) then stays out of the binary that every one-shot signing command starts:
-/// its start-up is paid on each `jwt` (docs/performance.md). These stand-ins hand their
-/// arguments over unchanged with `execv`: the same process, environment, descriptors and
-/// signals; the companion parses them and prints the real help.
+/// What talks to the network runs in the companion executable `fireblocks-hsm-net`, installed
+/// beside `fireblocks-hsm`: `serve` and `bench proxy` (these stand-ins), and the API commands
+/// (``NetworkAccess``). The network stack (SwiftNIO, AsyncHTTPClient, Hummingbird, full
+/// Foundation, Prometheus, service lifecycle) then stays out of the binary that every one-shot
+/// signing command starts: its start-up is paid on each `jwt` (docs/performance.md). The
+/// arguments go over unchanged with `execv`: the same process, environment, descriptors and
+/// signals; the companion parses them again and, for `serve` and `bench proxy`, prints the
+/// real help.
 enum CompanionCommand {
     /// The companion's file name.
-    static let executableName = "fireblocks-hsm-serve"
+    static let executableName = "fireblocks-hsm-net"
 
     /// `fireblocks-hsm serve …`.
     struct Serve: ParsableCommand {
@@ -19,7 +21,7 @@ enum CompanionCommand {
             commandName: "serve",
             abstract: "Run the signing proxy: applications use the API user's key without holding it.",
             discussion: """
-                Runs fireblocks-hsm-serve (installed beside fireblocks-hsm) with these
+                Runs fireblocks-hsm-net (installed beside fireblocks-hsm) with these
                 arguments: 'fireblocks-hsm serve --help' prints its options.
                 """
         )
@@ -38,7 +40,7 @@ enum CompanionCommand {
             commandName: "proxy",
             abstract: "Measure what the signing proxy adds over signing and sending a request yourself.",
             discussion: """
-                Runs fireblocks-hsm-serve (installed beside fireblocks-hsm) with these
+                Runs fireblocks-hsm-net (installed beside fireblocks-hsm) with these
                 arguments: 'fireblocks-hsm bench proxy --help' prints its options.
                 """
         )
@@ -55,33 +57,43 @@ enum CompanionCommand {
     static func exec(_ arguments: [String]) throws(CompanionExecutableError) -> Never {
         let path = try companionPath()
         guard access(path, X_OK) == 0 else { throw CompanionExecutableError(path: path, cause: errno) }
+        // A companion that is this very executable (a copy or link in its place) would hand
+        // the command to itself for ever.
+        if let companion = realpath(path, nil) {
+            defer { free(companion) }
+            if String(cString: companion) == ownPath() { throw CompanionExecutableError(path: path, cause: ELOOP) }
+        }
         let argv = ([path] + arguments).map { strdup($0) }
         defer { argv.forEach { free($0) } }
         execv(path, argv + [nil])
         throw CompanionExecutableError(path: path, cause: errno)
     }
 
-    /// `fireblocks-hsm-serve` in the directory of this executable, symlinks resolved (so a
+    /// `fireblocks-hsm-net` in the directory of this executable, symlinks resolved (so a
     /// link in /usr/local/bin to an installation directory finds the companion there). Never
     /// looked up in PATH: what runs with the PIN source is what was installed with this tool.
     static func companionPath() throws(CompanionExecutableError) -> String {
-        guard let resolved = realpath("/proc/self/exe", nil) else {
-            throw CompanionExecutableError(path: executableName, cause: errno)
-        }
-        defer { free(resolved) }
-        let own = String(cString: resolved)
+        guard let own = ownPath() else { throw CompanionExecutableError(path: executableName, cause: errno) }
         let directory = own.lastIndex(of: "/").map { String(own[..<$0]) } ?? "."
         return directory + "/" + executableName
+    }
+
+    /// This executable's path, symlinks resolved.
+    private static func ownPath() -> String? {
+        guard let resolved = realpath("/proc/self/exe", nil) else { return nil }
+        defer { free(resolved) }
+        return String(cString: resolved)
     }
 }
 
 /// The companion executable could not be started.
-struct CompanionExecutableError: Error, CustomStringConvertible {
+package struct CompanionExecutableError: Error, CustomStringConvertible {
     let path: String
     let cause: Int32
 
-    var description: String {
-        "cannot run \(path) (\(String(cString: strerror(cause)))): 'serve' and 'bench proxy' run the companion executable "
+    package var description: String {
+        "cannot run \(path) (\(String(cString: strerror(cause)))): the commands that use the network ('request', "
+            + "'api-user', 'onboard --submit', 'serve', 'bench proxy') run the companion executable "
             + "\(CompanionCommand.executableName), which is installed beside fireblocks-hsm; install both from the same build"
     }
 }

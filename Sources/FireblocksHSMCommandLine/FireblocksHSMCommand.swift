@@ -7,8 +7,9 @@ import Glibc
 import Foundation
 #endif
 
-/// The command line of `fireblocks-hsm`. `serve` and `bench proxy` run in the companion
-/// executable `fireblocks-hsm-serve` (see ``CompanionCommand``).
+/// The command line of `fireblocks-hsm`. The commands that use the network are parsed here and
+/// run in the companion executable `fireblocks-hsm-net` (see ``NetworkAccess`` and
+/// ``CompanionCommand``).
 package struct FireblocksHSMCommand: AsyncParsableCommand {
     package init() {}
 
@@ -42,7 +43,7 @@ package struct FireblocksHSMCommand: AsyncParsableCommand {
 }
 
 /// Runs a command line of this tool: both executables (`fireblocks-hsm` and its companion
-/// `fireblocks-hsm-serve`) start here.
+/// `fireblocks-hsm-net`) start here.
 package enum CommandLineRunner {
     /// Parses the process's arguments against `root`, runs the command, and turns every
     /// failure into one line on stderr (and, with `--json`, one `{"error": …}` document on

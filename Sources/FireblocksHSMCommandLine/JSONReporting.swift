@@ -6,8 +6,8 @@ extension KeyDeleteCommand: JSONReporting { var wantsJSON: Bool { output.json } 
 extension KeyGenerateCommand: JSONReporting { var wantsJSON: Bool { output.json } }
 extension KeyListCommand: JSONReporting { var wantsJSON: Bool { output.json } }
 extension KeyShowCommand: JSONReporting { var wantsJSON: Bool { output.json } }
-extension OnboardSubcommand: JSONReporting { var wantsJSON: Bool { output.json } }
-extension RequestCommand: JSONReporting { var wantsJSON: Bool { json } }
+extension OnboardSubcommand: JSONReporting { package var wantsJSON: Bool { output.json } }
+extension RequestCommand: JSONReporting { package var wantsJSON: Bool { json } }
 extension TokenInitCommand: JSONReporting { var wantsJSON: Bool { output.json } }
 extension TokenListCommand: JSONReporting { var wantsJSON: Bool { output.json } }
 extension AuditInitCommand: JSONReporting { var wantsJSON: Bool { output.json } }

@@ -8,8 +8,10 @@ import FireblocksAPI
 import FireblocksHSM
 import TokenKeys
 
-struct OnboardSubcommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
+package struct OnboardSubcommand: AsyncParsableCommand {
+    package init() {}
+
+    package static let configuration = CommandConfiguration(
         commandName: "onboard",
         abstract: "The whole onboarding: key on the token, CSR, and (with --submit) the API user.",
         discussion: """
@@ -93,7 +95,7 @@ struct OnboardSubcommand: AsyncParsableCommand {
 
     @OptionGroup var output: OutputOptions
 
-    func validate() throws {
+    package func validate() throws {
         if !submit, waitUntil != nil || pairingTokenOut != nil || replaces != nil {
             throw ValidationError("'--wait-until', '--pairing-token-out' and '--replaces' need '--submit' (they follow the API user's creation)")
         }
@@ -114,15 +116,17 @@ struct OnboardSubcommand: AsyncParsableCommand {
         }
     }
 
-    func run() async throws {
+    package func run() async throws {
+        // Submitting talks to the API: that runs in the companion executable, from here.
+        let transport = submit ? try NetworkAccess.transport() : nil
         let profile = try token.loadProfile()
         // Everything that can be checked without the token is checked first.
         let subject = try subjectOptions.subject()
         let role = try APIUserRole(validating: role)
         var submission: OnboardRequest.Submission?
         let stateDirectory: URL
-        if submit {
-            let apiTarget = try api.target(profile: profile, auditDirectory: audit.directory(profile: profile))
+        if let transport {
+            let apiTarget = try api.target(profile: profile, auditDirectory: audit.directory(profile: profile), transport: transport)
             guard let admin = adminKey ?? profile?.key else {
                 throw ValidationError("'--submit' needs '--admin-key' (the admin API user's key on the token)")
             }

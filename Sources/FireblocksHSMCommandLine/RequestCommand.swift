@@ -7,8 +7,10 @@ import FoundationEssentials
 import Foundation
 #endif
 
-struct RequestCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
+package struct RequestCommand: AsyncParsableCommand {
+    package init() {}
+
+    package static let configuration = CommandConfiguration(
         commandName: "request",
         abstract: "Send any API request signed with the token key (curl-like).",
         discussion: """
@@ -45,17 +47,18 @@ struct RequestCommand: AsyncParsableCommand {
     @Flag(help: "Print {status, requestID, body} as one JSON document.")
     var json = false
 
-    func validate() throws {
+    package func validate() throws {
         guard ["GET", "POST", "PUT", "PATCH", "DELETE"].contains(method.uppercased()) else {
             throw ValidationError("method must be GET, POST, PUT, PATCH or DELETE")
         }
         if let idempotencyKey { try IdempotencyStore.validate(key: idempotencyKey) }
     }
 
-    func run() async throws {
+    package func run() async throws {
+        let transport = try NetworkAccess.transport()
         let profile = try token.loadProfile()
         let response = try await APIOperations.request(
-            token: try token.target(key: key.key ?? profile?.key, profile: profile), api: try api.target(profile: profile, auditDirectory: audit.directory(profile: profile)),
+            token: try token.target(key: key.key ?? profile?.key, profile: profile), api: try api.target(profile: profile, auditDirectory: audit.directory(profile: profile), transport: transport),
             method: method, path: path, body: try RequestBody.read(data: data), idempotencyKey: idempotencyKey,
             observer: Console())
         let console = Console()

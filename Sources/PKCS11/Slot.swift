@@ -1,4 +1,7 @@
 internal import CPKCS11
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// A slot id (`CK_SLOT_ID`). Not stable across token (re)initialisation on SoftHSM: select
 /// tokens by label or serial, never by slot id.
@@ -34,10 +37,21 @@ public struct Slot: Sendable {
     }
 
     /// `C_GetTokenInfo`. Re-read it before each decision that depends on PIN state.
+    ///
+    /// A `CKR_GENERAL_ERROR` is read again, twice, after 5 and then 25 ms. SoftHSM rewrites a
+    /// token's file in place on every login (its flags); another process that reads the token
+    /// in that moment fails its integrity check and gets `CKR_GENERAL_ERROR` (SoftHSMv2 issue
+    /// 757), so two commands started together on one token failed at random. The call only
+    /// reads; any other error, or a third `CKR_GENERAL_ERROR`, is reported as it is.
     public func tokenInfo() throws -> TokenInfo {
         let getTokenInfo = try module.loaded.function(\.C_GetTokenInfo, "C_GetTokenInfo")
         var info = CK_TOKEN_INFO()
-        try check("C_GetTokenInfo", getTokenInfo(cID, &info))
+        var rv = getTokenInfo(cID, &info)
+        for pause: UInt32 in [5_000, 25_000] where rv == CKR_GENERAL_ERROR {
+            usleep(pause)
+            rv = getTokenInfo(cID, &info)
+        }
+        try check("C_GetTokenInfo", rv)
         return TokenInfo(info)
     }
 

@@ -1,5 +1,5 @@
 import FireblocksHSMCommandLine
 
 // The command line lives in FireblocksHSMCommandLine, shared with the companion executable
-// fireblocks-hsm-serve (serve, bench proxy).
+// fireblocks-hsm-net (the commands that use the network).
 await CommandLineRunner.run(FireblocksHSMCommand.self)

@@ -1,4 +1,5 @@
 import _CryptoExtras
+import AsyncHTTPTransport
 import Crypto
 import FireblocksAPI
 import FireblocksHSM
@@ -99,7 +100,7 @@ public struct RunningSandbox {
 
     public func client(signer: any RS256Signer, apiKey: String, options: ClientOptions = fastOptions(), diagnostics: Lines = Lines()) throws -> FireblocksClient {
         FireblocksClient(baseURL: try baseURL, issuer: try RequestTokenIssuer(apiKey: apiKey, signer: signer), options: options,
-                         diagnostics: { diagnostics.append($0) })
+                         transport: AsyncHTTPClientTransport(), diagnostics: { diagnostics.append($0) })
     }
 
     public func stop() async throws {

@@ -3,7 +3,8 @@ import Foundation
 import SoftHSMTestSupport
 import Testing
 
-/// `serve` and `bench proxy` run in the companion executable, `fireblocks-hsm-serve`.
+/// What uses the network (`request`, `api-user`, `onboard --submit`, `serve`, `bench proxy`) runs
+/// in the companion executable, `fireblocks-hsm-net`.
 @Suite("Command line: the companion executable")
 struct CLICompanionTests {
     @Test func serveHelpIsTheCompanionsAndItsErrorsAreTheToolsOwn() throws {
@@ -33,20 +34,59 @@ struct CLICompanionTests {
         try FileManager.default.createDirectory(atPath: decoys, withIntermediateDirectories: true)
         try FileManager.default.copyItem(atPath: CLIHarness.binary, toPath: alone + "/fireblocks-hsm")
         let marker = cli.files + "/decoy-ran"
-        try "#!/bin/sh\ntouch \(marker)\n".write(toFile: decoys + "/fireblocks-hsm-serve", atomically: true, encoding: .utf8)
-        try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: decoys + "/fireblocks-hsm-serve")
+        try "#!/bin/sh\ntouch \(marker)\n".write(toFile: decoys + "/fireblocks-hsm-net", atomically: true, encoding: .utf8)
+        try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: decoys + "/fireblocks-hsm-net")
 
         let path = decoys + ":" + (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin")
-        for arguments in [["serve", "--listen", "unix:/tmp/x.sock"], ["bench", "proxy", "--json"]] {
+        let api = ["--env", "sandbox", "--api-key", "00000000-0000-4000-8000-000000000000"]
+        // The API commands hand over before anything else: a prompted PIN is never asked for
+        // (there is no terminal here, so asking would fail differently), no profile is read.
+        let token = ["--module", SoftHSM.modulePath, "--token", cli.label, "--pin-source", "prompt"]
+        for arguments in [["serve", "--listen", "unix:/tmp/x.sock"], ["bench", "proxy", "--json"],
+                          ["request", "GET", "/v1/workspace"] + api + token,
+                          ["api-user", "list", "--json"] + api + token,
+                          ["onboard", "--key", "ci-bot", "--name", "ci-bot", "--role", "SIGNER", "--o", "Acme", "--submit",
+                           "--admin-key", "admin"] + api + token] {
             let result = try Subprocess.run(alone + "/fireblocks-hsm", arguments, environment: cli.environment(["PATH": path]),
                                             workingDirectory: cli.files)
-            #expect(result.status == 3, "\(result.standardError)")
-            #expect(result.standardError.contains("cannot run \(alone)/fireblocks-hsm-serve (No such file or directory)"))
+            #expect(result.status == 3, "\(arguments): \(result.standardError)")
+            #expect(result.standardError.contains("cannot run \(alone)/fireblocks-hsm-net (No such file or directory)"),
+                    "\(result.standardError)")
             #expect(!FileManager.default.fileExists(atPath: marker))
         }
         let json = try Subprocess.run(alone + "/fireblocks-hsm", ["bench", "proxy", "--json"], environment: cli.environment(),
                                       workingDirectory: cli.files)
         #expect((try json.json() as? [String: [String: Any]])?["error"]?["class"] as? String == "io")
+
+        // A usage error in an API command is the signing binary's own: no companion needed.
+        let usage = try Subprocess.run(alone + "/fireblocks-hsm", ["api-user", "wait", "--until", "SOMEDAY"] + api,
+                                       environment: cli.environment(), workingDirectory: cli.files)
+        #expect(usage.status == 2, "\(usage.standardError)")
+        let help = try Subprocess.run(alone + "/fireblocks-hsm", ["api-user", "create", "--help"], environment: cli.environment(),
+                                      workingDirectory: cli.files)
+        #expect(help.status == 0 && help.standardOutput.contains("--co-signer-setup"), "\(help.standardOutput)")
+
+        // An onboarding that only makes the key and the CSR uses no network and no companion.
+        let offline = try Subprocess.run(alone + "/fireblocks-hsm", [
+            "onboard", "--key", "offline", "--bits", "2048", "--name", "offline", "--role", "SIGNER", "--o", "Acme",
+            "--module", SoftHSM.modulePath, "--token", cli.label, "--pin-source", "env:TEST_HSM_PIN",
+        ], environment: cli.environment(), workingDirectory: cli.files)
+        #expect(offline.status == 0, "\(offline.standardError)")
+        #expect(FileManager.default.fileExists(atPath: cli.files + "/offline.csr"))
+    }
+
+    @Test func aCompanionThatIsTheToolItselfIsRefusedNotLooped() throws {
+        let cli = try CLIHarness()
+        defer { cli.remove() }
+        let alone = cli.files + "/alone"
+        try FileManager.default.createDirectory(atPath: alone, withIntermediateDirectories: true)
+        try FileManager.default.copyItem(atPath: CLIHarness.binary, toPath: alone + "/fireblocks-hsm")
+        try FileManager.default.createSymbolicLink(atPath: alone + "/fireblocks-hsm-net", withDestinationPath: "fireblocks-hsm")
+        let result = try Subprocess.run(alone + "/fireblocks-hsm", ["request", "GET", "/v1/workspace", "--env", "sandbox",
+                                                                     "--api-key", "00000000-0000-4000-8000-000000000000"],
+                                        environment: cli.environment(), workingDirectory: cli.files)
+        #expect(result.status == 3, "\(result.standardError)")
+        #expect(result.standardError.contains("cannot run \(alone)/fireblocks-hsm-net"), "\(result.standardError)")
     }
 
     @Test func serverAnswersKeepEveryDigitWhenWrappedAsJSON() throws {

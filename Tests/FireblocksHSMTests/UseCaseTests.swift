@@ -1,4 +1,5 @@
 import APITestSupport
+import AsyncHTTPTransport
 import FireblocksAPI
 import FireblocksHSM
 import FireblocksSandbox
@@ -59,7 +60,7 @@ struct UseCaseTests {
         let state = stateDirectory()
         defer { try? FileManager.default.removeItem(at: state) }
         let api = APITarget(baseURL: try sandbox.baseURL, apiKey: admin.apiKey, options: RunningSandbox.fastOptions(),
-                            jwtLifetime: 55, stateDirectory: state)
+                            jwtLifetime: 55, stateDirectory: state, transport: AsyncHTTPClientTransport())
         let csrPath = state.path + "-ci-bot.csr"
         defer { unlink(csrPath) }
         let request = OnboardRequest(

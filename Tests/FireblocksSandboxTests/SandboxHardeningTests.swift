@@ -1,4 +1,5 @@
 import APITestSupport
+import AsyncHTTPTransport
 import FireblocksAPI
 import FireblocksSandbox
 import Foundation
@@ -38,7 +39,7 @@ struct SandboxHardeningTests {
         #expect(server.baseURL.hasPrefix("http://[::1]:"))
         let client = FireblocksClient(baseURL: try APIBaseURL(validating: server.baseURL),
                                       issuer: try RequestTokenIssuer(apiKey: admin.apiKey, signer: admin.signer),
-                                      options: RunningSandbox.fastOptions())
+                                      options: RunningSandbox.fastOptions(), transport: AsyncHTTPClientTransport())
         let response = try await client.send(APIRequest(method: "GET", path: "/v1/workspace"))
         #expect(response.status == 200)
         try await server.shutdown()
@@ -82,7 +83,7 @@ struct SandboxHardeningTests {
 
         let client = FireblocksClient(baseURL: try APIBaseURL(validating: server.baseURL),
                                       issuer: try RequestTokenIssuer(apiKey: admin.apiKey, signer: admin.signer),
-                                      options: RunningSandbox.fastOptions(attempts: 1, timeout: 5))
+                                      options: RunningSandbox.fastOptions(attempts: 1, timeout: 5), transport: AsyncHTTPClientTransport())
         #expect(try await client.send(APIRequest(method: "GET", path: "/v1/workspace")).status == 200)
 
         try await Task.sleep(nanoseconds: 2_500_000_000)

@@ -41,10 +41,12 @@ package struct APIOptions: ParsableArguments {
                                         environment: ProcessInfo.processInfo.environment, profile: profile)
     }
 
-    package func target(profile: Profile?, auditDirectory: URL?) throws -> APITarget {
+    /// Where and as whom API requests go; `transport` is ``NetworkAccess/transport()``, taken
+    /// first thing by the command.
+    package func target(profile: Profile?, auditDirectory: URL?, transport: any HTTPTransport) throws -> APITarget {
         try APITargetResolution.resolve(apiKey: apiKey, env: env, baseURL: baseURL, timeout: timeout, jwtLifetime: jwtLifetime,
                               compensateClockSkew: !noClockSkewCompensation, maximumAttempts: attempts,
-                              stateDirectory: stateDirectory, auditDirectory: auditDirectory,
+                              stateDirectory: stateDirectory, auditDirectory: auditDirectory, transport: transport,
                               environment: ProcessInfo.processInfo.environment, profile: profile)
     }
 }

@@ -22,7 +22,8 @@ enum APITargetResolution {
     static func resolve(
         apiKey apiKeyFlag: String?, env envFlag: String?, baseURL baseURLFlag: String?,
         timeout: TimeInterval, jwtLifetime: Int, compensateClockSkew: Bool, maximumAttempts: Int,
-        stateDirectory stateDirectoryFlag: String?, auditDirectory: URL?, environment: [String: String], profile: Profile?
+        stateDirectory stateDirectoryFlag: String?, auditDirectory: URL?, transport: any HTTPTransport,
+        environment: [String: String], profile: Profile?
     ) throws -> APITarget {
         guard let baseURL = try baseURL(env: envFlag, baseURL: baseURLFlag, environment: environment, profile: profile) else {
             throw APIClientError(.noEnvironment, "no API environment: pass --env sandbox|us|eu|eu2 or --base-url URL (or set \(APIEnvironment.env))")
@@ -39,7 +40,7 @@ enum APITargetResolution {
                                     userAgent: "fireblocks-hsm/\(FireblocksHSMVersion.current)")
         return APITarget(baseURL: baseURL, apiKey: apiKey, options: options, jwtLifetime: jwtLifetime,
                          stateDirectory: stateDirectoryURL(flag: stateDirectoryFlag, environment: environment),
-                         auditDirectory: auditDirectory)
+                         auditDirectory: auditDirectory, transport: transport)
     }
 
     /// What signing a JWT needs: the API key and lifetime, and the base URL only when one is

@@ -46,7 +46,7 @@ struct BenchProxyCommand: AsyncParsableCommand {
 
     func run() async throws {
         let profile = try token.loadProfile()
-        let target = try api.target(profile: profile, auditDirectory: nil)
+        let target = try api.target(profile: profile, auditDirectory: nil, transport: try NetworkAccess.transport())
         let result = try await ProxyBenchmark.run(upstream: target.baseURL, apiKey: target.apiKey, path: path,
                                                   token: try token.target(key: key.key ?? profile?.key, profile: profile),
                                                   auditDirectory: audit.directory(profile: profile), workers: workers,

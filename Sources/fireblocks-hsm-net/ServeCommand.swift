@@ -100,7 +100,7 @@ struct ServeCommand: AsyncParsableCommand {
         }
         let logger = Logger(label: "fireblocks-hsm.serve")
         let profile = try token.loadProfile()
-        let target = try api.target(profile: profile, auditDirectory: nil)
+        let target = try api.target(profile: profile, auditDirectory: nil, transport: try NetworkAccess.transport())
         var configuration = ProxyConfiguration(listen: try ListenAddress(parsing: listen), upstream: target.baseURL,
                                                apiKey: target.apiKey, rules: try allow.map(AllowRule.init(parsing:)))
         configuration.maximumBodySize = try ByteSize.parse(maxBody, flag: "--max-body")
