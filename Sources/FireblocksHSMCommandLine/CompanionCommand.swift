@@ -92,7 +92,9 @@ package struct CompanionExecutableError: Error, CustomStringConvertible {
     let cause: Int32
 
     package var description: String {
-        "cannot run \(path) (\(String(cString: strerror(cause)))): the commands that use the network ('request', "
+        // ELOOP is this tool's own word for a companion that is fireblocks-hsm itself.
+        let why = cause == ELOOP ? "it is fireblocks-hsm itself, not its companion" : String(cString: strerror(cause))
+        return "cannot run \(path) (\(why)): the commands that use the network ('request', "
             + "'api-user', 'onboard --submit', 'serve', 'bench proxy') run the companion executable "
             + "\(CompanionCommand.executableName), which is installed beside fireblocks-hsm; install both from the same build"
     }

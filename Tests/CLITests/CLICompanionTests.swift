@@ -86,7 +86,8 @@ struct CLICompanionTests {
                                                                      "--api-key", "00000000-0000-4000-8000-000000000000"],
                                         environment: cli.environment(), workingDirectory: cli.files)
         #expect(result.status == 3, "\(result.standardError)")
-        #expect(result.standardError.contains("cannot run \(alone)/fireblocks-hsm-net"), "\(result.standardError)")
+        #expect(result.standardError.contains("cannot run \(alone)/fireblocks-hsm-net (it is fireblocks-hsm itself"),
+                "\(result.standardError)")
     }
 
     @Test func serverAnswersKeepEveryDigitWhenWrappedAsJSON() throws {
