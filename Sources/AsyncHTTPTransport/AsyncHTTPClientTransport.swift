@@ -22,6 +22,11 @@ public struct AsyncHTTPClientTransport: HTTPTransport {
     static let client: HTTPClient = {
         var configuration = HTTPClient.Configuration(redirectConfiguration: .disallow, decompression: .disabled)
         configuration.httpVersion = .automatic
+        // A connection that cannot be made fails this attempt at once; FireblocksClient's retry
+        // policy decides about another (--attempts, with backoff). AsyncHTTPClient's own retry
+        // would try again until its 10-second connect timeout, inside every attempt: a wrong
+        // --base-url port then took 40 s to say "connection refused".
+        configuration.connectionPool.retryConnectionEstablishment = false
         return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
     }()
 

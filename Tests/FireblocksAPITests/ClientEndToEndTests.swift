@@ -1,3 +1,4 @@
+import AsyncHTTPTransport
 import APITestSupport
 import FireblocksAPI
 import FireblocksHSM
@@ -22,6 +23,41 @@ struct ClientEndToEndTests {
             try? await sandbox.stop()
             throw error
         }
+    }
+
+    /// A port nobody listens on: each attempt fails at once and the client's own policy retries
+    /// (AsyncHTTPClient's retry of connection establishment would spend its 10-second connect
+    /// timeout inside every attempt).
+    @Test func aRefusedConnectionFailsEachAttemptAtOnce() async throws {
+        let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(listener, $0, length) == 0 && getsockname(listener, $0, &length) == 0
+            }
+        }
+        close(listener)
+        try #require(bound)
+        let port = UInt16(bigEndian: address.sin_port)
+
+        let lines = Lines()
+        let client = FireblocksClient(baseURL: try APIBaseURL(validating: "http://127.0.0.1:\(port)/v1"),
+                                      issuer: try RequestTokenIssuer(apiKey: UUID().uuidString.lowercased(), signer: try SoftwareSigner()),
+                                      options: RunningSandbox.fastOptions(attempts: 3, timeout: 30),
+                                      transport: AsyncHTTPClientTransport(), diagnostics: { lines.append($0) })
+        let started = ContinuousClock.now
+        do {
+            _ = try await client.send(APIRequest(method: "GET", path: "/v1/workspace"))
+            Issue.record("a request to a closed port succeeded")
+        } catch let error as APIClientError {
+            #expect(error.code == .network)
+            #expect(error.reason.contains("connection refused"), "\(error.reason)")
+        }
+        #expect(lines.all.count == 2 && lines.all.last?.contains("attempt 3 of 3") == true, "\(lines.all)")
+        #expect(ContinuousClock.now - started < .seconds(8), "three refused connections took AsyncHTTPClient's connect timeout")
     }
 
     @Test func createsWithAndWithoutCoSignerFieldsAndLists() async throws {
