@@ -3,55 +3,16 @@ import ArgumentParser
 import Glibc
 #endif
 
-/// What talks to the network runs in the companion executable `fireblocks-hsm-net`, installed
-/// beside `fireblocks-hsm`: `serve` and `bench proxy` (these stand-ins), and the API commands
-/// (``NetworkAccess``). The network stack (SwiftNIO, AsyncHTTPClient, Hummingbird, full
-/// Foundation, Prometheus, service lifecycle) then stays out of the binary that every one-shot
-/// signing command starts: its start-up is paid on each `jwt` (docs/performance.md). The
-/// arguments go over unchanged with `execv`: the same process, environment, descriptors and
-/// signals; the companion parses them again and, for `serve` and `bench proxy`, prints the
-/// real help.
+/// What talks to the network (the API commands, `serve`, `bench proxy`: ``NetworkAccess``) runs
+/// in the companion executable `fireblocks-hsm-net`, installed beside `fireblocks-hsm`. The
+/// network stack (SwiftNIO, AsyncHTTPClient, Hummingbird, full Foundation, Prometheus, service
+/// lifecycle) then stays out of the binary that every one-shot signing command starts: its
+/// start-up is paid on each `jwt` (docs/performance.md). The arguments go over unchanged with
+/// `execv`: the same process, environment, descriptors and signals; the companion parses them
+/// again, into the same command types.
 enum CompanionCommand {
     /// The companion's file name.
     static let executableName = "fireblocks-hsm-net"
-
-    /// `fireblocks-hsm serve …`.
-    struct Serve: ParsableCommand {
-        static let configuration = CommandConfiguration(
-            commandName: "serve",
-            abstract: "Run the signing proxy: applications use the API user's key without holding it.",
-            discussion: """
-                Runs fireblocks-hsm-net (installed beside fireblocks-hsm) with these
-                arguments: 'fireblocks-hsm serve --help' prints its options.
-                """
-        )
-
-        @Argument(parsing: .captureForPassthrough, help: ArgumentHelp("The proxy's options (see 'fireblocks-hsm serve --help').", valueName: "options"))
-        var arguments: [String] = []
-
-        func run() throws {
-            try CompanionCommand.exec(["serve"] + arguments)
-        }
-    }
-
-    /// `fireblocks-hsm bench proxy …`.
-    struct BenchProxy: ParsableCommand {
-        static let configuration = CommandConfiguration(
-            commandName: "proxy",
-            abstract: "Measure what the signing proxy adds over signing and sending a request yourself.",
-            discussion: """
-                Runs fireblocks-hsm-net (installed beside fireblocks-hsm) with these
-                arguments: 'fireblocks-hsm bench proxy --help' prints its options.
-                """
-        )
-
-        @Argument(parsing: .captureForPassthrough, help: ArgumentHelp("The benchmark's options (see 'fireblocks-hsm bench proxy --help').", valueName: "options"))
-        var arguments: [String] = []
-
-        func run() throws {
-            try CompanionCommand.exec(["bench", "proxy"] + arguments)
-        }
-    }
 
     /// Replaces this process with the companion; returns only by throwing.
     static func exec(_ arguments: [String]) throws(CompanionExecutableError) -> Never {

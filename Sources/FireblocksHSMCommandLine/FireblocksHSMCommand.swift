@@ -37,7 +37,7 @@ package struct FireblocksHSMCommand: AsyncParsableCommand {
         subcommands: [
             TokenCommand.self, KeyCommand.self, CSRSubcommand.self,
             JWTCommand.self, RequestCommand.self, APIUserCommand.self, OnboardSubcommand.self, AuditCommand.self, EvidenceCommand.self,
-            CompanionCommand.Serve.self, BenchCommand.self,
+            ServeCommand.self, BenchCommand.self,
         ]
     )
 }

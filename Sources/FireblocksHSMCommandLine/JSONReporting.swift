@@ -17,5 +17,3 @@ extension BenchSignCommand: JSONReporting { var wantsJSON: Bool { json } }
 extension APIUserShowCommand: JSONReporting { var wantsJSON: Bool { output.json } }
 extension APIUserWaitCommand: JSONReporting { var wantsJSON: Bool { output.json } }
 extension APIUserPairingTokenCommand: JSONReporting { var wantsJSON: Bool { json } }
-extension CompanionCommand.Serve: JSONReporting { var wantsJSON: Bool { arguments.contains("--json") } }
-extension CompanionCommand.BenchProxy: JSONReporting { var wantsJSON: Bool { arguments.contains("--json") } }

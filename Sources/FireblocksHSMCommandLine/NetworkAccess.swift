@@ -9,11 +9,11 @@ import Synchronization
 /// hands the unchanged command line to the companion executable `fireblocks-hsm-net`, which
 /// installs ``AsyncHTTPClientTransport`` here at start and runs the same command types.
 package enum NetworkAccess {
-    private static let installed = Mutex<(any HTTPTransport)?>(nil)
+    private static let installed = Mutex<(transport: any HTTPTransport, proxies: any ProxyCommandRunner)?>(nil)
 
     /// Called once by the companion executable, before it parses its command line.
-    package static func install(_ transport: any HTTPTransport) {
-        installed.withLock { $0 = transport }
+    package static func install(_ transport: any HTTPTransport, proxies: any ProxyCommandRunner) {
+        installed.withLock { $0 = (transport, proxies) }
     }
 
     /// The transport API requests go through. Without one (in `fireblocks-hsm`), this process
@@ -23,7 +23,24 @@ package enum NetworkAccess {
     /// or takes a lock: `execv` keeps descriptors and file locks, and the companion starts the
     /// command from the beginning.
     package static func transport() throws(CompanionExecutableError) -> any HTTPTransport {
-        if let transport = installed.withLock({ $0 }) { return transport }
+        try companion().transport
+    }
+
+    /// What runs `serve` and `bench proxy`; in `fireblocks-hsm`, the companion, as above.
+    static func proxyCommands() throws(CompanionExecutableError) -> any ProxyCommandRunner {
+        try companion().proxies
+    }
+
+    private static func companion() throws(CompanionExecutableError) -> (transport: any HTTPTransport, proxies: any ProxyCommandRunner) {
+        if let installed = installed.withLock({ $0 }) { return installed }
         try CompanionCommand.exec(Array(CommandLine.arguments.dropFirst()))
     }
+}
+
+/// Runs the proxy's commands: the companion executable's, which links the server stack.
+package protocol ProxyCommandRunner: Sendable {
+    /// `serve`, parsed and validated.
+    func serve(_ command: ServeCommand) async throws
+    /// `bench proxy`, parsed and validated.
+    func benchProxy(_ command: BenchProxyCommand) async throws
 }

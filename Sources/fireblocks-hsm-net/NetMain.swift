@@ -7,7 +7,7 @@ import FireblocksHSMCommandLine
 /// that uses the network to (`request`, `api-user`, `onboard --submit`, `serve`, `bench proxy`).
 /// It carries the network stack (SwiftNIO, AsyncHTTPClient, Hummingbird), which the signing
 /// binary leaves out. It answers to the same command names, so its usage and help read as
-/// `fireblocks-hsm …`; the API commands are the very types `fireblocks-hsm` parses.
+/// `fireblocks-hsm …`; the commands are the very types `fireblocks-hsm` parses.
 @main
 struct FireblocksHSMNetCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -26,7 +26,7 @@ struct FireblocksHSMNetCommand: AsyncParsableCommand {
     }
 
     static func main() async {
-        NetworkAccess.install(AsyncHTTPClientTransport())
+        NetworkAccess.install(AsyncHTTPClientTransport(), proxies: ProxyCommands())
         await CommandLineRunner.run(FireblocksHSMNetCommand.self)
     }
 }

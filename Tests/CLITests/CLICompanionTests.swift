@@ -17,11 +17,22 @@ struct CLICompanionTests {
         let benchHelp = try cli.run(["bench", "proxy", "--help"], module: nil)
         #expect(benchHelp.status == 0 && benchHelp.standardOutput.contains("--workers <n>"), "\(benchHelp.standardOutput)")
 
-        // A proxy configuration error: a usage error in the tool's own words and code.
-        let refused = try cli.run(["serve", "--listen", "0.0.0.0:8787", "--allow", "GET /v1/workspace", "--json"], module: nil)
-        #expect(refused.status == 2)
-        #expect(refused.standardError.hasPrefix("fireblocks-hsm: error: "))
-        #expect((try refused.json() as? [String: Any])?["error"] != nil)
+        // `help serve` and shell completion know serve's options: it is declared in the tool.
+        let helpCommand = try cli.run(["help", "serve"], module: nil)
+        #expect(helpCommand.status == 0 && helpCommand.standardOutput.contains("--listen <address>"), "\(helpCommand.standardOutput)")
+        let completion = try cli.run(["--generate-completion-script", "bash"], module: nil)
+        #expect(completion.standardOutput.contains("--listen") && completion.standardOutput.contains("--client-token-file"))
+
+        // A proxy configuration error found by the companion: a usage error in the tool's own
+        // words and code.
+        let refused = try cli.run(["serve", "--listen", "0.0.0.0:8787", "--allow", "GET /v1/workspace", "--env", "sandbox",
+                                   "--api-key", "00000000-0000-4000-8000-000000000000"], module: nil)
+        #expect(refused.status == 2, "\(refused.standardError)")
+        #expect(refused.standardError.hasPrefix("fireblocks-hsm: error: --listen '0.0.0.0:8787': the proxy listens on loopback only"),
+                "\(refused.standardError)")
+        // And one found by the tool itself, before the companion starts.
+        let noRule = try cli.run(["serve", "--listen", "unix:/tmp/x.sock", "--json"], module: nil)
+        #expect(noRule.status == 2 && noRule.standardError.contains("--allow"), "\(noRule.standardError)")
     }
 
     @Test func aMissingCompanionIsNamedNotSoughtInPATH() throws {
@@ -42,7 +53,7 @@ struct CLICompanionTests {
         // The API commands hand over before anything else: a prompted PIN is never asked for
         // (there is no terminal here, so asking would fail differently), no profile is read.
         let token = ["--module", SoftHSM.modulePath, "--token", cli.label, "--pin-source", "prompt"]
-        for arguments in [["serve", "--listen", "unix:/tmp/x.sock"], ["bench", "proxy", "--json"],
+        for arguments in [["serve", "--listen", "unix:/tmp/x.sock", "--allow", "GET /v1/workspace"], ["bench", "proxy", "--json"],
                           ["request", "GET", "/v1/workspace"] + api + token,
                           ["api-user", "list", "--json"] + api + token,
                           ["onboard", "--key", "ci-bot", "--name", "ci-bot", "--role", "SIGNER", "--o", "Acme", "--submit",

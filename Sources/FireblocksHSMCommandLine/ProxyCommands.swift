@@ -1,0 +1,140 @@
+import ArgumentParser
+
+/// `serve`: declared here, so that `fireblocks-hsm` parses, validates, completes and explains
+/// it; run by the companion executable, which carries the proxy's server stack
+/// (``NetworkAccess``, ``ProxyCommandRunner``).
+package struct ServeCommand: AsyncParsableCommand {
+    package init() {}
+
+    package static let configuration = CommandConfiguration(
+        commandName: "serve",
+        abstract: "Run the signing proxy: applications use the API user's key without holding it.",
+        discussion: """
+            Applications (an unmodified official SDK with any placeholder key, curl) send
+            API requests to the proxy. It refuses what no --allow rule permits, records
+            every request in the token's audit log (a request whose record cannot be
+            written is refused), signs a fresh JWT on the token for exactly the path,
+            query and body it forwards, and streams the answer back unchanged. Incoming
+            X-API-Key and Authorization headers are dropped.
+
+            --allow 'METHOD /path' (repeatable; deny by default): a '*' segment matches
+            one segment, a final '**' any rest, METHOD '*' any method.
+            --client-token-file: lines 'NAME TOKEN' (file 0600); clients send the token
+            as 'Proxy-Authorization: Bearer TOKEN' or as the SDK's API key (X-API-Key).
+            GET /healthz (a live test signature, cached 5 s; clock offset to Fireblocks)
+            and GET /metrics (Prometheus) are answered by the proxy itself.
+            SIGTERM/SIGINT: stop accepting, finish requests in flight, sign the final
+            audit checkpoint, exit 0. The PIN source must not be a prompt if the proxy is
+            to log in again after the token logged it out.
+
+            Examples:
+              fireblocks-hsm serve --token fb --key trading-bot --api-key "$API_KEY" \\
+                  --env sandbox --pin-source file:/run/secrets/hsm-pin \\
+                  --listen unix:/run/fireblocks-hsm/trading-bot.sock \\
+                  --allow 'GET /v1/vault/accounts_paged' --allow 'POST /v1/transactions'
+              curl --unix-socket /run/fireblocks-hsm/trading-bot.sock \\
+                  http://fb/v1/vault/accounts_paged
+              # Python SDK: base_path="http://127.0.0.1:8787/v1", api_key="x",
+              #             secret_key=<any RSA PEM: the proxy re-signs>
+            """
+    )
+
+    @OptionGroup package var token: TokenOptions
+    @OptionGroup package var key: KeyOptions
+    @OptionGroup package var api: APIOptions
+    @OptionGroup package var audit: AuditOptions
+
+    @Option(help: ArgumentHelp("unix:/path/to.sock, or a loopback HOST:PORT (127.0.0.1:8787, [::1]:8787).", valueName: "address"))
+    package var listen: String
+
+    @Option(name: .customLong("allow"), help: ArgumentHelp("A permitted request: 'METHOD /path' ('*' segment wildcards). Repeatable.", valueName: "rule"))
+    package var allow: [String] = []
+
+    @Option(name: .customLong("client-token-file"), help: ArgumentHelp("Require client tokens: a 0600 file of 'NAME TOKEN' lines.", valueName: "path"))
+    package var clientTokenFile: String?
+
+    @Option(name: .customLong("max-body"), help: ArgumentHelp("Largest request body forwarded: bytes, or with KiB/MiB.", valueName: "size"))
+    package var maxBody: String = "1MiB"
+
+    @Option(help: ArgumentHelp("Rate limit for the whole proxy: N/s, N/m or N/h (over it: 429 with Retry-After).", valueName: "rate"))
+    package var rate: String?
+
+    @Option(name: .customLong("pool-size"), help: ArgumentHelp("Token sessions signing at once (default: one per core, capped by the token).", valueName: "n"))
+    package var poolSize: Int?
+
+    @Option(name: .customLong("checkpoint-every"), help: ArgumentHelp("Sign an audit checkpoint after this many records…", valueName: "n"))
+    package var checkpointEvery: Int = 256
+
+    @Option(name: .customLong("checkpoint-interval"), help: ArgumentHelp("…or this many seconds after an unsealed record (and at shutdown).", valueName: "seconds"))
+    package var checkpointInterval: Int = 30
+
+    @Option(name: .customLong("log-level"), help: ArgumentHelp("trace, debug, info, notice, warning, error or critical.", valueName: "level"))
+    package var logLevel: String = "info"
+
+    /// swift-log's level names (the companion maps them; swift-log is not linked here).
+    static let logLevels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
+
+    package func validate() throws {
+        guard Self.logLevels.contains(logLevel) else {
+            throw ValidationError("--log-level must be trace, debug, info, notice, warning, error or critical")
+        }
+        guard !allow.isEmpty else {
+            throw ValidationError("give at least one --allow 'METHOD /path' rule: the proxy refuses everything else (e.g. --allow 'GET /v1/vault/accounts_paged')")
+        }
+        if let poolSize, !(1...1024).contains(poolSize) { throw ValidationError("--pool-size must be 1 to 1024") }
+    }
+
+    package func run() async throws {
+        try await NetworkAccess.proxyCommands().serve(self)
+    }
+}
+
+/// `bench proxy`: declared here, run by the companion executable like ``ServeCommand``.
+package struct BenchProxyCommand: AsyncParsableCommand {
+    package init() {}
+
+    package static let configuration = CommandConfiguration(
+        commandName: "proxy",
+        abstract: "Measure what the signing proxy adds over signing and sending a request yourself.",
+        discussion: """
+            Starts a proxy on a loopback port for GET --path, then has --workers clients
+            send that request for --duration seconds twice: directly (a JWT signed through
+            the proxy's own session pool, then the request) and through the proxy. Prints
+            both rates and latencies and addedLatencyP50Ms = proxied p50 - direct p50. The
+            proxy records every request in the token's audit log, as in production. Use
+            the offline stand-in (--base-url http://127.0.0.1:PORT/v1): never a real API.
+
+            Example:
+              fireblocks-hsm bench proxy --token fb --key admin --api-key "$KEY" \\
+                  --base-url http://127.0.0.1:8088/v1 --path /v1/workspace --json
+            """
+    )
+
+    @OptionGroup package var token: TokenOptions
+    @OptionGroup package var key: KeyOptions
+    @OptionGroup package var api: APIOptions
+    @OptionGroup package var audit: AuditOptions
+
+    @Option(help: ArgumentHelp("The GET request to repeat.", valueName: "path"))
+    package var path: String = "/v1/workspace"
+
+    @Option(help: ArgumentHelp("Seconds to measure each way.", valueName: "seconds"))
+    package var duration: Double = 5
+
+    @Option(help: ArgumentHelp("Concurrent clients (and pool sessions).", valueName: "n"))
+    package var workers: Int = 1
+
+    @Flag(help: "Print one JSON document on stdout.")
+    package var json = false
+
+    package func validate() throws {
+        guard duration.isFinite, (0.5...600).contains(duration) else { throw ValidationError("--duration must be 0.5 to 600 seconds") }
+        guard (1...64).contains(workers) else { throw ValidationError("--workers must be 1 to 64") }
+    }
+
+    package func run() async throws {
+        try await NetworkAccess.proxyCommands().benchProxy(self)
+    }
+}
+
+extension BenchProxyCommand: JSONReporting { package var wantsJSON: Bool { json } }

@@ -1,0 +1,98 @@
+import ArgumentParser
+import FireblocksAPI
+import FireblocksHSM
+import FireblocksHSMCommandLine
+import Foundation
+import Logging
+import PKCS11
+import SigningProxy
+
+/// What `serve` and `bench proxy` do; `fireblocks-hsm` parses them, this executable runs them.
+struct ProxyCommands: ProxyCommandRunner {
+    func serve(_ command: ServeCommand) async throws {
+        do {
+            try await start(command)
+        } catch let error as ProxyConfigurationError {
+            throw InvalidArgumentError(error.description)  // a usage error (exit 2), in the same words
+        }
+    }
+
+    private func start(_ command: ServeCommand) async throws {
+        let level = Logger.Level(rawValue: command.logLevel) ?? .info
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let logger = Logger(label: "fireblocks-hsm.serve")
+        let profile = try command.token.loadProfile()
+        let target = try command.api.target(profile: profile, auditDirectory: nil, transport: try NetworkAccess.transport())
+        var configuration = ProxyConfiguration(listen: try ListenAddress(parsing: command.listen), upstream: target.baseURL,
+                                               apiKey: target.apiKey, rules: try command.allow.map(AllowRule.init(parsing:)))
+        configuration.maximumBodySize = try ByteSize.parse(command.maxBody, flag: "--max-body")
+        configuration.rate = try command.rate.map(RateLimit.init(parsing:))
+        configuration.clients = try command.clientTokenFile.map { try ClientTokens(file: $0) }
+        configuration.checkpointEvery = command.checkpointEvery
+        configuration.checkpointInterval = .seconds(command.checkpointInterval)
+        configuration.jwtLifetime = target.jwtLifetime
+        configuration.compensateClockSkew = !command.api.noClockSkewCompensation
+        configuration.upstreamTimeout = .milliseconds(Int64(max(1, min(command.api.timeout, 3600)) * 1000))
+
+        let tokenTarget = try command.token.target(key: command.key.key ?? profile?.key, profile: profile)
+        let console = Console()
+        if tokenTarget.pinSource == .prompt {
+            console.diagnostic("warning: the PIN comes from a prompt: if the token logs this process out, the proxy cannot log in again and refuses to sign until restarted; a long-running proxy wants --pin-source file:PATH or env:NAME")
+        }
+        if case .loopback = configuration.listen, configuration.clients == nil {
+            console.diagnostic("warning: listening on a TCP port without --client-token-file: every local user and process can sign as this API user; prefer a unix socket, or require client tokens")
+        }
+        let proxy = try await SigningProxy.start(
+            configuration: configuration, token: tokenTarget,
+            auditDirectory: command.audit.directory(profile: profile), poolSize: command.poolSize, handlingSignals: true,
+            observer: Console(), logger: logger)
+        console.diagnostic("serving on \(proxy.address) → \(configuration.upstream) (\(configuration.rules.count) allow rule(s), pool of \(proxy.pool.size)); SIGTERM or Ctrl-C stops")
+        await proxy.waitUntilClosed()
+    }
+
+    func benchProxy(_ command: BenchProxyCommand) async throws {
+        let profile = try command.token.loadProfile()
+        let target = try command.api.target(profile: profile, auditDirectory: nil, transport: try NetworkAccess.transport())
+        let result = try await ProxyBenchmark.run(upstream: target.baseURL, apiKey: target.apiKey, path: command.path,
+                                                  token: try command.token.target(key: command.key.key ?? profile?.key, profile: profile),
+                                                  auditDirectory: command.audit.directory(profile: profile), workers: command.workers,
+                                                  duration: .milliseconds(Int64(command.duration * 1000)), observer: Console())
+        let console = Console()
+        if command.json {
+            console.output(try JSONOutput.encode(result))
+        } else {
+            console.output("\(result.request), \(result.workers) client(s)\n" + String(format: """
+                direct:  %.1f requests/s, p50 %.2f ms, p99 %.2f ms
+                proxied: %.1f requests/s, p50 %.2f ms, p99 %.2f ms
+                added latency (p50): %.2f ms
+
+                """, result.directRequestsPerSecond, result.directP50Ms, result.directP99Ms,
+                result.proxiedRequestsPerSecond, result.proxiedP50Ms, result.proxiedP99Ms, result.addedLatencyP50Ms))
+        }
+    }
+}
+
+/// `1048576`, `512KiB`, `1MiB` (also `K`/`M`, `KB`/`MB` as binary multiples).
+enum ByteSize {
+    static func parse(_ text: String, flag: String) throws -> Int {
+        let units: [(String, Int)] = [("KiB", 1 << 10), ("MiB", 1 << 20), ("GiB", 1 << 30), ("KB", 1 << 10), ("MB", 1 << 20),
+                                      ("K", 1 << 10), ("M", 1 << 20), ("B", 1)]
+        var number = Substring(text)
+        var multiplier = 1
+        for (suffix, value) in units where text.hasSuffix(suffix) {
+            number = text.dropLast(suffix.count)
+            multiplier = value
+            break
+        }
+        guard let count = Int(number), count > 0 else {
+            throw ValidationError("\(flag) '\(text)' is not a size (e.g. 1048576, 512KiB, 1MiB)")
+        }
+        let (bytes, overflow) = count.multipliedReportingOverflow(by: multiplier)
+        guard !overflow, bytes <= 1 << 30 else { throw ValidationError("\(flag) must be at most 1GiB") }
+        return bytes
+    }
+}
