@@ -70,8 +70,7 @@ public final class OpenedToken {
     public static func open(_ target: TokenTarget, readWrite: Bool, logIn: Bool, observer: any OperationObserver,
                             auditDirectory: URL? = nil) throws -> OpenedToken {
         let selector = try target.requireToken()
-        let module = try PKCS11Module.load(target.module)
-        let token = try TokenLocator.locate(selector, in: module)
+        let (module, token) = try TokenLocator.load(target.module, locating: selector)
         let session = try token.slot.openSession(readWrite: readWrite)
         if logIn {
             do {

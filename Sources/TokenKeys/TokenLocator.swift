@@ -1,4 +1,7 @@
 import PKCS11
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// A token found in a module.
 public struct LocatedToken: Sendable {
@@ -27,6 +30,26 @@ public enum TokenLocator {
         try module.slots(withTokenPresent: true).map { slot in
             LocatedToken(slot: slot, slotInfo: try slot.info(), info: try slot.tokenInfo())
         }
+    }
+
+    /// Loads the module and finds exactly one initialised token matching the selector, as
+    /// ``locate(_:in:)``; when none matches, the module is initialised once more, 20 ms later,
+    /// and asked again.
+    ///
+    /// SoftHSM reads its tokens at `C_Initialize`, and it rewrites a token's file in place on
+    /// every login: a process that starts while another logs in can read that token as
+    /// uninitialised until its next initialisation (SoftHSMv2 issue 757). Only this load's
+    /// own initialisation is undone (the module is finalised when its last reference goes); a
+    /// module another part of the process holds is asked again as it is.
+    public static func load(_ location: ModuleLocation, locating selector: TokenSelector) throws -> (module: PKCS11Module, token: LocatedToken) {
+        do {
+            let module = try PKCS11Module.load(location)
+            return (module, try locate(selector, in: module))
+        } catch let error as TokenKeysError where error.code == .noTokenMatches {
+            usleep(20_000)
+        }
+        let module = try PKCS11Module.load(location)
+        return (module, try locate(selector, in: module))
     }
 
     /// Exactly one initialised token matching the selector.

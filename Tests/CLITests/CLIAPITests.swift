@@ -187,6 +187,24 @@ struct CLIAPITests {
         #expect((try sandbox.state()["users"] as? [[String: Any]])?.count == 1)
     }
 
+    /// A wrong port: each attempt is refused at once and --attempts decides about the next.
+    /// AsyncHTTPClient's own retry of connection establishment would spend its 10-second connect
+    /// timeout inside every attempt (at least 20 s here); the bound below is far from both.
+    @Test func aRefusedConnectionIsReportedWithinTheAttemptsNotAfterAConnectTimeoutEach() throws {
+        let cli = try CLIHarness()
+        defer { cli.remove() }
+        #expect(try cli.runOnToken(["key", "generate", "--key", "admin", "--bits", "2048"]).status == 0)
+        let closed = try Subprocess.run("python3", ["-c", "import socket; s=socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])"])
+        let port = closed.standardOutput.trimmingCharacters(in: .whitespacesAndNewlines)
+        let started = Date()
+        let result = try cli.runOnToken(["request", "GET", "/v1/workspace", "--key", "admin", "--api-key", adminKey,
+                                         "--base-url", "http://127.0.0.1:\(port)/v1", "--attempts", "2"])
+        let elapsed = Date().timeIntervalSince(started)
+        #expect(result.status == 10, "\(result.standardError)")
+        #expect(result.errorLines.last?.contains("connection refused (after 2 attempts)") == true, "\(result.standardError)")
+        #expect(elapsed < 12, "two refused attempts took \(elapsed) s")
+    }
+
     @Test func plainHTTPToANonLoopbackHostIsRefusedBeforeAnyLookup() throws {
         let cli = try CLIHarness()
         defer { cli.remove() }

@@ -25,9 +25,10 @@ struct ClientEndToEndTests {
         }
     }
 
-    /// A port nobody listens on: each attempt fails at once and the client's own policy retries
-    /// (AsyncHTTPClient's retry of connection establishment would spend its 10-second connect
-    /// timeout inside every attempt).
+    /// A port nobody listens on: the refusal is a network error the client's own policy retries,
+    /// named as such. (That an attempt does not wait for a connect timeout is checked on the
+    /// command line, in a process of its own: here a starved test task would make any timing
+    /// meaningless.)
     @Test func aRefusedConnectionFailsEachAttemptAtOnce() async throws {
         let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         var address = sockaddr_in()
@@ -46,9 +47,8 @@ struct ClientEndToEndTests {
         let lines = Lines()
         let client = FireblocksClient(baseURL: try APIBaseURL(validating: "http://127.0.0.1:\(port)/v1"),
                                       issuer: try RequestTokenIssuer(apiKey: UUID().uuidString.lowercased(), signer: try SoftwareSigner()),
-                                      options: RunningSandbox.fastOptions(attempts: 3, timeout: 30),
+                                      options: RunningSandbox.fastOptions(attempts: 3, timeout: 2),
                                       transport: AsyncHTTPClientTransport(), diagnostics: { lines.append($0) })
-        let started = ContinuousClock.now
         do {
             _ = try await client.send(APIRequest(method: "GET", path: "/v1/workspace"))
             Issue.record("a request to a closed port succeeded")
@@ -56,8 +56,8 @@ struct ClientEndToEndTests {
             #expect(error.code == .network)
             #expect(error.reason.contains("connection refused"), "\(error.reason)")
         }
-        #expect(lines.all.count == 2 && lines.all.last?.contains("attempt 3 of 3") == true, "\(lines.all)")
-        #expect(ContinuousClock.now - started < .seconds(8), "three refused connections took AsyncHTTPClient's connect timeout")
+        #expect(lines.all.count == 2 && lines.all.allSatisfy { $0.contains("connection refused") }, "\(lines.all)")
+        #expect(lines.all.last?.contains("attempt 3 of 3") == true, "\(lines.all)")
     }
 
     @Test func createsWithAndWithoutCoSignerFieldsAndLists() async throws {
