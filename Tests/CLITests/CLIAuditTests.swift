@@ -270,7 +270,7 @@ struct CLIAuditTests {
         let result = try cli.runOnToken(["key", "generate", "--key", "k", "--bits", "2048", "--audit-dir", blocker + "/audit"])
         #expect(result.status == 3, "\(result.standardError)")
         let objects = try Subprocess.run("pkcs11-tool", ["--module", SoftHSM.modulePath, "--token-label", cli.label, "--login",
-                                                          "--pin", cli.userPIN, "--list-objects"], environment: cli.environment())
+                                                          "--pin", "env:TEST_HSM_PIN", "--list-objects"], environment: cli.environment())
         #expect(!objects.standardOutput.contains("label:      k\n"), "\(objects.standardOutput)")
         let keys = try #require(try cli.runOnToken(["key", "list", "--json"]).json() as? [[String: Any]])
         #expect(keys.isEmpty)

@@ -159,9 +159,9 @@ struct CLIErrorTests {
     func keyMadeWithPKCS11ToolDefaultsIsRefused() throws {
         let cli = try CLIHarness()
         defer { cli.remove() }
-        // A key made the usual way with OpenSC's pkcs11-tool (PIN on argv: test-only token).
+        // A key made the usual way with OpenSC's pkcs11-tool (its PIN from the environment).
         let made = try Subprocess.run("pkcs11-tool", [
-            "--module", SoftHSM.modulePath, "--token-label", "fb", "--login", "--pin", cli.userPIN,
+            "--module", SoftHSM.modulePath, "--token-label", "fb", "--login", "--pin", "env:TEST_HSM_PIN",
             "--keypairgen", "--key-type", "rsa:2048", "--label", "weak", "--id", "77"], environment: cli.environment())
         #expect(made.status == 0, "\(made.standardError)")
 

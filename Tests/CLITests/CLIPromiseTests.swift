@@ -189,7 +189,7 @@ struct CLIPromiseTests {
         #expect(try onboard(cli, extra: ["--submit", "--admin-key", "admin"] + api).status == 0)
         // Removed behind the tool's back (pkcs11-tool), so the onboarding record stays.
         let removed = try Subprocess.run("pkcs11-tool", [
-            "--module", SoftHSM.modulePath, "--token-label", cli.label, "--login", "--pin", cli.userPIN,
+            "--module", SoftHSM.modulePath, "--token-label", cli.label, "--login", "--pin", "env:TEST_HSM_PIN",
             "--delete-object", "--type", "privkey", "--label", "ci-bot"], environment: cli.environment())
         #expect(removed.status == 0, "\(removed.standardError)")
         let again = try onboard(cli, extra: ["--submit", "--admin-key", "admin"] + api)

@@ -213,11 +213,13 @@ struct KeyGenerationTests {
         #expect(tokenSPKI.standardOutputData == csrSPKI.standardOutputData)
         #expect(Array(tokenSPKI.standardOutputData) == pair.publicKey?.subjectPublicKeyInfoDER)
 
-        // pkcs11-tool's own reading of the private key's attributes. Its PIN is on argv here: a
-        // throwaway test token, and pkcs11-tool offers no other non-interactive way.
+        // pkcs11-tool's own reading of the private key's attributes (its PIN from the
+        // environment: OpenSC 0.23 reads `--pin env:NAME`).
+        var pinEnvironment = environment
+        pinEnvironment["TEST_HSM_PIN"] = token.userPINString
         let objects = try Subprocess.run("pkcs11-tool", [
             "--module", SoftHSM.modulePath, "--token-label", token.label,
-            "--login", "--pin", token.userPINString, "--list-objects", "--type", "privkey"], environment: environment)
+            "--login", "--pin", "env:TEST_HSM_PIN", "--list-objects", "--type", "privkey"], environment: pinEnvironment)
         #expect(objects.status == 0, "\(objects.standardError)")
         let privateKeySection = objects.standardOutput
         #expect(privateKeySection.contains("Access:     sensitive, always sensitive, never extractable, local"))
