@@ -58,7 +58,9 @@ public struct AsyncHTTPClientTransport: HTTPTransport {
             throw error
         } catch let error as HTTPClientError {
             switch error {
-            case .deadlineExceeded, .readTimeout, .connectTimeout, .writeTimeout:
+            case .connectTimeout:
+                throw APIClientError(.timeout, "no connection to \(host) within the connect timeout", notSent: true)
+            case .deadlineExceeded, .readTimeout, .writeTimeout:
                 throw APIClientError(.timeout, "no answer from \(host) within \(Int(timeout.rounded())) s")
             case .remoteConnectionClosed:
                 throw APIClientError(.network, "\(host): the connection was closed before an answer")
@@ -68,7 +70,9 @@ public struct AsyncHTTPClientTransport: HTTPTransport {
         } catch is NIOTooManyBytesError {
             throw APIClientError(.invalidResponse, "\(host) answered with more than \(Self.maximumResponseSize >> 20) MiB")
         } catch let error as IOError {
-            throw APIClientError(.network, "\(host): \(Self.describe(error))")
+            // No connection was made: nothing of the request left this host.
+            let notSent = [ECONNREFUSED, ENETUNREACH, EHOSTUNREACH].contains(error.errnoCode)
+            throw APIClientError(.network, "\(host): \(Self.describe(error))", notSent: notSent)
         } catch {
             throw APIClientError(.network, "\(host): \(error)")
         }

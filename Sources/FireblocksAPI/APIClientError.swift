@@ -29,11 +29,16 @@ public struct APIClientError: Error, Hashable, Sendable, CustomStringConvertible
     public let code: Code
     /// The reason.
     public let reason: String
+    /// The request never left this host: the connection was refused or never completed. Sending
+    /// it again is safe whatever its method, so the client retries it even without an
+    /// `Idempotency-Key`.
+    public let notSent: Bool
 
     /// Creates the value from its parts.
-    public init(_ code: Code, _ reason: String) {
+    public init(_ code: Code, _ reason: String, notSent: Bool = false) {
         self.code = code
         self.reason = reason
+        self.notSent = notSent
     }
 
     /// How it reads in messages.

@@ -105,8 +105,11 @@ public final class FireblocksClient: Sendable {
                                                     timeout: options.timeout).with(attempts: attempt)
             } catch let error as APIClientError where error.code == .network || error.code == .timeout {
                 report(nil, nil, error.reason)
+                // A request that never left (a refused connection) may be sent again whatever it is.
+                let policy = error.notSent ? options.retryPolicy : policy
                 guard attempt < policy.maximumAttempts else {
-                    throw APIClientError(error.code, error.reason + (attempt > 1 ? " (after \(attempt) attempts)" : ""))
+                    throw APIClientError(error.code, error.reason + (attempt > 1 ? " (after \(attempt) attempts)" : ""),
+                                         notSent: error.notSent)
                 }
                 let delay = policy.delay(afterAttempt: attempt, retryAfter: nil)
                 diagnostics("\(error.reason); retrying in \(DecimalText.fixed(delay, places: 1)) s (attempt \(attempt + 1) of \(policy.maximumAttempts))")

@@ -203,6 +203,12 @@ struct CLIAPITests {
         #expect(result.status == 10, "\(result.standardError)")
         #expect(result.errorLines.last?.contains("connection refused (after 2 attempts)") == true, "\(result.standardError)")
         #expect(elapsed < 12, "two refused attempts took \(elapsed) s")
+
+        // A POST without an Idempotency-Key is retried too when nothing of it was sent.
+        let post = try cli.runOnToken(["request", "POST", "/v1/vault/accounts", "--data", "{}", "--key", "admin", "--api-key", adminKey,
+                                       "--base-url", "http://127.0.0.1:\(port)/v1", "--attempts", "2"])
+        #expect(post.status == 10, "\(post.standardError)")
+        #expect(post.errorLines.last?.contains("connection refused (after 2 attempts)") == true, "\(post.standardError)")
     }
 
     @Test func plainHTTPToANonLoopbackHostIsRefusedBeforeAnyLookup() throws {

@@ -58,6 +58,16 @@ struct ClientEndToEndTests {
         }
         #expect(lines.all.count == 2 && lines.all.allSatisfy { $0.contains("connection refused") }, "\(lines.all)")
         #expect(lines.all.last?.contains("attempt 3 of 3") == true, "\(lines.all)")
+
+        // Nothing left this host, so a POST without an Idempotency-Key is sent again as well.
+        let before = lines.all.count
+        do {
+            _ = try await client.send(APIRequest(method: "POST", path: "/v1/vault/accounts", body: Array("{}".utf8)))
+            Issue.record("a request to a closed port succeeded")
+        } catch let error as APIClientError {
+            #expect(error.code == .network && error.notSent && error.reason.hasSuffix("(after 3 attempts)"), "\(error.reason)")
+        }
+        #expect(lines.all.count - before == 2, "\(lines.all)")
     }
 
     @Test func createsWithAndWithoutCoSignerFieldsAndLists() async throws {
