@@ -10,7 +10,8 @@
 //                    verification against checkpoints (+ DurableFiles); AuditAppender for
 //                    long-running processes
 //   CPKCS11       system library: p11-kit's PKCS#11 headers, module loader, URI parser
-//     -> PKCS11         typed wrapper; the only target that imports CPKCS11 (+ HexEncoding)
+//     -> PKCS11         typed wrapper; the only target that imports CPKCS11 (+ HexEncoding;
+//                       DurableFiles for TrustedFile, the check of a module file before it runs)
 //       -> TokenKeys    key policy, generation, provenance, usable keys and signers, CSRs,
 //                       PIN sources, token/key selection (+ HexEncoding); no C types
 //   JOSE          base64url, JWK, compact JWS, the RS256Signer protocol (sync + async)
@@ -80,7 +81,7 @@ let package = Package(
         ),
         .target(
             name: "PKCS11",
-            dependencies: ["CPKCS11", "HexEncoding"]
+            dependencies: ["CPKCS11", "HexEncoding", "DurableFiles"]
         ),
         .target(
             name: "TokenKeys",

@@ -106,13 +106,13 @@ public final class FireblocksClient: Sendable {
             } catch let error as APIClientError where error.code == .network || error.code == .timeout {
                 report(nil, nil, error.reason)
                 // A request that never left (a refused connection) may be sent again whatever it is.
-                let policy = error.notSent ? options.retryPolicy : policy
-                guard attempt < policy.maximumAttempts else {
+                let retries = error.notSent ? options.retryPolicy : policy
+                guard attempt < retries.maximumAttempts else {
                     throw APIClientError(error.code, error.reason + (attempt > 1 ? " (after \(attempt) attempts)" : ""),
                                          notSent: error.notSent)
                 }
-                let delay = policy.delay(afterAttempt: attempt, retryAfter: nil)
-                diagnostics("\(error.reason); retrying in \(DecimalText.fixed(delay, places: 1)) s (attempt \(attempt + 1) of \(policy.maximumAttempts))")
+                let delay = retries.delay(afterAttempt: attempt, retryAfter: nil)
+                diagnostics("\(error.reason); retrying in \(DecimalText.fixed(delay, places: 1)) s (attempt \(attempt + 1) of \(retries.maximumAttempts))")
                 try await options.sleep(delay)
                 continue
             }

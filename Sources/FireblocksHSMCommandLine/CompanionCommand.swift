@@ -1,4 +1,4 @@
-import ArgumentParser
+import DurableFiles
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -15,28 +15,31 @@ enum CompanionCommand {
     static let executableName = "fireblocks-hsm-net"
 
     /// Replaces this process with the companion; returns only by throwing.
+    ///
+    /// The companion is `fireblocks-hsm-net` in the directory of this executable, symlinks
+    /// resolved (so a link in /usr/local/bin to an installation directory finds the companion
+    /// there), never looked up in `PATH`. It runs with this command's PIN source and token, so
+    /// it must pass what a PKCS#11 module must (``TrustedFile``: yours or root's, and neither
+    /// it nor its directory writable by others), and it must not be this executable itself
+    /// (a copy or link in its place would hand the command to itself for ever).
     static func exec(_ arguments: [String]) throws(CompanionExecutableError) -> Never {
-        let path = try companionPath()
-        guard access(path, X_OK) == 0 else { throw CompanionExecutableError(path: path, cause: errno) }
-        // A companion that is this very executable (a copy or link in its place) would hand
-        // the command to itself for ever.
-        if let companion = realpath(path, nil) {
-            defer { free(companion) }
-            if String(cString: companion) == ownPath() { throw CompanionExecutableError(path: path, cause: ELOOP) }
+        guard let own = ownPath() else { throw CompanionExecutableError(path: executableName, why: String(cString: strerror(errno))) }
+        let path = (own.lastIndex(of: "/").map { String(own[..<$0]) } ?? ".") + "/" + executableName
+        let companion: String
+        do {
+            companion = try TrustedFile.verify(path)
+        } catch let error {
+            guard case .unreadable(_, let code) = error else {
+                throw CompanionExecutableError(path: path, why: "\(error): it runs with this command's PIN source, so it must be yours or root's and writable by nobody else")
+            }
+            throw CompanionExecutableError(path: path, why: String(cString: strerror(code)))
         }
+        guard companion != own else { throw CompanionExecutableError(path: path, why: "it is fireblocks-hsm itself, not its companion") }
+        guard access(companion, X_OK) == 0 else { throw CompanionExecutableError(path: path, why: String(cString: strerror(errno))) }
         let argv = ([path] + arguments).map { strdup($0) }
         defer { argv.forEach { free($0) } }
-        execv(path, argv + [nil])
-        throw CompanionExecutableError(path: path, cause: errno)
-    }
-
-    /// `fireblocks-hsm-net` in the directory of this executable, symlinks resolved (so a
-    /// link in /usr/local/bin to an installation directory finds the companion there). Never
-    /// looked up in PATH: what runs with the PIN source is what was installed with this tool.
-    static func companionPath() throws(CompanionExecutableError) -> String {
-        guard let own = ownPath() else { throw CompanionExecutableError(path: executableName, cause: errno) }
-        let directory = own.lastIndex(of: "/").map { String(own[..<$0]) } ?? "."
-        return directory + "/" + executableName
+        execv(companion, argv + [nil])
+        throw CompanionExecutableError(path: path, why: String(cString: strerror(errno)))
     }
 
     /// This executable's path, symlinks resolved.
@@ -50,12 +53,10 @@ enum CompanionCommand {
 /// The companion executable could not be started.
 package struct CompanionExecutableError: Error, CustomStringConvertible {
     let path: String
-    let cause: Int32
+    let why: String
 
     package var description: String {
-        // ELOOP is this tool's own word for a companion that is fireblocks-hsm itself.
-        let why = cause == ELOOP ? "it is fireblocks-hsm itself, not its companion" : String(cString: strerror(cause))
-        return "cannot run \(path) (\(why)): the commands that use the network ('request', "
+        "cannot run \(path) (\(why)): the commands that use the network ('request', "
             + "'api-user', 'onboard --submit', 'serve', 'bench proxy') run the companion executable "
             + "\(CompanionCommand.executableName), which is installed beside fireblocks-hsm; install both from the same build"
     }

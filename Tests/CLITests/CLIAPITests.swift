@@ -194,8 +194,7 @@ struct CLIAPITests {
         let cli = try CLIHarness()
         defer { cli.remove() }
         #expect(try cli.runOnToken(["key", "generate", "--key", "admin", "--bits", "2048"]).status == 0)
-        let closed = try Subprocess.run("python3", ["-c", "import socket; s=socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])"])
-        let port = closed.standardOutput.trimmingCharacters(in: .whitespacesAndNewlines)
+        let port = try LoopbackPort.closed()
         let started = Date()
         let result = try cli.runOnToken(["request", "GET", "/v1/workspace", "--key", "admin", "--api-key", adminKey,
                                          "--base-url", "http://127.0.0.1:\(port)/v1", "--attempts", "2"])

@@ -86,6 +86,36 @@ struct CLICompanionTests {
         #expect(FileManager.default.fileExists(atPath: cli.files + "/offline.csr"))
     }
 
+    /// The companion runs with the command's PIN source: one that others could have written is
+    /// refused, as a PKCS#11 module would be, before it runs.
+    @Test func aCompanionOthersCouldHaveWrittenIsNotRun() throws {
+        let cli = try CLIHarness()
+        defer { cli.remove() }
+        let alone = cli.files + "/alone"
+        try FileManager.default.createDirectory(atPath: alone, withIntermediateDirectories: true)
+        try FileManager.default.copyItem(atPath: CLIHarness.binary, toPath: alone + "/fireblocks-hsm")
+        let marker = cli.files + "/planted-ran"
+        try "#!/bin/sh\ntouch \(marker)\n".write(toFile: alone + "/fireblocks-hsm-net", atomically: true, encoding: .utf8)
+        let request = ["request", "GET", "/v1/workspace", "--env", "sandbox", "--api-key", "00000000-0000-4000-8000-000000000000"]
+
+        try FileManager.default.setAttributes([.posixPermissions: 0o777], ofItemAtPath: alone + "/fireblocks-hsm-net")
+        let writable = try Subprocess.run(alone + "/fireblocks-hsm", request, environment: cli.environment(), workingDirectory: cli.files)
+        #expect(writable.status == 3, "\(writable.standardError)")
+        #expect(writable.standardError.contains("is writable by group or others (mode 777)"), "\(writable.standardError)")
+
+        try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: alone + "/fireblocks-hsm-net")
+        try FileManager.default.setAttributes([.posixPermissions: 0o777], ofItemAtPath: alone)
+        let openDirectory = try Subprocess.run(alone + "/fireblocks-hsm", request, environment: cli.environment(), workingDirectory: cli.files)
+        #expect(openDirectory.status == 3, "\(openDirectory.standardError)")
+        #expect(openDirectory.standardError.contains("directory \(alone) is writable by group or others"), "\(openDirectory.standardError)")
+        #expect(!FileManager.default.fileExists(atPath: marker), "the planted companion ran")
+
+        // Made safe again, the same file does run (so the refusals above were the check's).
+        try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: alone)
+        _ = try Subprocess.run(alone + "/fireblocks-hsm", request, environment: cli.environment(), workingDirectory: cli.files)
+        #expect(FileManager.default.fileExists(atPath: marker))
+    }
+
     @Test func aCompanionThatIsTheToolItselfIsRefusedNotLooped() throws {
         let cli = try CLIHarness()
         defer { cli.remove() }

@@ -3,6 +3,7 @@ import APITestSupport
 import FireblocksAPI
 import FireblocksHSM
 import FireblocksSandbox
+import SoftHSMTestSupport
 import Foundation
 import Testing
 import TokenKeys
@@ -30,19 +31,7 @@ struct ClientEndToEndTests {
     /// command line, in a process of its own: here a starved test task would make any timing
     /// meaningless.)
     @Test func aRefusedConnectionFailsEachAttemptAtOnce() async throws {
-        let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let bound = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                bind(listener, $0, length) == 0 && getsockname(listener, $0, &length) == 0
-            }
-        }
-        close(listener)
-        try #require(bound)
-        let port = UInt16(bigEndian: address.sin_port)
+        let port = try LoopbackPort.closed()
 
         let lines = Lines()
         let client = FireblocksClient(baseURL: try APIBaseURL(validating: "http://127.0.0.1:\(port)/v1"),

@@ -1,0 +1,75 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// A file this process is about to run (a PKCS#11 module it loads, the companion executable it
+/// hands a command line to) must be one nobody else could have written: what runs gets this
+/// process's PIN source and token. After resolving symlinks, the file must be a regular file,
+/// and the file and the directory holding it must belong to this user or root and not be
+/// writable by group or others. This is what OpenSSH asks of the PKCS#11 providers and keys it
+/// loads.
+public enum TrustedFile {
+    /// The canonical path of a file that passes; ``TrustedFileError`` otherwise.
+    public static func verify(_ path: String) throws(TrustedFileError) -> String {
+        guard let resolved = realpath(path, nil) else { throw .unreadable(path, errno: errno) }
+        let real = String(cString: resolved)
+        free(resolved)
+
+        var file = stat()
+        guard stat(real, &file) == 0 else { throw .unreadable(real, errno: errno) }
+        guard (file.st_mode & S_IFMT) == S_IFREG else { throw .notARegularFile(real) }
+        try requireTrusted(file, .file(real))
+
+        let directory = real.lastIndex(of: "/").map { real[..<$0].isEmpty ? "/" : String(real[..<$0]) } ?? "."
+        var parent = stat()
+        guard stat(directory, &parent) == 0 else { throw .unreadableDirectory(directory, errno: errno) }
+        try requireTrusted(parent, .directory(directory))
+        return real
+    }
+
+    private static func requireTrusted(_ status: stat, _ subject: TrustedFileError.Subject) throws(TrustedFileError) {
+        if status.st_uid != 0, status.st_uid != getuid() { throw .otherOwner(subject, uid: status.st_uid) }
+        if status.st_mode & 0o022 != 0 { throw .writableByOthers(subject, mode: status.st_mode & 0o7777) }
+    }
+}
+
+/// Why ``TrustedFile/verify(_:)`` refused a file.
+public enum TrustedFileError: Error, Hashable, Sendable, CustomStringConvertible {
+    /// The file, or the directory holding it.
+    public enum Subject: Hashable, Sendable, CustomStringConvertible {
+        case file(String)
+        case directory(String)
+
+        /// "file /path" or "directory /path".
+        public var description: String {
+            switch self {
+            case .file(let path): return "file \(path)"
+            case .directory(let path): return "directory \(path)"
+            }
+        }
+    }
+
+    /// The path does not resolve or cannot be examined.
+    case unreadable(String, errno: Int32)
+    /// The directory holding the file cannot be examined.
+    case unreadableDirectory(String, errno: Int32)
+    /// Not a regular file.
+    case notARegularFile(String)
+    /// Owned by another user than this one or root.
+    case otherOwner(Subject, uid: UInt32)
+    /// Writable by group or others (the mode given).
+    case writableByOthers(Subject, mode: UInt32)
+
+    /// One line of facts.
+    public var description: String {
+        switch self {
+        case .unreadable(let path, let code): return "\(path): \(String(cString: strerror(code)))"
+        case .unreadableDirectory(let path, let code): return "\(path): \(String(cString: strerror(code)))"
+        case .notARegularFile(let path): return "\(path) is not a regular file"
+        case .otherOwner(let subject, let uid): return "\(subject) belongs to another user (uid \(uid))"
+        case .writableByOthers(let subject, let mode): return "\(subject) is writable by group or others (mode \(String(mode, radix: 8)))"
+        }
+    }
+}
