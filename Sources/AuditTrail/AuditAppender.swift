@@ -13,9 +13,10 @@ import TransparencyLog
 /// tree of what it has read (its right frontier), so an append reads only what other processes added since
 /// (under the same file lock as every writer) instead of the whole log.
 ///
-/// The same guarantees as ``AuditLog/append(_:now:seal:)``: records are numbered in file
-/// order under the lock; a torn tail or a log that shrank underneath is refused, never
-/// repaired. With `sync: false` a record is written (and a failure to write it is an error)
+/// The same guarantees as ``AuditLog/append(_:now:anchor:seal:)``: it starts only on a log that
+/// extends the anchored checkpoint it is given; records are numbered in file order under the
+/// lock; a torn tail, a record out of place, a log that shrank or was replaced underneath is
+/// refused, never repaired. With `sync: false` a record is written (and a failure to write it is an error)
 /// but reaches the disk with the next synced append or ``seal(_:)``: for records that may wait
 /// for the next one (a request's outcome), never for one an operation depends on.
 public final class AuditAppender: Sendable {
@@ -36,18 +37,25 @@ public final class AuditAppender: Sendable {
         var inode: (device: UInt, number: UInt) = (0, 0)
     }
 
-    /// Reads the log once (it must be intact: no torn tail, every `seq` in place).
-    public init(log: AuditLog) throws {
+    /// Starts on the log as it is, which must extend `anchor` (the checkpoint anchored on the
+    /// token, its signature verified by the caller): from the tree cache when it is the
+    /// anchor's tree, otherwise after reading the whole log; no torn tail, every `seq` in place.
+    public init(log: AuditLog, anchor: Checkpoint) throws {
         self.log = log
         self.actor = .current
-        self.state = Mutex(State())
+        try log.requireTrustedFiles()
         try AtomicFile.makePrivateDirectory(log.directory.path)
-        lock = try ReusableFileLock(log.logPath + ".lock")
-        try state.withLock { state in
-            try lock.lock(timeout: 30)
-            defer { lock.unlock() }
-            try catchUp(&state)
-        }
+        let fileLock = try ReusableFileLock(log.lockPath)
+        lock = fileLock
+        try fileLock.lock(timeout: 30)
+        defer { fileLock.unlock() }
+        let start = try log.frontier(anchor: anchor)
+        var initial = State()
+        initial.offset = start.offset
+        initial.range = start.range
+        initial.lastLeafHash = start.lastLeafHash
+        self.state = Mutex(initial)
+        try state.withLock { state in try catchUp(&state) }
     }
 
     deinit {
@@ -78,7 +86,7 @@ public final class AuditAppender: Sendable {
                 hashes.append(MerkleTree.leafHash(line))
                 bytes += line + [0x0A]
             }
-            try Self.write(bytes, descriptor: state.descriptor, path: log.logPath, sync: sync)
+            try AuditFiles.appendWhole(bytes, descriptor: state.descriptor, path: log.logPath, sync: sync)
             state.offset += bytes.count
             for hash in hashes { state.range.append(leafHash: hash) }
             state.lastLeafHash = hashes.last ?? state.lastLeafHash
@@ -96,7 +104,9 @@ public final class AuditAppender: Sendable {
             defer { lock.unlock() }
             try catchUp(&state)
             if state.unsynced {
-                try Self.write([], descriptor: state.descriptor, path: log.logPath, sync: true)
+                guard fdatasync(state.descriptor) == 0 else {
+                    throw AuditError(.unwritable, "cannot sync \(log.logPath) (\(String(cString: strerror(errno))))")
+                }
                 state.unsynced = false
             }
             let result = try seal((state.range.size, state.range.root))
@@ -108,37 +118,34 @@ public final class AuditAppender: Sendable {
     }
 
     /// Reads what was appended since `state.offset` (the caller holds the file lock), opening
-    /// the log (created, 0600) the first time and again if the file at its path was replaced.
+    /// the log (created, 0600) the first time. A log replaced underneath (another file at its
+    /// path) is refused: what this process read and will sign over is the old one's.
     private func catchUp(_ state: inout State) throws {
         let path = log.logPath
-        var atPath = stat()
-        let exists = lstat(path, &atPath) == 0
-        if state.descriptor >= 0, !exists || (UInt(atPath.st_dev), UInt(atPath.st_ino)) != state.inode {
-            close(state.descriptor)
-            state.descriptor = -1
-        }
-        if state.descriptor < 0 {
-            let descriptor = open(path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
-            guard descriptor >= 0 else {
-                throw AuditError(.unwritable, "cannot open \(path) (\(String(cString: strerror(errno))))")
+        if state.descriptor >= 0 {
+            var atPath = stat()
+            guard lstat(path, &atPath) == 0, (UInt(atPath.st_dev), UInt(atPath.st_ino)) == state.inode else {
+                throw AuditError(.inconsistent, "\(path) was removed or replaced by another file while this process appended to it; nothing more is appended or signed")
+            }
+        } else {
+            guard let descriptor = try AuditFiles.open(path, O_RDWR | O_APPEND, create: true) else {
+                throw AuditError(.unwritable, "cannot open \(path)")
             }
             var opened = stat()
-            guard fstat(descriptor, &opened) == 0, (opened.st_mode & S_IFMT) == S_IFREG else {
+            guard fstat(descriptor, &opened) == 0 else {
                 close(descriptor)
-                throw AuditError(.unwritable, "\(path) is not a regular file")
+                throw AuditError(.unreadable, "cannot examine \(path)")
             }
             state.descriptor = descriptor
             state.inode = (UInt(opened.st_dev), UInt(opened.st_ino))
         }
         let descriptor = state.descriptor
-        var status = stat()
-        guard fstat(descriptor, &status) == 0 else { throw AuditError(.unreadable, "cannot stat \(path)") }
-        let size = Int(status.st_size)
+        let size = try AuditFiles.size(descriptor, path)
         guard size >= state.offset else {
             throw AuditError(.inconsistent, "\(path) is shorter than when this process last read it (\(size) < \(state.offset) bytes): records were cut off underneath")
         }
         guard size > state.offset else { return }
-        guard let bytes = AuditLog.readFully(descriptor, at: state.offset, count: size - state.offset) else {
+        guard let bytes = AuditFiles.readFully(descriptor, at: state.offset, count: size - state.offset) else {
             throw AuditError(.unreadable, "cannot read \(path) (\(String(cString: strerror(errno))))")
         }
         guard bytes.last == 0x0A else {
@@ -148,36 +155,12 @@ public final class AuditAppender: Sendable {
         lines.removeLast()
         for line in lines {
             let index = state.range.size
-            guard let record = try? JSONDecoder().decode(AuditRecord.self, from: Data(line)), record.seq == index,
-                  record.token.serial == log.token.serial else {
-                throw AuditError(.inconsistent, "record \(index) of \(path) is not the record expected there; run 'audit verify'")
+            if let problem = LogScan.problem(line, at: index, serial: log.token.serial) {
+                throw AuditError(.inconsistent, "record \(index) of \(path): \(problem); nothing more is appended or signed")
             }
             state.lastLeafHash = MerkleTree.leafHash(Array(line))
             state.range.append(leafHash: state.lastLeafHash)
         }
         state.offset = size
-    }
-
-    static func write(_ bytes: [UInt8], to path: String, sync: Bool) throws {
-        let descriptor = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
-        guard descriptor >= 0 else { throw AuditError(.unwritable, "cannot open \(path) (\(String(cString: strerror(errno))))") }
-        defer { close(descriptor) }
-        try write(bytes, descriptor: descriptor, path: path, sync: sync)
-    }
-
-    static func write(_ bytes: [UInt8], descriptor: Int32, path: String, sync: Bool) throws {
-        var written = 0
-        while written < bytes.count {
-            let count = bytes.withUnsafeBytes { raw -> Int in
-                guard let base = raw.baseAddress else { return 0 }
-                return Glibc.write(descriptor, base + written, bytes.count - written)
-            }
-            if count < 0, errno == EINTR { continue }
-            guard count > 0 else { throw AuditError(.unwritable, "cannot append to \(path) (\(String(cString: strerror(errno))))") }
-            written += count
-        }
-        if sync {
-            guard fdatasync(descriptor) == 0 else { throw AuditError(.unwritable, "cannot sync \(path) (\(String(cString: strerror(errno))))") }
-        }
     }
 }

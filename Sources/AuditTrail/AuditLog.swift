@@ -35,106 +35,271 @@ public struct AuditLog: Sendable {
     /// `<serial>.checkpoint`.
     public var checkpointPath: String { directory.appendingPathComponent("\(Self.safeName(token.serial)).checkpoint").path }
 
-    /// Appends the entries as consecutive records; returns the new tree size and root.
-    public func append(_ entries: [AuditEntry], now: Date = Date()) throws -> (size: Int, root: [UInt8]) {
-        try append(entries, now: now) { $0 }
+    /// `<serial>.tree`: the cached frontier.
+    var treePath: String { directory.appendingPathComponent("\(Self.safeName(token.serial)).tree").path }
+    /// The lock every writer of the log holds.
+    public var lockPath: String { logPath + ".lock" }
+    /// The lock held while the audit key is made.
+    public var keyLockPath: String { logPath + ".key.lock" }
+
+    /// Refuses (``AuditError/Code/untrustedFile``) a trail someone else could have written: the
+    /// directory, the log, its checkpoint, cache and locks must be this user's (or root's),
+    /// regular files (or the directory) themselves, and writable by nobody else. Missing ones
+    /// pass: they are made private.
+    public func requireTrustedFiles() throws {
+        try AuditFiles.requireTrusted(directory: directory.path, files: [logPath, checkpointPath, treePath, lockPath, keyLockPath])
     }
 
-    /// Appends the entries and, still holding the lock, hands the new tree size and root to
-    /// `seal` (which signs and anchors a checkpoint): checkpoints are then made in the order of
-    /// the log, never an older one after a newer.
+    /// Appends the entries as consecutive records and, still holding the lock, hands the new
+    /// tree size and root to `seal` (which signs and anchors a checkpoint): checkpoints are then
+    /// made in the order of the log, never an older one after a newer.
     ///
-    /// The tree's right frontier is cached beside the log (`<serial>.tree`), so an append reads
-    /// only the records added since the last one (by any process) instead of the whole log. The
-    /// cache is used only while it still fits: its tree is the one `<serial>.checkpoint` was
-    /// signed over, its offset ends a line, and that line hashes as it recorded. Otherwise the
-    /// whole log is read (and the cache made again). It gives an attacker who can write the log
-    /// nothing more: forging it means forging the signed checkpoint too.
-    public func append<R>(_ entries: [AuditEntry], now: Date = Date(), seal: ((size: Int, root: [UInt8])) throws -> R) throws -> R {
+    /// `anchor` is called under the lock and returns the checkpoint the caller trusts (the one
+    /// anchored on the token, its signature verified): the log on disk must extend it (at least
+    /// its size, and the root over that prefix is its root) and every record after it must be
+    /// the one that belongs at its place; otherwise nothing is appended or sealed
+    /// (``AuditError/Code/inconsistent``, naming where the log parts from it).
+    ///
+    /// The tree's right frontier is cached beside the log (`<serial>.tree`) so that an append
+    /// reads only the records added since. The cache is used only when its tree is the anchor's
+    /// (size and root) and the line at its offset still hashes as it recorded: the frontier
+    /// signed over is then the anchored tree's, whatever was done to the lines before it.
+    public func append<R>(_ entries: [AuditEntry], now: Date = Date(), anchor: () throws -> Checkpoint,
+                          seal: ((size: Int, root: [UInt8])) throws -> R) throws -> R {
+        try withLock("audit append") {
+            let trusted = try anchor()
+            let state = try frontier(anchor: trusted)
+            let descriptor = try openForAppend()
+            defer { close(descriptor) }
+            let (bytes, range, last) = try encode(entries, after: state, now: now)
+            try AuditFiles.appendWhole(bytes, descriptor: descriptor, path: logPath, sync: true)
+            let result = try seal((range.size, range.root))
+            TreeCache(size: range.size, offset: state.offset + bytes.count, lastLeafHash: hex(last),
+                      frontier: range.hashes.map(hex)).save(to: treePath)
+            return result
+        }
+    }
+
+    /// Appends records that no checkpoint is signed over now (a refused login, a failed command:
+    /// the token may not be usable); the next sealed append covers them. Returns the new size.
+    @discardableResult
+    public func appendUnsealed(_ entries: [AuditEntry], now: Date = Date()) throws -> Int {
+        try withLock("audit append") {
+            let state = try frontier(anchor: nil)
+            let descriptor = try openForAppend()
+            defer { close(descriptor) }
+            let (bytes, range, _) = try encode(entries, after: state, now: now)
+            try AuditFiles.appendWhole(bytes, descriptor: descriptor, path: logPath, sync: true)
+            return range.size
+        }
+    }
+
+    /// Hands the tree of the log as it is to `seal` (under the lock), for a trail without a
+    /// usable anchor: a new audit key's first checkpoint, or a person's re-anchoring. Every
+    /// record must be in its place and the last line whole; nothing is appended.
+    public func sealAsItIs<R>(_ seal: ((size: Int, root: [UInt8])) throws -> R) throws -> R {
+        try withLock("audit anchor") {
+            let scan = try LogScan.scan(logPath, serial: token.serial)
+            if let damage = scan.damage { throw AuditError(.inconsistent, "record \(damage.index): \(damage.reason); nothing was signed") }
+            if scan.tornBytes > 0 { throw AuditError(.tornTail, tornMessage(at: scan.range.size)) }
+            let result = try seal((scan.range.size, scan.range.root))
+            TreeCache(size: scan.range.size, offset: scan.offset, lastLeafHash: scan.range.size > 0 ? hex(scan.lastLeafHash) : nil,
+                      frontier: scan.range.hashes.map(hex)).save(to: treePath)
+            return result
+        }
+    }
+
+    /// The bytes of `<serial>.checkpoint` (a copy of the token's anchor for convenience; never
+    /// trusted on its own); nil when there is none.
+    public func checkpointFile() throws -> [UInt8]? {
+        try AuditFiles.readSmall(checkpointPath)
+    }
+
+    /// Checks, under the lock, that the log extends `anchor` as ``append(_:now:anchor:seal:)``
+    /// requires, without appending: before an operation whose record must be writable.
+    /// Returns the log's size.
+    @discardableResult
+    public func requireExtends(_ anchor: Checkpoint) throws -> Int {
+        try withLock("audit check") { try frontier(anchor: anchor).range.size }
+    }
+
+    /// The records as they are, checked against `checkpoints` (each must be a prefix of the
+    /// log): one pass, O(log n) memory. Throws ``AuditError/Code/inconsistent`` at the first
+    /// record out of place, a torn last line, or a checkpoint the log does not extend.
+    public func verify(against checkpoints: [(name: String, checkpoint: Checkpoint)]) throws -> (size: Int, root: [UInt8]) {
+        let scan = try LogScan.scan(logPath, serial: token.serial, prefixSizes: Set(checkpoints.map(\.checkpoint.treeSize)))
+        if let damage = scan.damage { throw AuditError(.inconsistent, "record \(damage.index): \(damage.reason)") }
+        if scan.tornBytes > 0 {
+            throw AuditError(.tornTail, "record \(scan.range.size): the last line is torn (\(scan.tornBytes) bytes after the last whole record: an append was interrupted, or a record's end was cut)")
+        }
+        for (name, checkpoint) in checkpoints {
+            try Self.requireExtends(scan, checkpoint, name: name, knownFrontier: nil)
+        }
+        return (scan.range.size, scan.range.root)
+    }
+
+    /// Cuts a torn last line off, and only that: the bytes after the last newline, when they lie
+    /// beyond the `anchor`'s records and the log extends the anchor. A line inside the anchored
+    /// tree that lost its newline is not an interrupted append but an edit
+    /// (``AuditError/Code/inconsistent``). Without an anchor (a person re-anchoring), only the
+    /// records' places are checked. Returns the bytes removed.
+    public func repairTornTail(anchor: Checkpoint?) throws -> Int {
+        try withLock("audit repair") {
+            let scan = try LogScan.scan(logPath, serial: token.serial, prefixSizes: anchor.map { [$0.treeSize] } ?? [])
+            guard scan.tornBytes > 0 else { return 0 }
+            if let anchor {
+                guard scan.range.size >= anchor.treeSize else {
+                    throw AuditError(.inconsistent, "record \(scan.range.size) is torn, but the token's checkpoint sealed \(anchor.treeSize) whole records: a sealed record was cut, which is tampering, not an interrupted append; nothing was repaired")
+                }
+                try Self.requireExtends(scan, anchor, name: "the token's", knownFrontier: nil)
+            }
+            if let damage = scan.damage { throw AuditError(.inconsistent, "record \(damage.index): \(damage.reason); nothing was repaired") }
+            guard let descriptor = try AuditFiles.open(logPath, O_RDWR) else { return 0 }
+            defer { close(descriptor) }
+            guard ftruncate(descriptor, off_t(scan.offset)) == 0, fdatasync(descriptor) == 0 else {
+                throw AuditError(.unwritable, "cannot cut \(logPath) (\(String(cString: strerror(errno))))")
+            }
+            return scan.tornBytes
+        }
+    }
+
+    /// True when the log's last byte is not a newline (an append was interrupted): read from the
+    /// end of the file alone, so it costs the same however long the log is.
+    public func hasTornTail() throws -> Bool {
+        guard let descriptor = try AuditFiles.open(logPath, O_RDONLY) else { return false }
+        defer { close(descriptor) }
+        let size = try AuditFiles.size(descriptor, logPath)
+        guard size > 0 else { return false }
+        guard let last = AuditFiles.readFully(descriptor, at: size - 1, count: 1) else {
+            throw AuditError(.unreadable, "cannot read \(logPath) (\(String(cString: strerror(errno))))")
+        }
+        return last != [0x0A]
+    }
+
+    /// The number of whole records and whether anything follows the last (one pass, nothing
+    /// kept).
+    public func summary() throws -> (records: Int, tornBytes: Int, damage: (index: Int, reason: String)?) {
+        let scan = try LogScan.scan(logPath, serial: token.serial)
+        return (scan.range.size, scan.tornBytes, scan.damage)
+    }
+
+    /// Whether the log holds anything at all.
+    public func isEmpty() throws -> Bool {
+        guard let descriptor = try AuditFiles.open(logPath, O_RDONLY) else { return true }
+        defer { close(descriptor) }
+        return try AuditFiles.size(descriptor, logPath) == 0
+    }
+
+    /// The complete lines of the log, in order (a torn tail left out), each the exact bytes of
+    /// a record without its newline: the Merkle leaves.
+    public func lines() throws -> [[UInt8]] {
+        var lines: [[UInt8]] = []
+        _ = try LogScan.scan(logPath, serial: token.serial) { _, line in lines.append(Array(line)) }
+        return lines
+    }
+
+    /// The frontier over the whole log, the byte offset of its end and the last leaf hash (the
+    /// caller holds the lock): from the cache and the lines after it, or from a full pass; with
+    /// `anchor`, only a log that extends it. Refuses a torn tail and a record out of place.
+    func frontier(anchor: Checkpoint?) throws -> Frontier {
+        let cache = (try? AuditFiles.readSmall(treePath)).flatMap { $0.flatMap { TreeCache(text: String(decoding: $0, as: UTF8.self)) } }
+        var anchoredFrontier: MerkleTree.CompactRange?
+        if let cache, let range = cache.range {
+            let usable = anchor.map { range.size == $0.treeSize && range.root == $0.rootHash } ?? true
+            if usable, anchor != nil { anchoredFrontier = range }
+            if usable, let tail = try readTail(after: cache.offset, lastLeafHash: cache.lastLeafHash) {
+                if tail.torn { throw AuditError(.tornTail, tornMessage(at: range.size + tail.lines.count)) }
+                var extended = range
+                var last = cache.lastLeafHash.flatMap { bytes(fromHex: $0) } ?? []
+                for line in tail.lines {
+                    if let problem = LogScan.problem(line, at: extended.size, serial: token.serial) {
+                        throw AuditError(.inconsistent, "record \(extended.size): \(problem); nothing was appended")
+                    }
+                    last = MerkleTree.leafHash(line)
+                    extended.append(leafHash: last)
+                }
+                return Frontier(range: extended, offset: tail.end, lastLeafHash: last)
+            }
+        }
+        let scan = try LogScan.scan(logPath, serial: token.serial, prefixSizes: anchor.map { [$0.treeSize] } ?? [])
+        if let anchor { try Self.requireExtends(scan, anchor, name: "the token's", knownFrontier: anchoredFrontier) }
+        if let damage = scan.damage { throw AuditError(.inconsistent, "record \(damage.index): \(damage.reason); nothing was appended") }
+        if scan.tornBytes > 0 { throw AuditError(.tornTail, tornMessage(at: scan.range.size)) }
+        return Frontier(range: scan.range, offset: scan.offset, lastLeafHash: scan.lastLeafHash)
+    }
+
+    /// Where a log stands for the next append.
+    struct Frontier {
+        var range: MerkleTree.CompactRange
+        var offset: Int
+        var lastLeafHash: [UInt8]
+    }
+
+    /// Throws unless the scanned log extends `checkpoint`; the message names the first record
+    /// out of place, or the narrowest range of records that differ when `knownFrontier` (the
+    /// checkpoint's own frontier, from the cache) says it.
+    static func requireExtends(_ scan: LogScan, _ checkpoint: Checkpoint, name: String, knownFrontier: MerkleTree.CompactRange?) throws {
+        let size = checkpoint.treeSize
+        if let damage = scan.damage, damage.index < size {
+            throw AuditError(.inconsistent, "record \(damage.index): \(damage.reason) (inside the \(size) records \(name) checkpoint sealed); nothing was appended or signed")
+        }
+        guard scan.range.size >= size, let prefix = scan.prefixes[size] else {
+            throw AuditError(.inconsistent, "\(name) checkpoint seals \(size) records but the log holds \(scan.range.size) whole ones: records \(scan.range.size)–\(size - 1) were cut off or the log was replaced by an older one")
+        }
+        guard prefix.root == checkpoint.rootHash else {
+            var which = "one of records 0–\(size - 1) was edited, or the log was replaced"
+            if let knownFrontier, let differ = prefix.firstDifference(from: knownFrontier) {
+                which = differ.count == 1 ? "record \(differ.lowerBound) differs" : "a record among \(differ.lowerBound)–\(differ.upperBound - 1) differs"
+            }
+            throw AuditError(.inconsistent, "the log's first \(size) records are not the ones \(name) checkpoint sealed (\(which)); nothing was appended or signed")
+        }
+    }
+
+    private func tornMessage(at index: Int) -> String {
+        "record \(index) of \(logPath) is torn (the log does not end in a newline: an append was interrupted); nothing was appended"
+    }
+
+    /// Runs `body` holding the log's lock, after the trust check of the trail's files.
+    private func withLock<R>(_ what: String, _ body: () throws -> R) throws -> R {
+        try requireTrustedFiles()
         try AtomicFile.makePrivateDirectory(directory.path)
-        let lock = try FileLock.acquire(logPath + ".lock", timeout: 30, note: "pid \(getpid()): audit append")
+        let lock = try FileLock.acquire(lockPath, timeout: 30, note: "pid \(getpid()): \(what)")
         defer { lock.release() }
-        var (range, offset, lastLeaf) = try currentFrontier()
-        var appended: [UInt8] = []
+        return try body()
+    }
+
+    private func openForAppend() throws -> Int32 {
+        guard let descriptor = try AuditFiles.open(logPath, O_WRONLY | O_APPEND, create: true) else {
+            throw AuditError(.unwritable, "cannot open \(logPath)")
+        }
+        return descriptor
+    }
+
+    /// The entries as records after `state`: their bytes, the tree with them, the last leaf hash.
+    private func encode(_ entries: [AuditEntry], after state: Frontier, now: Date) throws -> ([UInt8], MerkleTree.CompactRange, [UInt8]) {
+        var range = state.range
+        var last = state.lastLeafHash
+        var bytes: [UInt8] = []
         let time = AuditRecord.timestamp(now)
         for entry in entries {
             let record = AuditRecord(seq: range.size, time: time, actor: .current, tool: tool, event: entry.event,
                                      outcome: entry.outcome, token: token, facts: entry.facts)
             let line = try record.line()
-            lastLeaf = MerkleTree.leafHash(line)
-            range.append(leafHash: lastLeaf)
-            appended += line + [0x0A]
+            last = MerkleTree.leafHash(line)
+            range.append(leafHash: last)
+            bytes += line + [0x0A]
         }
-        try Self.appendDurably(appended, to: logPath)
-        offset += appended.count
-        let result = try seal((range.size, range.root))
-        TreeCache(size: range.size, offset: offset, lastLeafHash: hex(lastLeaf), frontier: range.hashes.map(hex)).save(to: treePath)
-        return result
-    }
-
-    /// `<serial>.tree`: the cached frontier.
-    var treePath: String { directory.appendingPathComponent("\(Self.safeName(token.serial)).tree").path }
-
-    /// The frontier over the whole log, the byte offset of its end and the last leaf hash: from
-    /// the cache plus the lines after it, or from the whole log. Refuses a torn tail.
-    private func currentFrontier() throws -> (MerkleTree.CompactRange, Int, [UInt8]) {
-        let tornMessage = "\(logPath) ends in a torn record (an append was interrupted); run 'audit verify' to see it, then repair it deliberately"
-        if let cache = TreeCache.load(from: treePath), let range = cache.range, matchesLatestCheckpoint(range),
-           let tail = Self.readTail(logPath, after: cache.offset, lastLeafHash: cache.lastLeafHash) {
-            if tail.torn { throw AuditError(.tornTail, tornMessage) }
-            var extended = range
-            var last = cache.lastLeafHash.flatMap { bytes(fromHex: $0) } ?? []
-            for line in tail.lines {
-                last = MerkleTree.leafHash(line)
-                extended.append(leafHash: last)
-            }
-            return (extended, tail.end, last)
-        }
-        let existing = try Self.readLines(logPath)
-        if existing.torn { throw AuditError(.tornTail, tornMessage) }
-        let hashes = existing.lines.map { MerkleTree.leafHash($0) }
-        let end = existing.lines.reduce(0) { $0 + $1.count + 1 }
-        return (MerkleTree.CompactRange(leafHashes: hashes), end, hashes.last ?? [])
-    }
-
-    /// `count` bytes at `offset` (retrying short reads and EINTR); nil when the file ends first
-    /// or cannot be read.
-    static func readFully(_ descriptor: Int32, at offset: Int, count: Int) -> [UInt8]? {
-        var bytes = [UInt8](repeating: 0, count: count)
-        var done = 0
-        while done < count {
-            let got = bytes.withUnsafeMutableBytes { raw -> Int in
-                guard let base = raw.baseAddress else { return 0 }
-                return pread(descriptor, base + done, count - done, off_t(offset + done))
-            }
-            if got < 0, errno == EINTR { continue }
-            guard got > 0 else { return nil }
-            done += got
-        }
-        return bytes
-    }
-
-    /// True when `<serial>.checkpoint` is over exactly this tree (size and root): a cached
-    /// frontier is used only if it is the one the last checkpoint was signed over, so a cache
-    /// damaged at rest never becomes a signed root.
-    private func matchesLatestCheckpoint(_ range: MerkleTree.CompactRange) -> Bool {
-        guard let data = FileManager.default.contents(atPath: checkpointPath),
-              let note = try? SignedNote(parsing: String(decoding: data, as: UTF8.self)),
-              let checkpoint = try? Checkpoint(noteText: note.text) else { return false }
-        return checkpoint.treeSize == range.size && checkpoint.rootHash == range.root
+        return (bytes, range, last)
     }
 
     /// The complete lines after byte `offset`, if the cache's offset still fits the file: it
     /// ends a line (or is 0), and that line's leaf hash is `lastLeafHash`. Nil: read everything.
-    static func readTail(_ path: String, after offset: Int, lastLeafHash: String?) -> (lines: [[UInt8]], torn: Bool, end: Int)? {
-        let descriptor = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
-        guard descriptor >= 0 else { return nil }
+    func readTail(after offset: Int, lastLeafHash: String?) throws -> (lines: [[UInt8]], torn: Bool, end: Int)? {
+        guard let descriptor = try AuditFiles.open(logPath, O_RDONLY) else { return offset == 0 ? ([], false, 0) : nil }
         defer { close(descriptor) }
-        var status = stat()
-        guard fstat(descriptor, &status) == 0, (status.st_mode & S_IFMT) == S_IFREG else { return nil }
-        let size = Int(status.st_size)
+        let size = try AuditFiles.size(descriptor, logPath)
         guard offset >= 0, offset <= size else { return nil }
-        func read(_ start: Int, _ count: Int) -> [UInt8]? { readFully(descriptor, at: start, count: count) }
+        func read(_ start: Int, _ count: Int) -> [UInt8]? { AuditFiles.readFully(descriptor, at: start, count: count) }
         if offset > 0 {
             // The line that ends at `offset` must be the one the cache last saw.
             let window = min(offset, 1 << 20)
@@ -152,76 +317,14 @@ public struct AuditLog: Sendable {
     }
 
     /// The log's records as they are on disk, checked: every line a record whose `seq` is its
-    /// index and whose token is this log's; no torn tail. Returns the leaf hashes on success.
+    /// index and whose token is this log's; no torn tail. Returns the leaf hashes on success
+    /// (O(n) memory: for proofs; ``verify(against:)`` checks in O(log n)).
     public func verify() throws -> AuditVerification {
-        let read = try Self.readLines(logPath)
-        for (index, line) in read.lines.enumerated() {
-            guard let record = try? JSONDecoder().decode(AuditRecord.self, from: Data(line)) else {
-                return .damaged(firstBadRecord: index, reason: "line \(index) is not an audit record")
-            }
-            guard record.seq == index else {
-                return .damaged(firstBadRecord: index, reason: "line \(index) has seq \(record.seq): records were removed, inserted or reordered")
-            }
-            guard record.token.serial == token.serial else {
-                return .damaged(firstBadRecord: index, reason: "line \(index) is about token \(record.token.serial), not \(token.serial)")
-            }
-        }
-        if read.torn { return .damaged(firstBadRecord: read.lines.count, reason: "the last line is torn (an append was interrupted)") }
-        return .intact(leafHashes: read.lines.map { MerkleTree.leafHash($0) })
-    }
-
-    /// True when the log's last byte is not a newline (an append was interrupted): read from the
-    /// end of the file alone, so it costs the same however long the log is.
-    public func hasTornTail() throws -> Bool {
-        let descriptor = open(logPath, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
-        if descriptor < 0 {
-            if errno == ENOENT { return false }
-            throw AuditError(.unreadable, "cannot read \(logPath) (\(String(cString: strerror(errno))))")
-        }
-        defer { close(descriptor) }
-        var status = stat()
-        guard fstat(descriptor, &status) == 0 else { throw AuditError(.unreadable, "cannot stat \(logPath)") }
-        guard status.st_size > 0 else { return false }
-        guard let last = Self.readFully(descriptor, at: Int(status.st_size) - 1, count: 1) else {
-            throw AuditError(.unreadable, "cannot read \(logPath) (\(String(cString: strerror(errno))))")
-        }
-        return last != [0x0A]
-    }
-
-    /// The complete lines of the log, in order (a torn tail left out), each the exact bytes of
-    /// a record without its newline: the Merkle leaves.
-    public func lines() throws -> [[UInt8]] {
-        try Self.readLines(logPath).lines
-    }
-
-    /// Cuts a torn last line off (the one repair there is); returns the bytes removed.
-    public func repairTornTail() throws -> Int {
-        let lock = try FileLock.acquire(logPath + ".lock", timeout: 30, note: "pid \(getpid()): audit repair")
-        defer { lock.release() }
-        guard let data = FileManager.default.contents(atPath: logPath) else { return 0 }
-        let bytes = Array(data)
-        guard let last = bytes.last, last != 0x0A else { return 0 }
-        let keep = bytes.lastIndex(of: 0x0A).map { $0 + 1 } ?? 0
-        try AtomicFile.write(Array(bytes[..<keep]), to: logPath, overwrite: true, mode: 0o600)
-        return bytes.count - keep
-    }
-
-    static func readLines(_ path: String) throws -> (lines: [[UInt8]], torn: Bool) {
-        guard FileManager.default.fileExists(atPath: path) else { return ([], false) }
-        guard let data = FileManager.default.contents(atPath: path) else {
-            throw AuditError(.unreadable, "cannot read \(path)")
-        }
-        let bytes = Array(data)
-        if bytes.isEmpty { return ([], false) }
-        var lines = bytes.split(separator: 0x0A, omittingEmptySubsequences: false).map(Array.init)
-        let torn = bytes.last != 0x0A
-        if !torn { lines.removeLast() }  // the empty piece after the final newline
-        else { lines.removeLast() }      // the torn piece is not a record
-        return (lines, torn)
-    }
-
-    static func appendDurably(_ bytes: [UInt8], to path: String) throws {
-        try AuditAppender.write(bytes, to: path, sync: true)
+        var hashes: [[UInt8]] = []
+        let scan = try LogScan.scan(logPath, serial: token.serial) { _, line in hashes.append(MerkleTree.leafHash(line)) }
+        if let damage = scan.damage { return .damaged(firstBadRecord: damage.index, reason: damage.reason) }
+        if scan.tornBytes > 0 { return .damaged(firstBadRecord: scan.range.size, reason: "the last line is torn (an append was interrupted)") }
+        return .intact(leafHashes: hashes)
     }
 
     /// A serial as a file name (serials are printable; anything else is replaced).
@@ -249,8 +352,17 @@ public struct AuditError: Error, Sendable, Equatable, CustomStringConvertible {
         case unreadable
         /// The last line is torn; nothing is appended until it is repaired deliberately.
         case tornTail
-        /// The log does not match a checkpoint.
+        /// The log does not match a checkpoint, a record is out of place, or the trail's own
+        /// state (its anchor, its key) cannot be trusted.
         case inconsistent
+        /// The token has the audit key but no anchored checkpoint (or a log but no audit key):
+        /// nothing is appended until a person re-anchors the trail.
+        case anchorMissing
+        /// A file or the directory of the trail could have been written by someone else (owner,
+        /// mode), or is not a regular file.
+        case untrustedFile
+        /// The key under the audit key's label fails the audit key policy.
+        case untrustedKey
     }
 
     /// What went wrong.
@@ -269,26 +381,6 @@ public struct AuditError: Error, Sendable, Equatable, CustomStringConvertible {
 
     /// Equal when the codes are equal.
     public static func == (lhs: Self, rhs: Self) -> Bool { lhs.code == rhs.code }
-}
-
-extension AuditLog {
-    /// Checks the log against a checkpoint (an auditor's, or the token's): the checkpoint's tree
-    /// must be a prefix of the log (its size at most the log's, its root the root over that
-    /// prefix). Catches an edited record, a cut-off tail, and an older log put back.
-    public func verify(against checkpoint: Checkpoint) throws -> (size: Int, root: [UInt8]) {
-        switch try verify() {
-        case .damaged(let index, let reason):
-            throw AuditError(.inconsistent, "record \(index): \(reason)")
-        case .intact(let hashes):
-            guard checkpoint.treeSize <= hashes.count else {
-                throw AuditError(.inconsistent, "the checkpoint covers \(checkpoint.treeSize) records but the log has \(hashes.count): records were cut off the end")
-            }
-            guard MerkleTree.root(hashes[..<checkpoint.treeSize]) == checkpoint.rootHash else {
-                throw AuditError(.inconsistent, "the first \(checkpoint.treeSize) records do not have the checkpoint's root: the log was edited or replaced")
-            }
-            return (hashes.count, MerkleTree.root(hashes[...]))
-        }
-    }
 }
 
 /// The cached right frontier of a log (`<serial>.tree`, 0600): a cache, never a source of truth.
@@ -338,8 +430,8 @@ struct TreeCache: Equatable {
     }
 
     static func load(from path: String) -> TreeCache? {
-        guard let data = FileManager.default.contents(atPath: path), data.count <= 64 * 1024 else { return nil }
-        return TreeCache(text: String(decoding: data, as: UTF8.self))
+        guard let bytes = try? AuditFiles.readSmall(path) else { return nil }
+        return TreeCache(text: String(decoding: bytes, as: UTF8.self))
     }
 
     /// Rewritten in place, without fsync: a torn or lost cache only costs the next append a
@@ -348,8 +440,7 @@ struct TreeCache: Equatable {
     /// filesystem mounted with `discard` waits for the device.
     func save(to path: String) {
         let bytes = Array(text.utf8)
-        let descriptor = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
-        guard descriptor >= 0 else { return }
+        guard let descriptor = try? AuditFiles.open(path, O_WRONLY, create: true) else { return }
         defer { close(descriptor) }
         let written = bytes.withUnsafeBytes { pwrite(descriptor, $0.baseAddress, $0.count, 0) }
         if written == bytes.count {

@@ -57,6 +57,8 @@ public enum TrustedFileError: Error, Hashable, Sendable, CustomStringConvertible
     case unreadableDirectory(String, errno: Int32)
     /// Not a regular file.
     case notARegularFile(String)
+    /// Not a directory.
+    case notADirectory(String)
     /// Owned by another user than this one or root.
     case otherOwner(Subject, uid: UInt32)
     /// Writable by group or others (the mode given).
@@ -68,8 +70,51 @@ public enum TrustedFileError: Error, Hashable, Sendable, CustomStringConvertible
         case .unreadable(let path, let code): return "\(path): \(String(cString: strerror(code)))"
         case .unreadableDirectory(let path, let code): return "\(path): \(String(cString: strerror(code)))"
         case .notARegularFile(let path): return "\(path) is not a regular file"
+        case .notADirectory(let path): return "\(path) is not a directory"
         case .otherOwner(let subject, let uid): return "\(subject) belongs to another user (uid \(uid))"
         case .writableByOthers(let subject, let mode): return "\(subject) is writable by group or others (mode \(String(mode, radix: 8)))"
+        }
+    }
+}
+
+extension TrustedFile {
+    /// What a piece of this process's own state must be when it exists.
+    public enum StateKind: Sendable {
+        /// A directory (not a link to one).
+        case directory
+        /// A regular file (not a link, FIFO, device or socket).
+        case file
+    }
+
+    /// State whose integrity others rely on (the audit trail's directory and files): when
+    /// `path` exists it must be a `kind` itself (a symbolic link is refused, not followed),
+    /// belong to this user or root, and not be writable by group or others. A missing path
+    /// passes (it will be made, privately); a path that cannot be examined is refused.
+    public static func verifyPrivateState(_ path: String, kind: StateKind) throws(TrustedFileError) {
+        var status = stat()
+        guard lstat(path, &status) == 0 else {
+            if errno == ENOENT { return }
+            throw .unreadable(path, errno: errno)
+        }
+        let type = status.st_mode & S_IFMT
+        switch kind {
+        case .directory: guard type == S_IFDIR else { throw .notADirectory(path) }
+        case .file: guard type == S_IFREG else { throw .notARegularFile(path) }
+        }
+        try requireTrusted(status, kind == .directory ? .directory(path) : .file(path))
+    }
+
+    /// The command that makes `error`'s subject pass, when there is one (`chmod go-w PATH`,
+    /// `chown UID PATH`), for the advice of whoever prints the error.
+    public static func remedy(for error: TrustedFileError) -> String? {
+        func quoted(_ path: String) -> String { "'" + path.split(separator: "'", omittingEmptySubsequences: false).joined(separator: "'\\''") + "'" }
+        switch error {
+        case .writableByOthers(.file(let path), _), .writableByOthers(.directory(let path), _):
+            return "chmod go-w \(quoted(path))"
+        case .otherOwner(.file(let path), _), .otherOwner(.directory(let path), _):
+            return "chown \(getuid()) \(quoted(path))"
+        default:
+            return nil
         }
     }
 }

@@ -25,7 +25,7 @@ public enum AuditOperations {
 
     /// Makes the audit key when there is none; reports it either way.
     public static func initialize(target: TokenTarget, directory: URL, observer: any OperationObserver) throws -> KeyReport {
-        let opened = try OpenedToken.open(target, readWrite: true, logIn: true, observer: observer)
+        let opened = try OpenedToken.open(target, readWrite: true, logIn: true, observer: observer, auditDirectory: directory)
         let audit = AuditService(opened: opened, directory: directory, observer: observer)
         let existed = try audit.auditKey(create: false)
         if existed == nil { try audit.requireWritable() }
@@ -41,9 +41,9 @@ public enum AuditOperations {
                             observer: any OperationObserver) throws -> [AuditRecord] {
         let opened = try OpenedToken.open(target, readWrite: false, logIn: false, observer: observer)
         let audit = AuditService(opened: opened, directory: directory, observer: observer)
-        guard let text = FileManager.default.contents(atPath: audit.log.logPath) else { return [] }
-        return String(decoding: text, as: UTF8.self).split(separator: "\n").compactMap { line in
-            guard let record = try? JSONDecoder().decode(AuditRecord.self, from: Data(line.utf8)) else { return nil }
+        try audit.log.requireTrustedFiles()
+        return try audit.log.lines().compactMap { line in
+            guard let record = try? JSONDecoder().decode(AuditRecord.self, from: Data(line)) else { return nil }
             if let event, record.event != event { return nil }
             if let since, let time = try? Date(record.time, strategy: .iso8601), time < since { return nil }
             return record
@@ -52,7 +52,7 @@ public enum AuditOperations {
 
     /// The latest signed checkpoint (the token's), as a C2SP signed note.
     public static func checkpoint(target: TokenTarget, directory: URL, observer: any OperationObserver) throws -> String? {
-        let opened = try OpenedToken.open(target, readWrite: false, logIn: true, observer: observer)
+        let opened = try OpenedToken.open(target, readWrite: false, logIn: true, observer: observer, auditDirectory: directory)
         return try AuditService(opened: opened, directory: directory, observer: observer).tokenCheckpoint()?.formatted
     }
 
@@ -60,18 +60,20 @@ public enum AuditOperations {
     public static func verify(target: TokenTarget, directory: URL, external: String?,
                               observer: any OperationObserver) throws -> AuditService.Verification {
         let note = try external.map { try SignedNote(parsing: $0) }
-        let opened = try OpenedToken.open(target, readWrite: false, logIn: true, observer: observer)
+        let opened = try OpenedToken.open(target, readWrite: false, logIn: true, observer: observer, auditDirectory: directory)
         return try AuditService(opened: opened, directory: directory, observer: observer).verify(external: note)
     }
 
     /// Cuts a torn last line off, and records that it did.
     public static func repairTornTail(target: TokenTarget, directory: URL, observer: any OperationObserver) throws -> Int {
-        let opened = try OpenedToken.open(target, readWrite: true, logIn: true, observer: observer)
-        let audit = AuditService(opened: opened, directory: directory, observer: observer)
-        let removed = try audit.log.repairTornTail()
-        if removed > 0 {
-            try audit.record([AuditEntry(event: "audit.repaired", facts: ["tornBytesRemoved": .integer(removed)])])
-        }
-        return removed
+        let opened = try OpenedToken.open(target, readWrite: true, logIn: true, observer: observer, auditDirectory: directory)
+        return try AuditService(opened: opened, directory: directory, observer: observer).repairTornTail()
+    }
+
+    /// A person's re-anchoring of the trail (see ``AuditService/reanchor(reason:)``).
+    public static func reanchor(target: TokenTarget, directory: URL, reason: String,
+                                observer: any OperationObserver) throws -> AuditService.Reanchoring {
+        let opened = try OpenedToken.open(target, readWrite: true, logIn: true, observer: observer, auditDirectory: directory)
+        return try AuditService(opened: opened, directory: directory, observer: observer).reanchor(reason: reason)
     }
 }

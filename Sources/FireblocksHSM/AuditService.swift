@@ -40,10 +40,11 @@ public final class AuditService {
     /// The checkpoints' origin and key name: `fireblocks-hsm/<serial>/audit`.
     public var origin: String { "fireblocks-hsm/\(log.token.serial)/audit" }
 
-    /// Fails unless a record could be appended now (the directory can be made, the lock taken,
-    /// no torn tail): checked before an operation, so that one whose record cannot be written is
-    /// not performed.
+    /// Fails unless a record could be appended now (the trail's files are this user's and
+    /// private, the directory can be made, no torn tail): checked before an operation, so that
+    /// one whose record cannot be written is not performed.
     public func requireWritable() throws {
+        try log.requireTrustedFiles()
         try AtomicFile.makePrivateDirectory(log.directory.path)
         guard access(log.directory.path, W_OK) == 0 else {
             throw FileOutputError(path: log.directory.path, reason: "the audit directory is not writable")
@@ -55,49 +56,98 @@ public final class AuditService {
         }
     }
 
-    /// The audit key, made (and recorded) when there is none and `create` allows it.
-    /// - Parameter session: a read-write session with the user logged in, for creating.
+    /// The audit key, made (and recorded) when there is none and `create` allows it. A key
+    /// under the audit label that fails the audit key policy is refused
+    /// (``AuditError/Code/untrustedKey``), and so is making one for a trail that was sealed
+    /// before (a checkpoint on the token or beside the log, but no key to check it with).
     public func auditKey(create: Bool) throws -> ECKeyPair? {
         if let cachedKey { return cachedKey }
-        if let key = try ECKeys.find(label: Self.auditKeyLabel, in: opened.session) {
-            cachedKey = key
-            return key
-        }
+        if let key = try findPolicyKey() { return key }
         guard create else { return nil }
         // One creator at a time across processes (two first commands at once would otherwise
         // both make a key); whoever waited finds the other's.
+        try log.requireTrustedFiles()
         try AtomicFile.makePrivateDirectory(log.directory.path)
-        let lock = try FileLock.acquire(log.logPath + ".key.lock", timeout: 60, note: "pid \(getpid()): audit key creation")
+        let lock = try FileLock.acquire(log.keyLockPath, timeout: 60, note: "pid \(getpid()): audit key creation")
         defer { lock.release() }
-        if let key = try ECKeys.find(label: Self.auditKeyLabel, in: opened.session) { return key }
+        if let key = try findPolicyKey() { return key }
+        if let reason = try sealedBeforeWithoutKey() {
+            throw AuditError(.anchorMissing, "the token has no audit key, but \(reason): the key that sealed this trail is gone, so nothing is appended or signed until a person re-anchors the trail")
+        }
+        return try makeKey(recording: [:])
+    }
+
+    /// The key under the audit label, judged; a key that fails the policy is refused.
+    private func findPolicyKey() throws -> ECKeyPair? {
+        guard let key = try ECKeys.find(label: Self.auditKeyLabel, in: opened.session) else { return nil }
+        if case .failsToMeetPolicy(let failures) = key.provenance.verdict {
+            throw AuditError(.untrustedKey, "the key labelled '\(Self.auditKeyLabel)' on token '\(opened.token.info.label)' fails the audit key policy (\(failures.map(\.description).joined(separator: "; "))): it was not made by this tool as the audit key, and nothing is signed with it")
+        }
+        cachedKey = key
+        return key
+    }
+
+    /// Why the trail counts as sealed before (nil when it does not): a checkpoint anchored on
+    /// the token, or a checkpoint file beside the log.
+    private func sealedBeforeWithoutKey() throws -> String? {
+        if try !anchorObjects().isEmpty { return "it holds an anchored audit checkpoint" }
+        if try log.checkpointFile() != nil { return "\(log.checkpointPath) holds a checkpoint" }
+        return nil
+    }
+
+    /// Makes the audit key, anchors the checkpoint of the log as it is (the empty tree on a
+    /// new token), then records the key's creation in a sealed append.
+    private func makeKey(recording extra: [String: AuditValue]) throws -> ECKeyPair {
         let key = try observer.slowStep("Generating the audit key (EC P-256) on token '\(opened.token.info.label)'") {
             try ECKeys.generate(label: Self.auditKeyLabel, in: opened.session)
         }
         cachedKey = key
         observer.note("created the audit key '\(Self.auditKeyLabel)' on token '\(opened.token.info.label)' (SHA-256 of its public key \(key.fingerprint)): give this fingerprint to your auditors")
-        _ = try append([AuditEntry(event: "audit.key-created", facts: [
+        // The first anchor at once (over the records as they are: none on a new token, else
+        // only unsealed ones, since nothing was ever sealed): an audit key without one is a
+        // broken trail.
+        let first = try Checkpoint(noteText: try log.sealAsItIs { tree in try anchor(size: tree.size, root: tree.root, key: key) }.text)
+        let unsealed = first.treeSize
+        var facts: [String: AuditValue] = [
             "label": .string(key.label), "id": .string(hex(key.id)), "spkiSHA256": .string(key.fingerprint),
             "verdict": .string(key.provenance.verdict.meetsPolicy ? "meets-policy" : "fails-policy"),
-        ])], key: key)
+        ]
+        if unsealed > 0 { facts["unsealedRecordsBefore"] = .integer(unsealed) }
+        facts.merge(extra) { $1 }
+        _ = try log.append([AuditEntry(event: "audit.key-created", facts: facts)], anchor: { first }) { tree in
+            try anchor(size: tree.size, root: tree.root, key: key)
+        }
         return key
     }
 
-    /// Appends the entries, then signs a checkpoint over the whole log and anchors it (file and
-    /// token). Returns the signed checkpoint.
+    /// Appends the entries, then signs a checkpoint over the whole log and anchors it (token and
+    /// file), once the log was found to extend the token's anchored checkpoint. Returns the
+    /// signed checkpoint.
     @discardableResult
     public func record(_ entries: [AuditEntry]) throws -> SignedNote {
         guard let key = try auditKey(create: true) else {
             throw AuditError(.unwritable, "no audit key")
         }
-        return try append(entries, key: key)
+        return try log.append(entries, anchor: { try verifiedAnchor(key: key).checkpoint }) { tree in
+            try anchor(size: tree.size, root: tree.root, key: key)
+        }
     }
 
-    private func append(_ entries: [AuditEntry], key: ECKeyPair) throws -> SignedNote {
-        try log.append(entries) { tree in try anchor(size: tree.size, root: tree.root, key: key) }
+    /// Checks that the log extends the token's anchored checkpoint, without appending: before
+    /// an operation whose record must be writable.
+    public func requireIntact() throws {
+        guard let key = try auditKey(create: true) else { throw AuditError(.unwritable, "no audit key") }
+        try log.requireExtends(try verifiedAnchor(key: key).checkpoint)
+    }
+
+    /// The proxy's appender, started on a log that extends the anchored checkpoint.
+    public func appender() throws -> AuditAppender {
+        guard let key = try auditKey(create: true) else { throw AuditError(.unwritable, "no audit key on the token") }
+        return try AuditAppender(log: log, anchor: try verifiedAnchor(key: key).checkpoint)
     }
 
     /// Signs a checkpoint over everything `appender`'s log holds now (records of other
-    /// processes included) and anchors it in the file and on the token: for a long-running
+    /// processes included) and anchors it on the token and in the file: for a long-running
     /// process that appends without a checkpoint each time (the signing proxy).
     @discardableResult
     public func seal(_ appender: AuditAppender) throws -> SignedNote {
@@ -107,25 +157,71 @@ public final class AuditService {
         return try appender.seal { tree in try anchor(size: tree.size, root: tree.root, key: key) }
     }
 
-    /// Signs `size`/`root` with the audit key and writes the checkpoint to the file and the token.
+    /// Signs `size`/`root` with the audit key and anchors the checkpoint: on the token first
+    /// (the new object, then the old ones away: a crash leaves at least one), then in the file.
+    /// The file is a copy for convenience; a file ahead of the token's anchor is tampering.
     func anchor(size: Int, root: [UInt8], key: ECKeyPair) throws -> SignedNote {
         let checkpoint = try Checkpoint(origin: origin, treeSize: size, rootHash: root)
         let signer = try ECSigner(key: key, slot: opened.token.slot)
         let signature = try signer.sign(Array(checkpoint.noteText.utf8))
         let note = try SignedNote(text: checkpoint.noteText, signatures: [
-            .init(name: origin, keyID: SignedNote.ecdsaKeyID(name: origin, subjectPublicKeyInfo: key.subjectPublicKeyInfoDER),
-                  signature: signature)])
+            SignedNote.ecdsaSignature(name: origin, publicKey: key.publicKey, signature: signature)])
         let bytes = Array(note.formatted.utf8)
-        try AtomicFile.write(bytes, to: log.checkpointPath, overwrite: true, mode: 0o600)
-        // The new object first, then the old one away: a crash leaves at least one.
         let session = opened.session
-        let old = try session.findObjects([.class(.data), .label(Self.checkpointObjectLabel)])
+        let old = try anchorObjects()
         _ = try session.createObject([.class(.data), .token(true), .private(true), .modifiable(true),
                                       .label(Self.checkpointObjectLabel), .value(bytes)])
         for object in old { try session.destroyObject(object) }
+        try AtomicFile.write(bytes, to: log.checkpointPath, overwrite: true, mode: 0o600)
         return note
     }
 
+    private func anchorObjects() throws -> [ObjectHandle] {
+        try opened.session.findObjects([.class(.data), .label(Self.checkpointObjectLabel)])
+    }
+
+    /// The checkpoint anchored on the token, its signature verified with the audit key: the
+    /// only state the trail trusts. Every append extends it; `audit verify` checks against it.
+    /// No anchor while the key exists, an anchor that does not verify, or a checkpoint file
+    /// ahead of it: refused.
+    public func verifiedAnchor(key: ECKeyPair) throws -> (checkpoint: Checkpoint, note: SignedNote, legacyKeyID: Bool) {
+        let objects = try anchorObjects()
+        guard !objects.isEmpty else {
+            throw AuditError(.anchorMissing, "token '\(opened.token.info.label)' has the audit key (SHA-256 \(key.fingerprint)) but no anchored checkpoint (data object '\(Self.checkpointObjectLabel)'): the anchor was removed, so what the log held cannot be checked; nothing is appended or signed until a person re-anchors the trail")
+        }
+        var best: (checkpoint: Checkpoint, note: SignedNote, legacyKeyID: Bool)?
+        var refused: String?
+        for object in objects {
+            guard let bytes = try opened.session.attributes([.value], of: object)[.value]?.attribute?.bytesValue,
+                  let note = try? SignedNote(parsing: String(decoding: bytes, as: UTF8.self)),
+                  let checkpoint = try? Checkpoint(noteText: note.text) else {
+                refused = "it is not a signed checkpoint"
+                continue
+            }
+            let verdict = note.verifyECDSA(name: origin, publicKey: key.publicKey)
+            guard case .failed = verdict else {
+                guard checkpoint.origin == origin else { refused = "it is for '\(checkpoint.origin)', not '\(origin)'"; continue }
+                if let current = best, current.checkpoint.treeSize == checkpoint.treeSize, current.checkpoint.rootHash != checkpoint.rootHash {
+                    throw AuditError(.inconsistent, "token '\(opened.token.info.label)' holds two signed checkpoints of \(checkpoint.treeSize) records with different roots: the log was forked")
+                }
+                if best.map({ checkpoint.treeSize > $0.checkpoint.treeSize }) ?? true {
+                    best = (checkpoint, note, verdict == .verifiedWithLegacyKeyID)
+                }
+                continue
+            }
+            if case .failed(let failure) = verdict { refused = failure.description }
+        }
+        guard let best else {
+            throw AuditError(.inconsistent, "the checkpoint anchored on token '\(opened.token.info.label)' does not verify with the audit key (SHA-256 \(key.fingerprint)): \(refused ?? "no signature")")
+        }
+        // The file beside the log is written after the token's object: never ahead of it.
+        if let bytes = try log.checkpointFile(),
+           let file = try? Checkpoint(noteText: SignedNote(parsing: String(decoding: bytes, as: UTF8.self)).text),
+           file.treeSize > best.checkpoint.treeSize || (file.treeSize == best.checkpoint.treeSize && file.rootHash != best.checkpoint.rootHash) {
+            throw AuditError(.inconsistent, "\(log.checkpointPath) is ahead of the checkpoint anchored on the token (\(file.treeSize) records against \(best.checkpoint.treeSize)): it was not written by this trail's appends; nothing is appended or signed")
+        }
+        return best
+    }
     /// Writes the evidence bundle of an onboarding (see ``EvidenceBundle``) against the latest
     /// checkpoint on the token.
     func writeEvidence(to directory: String, csrPEM: String, pair: TokenKeyPair, publicKey: TokenRSAPublicKey,
@@ -139,23 +235,17 @@ public final class AuditService {
                                  signerSlot: PKCS11SlotReference(signer: try ECSigner(key: key, slot: opened.token.slot)))
     }
 
-    /// The signed checkpoint anchored on the token, if any.
+    /// The signed checkpoint anchored on the token, verified (nil when the trail has not
+    /// started: no audit key).
     public func tokenCheckpoint() throws -> SignedNote? {
-        let objects = try opened.session.findObjects([.class(.data), .label(Self.checkpointObjectLabel)])
-        guard let object = objects.last,
-              let bytes = try opened.session.attributes([.value], of: object)[.value]?.attribute?.bytesValue else { return nil }
-        return try SignedNote(parsing: String(decoding: bytes, as: UTF8.self))
+        guard let key = try auditKey(create: false) else { return nil }
+        return try verifiedAnchor(key: key).note
     }
 
-    /// Verifies a signed checkpoint with an audit public key: the signature line named by the
-    /// origin, its key ID, and the ECDSA signature over the note text.
-    public static func verifySignature(_ note: SignedNote, origin: String, publicKey: P256.Signing.PublicKey) -> Bool {
-        let keyID = SignedNote.ecdsaKeyID(name: origin, subjectPublicKeyInfo: Array(publicKey.derRepresentation))
-        return note.signatures.contains { line in
-            guard line.name == origin, line.keyID == keyID,
-                  let signature = try? P256.Signing.ECDSASignature(derRepresentation: line.signature) else { return false }
-            return publicKey.isValidSignature(signature, for: SHA256.hash(data: Array(note.text.utf8)))
-        }
+    /// Verifies a signed checkpoint with an audit public key (C2SP signed note, type 0x02; the
+    /// key ID this tool wrote before it followed C2SP is accepted too).
+    public static func verifySignature(_ note: SignedNote, origin: String, publicKey: P256.Signing.PublicKey) -> NoteVerification {
+        note.verifyECDSA(name: origin, publicKey: publicKey)
     }
 
     /// What `audit verify` found.
@@ -168,45 +258,175 @@ public final class AuditService {
         public let checkedAgainst: [String]
         /// The audit key trusted (SHA-256 of its public key).
         public let auditKeySHA256: String?
+        /// Checkpoints whose signature carries the key ID written before the tool followed
+        /// C2SP (still valid signatures by the audit key).
+        public let legacyKeyIDs: [String]
     }
 
-    /// The log must be intact; the token's checkpoint (and `external`, an auditor's) must be
-    /// signed by the audit key and be a prefix of the log.
+    /// The whole trail, trusting only the token: the audit key meets its policy; the anchored
+    /// checkpoint exists and verifies; the log extends it, every record in its place, no torn
+    /// line; `<serial>.checkpoint` verifies, is not ahead of the anchor and is a prefix too; and
+    /// so is `external` (an auditor's), which must not be ahead of the anchor either.
     public func verify(external: SignedNote? = nil) throws -> Verification {
-        let key = try auditKey(create: false)
-        var checked: [String] = []
-        var notes: [(String, SignedNote)] = []
-        if let onToken = try tokenCheckpoint() { notes.append(("token", onToken)) }
-        if let external { notes.append(("given", external)) }
-        for (source, note) in notes {
-            guard let key else { throw AuditError(.inconsistent, "there is a \(source) checkpoint but no audit key on the token to check its signature") }
-            guard Self.verifySignature(note, origin: origin, publicKey: key.publicKey) else {
-                throw AuditError(.inconsistent, "the \(source) checkpoint's signature does not verify with the audit key (SHA-256 \(key.fingerprint))")
+        try log.requireTrustedFiles()
+        guard let key = try auditKey(create: false) else {
+            if let reason = try sealedBeforeWithoutKey() {
+                throw AuditError(.anchorMissing, "the token has no audit key, but \(reason): the key that sealed this trail is gone")
+            }
+            if external != nil { throw AuditError(.inconsistent, "a checkpoint was given, but the token has no audit key to check it with") }
+            guard try log.isEmpty() else {
+                throw AuditError(.anchorMissing, "\(log.logPath) holds records, but the token has no audit key: nothing ever sealed them")
+            }
+            return Verification(records: 0, rootHex: hex(MerkleTree.root([])), checkedAgainst: [], auditKeySHA256: nil, legacyKeyIDs: [])
+        }
+        let anchored = try verifiedAnchor(key: key)
+        var checks: [(name: String, checkpoint: Checkpoint)] = [("the token's", anchored.checkpoint)]
+        var checked = ["token (\(anchored.checkpoint.treeSize) records)"]
+        var legacy = anchored.legacyKeyID ? ["token"] : []
+        func signed(_ note: SignedNote, _ source: String) throws -> Checkpoint {
+            let verdict = Self.verifySignature(note, origin: origin, publicKey: key.publicKey)
+            if case .failed(let failure) = verdict {
+                throw AuditError(.inconsistent, "the \(source) checkpoint does not verify with the audit key (SHA-256 \(key.fingerprint)): \(failure)")
             }
             let checkpoint = try Checkpoint(noteText: note.text)
             guard checkpoint.origin == origin else {
                 throw AuditError(.inconsistent, "the \(source) checkpoint is for '\(checkpoint.origin)', not '\(origin)'")
             }
-            _ = try log.verify(against: checkpoint)
-            checked.append("\(source) (\(checkpoint.treeSize) records)")
+            guard checkpoint.treeSize <= anchored.checkpoint.treeSize else {
+                throw AuditError(.inconsistent, "the \(source) checkpoint seals \(checkpoint.treeSize) records, more than the \(anchored.checkpoint.treeSize) the token's anchor seals: the token's anchor or the log was rolled back")
+            }
+            if verdict == .verifiedWithLegacyKeyID { legacy.append(source) }
+            return checkpoint
         }
-        switch try log.verify() {
-        case .damaged(let index, let reason):
-            throw AuditError(.inconsistent, "record \(index): \(reason)")
-        case .intact(let hashes):
-            return Verification(records: hashes.count, rootHex: hex(MerkleTree.root(hashes[...])), checkedAgainst: checked,
-                                auditKeySHA256: key?.fingerprint)
+        if let bytes = try log.checkpointFile() {
+            let file = try signed(try SignedNote(parsing: String(decoding: bytes, as: UTF8.self)), "file")
+            checks.append(("the file's", file))
+            checked.append("file (\(file.treeSize) records)")
         }
+        if let external {
+            let given = try signed(external, "given")
+            checks.append(("the given", given))
+            checked.append("given (\(given.treeSize) records)")
+        }
+        let tree = try log.verify(against: checks)
+        return Verification(records: tree.size, rootHex: hex(tree.root), checkedAgainst: checked, auditKeySHA256: key.fingerprint,
+                            legacyKeyIDs: legacy)
+    }
+
+    /// What a person's re-anchoring accepted, and what it cannot prove.
+    public struct Reanchoring: Codable, Sendable, Equatable {
+        /// The records accepted as they are, and the root of the new anchored checkpoint over them.
+        public let records: Int
+        /// The new anchored tree's root (before the `audit.reanchored` record).
+        public let rootHex: String
+        /// What the token held before: `none`, `extended` (the log extended it), `not-extended`
+        /// (the log no longer holds what it sealed), `unverifiable`.
+        public let previousAnchor: String
+        /// The size the previous anchor sealed, when it verified.
+        public let previousAnchorRecords: Int?
+        /// Whether a new audit key was made (the old one was gone).
+        public let keyCreated: Bool
+        /// Bytes of a torn last line that were cut off.
+        public let tornBytesRemoved: Int
+        /// What nobody can prove about the records accepted.
+        public let cannotProve: [String]
+        /// The audit key's SHA-256.
+        public let auditKeySHA256: String
+    }
+
+    /// A person's decision to trust the log as it is now: signs and anchors a checkpoint over
+    /// its whole records (cutting a torn last line), making the audit key if it is gone, and
+    /// records `audit.reanchored` with the reason and what cannot be proven. Records out of
+    /// place are still refused: re-anchoring accepts records, it never renumbers them.
+    public func reanchor(reason: String) throws -> Reanchoring {
+        try log.requireTrustedFiles()
+        try AtomicFile.makePrivateDirectory(log.directory.path)
+        var key = try findPolicyKey()
+        var previous = "none"
+        var previousSize: Int?
+        var cannotProve: [String] = []
+        let before = try log.summary()
+        if let damage = before.damage {
+            throw AuditError(.inconsistent, "record \(damage.index): \(damage.reason); re-anchoring accepts records as they are but never renumbers them: move \(log.logPath) aside to start a new log")
+        }
+        if let key {
+            do {
+                let anchored = try verifiedAnchor(key: key).checkpoint
+                previousSize = anchored.treeSize
+                do {
+                    try log.requireExtends(anchored)
+                    previous = "extended"
+                } catch let error as AuditError where error.code == .tornTail {
+                    previous = "extended"
+                } catch {
+                    previous = "not-extended"
+                    cannotProve.append("the log no longer holds the \(anchored.treeSize) records the token's last checkpoint sealed (\(error)); every record is accepted as it is now")
+                }
+            } catch let error as AuditError where error.code == .anchorMissing {
+                previous = "none"
+            } catch {
+                previous = "unverifiable"
+                cannotProve.append("the token's checkpoint could not be trusted (\(error))")
+            }
+        }
+        let torn = try log.repairTornTail(anchor: nil)
+        let records = before.records
+        switch previous {
+        case "none" where records > 0:
+            cannotProve.append("that records 0–\(records - 1) are the ones written before the anchor was lost: they are accepted as they are now")
+        case "extended" where (previousSize ?? 0) < records:
+            cannotProve.append("that records \(previousSize ?? 0)–\(records - 1), written after the last checkpoint, were not changed before now")
+        default:
+            break
+        }
+        if torn > 0 { cannotProve.append("what the torn last line of \(torn) bytes was meant to record (it was cut off)") }
+        let keyCreated = key == nil
+        if keyCreated {
+            cannotProve.append("that checkpoints signed by an earlier audit key belong to this log: a new audit key signs from here on")
+            key = try makeKey(recording: [:])
+        }
+        guard let key else { throw AuditError(.unwritable, "no audit key") }
+        let note = try log.sealAsItIs { tree in try anchor(size: tree.size, root: tree.root, key: key) }
+        let accepted = try Checkpoint(noteText: note.text)
+        var facts: [String: AuditValue] = [
+            "reason": .string(reason), "acceptedRecords": .integer(accepted.treeSize), "previousAnchor": .string(previous),
+            "keyCreated": .bool(keyCreated), "tornBytesRemoved": .integer(torn), "cannotProve": .array(cannotProve.map { .string($0) }),
+        ]
+        if let previousSize { facts["previousAnchorRecords"] = .integer(previousSize) }
+        _ = try log.append([AuditEntry(event: "audit.reanchored", facts: facts)], anchor: { accepted }) { tree in
+            try anchor(size: tree.size, root: tree.root, key: key)
+        }
+        return Reanchoring(records: accepted.treeSize, rootHex: hex(accepted.rootHash), previousAnchor: previous,
+                           previousAnchorRecords: previousSize, keyCreated: keyCreated, tornBytesRemoved: torn,
+                           cannotProve: cannotProve, auditKeySHA256: key.fingerprint)
+    }
+
+    /// Cuts a torn last line off when it lies beyond the anchored records (see
+    /// ``AuditLog/repairTornTail(anchor:)``), and records that it did.
+    public func repairTornTail() throws -> Int {
+        guard let key = try auditKey(create: false) else { throw AuditError(.anchorMissing, "the token has no audit key: there is no anchored checkpoint to repair against") }
+        let anchored = try verifiedAnchor(key: key)
+        let removed = try log.repairTornTail(anchor: anchored.checkpoint)
+        if removed > 0 {
+            try record([AuditEntry(event: "audit.repaired", facts: ["tornBytesRemoved": .integer(removed)])])
+        }
+        return removed
     }
 }
 
 extension AuditService {
     /// Opens the trail for an operation: writable now (or the operation is not performed) and
     /// with its audit key (made on first need, and said so).
-    static func prepare(opened: OpenedToken, directory: URL, observer: any OperationObserver) throws -> AuditService {
+    ///
+    /// - Parameter checkingAnchor: also check now that the log extends the token's anchored
+    ///   checkpoint (every append checks it again under the lock; an operation whose only
+    ///   effect waits for its record, as `jwt`'s does, can leave it to the append).
+    static func prepare(opened: OpenedToken, directory: URL, observer: any OperationObserver,
+                        checkingAnchor: Bool = true) throws -> AuditService {
         let audit = AuditService(opened: opened, directory: directory, observer: observer)
         try audit.requireWritable()
         _ = try audit.auditKey(create: true)
+        if checkingAnchor { try audit.requireIntact() }
         return audit
     }
 
@@ -265,7 +485,7 @@ extension OpenedToken {
         guard let auditDirectory, !(error is AuditError) else { return }
         let log = AuditLog(directory: auditDirectory, token: .init(serial: token.info.serialNumber, label: token.info.label),
                            tool: .init(name: "fireblocks-hsm", version: FireblocksHSMVersion.current))
-        _ = try? log.append([AuditEntry(event: "command.failed", outcome: .failed("\(error)"),
-                                        facts: ["command": .string(command)])])
+        _ = try? log.appendUnsealed([AuditEntry(event: "command.failed", outcome: .failed("\(error)"),
+                                                facts: ["command": .string(command)])])
     }
 }

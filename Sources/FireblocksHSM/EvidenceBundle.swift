@@ -275,7 +275,7 @@ extension EvidenceBundle {
         // The checkpoint, signed by the audit key; each record included in it.
         let note = try SignedNote(parsing: String(decoding: try read("checkpoint"), as: UTF8.self))
         let checkpoint = try Checkpoint(noteText: note.text)
-        guard AuditService.verifySignature(note, origin: checkpoint.origin, publicKey: key) else {
+        guard AuditService.verifySignature(note, origin: checkpoint.origin, publicKey: key).isVerified else {
             throw fail("the checkpoint's signature does not verify with the audit key")
         }
         guard let entries = try? JSONDecoder().decode(InclusionProofs.Entries.self, from: Data(try read("inclusion-proofs.json"))).records else {

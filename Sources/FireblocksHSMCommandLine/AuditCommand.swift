@@ -12,7 +12,7 @@ struct AuditCommand: ParsableCommand {
         commandName: "audit",
         abstract: "The token's tamper-evident audit trail: an RFC 6962 log with checkpoints signed on the token.",
         subcommands: [AuditInitCommand.self, AuditShowCommand.self, AuditCheckpointCommand.self,
-                      AuditVerifyCommand.self, AuditRepairCommand.self]
+                      AuditVerifyCommand.self, AuditRepairCommand.self, AuditReanchorCommand.self]
     )
 }
 
@@ -138,6 +138,7 @@ struct AuditVerifyCommand: ParsableCommand {
         let rootHex: String
         let checkedAgainst: [String]
         let auditKeySHA256: String?
+        let legacyKeyIDs: [String]
     }
 
     func run() throws {
@@ -152,9 +153,15 @@ struct AuditVerifyCommand: ParsableCommand {
         let result = try AuditOperations.verify(target: try token.target(profile: profile), directory: audit.directory(profile: profile), external: external,
                                                 observer: Console())
         let report = Report(intact: true, records: result.records, rootHex: result.rootHex, checkedAgainst: result.checkedAgainst,
-                            auditKeySHA256: result.auditKeySHA256)
+                            auditKeySHA256: result.auditKeySHA256, legacyKeyIDs: result.legacyKeyIDs)
         try output.emit(report) { report in
-            "Audit log intact: \(report.records) records, root \(report.rootHex); consistent with: \(report.checkedAgainst.isEmpty ? "no checkpoint yet" : report.checkedAgainst.joined(separator: ", ")); audit key SHA-256 \(report.auditKeySHA256 ?? "none")\n"
+            var text = report.auditKeySHA256 == nil
+                ? "No audit trail yet: the token has no audit key and the log no records.\n"
+                : "Audit log intact: \(report.records) records, root \(report.rootHex); consistent with: \(report.checkedAgainst.joined(separator: ", ")); audit key SHA-256 \(report.auditKeySHA256 ?? "none")\n"
+            if !report.legacyKeyIDs.isEmpty {
+                text += "note: the \(report.legacyKeyIDs.joined(separator: " and ")) checkpoint carries the key ID of fireblocks-hsm before 2026-12 (name-based); outside C2SP verifiers find no signature on it until the next checkpoint is signed\n"
+            }
+            return text
         }
     }
 }
@@ -186,3 +193,55 @@ struct AuditRepairCommand: ParsableCommand {
         Console().output(removed > 0 ? "Cut off a torn record of \(removed) bytes; the repair is recorded.\n" : "Nothing to repair: the log has no torn record.\n")
     }
 }
+
+struct AuditReanchorCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "reanchor",
+        abstract: "Accept the log as it is now: sign and anchor a checkpoint over it, recorded with your reason.",
+        discussion: """
+            For a trail the tool refuses to extend because its anchor on the token is gone (or
+            its audit key is): after you have found out why, this signs a checkpoint over the
+            log's records as they are, records 'audit.reanchored' with the reason, and prints
+            what nobody can prove about the records it accepted. It makes a new audit key if
+            the old one is gone (give its fingerprint to your auditors). Records out of place
+            are still refused: it accepts records, it never renumbers them.
+
+            Examples:
+              fireblocks-hsm audit reanchor --token fb --accept-current --reason "anchor deleted by INC-4711"
+            """
+    )
+
+    @OptionGroup var token: TokenOptions
+    @OptionGroup var audit: AuditOptions
+
+    @Flag(name: .customLong("accept-current"), help: "Accept the log's records as they are now (say what you mean to do).")
+    var acceptCurrent = false
+
+    @Option(help: ArgumentHelp("Why the trail is re-anchored (recorded; one line of printable text, at most 500 characters).", valueName: "text"))
+    var reason: String
+
+    @OptionGroup var output: OutputOptions
+
+    func validate() throws {
+        guard acceptCurrent else { throw ValidationError("'audit reanchor' needs '--accept-current' (say what you mean to do)") }
+        guard reason.contains(where: { $0 != " " }), reason.count <= 500,
+              reason.unicodeScalars.allSatisfy({ $0.value >= 0x20 && $0.value != 0x7F && !(0x80...0x9F).contains($0.value) }) else {
+            throw ValidationError("'--reason' takes one line of printable text, at most 500 characters")
+        }
+    }
+
+    func run() throws {
+        let profile = try token.loadProfile()
+        let result = try AuditOperations.reanchor(target: try token.target(profile: profile), directory: audit.directory(profile: profile),
+                                                  reason: reason, observer: Console())
+        try output.emit(result) { result in
+            var text = "Re-anchored the audit trail: \(result.records) records accepted as they are (root \(result.rootHex)); previous anchor: \(result.previousAnchor)"
+            text += result.keyCreated ? "; a new audit key, SHA-256 \(result.auditKeySHA256): give it to your auditors.\n" : ".\n"
+            if !result.cannotProve.isEmpty {
+                text += "What this cannot prove:\n" + result.cannotProve.map { "  - \($0)\n" }.joined()
+            }
+            return text
+        }
+    }
+}
+

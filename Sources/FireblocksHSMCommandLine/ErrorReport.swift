@@ -165,8 +165,18 @@ struct ErrorReport: Sendable, Encodable {
             }
             self.init(status: status, message: error.reason)
         case let error as AuditError:
-            self.init(status: error.code == .unwritable || error.code == .unreadable ? .fileError : .auditIntegrity,
-                      message: error.description)
+            switch error.code {
+            case .unwritable, .unreadable, .untrustedFile:
+                self.init(status: .fileError, message: error.description)
+            case .untrustedKey:
+                self.init(status: .keyPolicy, message: error.description + "; find out who made it, then remove it with the token's own tools (pkcs11-tool --delete-object) so that the tool can make a conforming one")
+            case .anchorMissing:
+                self.init(status: .auditIntegrity, message: error.description + "; once you know why, accept the log as it is with 'fireblocks-hsm audit reanchor --accept-current --reason TEXT' (it records what it cannot prove)")
+            case .tornTail:
+                self.init(status: .auditIntegrity, message: error.description + "; see it with 'fireblocks-hsm audit verify', then cut it off with 'fireblocks-hsm audit repair --truncate-torn'")
+            case .inconsistent:
+                self.init(status: .auditIntegrity, message: error.description)
+            }
         case let error as CheckpointError:
             self.init(status: .auditIntegrity, message: "not a signed checkpoint: \(error.description)")
         case let error as OnboardingConflict:

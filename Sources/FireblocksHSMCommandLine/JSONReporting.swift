@@ -13,6 +13,7 @@ extension TokenListCommand: JSONReporting { var wantsJSON: Bool { output.json } 
 extension AuditInitCommand: JSONReporting { var wantsJSON: Bool { output.json } }
 extension AuditShowCommand: JSONReporting { var wantsJSON: Bool { output.json } }
 extension AuditVerifyCommand: JSONReporting { var wantsJSON: Bool { output.json } }
+extension AuditReanchorCommand: JSONReporting { var wantsJSON: Bool { output.json } }
 extension BenchSignCommand: JSONReporting { var wantsJSON: Bool { json } }
 extension APIUserShowCommand: JSONReporting { var wantsJSON: Bool { output.json } }
 extension APIUserWaitCommand: JSONReporting { var wantsJSON: Bool { output.json } }

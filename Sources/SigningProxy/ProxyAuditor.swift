@@ -28,7 +28,7 @@ final class ProxyAuditor: @unchecked Sendable {
             throw AuditError(.unwritable, "no audit key on the token")
         }
         self.service = service
-        self.appender = try AuditAppender(log: service.log)
+        self.appender = try service.appender()
         self.every = every
         self.logger = logger
         snapshot.withLock { $0.records = appender.size }

@@ -100,10 +100,80 @@ public struct SignedNote: Sendable, Equatable {
         try self.init(text: text, signatures: signatures)
     }
 
-    /// The C2SP key ID of an ECDSA (signature type 0x02) key: the first 4 bytes of
-    /// SHA-256(name ‖ 0x0A ‖ 0x02 ‖ DER SubjectPublicKeyInfo).
-    public static func ecdsaKeyID(name: String, subjectPublicKeyInfo: [UInt8]) -> [UInt8] {
+    /// The C2SP key ID of an ECDSA (signature type 0x02) key: the first 4 bytes of SHA-256 of
+    /// its DER SubjectPublicKeyInfo, the public key alone (C2SP signed-note, "Signature types";
+    /// what transparency-dev's `NewECDSAVerifier`, the witness network and sigstore compute).
+    public static func ecdsaKeyID(subjectPublicKeyInfo: [UInt8]) -> [UInt8] {
+        Array(SHA256.hash(data: subjectPublicKeyInfo).prefix(4))
+    }
+
+    /// The key ID checkpoints of fireblocks-hsm before 2026-12 carried for the same key:
+    /// SHA-256(name ‖ 0x0A ‖ 0x02 ‖ SPKI), C2SP's rule for *new* signature types, wrongly applied
+    /// to 0x02. Still accepted when verifying (reported as legacy), never written.
+    public static func legacyECDSAKeyID(name: String, subjectPublicKeyInfo: [UInt8]) -> [UInt8] {
         Array(SHA256.hash(data: Array(name.utf8) + [0x0A, 0x02] + subjectPublicKeyInfo).prefix(4))
+    }
+
+    /// A signature line for `name` over this note's text by the P-256 key `signature` came
+    /// from (type 0x02: DER ECDSA over SHA-256 of the text).
+    public static func ecdsaSignature(name: String, publicKey: P256.Signing.PublicKey, signature: [UInt8]) -> Signature {
+        Signature(name: name, keyID: ecdsaKeyID(subjectPublicKeyInfo: Array(publicKey.derRepresentation)), signature: signature)
+    }
+
+    /// Checks that a signature line named `name` with `publicKey`'s key ID verifies over the
+    /// text (ECDSA P-256, SHA-256, DER), as a C2SP verifier does: lines of other names or key
+    /// IDs are ignored; a line that matches by name and key ID but does not verify fails.
+    public func verifyECDSA(name: String, publicKey: P256.Signing.PublicKey) -> NoteVerification {
+        let spki = Array(publicKey.derRepresentation)
+        let current = Self.ecdsaKeyID(subjectPublicKeyInfo: spki)
+        let legacy = Self.legacyECDSAKeyID(name: name, subjectPublicKeyInfo: spki)
+        let digest = SHA256.hash(data: Array(text.utf8))
+        var sawCandidate = false
+        for line in signatures where line.name == name && (line.keyID == current || line.keyID == legacy) {
+            sawCandidate = true
+            guard let signature = try? P256.Signing.ECDSASignature(derRepresentation: line.signature),
+                  publicKey.isValidSignature(signature, for: digest) else { continue }
+            return line.keyID == current ? .verified : .verifiedWithLegacyKeyID
+        }
+        if sawCandidate { return .failed(.badSignature) }
+        if signatures.contains(where: { $0.name == name }) { return .failed(.unknownKey) }
+        return .failed(.noSignatureByName)
+    }
+}
+
+/// What ``SignedNote/verifyECDSA(name:publicKey:)`` found.
+public enum NoteVerification: Sendable, Equatable {
+    /// A signature by the key, under its C2SP key ID.
+    case verified
+    /// A signature by the key, under the key ID fireblocks-hsm wrote before it followed C2SP
+    /// for type 0x02 (see ``SignedNote/legacyECDSAKeyID(name:subjectPublicKeyInfo:)``).
+    case verifiedWithLegacyKeyID
+    /// No signature by the key.
+    case failed(Failure)
+
+    /// Why a note did not verify.
+    public enum Failure: Sendable, Equatable, CustomStringConvertible {
+        /// No signature line carries the key's name.
+        case noSignatureByName
+        /// Lines carry the name, but none the key's ID: another key signed it.
+        case unknownKey
+        /// A line carries the key's name and ID, but its signature does not verify over the text.
+        case badSignature
+
+        /// One line of facts.
+        public var description: String {
+            switch self {
+            case .noSignatureByName: return "no signature line names the key"
+            case .unknownKey: return "its signature lines carry another key's ID"
+            case .badSignature: return "the signature does not verify over the note's text"
+            }
+        }
+    }
+
+    /// True for either kind of good signature.
+    public var isVerified: Bool {
+        if case .failed = self { return false }
+        return true
     }
 }
 

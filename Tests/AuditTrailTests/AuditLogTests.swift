@@ -5,25 +5,25 @@ import TransparencyLog
 
 @Suite("Audit log: append, verify, every kind of tampering")
 struct AuditLogTests {
-    private func log() -> AuditLog {
-        AuditLog(directory: FileManager.default.temporaryDirectory.appendingPathComponent("audit-\(UUID())"),
-                 token: .init(serial: "0123456789abcdef", label: "fb"), tool: .init(name: "fireblocks-hsm", version: "test"))
-    }
+    private func log() -> AuditLog { temporaryLog("audit") }
+    private func lines(_ log: AuditLog) throws -> [String] { try logLines(log) }
+    private func rewrite(_ log: AuditLog, _ lines: [String], newline: Bool = true) throws { try rewriteLog(log, lines, newline: newline) }
 
-    private func lines(_ log: AuditLog) throws -> [String] {
-        try String(contentsOfFile: log.logPath, encoding: .utf8).split(separator: "\n").map(String.init)
-    }
-
-    private func rewrite(_ log: AuditLog, _ lines: [String], newline: Bool = true) throws {
-        try (lines.joined(separator: "\n") + (newline ? "\n" : "")).write(toFile: log.logPath, atomically: true, encoding: .utf8)
-    }
-
-    /// A log of five records and the checkpoint over it.
+    /// A log of five records and the anchor over it.
     private func filled() throws -> (AuditLog, Checkpoint) {
+        let (log, anchor) = try anchored()
+        return (log, anchor.checkpoint)
+    }
+
+    private func anchored() throws -> (AuditLog, Anchor) {
         let log = log()
-        let entries = (0..<5).map { AuditEntry(event: "key.generated", facts: ["label": .string("k\($0)"), "bits": .integer(2048)]) }
-        let (size, root) = try log.append(entries)
-        return (log, try Checkpoint(origin: "fireblocks-hsm/0123456789abcdef/audit", treeSize: size, rootHash: root))
+        let anchor = Anchor()
+        try anchor.append(log, (0..<5).map { "k\($0)" }, event: "key.generated")
+        return (log, anchor)
+    }
+
+    private func verify(_ log: AuditLog, _ checkpoint: Checkpoint) throws -> Int {
+        try log.verify(against: [("the token's", checkpoint)]).size
     }
 
     @Test func recordsAreOneLineEachWithTheirIndexAndThePrivateModes() throws {
@@ -35,6 +35,7 @@ struct AuditLogTests {
             let object = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
             #expect(object["seq"] as? Int == index)
             #expect(object["event"] as? String == "key.generated")
+            #expect((object["facts"] as? [String: Any])?["path"] as? String == "k\(index)")
             #expect((object["token"] as? [String: Any])?["serial"] as? String == "0123456789abcdef")
             #expect((object["outcome"] as? [String: Any])?["result"] as? String == "ok")
         }
@@ -44,7 +45,7 @@ struct AuditLogTests {
         let fileMode = try FileManager.default.attributesOfItem(atPath: log.logPath)[.posixPermissions] as? Int
         let directoryMode = try FileManager.default.attributesOfItem(atPath: log.directory.path)[.posixPermissions] as? Int
         #expect(fileMode == 0o600 && directoryMode == 0o700)
-        #expect(try log.verify(against: checkpoint).size == 5)
+        #expect(try verify(log, checkpoint) == 5)
     }
 
     @Test func anEditedFieldIsCaughtByTheCheckpoint() throws {
@@ -53,7 +54,7 @@ struct AuditLogTests {
         var text = try lines(log)
         text[2] = text[2].replacingOccurrences(of: "\"k2\"", with: "\"kX\"")
         try rewrite(log, text)
-        #expect(throws: AuditError.self) { try log.verify(against: checkpoint) }
+        #expect(throws: AuditError(.inconsistent, "")) { try verify(log, checkpoint) }
     }
 
     @Test(arguments: ["delete", "swap", "insert", "duplicate"])
@@ -73,7 +74,7 @@ struct AuditLogTests {
             return
         }
         #expect(index < text.count, "\(reason)")
-        #expect(throws: AuditError.self) { try log.verify(against: checkpoint) }
+        #expect(throws: AuditError(.inconsistent, "")) { try verify(log, checkpoint) }
     }
 
     @Test func aCutOffTailAndAnOlderLogPutBackAreCaught() throws {
@@ -83,7 +84,7 @@ struct AuditLogTests {
         try rewrite(log, Array(text.prefix(3)))
         #expect(try log.verify() == .intact(leafHashes: text.prefix(3).map { MerkleTree.leafHash(Array($0.utf8)) }))
         do {
-            _ = try log.verify(against: checkpoint)
+            _ = try verify(log, checkpoint)
             Issue.record("a cut-off log was accepted")
         } catch let error as AuditError {
             #expect(error.reason.contains("cut off"))
@@ -91,7 +92,7 @@ struct AuditLogTests {
     }
 
     @Test func aTornLineIsReportedRefusesAppendsAndIsRepairedOnlyOnPurpose() throws {
-        let (log, _) = try filled()
+        let (log, anchor) = try anchored()
         defer { try? FileManager.default.removeItem(at: log.directory) }
         var text = try lines(log)
         text.append("{\"seq\":5,\"tim")
@@ -101,10 +102,114 @@ struct AuditLogTests {
             return
         }
         #expect(index == 5 && reason.contains("torn"))
-        #expect(throws: AuditError(.tornTail, "")) { try log.append([AuditEntry(event: "x")]) }
-        #expect(try log.repairTornTail() > 0)
+        #expect(throws: AuditError(.tornTail, "")) { try anchor.append(log, ["x"]) }
+        #expect(try log.repairTornTail(anchor: anchor.checkpoint) > 0)
         if case .intact(let hashes) = try log.verify() { #expect(hashes.count == 5) } else { Issue.record("not repaired") }
-        #expect(try log.append([AuditEntry(event: "audit.repaired")]).size == 6)
+        #expect(try anchor.append(log, ["audit.repaired"]).size == 6)
+    }
+
+    @Test func aSealedRecordThatLostItsNewlineIsTamperingAndNotRepaired() throws {
+        let (log, anchor) = try anchored()
+        defer { try? FileManager.default.removeItem(at: log.directory) }
+        let before = try Data(contentsOf: URL(fileURLWithPath: log.logPath))
+        try rewrite(log, try lines(log), newline: false)
+        do {
+            _ = try log.repairTornTail(anchor: anchor.checkpoint)
+            Issue.record("a sealed record was cut")
+        } catch let error as AuditError {
+            #expect(error.code == .inconsistent && error.reason.contains("sealed"), "\(error)")
+        }
+        #expect(try Data(contentsOf: URL(fileURLWithPath: log.logPath)).count == before.count - 1)
+    }
+
+    @Test func anEditWithTheCacheRemovedIsRefusedAndNeverSigned() throws {
+        for change in ["edit", "renumber", "delete"] {
+            let (log, anchor) = try anchored()
+            defer { try? FileManager.default.removeItem(at: log.directory) }
+            var text = try lines(log)
+            switch change {
+            case "edit": text[1] = text[1].replacingOccurrences(of: "\"k1\"", with: "\"kX\"")
+            case "renumber":
+                text.remove(at: 1)
+                for index in 1..<text.count { text[index] = text[index].replacingOccurrences(of: "\"seq\":\(index + 1)", with: "\"seq\":\(index)") }
+            default: text.removeLast()
+            }
+            try rewrite(log, text)
+            try? FileManager.default.removeItem(at: log.directory.appendingPathComponent("0123456789abcdef.tree"))
+            let sealedBefore = anchor.checkpoint
+            #expect(throws: AuditError(.inconsistent, ""), "\(change)") { try anchor.append(log, ["next"]) }
+            #expect(anchor.checkpoint == sealedBefore, "\(change): a checkpoint was signed over the edited log")
+            #expect(try lines(log).count == text.count, "\(change): a record was appended")
+        }
+    }
+
+    @Test func anOlderLogPutBackWithItsOlderCacheIsRefused() throws {
+        let (log, anchor) = try anchored()
+        defer { try? FileManager.default.removeItem(at: log.directory) }
+        let cachePath = log.directory.appendingPathComponent("0123456789abcdef.tree").path
+        let oldLog = try Data(contentsOf: URL(fileURLWithPath: log.logPath))
+        let oldCache = try Data(contentsOf: URL(fileURLWithPath: cachePath))
+        try anchor.append(log, ["later"])
+        try oldLog.write(to: URL(fileURLWithPath: log.logPath))
+        try oldCache.write(to: URL(fileURLWithPath: cachePath))
+        #expect(throws: AuditError(.inconsistent, "")) { try anchor.append(log, ["next"]) }
+        do {
+            try log.requireExtends(anchor.checkpoint)
+            Issue.record("a rolled-back log was accepted")
+        } catch let error as AuditError {
+            #expect(error.reason.contains("cut off") || error.reason.contains("older"), "\(error)")
+        }
+    }
+
+    @Test func aCacheMadeToFitAForgedLogIsNotTrusted() throws {
+        // The attacker rewrites the log and a cache that matches it (and a checkpoint file, which
+        // is never read for this): the anchor's root is not the forged tree's, so the cache is
+        // not used, the full read finds the forgery, and nothing is signed.
+        let (log, anchor) = try anchored()
+        defer { try? FileManager.default.removeItem(at: log.directory) }
+        let forged = temporaryLog("forged")
+        defer { try? FileManager.default.removeItem(at: forged.directory) }
+        let forger = Anchor()
+        try forger.append(forged, (0..<5).map { "f\($0)" }, event: "key.generated")
+        for name in ["0123456789abcdef.jsonl", "0123456789abcdef.tree"] {
+            let data = try Data(contentsOf: forged.directory.appendingPathComponent(name))
+            try data.write(to: log.directory.appendingPathComponent(name))
+        }
+        let before = anchor.checkpoint
+        #expect(throws: AuditError(.inconsistent, "")) { try anchor.append(log, ["next"]) }
+        #expect(anchor.checkpoint == before)
+    }
+
+    @Test func filesOthersCouldWriteAreRefusedWithTheFix() throws {
+        for (what, mode) in [("directory", 0o777), ("log", 0o666), ("log", 0o620)] {
+            let (log, anchor) = try anchored()
+            defer { try? FileManager.default.removeItem(at: log.directory) }
+            chmod(what == "directory" ? log.directory.path : log.logPath, mode_t(mode))
+            do {
+                try anchor.append(log, ["x"])
+                Issue.record("\(what) \(String(mode, radix: 8)) was trusted")
+            } catch let error as AuditError {
+                #expect(error.code == .untrustedFile, "\(error)")
+                #expect(error.reason.contains("chmod go-w"), "\(error)")
+            }
+        }
+    }
+
+    @Test func aFIFOOrALinkAtTheLogsPathIsRefusedWithoutHanging() throws {
+        for kind in ["fifo", "symlink"] {
+            let log = log()
+            defer { try? FileManager.default.removeItem(at: log.directory) }
+            try FileManager.default.createDirectory(at: log.directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+            if kind == "fifo" {
+                #expect(mkfifo(log.logPath, 0o600) == 0)
+            } else {
+                try FileManager.default.createSymbolicLink(atPath: log.logPath, withDestinationPath: "/dev/zero")
+            }
+            #expect(throws: AuditError(.untrustedFile, ""), "\(kind)") { try Anchor().append(log, ["x"]) }
+            #expect(throws: AuditError(.untrustedFile, ""), "\(kind)") { try log.hasTornTail() }
+            #expect(throws: AuditError(.untrustedFile, ""), "\(kind)") { try log.verify(against: []) }
+            #expect(throws: AuditError(.untrustedFile, ""), "\(kind)") { try log.appendUnsealed([AuditEntry(event: "x")]) }
+        }
     }
 
     @Test func concurrentAppendsKeepAValidLog() throws {
@@ -112,7 +217,7 @@ struct AuditLogTests {
         defer { try? FileManager.default.removeItem(at: log.directory) }
         DispatchQueue.concurrentPerform(iterations: 4) { worker in
             for round in 0..<10 {
-                _ = try? log.append([AuditEntry(event: "api.call", facts: ["worker": .integer(worker), "round": .integer(round)])])
+                _ = try? log.appendUnsealed([AuditEntry(event: "api.call", facts: ["worker": .integer(worker), "round": .integer(round)])])
             }
         }
         guard case .intact(let hashes) = try log.verify() else {
@@ -128,6 +233,6 @@ struct AuditLogTests {
         defer { try? FileManager.default.removeItem(at: base) }
         let blocked = AuditLog(directory: base.appendingPathComponent("audit"), token: .init(serial: "s", label: "fb"),
                                tool: .init(name: "t", version: "1"))
-        #expect(throws: (any Error).self) { try blocked.append([AuditEntry(event: "key.generated")]) }
+        #expect(throws: (any Error).self) { try Anchor().append(blocked, ["x"]) }
     }
 }

@@ -10,20 +10,12 @@ import TransparencyLog
 struct TreeCacheTests {
     private let origin = "fireblocks-hsm/0123456789abcdef/audit"
 
-    private func log() -> AuditLog {
-        AuditLog(directory: FileManager.default.temporaryDirectory.appendingPathComponent("tree-\(UUID())"),
-                 token: .init(serial: "0123456789abcdef", label: "fb"), tool: .init(name: "fireblocks-hsm", version: "test"))
-    }
+    private func log() -> AuditLog { temporaryLog("tree") }
+    /// The anchor of each log (what its token would hold).
+    private let anchors = AnchorsByLog()
 
-    /// What AuditService does: a checkpoint file over the new tree (the signature is not what
-    /// this test is about).
     private func appendSealed(_ log: AuditLog, _ names: [String]) throws -> (size: Int, root: [UInt8]) {
-        try log.append(names.map { AuditEntry(event: "proxy.request", facts: ["path": .string($0)]) }) { tree in
-            let checkpoint = try Checkpoint(origin: origin, treeSize: tree.size, rootHash: tree.root)
-            let note = try SignedNote(text: checkpoint.noteText, signatures: [.init(name: origin, keyID: [1, 2, 3, 4], signature: [5, 6])])
-            try AtomicFile.write(Array(note.formatted.utf8), to: log.checkpointPath, overwrite: true, mode: 0o600)
-            return tree
-        }
+        try anchors[log].append(log, names)
     }
 
     private func fullRoot(_ log: AuditLog) throws -> (size: Int, root: [UInt8]) {
@@ -40,7 +32,7 @@ struct TreeCacheTests {
         #expect(second.size == 4)
         #expect(second.root == (try fullRoot(log)).root)
         // The proxy appends without touching the cache; the next one-shot append reads just that.
-        try AuditAppender(log: log).append([AuditEntry(event: "proxy.response", facts: [:])])
+        try AuditAppender(log: log, anchor: anchors[log].checkpoint).append([AuditEntry(event: "proxy.response", facts: [:])])
         let third = try appendSealed(log, ["e", "f"])
         #expect(third.size == 7)
         #expect(third.root == (try fullRoot(log)).root)
@@ -94,7 +86,7 @@ struct TreeCacheTests {
         // The checkpoint is over the history as it was, so the edited file no longer matches it.
         #expect(next.root != (try fullRoot(log)).root)
         #expect(throws: AuditError(.inconsistent, "")) {
-            try log.verify(against: try Checkpoint(origin: origin, treeSize: next.size, rootHash: next.root))
+            try log.verify(against: [("the token's", try Checkpoint(origin: origin, treeSize: next.size, rootHash: next.root))])
         }
     }
 
@@ -113,18 +105,24 @@ struct TreeCacheTests {
         let log = log()
         defer { try? FileManager.default.removeItem(at: log.directory) }
         _ = try appendSealed(log, ["a"])
-        let appender = try AuditAppender(log: log)
+        let appender = try AuditAppender(log: log, anchor: anchors[log].checkpoint)
         try appender.append([AuditEntry(event: "proxy.request", facts: [:])], sync: false)
-        let sealed = try appender.seal { tree -> (size: Int, root: [UInt8]) in
-            let checkpoint = try Checkpoint(origin: origin, treeSize: tree.size, rootHash: tree.root)
-            let note = try SignedNote(text: checkpoint.noteText, signatures: [.init(name: origin, keyID: [1, 2, 3, 4], signature: [5, 6])])
-            try AtomicFile.write(Array(note.formatted.utf8), to: log.checkpointPath, overwrite: true, mode: 0o600)
-            return tree
-        }
+        let sealed = try anchors[log].seal(appender)
         let afterSeal = try fullRoot(log)
         #expect(sealed.size == 2 && sealed.root == afterSeal.root)
         let next = try appendSealed(log, ["b"])
         let afterNext = try fullRoot(log)
         #expect(next.size == 3 && next.root == afterNext.root)
+    }
+}
+
+/// One in-memory anchor per log directory.
+final class AnchorsByLog: @unchecked Sendable {
+    private var anchors: [URL: Anchor] = [:]
+    subscript(log: AuditLog) -> Anchor {
+        if let anchor = anchors[log.directory] { return anchor }
+        let anchor = Anchor()
+        anchors[log.directory] = anchor
+        return anchor
     }
 }

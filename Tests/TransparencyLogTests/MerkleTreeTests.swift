@@ -101,10 +101,29 @@ struct CheckpointTests {
         #expect(throws: CheckpointError.self) { try Checkpoint(noteText: text) }
     }
 
-    @Test func theKeyIDIsTheC2SPHash() {
-        let spki: [UInt8] = [0x30, 0x59, 0x30, 0x13]
-        let expected = Array(SHA256.hash(data: Array("log/audit".utf8) + [0x0A, 0x02] + spki).prefix(4))
-        #expect(SignedNote.ecdsaKeyID(name: "log/audit", subjectPublicKeyInfo: spki) == expected)
+    @Test func theKeyIDIsTheC2SPHashOfThePublicKeyAlone() {
+        // C2SP signed-note, type 0x02: SHA-256 of the DER SubjectPublicKeyInfo, first 4 bytes.
+        let key = P256.Signing.PrivateKey().publicKey
+        let spki = Array(key.derRepresentation)
+        #expect(SignedNote.ecdsaKeyID(subjectPublicKeyInfo: spki) == Array(SHA256.hash(data: spki).prefix(4)))
+        #expect(SignedNote.legacyECDSAKeyID(name: "log/audit", subjectPublicKeyInfo: spki)
+                == Array(SHA256.hash(data: Array("log/audit".utf8) + [0x0A, 0x02] + spki).prefix(4)))
+    }
+
+    @Test func notesVerifyWithTheCurrentOrTheLegacyKeyIDAndSayWhyNot() throws {
+        let privateKey = P256.Signing.PrivateKey()
+        let key = privateKey.publicKey
+        let text = "log/audit\n1\n\(Data(repeating: 7, count: 32).base64EncodedString())\n"
+        let signature = Array(try privateKey.signature(for: Array(text.utf8)).derRepresentation)
+        let current = try SignedNote(text: text, signatures: [SignedNote.ecdsaSignature(name: "log/audit", publicKey: key, signature: signature)])
+        #expect(current.verifyECDSA(name: "log/audit", publicKey: key) == .verified)
+        let legacyID = SignedNote.legacyECDSAKeyID(name: "log/audit", subjectPublicKeyInfo: Array(key.derRepresentation))
+        let legacy = try SignedNote(text: text, signatures: [.init(name: "log/audit", keyID: legacyID, signature: signature)])
+        #expect(legacy.verifyECDSA(name: "log/audit", publicKey: key) == .verifiedWithLegacyKeyID)
+        #expect(current.verifyECDSA(name: "other", publicKey: key) == .failed(.noSignatureByName))
+        #expect(current.verifyECDSA(name: "log/audit", publicKey: P256.Signing.PrivateKey().publicKey) == .failed(.unknownKey))
+        let edited = try SignedNote(text: text.replacingOccurrences(of: "\n1\n", with: "\n2\n"), signatures: current.signatures)
+        #expect(edited.verifyECDSA(name: "log/audit", publicKey: key) == .failed(.badSignature))
     }
 
     @Test func preAuthenticationEncodingAsTheSpecificationShows() {
