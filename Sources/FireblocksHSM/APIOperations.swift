@@ -114,7 +114,10 @@ public enum APIOperations {
                     do {
                         try audit.record([entry])
                     } catch {
-                        throw AuditError(.unwritable, "the JWT was not output: its audit record could not be written (\(error))")
+                        // An untrusted trail keeps its own class (exit 11, 3 or 7); anything else
+                        // is a record that could not be written.
+                        throw AuditError((error as? AuditError)?.code ?? .unwritable,
+                                         "the JWT was not output: its audit record could not be written (\(error))")
                     }
                 }
             }

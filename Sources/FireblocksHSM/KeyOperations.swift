@@ -67,24 +67,26 @@ public enum KeyOperations {
     }
 
     /// The key's attributes and policy verdict (a failing key is shown, not refused).
-    public static func show(target: TokenTarget, observer: any OperationObserver) throws -> KeyReport {
+    /// - Parameter auditDirectory: where a refused login is recorded.
+    public static func show(target: TokenTarget, auditDirectory: URL? = nil, observer: any OperationObserver) throws -> KeyReport {
         let key = try target.requireKey()
-        let opened = try OpenedToken.open(target, readWrite: false, logIn: true, observer: observer)
+        let opened = try OpenedToken.open(target, readWrite: false, logIn: true, observer: observer, auditDirectory: auditDirectory)
         return KeyReport(try during("reading key '\(key)'") { try KeyStore.find(key, in: opened.session) })
     }
 
     /// Every private key on the token, with its verdict.
-    public static func list(target: TokenTarget, observer: any OperationObserver) throws -> [KeyReport] {
-        let opened = try OpenedToken.open(target, readWrite: false, logIn: true, observer: observer)
+    public static func list(target: TokenTarget, auditDirectory: URL? = nil, observer: any OperationObserver) throws -> [KeyReport] {
+        let opened = try OpenedToken.open(target, readWrite: false, logIn: true, observer: observer, auditDirectory: auditDirectory)
         return try during("listing the keys of token '\(opened.token.info.label)'") {
             try KeyStore.list(in: opened.session).map(KeyReport.init)
         }
     }
 
     /// The public key in the requested format; refuses a key that fails the policy.
-    public static func exportPublicKey(target: TokenTarget, format: PublicKeyFormat, observer: any OperationObserver) throws -> [UInt8] {
+    public static func exportPublicKey(target: TokenTarget, format: PublicKeyFormat, auditDirectory: URL? = nil,
+                                       observer: any OperationObserver) throws -> [UInt8] {
         let key = try target.requireKey()
-        let opened = try OpenedToken.open(target, readWrite: false, logIn: true, observer: observer)
+        let opened = try OpenedToken.open(target, readWrite: false, logIn: true, observer: observer, auditDirectory: auditDirectory)
         // The audit key (EC P-256) is exported like any other: PEM or DER SubjectPublicKeyInfo.
         if case .label(let label) = key, let audit = try ECKeys.find(label: label, in: opened.session) {
             guard audit.provenance.verdict.meetsPolicy else {
@@ -164,7 +166,7 @@ public final class KeyDeletion {
     public static func plan(target: TokenTarget, stateDirectory: URL, auditDirectory: URL,
                             observer: any OperationObserver) throws -> KeyDeletion {
         let selector = try target.requireKey()
-        let opened = try OpenedToken.open(target, readWrite: true, logIn: true, observer: observer)
+        let opened = try OpenedToken.open(target, readWrite: true, logIn: true, observer: observer, auditDirectory: auditDirectory)
         let session = opened.session
         let info = opened.token.info
         var items: [Item] = []

@@ -54,6 +54,10 @@ package enum CommandLineRunner {
     /// the cooperative pool, which costs a thread start and a hand-over on every run.
     @MainActor
     package static func run(_ root: any ParsableCommand.Type) async -> Never {
+        // A file-size limit (ulimit -f) reached by a write makes the write fail with EFBIG
+        // instead of killing the process: an audit append then takes its partial bytes back
+        // and the command fails with its error, as on a full disk.
+        signal(SIGXFSZ, SIG_IGN)
         let arguments = Array(CommandLine.arguments.dropFirst())
         let command: any ParsableCommand
         do {

@@ -22,6 +22,7 @@ struct KeyExportCommand: ParsableCommand {
     )
 
     @OptionGroup var token: TokenOptions
+    @OptionGroup var audit: AuditOptions
     @OptionGroup var key: KeyOptions
 
     @Option(help: "pem (SubjectPublicKeyInfo), der or jwk.")
@@ -40,7 +41,9 @@ struct KeyExportCommand: ParsableCommand {
     }
 
     func run() throws {
-        let bytes = try KeyOperations.exportPublicKey(target: try token.target(key: key.key), format: format, observer: Console())
+        let profile = try token.loadProfile()
+        let bytes = try KeyOperations.exportPublicKey(target: try token.target(key: key.key, profile: profile), format: format,
+                                                      auditDirectory: audit.directory(profile: profile), observer: Console())
         if let out {
             try AtomicFile.write(bytes, to: out, overwrite: force, mode: 0o644)
         } else {

@@ -14,9 +14,12 @@ struct KeyListCommand: ParsableCommand {
     )
 
     @OptionGroup var token: TokenOptions
+    @OptionGroup var audit: AuditOptions
     @OptionGroup var output: OutputOptions
 
     func run() throws {
-        try output.emit(try KeyOperations.list(target: try token.target(), observer: Console()), text: TextReports.keys)
+        let profile = try token.loadProfile()
+        try output.emit(try KeyOperations.list(target: try token.target(profile: profile), auditDirectory: audit.directory(profile: profile),
+                                               observer: Console()), text: TextReports.keys)
     }
 }

@@ -16,11 +16,14 @@ struct KeyShowCommand: ParsableCommand {
     )
 
     @OptionGroup var token: TokenOptions
+    @OptionGroup var audit: AuditOptions
     @OptionGroup var key: KeyOptions
     @OptionGroup var output: OutputOptions
 
     func run() throws {
-        let report = try KeyOperations.show(target: try token.target(key: key.key), observer: Console())
+        let profile = try token.loadProfile()
+        let report = try KeyOperations.show(target: try token.target(key: key.key, profile: profile), auditDirectory: audit.directory(profile: profile),
+                                            observer: Console())
         try output.emit(report, text: TextReports.key)
         if !report.meetsPolicy { throw ExitCode(ExitStatus.keyPolicy.rawValue) }
     }

@@ -233,24 +233,36 @@ struct CLIAuditTests {
         #expect(events.last == "audit.repaired")
     }
 
-    @Test func aJWTWhoseRecordCannotBeWrittenIsNeverPrinted() throws {
+    @Test func aJWTWhoseRecordIsCutShortIsNeverPrintedAndLeavesNoTornRecord() throws {
         let cli = try CLIHarness()
         defer { cli.remove() }
         #expect(try cli.runOnToken(["key", "generate", "--key", "k", "--bits", "2048"]).status == 0)
         let jwt = ["jwt", "--key", "k", "--api-key", "k", "--path", "/v1/workspace"]
         // A key that is not there: no record claims a JWT, the failure is recorded.
         #expect(try cli.runOnToken(["jwt", "--key", "missing", "--api-key", "k", "--path", "/v1/workspace"]).status == 6)
-        // The record is written while the token signs; here its checkpoint cannot be (a
-        // directory stands where the file goes), so the JWT that was signed is not printed.
+        // The record is written while the token signs. Here a file-size limit cuts its write
+        // part-way (as a full disk would): the partial record is taken back, and the JWT that
+        // was signed is not printed. The log grows until the next record crosses the limit.
         let log = try auditLog(cli)
-        let checkpoint = String(log.dropLast(".jsonl".count)) + ".checkpoint"
-        try FileManager.default.removeItem(atPath: checkpoint)
-        try FileManager.default.createDirectory(atPath: checkpoint, withIntermediateDirectories: false)
-        let refused = try cli.runOnToken(jwt)
-        #expect(refused.status == 3, "\(refused.standardError)")
-        #expect(refused.standardOutput.isEmpty)
-        #expect(refused.standardError.contains("the JWT was not output"), "\(refused.standardError)")
-        try FileManager.default.removeItem(atPath: checkpoint)
+        func size() throws -> Int { (try FileManager.default.attributesOfItem(atPath: log)[.size] as? Int) ?? 0 }
+        var refused: ProcessResult?
+        var sizeBefore = 0
+        for _ in 0..<16 {
+            sizeBefore = try size()
+            let limit = sizeBefore / 1024 + 1
+            if limit * 1024 - sizeBefore < 300 {
+                refused = try cli.runOnToken(jwt, fileSizeLimitKiB: limit)
+                break
+            }
+            #expect(try cli.runOnToken(jwt).status == 0)
+        }
+        let cut = try #require(refused)
+        #expect(cut.status == 3, "\(cut.standardError)")
+        #expect(cut.standardOutput.isEmpty)
+        #expect(cut.standardError.contains("the JWT was not output") && cut.standardError.contains("nothing of it was kept"), "\(cut.standardError)")
+        #expect(try size() == sizeBefore)
+        #expect(try Data(contentsOf: URL(fileURLWithPath: log)).last == 0x0A)
+        // The resource problem passed: the next command works and the trail verifies.
         let signed = try cli.runOnToken(jwt)
         #expect(signed.status == 0, "\(signed.standardError)")
         #expect(signed.standardOutput.hasPrefix("eyJ"))
@@ -258,7 +270,6 @@ struct CLIAuditTests {
             .compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
             .compactMap { $0["event"] as? String }
         #expect(events.filter { $0 == "command.failed" }.count == 1, "\(events)")
-        #expect(events.filter { $0 == "jwt.signed" }.count == 2, "\(events)")
         #expect(try cli.runOnToken(["audit", "verify"]).status == 0)
     }
 

@@ -96,6 +96,14 @@ struct CLIHarness {
         try run(arguments + ["--token", label, "--pin-source", "env:TEST_HSM_PIN"], environment: extra)
     }
 
+    /// Runs a token command as ``runOnToken(_:environment:)`` does, under a file-size limit
+    /// (bash's `ulimit -f`, in KiB): what a full disk or a quota does to a write.
+    func runOnToken(_ arguments: [String], fileSizeLimitKiB: Int) throws -> ProcessResult {
+        let arguments = arguments + ["--token", label, "--pin-source", "env:TEST_HSM_PIN", "--module", SoftHSM.modulePath]
+        return try Subprocess.run("/bin/bash", ["-c", "ulimit -f \(fileSizeLimitKiB) && exec \"$0\" \"$@\"", Self.binary] + arguments,
+                                  environment: environment(), workingDirectory: files)
+    }
+
     func remove() { directory.remove() }
 }
 

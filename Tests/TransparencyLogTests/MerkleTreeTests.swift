@@ -126,6 +126,32 @@ struct CheckpointTests {
         #expect(edited.verifyECDSA(name: "log/audit", publicKey: key) == .failed(.badSignature))
     }
 
+    @Test func tlogProofsRoundTripAndProveInclusionInTheC2SPLayout() throws {
+        let privateKey = P256.Signing.PrivateKey()
+        let leaves = (0..<7).map { Array("record \($0)".utf8) }
+        let hashes = leaves.map { MerkleTree.leafHash($0) }
+        let checkpoint = try Checkpoint(origin: "log/audit", treeSize: 7, rootHash: MerkleTree.root(hashes[...]))
+        let signature = Array(try privateKey.signature(for: Array(checkpoint.noteText.utf8)).derRepresentation)
+        let note = try SignedNote(text: checkpoint.noteText, signatures: [
+            SignedNote.ecdsaSignature(name: "log/audit", publicKey: privateKey.publicKey, signature: signature)])
+        for index in 0..<7 {
+            let proof = try TlogProof(index: index, path: try #require(MerkleTree.inclusionProof(index: index, hashes[...])), checkpoint: note)
+            let text = proof.formatted
+            let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
+            #expect(lines[0] == "c2sp.org/tlog-proof@v1" && lines[1] == "index \(index)")
+            #expect(lines[2 + proof.path.count] == "" && text.hasSuffix(note.formatted))
+            let parsed = try TlogProof(parsing: text)
+            #expect(parsed == proof)
+            #expect(try parsed.includes(leaf: leaves[index]))
+            #expect(try !parsed.includes(leaf: leaves[(index + 1) % 7]))
+        }
+        let withExtra = try TlogProof(index: 0, path: [], checkpoint: note, extra: [1, 2])
+        #expect(try TlogProof(parsing: withExtra.formatted) == withExtra)
+        for bad in ["c2sp.org/tlog-proof@v2\nindex 0\n\n", "c2sp.org/tlog-proof@v1\nindex 01\n\n", "c2sp.org/tlog-proof@v1\nindex 0\nAAAA\n\n"] {
+            #expect(throws: CheckpointError.self) { try TlogProof(parsing: bad + note.formatted) }
+        }
+    }
+
     @Test func preAuthenticationEncodingAsTheSpecificationShows() {
         // The DSSE protocol document's example.
         let pae = DSSE.preAuthenticationEncoding(payloadType: "http://example.com/HelloWorld", payload: Array("hello world".utf8))
