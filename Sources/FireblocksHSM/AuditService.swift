@@ -224,13 +224,15 @@ public final class AuditService {
     }
     /// Writes the evidence bundle of an onboarding (see ``EvidenceBundle``) against the latest
     /// checkpoint on the token.
+    /// Returns the folder written: `directory`, or beside it when it already holds a bundle
+    /// (evidence is never rewritten).
     func writeEvidence(to directory: String, csrPEM: String, pair: TokenKeyPair, publicKey: TokenRSAPublicKey,
                        submission: APIUserCreationReport?, userID: String?, replaces: String? = nil,
-                       replacesUserID: String? = nil) throws {
+                       replacesUserID: String? = nil) throws -> String {
         guard let key = try auditKey(create: false), let checkpoint = try tokenCheckpoint() else {
             throw AuditError(.inconsistent, "no audit key or checkpoint on the token to vouch for the evidence")
         }
-        try EvidenceBundle.write(to: directory, csrPEM: csrPEM, pair: pair, publicKey: publicKey, submission: submission,
+        return try EvidenceBundle.write(to: directory, csrPEM: csrPEM, pair: pair, publicKey: publicKey, submission: submission,
                                  userID: userID, replaces: replaces, replacesUserID: replacesUserID, audit: self, checkpoint: checkpoint, auditKey: key,
                                  signerSlot: PKCS11SlotReference(signer: try ECSigner(key: key, slot: opened.token.slot)))
     }

@@ -13,47 +13,86 @@ import X509
 
 /// The evidence of one onboarding, for an auditor who trusts neither this tool nor its operator:
 /// the CSR, the public key, the key's attributes and verdict, the token, the API exchange, the
-/// onboarding's audit records with inclusion proofs against a signed checkpoint, the audit
-/// public key, and a DSSE envelope (an in-toto Statement v1 over all of them) signed on the token
-/// with the audit key. `VERIFY.md` inside says how to check every claim with openssl and
-/// coreutils alone.
+/// onboarding's audit records each with a C2SP tlog-proof against the signed checkpoint, the
+/// audit public key, a DSSE envelope (an in-toto Statement v1 over all of them) signed on the
+/// token with the audit key, and `SHA256SUMS` with its signature by the same key: the digests an
+/// auditor compares come only from signed bytes. docs/auditor-guide.md is the procedure;
+/// `VERIFY.md` inside is a convenience copy of its commands.
+///
+/// A bundle is never rewritten: a re-run writes a new one beside it (`<dir>.2`, `<dir>.3`, …),
+/// whose statement names the previous statement's SHA-256.
 public enum EvidenceBundle {
     /// The in-toto predicate type of an onboarding.
     public static let predicateType = "urn:fireblocks-hsm:predicate:onboarding:v1"
 
-    /// The files, in the order the statement lists them.
+    /// The files every bundle has, in the order the statement lists them (the records' own
+    /// files follow).
     static let files = ["api_user.csr", "public-key.pem", "key-attributes.json", "token.json", "api-exchange.json",
-                        "audit-records.jsonl", "inclusion-proofs.json", "checkpoint", "audit-key.pem"]
+                        "audit-records.jsonl", "checkpoint", "audit-key.pem"]
 
-    /// Writes the bundle into `directory` (made 0700 when missing; files replaced atomically).
-    static func write(to directory: String, csrPEM: String, pair: TokenKeyPair, publicKey: TokenRSAPublicKey,
+    /// The file of record `index` (its exact bytes, no newline) and of its tlog-proof.
+    static func recordFiles(_ index: Int) -> (record: String, proof: String) {
+        ("audit-record-\(index).json", "audit-record-\(index).tlog-proof")
+    }
+
+    /// Where a new bundle goes: `requested` when it does not exist or is empty; otherwise the
+    /// first free `requested.N` (N ≥ 2), with the SHA-256 of the newest earlier bundle's
+    /// statement.
+    static func placement(_ requested: String) -> (directory: String, previousStatementSHA256: String?) {
+        func used(_ path: String) -> Bool {
+            guard let entries = try? FileManager.default.contentsOfDirectory(atPath: path) else {
+                return FileManager.default.fileExists(atPath: path)
+            }
+            return !entries.isEmpty
+        }
+        guard used(requested) else { return (requested, nil) }
+        var previous = requested
+        var number = 2
+        while used("\(requested).\(number)") {
+            previous = "\(requested).\(number)"
+            number += 1
+        }
+        let digest = FileManager.default.contents(atPath: previous + "/statement.json").map { hex(SHA256.hash(data: $0)) }
+        return ("\(requested).\(number)", digest)
+    }
+
+    /// Writes a new bundle at `requested` (or beside it, see ``placement(_:)``); returns its folder.
+    static func write(to requested: String, csrPEM: String, pair: TokenKeyPair, publicKey: TokenRSAPublicKey,
                       submission: APIUserCreationReport?, userID: String?, replaces: String? = nil, replacesUserID: String? = nil,
                       audit: AuditService, checkpoint: SignedNote,
-                      auditKey: ECKeyPair, signerSlot: PKCS11SlotReference) throws {
+                      auditKey: ECKeyPair, signerSlot: PKCS11SlotReference) throws -> String {
+        let (directory, previousStatement) = placement(requested)
         try AtomicFile.makePrivateDirectory(directory)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
 
-        // This key's records, and their inclusion proofs against the checkpoint.
+        // This key's records, each with its tlog-proof against the checkpoint, which the log
+        // must still extend (its root over the first treeSize records).
         let parsed = try Checkpoint(noteText: checkpoint.text)
-        guard case .intact(let hashes) = try audit.log.verify() else {
-            throw AuditError(.inconsistent, "the audit log is damaged: run 'audit verify'")
+        guard case .intact(let hashes) = try audit.log.verify(), hashes.count >= parsed.treeSize,
+              MerkleTree.root(hashes[..<parsed.treeSize]) == parsed.rootHash else {
+            throw AuditError(.inconsistent, "the audit log does not extend the token's checkpoint: no evidence can be proven from it")
         }
         let lines = try audit.log.lines()
         var records: [[UInt8]] = []
-        var proofs: [InclusionProofs.Proof] = []
+        var contents: [String: [UInt8]] = [:]
+        var recordNames: [String] = []
         for (index, line) in lines.enumerated() where index < parsed.treeSize {
             guard let record = try? JSONDecoder().decode(AuditRecord.self, from: Data(line)),
                   record.facts["spkiSHA256"] == AuditValue.string(publicKey.fingerprint) else { continue }
             records.append(line)
-            let proof = MerkleTree.inclusionProof(index: index, hashes[..<parsed.treeSize]) ?? []
-            proofs.append(.init(index: index, leafHash: hex(MerkleTree.leafHash(line)), path: proof.map { hex($0) }))
+            let proof = try TlogProof(index: index, path: MerkleTree.inclusionProof(index: index, hashes[..<parsed.treeSize]) ?? [],
+                                      checkpoint: checkpoint)
+            let names = recordFiles(index)
+            contents[names.record] = line
+            contents[names.proof] = Array(proof.formatted.utf8)
+            recordNames += [names.record, names.proof]
         }
         var attributes: [String: Bool] = [:]
         for (type, reading) in pair.provenance.privateKeyAttributes {
             if case .value(.bool(_, let value)) = reading { attributes[type.name] = value }
         }
-        let contents: [String: [UInt8]] = [
+        contents.merge([
             "api_user.csr": Array(csrPEM.utf8),
             "public-key.pem": Array((publicKey.pem + "\n").utf8),
             "key-attributes.json": try json(KeyAttributes(label: pair.label, id: hex(pair.id), privateKeyAttributes: attributes,
@@ -63,36 +102,41 @@ public enum EvidenceBundle {
                                               manufacturer: pair.token.manufacturer, model: pair.token.model)),
             "api-exchange.json": Array(try encoder.encode(submission)) + [0x0A],
             "audit-records.jsonl": records.flatMap { $0 + [0x0A] },
-            "inclusion-proofs.json": try json(InclusionProofs(treeSize: parsed.treeSize, rootHash: hex(parsed.rootHash),
-                                                              origin: parsed.origin, records: proofs)),
             "checkpoint": Array(checkpoint.formatted.utf8),
             "audit-key.pem": Array((auditKey.publicKey.pemRepresentation + "\n").utf8),
-        ]
-        for name in files {
-            try AtomicFile.write(contents[name] ?? [], to: directory + "/" + name, overwrite: true, mode: 0o644)
-        }
+        ]) { $1 }
+        let subjectNames = files + recordNames
 
         // The statement: one subject per file, the onboarding's facts as the predicate.
-        let subjects = files.map { Statement.Subject(name: $0, digest: .init(sha256: hex(SHA256.hash(data: contents[$0] ?? [])))) }
+        let subjects = subjectNames.map { Statement.Subject(name: $0, digest: .init(sha256: hex(SHA256.hash(data: contents[$0] ?? [])))) }
         let predicate = Statement.Predicate(
             keyLabel: pair.label, keySPKISHA256: publicKey.fingerprint, token: pair.token.serialNumber,
             apiUserName: submission?.name ?? "", apiUserRole: submission?.role ?? "", apiUserID: userID ?? "",
             xRequestID: submission?.requestID ?? "", idempotencyKey: submission?.idempotencyKey ?? "",
             auditKeySPKISHA256: auditKey.fingerprint, checkpointTreeSize: parsed.treeSize,
-            replaces: replaces ?? "", replacesUserID: replacesUserID ?? "")
+            replaces: replaces ?? "", replacesUserID: replacesUserID ?? "", previousStatementSHA256: previousStatement ?? "")
         let compact = JSONEncoder()
         compact.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        let statement = try compact.encode(Statement(type: Statement.inTotoType, subject: subjects, predicateType: predicateType,
-                                                     predicate: predicate))
-        let pae = DSSE.preAuthenticationEncoding(payloadType: DSSE.inTotoPayloadType, payload: Array(statement))
+        let statement = Array(try compact.encode(Statement(type: Statement.inTotoType, subject: subjects, predicateType: predicateType,
+                                                           predicate: predicate)))
+        let pae = DSSE.preAuthenticationEncoding(payloadType: DSSE.inTotoPayloadType, payload: statement)
         let signature = try signerSlot.sign(pae)
-        let envelope = DSSE.Envelope(payloadType: DSSE.inTotoPayloadType, payload: Array(statement), signatures: [
+        let envelope = DSSE.Envelope(payloadType: DSSE.inTotoPayloadType, payload: statement, signatures: [
             .init(keyid: auditKey.fingerprint, sig: Data(signature).base64EncodedString())])
-        try AtomicFile.write(Array(statement), to: directory + "/statement.json", overwrite: true, mode: 0o644)
-        try AtomicFile.write(signature, to: directory + "/envelope.sig.der", overwrite: true, mode: 0o644)
-        try AtomicFile.write(Array(try encoder.encode(envelope)) + [0x0A], to: directory + "/envelope.dsse.json", overwrite: true, mode: 0o644)
-        try AtomicFile.write(Array(verifyGuide(statementSize: statement.count, subjects: subjects).utf8), to: directory + "/VERIFY.md",
-                             overwrite: true, mode: 0o644)
+        contents["statement.json"] = statement
+        contents["envelope.sig.der"] = signature
+        contents["envelope.dsse.json"] = Array(try encoder.encode(envelope)) + [0x0A]
+        contents["VERIFY.md"] = Array(verifyGuide().utf8)
+
+        // SHA256SUMS over every file, signed by the audit key: what an auditor compares.
+        let summed = subjectNames + ["statement.json", "envelope.dsse.json", "envelope.sig.der", "VERIFY.md"]
+        let sums = Array(summed.map { "\(hex(SHA256.hash(data: contents[$0] ?? [])))  \($0)\n" }.joined().utf8)
+        contents["SHA256SUMS"] = sums
+        contents["SHA256SUMS.sig"] = try signerSlot.sign(sums)
+        for name in summed + ["SHA256SUMS", "SHA256SUMS.sig"] {
+            try AtomicFile.write(contents[name] ?? [], to: directory + "/" + name, overwrite: false, mode: 0o644)
+        }
+        return directory
     }
 
     private static func json(_ value: some Encodable) throws -> [UInt8] {
@@ -101,46 +145,44 @@ public enum EvidenceBundle {
         return Array(try encoder.encode(value)) + [0x0A]
     }
 
-    /// The commands an auditor runs, openssl and coreutils alone.
-    static func verifyGuide(statementSize: Int, subjects: [Statement.Subject]) -> String {
-        let digests = subjects.map { "\($0.digest.sha256)  \($0.name)" }.joined(separator: "\n")
-        return """
+    /// VERIFY.md: a convenience copy of the auditor's commands; docs/auditor-guide.md (of the
+    /// tool's version that wrote the bundle) is the reference.
+    static func verifyGuide() -> String {
+        """
             # Verifying this evidence
 
-            Run these in this folder. Each must succeed; none needs this tool. First obtain the
-            audit key's fingerprint from your own records (it was printed when the key was made)
-            and compare it with `sha256sum` of the DER of `audit-key.pem` (step 1).
+            The procedure is docs/auditor-guide.md of fireblocks-hsm (\(FireblocksHSMVersion.current)), which
+            is the reference: it also checks each record's inclusion proof. These are its
+            commands, for convenience; they need openssl and coreutils, not this tool. Run them
+            in this folder, with the audit key fingerprint from your own records in FINGERPRINT.
 
             ```
             # 1. The audit key is the one you recorded:
-            openssl pkey -pubin -in audit-key.pem -outform DER | sha256sum
+            test "$(openssl pkey -pubin -in audit-key.pem -outform DER | sha256sum | cut -d' ' -f1)" = "$FINGERPRINT"
 
-            # 2. statement.json is the envelope's payload, and the envelope's signature covers it
-            #    (DSSE PAE built with printf; ECDSA P-256, SHA-256, DER):
-            grep -o '"payload" : "[^"]*"' envelope.dsse.json | cut -d'"' -f4 | base64 -d | cmp - statement.json
-            printf 'DSSEv1 %d %s %d ' 28 application/vnd.in-toto+json \(statementSize) > pae.bin
+            # 2. SHA256SUMS is signed by that key, and every file is the one it names:
+            openssl dgst -sha256 -verify audit-key.pem -signature SHA256SUMS.sig SHA256SUMS
+            sha256sum --strict -c SHA256SUMS
+
+            # 3. statement.json is the payload the DSSE envelope's signature covers:
+            printf 'DSSEv1 %d %s %d ' 28 application/vnd.in-toto+json "$(wc -c < statement.json)" > pae.bin
             cat statement.json >> pae.bin
             openssl dgst -sha256 -verify audit-key.pem -signature envelope.sig.der pae.bin
 
-            # 3. Every file is the one the signed statement names (the statement lists these):
-            sha256sum -c <<'SUMS'
-            \(digests)
-            SUMS
-
             # 4. The CSR's self-signature, and the CSR's key is public-key.pem:
             openssl req -in api_user.csr -verify -noout
-            openssl req -in api_user.csr -pubkey -noout | openssl pkey -pubin -outform DER | sha256sum
-            openssl pkey -pubin -in public-key.pem -outform DER | sha256sum
+            test "$(openssl req -in api_user.csr -pubkey -noout | openssl pkey -pubin -outform DER | sha256sum)" \\
+               = "$(openssl pkey -pubin -in public-key.pem -outform DER | sha256sum)"
 
-            # 5. The checkpoint is signed by the audit key (C2SP signed note, ECDSA):
-            sed -n '1,3p' checkpoint > checkpoint.text
-            tail -n 1 checkpoint | awk '{print $NF}' | base64 -d | tail -c +5 > checkpoint.sig.der
+            # 5. The checkpoint is signed by the audit key (C2SP signed note, ECDSA, key ID =
+            #    first 4 bytes of SHA-256 of the key's DER):
+            sed '/^$/,$d' checkpoint > checkpoint.text
+            grep '^— ' checkpoint | head -n 1 | awk '{print $NF}' | base64 -d > checkpoint.blob
+            test "$(head -c 4 checkpoint.blob | od -An -tx1 | tr -d ' \\n')" \\
+               = "$(openssl pkey -pubin -in audit-key.pem -outform DER | openssl dgst -sha256 -binary | head -c 4 | od -An -tx1 | tr -d ' \\n')"
+            tail -c +5 checkpoint.blob > checkpoint.sig.der
             openssl dgst -sha256 -verify audit-key.pem -signature checkpoint.sig.der checkpoint.text
             ```
-
-            `fireblocks-hsm evidence verify . --audit-key audit-key.pem` does all of this and also
-            checks each record's inclusion proof (`inclusion-proofs.json`, RFC 6962) against the
-            checkpoint's root.
 
             """
     }
@@ -161,6 +203,8 @@ extension EvidenceBundle {
             let auditKeySPKISHA256: String
             let checkpointTreeSize: Int
             let replaces, replacesUserID: String
+            /// SHA-256 of the statement of the bundle this one follows ("" for the first).
+            let previousStatementSHA256: String
         }
         let type: String
         let subject: [Subject]
@@ -187,18 +231,6 @@ extension EvidenceBundle {
         let label, serial, manufacturer, model: String
     }
 
-    struct InclusionProofs: Encodable {
-        struct Proof: Codable {
-            let index: Int
-            let leafHash: String
-            let path: [String]
-        }
-        /// What verification reads: the proofs alone.
-        struct Entries: Decodable { let records: [Proof] }
-        let treeSize: Int
-        let rootHash, origin: String
-        let records: [Proof]
-    }
 }
 
 /// Signs with the audit key on a slot (what the bundle's envelope needs).
@@ -220,9 +252,11 @@ extension EvidenceBundle {
         public let treeSize: Int
     }
 
-    /// Checks a bundle with the audit public key an auditor trusts: the envelope's signature
-    /// over the statement, every file's digest, the CSR's self-signature and key, the
-    /// checkpoint's signature, and each record's inclusion proof against the checkpoint.
+    /// Checks a bundle with the audit public key an auditor trusts, trusting only signed bytes:
+    /// `SHA256SUMS`' signature and every file against it; the envelope's signature, and that
+    /// `statement.json` is its payload byte for byte; every statement subject against its
+    /// file; the CSR's self-signature and key; the checkpoint's signature (C2SP key ID); each
+    /// record's tlog-proof against that checkpoint.
     public static func verify(directory: String, auditKeyPEM: String) throws -> Verification {
         func read(_ name: String) throws -> [UInt8] {
             guard let data = FileManager.default.contents(atPath: directory + "/" + name) else {
@@ -231,35 +265,57 @@ extension EvidenceBundle {
             return Array(data)
         }
         func fail(_ reason: String) -> AuditError { AuditError(.inconsistent, reason) }
+        func valid(_ signature: [UInt8], over bytes: [UInt8], _ key: P256.Signing.PublicKey) -> Bool {
+            guard let parsed = try? P256.Signing.ECDSASignature(derRepresentation: signature) else { return false }
+            return key.isValidSignature(parsed, for: SHA256.hash(data: bytes))
+        }
 
         guard let key = try? P256.Signing.PublicKey(pemRepresentation: auditKeyPEM) else {
             throw fail("the audit key given is not an EC P-256 public key (PEM)")
         }
         let fingerprint = hex(SHA256.hash(data: key.derRepresentation))
 
-        // The envelope and its statement.
+        // The envelope and its statement; statement.json is the payload itself.
         guard let envelope = try? JSONDecoder().decode(DSSE.Envelope.self, from: Data(try read("envelope.dsse.json"))),
               envelope.payloadType == DSSE.inTotoPayloadType, let payload = envelope.payloadBytes else {
             throw fail("envelope.dsse.json is not a DSSE envelope of an in-toto statement")
         }
         let pae = DSSE.preAuthenticationEncoding(payloadType: envelope.payloadType, payload: payload)
         let signed = envelope.signatures.contains { entry in
-            guard let der = Data(base64Encoded: entry.sig),
-                  let signature = try? P256.Signing.ECDSASignature(derRepresentation: der) else { return false }
-            return key.isValidSignature(signature, for: SHA256.hash(data: pae))
+            guard let der = Data(base64Encoded: entry.sig) else { return false }
+            return valid(Array(der), over: pae, key)
         }
         guard signed else { throw fail("the envelope's signature does not verify with the audit key (SHA-256 \(fingerprint))") }
+        guard try read("statement.json") == payload else {
+            throw fail("statement.json is not the envelope's signed payload: what an auditor reads there is not what was signed")
+        }
         guard let statement = try? JSONDecoder().decode(StatementHeader.self, from: Data(payload)),
               statement.type == Statement.inTotoType, statement.predicateType == predicateType else {
             throw fail("the envelope's payload is not an in-toto Statement v1 of an onboarding")
         }
 
-        // Every file is the one the statement names.
+        // SHA256SUMS, signed by the audit key, names every file's digest.
+        let sums = try read("SHA256SUMS")
+        guard valid(try read("SHA256SUMS.sig"), over: sums, key) else {
+            throw fail("SHA256SUMS.sig does not verify with the audit key (SHA-256 \(fingerprint)): the digests are not the signed ones")
+        }
+        var summed: [String: String] = [:]
+        for line in String(decoding: sums, as: UTF8.self).split(separator: "\n") {
+            let parts = line.split(separator: " ", maxSplits: 1, omittingEmptySubsequences: false)
+            guard parts.count == 2, parts[1].hasPrefix(" "), parts[0].count == 64 else { throw fail("SHA256SUMS is not 'DIGEST  NAME' lines") }
+            let name = String(parts[1].dropFirst())
+            guard !name.isEmpty, !name.contains("/"), summed[name] == nil else { throw fail("SHA256SUMS names '\(name)' twice or outside this folder") }
+            guard hex(SHA256.hash(data: try read(name))) == parts[0] else { throw fail("\(name) is not the file SHA256SUMS signed") }
+            summed[name] = String(parts[0])
+        }
+
+        // Every file is the one the statement names, and SHA256SUMS says the same.
         var checked: [String] = []
         for subject in statement.subject {
             let name = subject.name, digest = subject.digest.sha256
             guard !name.contains("/"), !name.isEmpty else { throw fail("a statement subject names no file of this folder") }
             guard hex(SHA256.hash(data: try read(name))) == digest else { throw fail("\(name) is not the file the statement signed") }
+            guard summed[name] == digest else { throw fail("SHA256SUMS and the statement disagree about \(name)") }
             checked.append(name)
         }
         for required in files where !checked.contains(required) {
@@ -272,26 +328,24 @@ extension EvidenceBundle {
         guard let publicKey = try? Certificate.PublicKey(pemEncoded: String(decoding: try read("public-key.pem"), as: UTF8.self)),
               publicKey == csr.publicKey else { throw fail("the CSR's key is not public-key.pem") }
 
-        // The checkpoint, signed by the audit key; each record included in it.
+        // The checkpoint, signed by the audit key; each record's tlog-proof leads to it.
         let note = try SignedNote(parsing: String(decoding: try read("checkpoint"), as: UTF8.self))
         let checkpoint = try Checkpoint(noteText: note.text)
         guard AuditService.verifySignature(note, origin: checkpoint.origin, publicKey: key).isVerified else {
             throw fail("the checkpoint's signature does not verify with the audit key")
         }
-        guard let entries = try? JSONDecoder().decode(InclusionProofs.Entries.self, from: Data(try read("inclusion-proofs.json"))).records else {
-            throw fail("inclusion-proofs.json is malformed")
-        }
-        let lines = try read("audit-records.jsonl").split(separator: 0x0A).map(Array.init)
-        guard lines.count == entries.count, !lines.isEmpty else { throw fail("the records and their proofs do not pair up") }
-        for (line, entry) in zip(lines, entries) {
-            let index = entry.index, path = entry.path
-            let hashes = path.compactMap { HexEncoding.bytes(fromHex: $0) }
-            guard hashes.count == path.count,
-                  MerkleTree.verifyInclusion(leafHash: MerkleTree.leafHash(line), index: index, treeSize: checkpoint.treeSize,
-                                             proof: hashes, rootHash: checkpoint.rootHash) else {
-                throw fail("audit record \(index) is not in the checkpoint's tree")
+        var records = 0
+        for name in checked where name.hasPrefix("audit-record-") && name.hasSuffix(".json") {
+            guard let index = Int(name.dropFirst("audit-record-".count).dropLast(".json".count)) else { continue }
+            let proofName = recordFiles(index).proof
+            guard checked.contains(proofName) else { throw fail("audit record \(index) has no signed tlog-proof") }
+            let proof = try TlogProof(parsing: String(decoding: try read(proofName), as: UTF8.self))
+            guard proof.index == index, proof.checkpoint == note, try proof.includes(leaf: try read(name)) else {
+                throw fail("audit record \(index) is not in the checkpoint's tree (\(proofName))")
             }
+            records += 1
         }
-        return Verification(auditKeySHA256: fingerprint, files: checked, records: lines.count, treeSize: checkpoint.treeSize)
+        guard records > 0 else { throw fail("the evidence holds no audit record with its proof") }
+        return Verification(auditKeySHA256: fingerprint, files: checked, records: records, treeSize: checkpoint.treeSize)
     }
 }

@@ -346,9 +346,9 @@ public enum Onboarding {
             }
         }
 
-        let evidence = request.evidenceDirectory
+        let requestedEvidence = request.evidenceDirectory
             ?? URL(fileURLWithPath: request.csrPath).deletingLastPathComponent().appendingPathComponent("\(request.keyLabel)-evidence").path
-        try audit.writeEvidence(to: evidence, csrPEM: csrPEM, pair: pair, publicKey: publicKey, submission: submission,
+        let evidence = try audit.writeEvidence(to: requestedEvidence, csrPEM: csrPEM, pair: pair, publicKey: publicKey, submission: submission,
                                 userID: apiUser?.id ?? current.apiUserID, replaces: request.replaces,
                                 replacesUserID: replacesUserID ?? current.replacesUserID)
         var report = OnboardReport(

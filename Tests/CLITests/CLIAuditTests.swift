@@ -290,37 +290,160 @@ struct CLIAuditTests {
 
 @Suite("Command line: evidence bundle")
 struct CLIEvidenceTests {
-    @Test func theBundleVerifiesWithTheToolAndWithOpenSSLAloneAndTamperingIsCaught() throws {
+    /// The procedure of docs/auditor-guide.md (its first sh block), run as an auditor would.
+    static func runGuide(_ folder: String, fingerprint: String) throws -> ProcessResult {
+        let guide = try String(contentsOfFile: CLIHarness.repository + "/docs/auditor-guide.md", encoding: .utf8)
+        let script = try #require(guide.components(separatedBy: "```sh\n").dropFirst().first?.components(separatedBy: "```\n").first)
+        let path = NSTemporaryDirectory() + "check-evidence-\(UUID().uuidString).sh"
+        try script.write(toFile: path, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        return try Subprocess.run("bash", [path, folder], environment: ["FINGERPRINT": fingerprint, "PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"])
+    }
+
+    private func onboardedWithEvidence() throws -> (CLIHarness, SandboxProcess, [String], String, String) {
         let (cli, sandbox, api) = try SandboxProcess.withAdmin(apiKey: UUID().uuidString.lowercased())
-        defer { sandbox.stop(); cli.remove() }
         let auditKey = try #require(try cli.runOnToken(["audit", "init", "--json"]).json() as? [String: Any])
         try (auditKey["publicKeyPEM"] as? String ?? "").write(toFile: cli.files + "/trusted-audit.pub", atomically: true, encoding: .utf8)
         let onboard = try cli.runOnToken(["onboard", "--key", "ci-bot", "--bits", "2048", "--name", "ci-bot", "--role", "SIGNER",
                                           "--o", "Acme", "--submit", "--admin-key", "admin", "--json"] + api)
-        #expect(onboard.status == 0, "\(onboard.standardError)")
+        guard onboard.status == 0 else { throw TestSupportError(onboard.standardError) }
         let evidence = try #require((try onboard.json() as? [String: Any])?["evidence"] as? String)
         let folder = evidence.hasPrefix("/") ? evidence : cli.files + "/" + evidence
+        return (cli, sandbox, api, folder, auditKey["spkiSHA256"] as? String ?? "")
+    }
 
+    private func copy(_ folder: String) throws -> String {
+        let target = folder + "-copy-\(UUID().uuidString.prefix(6))"
+        try FileManager.default.copyItem(atPath: folder, toPath: target)
+        return target
+    }
+
+    /// Rewrites SHA256SUMS for the files as they are now (what an attacker would do).
+    private func resum(_ folder: String) throws {
+        let sums = try String(contentsOfFile: folder + "/SHA256SUMS", encoding: .utf8).split(separator: "\n").map { line -> String in
+            let name = String(line.split(separator: " ", maxSplits: 1)[1].dropFirst())
+            let digest = try Subprocess.run("sha256sum", [folder + "/" + name]).standardOutput.prefix(64)
+            return "\(digest)  \(name)"
+        }
+        try (sums.joined(separator: "\n") + "\n").write(toFile: folder + "/SHA256SUMS", atomically: true, encoding: .utf8)
+    }
+
+    @Test(.enabled(if: Subprocess.isAvailable("openssl") && Subprocess.isAvailable("python3")))
+    func theBundleVerifiesWithTheToolAndWithTheGuidesProcedureAlone() throws {
+        let (cli, sandbox, _, folder, fingerprint) = try onboardedWithEvidence()
+        defer { sandbox.stop(); cli.remove() }
         let verified = try cli.run(["evidence", "verify", folder, "--audit-key", cli.files + "/trusted-audit.pub", "--json"], module: nil)
         #expect(verified.status == 0, "\(verified.standardError)")
         let report = try #require(try verified.json() as? [String: Any])
-        #expect(report["auditKeySHA256"] as? String == auditKey["spkiSHA256"] as? String)
+        #expect(report["auditKeySHA256"] as? String == fingerprint)
         #expect((report["records"] as? Int ?? 0) >= 3)
 
-        // VERIFY.md's commands, run as an auditor would: openssl and coreutils alone.
-        let guide = try String(contentsOfFile: folder + "/VERIFY.md", encoding: .utf8)
-        let script = try #require(guide.components(separatedBy: "```\n").dropFirst().first)
-        let run = try Subprocess.run("bash", ["-euo", "pipefail", "-c", script], workingDirectory: folder)
-        #expect(run.status == 0, "\(run.standardOutput)\n\(run.standardError)")
-        #expect(run.standardOutput.components(separatedBy: "Verified OK").count - 1 == 2, "\(run.standardOutput)")
-        #expect((run.standardOutput + run.standardError).contains("verify OK"))
-        let fingerprints = run.standardOutput.split(separator: "\n").filter { $0.hasSuffix("  -") }
-        #expect(fingerprints.first?.hasPrefix(auditKey["spkiSHA256"] as? String ?? "?") == true)
+        let guide = try Self.runGuide(folder, fingerprint: fingerprint)
+        #expect(guide.status == 0 && guide.standardOutput.contains("ALL CHECKS PASSED"), "\(guide.standardOutput)\n\(guide.standardError)")
+        #expect(guide.standardOutput.contains("audit records are included"))
+        // The wrong fingerprint stops it at step 1.
+        #expect(try Self.runGuide(folder, fingerprint: String(repeating: "0", count: 64)).status != 0)
 
-        // A file changed after signing, or another key's claim, is refused.
-        try Data("-----BEGIN CERTIFICATE REQUEST-----\n".utf8).write(to: URL(fileURLWithPath: folder + "/api_user.csr"))
-        let tampered = try cli.run(["evidence", "verify", folder, "--audit-key", cli.files + "/trusted-audit.pub"], module: nil)
-        #expect(tampered.status == 11, "\(tampered.standardError)")
-        #expect(tampered.standardError.contains("api_user.csr"))
+        // VERIFY.md's commands (the convenience copy) pass too.
+        let copy = try String(contentsOfFile: folder + "/VERIFY.md", encoding: .utf8)
+        #expect(copy.contains("docs/auditor-guide.md"))
+        let script = try #require(copy.components(separatedBy: "```\n").dropFirst().first)
+        let run = try Subprocess.run("bash", ["-euo", "pipefail", "-c", script], environment: ["FINGERPRINT": fingerprint, "PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"],
+                                     workingDirectory: try self.copy(folder))
+        #expect(run.status == 0, "\(run.standardOutput)\n\(run.standardError)")
+        #expect(run.standardOutput.components(separatedBy: "Verified OK").count - 1 == 3, "\(run.standardOutput)")
+    }
+
+    @Test(.enabled(if: Subprocess.isAvailable("openssl") && Subprocess.isAvailable("python3")),
+          arguments: ["swapped key pair", "role made ADMIN", "statement edited", "proof of another record", "file edited"])
+    func tamperingIsCaughtByTheGuideAndTheTool(attack: String) throws {
+        let (cli, sandbox, _, original, fingerprint) = try onboardedWithEvidence()
+        defer { sandbox.stop(); cli.remove() }
+        let folder = try copy(original)
+        switch attack {
+        case "swapped key pair":
+            // The attacker's own pair, made as Fireblocks' recipe does, with SHA256SUMS and
+            // VERIFY.md rewritten to match.
+            let made = try Subprocess.run("openssl", ["req", "-new", "-newkey", "rsa:2048", "-nodes", "-keyout", folder + "/../attacker.key",
+                                                       "-subj", "/CN=ci-bot/O=Acme", "-out", folder + "/api_user.csr"])
+            #expect(made.status == 0, "\(made.standardError)")
+            #expect(try Subprocess.run("openssl", ["pkey", "-in", folder + "/../attacker.key", "-pubout", "-out", folder + "/public-key.pem"]).status == 0)
+            try resum(folder)
+        case "role made ADMIN":
+            let path = folder + "/api-exchange.json"
+            try (try String(contentsOfFile: path, encoding: .utf8)).replacingOccurrences(of: "SIGNER", with: "ADMIN")
+                .write(toFile: path, atomically: true, encoding: .utf8)
+            try resum(folder)
+        case "statement edited":
+            let path = folder + "/statement.json"
+            try (try String(contentsOfFile: path, encoding: .utf8)).replacingOccurrences(of: "SIGNER", with: "ADMIN")
+                .write(toFile: path, atomically: true, encoding: .utf8)
+        case "proof of another record":
+            let proofs = try FileManager.default.contentsOfDirectory(atPath: folder).filter { $0.hasSuffix(".tlog-proof") }.sorted()
+            try #require(proofs.count >= 2)
+            try FileManager.default.removeItem(atPath: folder + "/" + proofs[0])
+            try FileManager.default.copyItem(atPath: folder + "/" + proofs[1], toPath: folder + "/" + proofs[0])
+        default:
+            let path = folder + "/token.json"
+            try (try String(contentsOfFile: path, encoding: .utf8)).replacingOccurrences(of: "SoftHSM", with: "LunaHSM")
+                .write(toFile: path, atomically: true, encoding: .utf8)
+        }
+        let guide = try Self.runGuide(folder, fingerprint: fingerprint)
+        #expect(guide.status != 0, "\(attack): the guide's procedure passed: \(guide.standardOutput)")
+        #expect(!guide.standardOutput.contains("ALL CHECKS PASSED"))
+        let tool = try cli.run(["evidence", "verify", folder, "--audit-key", cli.files + "/trusted-audit.pub"], module: nil)
+        #expect(tool.status == 11, "\(attack): \(tool.standardError)")
+        if attack == "statement edited" {
+            #expect(tool.standardError.contains("statement.json is not the envelope's signed payload"), "\(tool.standardError)")
+        }
+    }
+
+    @Test func aReRunWritesANewBundleBesideTheOldOneAndChainsIt() throws {
+        let (cli, sandbox, api, folder, _) = try onboardedWithEvidence()
+        defer { sandbox.stop(); cli.remove() }
+        let before = try FileManager.default.contentsOfDirectory(atPath: folder).sorted()
+        let statement = try Data(contentsOf: URL(fileURLWithPath: folder + "/statement.json"))
+        let again = try cli.runOnToken(["onboard", "--key", "ci-bot", "--bits", "2048", "--name", "ci-bot", "--role", "SIGNER",
+                                        "--o", "Acme", "--submit", "--admin-key", "admin", "--json"] + api)
+        #expect(again.status == 0, "\(again.standardError)")
+        let second = try #require((try again.json() as? [String: Any])?["evidence"] as? String)
+        #expect(second.hasSuffix("-evidence.2"), "\(second)")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: folder).sorted() == before)
+        #expect(try Data(contentsOf: URL(fileURLWithPath: folder + "/statement.json")) == statement)
+        let secondFolder = second.hasPrefix("/") ? second : cli.files + "/" + second
+        let chained = try String(contentsOfFile: secondFolder + "/statement.json", encoding: .utf8)
+        let digest = try Subprocess.run("sha256sum", [folder + "/statement.json"]).standardOutput.prefix(64)
+        #expect(chained.contains("\"previousStatementSHA256\":\"\(digest)\""), "\(chained)")
+        #expect(try cli.run(["evidence", "verify", secondFolder, "--audit-key", cli.files + "/trusted-audit.pub"], module: nil).status == 0)
+    }
+
+    @Test(.enabled(if: ProcessInfo.processInfo.environment["FIREBLOCKS_HSM_SIGSTORE_PY"] != nil))
+    func sigstoresNoteCodeVerifiesTheCheckpointsAndRefusesAnotherKeyID() throws {
+        let (cli, sandbox, _, folder, _) = try onboardedWithEvidence()
+        defer { sandbox.stop(); cli.remove() }
+        let note = try String(contentsOfFile: folder + "/checkpoint", encoding: .utf8)
+        let origin = String(note.prefix { $0 != "\n" })
+        var environment = ProcessInfo.processInfo.environment
+        environment["PYTHONPATH"] = environment["FIREBLOCKS_HSM_SIGSTORE_PY"]
+        let verifier = CLIHarness.repository + "/ci/verifiers/sigstore-verify-note.py"
+        func sigstore(_ path: String) throws -> ProcessResult {
+            try Subprocess.run("python3", [verifier, path, cli.files + "/trusted-audit.pub", origin], environment: environment)
+        }
+        let bundle = try sigstore(folder + "/checkpoint")
+        #expect(bundle.status == 0, "\(bundle.standardError)")
+        // The token's latest checkpoint, as an auditor keeps it.
+        try cli.runOnToken(["audit", "checkpoint"]).standardOutput.write(toFile: cli.files + "/latest.checkpoint", atomically: true, encoding: .utf8)
+        let latest = try sigstore(cli.files + "/latest.checkpoint")
+        #expect(latest.status == 0, "\(latest.standardError)")
+        // Another key ID on the same signature: sigstore finds no signature (so it does check).
+        var lines = note.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        let index = try #require(lines.firstIndex { $0.hasPrefix("— ") })
+        let parts = lines[index].split(separator: " ")
+        var blob = try #require(Data(base64Encoded: String(parts[2])))
+        blob[0] ^= 0xFF
+        lines[index] = "\(parts[0]) \(parts[1]) \(blob.base64EncodedString())"
+        try lines.joined(separator: "\n").write(toFile: cli.files + "/other-id.checkpoint", atomically: true, encoding: .utf8)
+        let refused = try sigstore(cli.files + "/other-id.checkpoint")
+        #expect(refused.status == 1, "\(refused.standardOutput)")
     }
 }
