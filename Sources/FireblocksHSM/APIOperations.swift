@@ -174,15 +174,33 @@ public enum APIOperations {
 
     /// Creates an API user, idempotently, refusing a key that already backs another user and
     /// identifying the new user (see ``FireblocksClient/createAPIUserIdentifying(_:store:idempotencyKey:allowKeyReuse:)``).
+    /// The CSR's key must be on the token (``TokenKeysError/Code/keyNotOnToken`` before anything
+    /// is sent) unless `allowKeyOffToken`; the creation is recorded as `api-user.created` with the
+    /// CSR's and key's digests and where the key lives.
     public static func createAPIUser(token: TokenTarget, api: APITarget, user: CreateAPIUser, idempotencyKey: String?,
-                                     allowKeyReuse: Bool, observer: any OperationObserver) async throws -> APIUserCreationReport {
+                                     allowKeyReuse: Bool, allowKeyOffToken: Bool = false,
+                                     observer: any OperationObserver) async throws -> APIUserCreationReport {
         let session = try APISession.open(token: token, api: api, observer: observer)
+        let key = try session.token.recordingFailure(of: "api-user create", auditDirectory: api.auditDirectory) {
+            let key = try CSRKeyFacts.of(csrPEM: user.csrPem, session: session.token.session)
+            if key.onToken == nil, !allowKeyOffToken {
+                throw TokenKeysError(.keyNotOnToken, "the CSR's key (SPKI SHA-256 \(key.spkiSHA256)) is not on token '\(session.token.token.info.label)': its private key lives somewhere else, such as a file, which is what this tool exists to avoid; nothing was sent")
+            }
+            if key.onToken == nil { observer.note("warning: the CSR's key is not on token '\(session.token.token.info.label)'; registering it anyway, as asked (recorded)") }
+            return key
+        }
         let result = try await session.recording {
             try await session.client.createAPIUserIdentifying(user, store: api.idempotencyStore,
                                                               idempotencyKey: idempotencyKey, allowKeyReuse: allowKeyReuse)
         }
         result.warnings.forEach(observer.note)
-        return APIUserCreationReport(name: user.name, role: user.role, result: result, baseURL: api.baseURL.description)
+        let report = APIUserCreationReport(name: user.name, role: user.role, result: result, baseURL: api.baseURL.description)
+        try session.audit?.recordDone([key.entry(name: user.name, role: user.role, userID: result.identification.user?.id, extra: [
+            "result": .string(report.result), "xRequestID": .string(report.requestID ?? ""),
+            "idempotencyKey": .string(report.idempotencyKey), "baseURL": .string(api.baseURL.description),
+            "allowKeyOffToken": .bool(allowKeyOffToken), "via": .string("api-user create"),
+        ])], done: "API user '\(user.name)' was created")
+        return report
     }
 
     /// Lists the workspace's API users.

@@ -11,6 +11,7 @@ import HexEncoding
 import PKCS11
 import TokenKeys
 import TransparencyLog
+import X509
 
 /// The audit trail of one token, kept by the use cases: the token's JSONL log, a checkpoint
 /// signed with the audit key (EC P-256 on the same token) after every append, written to
@@ -235,6 +236,11 @@ public final class AuditService {
         return try EvidenceBundle.write(to: directory, csrPEM: csrPEM, pair: pair, publicKey: publicKey, submission: submission,
                                  userID: userID, replaces: replaces, replacesUserID: replacesUserID, audit: self, checkpoint: checkpoint, auditKey: key,
                                  signerSlot: PKCS11SlotReference(signer: try ECSigner(key: key, slot: opened.token.slot)))
+    }
+
+    /// Where the key of a CSR lives (this token, or elsewhere), read with this trail's session.
+    public func csrKeyFacts(csrPEM: String) throws -> CSRKeyFacts {
+        try CSRKeyFacts.of(csrPEM: csrPEM, session: opened.session)
     }
 
     /// The signed checkpoint anchored on the token, verified (nil when the trail has not
@@ -489,5 +495,50 @@ extension OpenedToken {
                            tool: .init(name: "fireblocks-hsm", version: FireblocksHSMVersion.current))
         _ = try? log.appendUnsealed([AuditEntry(event: "command.failed", outcome: .failed("\(error)"),
                                                 facts: ["command": .string(command)])])
+    }
+}
+
+/// What `api-user.created` says about the CSR an API user was registered with: its digest, its
+/// key's, and whether that key lives on this token (and which one it is) or elsewhere (a file).
+public struct CSRKeyFacts: Sendable, Equatable {
+    /// SHA-256 of the CSR's DER.
+    public let csrSHA256: String
+    /// SHA-256 of the CSR key's DER SubjectPublicKeyInfo.
+    public let spkiSHA256: String
+    /// The token key with that public key, when there is one.
+    public let onToken: (label: String, id: String)?
+
+    /// Reads `csrPEM` and looks for its key among the token's private keys (`session` logged in).
+    public static func of(csrPEM: String, session: Session) throws -> CSRKeyFacts {
+        guard let csr = try? CertificateSigningRequest(pemEncoded: csrPEM),
+              let der = try? csr.serializeAsPEM().derBytes,
+              let spki = try? csr.publicKey.serializeAsPEM().derBytes else {
+            throw TokenKeysError(.invalidArgument, "the CSR is not a PEM certificate request")
+        }
+        let spkiSHA256 = hex(SHA256.hash(data: spki))
+        let match = try KeyStore.list(in: session).first { $0.publicKey?.fingerprint == spkiSHA256 }
+        return CSRKeyFacts(csrSHA256: hex(SHA256.hash(data: der)), spkiSHA256: spkiSHA256, onToken: match.map { ($0.label, hex($0.id)) })
+    }
+
+    init(csrSHA256: String, spkiSHA256: String, onToken: (label: String, id: String)?) {
+        self.csrSHA256 = csrSHA256
+        self.spkiSHA256 = spkiSHA256
+        self.onToken = onToken
+    }
+
+    public static func == (lhs: Self, rhs: Self) -> Bool {
+        lhs.csrSHA256 == rhs.csrSHA256 && lhs.spkiSHA256 == rhs.spkiSHA256 && lhs.onToken?.label == rhs.onToken?.label
+            && lhs.onToken?.id == rhs.onToken?.id
+    }
+
+    /// The `api-user.created` record: who was made (name, role, id when known) with which key.
+    public func entry(name: String, role: String, userID: String?, extra: [String: AuditValue] = [:]) -> AuditEntry {
+        var facts: [String: AuditValue] = [
+            "name": .string(name), "role": .string(role), "apiUserID": .string(userID ?? ""),
+            "csrSHA256": .string(csrSHA256), "spkiSHA256": .string(spkiSHA256),
+            "keyOnToken": onToken.map { .object(["label": .string($0.label), "id": .string($0.id)]) } ?? .string("not on this token"),
+        ]
+        facts.merge(extra) { $1 }
+        return AuditEntry(event: "api-user.created", facts: facts)
     }
 }

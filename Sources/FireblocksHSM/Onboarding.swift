@@ -288,13 +288,13 @@ public enum Onboarding {
             submission = APIUserCreationReport(name: request.name, role: request.role.rawValue, result: result,
                                                baseURL: submit.api.baseURL.description)
             apiUser = result.identification.user
-            try audit.recordDone(session.exchanges.drain().map(\.auditEntry) + [AuditEntry(event: "api-user.created", facts: [
-                "name": .string(request.name), "role": .string(request.role.rawValue),
-                "result": .string(submission?.result ?? ""), "xRequestID": .string(submission?.requestID ?? ""),
-                "idempotencyKey": .string(submission?.idempotencyKey ?? ""),
-                "apiUserID": .string(apiUser?.id ?? ""), "baseURL": .string(submit.api.baseURL.description),
-                "spkiSHA256": .string(publicKey.fingerprint),
-                "replaces": .string(request.replaces ?? ""), "replacesUserID": .string(replacesUserID ?? "")])],
+            let csrKey = try CSRKeyFacts.of(csrPEM: csrPEM, session: opened.session)
+            try audit.recordDone(session.exchanges.drain().map(\.auditEntry) + [csrKey.entry(
+                name: request.name, role: request.role.rawValue, userID: apiUser?.id, extra: [
+                    "result": .string(submission?.result ?? ""), "xRequestID": .string(submission?.requestID ?? ""),
+                    "idempotencyKey": .string(submission?.idempotencyKey ?? ""), "baseURL": .string(submit.api.baseURL.description),
+                    "replaces": .string(request.replaces ?? ""), "replacesUserID": .string(replacesUserID ?? ""),
+                    "via": .string("onboard")])],
                 done: "the API user's creation was sent")
             current.stage = .submitted
             current.apiUserID = apiUser?.id ?? current.apiUserID

@@ -26,9 +26,11 @@ struct APIUserCreateCommand: AsyncParsableCommand {
         commandName: "create",
         abstract: "Create an API user from its CSR (POST /v1/management/api_users), safely.",
         discussion: """
-            The CSR is parsed and its self-signature checked first; a CSR whose key
-            already backs another API user created from this machine is refused
-            (--allow-key-reuse overrides). The user list is read before and after: the
+            The CSR is parsed and its self-signature checked first; a CSR whose key is
+            not on the token (a key in a file) is refused (--allow-key-off-token
+            overrides, and the audit record says so); a CSR whose key already backs
+            another API user created from this machine is refused (--allow-key-reuse
+            overrides). The user list is read before and after: the
             new user's id is printed only when exactly one new listed user has the name
             and role. An Idempotency-Key is generated (unless given) and recorded with
             the exact body in the state directory before the first send; automatic
@@ -63,6 +65,9 @@ struct APIUserCreateCommand: AsyncParsableCommand {
     @Flag(name: .customLong("allow-key-reuse"), help: "Create the user even if the CSR's key already backs another API user created from this machine (warns).")
     var allowKeyReuse = false
 
+    @Flag(name: .customLong("allow-key-off-token"), help: "Create the user even if the CSR's key is not on the token (e.g. made with 'openssl req -nodes'); the audit record says so.")
+    var allowKeyOffToken = false
+
     @OptionGroup var output: OutputOptions
 
     func run() async throws {
@@ -75,7 +80,7 @@ struct APIUserCreateCommand: AsyncParsableCommand {
                                      coSignerSetupIsFirstUser: creation.coSignerSetupIsFirstUser)
         let report = try await APIOperations.createAPIUser(
             token: try token.target(key: key.key ?? profile?.key, profile: profile), api: apiTarget, user: body,
-            idempotencyKey: creation.idempotencyKey, allowKeyReuse: allowKeyReuse, observer: Console())
+            idempotencyKey: creation.idempotencyKey, allowKeyReuse: allowKeyReuse, allowKeyOffToken: allowKeyOffToken, observer: Console())
         try output.emit(report) { report in
             let verb = report.result == "submitted" ? "Submitted" : "Already submitted by an earlier run (nothing sent now):"
             return TerminalText.sanitized("\(verb) API user '\(report.name)' (\(report.role)) at \(report.baseURL) [X-Request-ID: \(report.requestID ?? "none")]. An admin quorum approves it in the Console.") + "\n"

@@ -73,7 +73,7 @@ enum ExitStatus: Int32, CaseIterable, Sendable {
             return .token
         case .pinUnavailable, .noPINSource, .pinIncorrect, .pinLocked, .pinRejected:
             return .pin
-        case .keyNotFound, .ambiguousKey, .keyExists, .orphanedPublicKey, .keyInUse:
+        case .keyNotFound, .ambiguousKey, .keyExists, .orphanedPublicKey, .keyInUse, .keyNotOnToken:
             return .key
         case .policyViolation, .notAnRSAKey:
             return .keyPolicy
@@ -237,6 +237,8 @@ struct ErrorReport: Sendable, Encodable {
             return "; 'fireblocks-hsm key list' shows the keys"
         case .keyInUse:
             return "; pass --force to delete it anyway (the API user then cannot sign again)"
+        case .keyNotOnToken:
+            return "; make the key on the token ('fireblocks-hsm onboard', or 'key generate' then 'csr'), or pass --allow-key-off-token to register it anyway (the audit record says so)"
         default:
             return ""
         }

@@ -55,6 +55,34 @@ final class ProxyAuditor: @unchecked Sendable {
         }
     }
 
+    /// Records `api-user.created` for a creation this proxy forwarded and Fireblocks accepted
+    /// (later, in order, like a request's outcome): the name and role from the body it signed,
+    /// the id from the answer when it names one, the CSR's and its key's digests, and whether
+    /// that key is on this token. A body it cannot read is recorded as such.
+    func recordAPIUserCreated(requestBody: [UInt8], answer: [UInt8]?, request: Int, requestID: String?, client: String) {
+        struct Body: Decodable { let name: String?; let role: String?; let csrPem: String? }
+        struct Answer: Decodable { let id: String? }
+        queue.async {
+            let body = try? JSONDecoder().decode(Body.self, from: Data(requestBody))
+            let userID = answer.flatMap { try? JSONDecoder().decode(Answer.self, from: Data($0)) }?.id
+            let extra: [String: AuditValue] = ["request": .integer(request), "xRequestID": .string(requestID ?? ""),
+                                               "client": .string(client), "via": .string("serve")]
+            let entry: AuditEntry
+            if let body, let csrPem = body.csrPem, let key = try? self.service.csrKeyFacts(csrPEM: csrPem) {
+                entry = key.entry(name: body.name ?? "", role: body.role ?? "", userID: userID, extra: extra)
+            } else {
+                entry = AuditEntry(event: "api-user.created", outcome: .failed("the request body names no readable CSR"),
+                                   facts: extra.merging(["name": .string(body?.name ?? ""), "role": .string(body?.role ?? ""),
+                                                         "apiUserID": .string(userID ?? "")]) { $1 })
+            }
+            do {
+                _ = try self.appendOnQueue(entry, sync: false, clearingFailure: false)
+            } catch {
+                self.logger.error("cannot write an audit record", metadata: ["event": "\(entry.event)", "error": "\(error)"])
+            }
+        }
+    }
+
     /// The append itself (on `queue`): counts it towards the next checkpoint, signs one when due,
     /// and keeps `/healthz`'s view of the trail.
     private func appendOnQueue(_ entry: AuditEntry, sync: Bool, clearingFailure: Bool) throws -> Int {

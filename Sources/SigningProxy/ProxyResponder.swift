@@ -185,9 +185,12 @@ struct ProxyResponder: HTTPResponder {
         // A small answer of known length goes back in one write (the bytes are the same); a
         // large or unsized one is streamed as it arrives.
         let answerBody: ResponseBody
+        var collected: ByteBuffer?
         if let length = answer.headers.first(name: "Content-Length").flatMap(Int.init), (0...Self.bufferedAnswerLimit).contains(length) {
             do {
-                answerBody = ResponseBody(byteBuffer: try await answer.body.collect(upTo: length))
+                let bytes = try await answer.body.collect(upTo: length)
+                collected = bytes
+                answerBody = ResponseBody(byteBuffer: bytes)
             } catch {
                 logger.warning("the upstream answer broke off", metadata: ["error": "\(error)", "uri": "\(uri)"])
                 return finish(Self.errorResponse(502, "the answer from \(configuration.upstream.host) broke off: \(error)"),
@@ -195,6 +198,11 @@ struct ProxyResponder: HTTPResponder {
             }
         } else {
             answerBody = ResponseBody(asyncSequence: answer.body)
+        }
+        if method == "POST", Self.pathOnly(uri) == "/v1/management/api_users", (200..<300).contains(status) {
+            // Who was made, with which key: from the body this proxy signed and the answer.
+            auditor.recordAPIUserCreated(requestBody: body, answer: collected.map { Array(buffer: $0) }, request: seq,
+                                         requestID: requestID, client: client)
         }
         return finish(Response(status: HTTPResponse.Status(code: status), headers: headers, body: answerBody),
                       route: rule.description, started: started)

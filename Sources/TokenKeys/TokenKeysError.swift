@@ -19,6 +19,8 @@ public struct TokenKeysError: Error, Hashable, Sendable, CustomStringConvertible
         case orphanedPublicKey
         /// The key backs an API user (as recorded locally) and is kept.
         case keyInUse
+        /// A CSR's key is not on the token: its private key lives elsewhere (a file).
+        case keyNotOnToken
         // PIN and login
         case pinUnavailable
         /// No source given and nobody to ask.

@@ -290,3 +290,77 @@ struct CLIAuditAttackTests {
         #expect(result.standardError.contains("checkpoint sealed"), "\(result.standardError)")
     }
 }
+
+@Suite("Command line: who made which API user")
+struct CLIAPIUserRecordTests {
+    private func created(_ cli: CLIHarness) throws -> [[String: Any]] {
+        try #require(try cli.runOnToken(["audit", "show", "--event", "api-user.created", "--json"]).json() as? [[String: Any]])
+    }
+
+    @Test(.enabled(if: Subprocess.isAvailable("openssl")))
+    func apiUserCreateRecordsTheUserAndRefusesAKeyInAFileUnlessTold() throws {
+        let (cli, sandbox, api) = try SandboxProcess.withAdmin(apiKey: UUID().uuidString.lowercased())
+        defer { sandbox.stop(); cli.remove() }
+        #expect(try cli.runOnToken(["key", "generate", "--key", "bot", "--bits", "2048"]).status == 0)
+        #expect(try cli.runOnToken(["csr", "--key", "bot", "--o", "Acme", "--out", "bot.csr"]).status == 0)
+        let made = try cli.runOnToken(["api-user", "create", "--key", "admin", "--name", "bot", "--role", "SIGNER", "--csr", "bot.csr"] + api)
+        #expect(made.status == 0, "\(made.standardError)")
+        let first = try #require(try created(cli).last)
+        let facts = try #require(first["facts"] as? [String: Any])
+        #expect(facts["name"] as? String == "bot" && facts["role"] as? String == "SIGNER")
+        #expect((facts["keyOnToken"] as? [String: Any])?["label"] as? String == "bot", "\(facts)")
+        #expect((facts["csrSHA256"] as? String)?.count == 64 && (facts["spkiSHA256"] as? String)?.count == 64)
+        #expect((facts["apiUserID"] as? String)?.isEmpty == false, "\(facts)")
+
+        // Fireblocks' own recipe: the key in a file. Refused before anything is sent.
+        let recipe = try Subprocess.run("openssl", ["req", "-new", "-newkey", "rsa:2048", "-nodes", "-keyout", "file.key", "-subj", "/CN=filebot",
+                                                     "-out", "file.csr"], workingDirectory: cli.files)
+        #expect(recipe.status == 0, "\(recipe.standardError)")
+        let create = ["api-user", "create", "--key", "admin", "--name", "filebot", "--role", "VIEWER", "--csr", "file.csr"] + api
+        let refused = try cli.runOnToken(create)
+        #expect(refused.status == 6, "\(refused.standardError)")
+        #expect(refused.standardError.contains("not on token") && refused.standardError.contains("--allow-key-off-token"), "\(refused.standardError)")
+        #expect(((try sandbox.state()["users"] as? [[String: Any]]) ?? []).allSatisfy { $0["name"] as? String != "filebot" })
+        let allowed = try cli.runOnToken(create + ["--allow-key-off-token"])
+        #expect(allowed.status == 0, "\(allowed.standardError)")
+        let second = try #require(try created(cli).last?["facts"] as? [String: Any])
+        #expect(second["name"] as? String == "filebot")
+        #expect(second["keyOnToken"] as? String == "not on this token")
+        #expect(second["allowKeyOffToken"] as? Bool == true)
+        #expect(try cli.runOnToken(["audit", "verify"]).status == 0)
+    }
+
+    @Test func onboardRecordsTheUserWithItsTokenKey() throws {
+        let (cli, sandbox, api) = try SandboxProcess.withAdmin(apiKey: UUID().uuidString.lowercased())
+        defer { sandbox.stop(); cli.remove() }
+        let onboard = try cli.runOnToken(["onboard", "--key", "ci-bot", "--bits", "2048", "--name", "ci-bot", "--role", "SIGNER",
+                                          "--o", "Acme", "--submit", "--admin-key", "admin"] + api)
+        #expect(onboard.status == 0, "\(onboard.standardError)")
+        let facts = try #require(try created(cli).last?["facts"] as? [String: Any])
+        #expect(facts["name"] as? String == "ci-bot" && facts["via"] as? String == "onboard")
+        #expect((facts["keyOnToken"] as? [String: Any])?["label"] as? String == "ci-bot", "\(facts)")
+        #expect((facts["csrSHA256"] as? String)?.count == 64)
+    }
+
+    @Test(.enabled(if: Subprocess.isAvailable("curl")))
+    func aCreationThroughTheProxyIsRecordedFromWhatItSigned() throws {
+        let (cli, sandbox, api) = try SandboxProcess.withAdmin(apiKey: UUID().uuidString.lowercased())
+        defer { sandbox.stop(); cli.remove() }
+        #expect(try cli.runOnToken(["key", "generate", "--key", "bot", "--bits", "2048"]).status == 0)
+        let csr = try cli.runOnToken(["csr", "--key", "bot", "--o", "Acme", "--out", "-"]).standardOutput
+        let socket = cli.directory.path + "/run/p.sock"
+        let proxy = try ProxyProcess(cli: cli, arguments: ["--key", "admin", "--listen", "unix:\(socket)",
+                                                           "--allow", "POST /v1/management/api_users"] + api, socket: socket)
+        let body = try JSONSerialization.data(withJSONObject: ["name": "proxied-bot", "role": "SIGNER", "csrPem": csr])
+        try body.write(to: URL(fileURLWithPath: cli.files + "/body.json"))
+        let posted = try Subprocess.run("curl", ["-sS", "--max-time", "30", "--unix-socket", socket, "-o", "/dev/null", "-w", "%{http_code}",
+                                                 "-H", "Content-Type: application/json", "--data-binary", "@" + cli.files + "/body.json",
+                                                 "http://fb/v1/management/api_users"])
+        #expect(posted.standardOutput.hasPrefix("2"), "\(posted.standardOutput) \(posted.standardError)")
+        #expect(proxy.terminate() == 0, "\(proxy.output)")
+        let facts = try #require(try created(cli).last?["facts"] as? [String: Any])
+        #expect(facts["name"] as? String == "proxied-bot" && facts["via"] as? String == "serve", "\(facts)")
+        #expect((facts["keyOnToken"] as? [String: Any])?["label"] as? String == "bot", "\(facts)")
+        #expect(try cli.runOnToken(["audit", "verify"]).status == 0)
+    }
+}
