@@ -170,9 +170,21 @@ public enum APIUserLifecycle {
                             policy: WaitPolicy, observer: any OperationObserver,
                             onEvent: @escaping @Sendable (APIUserWaitEvent) -> Void) async throws -> APIUser {
         let session = try APISession.open(token: token, api: api, observer: observer)
-        return try await session.recording {
+        let user = try await session.recording {
             try await wait(client: session.client, lookup: lookup, until: status, policy: policy, onEvent: onEvent)
         }
+        if user.status == APIUserStatus.READY.rawValue, let audit = session.audit {
+            let entry = readyEntry(user)
+            let note = try audit.recordDone([entry], done: "API user '\(user.name)' was seen READY")
+            audit.addMilestone(entry, sealedBy: note, apiUserID: user.id, apiUserName: user.name, stateDirectory: api.stateDirectory)
+        }
+        return user
+    }
+
+    /// The record of a user seen READY: paired, signing its own requests.
+    static func readyEntry(_ user: APIUser) -> AuditEntry {
+        AuditEntry(event: "api-user.ready", facts: ["userID": .string(user.id), "name": .string(user.name),
+                                                   "status": .string(user.status ?? ""), "role": .string(user.role ?? "")])
     }
 
     /// The wait on a client already open (what `onboard --wait-until` uses).
@@ -242,10 +254,14 @@ public enum APIUserLifecycle {
             try await issuePairingToken(client: session.client, lookup: lookup, idempotencyKey: idempotencyKey)
         }
         let key = issue.idempotencyKey
-        try session.audit?.recordDone([AuditEntry(event: "api-user.pairing-token-issued", facts: [
+        let entry = AuditEntry(event: "api-user.pairing-token-issued", facts: [
             "userID": .string(issue.user.id), "name": .string(issue.user.name), "status": .string(issue.status ?? ""),
             "idempotencyKey": .string(key), "requestID": .string(issue.requestID ?? ""),
-        ])], done: "a pairing token was issued for API user '\(issue.user.name)'")
+        ])
+        if let audit = session.audit {
+            let note = try audit.recordDone([entry], done: "a pairing token was issued for API user '\(issue.user.name)'")
+            audit.addMilestone(entry, sealedBy: note, apiUserID: issue.user.id, apiUserName: issue.user.name, stateDirectory: api.stateDirectory)
+        }
         return issue
     }
 

@@ -440,11 +440,42 @@ extension AuditService {
 
     /// Records what an operation already did; if that fails, the error says what was done and
     /// must be reconciled (the operation cannot be undone by the log's failure).
-    func recordDone(_ entries: [AuditEntry], done: String) throws {
+    @discardableResult
+    func recordDone(_ entries: [AuditEntry], done: String) throws -> SignedNote {
         do {
-            try record(entries)
+            return try record(entries)
         } catch {
             throw AuditError(.unwritable, "\(done), but its audit record could not be written (\(error)): reconcile the audit log with the token before going on")
+        }
+    }
+
+    /// Adds a lifecycle milestone (the record that `note` sealed last) to the evidence bundle
+    /// of the onboarding that made the user, when this machine's onboarding records know it
+    /// (or `bundle` names it). A milestone that cannot be written is said, not thrown: what it
+    /// records already happened, and its record is in the log.
+    /// - Parameter event: the milestone's name when it is not the record's event (a key deleted
+    ///   is its successor's "predecessor retired").
+    func addMilestone(_ entry: AuditEntry, sealedBy note: SignedNote, apiUserID: String, apiUserName: String,
+                      stateDirectory: URL?, bundle: String? = nil, event: String? = nil) {
+        do {
+            let folder = try bundle ?? stateDirectory.flatMap {
+                try OnboardingRecords(stateDirectory: $0).record(tokenSerial: log.token.serial, apiUserID: apiUserID)?.evidence
+            }
+            guard let folder, let key = try auditKey(create: false) else { return }
+            let checkpoint = try Checkpoint(noteText: note.text)
+            let index = checkpoint.treeSize - 1
+            guard index >= 0, case .intact(let hashes) = try log.verify(), hashes.count > index,
+                  MerkleTree.root(hashes[..<checkpoint.treeSize]) == checkpoint.rootHash else {
+                throw AuditError(.inconsistent, "the audit log no longer extends the checkpoint just signed")
+            }
+            let line = try log.lines()[index]
+            let written = try EvidenceBundle.writeMilestone(
+                bundle: folder, event: event ?? entry.event, record: index, line: line, hashes: hashes[..<checkpoint.treeSize], checkpoint: note,
+                apiUserID: apiUserID, apiUserName: apiUserName, facts: entry.facts, auditKey: key,
+                signer: PKCS11SlotReference(signer: try ECSigner(key: key, slot: opened.token.slot)))
+            observer.note("evidence: \(event ?? entry.event) added to \(written)")
+        } catch {
+            observer.note("warning: the \(event ?? entry.event) milestone could not be added to the evidence bundle (\(error)); its audit record was written")
         }
     }
 

@@ -62,7 +62,6 @@ public enum EvidenceBundle {
                       audit: AuditService, checkpoint: SignedNote,
                       auditKey: ECKeyPair, signerSlot: PKCS11SlotReference) throws -> String {
         let (directory, previousStatement) = placement(requested)
-        try AtomicFile.makePrivateDirectory(directory)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
 
@@ -105,22 +104,71 @@ public enum EvidenceBundle {
             "checkpoint": Array(checkpoint.formatted.utf8),
             "audit-key.pem": Array((auditKey.publicKey.pemRepresentation + "\n").utf8),
         ]) { $1 }
-        let subjectNames = files + recordNames
-
-        // The statement: one subject per file, the onboarding's facts as the predicate.
-        let subjects = subjectNames.map { Statement.Subject(name: $0, digest: .init(sha256: hex(SHA256.hash(data: contents[$0] ?? [])))) }
-        let predicate = Statement.Predicate(
+        let predicate = OnboardingPredicate(
             keyLabel: pair.label, keySPKISHA256: publicKey.fingerprint, token: pair.token.serialNumber,
             apiUserName: submission?.name ?? "", apiUserRole: submission?.role ?? "", apiUserID: userID ?? "",
             xRequestID: submission?.requestID ?? "", idempotencyKey: submission?.idempotencyKey ?? "",
             auditKeySPKISHA256: auditKey.fingerprint, checkpointTreeSize: parsed.treeSize,
             replaces: replaces ?? "", replacesUserID: replacesUserID ?? "", previousStatementSHA256: previousStatement ?? "")
+        try sealFolder(directory, contents: contents, order: files + recordNames, predicateType: predicateType, predicate: predicate,
+                       auditKey: auditKey, signer: signerSlot)
+        return directory
+    }
+
+    /// The in-toto predicate type of a lifecycle milestone added to a bundle after it was written.
+    public static let milestonePredicateType = "urn:fireblocks-hsm:predicate:lifecycle-milestone:v1"
+
+    /// What happened to an onboarded API user after its bundle: the event, the user, the
+    /// event's facts as recorded, and the bundle it belongs to (its statement's SHA-256).
+    struct MilestonePredicate: Encodable {
+        let event, apiUserID, apiUserName, bundleStatementSHA256, auditKeySPKISHA256: String
+        let checkpointTreeSize: Int
+        let facts: [String: AuditValue]
+    }
+
+    /// Adds a milestone to `bundle` as a new signed folder `milestones/<record>-<event>/` (the
+    /// record, its tlog-proof, the checkpoint, the audit key, a statement naming the bundle's,
+    /// SHA256SUMS and its signature): the bundle's own files are never touched. Returns the
+    /// folder; one that exists already is left as it is.
+    static func writeMilestone(bundle: String, event: String, record index: Int, line: [UInt8], hashes: ArraySlice<MerkleTree.Hash>,
+                               checkpoint: SignedNote, apiUserID: String, apiUserName: String, facts: [String: AuditValue],
+                               auditKey: ECKeyPair, signer: PKCS11SlotReference) throws -> String {
+        guard let statement = FileManager.default.contents(atPath: bundle + "/statement.json") else {
+            throw AuditError(.unreadable, "\(bundle) holds no evidence statement to add a milestone to")
+        }
+        let directory = bundle + "/milestones/\(index)-" + event.map { $0.isLetter || $0.isNumber ? String($0) : "-" }.joined()
+        if FileManager.default.fileExists(atPath: directory) { return directory }
+        let proof = try TlogProof(index: index, path: MerkleTree.inclusionProof(index: index, hashes) ?? [], checkpoint: checkpoint)
+        let names = recordFiles(index)
+        let contents: [String: [UInt8]] = [
+            "checkpoint": Array(checkpoint.formatted.utf8),
+            "audit-key.pem": Array((auditKey.publicKey.pemRepresentation + "\n").utf8),
+            names.record: line, names.proof: Array(proof.formatted.utf8),
+        ]
+        let predicate = MilestonePredicate(event: event, apiUserID: apiUserID, apiUserName: apiUserName,
+                                           bundleStatementSHA256: hex(SHA256.hash(data: statement)), auditKeySPKISHA256: auditKey.fingerprint,
+                                           checkpointTreeSize: hashes.count, facts: facts)
+        try AtomicFile.makePrivateDirectory(bundle + "/milestones")
+        try sealFolder(directory, contents: contents, order: ["checkpoint", "audit-key.pem", names.record, names.proof],
+                       predicateType: milestonePredicateType, predicate: predicate, auditKey: auditKey, signer: signer)
+        return directory
+    }
+
+    /// Writes `contents` (each file new: nothing is ever replaced) with an in-toto statement
+    /// over them (subjects in `order`), its DSSE envelope signed by the audit key, VERIFY.md, and
+    /// SHA256SUMS over every file with its signature by the same key.
+    static func sealFolder(_ directory: String, contents base: [String: [UInt8]], order: [String], predicateType: String,
+                           predicate: some Encodable, auditKey: ECKeyPair, signer: PKCS11SlotReference) throws {
+        var contents = base
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        let subjects = order.map { Subject(name: $0, digest: .init(sha256: hex(SHA256.hash(data: contents[$0] ?? [])))) }
         let compact = JSONEncoder()
         compact.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        let statement = Array(try compact.encode(Statement(type: Statement.inTotoType, subject: subjects, predicateType: predicateType,
+        let statement = Array(try compact.encode(Statement(type: inTotoType, subject: subjects, predicateType: predicateType,
                                                            predicate: predicate)))
         let pae = DSSE.preAuthenticationEncoding(payloadType: DSSE.inTotoPayloadType, payload: statement)
-        let signature = try signerSlot.sign(pae)
+        let signature = try signer.sign(pae)
         let envelope = DSSE.Envelope(payloadType: DSSE.inTotoPayloadType, payload: statement, signatures: [
             .init(keyid: auditKey.fingerprint, sig: Data(signature).base64EncodedString())])
         contents["statement.json"] = statement
@@ -129,14 +177,14 @@ public enum EvidenceBundle {
         contents["VERIFY.md"] = Array(verifyGuide().utf8)
 
         // SHA256SUMS over every file, signed by the audit key: what an auditor compares.
-        let summed = subjectNames + ["statement.json", "envelope.dsse.json", "envelope.sig.der", "VERIFY.md"]
+        let summed = order + ["statement.json", "envelope.dsse.json", "envelope.sig.der", "VERIFY.md"]
         let sums = Array(summed.map { "\(hex(SHA256.hash(data: contents[$0] ?? [])))  \($0)\n" }.joined().utf8)
         contents["SHA256SUMS"] = sums
-        contents["SHA256SUMS.sig"] = try signerSlot.sign(sums)
+        contents["SHA256SUMS.sig"] = try signer.sign(sums)
+        try AtomicFile.makePrivateDirectory(directory)
         for name in summed + ["SHA256SUMS", "SHA256SUMS.sig"] {
             try AtomicFile.write(contents[name] ?? [], to: directory + "/" + name, overwrite: false, mode: 0o644)
         }
-        return directory
     }
 
     private static func json(_ value: some Encodable) throws -> [UInt8] {
@@ -190,22 +238,8 @@ public enum EvidenceBundle {
 
 // The bundle's JSON documents.
 extension EvidenceBundle {
-    /// An in-toto Statement v1 of an onboarding (https://in-toto.io/Statement/v1).
-    struct Statement: Encodable {
-        static let inTotoType = "https://in-toto.io/Statement/v1"
-        struct Subject: Codable {
-            struct Digest: Codable { let sha256: String }
-            let name: String
-            let digest: Digest
-        }
-        struct Predicate: Encodable {
-            let keyLabel, keySPKISHA256, token, apiUserName, apiUserRole, apiUserID, xRequestID, idempotencyKey: String
-            let auditKeySPKISHA256: String
-            let checkpointTreeSize: Int
-            let replaces, replacesUserID: String
-            /// SHA-256 of the statement of the bundle this one follows ("" for the first).
-            let previousStatementSHA256: String
-        }
+    /// An in-toto Statement v1 (https://in-toto.io/Statement/v1) over a folder's files.
+    struct Statement<Predicate: Encodable>: Encodable {
         let type: String
         let subject: [Subject]
         let predicateType: String
@@ -213,10 +247,29 @@ extension EvidenceBundle {
         enum CodingKeys: String, CodingKey { case type = "_type", subject, predicateType, predicate }
     }
 
+    static let inTotoType = "https://in-toto.io/Statement/v1"
+
+    /// One subject: a file of the folder and its digest.
+    struct Subject: Codable {
+        struct Digest: Codable { let sha256: String }
+        let name: String
+        let digest: Digest
+    }
+
+    /// The onboarding's facts.
+    struct OnboardingPredicate: Encodable {
+        let keyLabel, keySPKISHA256, token, apiUserName, apiUserRole, apiUserID, xRequestID, idempotencyKey: String
+        let auditKeySPKISHA256: String
+        let checkpointTreeSize: Int
+        let replaces, replacesUserID: String
+        /// SHA-256 of the statement of the bundle this one follows ("" for the first).
+        let previousStatementSHA256: String
+    }
+
     /// What verification reads of a statement (any predicate of the right type).
     struct StatementHeader: Decodable {
         let type: String
-        let subject: [Statement.Subject]
+        let subject: [Subject]
         let predicateType: String
         enum CodingKeys: String, CodingKey { case type = "_type", subject, predicateType }
     }
@@ -250,6 +303,10 @@ extension EvidenceBundle {
         public let records: Int
         /// The checkpoint's tree size.
         public let treeSize: Int
+        /// `onboarding` (a bundle) or `milestone` (a folder added to one later).
+        public let kind: String
+        /// The bundle's milestones, each verified the same way.
+        public let milestones: Int
     }
 
     /// Checks a bundle with the audit public key an auditor trusts, trusting only signed bytes:
@@ -289,10 +346,11 @@ extension EvidenceBundle {
         guard try read("statement.json") == payload else {
             throw fail("statement.json is not the envelope's signed payload: what an auditor reads there is not what was signed")
         }
-        guard let statement = try? JSONDecoder().decode(StatementHeader.self, from: Data(payload)),
-              statement.type == Statement.inTotoType, statement.predicateType == predicateType else {
-            throw fail("the envelope's payload is not an in-toto Statement v1 of an onboarding")
+        guard let statement = try? JSONDecoder().decode(StatementHeader.self, from: Data(payload)), statement.type == inTotoType,
+              [predicateType, milestonePredicateType].contains(statement.predicateType) else {
+            throw fail("the envelope's payload is not an in-toto Statement v1 of an onboarding or of its milestone")
         }
+        let isOnboarding = statement.predicateType == predicateType
 
         // SHA256SUMS, signed by the audit key, names every file's digest.
         let sums = try read("SHA256SUMS")
@@ -318,15 +376,17 @@ extension EvidenceBundle {
             guard summed[name] == digest else { throw fail("SHA256SUMS and the statement disagree about \(name)") }
             checked.append(name)
         }
-        for required in files where !checked.contains(required) {
+        for required in isOnboarding ? files : ["checkpoint", "audit-key.pem"] where !checked.contains(required) {
             throw fail("the statement does not cover \(required)")
         }
 
         // The CSR's self-signature, and its key is public-key.pem.
-        guard let csr = try? CertificateSigningRequest(pemEncoded: String(decoding: try read("api_user.csr"), as: UTF8.self)),
-              CSRBuilder.hasValidSelfSignature(csr) else { throw fail("api_user.csr is not a CSR whose self-signature verifies") }
-        guard let publicKey = try? Certificate.PublicKey(pemEncoded: String(decoding: try read("public-key.pem"), as: UTF8.self)),
-              publicKey == csr.publicKey else { throw fail("the CSR's key is not public-key.pem") }
+        if isOnboarding {
+            guard let csr = try? CertificateSigningRequest(pemEncoded: String(decoding: try read("api_user.csr"), as: UTF8.self)),
+                  CSRBuilder.hasValidSelfSignature(csr) else { throw fail("api_user.csr is not a CSR whose self-signature verifies") }
+            guard let publicKey = try? Certificate.PublicKey(pemEncoded: String(decoding: try read("public-key.pem"), as: UTF8.self)),
+                  publicKey == csr.publicKey else { throw fail("the CSR's key is not public-key.pem") }
+        }
 
         // The checkpoint, signed by the audit key; each record's tlog-proof leads to it.
         let note = try SignedNote(parsing: String(decoding: try read("checkpoint"), as: UTF8.self))
@@ -346,6 +406,23 @@ extension EvidenceBundle {
             records += 1
         }
         guard records > 0 else { throw fail("the evidence holds no audit record with its proof") }
-        return Verification(auditKeySHA256: fingerprint, files: checked, records: records, treeSize: checkpoint.treeSize)
+
+        // The milestones added since, each a signed folder of its own that names this bundle.
+        var milestones = 0
+        if isOnboarding, let entries = try? FileManager.default.contentsOfDirectory(atPath: directory + "/milestones") {
+            struct Named: Decodable { struct Predicate: Decodable { let bundleStatementSHA256: String }; let predicate: Predicate }
+            for entry in entries.sorted() {
+                let folder = directory + "/milestones/" + entry
+                let result = try verify(directory: folder, auditKeyPEM: auditKeyPEM)
+                guard result.kind == "milestone",
+                      let named = try? JSONDecoder().decode(Named.self, from: Data(contentsOf: URL(fileURLWithPath: folder + "/statement.json"))),
+                      named.predicate.bundleStatementSHA256 == hex(SHA256.hash(data: payload)) else {
+                    throw fail("milestones/\(entry) is not a milestone of this bundle")
+                }
+                milestones += 1
+            }
+        }
+        return Verification(auditKeySHA256: fingerprint, files: checked, records: records, treeSize: checkpoint.treeSize,
+                            kind: isOnboarding ? "onboarding" : "milestone", milestones: milestones)
     }
 }

@@ -242,6 +242,12 @@ public final class KeyDeletion {
         for handle in handles {
             try during("destroying an object of token '\(plan.token)'") { try opened.session.destroyObject(handle) }
         }
+        // The API users these keys backed: an onboarding that replaces one of them gets a
+        // "predecessor retired" milestone in its evidence.
+        var retired: [String] = []
+        for fingerprint in Set(labels.compactMap(\.fingerprint)) {
+            retired += try records.records(fingerprint: fingerprint).filter { $0.tokenSerial == plan.tokenSerial }.map(\.name)
+        }
         for entry in labels {
             try records.remove(tokenSerial: plan.tokenSerial, keyLabel: entry.label, fingerprint: entry.fingerprint)
         }
@@ -249,9 +255,15 @@ public final class KeyDeletion {
             .object(["kind": .string($0.kind), "label": .string($0.label), "id": .string($0.id),
                      "spkiSHA256": .string($0.fingerprintSHA256 ?? "")])
         }
-        try audit.recordDone([AuditEntry(event: "key.deleted", facts: [
+        let entry = AuditEntry(event: "key.deleted", facts: [
             "objects": .array(items), "forced": .bool(force && !plan.backs.isEmpty),
-            "backedAPIUsers": .array(plan.backs.map { .string($0) })])],
-            done: "\(plan.items.count) object(s) were deleted from token '\(plan.token)'")
+            "backedAPIUsers": .array(plan.backs.map { .string($0) })])
+        let note = try audit.recordDone([entry], done: "\(plan.items.count) object(s) were deleted from token '\(plan.token)'")
+        for name in Set(retired) {
+            for successor in try records.successors(tokenSerial: plan.tokenSerial, of: name) where successor.evidence != nil {
+                audit.addMilestone(entry, sealedBy: note, apiUserID: successor.apiUserID ?? "", apiUserName: successor.name,
+                                   stateDirectory: nil, bundle: successor.evidence, event: "api-user.predecessor-retired")
+            }
+        }
     }
 }

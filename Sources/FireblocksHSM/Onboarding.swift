@@ -9,6 +9,7 @@ import Foundation
 #endif
 import PKCS11
 import TokenKeys
+import TransparencyLog
 import X509
 import HexEncoding
 
@@ -252,6 +253,8 @@ public enum Onboarding {
         var apiUser: APIUser?
         var replacesUserID: String?
         var pairingTokenFile: String?
+        // Lifecycle milestones reached in this run: added to the bundle once it is written.
+        var milestones: [(entry: AuditEntry, note: SignedNote, user: APIUser)] = []
         if let submit = request.submission {
             if let recordedURL = current.baseURL, recordedURL != submit.api.baseURL.description {
                 throw OnboardingConflict(keyLabel: request.keyLabel, tokenLabel: info.label, field: "api",
@@ -281,7 +284,7 @@ public enum Onboarding {
                 result = try await session.client.createAPIUserIdentifying(body, store: submit.api.idempotencyStore,
                                                                         idempotencyKey: idempotencyKey, allowKeyReuse: false)
             } catch {
-                try? audit.recordDone(session.exchanges.drain().map(\.auditEntry), done: "API requests were sent")
+                _ = try? audit.recordDone(session.exchanges.drain().map(\.auditEntry), done: "API requests were sent")
                 throw error
             }
             result.warnings.forEach(observer.note)
@@ -322,10 +325,13 @@ public enum Onboarding {
                             try AtomicFile.write(Array((issue.pairingToken + "\n").utf8), to: out, overwrite: true, mode: 0o600)
                             pairingTokenFile = out
                             observer.note("pairing token for '\(pending.name)' written to \(out) (0600; valid one hour)")
-                            try audit.recordDone(session.exchanges.drain().map(\.auditEntry) + [AuditEntry(event: "api-user.pairing-token-issued", facts: [
+                            let entry = AuditEntry(event: "api-user.pairing-token-issued", facts: [
                                 "userID": .string(pending.id), "name": .string(pending.name), "status": .string(issue.status ?? ""),
                                 "idempotencyKey": .string(issue.idempotencyKey), "requestID": .string(issue.requestID ?? ""),
-                            ])], done: "a pairing token was issued for API user '\(pending.name)'")
+                            ])
+                            let note = try audit.recordDone(session.exchanges.drain().map(\.auditEntry) + [entry],
+                                                            done: "a pairing token was issued for API user '\(pending.name)'")
+                            milestones.append((entry, note, pending))
                         } else {
                             observer.note("API user '\(pending.name)' is already \(pending.status ?? "?"): no pairing token needed")
                         }
@@ -336,11 +342,17 @@ public enum Onboarding {
                                                                   until: target, policy: request.waitPolicy, onEvent: events)
                     }
                 } catch {
-                    try? audit.recordDone(session.exchanges.drain().map(\.auditEntry), done: "API requests were sent")
+                    _ = try? audit.recordDone(session.exchanges.drain().map(\.auditEntry), done: "API requests were sent")
                     throw error
                 }
-                let polls = session.exchanges.drain().map(\.auditEntry)
-                if !polls.isEmpty { try audit.recordDone(polls, done: "API requests were sent") }
+                var polls = session.exchanges.drain().map(\.auditEntry)
+                if let user = apiUser, user.status == APIUserStatus.READY.rawValue, request.waitUntil != nil {
+                    let entry = APIUserLifecycle.readyEntry(user)
+                    polls.append(entry)
+                    milestones.append((entry, try audit.recordDone(polls, done: "API requests were sent"), user))
+                } else if !polls.isEmpty {
+                    try audit.recordDone(polls, done: "API requests were sent")
+                }
                 current.apiUserID = apiUser?.id ?? current.apiUserID
                 try records.save(current)
             }
@@ -351,6 +363,12 @@ public enum Onboarding {
         let evidence = try audit.writeEvidence(to: requestedEvidence, csrPEM: csrPEM, pair: pair, publicKey: publicKey, submission: submission,
                                 userID: apiUser?.id ?? current.apiUserID, replaces: request.replaces,
                                 replacesUserID: replacesUserID ?? current.replacesUserID)
+        current.evidence = URL(fileURLWithPath: evidence).standardizedFileURL.path
+        try records.save(current)
+        for milestone in milestones {
+            audit.addMilestone(milestone.entry, sealedBy: milestone.note, apiUserID: milestone.user.id, apiUserName: milestone.user.name,
+                               stateDirectory: nil, bundle: evidence)
+        }
         var report = OnboardReport(
             token: info.label, keyLabel: pair.label, keyID: hex(pair.id), keyFingerprintSHA256: publicKey.fingerprint,
             key: keyState, csrPath: request.csrPath, csrSHA256: csrDigest, csr: csrState, submission: submission,

@@ -78,6 +78,8 @@ public struct OnboardingRecord: Codable, Equatable, Sendable {
     public var replaces: String? = nil
     /// That user's id, when it was listed at the creation.
     public var replacesUserID: String? = nil
+    /// The newest evidence bundle of this onboarding (where lifecycle milestones are added).
+    public var evidence: String? = nil
 
     /// The intent fields that must match on a re-run, with their recorded and asked values.
     func differences(from other: OnboardingRecord) -> [(field: String, recorded: String, asked: String)] {
@@ -143,6 +145,18 @@ public struct OnboardingRecords: Sendable {
     }
 
     /// Every record whose key has this fingerprint.
+    /// The onboarding that made API user `apiUserID` on this token, if any.
+    public func record(tokenSerial: String, apiUserID: String) throws -> OnboardingRecord? {
+        try file.update { contents in
+            contents.records.last { $0.tokenSerial == tokenSerial && $0.apiUserID == apiUserID }
+        }
+    }
+
+    /// The onboardings on this token that replace the API user named `name`.
+    public func successors(tokenSerial: String, of name: String) throws -> [OnboardingRecord] {
+        try file.update { contents in contents.records.filter { $0.tokenSerial == tokenSerial && $0.replaces == name } }
+    }
+
     public func records(fingerprint: String) throws -> [OnboardingRecord] {
         try file.update { contents in contents.records.filter { $0.fingerprint == fingerprint } }
     }

@@ -187,6 +187,30 @@ struct CLILifecycleTests {
         #expect(statement.contains("old-bot"))
         #expect(try cli.run(["evidence", "verify", cli.files + "/new-evidence", "--audit-key", cli.files + "/new-evidence/audit-key.pem"],
                             module: nil).status == 0)
+
+        // The lifecycle after creation is added as signed milestones, never as edits: the
+        // pairing token and READY of this run, then the predecessor's key retired.
+        let bundleFiles = try FileManager.default.contentsOfDirectory(atPath: cli.files + "/new-evidence").filter { $0 != "milestones" }.sorted()
+        let bundleStatement = try Data(contentsOf: URL(fileURLWithPath: cli.files + "/new-evidence/statement.json"))
+        let retire = try cli.runOnToken(["key", "delete", "--key", "old", "--force", "--yes"])
+        #expect(retire.status == 0, "\(retire.standardError)")
+        let milestones = try FileManager.default.contentsOfDirectory(atPath: cli.files + "/new-evidence/milestones").sorted()
+        for event in ["api-user-pairing-token-issued", "api-user-ready", "api-user-predecessor-retired"] {
+            #expect(milestones.contains { $0.hasSuffix("-" + event) }, "\(event): \(milestones)")
+        }
+        #expect(try FileManager.default.contentsOfDirectory(atPath: cli.files + "/new-evidence").filter { $0 != "milestones" }.sorted() == bundleFiles)
+        #expect(try Data(contentsOf: URL(fileURLWithPath: cli.files + "/new-evidence/statement.json")) == bundleStatement)
+        let verified = try cli.run(["evidence", "verify", cli.files + "/new-evidence", "--audit-key", cli.files + "/new-evidence/audit-key.pem",
+                                    "--json"], module: nil)
+        #expect(verified.status == 0, "\(verified.standardError)")
+        #expect((try verified.json() as? [String: Any])?["milestones"] as? Int == 3)
+        // Each milestone passes the auditor's procedure on its own.
+        let fingerprint = try Subprocess.run("sh", ["-c", "openssl pkey -pubin -in '\(cli.files)/new-evidence/audit-key.pem' -outform DER | sha256sum"])
+            .standardOutput.prefix(64)
+        for milestone in milestones {
+            let guide = try CLIEvidenceTests.runGuide(cli.files + "/new-evidence/milestones/" + milestone, fingerprint: String(fingerprint))
+            #expect(guide.status == 0, "\(milestone): \(guide.standardOutput) \(guide.standardError)")
+        }
     }
 
     @Test func theStandInWaitsForApprovalUntilApproved() throws {
