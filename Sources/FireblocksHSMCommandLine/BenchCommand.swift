@@ -12,9 +12,49 @@ struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Measure the token: signatures through the signing pool the proxy uses.",
-        subcommands: [BenchSignCommand.self, BenchProxyCommand.self]
+        subcommands: [BenchSignCommand.self, BenchProxyCommand.self, BenchAuditFillCommand.self]
     )
 }
+
+/// Grows a throwaway token's audit log, for ci/bench's measurements of a long log.
+struct BenchAuditFillCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "audit-fill",
+        abstract: "Append N filler records to a benchmark token's audit log (never on a token in use).",
+        discussion: """
+            The records go through the appender the signing proxy uses and are sealed by one
+            signed checkpoint; they stay in the log for ever. ci/bench uses it to measure a
+            one-shot jwt against a log of a million records.
+
+            Examples:
+              fireblocks-hsm bench audit-fill --token bench --records 1000000
+            """,
+        shouldDisplay: false
+    )
+
+    @OptionGroup var token: TokenOptions
+    @OptionGroup var audit: AuditOptions
+
+    @Option(help: ArgumentHelp("Records to append.", valueName: "n"))
+    var records: Int
+
+    @OptionGroup var output: OutputOptions
+
+    func validate() throws {
+        guard (1...100_000_000).contains(records) else { throw ValidationError("--records must be 1 to 100000000") }
+    }
+
+    func run() throws {
+        let profile = try token.loadProfile()
+        let report = try AuditBenchmark.fill(target: try token.target(profile: profile), directory: audit.directory(profile: profile),
+                                             records: records, observer: Console())
+        try output.emit(report) { report in
+            "Appended \(report.appended) records in \(DecimalText.fixed(report.seconds, places: 1)) s; the log holds \(report.records).\n"
+        }
+    }
+}
+
+extension BenchAuditFillCommand: JSONReporting { var wantsJSON: Bool { output.json } }
 
 struct BenchSignCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
