@@ -244,7 +244,8 @@ public struct AuditLog: Sendable {
             throw AuditError(.inconsistent, "record \(damage.index): \(damage.reason) (inside the \(size) records \(name) checkpoint sealed); nothing was appended or signed")
         }
         guard scan.range.size >= size, let prefix = scan.prefixes[size] else {
-            throw AuditError(.inconsistent, "\(name) checkpoint seals \(size) records but the log holds \(scan.range.size) whole ones: records \(scan.range.size)–\(size - 1) were cut off or the log was replaced by an older one")
+            let hint = scan.range.size == 0 ? " (or this is not the audit directory the token's trail is kept in: one token has one trail)" : ""
+            throw AuditError(.inconsistent, "\(name) checkpoint seals \(size) records but the log holds \(scan.range.size) whole ones: records \(scan.range.size)–\(size - 1) were cut off or the log was replaced by an older one\(hint)")
         }
         guard prefix.root == checkpoint.rootHash else {
             var which = "one of records 0–\(size - 1) was edited, or the log was replaced"

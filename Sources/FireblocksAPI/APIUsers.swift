@@ -184,11 +184,27 @@ extension FireblocksClient {
         try IdempotencyStore.validate(key: idempotencyKey)
         let response = try await send(APIRequest(method: "POST", path: "/management/api_users/\(id)/pairing_token",
                                                  idempotencyKey: idempotencyKey))
+        let answer: PairingTokenAnswer
         do {
-            return (try JSONDecoder().decode(PairingTokenAnswer.self, from: Data(response.body)), response)
+            answer = try JSONDecoder().decode(PairingTokenAnswer.self, from: Data(response.body))
         } catch {
             // The decoder's message could quote the body, and the body holds the token.
             throw APIClientError(.invalidResponse, "the pairing token answer could not be read [X-Request-ID: \(response.requestID ?? "none")]")
         }
+        guard Self.isPlausiblePairingToken(answer.pairingToken) else {
+            // Never quoted: it would reach a terminal or a file as the server sent it.
+            throw APIClientError(.invalidResponse, "the server's pairing token is not 1 to \(Self.maximumPairingTokenLength) printable ASCII characters without spaces (it has \(answer.pairingToken.unicodeScalars.count)): refused, not written or shown [X-Request-ID: \(response.requestID ?? "none")]")
+        }
+        return (answer, response)
+    }
+
+    /// The longest pairing token accepted (Fireblocks' are far shorter).
+    public static let maximumPairingTokenLength = 4096
+
+    /// What a pairing token can be: 1 to 4096 printable ASCII characters, no space or control
+    /// character (a token is pasted into a co-signer's setup; anything else is not one).
+    public static func isPlausiblePairingToken(_ token: String) -> Bool {
+        let scalars = token.unicodeScalars
+        return (1...maximumPairingTokenLength).contains(scalars.count) && scalars.allSatisfy { (0x21...0x7E).contains($0.value) }
     }
 }

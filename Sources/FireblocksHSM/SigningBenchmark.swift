@@ -33,9 +33,10 @@ public enum SigningBenchmark {
     }
 
     /// Opens the token, makes a pool of `workers` sessions and measures.
+    /// - Parameter auditDirectory: where a refused login is recorded.
     public static func run(token target: TokenTarget, workers: Int, duration: Duration, messageBytes: Int,
-                           observer: any OperationObserver) async throws -> Result {
-        let opened = try OpenedToken.open(target, readWrite: false, logIn: true, observer: observer)
+                           auditDirectory: URL? = nil, observer: any OperationObserver) async throws -> Result {
+        let opened = try OpenedToken.open(target, readWrite: false, logIn: true, observer: observer, auditDirectory: auditDirectory)
         let pair = try KeyStore.findUsable(try target.requireKey(), in: opened.session)
         let key = try UsableKey(pair, slot: opened.token.slot)
         let pool = try SigningPool(key: key, pinSource: target.pinSource, size: workers)

@@ -357,7 +357,8 @@ struct APIUserPairingTokenCommand: AsyncParsableCommand {
                 console.output(try JSONOutput.encode(document))
             }
         } else {
-            console.output(issue.pairingToken + "\n")
+            // Checked as printable ASCII when it arrived; escaped all the same before a terminal.
+            console.output(TerminalText.sanitized(issue.pairingToken, limit: FireblocksClient.maximumPairingTokenLength) + "\n")
             console.diagnostic("pairing token for '\(issue.user.name)' issued (valid one hour); status now \(issue.status ?? "?") [X-Request-ID: \(issue.requestID ?? "none")]")
         }
     }

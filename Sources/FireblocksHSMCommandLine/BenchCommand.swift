@@ -75,6 +75,7 @@ struct BenchSignCommand: AsyncParsableCommand {
 
     @OptionGroup var token: TokenOptions
     @OptionGroup var key: KeyOptions
+    @OptionGroup var audit: AuditOptions
 
     @Option(help: ArgumentHelp("Seconds to measure (after a 1-second warm-up).", valueName: "seconds"))
     var duration: Double = 10
@@ -98,7 +99,8 @@ struct BenchSignCommand: AsyncParsableCommand {
         let profile = try token.loadProfile()
         let target = try token.target(key: key.key ?? profile?.key, profile: profile)
         let result = try await SigningBenchmark.run(token: target, workers: workers, duration: .milliseconds(Int64(duration * 1000)),
-                                                    messageBytes: messageBytes, observer: Console())
+                                                    messageBytes: messageBytes, auditDirectory: audit.directory(profile: profile),
+                                                    observer: Console())
         let console = Console()
         if json {
             console.output(try JSONOutput.encode(result))

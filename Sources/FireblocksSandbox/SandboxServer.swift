@@ -61,8 +61,8 @@ public final class SandboxServer: Sendable {
     public static func start(service: SandboxService, host: String = "127.0.0.1", port: Int, limits: Limits = Limits(),
                              handlingSignals: Bool = false,
                              log: @escaping @Sendable (String) -> Void = { _ in }) async throws -> SandboxServer {
-        guard host == "localhost" || APIBaseURL.isLoopback(host) else {
-            throw SandboxError("--host must be a loopback address (127.0.0.1, another 127.x.y.z literal, ::1) or localhost, not '\(host)': the stand-in trusts whoever holds a registered key")
+        guard let bindHost = LoopbackAddress.bindHost(host) else {
+            throw SandboxError("--host must be a loopback literal (127.0.0.1, another 127.x.y.z, ::1) or the word localhost, not '\(host)': the stand-in trusts whoever holds a registered key, so no resolver decides where it listens")
         }
         guard (0...65535).contains(port) else {
             throw SandboxError("--port must be 0 to 65535 (0: any free port), not \(port)")
@@ -72,7 +72,6 @@ public final class SandboxServer: Sendable {
             throw SandboxError("the request timeout, connection cap and body limit must be positive")
         }
         try service.configuration.validate()
-        let bindHost = host == "localhost" ? "127.0.0.1" : host
 
         let connections = ConnectionPolicy.Count(maximum: limits.maximumConnections)
         let deadline = TimeAmount.milliseconds(Int64((limits.requestTimeout + service.configuration.delay) * 1000))

@@ -1,5 +1,6 @@
 import FireblocksAPI
 import Foundation
+import HTTPServing
 import JOSE
 
 /// Where the proxy listens: a unix socket, or a loopback address — never anything else (the
@@ -35,13 +36,13 @@ public enum ListenAddress: Sendable, Equatable, CustomStringConvertible {
             host = String(text[..<colon])
             portText = text[text.index(after: colon)...]
         }
-        guard host == "localhost" || APIBaseURL.isLoopback(host) else {
-            throw ProxyConfigurationError("--listen '\(text)': the proxy listens on loopback only (127.0.0.1, ::1, localhost) or a unix socket; it signs for whoever reaches it")
+        guard let bind = LoopbackAddress.bindHost(host) else {
+            throw ProxyConfigurationError("--listen '\(text)': the proxy listens on loopback literals only (127.0.0.1 or another 127.x.y.z, ::1, or the word localhost) or a unix socket; it signs for whoever reaches it, so no resolver decides where it listens")
         }
-        guard let port = Int(portText), (0...65535).contains(port) else {
+        guard portText.utf8.allSatisfy({ (0x30...0x39).contains($0) }), let port = Int(portText), (0...65535).contains(port) else {
             throw ProxyConfigurationError("--listen '\(text)': the port is 0 to 65535")
         }
-        self = .loopback(host: host == "localhost" ? "127.0.0.1" : host, port: port)
+        self = .loopback(host: bind, port: port)
     }
 
     /// As given.

@@ -1,3 +1,4 @@
+import DurableFiles
 import Crypto
 import Foundation
 import Synchronization
@@ -95,12 +96,45 @@ public struct RequestPath: Sendable, Equatable {
         guard query.unicodeScalars.allSatisfy({ allowed.contains($0) || $0 == "?" }) else {
             throw ProxyConfigurationError("the query has characters that must be percent-encoded")
         }
+        // What the path and query mean once decoded must be text: bytes that are not UTF-8
+        // (`%c0%ae`, `%ff`) are read differently by every party (HTTP clients drop or rewrite
+        // such a path), so the target signed and recorded would not be the one forwarded.
+        for (part, name) in [(Substring(path), "path"), (query.dropFirst(), "query")] {
+            guard let decoded = Self.percentDecoded(part) else {
+                throw ProxyConfigurationError("the \(name) has a '%' that is not followed by two hex digits")
+            }
+            guard String(validating: decoded, as: UTF8.self) != nil else {
+                throw ProxyConfigurationError("the \(name) percent-decodes to bytes that are not UTF-8: refused, so that what is signed is what the server reads")
+            }
+        }
         let segments = path.dropFirst().split(separator: "/", omittingEmptySubsequences: false)
         for segment in segments where segment.isEmpty || segment == "." || segment == ".." {
             throw ProxyConfigurationError("the path has an empty, '.' or '..' segment")
         }
         self.target = target
         self.segments = segments
+    }
+
+    /// The bytes `%HH` sequences stand for (other characters as themselves); nil for a `%`
+    /// not followed by two hex digits.
+    static func percentDecoded(_ text: Substring) -> [UInt8]? {
+        var bytes: [UInt8] = []
+        var iterator = text.utf8.makeIterator()
+        while let byte = iterator.next() {
+            guard byte == UInt8(ascii: "%") else { bytes.append(byte); continue }
+            guard let high = iterator.next().flatMap(hexValue), let low = iterator.next().flatMap(hexValue) else { return nil }
+            bytes.append(high << 4 | low)
+        }
+        return bytes
+    }
+
+    private static func hexValue(_ byte: UInt8) -> UInt8? {
+        switch byte {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): return byte - UInt8(ascii: "0")
+        case UInt8(ascii: "a")...UInt8(ascii: "f"): return byte - UInt8(ascii: "a") + 10
+        case UInt8(ascii: "A")...UInt8(ascii: "F"): return byte - UInt8(ascii: "A") + 10
+        default: return nil
+        }
     }
 }
 
@@ -163,19 +197,32 @@ public struct ClientTokens: Sendable {
         guard status.st_uid == geteuid(), status.st_mode & 0o077 == 0 else {
             throw ProxyConfigurationError("--client-token-file \(path) must be owned by this user and not readable by others (chmod 600)")
         }
-        guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8) else {
-            throw ProxyConfigurationError("--client-token-file \(path) is not readable UTF-8 text")
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw ProxyConfigurationError("--client-token-file \(path) cannot be read")
         }
-        try self.init(text: text, origin: "--client-token-file \(path)")
+        try self.init(bytes: Array(data), origin: "--client-token-file \(path)")
     }
 
     /// Parses the file's text.
     public init(text: String, origin: String) throws {
+        try self.init(bytes: Array(text.utf8), origin: origin)
+    }
+
+    /// Parses the file's bytes, as people write them (a BOM, `\r\n` line ends and trailing
+    /// blanks are fine; anything else that is not text is refused with its line number).
+    public init(bytes: [UInt8], origin: String) throws {
         var entries: [(String, [UInt8])] = []
-        for (number, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
-            let line = raw.trimmingCharacters(in: .whitespaces)
+        let lines: [TextLines.Line]
+        do {
+            lines = try TextLines.parse(bytes)
+        } catch {
+            throw ProxyConfigurationError("\(origin), \(error) (the line is not shown: it may hold a token)")
+        }
+        for entry in lines {
+            let number = entry.number - 1
+            let line = entry.text.drop { $0 == " " || $0 == "\t" }
             if line.isEmpty || line.hasPrefix("#") { continue }
-            let fields = line.split(separator: " ", omittingEmptySubsequences: true)
+            let fields = line.split(whereSeparator: { $0 == " " || $0 == "\t" })
             // The token is never quoted back, not even in part.
             guard fields.count == 2 else {
                 throw ProxyConfigurationError("\(origin), line \(number + 1): expected 'NAME TOKEN' (the line is not shown: it may hold a token)")
@@ -184,6 +231,9 @@ public struct ClientTokens: Sendable {
             guard name.unicodeScalars.allSatisfy({ $0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0) || "-_.".unicodeScalars.contains($0)) }),
                   name.count <= 64 else {
                 throw ProxyConfigurationError("\(origin), line \(number + 1): a client name is letters, digits, '-', '_' or '.', at most 64")
+            }
+            guard fields[1].unicodeScalars.allSatisfy({ (0x21...0x7E).contains($0.value) }) else {
+                throw ProxyConfigurationError("\(origin), line \(number + 1): client '\(name)' has a token that is not printable ASCII (what clients send in a header)")
             }
             guard fields[1].utf8.count >= 16 else {
                 throw ProxyConfigurationError("\(origin), line \(number + 1): client '\(name)' has a token under 16 characters; use e.g. openssl rand -hex 32")

@@ -49,6 +49,29 @@ struct ProxyResponder: HTTPResponder {
         "connection", "keep-alive", "proxy-connection", "proxy-authorization", "proxy-authenticate", "te", "trailer",
         "transfer-encoding", "upgrade", "host", "content-length", "expect", "x-api-key", "authorization",
     ]
+    /// Request headers that ask a server or a front end to act on another method or target than
+    /// the request line's (which is what the allowlist judged and the JWT signs), or that claim
+    /// where the request came from: refused with 400, never forwarded.
+    static let refusedRequestHeaders: Set<String> = [
+        "x-http-method-override", "x-http-method", "x-method-override", "x-original-url", "x-rewrite-url",
+        "x-original-method", "forwarded",
+    ]
+
+    /// Whether a request header is one of ``refusedRequestHeaders`` or an `X-Forwarded-*`.
+    static func isRefused(_ name: String) -> Bool {
+        let lowered = name.lowercased()
+        return refusedRequestHeaders.contains(lowered) || lowered.hasPrefix("x-forwarded-")
+    }
+
+    /// The target AsyncHTTPClient puts on the request line for `url` (it parses the URL with
+    /// Foundation and sends its decoded path re-encoded, and its query): a target that does not
+    /// come out as it went in would be forwarded as another one than was judged and signed.
+    static func wireTarget(_ url: String) -> String? {
+        guard let parsed = URL(string: url) else { return nil }
+        let path = parsed.path.isEmpty ? "/" : (URLComponents(url: parsed, resolvingAgainstBaseURL: true)?.percentEncodedPath ?? parsed.path)
+        return path + (parsed.query.map { "?" + $0 } ?? "")
+    }
+
     /// Answers up to this size (with a Content-Length) are sent back in one write.
     static let bufferedAnswerLimit = 64 << 10
 
@@ -86,6 +109,14 @@ struct ProxyResponder: HTTPResponder {
             path = try RequestPath(uri)
         } catch {
             return deny(400, "\(error)", method: method, target: rawTarget, client: client, started: started)
+        }
+        guard Self.wireTarget(configuration.upstream.origin + uri) == uri else {
+            return deny(400, "the target would not reach Fireblocks as it was sent (the HTTP client would rewrite it): refused",
+                        method: method, target: rawTarget, client: client, started: started)
+        }
+        if let override = request.headers.first(where: { Self.isRefused($0.name.canonicalName) }) {
+            return deny(400, "the header \(override.name.canonicalName) asks for another method or target than the request line's, or claims where the request came from: refused",
+                        method: method, target: rawTarget, client: client, started: started)
         }
         guard let rule = configuration.rules.first(where: { $0.allows(method: method, segments: path.segments) }) else {
             return deny(403, "no --allow rule permits \(method) \(Self.pathOnly(uri))", method: method, target: uri,

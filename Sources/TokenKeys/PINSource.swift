@@ -146,11 +146,22 @@ public enum PINSource: Hashable, Sendable, CustomStringConvertible {
         guard total <= limit else {
             throw TokenKeysError(.pinUnavailable, "the PIN file is larger than \(limit) bytes: not a PIN file")
         }
+        // As people write files: a UTF-8 byte-order mark and one line end (`\n` or `\r\n`) are
+        // not part of the PIN. Anything else that could not be meant (a second line, blanks at
+        // the end) is refused rather than sent: a wrong PIN costs one of the token's tries.
+        var start = 0
+        if total >= 3, buffer[0] == 0xEF, buffer[1] == 0xBB, buffer[2] == 0xBF { start = 3 }
         var end = total
-        if end > 0, buffer[end - 1] == UInt8(ascii: "\n") { end -= 1 }
-        if end > 0, buffer[end - 1] == UInt8(ascii: "\r") { end -= 1 }
-        guard end > 0 else { throw TokenKeysError(.pinUnavailable, "the PIN file is empty") }
-        return PIN(bytes: buffer[0..<end])
+        if end > start, buffer[end - 1] == UInt8(ascii: "\n") { end -= 1 }
+        if end > start, buffer[end - 1] == UInt8(ascii: "\r") { end -= 1 }
+        guard end > start else { throw TokenKeysError(.pinUnavailable, "the PIN file is empty") }
+        if buffer[start..<end].contains(where: { $0 == UInt8(ascii: "\n") || $0 == UInt8(ascii: "\r") }) {
+            throw TokenKeysError(.pinUnavailable, "the PIN file has more than one line; it holds the PIN alone (nothing was sent to the token)")
+        }
+        if buffer[end - 1] == UInt8(ascii: " ") || buffer[end - 1] == UInt8(ascii: "\t") {
+            throw TokenKeysError(.pinUnavailable, "the PIN file's line ends in a space or tab, which is most likely not part of the PIN; remove it (nothing was sent to the token)")
+        }
+        return PIN(bytes: buffer[start..<end])
     }
 
     private static func isValidEnvironmentName(_ name: String) -> Bool {

@@ -104,3 +104,20 @@ struct DurableFilesSymlinkTests {
         #expect(try String(contentsOfFile: dir + "/state.json", encoding: .utf8) == "new")
     }
 }
+
+@Suite("Text lines as people write them")
+struct TextLinesTests {
+    @Test func lineEndsABOMAndTrailingBlanksAreNotPartOfTheLines() throws {
+        let lines = try TextLines.parse(Array("\u{FEFF}a b \r\n\tc\t\n\nlast".utf8))
+        #expect(lines.map(\.text) == ["a b", "\tc", "", "last"])
+        #expect(lines.map(\.number) == [1, 2, 3, 4])
+        #expect(try TextLines.parse(Array("".utf8)).isEmpty)
+    }
+
+    @Test func whatIsNotTextIsRefusedWithItsLineNumber() {
+        for (bytes, line) in [(Array("ok\nx\ry\n".utf8), 2), (Array("ok\n".utf8) + [0xFF, 0x0A], 2), (Array("\u{1B}[2J\n".utf8), 1)] {
+            let refusal = #expect(throws: TextLines.Refusal.self) { try TextLines.parse(bytes) }
+            #expect(refusal?.line == line)
+        }
+    }
+}

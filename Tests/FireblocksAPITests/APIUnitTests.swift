@@ -253,3 +253,41 @@ struct IdempotencyStoreTests {
         #expect(throws: APIClientError(.idempotencyConflict, "")) { try begin(#"{"a":1}"#) }
     }
 }
+
+/// A transport that answers every request with one canned answer.
+private struct CannedTransport: HTTPTransport {
+    let status: Int
+    let body: [UInt8]
+    func send(url: URL, method: String, headers: [String: String], body _: [UInt8]?, timeout: TimeInterval) async throws -> APIResponse {
+        APIResponse(status: status, headers: ["X-Request-ID": "canned"], body: body)
+    }
+}
+
+@Suite("Pairing tokens from the server")
+struct PairingTokenAnswerTests {
+    private func issue(_ token: String) async throws -> String {
+        let body = try JSONSerialization.data(withJSONObject: ["id": "u", "name": "bot", "status": "PENDING_DEVICE_PAIRING", "pairingToken": token])
+        let client = FireblocksClient(baseURL: try APIBaseURL(validating: "http://127.0.0.1:9/v1"),
+                                      issuer: try RequestTokenIssuer(apiKey: "k", signer: try SoftwareSigner(), lifetime: 30),
+                                      transport: CannedTransport(status: 201, body: Array(body)))
+        return try await client.issuePairingToken(userID: "0b9f0b9f-aaaa-bbbb-cccc-0123456789ab", idempotencyKey: "pair-1").answer.pairingToken
+    }
+
+    @Test(arguments: ["\u{1B}]52;c;ZWNobyBvd25lZA==\u{07}", "\u{1B}[2J\u{1B}[H", "ok\u{1B}]0;pwned\u{07}", "two words", "tab\there", "ünïcode",
+                      String(repeating: "A", count: 50_000), ""])
+    func aTokenThatIsNotPrintableASCIIIsRefusedUnquoted(token: String) async throws {
+        do {
+            _ = try await issue(token)
+            Issue.record("accepted \(token.debugDescription.prefix(40))")
+        } catch let error as APIClientError {
+            #expect(error.code == .invalidResponse)
+            #expect(!token.isEmpty ? !error.reason.contains(token.prefix(12)) : true, "the refusal quotes the token")
+            #expect(!error.reason.unicodeScalars.contains { $0.value < 0x20 }, "\(error.reason.debugDescription)")
+        }
+    }
+
+    @Test func anOrdinaryTokenIsAccepted() async throws {
+        let token = UUID().uuidString.lowercased() + "." + UUID().uuidString
+        #expect(try await issue(token) == token)
+    }
+}

@@ -315,3 +315,86 @@ struct SigningProxyTests {
         #expect(fixture.upstream.requests.allSatisfy { $0.target != "/healthz" && $0.target != "/metrics" })
     }
 }
+
+@Suite("Signing proxy: targets and listeners")
+struct ProxyTargetTests {
+    @Test(arguments: ["/v1/transactions/%c0%ae?limit=1", "/v1/transactions/%ff", "/v1/transactions/a%80b", "/v1/x?q=%fe%ff",
+                      "/v1/transactions/%zz", "/v1/transactions/%4", "/v1/x?q=%"])
+    func aTargetThatIsNotTextOnceDecodedIsRefused(target: String) {
+        #expect(throws: ProxyConfigurationError.self) { try RequestPath(target) }
+    }
+
+    @Test(arguments: ["/v1/transactions/abc%20def?limit=1&x=%C3%A9", "/v1/vault/accounts_paged", "/v1/x/%E2%9C%93"])
+    func textTargetsPass(target: String) throws {
+        #expect(try RequestPath(target).target == target)
+    }
+
+    @Test(arguments: [("LOCALHOST:8787", false), ("Localhost:8787", false), ("localhost.:8787", false), ("127.0.0.010:8787", false),
+                      ("0127.0.0.1:1", false), ("127.1:8787", false), ("example.invalid:8787", false), ("[::2]:1", false),
+                      ("localhost:8787", true), ("127.0.0.1:0", true), ("127.3.2.1:9", true), ("[::1]:8787", true)])
+    func listenAcceptsLoopbackLiteralsAndTheExactWordLocalhost(listen: String, accepted: Bool) throws {
+        if accepted {
+            guard case .loopback(let host, _) = try ListenAddress(parsing: listen) else { Issue.record("not loopback"); return }
+            #expect(host.first?.isNumber == true || host == "::1", "bound by name: \(host)")
+        } else {
+            #expect(throws: ProxyConfigurationError.self) { try ListenAddress(parsing: listen) }
+        }
+    }
+}
+
+@Suite("Signing proxy: one target, one meaning (over the wire)")
+struct ProxyWireTests {
+    /// curl sends the target byte for byte (an HTTP client library would rewrite it first).
+    private func curl(_ port: Int, _ target: String, headers: [String] = []) throws -> Int {
+        let result = try Subprocess.run("curl", ["-sS", "--path-as-is", "--max-time", "30", "-o", "/dev/null", "-w", "%{http_code}"]
+                                        + headers.flatMap { ["-H", $0] } + ["http://127.0.0.1:\(port)\(target)"])
+        return Int(result.standardOutput) ?? 0
+    }
+
+    @Test(.enabled(if: Subprocess.isAvailable("curl")))
+    func nonTextTargetsAndOverrideHeadersNeverReachTheUpstream() async throws {
+        let fixture = try SigningProxyTests.Fixture("proxy-wire")
+        try await fixture.start(rules: ["GET /v1/transactions/*", "GET /v1/vault/accounts_paged"])
+        var statuses: [String: Int] = [:]
+        for target in ["/v1/transactions/%c0%ae?limit=1", "/v1/transactions/%ff", "/v1/transactions/a%80b"] {
+            statuses[target] = try curl(fixture.port, target)
+        }
+        for header in ["X-HTTP-Method-Override: DELETE", "X-HTTP-Method: DELETE", "X-Method-Override: DELETE",
+                       "X-Original-URL: /v1/transactions/1/cancel", "X-Rewrite-URL: /v1/admin", "X-Forwarded-For: 10.0.0.1",
+                       "Forwarded: for=10.0.0.1"] {
+            statuses[header] = try curl(fixture.port, "/v1/vault/accounts_paged", headers: [header])
+        }
+        // What is allowed still passes, exactly as sent.
+        let allowed = try curl(fixture.port, "/v1/transactions/abc%20def?limit=1")
+        await fixture.stop()
+        for (what, status) in statuses { #expect(status == 400, "\(what): \(status)") }
+        #expect(allowed == 201)
+        #expect(fixture.upstream.requests.map(\.target) == ["/v1/transactions/abc%20def?limit=1"], "\(fixture.upstream.requests.map(\.target))")
+    }
+}
+
+@Suite("Signing proxy: client-token files as people write them")
+struct ClientTokenFileTests {
+    private let token = "0123456789abcdef0123456789abcdef"
+
+    @Test(arguments: ["trading-bot TOKEN\r\n", "\u{FEFF}trading-bot TOKEN\n", "trading-bot TOKEN   \n", "# c\r\n\r\ntrading-bot\tTOKEN\t\r\n",
+                      "  trading-bot TOKEN"])
+    func crlfABOMAndBlanksAreReadAsMeant(text: String) throws {
+        let clients = try ClientTokens(bytes: Array(text.replacingOccurrences(of: "TOKEN", with: token).utf8), origin: "test")
+        #expect(clients.client(presenting: token) == "trading-bot")
+    }
+
+    @Test(arguments: [("trading-bot TOKEN\rother x\n", 1), ("a 0123456789abcdef0123\nb TOKEN\u{01}\n", 2), ("x TOKEN\n\u{FF}\n", 2)])
+    func whatCannotBeMeantIsRefusedWithItsLineAndNotQuoted(text: String, line: Int) {
+        // "\u{FF}" stands for a byte that is not UTF-8.
+        let bytes = Array(text.replacingOccurrences(of: "TOKEN", with: token).utf8).map { $0 }
+            .split(separator: 0xC3, omittingEmptySubsequences: false).map { Array($0) }.joined(separator: [0xFF]).map { $0 }
+        do {
+            _ = try ClientTokens(bytes: bytes, origin: "test")
+            Issue.record("accepted \(text.debugDescription)")
+        } catch {
+            #expect("\(error)".contains("line \(line)"), "\(error)")
+            #expect(!"\(error)".contains(token.prefix(8)))
+        }
+    }
+}

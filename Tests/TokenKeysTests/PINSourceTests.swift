@@ -58,7 +58,8 @@ struct PINSourceTests {
         }
     }
 
-    @Test(arguments: [("file-pin\n", "file-pin"), ("file-pin\r\n", "file-pin"), ("file-pin", "file-pin"), ("a b\n\n", "a b\n")])
+    @Test(arguments: [("file-pin\n", "file-pin"), ("file-pin\r\n", "file-pin"), ("file-pin", "file-pin"), ("a b\n", "a b"),
+                      ("\u{FEFF}file-pin\r\n", "file-pin")])
     func readsAFileRemovingOneLineEnding(content: String, expected: String) throws {
         let path = try temporaryFile(content, mode: 0o600)
         defer { unlink(path) }
@@ -66,6 +67,17 @@ struct PINSourceTests {
         let pin = try PINSource.file(path).readPIN(prompter: nil, promptText: "", warn: { warnings.append($0) })
         #expect(pin.isEqual(to: PIN(expected)))
         #expect(warnings.isEmpty)
+    }
+
+    /// What a person could not have meant as the PIN is refused before anything reaches the
+    /// token (a wrong PIN costs one of its tries).
+    @Test(arguments: ["a b\n\n", "pin \n", "pin\t\r\n", "pin\nsecond\n", "\r\n", "\u{FEFF}\n"])
+    func aPINFileThatIsNotOneLineOfPINIsRefused(content: String) throws {
+        let path = try temporaryFile(content, mode: 0o600)
+        defer { unlink(path) }
+        #expect(throws: TokenKeysError(.pinUnavailable, "")) {
+            try PINSource.file(path).readPIN(prompter: nil, promptText: "", warn: { _ in })
+        }
     }
 
     @Test func warnsWhenThePINFileIsReadableByOthers() throws {
