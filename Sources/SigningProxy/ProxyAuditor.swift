@@ -20,7 +20,20 @@ final class ProxyAuditor: @unchecked Sendable {
     /// Records since the last checkpoint, and the last failure to write or seal (queue only).
     private var pending = 0
     private var failure: String?
-    private let snapshot = Mutex<(records: Int, checkpoint: Int, failure: String?)>((0, 0, nil))
+    private let snapshot = Mutex<Status>(Status())
+
+    /// What `/healthz` reports of the trail.
+    struct Status: Sendable {
+        /// Records in the log.
+        var records = 0
+        /// The size of the last checkpoint signed.
+        var checkpoint = 0
+        /// The last failure to write a record (cleared by the next record written).
+        var failure: String?
+        /// The last failure to sign and anchor a checkpoint: cleared only by a checkpoint that
+        /// succeeds (records written meanwhile are not sealed).
+        var checkpointFailure: String?
+    }
 
     init(service: AuditService, every: Int, logger: Logger) throws {
         try service.requireWritable()
@@ -106,18 +119,21 @@ final class ProxyAuditor: @unchecked Sendable {
         await onQueue { if self.pending > 0 { self.sealOnQueue() } }
     }
 
-    /// Records in the log, the size of the last checkpoint, and the last failure, if any.
-    var status: (records: Int, checkpoint: Int, failure: String?) { snapshot.withLock { $0 } }
+    /// Records in the log, the size of the last checkpoint, and the last failures, if any.
+    var status: Status { snapshot.withLock { $0 } }
 
     private func sealOnQueue() {
         do {
             let note = try service.seal(appender)
             let size = (try? Checkpoint(noteText: note.text).treeSize) ?? 0
             pending = 0
-            snapshot.withLock { $0.checkpoint = size }
+            snapshot.withLock {
+                $0.checkpoint = size
+                $0.checkpointFailure = nil
+            }
             logger.debug("audit checkpoint signed", metadata: ["records": "\(size)"])
         } catch {
-            snapshot.withLock { $0.failure = "checkpoint: \(error)" }
+            snapshot.withLock { $0.checkpointFailure = "\(error)" }
             logger.error("cannot sign the audit checkpoint", metadata: ["error": "\(error)"])
         }
     }

@@ -83,6 +83,12 @@ public struct ProxyConfiguration: Sendable {
     public var upstreamTimeout: Duration = .seconds(60)
     /// How long a health check's test signature is trusted.
     public var healthCacheDuration: Duration = .seconds(5)
+    /// How long `/healthz` trusts its last authenticated call upstream (whether Fireblocks still
+    /// accepts the proxy's API key); a forwarded answer updates it too.
+    public var upstreamCheckInterval: Duration = .seconds(30)
+    /// The authenticated call `/healthz` makes upstream: only whether it is refused as
+    /// unauthenticated (HTTP 401) matters, so any path every API user may call will do.
+    public var upstreamCheckPath = "/v1/vault/accounts_paged?limit=1"
     /// Connections served at once.
     public var maximumConnections = 256
     /// Time a client has to send a whole request.

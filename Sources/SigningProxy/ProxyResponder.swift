@@ -199,6 +199,8 @@ struct ProxyResponder: HTTPResponder {
             health.recordServerDate(date, sentAt: forwarded, receivedAt: .now)
         }
         recordOutcome(seq: seq, status: status, requestID: requestID, started: started, failure: nil)
+        // What Fireblocks just said of the proxy's own credentials (a 401 is about them).
+        health.recordUpstreamAnswer(status: status, detail: "a forwarded request got HTTP \(status) [X-Request-ID: \(requestID ?? "none")]")
         logger.info("\(method) \(Self.pathOnly(uri)) -> \(status)", metadata: [
             "client": "\(client)", "x-request-id": "\(requestID ?? "-")", "route": "\(rule.description)",
             "latency.ms": "\(Self.milliseconds(since: started))",
@@ -258,6 +260,32 @@ struct ProxyResponder: HTTPResponder {
         return finish(response, route: route, started: started)
     }
 
+    /// One authenticated call upstream, signed and recorded like any other: its HTTP status, or
+    /// nil when there was no answer.
+    private func probeUpstream() async -> (status: Int, detail: String)? {
+        guard let uri = try? configuration.upstream.resolve(path: configuration.upstreamCheckPath).uri else { return nil }
+        let claims = issuer.claims(uri: uri, body: nil, issuedAt: Int(Date().addingTimeInterval(configuration.compensateClockSkew ? health.clockCompensation : 0).timeIntervalSince1970),
+                                   nonce: UUID().uuidString.lowercased())
+        do {
+            _ = try await auditor.record(AuditEntry(event: "proxy.health-probe", facts: [
+                "method": .string("GET"), "uri": .string(uri), "nonce": .string(claims.nonce), "iat": .integer(claims.iat),
+                "exp": .integer(claims.exp)]), sync: true)
+            let jwt = try await issuer.token(claims: claims)
+            var request = HTTPClientRequest(url: configuration.upstream.origin + uri)
+            request.headers.add(name: "X-API-Key", value: configuration.apiKey)
+            request.headers.add(name: "Authorization", value: "Bearer \(jwt)")
+            let answer = try await httpClient.execute(request, timeout: .seconds(10))
+            let body = try await answer.body.collect(upTo: 64 << 10)
+            let code = (try? JSONDecoder().decode(APIErrorCode.self, from: Data(buffer: body)))?.code
+            let status = Int(answer.status.code)
+            return (status, "HTTP \(status)" + (code.map { " code \($0)" } ?? "") + " [X-Request-ID: \(answer.headers.first(name: "X-Request-ID") ?? "none")]")
+        } catch {
+            return nil
+        }
+    }
+
+    private struct APIErrorCode: Decodable { let code: Int? }
+
     private func recordOutcome(seq: Int, status: Int, requestID: String?, started: ContinuousClock.Instant, failure: String?) {
         var facts: [String: AuditValue] = [
             "request": .integer(seq), "httpStatus": .integer(status), "latencyMs": .integer(Self.milliseconds(since: started)),
@@ -274,12 +302,22 @@ struct ProxyResponder: HTTPResponder {
 
     private func healthResponse() async -> Response {
         let signature = await health.signatureCheck()
+        let upstream = await health.upstreamCheck { await self.probeUpstream() }
         let audit = auditor.status
-        let healthy = signature.ok && audit.failure == nil
+        var failing: [String] = []
+        if !signature.ok { failing.append("signature") }
+        if audit.failure != nil { failing.append("audit") }
+        if audit.checkpointFailure != nil { failing.append("checkpoint") }
+        if upstream.refused { failing.append("upstream-credentials") }
+        let healthy = failing.isEmpty
         var document: [String: Any] = [
             "status": healthy ? "ok" : "failing",
+            "failing": failing,
             "signature": ["ok": signature.ok, "checkedSecondsAgo": signature.age, "detail": signature.detail as Any],
-            "audit": ["records": audit.records, "lastCheckpoint": audit.checkpoint, "failure": audit.failure as Any],
+            "audit": ["records": audit.records, "lastCheckpoint": audit.checkpoint, "failure": audit.failure as Any,
+                      "checkpointFailure": audit.checkpointFailure as Any],
+            "upstream": ["credentialsAccepted": upstream.known ? (!upstream.refused as Any) : (NSNull() as Any), "checkedSecondsAgo": upstream.age as Any,
+                         "detail": upstream.detail as Any],
             "pool": ["size": pool.size, "open": pool.statistics.open, "relogins": pool.statistics.relogins],
         ]
         document["clockOffsetSeconds"] = health.clockOffset.map { ($0 * 1000).rounded() / 1000 } as Any
@@ -350,11 +388,6 @@ final class HealthCheck: Sendable {
     private let last = Mutex<(at: ContinuousClock.Instant, ok: Bool, detail: String?)?>(nil)
     private let skew = ClockSkewMonitor()
 
-    init(pool: SigningPool, cacheDuration: Duration) {
-        self.pool = pool
-        self.cacheDuration = cacheDuration
-    }
-
     func signatureCheck() async -> (ok: Bool, age: Int, detail: String?) {
         if let cached = last.withLock({ $0 }), cached.at.duration(to: .now) < cacheDuration {
             return (cached.ok, Int(cached.at.duration(to: .now).components.seconds), cached.detail)
@@ -370,6 +403,41 @@ final class HealthCheck: Sendable {
         }
         last.withLock { $0 = (.now, result.0, result.1) }
         return (result.0, 0, result.1)
+    }
+
+    /// Whether Fireblocks accepts the proxy's API key: the last authenticated call's answer
+    /// (a probe at most every `upstreamInterval`, or any forwarded request's), refused when it was
+    /// 401. Unknown until the first answer; a call that got no answer changes nothing.
+    private let upstream = Mutex<(at: ContinuousClock.Instant, refused: Bool, detail: String)?>(nil)
+    private let upstreamInterval: Duration
+    private let upstreamChecks: (accepted: CoreMetrics.Counter, refused: CoreMetrics.Counter, unanswered: CoreMetrics.Counter)
+
+    init(pool: SigningPool, cacheDuration: Duration, upstreamInterval: Duration, factory: any MetricsFactory) {
+        self.pool = pool
+        self.cacheDuration = cacheDuration
+        self.upstreamInterval = upstreamInterval
+        func counter(_ result: String) -> CoreMetrics.Counter {
+            CoreMetrics.Counter(label: "fireblocks_hsm_upstream_credential_checks_total", dimensions: [("result", result)], factory: factory)
+        }
+        upstreamChecks = (counter("accepted"), counter("refused"), counter("unanswered"))
+    }
+
+    func recordUpstreamAnswer(status: Int, detail: String) {
+        upstream.withLock { $0 = (.now, status == 401, detail) }
+    }
+
+    func upstreamCheck(probe: () async -> (status: Int, detail: String)?) async -> (known: Bool, refused: Bool, age: Int?, detail: String?) {
+        if let last = upstream.withLock({ $0 }), last.at.duration(to: .now) < upstreamInterval {
+            return (true, last.refused, Int(last.at.duration(to: .now).components.seconds), last.detail)
+        }
+        if let answer = await probe() {
+            (answer.status == 401 ? upstreamChecks.refused : upstreamChecks.accepted).increment()
+            recordUpstreamAnswer(status: answer.status, detail: answer.detail)
+        } else {
+            upstreamChecks.unanswered.increment()
+        }
+        guard let last = upstream.withLock({ $0 }) else { return (false, false, nil, "no answer from Fireblocks yet") }
+        return (true, last.refused, Int(last.at.duration(to: .now).components.seconds), last.detail)
     }
 
     func recordServerDate(_ date: Date, sentAt: ContinuousClock.Instant, receivedAt: ContinuousClock.Instant) {

@@ -78,7 +78,8 @@ public final class SigningProxy: Sendable {
 
         let metrics = ProxyMetrics(factory: factory, registry: registry, poolSize: pool.size)
         let responder = ProxyResponder(configuration: configuration, issuer: issuer, pool: pool, auditor: auditor, httpClient: client,
-                                       metrics: metrics, health: HealthCheck(pool: pool, cacheDuration: configuration.healthCacheDuration),
+                                       metrics: metrics, health: HealthCheck(pool: pool, cacheDuration: configuration.healthCacheDuration,
+                                                           upstreamInterval: configuration.upstreamCheckInterval, factory: factory),
                                        logger: logger)
         var quiet = logger
         quiet.logLevel = max(logger.logLevel, .warning)

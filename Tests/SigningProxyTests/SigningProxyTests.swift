@@ -27,6 +27,8 @@ final class RecordingUpstream: Sendable {
     }
 
     private let seen = Mutex<[Seen]>([])
+    /// Answer every request 401 (code -7), as Fireblocks does for a key it no longer accepts.
+    let refusesCredentials = Mutex(false)
     private let bound = Mutex<Int?>(nil)
     private let task = Mutex<Task<Void, any Error>?>(nil)
 
@@ -56,6 +58,10 @@ final class RecordingUpstream: Sendable {
                 try await Task.sleep(for: .seconds(600))
                 try await writer.finish(nil)
             })
+        }
+        if refusesCredentials.withLock({ $0 }) {
+            return Response(status: .unauthorized, headers: [HTTPField.Name("X-Request-ID")!: "refused", .contentType: "application/json"],
+                            body: ResponseBody(byteBuffer: ByteBuffer(bytes: Array(#"{"message":"Unauthorized","code":-7}"#.utf8))))
         }
         var headers: [String: String] = [:]
         for field in request.headers { headers[field.name.canonicalName] = field.value }
@@ -396,5 +402,50 @@ struct ClientTokenFileTests {
             #expect("\(error)".contains("line \(line)"), "\(error)")
             #expect(!"\(error)".contains(token.prefix(8)))
         }
+    }
+}
+
+
+@Suite("Signing proxy: /healthz tells the truth")
+struct ProxyHealthTests {
+    private func health(_ fixture: SigningProxyTests.Fixture) async throws -> (status: Int, failing: [String]) {
+        let answer = try await fixture.send(.GET, "/healthz")
+        let document = try #require(try JSONSerialization.jsonObject(with: Data(answer.body)) as? [String: Any])
+        return (answer.status, document["failing"] as? [String] ?? ["?"])
+    }
+
+    @Test func aFailedCheckpointIsFailingUntilACheckpointSucceeds() async throws {
+        let fixture = try SigningProxyTests.Fixture("proxy-health-cp")
+        try await fixture.start(rules: ["GET /v1/workspace"]) { $0.checkpointEvery = 1 }
+        #expect(try await health(fixture).status == 200)
+        let checkpoint = try #require(try FileManager.default.contentsOfDirectory(atPath: fixture.auditDirectory.path).first { $0.hasSuffix(".checkpoint") })
+        let path = fixture.auditDirectory.appendingPathComponent(checkpoint).path
+        try FileManager.default.removeItem(atPath: path)
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: false)
+        // The record is written (the request is served), its checkpoint is not.
+        #expect(try await fixture.send(.GET, "/v1/workspace").status == 201)
+        #expect(try await fixture.send(.GET, "/v1/workspace").status == 201)
+        let failing = try await health(fixture)
+        #expect(failing.status == 503 && failing.failing == ["checkpoint"], "\(failing)")
+        try FileManager.default.removeItem(atPath: path)
+        #expect(try await fixture.send(.GET, "/v1/workspace").status == 201)
+        let recovered = try await health(fixture)
+        await fixture.stop()
+        #expect(recovered.status == 200, "\(recovered)")
+    }
+
+    @Test func anAPIKeyFireblocksRefusesIsFailing() async throws {
+        let fixture = try SigningProxyTests.Fixture("proxy-health-401")
+        try await fixture.start(rules: ["GET /v1/workspace"]) { $0.upstreamCheckInterval = .milliseconds(1) }
+        #expect(try await health(fixture).status == 200)
+        fixture.upstream.refusesCredentials.withLock { $0 = true }
+        let refused = try await health(fixture)
+        #expect(refused.status == 503 && refused.failing == ["upstream-credentials"], "\(refused)")
+        fixture.upstream.refusesCredentials.withLock { $0 = false }
+        let accepted = try await health(fixture)
+        let probes = try fixture.records().filter { $0["event"] as? String == "proxy.health-probe" }
+        await fixture.stop()
+        #expect(accepted.status == 200, "\(accepted)")
+        #expect(probes.count >= 3, "every probe is signed, so it is recorded")
     }
 }
