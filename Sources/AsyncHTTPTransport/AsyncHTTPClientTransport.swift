@@ -45,7 +45,9 @@ public struct AsyncHTTPClientTransport: HTTPTransport {
         let deadline = NIODeadline.now() + .milliseconds(milliseconds)
         do {
             let response = try await Self.client.execute(request, deadline: deadline)
-            let bytes = try await response.body.collect(upTo: Self.maximumResponseSize)
+            // AsyncHTTPClient's deadline covers the answer's head; the body gets what is left of
+            // it too, so a server that sends a head and then trickles cannot hold the command.
+            let bytes = try await Self.collect(response.body, upTo: Self.maximumResponseSize, by: deadline)
             var fields: [String: String] = [:]
             for (name, value) in response.headers { fields[name] = fields[name].map { $0 + ", " + value } ?? value }
             let status = Int(response.status.code)
@@ -75,6 +77,22 @@ public struct AsyncHTTPClientTransport: HTTPTransport {
             throw APIClientError(.network, "\(host): \(Self.describe(error))", notSent: notSent)
         } catch {
             throw APIClientError(.network, "\(host): \(error)")
+        }
+    }
+
+    /// The whole body by `deadline`, or `HTTPClientError.deadlineExceeded` (the reading is
+    /// cancelled, which closes the connection).
+    public static func collect(_ body: HTTPClientResponse.Body, upTo limit: Int, by deadline: NIODeadline) async throws -> ByteBuffer {
+        try await withThrowingTaskGroup(of: ByteBuffer?.self) { group in
+            group.addTask { try await body.collect(upTo: limit) }
+            group.addTask {
+                let now = NIODeadline.now()
+                if deadline > now { try await Task.sleep(nanoseconds: UInt64((deadline - now).nanoseconds)) }
+                return nil
+            }
+            defer { group.cancelAll() }
+            guard let first = try await group.next(), let bytes = first else { throw HTTPClientError.deadlineExceeded }
+            return bytes
         }
     }
 

@@ -145,6 +145,9 @@ public final class AuditAppender: Sendable {
             throw AuditError(.inconsistent, "\(path) is shorter than when this process last read it (\(size) < \(state.offset) bytes): records were cut off underneath")
         }
         guard size > state.offset else { return }
+        guard size - state.offset <= 64 << 20 else {
+            throw AuditError(.inconsistent, "\(path) grew by more than 64 MiB since this process last read it: no process of this tool appends that much between two of its records; nothing more is appended or signed")
+        }
         guard let bytes = AuditFiles.readFully(descriptor, at: state.offset, count: size - state.offset) else {
             throw AuditError(.unreadable, "cannot read \(path) (\(String(cString: strerror(errno))))")
         }
@@ -155,7 +158,7 @@ public final class AuditAppender: Sendable {
         lines.removeLast()
         for line in lines {
             let index = state.range.size
-            if let problem = LogScan.problem(line, at: index, serial: log.token.serial) {
+            if let problem = LogScan.problem(line, at: index, serial: log.token.serial, canonical: true) {
                 throw AuditError(.inconsistent, "record \(index) of \(path): \(problem); nothing more is appended or signed")
             }
             state.lastLeafHash = MerkleTree.leafHash(Array(line))

@@ -127,7 +127,10 @@ public struct AuditLog: Sendable {
     /// log): one pass, O(log n) memory. Throws ``AuditError/Code/inconsistent`` at the first
     /// record out of place, a torn last line, or a checkpoint the log does not extend.
     public func verify(against checkpoints: [(name: String, checkpoint: Checkpoint)]) throws -> (size: Int, root: [UInt8]) {
-        let scan = try LogScan.scan(logPath, serial: token.serial, prefixSizes: Set(checkpoints.map(\.checkpoint.treeSize)))
+        // Records after the largest checkpoint are vouched for by nothing but their form.
+        let sealed = checkpoints.map(\.checkpoint.treeSize).max() ?? 0
+        let scan = try LogScan.scan(logPath, serial: token.serial, prefixSizes: Set(checkpoints.map(\.checkpoint.treeSize)),
+                                    canonicalFrom: sealed)
         if let damage = scan.damage { throw AuditError(.inconsistent, "record \(damage.index): \(damage.reason)") }
         if scan.tornBytes > 0 {
             throw AuditError(.tornTail, "record \(scan.range.size): the last line is torn (\(scan.tornBytes) bytes after the last whole record: an append was interrupted, or a record's end was cut)")
@@ -207,12 +210,12 @@ public struct AuditLog: Sendable {
         if let cache, let range = cache.range {
             let usable = anchor.map { range.size == $0.treeSize && range.root == $0.rootHash } ?? true
             if usable, anchor != nil { anchoredFrontier = range }
-            if usable, let tail = try readTail(after: cache.offset, lastLeafHash: cache.lastLeafHash) {
+            if usable, let tail = try readTail(after: cache.offset, lastLeafHash: cache.lastLeafHash, size: range.size) {
                 if tail.torn { throw AuditError(.tornTail, tornMessage(at: range.size + tail.lines.count)) }
                 var extended = range
                 var last = cache.lastLeafHash.flatMap { bytes(fromHex: $0) } ?? []
                 for line in tail.lines {
-                    if let problem = LogScan.problem(line, at: extended.size, serial: token.serial) {
+                    if let problem = LogScan.problem(line, at: extended.size, serial: token.serial, canonical: true) {
                         throw AuditError(.inconsistent, "record \(extended.size): \(problem); nothing was appended")
                     }
                     last = MerkleTree.leafHash(line)
@@ -221,7 +224,8 @@ public struct AuditLog: Sendable {
                 return Frontier(range: extended, offset: tail.end, lastLeafHash: last)
             }
         }
-        let scan = try LogScan.scan(logPath, serial: token.serial, prefixSizes: anchor.map { [$0.treeSize] } ?? [])
+        let scan = try LogScan.scan(logPath, serial: token.serial, prefixSizes: anchor.map { [$0.treeSize] } ?? [],
+                                    canonicalFrom: anchor?.treeSize ?? 0)
         if let anchor { try Self.requireExtends(scan, anchor, name: "the token's", knownFrontier: anchoredFrontier) }
         if let damage = scan.damage { throw AuditError(.inconsistent, "record \(damage.index): \(damage.reason); nothing was appended") }
         if scan.tornBytes > 0 { throw AuditError(.tornTail, tornMessage(at: scan.range.size)) }
@@ -295,11 +299,14 @@ public struct AuditLog: Sendable {
 
     /// The complete lines after byte `offset`, if the cache's offset still fits the file: it
     /// ends a line (or is 0), and that line's leaf hash is `lastLeafHash`. Nil: read everything.
-    func readTail(after offset: Int, lastLeafHash: String?) throws -> (lines: [[UInt8]], torn: Bool, end: Int)? {
+    ///
+    /// The line at the offset must also be record `size - 1` (its `seq`), and the tail at most
+    /// 64 MiB (more is read by the streaming pass instead).
+    func readTail(after offset: Int, lastLeafHash: String?, size records: Int) throws -> (lines: [[UInt8]], torn: Bool, end: Int)? {
         guard let descriptor = try AuditFiles.open(logPath, O_RDONLY) else { return offset == 0 ? ([], false, 0) : nil }
         defer { close(descriptor) }
         let size = try AuditFiles.size(descriptor, logPath)
-        guard offset >= 0, offset <= size else { return nil }
+        guard offset >= 0, offset <= size, size - offset <= 64 << 20 else { return nil }
         func read(_ start: Int, _ count: Int) -> [UInt8]? { AuditFiles.readFully(descriptor, at: start, count: count) }
         if offset > 0 {
             // The line that ends at `offset` must be the one the cache last saw.
@@ -307,7 +314,8 @@ public struct AuditLog: Sendable {
             guard let before = read(offset - window, window), before.last == 0x0A, let expected = lastLeafHash else { return nil }
             let body = before.dropLast()
             guard let start = body.lastIndex(of: 0x0A).map({ $0 + 1 }) ?? (window == offset ? body.startIndex : nil) else { return nil }
-            guard hex(MerkleTree.leafHash(Array(body[start...]))) == expected else { return nil }
+            guard hex(MerkleTree.leafHash(Array(body[start...]))) == expected,
+                  LogScan.problem(body[start...], at: records - 1, serial: token.serial) == nil else { return nil }
         }
         guard let rest = read(offset, size - offset) else { return nil }
         if rest.isEmpty { return ([], false, offset) }

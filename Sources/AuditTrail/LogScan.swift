@@ -30,7 +30,11 @@ struct LogScan {
     ///   - serial: the token every record must be about.
     ///   - prefixSizes: the sizes whose frontiers to keep.
     ///   - visit: called with each complete line's index and bytes (for readers that keep some).
-    static func scan(_ path: String, serial: String, prefixSizes: Set<Int> = [],
+    /// The longest line read as a record (records are a few KiB; a longer line is damage, and
+    /// is not held in memory).
+    static let maximumLineLength = 1 << 20
+
+    static func scan(_ path: String, serial: String, prefixSizes: Set<Int> = [], canonicalFrom: Int = .max,
                      visit: ((Int, ArraySlice<UInt8>) throws -> Void)? = nil) throws -> LogScan {
         var scan = LogScan()
         if prefixSizes.contains(0) { scan.prefixes[0] = scan.range }
@@ -51,25 +55,38 @@ struct LogScan {
             var start = 0
             let filled = buffer[0..<got]
             while let newline = filled[start...].firstIndex(of: 0x0A) {
+                if carry.count + (newline - start) > maximumLineLength { return scan.tooLong() }
                 if carry.isEmpty {
-                    try scan.take(filled[start..<newline], serial: serial, decoder: decoder, prefixSizes: prefixSizes, visit: visit)
+                    try scan.take(filled[start..<newline], serial: serial, decoder: decoder, prefixSizes: prefixSizes,
+                                  canonicalFrom: canonicalFrom, visit: visit)
                 } else {
                     carry += filled[start..<newline]
-                    try scan.take(carry[...], serial: serial, decoder: decoder, prefixSizes: prefixSizes, visit: visit)
+                    try scan.take(carry[...], serial: serial, decoder: decoder, prefixSizes: prefixSizes,
+                                  canonicalFrom: canonicalFrom, visit: visit)
                     carry.removeAll(keepingCapacity: true)
                 }
                 start = newline + 1
             }
+            if carry.count + (got - start) > maximumLineLength { return scan.tooLong() }
             carry += filled[start...]
         }
         scan.tornBytes = carry.count
         return scan
     }
 
+    /// The scan stops at a line over ``maximumLineLength``: damage, whatever else follows.
+    private func tooLong() -> LogScan {
+        var stopped = self
+        if stopped.damage == nil {
+            stopped.damage = (range.size, "line \(range.size) is longer than \(Self.maximumLineLength >> 20) MiB: not an audit record")
+        }
+        return stopped
+    }
+
     private mutating func take(_ line: ArraySlice<UInt8>, serial: String, decoder: JSONDecoder, prefixSizes: Set<Int>,
-                               visit: ((Int, ArraySlice<UInt8>) throws -> Void)?) throws {
+                               canonicalFrom: Int, visit: ((Int, ArraySlice<UInt8>) throws -> Void)?) throws {
         let index = range.size
-        if damage == nil, let problem = Self.problem(line, at: index, serial: serial, decoder: decoder) {
+        if damage == nil, let problem = Self.problem(line, at: index, serial: serial, decoder: decoder, canonical: index >= canonicalFrom) {
             damage = (index, problem)
         }
         try visit?(index, line)
@@ -80,9 +97,21 @@ struct LogScan {
     }
 
     /// What is wrong with `line` as record `index` of the log of `serial`; nil when nothing.
-    static func problem(_ line: some Collection<UInt8>, at index: Int, serial: String, decoder: JSONDecoder = JSONDecoder()) -> String? {
+    ///
+    /// - Parameter canonical: also require the line to be exactly what this tool writes for the
+    ///   record it decodes to (sorted keys, no duplicate or extra keys, no other spacing): a line
+    ///   that other JSON readers could read differently is never sealed. Checked for records
+    ///   after the last checkpoint, which nothing else vouches for.
+    static func problem(_ line: some Collection<UInt8>, at index: Int, serial: String, decoder: JSONDecoder = JSONDecoder(),
+                        canonical: Bool = false) -> String? {
         guard let place = try? decoder.decode(RecordPlace.self, from: Data(line)) else {
             return "line \(index) is not an audit record"
+        }
+        if canonical {
+            guard let record = try? decoder.decode(AuditRecord.self, from: Data(line)), let written = try? record.line(),
+                  written.elementsEqual(line) else {
+                return "line \(index) is not written as this tool writes its records (other JSON readers could read it differently)"
+            }
         }
         guard place.seq == index else {
             return "line \(index) has seq \(place.seq): records were removed, inserted or reordered"

@@ -42,17 +42,7 @@ public final class FileLock {
                                waiting: (String) -> Void = { _ in }) throws(FileOutputError) -> FileLock {
         let directory = URL(fileURLWithPath: path).deletingLastPathComponent().path
         try AtomicFile.makePrivateDirectory(directory)
-        // O_NOFOLLOW: a symlink planted at the lock path must not make the note overwrite its target.
-        let descriptor = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
-        guard descriptor >= 0 else {
-            throw FileOutputError(path: path, reason: "cannot open the lock file (\(String(cString: strerror(errno))))")
-        }
-        do {
-            try waitForLock(descriptor, path: path, timeout: timeout, waiting: waiting)
-        } catch {
-            close(descriptor)
-            throw error
-        }
+        let descriptor = try openLocked(path, timeout: timeout, waiting: waiting)
         if !note.isEmpty {
             // Written over the last holder's note, then cut to its length: truncating to zero
             // first would free the file's block on every lock, which on a filesystem mounted
@@ -62,6 +52,37 @@ public final class FileLock {
             _ = ftruncate(descriptor, off_t(max(0, written)))
         }
         return FileLock(descriptor: descriptor, path: path)
+    }
+
+    /// Opens the lock file and locks it, making sure the file locked is still the one at `path`:
+    /// a lock file deleted or replaced meanwhile (by whoever can write its directory) would
+    /// leave this process and the next one locking different files, each alone.
+    static func openLocked(_ path: String, timeout: TimeInterval, waiting: (String) -> Void) throws(FileOutputError) -> Int32 {
+        for _ in 0..<16 {
+            // O_NOFOLLOW: a symlink planted at the lock path must not make the note overwrite its target.
+            let descriptor = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
+            guard descriptor >= 0 else {
+                throw FileOutputError(path: path, reason: "cannot open the lock file (\(String(cString: strerror(errno))))")
+            }
+            do {
+                try waitForLock(descriptor, path: path, timeout: timeout, waiting: waiting)
+            } catch {
+                close(descriptor)
+                throw error
+            }
+            if isStillAtPath(descriptor, path) { return descriptor }
+            flock(descriptor, LOCK_UN)
+            close(descriptor)
+        }
+        throw FileOutputError(path: path, reason: "the lock file keeps being replaced while it is taken: another process is interfering with it")
+    }
+
+    /// True when `descriptor` is the file now at `path` (same device and inode).
+    static func isStillAtPath(_ descriptor: Int32, _ path: String) -> Bool {
+        var held = stat()
+        var current = stat()
+        guard fstat(descriptor, &held) == 0, lstat(path, &current) == 0 else { return false }
+        return held.st_dev == current.st_dev && held.st_ino == current.st_ino
     }
 
     /// Takes `flock(LOCK_EX)` on an open lock file, waiting up to `timeout` seconds.
@@ -101,7 +122,7 @@ extension FileLock: Sendable {}
 /// as ``FileLock``, without opening the file each time). Not for use by two threads at once:
 /// its owner serialises its uses.
 public final class ReusableFileLock: @unchecked Sendable {
-    private let descriptor: Int32
+    private var descriptor: Int32
     /// The lock file.
     public let path: String
 
@@ -117,11 +138,26 @@ public final class ReusableFileLock: @unchecked Sendable {
         self.path = path
     }
 
-    deinit { close(descriptor) }
+    deinit { if descriptor >= 0 { close(descriptor) } }
 
-    /// Takes the lock, waiting up to `timeout` seconds; pair with ``unlock()``.
+    /// Takes the lock, waiting up to `timeout` seconds; pair with ``unlock()``. When the file
+    /// at the path is no longer the one kept open (deleted or replaced underneath), the file
+    /// now there is opened and locked instead: every process locks the same file.
     public func lock(timeout: TimeInterval) throws(FileOutputError) {
-        try FileLock.waitForLock(descriptor, path: path, timeout: timeout, waiting: { _ in })
+        for _ in 0..<16 {
+            if descriptor < 0 {
+                descriptor = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
+                guard descriptor >= 0 else {
+                    throw FileOutputError(path: path, reason: "cannot open the lock file (\(String(cString: strerror(errno))))")
+                }
+            }
+            try FileLock.waitForLock(descriptor, path: path, timeout: timeout, waiting: { _ in })
+            if FileLock.isStillAtPath(descriptor, path) { return }
+            flock(descriptor, LOCK_UN)
+            close(descriptor)
+            descriptor = -1
+        }
+        throw FileOutputError(path: path, reason: "the lock file keeps being replaced while it is taken: another process is interfering with it")
     }
 
     /// Releases the lock.

@@ -59,6 +59,8 @@ public enum TrustedFileError: Error, Hashable, Sendable, CustomStringConvertible
     case notARegularFile(String)
     /// Not a directory.
     case notADirectory(String)
+    /// A file with other names (hard links) elsewhere.
+    case hardLinked(String, links: UInt)
     /// Owned by another user than this one or root.
     case otherOwner(Subject, uid: UInt32)
     /// Writable by group or others (the mode given).
@@ -71,6 +73,7 @@ public enum TrustedFileError: Error, Hashable, Sendable, CustomStringConvertible
         case .unreadableDirectory(let path, let code): return "\(path): \(String(cString: strerror(code)))"
         case .notARegularFile(let path): return "\(path) is not a regular file"
         case .notADirectory(let path): return "\(path) is not a directory"
+        case .hardLinked(let path, let links): return "\(path) has \(links) names (hard links): writing it would change another file"
         case .otherOwner(let subject, let uid): return "\(subject) belongs to another user (uid \(uid))"
         case .writableByOthers(let subject, let mode): return "\(subject) is writable by group or others (mode \(String(mode, radix: 8)))"
         }
@@ -91,6 +94,10 @@ extension TrustedFile {
     /// belong to this user or root, and not be writable by group or others. A missing path
     /// passes (it will be made, privately); a path that cannot be examined is refused.
     public static func verifyPrivateState(_ path: String, kind: StateKind) throws(TrustedFileError) {
+        // `dir/.` or `dir/` would look through a link at `dir`: judge `dir` itself.
+        var path = path
+        while path.count > 1, path.hasSuffix("/") || path.hasSuffix("/.") { path = String(path.dropLast(path.hasSuffix("/.") ? 2 : 1)) }
+        if path == "." || path == ".." || path.hasSuffix("/..") { throw .notADirectory(path) }
         var status = stat()
         guard lstat(path, &status) == 0 else {
             if errno == ENOENT { return }
@@ -99,7 +106,11 @@ extension TrustedFile {
         let type = status.st_mode & S_IFMT
         switch kind {
         case .directory: guard type == S_IFDIR else { throw .notADirectory(path) }
-        case .file: guard type == S_IFREG else { throw .notARegularFile(path) }
+        case .file:
+            guard type == S_IFREG else { throw .notARegularFile(path) }
+            // A hard link would make writes to this file (a cache rewritten in place, a lock's
+            // note) land in another file of this user's.
+            guard status.st_nlink == 1 else { throw .hardLinked(path, links: UInt(status.st_nlink)) }
         }
         try requireTrusted(status, kind == .directory ? .directory(path) : .file(path))
     }

@@ -22,6 +22,10 @@ public struct ClientOptions: Sendable {
     public var sleep: @Sendable (TimeInterval) async throws -> Void
     /// Told of every attempt (an audit trail records them); never given the bearer token.
     public var onExchange: @Sendable (APIExchange) -> Void = { _ in }
+    /// A deadline for everything a call does, retries included: an attempt gets at most what is
+    /// left, and a wait before the next attempt (backoff, `Retry-After`) that would end after it
+    /// is not waited: the last failure is reported instead (what `api-user wait --timeout` sets).
+    public var deadline: Date?
 
     /// Creates the value from its parts.
     public init(timeout: TimeInterval = 30, retryPolicy: RetryPolicy = RetryPolicy(), compensateClockSkew: Bool = true,
@@ -67,6 +71,25 @@ public final class FireblocksClient: Sendable {
     }
 
     /// The bearer token for a request, issued now (for the `jwt` command).
+    /// The same client (same clock, transport and diagnostics) with a deadline for everything it
+    /// does (the earlier one when it already has one).
+    public func within(deadline: Date) -> FireblocksClient {
+        var bounded = options
+        bounded.deadline = min(deadline, options.deadline ?? deadline)
+        return FireblocksClient(baseURL: baseURL, issuer: issuer, options: bounded, transport: transport, clock: clock,
+                                diagnostics: diagnostics)
+    }
+
+    /// Seconds left before the deadline (nil: none).
+    private func remaining() -> TimeInterval? {
+        options.deadline.map { $0.timeIntervalSince(options.now()) }
+    }
+
+    /// Whether a wait of `delay` before the next attempt still ends before the deadline.
+    private func fitsDeadline(_ delay: TimeInterval) -> Bool {
+        remaining().map { delay < $0 } ?? true
+    }
+
     public func bearerToken(for request: APIRequest) throws -> String {
         let (_, uri) = try baseURL.resolve(path: request.path)
         return try issuer.token(uri: uri, body: request.body, issuedAt: issuedAt(), nonce: options.nonce())
@@ -99,10 +122,15 @@ public final class FireblocksClient: Sendable {
             if let key = request.idempotencyKey { headers["Idempotency-Key"] = key }
 
             let sentAt = options.now()
+            var timeout = options.timeout
+            if let left = remaining() {
+                guard left > 0 else { throw APIClientError(.timeout, "the deadline passed before \(request.method) \(uri) could be sent") }
+                timeout = min(timeout, left)
+            }
             let response: APIResponse
             do {
                 response = try await transport.send(url: url, method: request.method, headers: headers, body: request.body,
-                                                    timeout: options.timeout).with(attempts: attempt)
+                                                    timeout: timeout).with(attempts: attempt)
             } catch let error as APIClientError where error.code == .network || error.code == .timeout {
                 report(nil, nil, error.reason)
                 // A request that never left (a refused connection) may be sent again whatever it is.
@@ -112,6 +140,7 @@ public final class FireblocksClient: Sendable {
                                          notSent: error.notSent)
                 }
                 let delay = retries.delay(afterAttempt: attempt, retryAfter: nil)
+                guard fitsDeadline(delay) else { throw error }
                 diagnostics("\(error.reason); retrying in \(DecimalText.fixed(delay, places: 1)) s (attempt \(attempt + 1) of \(retries.maximumAttempts))")
                 try await options.sleep(delay)
                 continue
@@ -132,6 +161,7 @@ public final class FireblocksClient: Sendable {
             let error = FireblocksAPIError(response: response, clockOffset: clock.lastOffset)
             if RetryPolicy.isRetryable(status: response.status), attempt < policy.maximumAttempts {
                 let delay = policy.delay(afterAttempt: attempt, retryAfter: response.retryAfter(now: options.now()))
+                guard fitsDeadline(delay) else { throw error }
                 diagnostics("HTTP \(response.status) [X-Request-ID: \(response.requestID ?? "none")]; retrying in \(DecimalText.fixed(delay, places: 1)) s (attempt \(attempt + 1) of \(policy.maximumAttempts))")
                 try await options.sleep(delay)
                 continue

@@ -191,6 +191,9 @@ public enum APIUserLifecycle {
     public static func wait(client: FireblocksClient, lookup: APIUserLookup, until target: APIUserStatus, policy: WaitPolicy,
                             onEvent: @escaping @Sendable (APIUserWaitEvent) -> Void) async throws -> APIUser {
         let started = Date()
+        // One deadline for everything inside the wait: each poll's own retries and their
+        // Retry-After waits end with it too.
+        let client = client.within(deadline: started.addingTimeInterval(policy.timeout))
         var seen: APIUser?
         var delay = policy.interval
         while true {

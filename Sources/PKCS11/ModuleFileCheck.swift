@@ -23,7 +23,7 @@ enum ModuleFileCheck {
     private static func code(_ error: TrustedFileError) -> ModuleLoadError.Code {
         switch error {
         case .unreadable, .unreadableDirectory: return .fileNotFound
-        case .notARegularFile, .notADirectory: return .notAPKCS11Module
+        case .notARegularFile, .notADirectory, .hardLinked: return .notAPKCS11Module
         case .otherOwner, .writableByOthers: return .unsafeModuleFile
         }
     }
@@ -37,7 +37,7 @@ enum ModuleFileCheck {
         }
         switch error {
         case .unreadable(_, let code): return String(cString: strerror(code))
-        case .unreadableDirectory, .notARegularFile, .notADirectory: return error.description
+        case .unreadableDirectory, .notARegularFile, .notADirectory, .hardLinked: return error.description
         case .otherOwner(let subject, let uid):
             return "\(named(subject)) belongs to another user (uid \(uid)); a module runs as this process, so it must be yours or root's"
         case .writableByOthers(let subject, let mode):

@@ -236,3 +236,44 @@ struct AuditLogTests {
         #expect(throws: (any Error).self) { try Anchor().append(blocked, ["x"]) }
     }
 }
+
+@Suite("Audit log: lines others could read differently")
+struct AuditLogFormTests {
+    @Test func anUnsealedRecordWithADuplicateKeyOrOtherSpacingIsNeverSealed() throws {
+        for change in ["duplicate", "spacing"] {
+            let log = temporaryLog("audit-form")
+            let anchor = Anchor()
+            defer { try? FileManager.default.removeItem(at: log.directory) }
+            try anchor.append(log, ["a"])
+            try log.appendUnsealed([AuditEntry(event: "login.failed")])
+            var lines = try logLines(log)
+            lines[1] = change == "duplicate"
+                ? String(lines[1].dropLast()) + #","seq":0,"event":"key.deleted"}"#
+                : lines[1].replacingOccurrences(of: #""event":"#, with: #""event": "#)
+            try rewriteLog(log, lines)
+            let before = anchor.checkpoint
+            #expect(throws: AuditError(.inconsistent, ""), "\(change)") { try anchor.append(log, ["b"]) }
+            #expect(anchor.checkpoint == before)
+            #expect(throws: AuditError(.inconsistent, ""), "\(change)") { try log.verify(against: [("the token's", before)]) }
+        }
+    }
+
+    @Test func aLineOfMoreThanAMebibyteIsDamageAndNotHeldWhole() throws {
+        let log = temporaryLog("audit-long")
+        let anchor = Anchor()
+        defer { try? FileManager.default.removeItem(at: log.directory) }
+        try anchor.append(log, ["a"])
+        let handle = try #require(FileHandle(forWritingAtPath: log.logPath))
+        handle.seekToEndOfFile()
+        handle.write(Data(repeating: UInt8(ascii: "x"), count: 3 << 20) + Data("\n".utf8))
+        try handle.close()
+        try? FileManager.default.removeItem(at: log.directory.appendingPathComponent("0123456789abcdef.tree"))
+        do {
+            _ = try log.verify(against: [("the token's", anchor.checkpoint)])
+            Issue.record("a 3 MiB line was accepted")
+        } catch let error as AuditError {
+            #expect(error.reason.contains("longer than 1 MiB"), "\(error)")
+        }
+        #expect(throws: AuditError(.inconsistent, "")) { try anchor.append(log, ["b"]) }
+    }
+}

@@ -283,3 +283,67 @@ struct CLISandboxLifecycleTests {
         #expect(log.contains("stopped"), "\(log)")
     }
 }
+
+/// A server of Tests/Fixtures/misbehaving-server.py, on loopback.
+final class MisbehavingServer {
+    let process = Process()
+    let port: Int
+
+    init(mode: String, directory: String) throws {
+        let portFile = directory + "/misbehaving-\(UUID().uuidString.prefix(6)).port"
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["python3", CLIHarness.repository + "/Tests/Fixtures/misbehaving-server.py", mode, portFile]
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        var found: Int?
+        for _ in 0..<200 {
+            if let text = try? String(contentsOfFile: portFile, encoding: .utf8), let value = Int(text) { found = value; break }
+            usleep(25_000)
+        }
+        guard let found else { process.terminate(); throw TestSupportError("the misbehaving server did not start") }
+        port = found
+    }
+
+    var baseURL: String { "http://127.0.0.1:\(port)/v1" }
+
+    func stop() {
+        // SIGKILL: a handler thread stuck in its trickle must not keep the server (and the test) up.
+        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        process.waitUntilExit()
+    }
+}
+
+@Suite("Command line: every wait is bounded")
+struct CLIDeadlineTests {
+    @Test(.enabled(if: Subprocess.isAvailable("python3")), arguments: ["trickle-sized", "trickle-chunked"])
+    func aBodyThatTricklesIsCutOffAtTheRequestTimeout(mode: String) throws {
+        let cli = try CLIHarness()
+        defer { cli.remove() }
+        #expect(try cli.runOnToken(["key", "generate", "--key", "k", "--bits", "2048"]).status == 0)
+        let server = try MisbehavingServer(mode: mode, directory: cli.files)
+        defer { server.stop() }
+        let started = Date()
+        let result = try cli.runOnToken(["request", "GET", "/v1/slow", "--key", "k", "--api-key", "k", "--base-url", server.baseURL,
+                                         "--request-timeout", "2", "--attempts", "1"])
+        let elapsed = Date().timeIntervalSince(started)
+        #expect(result.status == 10, "\(result.standardError)")
+        #expect(elapsed < 30, "the trickling body held the command for \(elapsed) s")
+        #expect(result.standardError.contains("within 2 s"), "\(result.standardError)")
+    }
+
+    @Test(.enabled(if: Subprocess.isAvailable("python3")))
+    func aWaitsTimeoutIsADeadlineRetryAfterIncluded() throws {
+        let cli = try CLIHarness()
+        defer { cli.remove() }
+        #expect(try cli.runOnToken(["key", "generate", "--key", "k", "--bits", "2048"]).status == 0)
+        let server = try MisbehavingServer(mode: "retry-after", directory: cli.files)
+        defer { server.stop() }
+        let started = Date()
+        let result = try cli.runOnToken(["api-user", "wait", "bot", "--until", "READY", "--timeout", "2s", "--key", "k", "--api-key", "k",
+                                         "--base-url", server.baseURL])
+        let elapsed = Date().timeIntervalSince(started)
+        #expect(result.status == 12, "\(result.standardError)")
+        #expect(elapsed < 12, "a 2 s wait took \(elapsed) s")
+    }
+}

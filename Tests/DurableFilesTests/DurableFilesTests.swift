@@ -121,3 +121,26 @@ struct TextLinesTests {
         }
     }
 }
+
+@Suite("File locks whose file is replaced")
+struct LockFileReplacementTests {
+    @Test func aLockFileReplacedWhileHeldIsNotLockedApartFromIt() throws {
+        let directory = NSTemporaryDirectory() + "lock-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let path = directory + "/x.lock"
+        let long = try ReusableFileLock(path)
+        try long.lock(timeout: 1)
+        long.unlock()
+        // Replaced underneath (as whoever can write the directory could).
+        try FileManager.default.removeItem(atPath: path)
+        _ = FileManager.default.createFile(atPath: path, contents: nil, attributes: [.posixPermissions: 0o600])
+        let held = try FileLock.acquire(path, timeout: 1)
+        // The long-lived lock now locks the file at the path, which is held: it must wait.
+        #expect(throws: FileOutputError.self) { try long.lock(timeout: 0.3) }
+        held.release()
+        try long.lock(timeout: 1)
+        // And the other way round: a one-shot lock waits for the long-lived one.
+        #expect(throws: FileOutputError.self) { try FileLock.acquire(path, timeout: 0.3) }
+        long.unlock()
+    }
+}
