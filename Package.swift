@@ -310,7 +310,7 @@ let package = Package(
         .testTarget(
             name: "FireblocksSandboxTests",
             dependencies: [
-                "FireblocksSandbox", "FireblocksAPI", "JOSE", "APITestSupport", "AsyncHTTPTransport",
+                "FireblocksSandbox", "FireblocksAPI", "JOSE", "APITestSupport", "AsyncHTTPTransport", "SoftHSMTestSupport",
             ]
         ),
         .testTarget(

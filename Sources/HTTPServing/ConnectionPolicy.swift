@@ -3,36 +3,86 @@ import NIOCore
 import NIOHTTPTypes
 import Synchronization
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 extension ConnectionPolicy {
-    /// How many connections are open, shared by every connection's policy.
+    /// How many connections are open, in all and per peer (a local user, on a unix socket),
+    /// shared by every connection's policy; and whether the listener accepts more.
     public final class Count: Sendable {
-        private let count = Mutex(0)
+        private let state = Mutex<(total: Int, byPeer: [String: Int], paused: Bool)>((0, [:], false))
         private let maximum: Int
+        private let perPeer: Int
 
-        /// At most `maximum` at once.
-        public init(maximum: Int) { self.maximum = maximum }
+        /// At most `maximum` at once, and at most `perPeer` (default: half of them) from one local
+        /// user of a unix socket.
+        public init(maximum: Int, perPeer: Int? = nil) {
+            self.maximum = maximum
+            self.perPeer = max(1, perPeer ?? max(1, maximum / 2))
+        }
 
-        /// Counts one more, unless the cap is reached.
-        func open() -> Bool {
-            count.withLock { count in
-                guard count < maximum else { return false }
-                count += 1
+        /// Counts one more connection; whether the listener must stop accepting (the cap is
+        /// reached: the kernel's backlog holds new connections until one closes).
+        func open() -> (counted: Bool, pause: Bool) {
+            state.withLock { state in
+                guard state.total < maximum else { return (false, false) }
+                state.total += 1
+                let pause = state.total >= maximum && !state.paused
+                if pause { state.paused = true }
+                return (true, pause)
+            }
+        }
+
+        /// Counts one more from `peer`; false when that peer holds its share already.
+        func admit(peer: String) -> Bool {
+            state.withLock { state in
+                let held = state.byPeer[peer, default: 0]
+                guard held < perPeer else { return false }
+                state.byPeer[peer] = held + 1
                 return true
             }
         }
 
-        func close() { count.withLock { $0 -= 1 } }
-}
+        /// One connection fewer (and one fewer of `peer`, if it was admitted as one); whether the
+        /// listener may accept again.
+        func close(peer: String?) -> Bool {
+            state.withLock { state in
+                state.total -= 1
+                if let peer {
+                    let held = state.byPeer[peer, default: 1] - 1
+                    state.byPeer[peer] = held > 0 ? held : nil
+                }
+                let resume = state.paused && state.total < maximum
+                if resume { state.paused = false }
+                return resume
+            }
+        }
+    }
 }
 
-/// Per connection: the cap on open connections, and the deadline for each request — from
-/// connecting or from the previous answer to the request's end. A client that idles or
-/// trickles bytes loses its connection; a client that sends whole requests is never cut off.
+/// `struct ucred` of `SO_PEERCRED` (pid_t, uid_t, gid_t: three 32-bit fields in this order on
+/// Linux), which Glibc's module map leaves out without _GNU_SOURCE.
+struct PeerCredentials: Sendable {
+    var pid: Int32 = 0
+    var uid: UInt32 = 0
+    var gid: UInt32 = 0
+}
+
+/// Per connection: the cap on open connections (at the cap the listener stops accepting, so new
+/// connections wait in the kernel's backlog instead of being refused), a share per local user on
+/// a unix socket (`SO_PEERCRED`), a deadline for a request's head (an idle or slowly trickling
+/// connection is reaped quickly: it holds a place others need), and the deadline for each whole
+/// request — from connecting or from the previous answer to the request's end. A client that
+/// sends whole requests is never cut off.
 public final class ConnectionPolicy: ChannelDuplexHandler, RemovableChannelHandler {
     /// A response header the policy turns back into `Date`: Hummingbird stamps every answer
     /// with the host's time, so a server that relays another clock's `Date` (the stand-in's
     /// offset clock, the proxy's upstream) sets this instead.
     public static let originalDate = HTTPField.Name("X-Original-Date")!
+
+    /// How long a connection may take to send a request's head, by default.
+    public static let defaultHeadDeadline = TimeAmount.seconds(5)
 
     public typealias InboundIn = HTTPRequestPart
     public typealias InboundOut = HTTPRequestPart
@@ -41,42 +91,86 @@ public final class ConnectionPolicy: ChannelDuplexHandler, RemovableChannelHandl
 
     private let connections: Count
     private let deadline: TimeAmount
+    private let headDeadline: TimeAmount
     private let log: @Sendable (String) -> Void
     private var counted = false
+    private var peer: String?
     private var timer: Scheduled<Void>?
+    private var headTimer: Scheduled<Void>?
 
-    /// A policy for one connection: counted in `connections` (closed at once over the cap),
-    /// and closed when a request is not complete `deadline` after connecting or after the
-    /// previous answer.
-    public init(connections: Count, deadline: TimeAmount, log: @escaping @Sendable (String) -> Void) {
+    /// A policy for one connection: counted in `connections`, closed when a request's head has
+    /// not arrived `headDeadline` after connecting or after the previous answer, or the whole
+    /// request `deadline` after.
+    public init(connections: Count, deadline: TimeAmount, headDeadline: TimeAmount = ConnectionPolicy.defaultHeadDeadline,
+                log: @escaping @Sendable (String) -> Void) {
         self.connections = connections
         self.deadline = deadline
+        self.headDeadline = min(headDeadline, deadline)
         self.log = log
     }
 
     public func handlerAdded(context: ChannelHandlerContext) {
-        guard connections.open() else {
-            log("connection refused: the connection cap is reached")
+        let (isCounted, pause) = connections.open()
+        guard isCounted else {
+            // Accepted before the listener paused: over the cap by a few, closed.
+            log("connection closed: the connection cap is reached")
             context.close(promise: nil)
             return
         }
         counted = true
+        if pause {
+            log("the connection cap is reached: new connections wait in the backlog")
+            context.channel.parent?.setOption(ChannelOptions.autoRead, value: false).whenFailure { _ in }
+        }
         arm(context)
+        admitPeer(context)
+    }
+
+    /// On a unix socket: the peer's uid (the kernel's word, `SO_PEERCRED`), held to its share.
+    /// On TCP every local user is 127.0.0.1: no share, the head deadline does the work.
+    private func admitPeer(_ context: ChannelHandlerContext) {
+        guard let address = context.channel.remoteAddress, case .unixDomainSocket = address,
+              let provider = context.channel as? any SocketOptionProvider else { return }
+        let channel = context.channel
+        let loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)
+        let credentials: EventLoopFuture<PeerCredentials> = provider.unsafeGetSocketOption(level: .socket, name: NIOBSDSocket.Option(rawValue: SO_PEERCRED))
+        credentials.whenComplete { result in
+            let policy = loopBound.value
+            guard policy.counted, case .success(let credentials) = result else { return }
+            let peer = "uid \(credentials.uid)"
+            if policy.connections.admit(peer: peer) {
+                policy.peer = peer
+            } else {
+                policy.log("connection closed: \(peer) holds its share of the connections")
+                channel.close(promise: nil)
+            }
+        }
     }
 
     public func handlerRemoved(context: ChannelHandlerContext) {
         timer?.cancel()
         timer = nil
+        headTimer?.cancel()
+        headTimer = nil
         if counted {
             counted = false
-            connections.close()
+            if connections.close(peer: peer) {
+                context.channel.parent?.setOption(ChannelOptions.autoRead, value: true).whenFailure { _ in }
+            }
+            peer = nil
         }
     }
 
     public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        if case .end = unwrapInboundIn(data) {
+        switch unwrapInboundIn(data) {
+        case .head:
+            headTimer?.cancel()
+            headTimer = nil
+        case .end:
             timer?.cancel()
             timer = nil
+        default:
+            break
         }
         context.fireChannelRead(data)
     }
@@ -97,8 +191,10 @@ public final class ConnectionPolicy: ChannelDuplexHandler, RemovableChannelHandl
 
     private func arm(_ context: ChannelHandlerContext) {
         timer?.cancel()
+        headTimer?.cancel()
         let channel = context.channel
         timer = context.eventLoop.scheduleTask(in: deadline) { channel.close(promise: nil) }
+        headTimer = context.eventLoop.scheduleTask(in: headDeadline) { channel.close(promise: nil) }
     }
 }
 

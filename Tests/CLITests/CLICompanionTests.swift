@@ -28,7 +28,7 @@ struct CLICompanionTests {
         let refused = try cli.run(["serve", "--listen", "0.0.0.0:8787", "--allow", "GET /v1/workspace", "--env", "sandbox",
                                    "--api-key", "00000000-0000-4000-8000-000000000000"], module: nil)
         #expect(refused.status == 2, "\(refused.standardError)")
-        #expect(refused.standardError.hasPrefix("fireblocks-hsm: error: --listen '0.0.0.0:8787': the proxy listens on loopback only"),
+        #expect(refused.standardError.hasPrefix("fireblocks-hsm: error: --listen '0.0.0.0:8787': the proxy listens on loopback literals only"),
                 "\(refused.standardError)")
         // And one found by the tool itself, before the companion starts.
         let noRule = try cli.run(["serve", "--listen", "unix:/tmp/x.sock", "--json"], module: nil)

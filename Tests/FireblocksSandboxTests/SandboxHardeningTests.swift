@@ -3,6 +3,7 @@ import AsyncHTTPTransport
 import FireblocksAPI
 import FireblocksSandbox
 import Foundation
+import SoftHSMTestSupport
 import Testing
 
 #if canImport(Glibc)
@@ -90,16 +91,48 @@ struct SandboxHardeningTests {
         for connection in idle { #expect(connection.isClosedByPeer(), "a half-sent request still holds its connection") }
     }
 
-    @Test func connectionsBeyondTheCapAreClosed() async throws {
+    @Test func connectionsBeyondTheCapWaitInTheBacklogAndAreServedWhenAPlaceFrees() async throws {
         let server = try await SandboxServer.start(service: try service(), port: 0,
                                                    limits: SandboxServer.Limits(requestTimeout: 30, maximumConnections: 4))
         defer { Task { try? await server.shutdown() } }
-        let held = try (0..<4).map { _ in try RawConnection(port: server.port) }
+        var held = try (0..<4).map { _ in try RawConnection(port: server.port) }
         try await Task.sleep(nanoseconds: 200_000_000)
         let extra = try RawConnection(port: server.port)
+        extra.send("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
         try await Task.sleep(nanoseconds: 300_000_000)
-        #expect(extra.isClosedByPeer())
+        // Not refused: waiting, unanswered, while the four hold every place.
+        #expect(!extra.isClosedByPeer())
         #expect(!held[0].isClosedByPeer())
+        held.removeFirst()   // a place frees
+        var answered = false
+        for _ in 0..<50 where !answered {
+            try await Task.sleep(nanoseconds: 100_000_000)
+            answered = extra.hasData()
+        }
+        #expect(answered, "the waiting connection was not served once a place freed")
+    }
+
+    /// One local process holding idle and trickling connections beyond the cap does not keep a
+    /// real client out for longer than the head deadline.
+    @Test func idleAndTricklingConnectionsDoNotKeepARealClientOut() async throws {
+        let admin = try TokenAdmin(label: "abuse")
+        let service = try SandboxService(configuration: SandboxConfiguration(trusted: [try admin.trusted()]))
+        let server = try await SandboxServer.start(service: service, port: 0,
+                                                   limits: SandboxServer.Limits(requestTimeout: 30, maximumConnections: 64))
+        defer { Task { try? await server.shutdown() } }
+        let abuse = LocalAbuse(port: server.port, idle: 100, trickling: 20)
+        defer { abuse.stop() }
+        try await Task.sleep(nanoseconds: 500_000_000)
+        let client = FireblocksClient(baseURL: try APIBaseURL(validating: server.baseURL),
+                                      issuer: try RequestTokenIssuer(apiKey: admin.apiKey, signer: admin.signer),
+                                      options: RunningSandbox.fastOptions(attempts: 1, timeout: 30), transport: AsyncHTTPClientTransport())
+        let started = ContinuousClock.now
+        for _ in 0..<20 {
+            #expect(try await client.send(APIRequest(method: "GET", path: "/v1/workspace")).status == 200)
+        }
+        let took = started.duration(to: .now)
+        abuse.stop()
+        #expect(took < .seconds(12), "20 requests took \(took)")
     }
 }
 
@@ -123,6 +156,14 @@ final class RawConnection {
 
     func send(_ text: String) {
         _ = text.utf8CString.withUnsafeBufferPointer { write(descriptor, $0.baseAddress, $0.count - 1) }
+    }
+
+    /// True when something (an answer) can be read.
+    func hasData() -> Bool {
+        var poll = pollfd(fd: descriptor, events: Int16(POLLIN), revents: 0)
+        guard Glibc.poll(&poll, 1, 100) > 0 else { return false }
+        var byte: UInt8 = 0
+        return recv(descriptor, &byte, 1, Int32(MSG_PEEK)) > 0
     }
 
     /// True when the server closed the connection (a read returns end of file or an error).

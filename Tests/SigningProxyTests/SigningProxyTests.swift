@@ -449,3 +449,41 @@ struct ProxyHealthTests {
         #expect(probes.count >= 3, "every probe is signed, so it is recorded")
     }
 }
+
+@Suite("Signing proxy: nobody locks others out")
+struct ProxyAvailabilityTests {
+    @Test func idleAndTricklingConnectionsDoNotKeepAClientWithATokenOut() async throws {
+        let fixture = try SigningProxyTests.Fixture("proxy-abuse")
+        let secret = "client-" + UUID().uuidString
+        try await fixture.start(rules: ["GET /v1/workspace"]) {
+            $0.clients = try ClientTokens(text: "payouts \(secret)\n", origin: "test")
+        }
+        // Normal latency, before.
+        let calm = ContinuousClock.now
+        #expect(try await fixture.send(.GET, "/v1/workspace", headers: [("Proxy-Authorization", "Bearer \(secret)")]).status == 201)
+        let normal = calm.duration(to: .now)
+        // One local process: 300 idle connections and 50 that trickle a head, all without a token.
+        let abuse = LocalAbuse(port: fixture.port, idle: 300, trickling: 50)
+        defer { abuse.stop() }
+        try await Task.sleep(for: .milliseconds(500))
+        // A client that connects now (its own connection pool: one new connection, kept alive).
+        let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: .init(timeout: .init(read: .seconds(60))))
+        let started = ContinuousClock.now
+        var statuses: [Int] = []
+        for _ in 0..<20 {
+            var request = HTTPClientRequest(url: "http://127.0.0.1:\(fixture.port)/v1/workspace")
+            request.headers.add(name: "Proxy-Authorization", value: "Bearer \(secret)")
+            let status = (try? await client.execute(request, timeout: .seconds(60)))
+            statuses.append(Int(status?.status.code ?? 0))
+            _ = try? await status?.body.collect(upTo: 1 << 20)
+        }
+        let took = started.duration(to: .now)
+        try? await client.shutdown()
+        abuse.stop()
+        await fixture.stop()
+        #expect(statuses.allSatisfy { $0 == 201 }, "\(statuses)")
+        // The head deadline (5 s) frees the places the idle ones took; the client's connection
+        // waits in the backlog meanwhile instead of being refused.
+        #expect(took < .seconds(5) + normal * 20 + .seconds(5), "20 requests took \(took)")
+    }
+}
