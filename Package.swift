@@ -317,7 +317,7 @@ let package = Package(
             name: "FireblocksHSMTests",
             dependencies: [
                 "FireblocksHSM", "FireblocksAPI", "FireblocksSandbox", "TokenKeys", "PKCS11", "SoftHSMTestSupport",
-                "APITestSupport", "AsyncHTTPTransport",
+                "APITestSupport", "AsyncHTTPTransport", "AuditTrail", "DurableFiles",
             ]
         ),
         .testTarget(

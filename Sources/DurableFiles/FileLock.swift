@@ -38,6 +38,7 @@ public final class FileLock {
     ///   - waiting: called once, if the lock is busy, with the holder's note (see `note`).
     ///   - note: written into the lock file once held (e.g. "pid 123: onboard ci-bot"), so that
     ///     a waiting process can say what it waits for. Never put a secret here.
+    @available(*, noasync, message: "it waits up to `timeout` for another process: from async code, wait on a thread of its own")
     public static func acquire(_ path: String, timeout: TimeInterval, note: String = "",
                                waiting: (String) -> Void = { _ in }) throws(FileOutputError) -> FileLock {
         let directory = URL(fileURLWithPath: path).deletingLastPathComponent().path
@@ -143,6 +144,7 @@ public final class ReusableFileLock: @unchecked Sendable {
     /// Takes the lock, waiting up to `timeout` seconds; pair with ``unlock()``. When the file
     /// at the path is no longer the one kept open (deleted or replaced underneath), the file
     /// now there is opened and locked instead: every process locks the same file.
+    @available(*, noasync, message: "it waits up to `timeout` for another process: from async code, wait on a thread of its own")
     public func lock(timeout: TimeInterval) throws(FileOutputError) {
         for _ in 0..<16 {
             if descriptor < 0 {

@@ -25,12 +25,23 @@ public struct APISession {
 
     /// Opens the token, logs in, finds the key (refusing one that fails the policy) and builds
     /// a client that signs every request with it.
+    @available(*, noasync, message: "it logs in and may wait for the audit log's lock: use the async form, which does so off the cooperative pool")
     public static func open(token target: TokenTarget, api: APITarget, observer: any OperationObserver) throws -> APISession {
         let opened = try OpenedToken.open(target, readWrite: true, logIn: true, observer: observer, auditDirectory: api.auditDirectory)
         return try opened.recordingFailure(of: "api", auditDirectory: api.auditDirectory) {
             let audit = try api.auditDirectory.map { try AuditService.prepare(opened: opened, directory: $0, observer: observer) }
             return try make(opened: opened, key: try target.requireKey(), api: api, observer: observer, audit: audit)
         }
+    }
+
+    /// The same, from async code: the login and the audit trail's checks run off the
+    /// cooperative pool (``BlockingBridge``).
+    public static func open(token target: TokenTarget, api: APITarget, observer: any OperationObserver) async throws -> APISession {
+        try await BlockingBridge.run { try openBlocking(token: target, api: api, observer: observer) }
+    }
+
+    private static func openBlocking(token target: TokenTarget, api: APITarget, observer: any OperationObserver) throws -> APISession {
+        try open(token: target, api: api, observer: observer)
     }
 
     /// Records the attempts made so far in the audit trail (if there is one).
@@ -148,7 +159,7 @@ public enum APIOperations {
     /// Any request, curl-like. Retried only when safe (GET, or with an idempotency key).
     public static func request(token: TokenTarget, api: APITarget, method: String, path: String, body: [UInt8]?,
                                idempotencyKey: String?, observer: any OperationObserver) async throws -> APIResponse {
-        let session = try APISession.open(token: token, api: api, observer: observer)
+        let session = try await APISession.open(token: token, api: api, observer: observer)
         return try await session.recording {
             try await session.client.send(APIRequest(method: method, path: path, body: body, idempotencyKey: idempotencyKey))
         }
@@ -180,7 +191,7 @@ public enum APIOperations {
     public static func createAPIUser(token: TokenTarget, api: APITarget, user: CreateAPIUser, idempotencyKey: String?,
                                      allowKeyReuse: Bool, allowKeyOffToken: Bool = false,
                                      observer: any OperationObserver) async throws -> APIUserCreationReport {
-        let session = try APISession.open(token: token, api: api, observer: observer)
+        let session = try await APISession.open(token: token, api: api, observer: observer)
         let key = try session.token.recordingFailure(of: "api-user create", auditDirectory: api.auditDirectory) {
             let key = try CSRKeyFacts.of(csrPEM: user.csrPem, session: session.token.session)
             if key.onToken == nil, !allowKeyOffToken {
@@ -205,7 +216,7 @@ public enum APIOperations {
 
     /// Lists the workspace's API users.
     public static func listAPIUsers(token: TokenTarget, api: APITarget, observer: any OperationObserver) async throws -> (users: [APIUser], requestID: String?) {
-        let session = try APISession.open(token: token, api: api, observer: observer)
+        let session = try await APISession.open(token: token, api: api, observer: observer)
         let (users, response) = try await session.recording { try await session.client.listAPIUsers() }
         return (users, response.requestID)
     }

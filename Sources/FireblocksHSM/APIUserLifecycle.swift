@@ -135,7 +135,7 @@ public enum APIUserLifecycle {
     /// The user and its whitelisted IPs.
     public static func show(token: TokenTarget, api: APITarget, lookup: APIUserLookup,
                             observer: any OperationObserver) async throws -> APIUserDetails {
-        let session = try APISession.open(token: token, api: api, observer: observer)
+        let session = try await APISession.open(token: token, api: api, observer: observer)
         return try await session.recording {
             let (users, _) = try await session.client.listAPIUsers()
             let user = try resolve(lookup, in: users)
@@ -169,7 +169,7 @@ public enum APIUserLifecycle {
     public static func wait(token: TokenTarget, api: APITarget, lookup: APIUserLookup, until status: APIUserStatus,
                             policy: WaitPolicy, observer: any OperationObserver,
                             onEvent: @escaping @Sendable (APIUserWaitEvent) -> Void) async throws -> APIUser {
-        let session = try APISession.open(token: token, api: api, observer: observer)
+        let session = try await APISession.open(token: token, api: api, observer: observer)
         let user = try await session.recording {
             try await wait(client: session.client, lookup: lookup, until: status, policy: policy, onEvent: onEvent)
         }
@@ -252,7 +252,7 @@ public enum APIUserLifecycle {
     public static func issuePairingToken(token: TokenTarget, api: APITarget, lookup: APIUserLookup, idempotencyKey: String?,
                                          observer: any OperationObserver) async throws -> PairingTokenIssue {
         if let idempotencyKey { try IdempotencyStore.validate(key: idempotencyKey) }
-        let session = try APISession.open(token: token, api: api, observer: observer)
+        let session = try await APISession.open(token: token, api: api, observer: observer)
         let issue = try await session.recording {
             try await issuePairingToken(client: session.client, lookup: lookup, idempotencyKey: idempotencyKey)
         }

@@ -49,3 +49,39 @@ final class BackgroundWork<Value: Sendable>: Sendable {
         try result.wait()
     }
 }
+
+/// The one way an async use case runs blocking work (a PKCS#11 login or key generation, a
+/// file-lock wait of up to minutes, an audit append with its `fdatasync`): on a Dispatch thread,
+/// while the calling task is suspended. Swift's cooperative pool has one thread per core for
+/// every task of the process; blocking one of them (as a lock wait would) stalls unrelated work
+/// (the proxy's other requests, a wait's timer).
+public enum BlockingBridge {
+    /// Runs `work` off the cooperative pool and returns its result.
+    ///
+    /// What `work` makes (an opened token, its sessions) is handed to the caller whole: the
+    /// worker thread keeps no reference to it once `work` returns, so ownership moves, as
+    /// `sending` would say for a Sendable-less value.
+    public static func run<R>(_ work: @escaping @Sendable () throws -> R) async throws -> R {
+        let moved: Moved<R> = try await withCheckedThrowingContinuation { continuation in
+            DispatchQueue.global(qos: .userInitiated).async {
+                continuation.resume(with: Result { Moved(try work()) })
+            }
+        }
+        return moved.value
+    }
+
+    /// Runs `work` off the cooperative pool on `input`, which the calling task hands over for
+    /// the duration (it is suspended meanwhile, so nothing else of it touches `input`).
+    public static func run<Input, R>(moving input: Input, _ work: @escaping @Sendable (Input) throws -> R) async throws -> R {
+        let handed = Moved(input)
+        return try await run { try work(handed.value) }
+    }
+
+    /// A value moved from the worker thread to the awaiting task (see ``run(_:)``): never used
+    /// by both. The invariant the compiler cannot see, so checked by review: `run` is its only
+    /// maker.
+    private struct Moved<Value>: @unchecked Sendable {
+        let value: Value
+        init(_ value: Value) { self.value = value }
+    }
+}

@@ -157,15 +157,26 @@ public enum Onboarding {
         // it may be this key's CSR from an earlier run).
         try AtomicFile.checkWritable(request.csrPath, overwrite: true)
 
-        let opened = try OpenedToken.open(target, readWrite: true, logIn: true, observer: observer, auditDirectory: auditDirectory)
+        // The login, the key label's lock (up to --lock-timeout) and the audit trail's checks
+        // block: off the cooperative pool.
+        let opened = try await BlockingBridge.run {
+            try OpenedToken.open(target, readWrite: true, logIn: true, observer: observer, auditDirectory: auditDirectory)
+        }
         return try await opened.recordingFailure(of: "onboard", auditDirectory: auditDirectory) {
             let info = opened.token.info
             let records = OnboardingRecords(stateDirectory: stateDirectory)
-            let lock = try KeyLabelLock.acquire(stateDirectory: stateDirectory, tokenSerial: info.serialNumber,
-                                                keyLabel: request.keyLabel, timeout: request.lockTimeout,
-                                                what: "onboard key '\(request.keyLabel)'", waiting: observer.note)
+            let (lock, audit) = try await BlockingBridge.run(moving: opened) { opened in
+                let lock = try KeyLabelLock.acquire(stateDirectory: stateDirectory, tokenSerial: info.serialNumber,
+                                                    keyLabel: request.keyLabel, timeout: request.lockTimeout,
+                                                    what: "onboard key '\(request.keyLabel)'", waiting: observer.note)
+                do {
+                    return (lock, try AuditService.prepare(opened: opened, directory: auditDirectory, observer: observer))
+                } catch {
+                    lock.release()
+                    throw error
+                }
+            }
             defer { lock.release() }
-            let audit = try AuditService.prepare(opened: opened, directory: auditDirectory, observer: observer)
 
             let asked = OnboardingRecord(
                 tokenSerial: info.serialNumber, tokenLabel: info.label, keyLabel: request.keyLabel, stage: .generating,

@@ -36,11 +36,16 @@ public enum SigningBenchmark {
     /// - Parameter auditDirectory: where a refused login is recorded.
     public static func run(token target: TokenTarget, workers: Int, duration: Duration, messageBytes: Int,
                            auditDirectory: URL? = nil, observer: any OperationObserver) async throws -> Result {
-        let opened = try OpenedToken.open(target, readWrite: false, logIn: true, observer: observer, auditDirectory: auditDirectory)
-        let pair = try KeyStore.findUsable(try target.requireKey(), in: opened.session)
-        let key = try UsableKey(pair, slot: opened.token.slot)
-        let pool = try SigningPool(key: key, pinSource: target.pinSource, size: workers)
-        defer { pool.close() }
+        // The opened token stays with the pool until the end (its session keeps the login).
+        let (opened, pool) = try await BlockingBridge.run {
+            let opened = try OpenedToken.open(target, readWrite: false, logIn: true, observer: observer, auditDirectory: auditDirectory)
+            let pair = try KeyStore.findUsable(try target.requireKey(), in: opened.session)
+            return (opened, try SigningPool(key: try UsableKey(pair, slot: opened.token.slot), pinSource: target.pinSource, size: workers))
+        }
+        defer {
+            pool.close()
+            withExtendedLifetime(opened) {}
+        }
         return try await measure(pool: pool, workers: workers, duration: duration, messageBytes: messageBytes)
     }
 

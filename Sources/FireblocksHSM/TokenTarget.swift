@@ -67,6 +67,7 @@ public final class OpenedToken {
     ///
     /// With `auditDirectory`, a login the token refuses is recorded in the token's audit log
     /// (`login.failed`, with the CKR name, never the PIN); the next signed checkpoint seals it.
+    @available(*, noasync, message: "it loads the module and logs in: from async code, run it through BlockingBridge")
     public static func open(_ target: TokenTarget, readWrite: Bool, logIn: Bool, observer: any OperationObserver,
                             auditDirectory: URL? = nil) throws -> OpenedToken {
         let selector = try target.requireToken()

@@ -50,13 +50,18 @@ public final class SigningProxy: Sendable {
         let registry = PrometheusCollectorRegistry()
         let factory = PrometheusMetricsFactory(registry: registry)
 
-        let opened = try OpenedToken.open(target, readWrite: true, logIn: true, observer: observer, auditDirectory: auditDirectory)
-        let key = try target.requireKey()
-        let pair = try KeyStore.findUsable(key, in: opened.session)
-        let usable = try UsableKey(pair, slot: opened.token.slot)
-        let pool = try SigningPool(key: usable, pinSource: target.pinSource, size: poolSize, metricsFactory: factory)
-        let audit = AuditService(opened: opened, directory: auditDirectory, observer: observer)
-        let auditor = try ProxyAuditor(service: audit, every: configuration.checkpointEvery, logger: logger)
+        // The login, the key's checks, the pool's sessions and the audit trail (which reads the
+        // log and may wait for its lock) block: off the cooperative pool.
+        let checkpointEvery = configuration.checkpointEvery
+        let (pair, usable, pool, auditor) = try await BlockingBridge.run {
+            let opened = try OpenedToken.open(target, readWrite: true, logIn: true, observer: observer, auditDirectory: auditDirectory)
+            let key = try target.requireKey()
+            let pair = try KeyStore.findUsable(key, in: opened.session)
+            let usable = try UsableKey(pair, slot: opened.token.slot)
+            let pool = try SigningPool(key: usable, pinSource: target.pinSource, size: poolSize, metricsFactory: factory)
+            let audit = AuditService(opened: opened, directory: auditDirectory, observer: observer)
+            return (pair, usable, pool, try ProxyAuditor(service: audit, every: checkpointEvery, logger: logger))
+        }
         let issuer = try RequestTokenIssuer(apiKey: configuration.apiKey, signer: PoolJWTSigner(pool), lifetime: configuration.jwtLifetime)
 
         let bindAddress: BindAddress

@@ -1,3 +1,5 @@
+import AuditTrail
+import DurableFiles
 import APITestSupport
 import AsyncHTTPTransport
 import FireblocksAPI
@@ -52,6 +54,48 @@ struct UseCaseTests {
                                        lockTimeout: 5, auditDirectory: state.appendingPathComponent("audit"), observer: again)
         }
         #expect(again.notes.isEmpty, "nothing is announced before the label is checked")
+    }
+
+    /// Onboardings that wait for the audit log's lock (held here by another "process" for 6 s)
+    /// wait off the cooperative pool: more of them than there are cores, and other async work
+    /// still runs at once. Blocking the pool's threads would hold this test's own probe too.
+    @Test func onboardingsWaitingForALockLeaveTheCooperativePoolFree() async throws {
+        let token = try TestToken(labelPrefix: "uc-pool")
+        let state = stateDirectory()
+        defer { try? FileManager.default.removeItem(at: state) }
+        let audit = state.appendingPathComponent("audit")
+        _ = try await BlockingBridge.run { [self] in
+            try KeyOperations.generate(target: target(token, key: "first"), bits: 2048, id: nil, stateDirectory: state,
+                                       lockTimeout: 5, auditDirectory: audit, observer: RecordingObserver())
+        }
+        let info = try token.slot.tokenInfo()
+        let lockPath = AuditLog(directory: audit, token: .init(serial: info.serialNumber, label: info.label),
+                                tool: .init(name: "fireblocks-hsm", version: "test")).lockPath
+        let holding = DispatchSemaphore(value: 0)
+        DispatchQueue.global().async {
+            guard let lock = try? FileLock.acquire(lockPath, timeout: 5) else { holding.signal(); return }
+            holding.signal()
+            sleep(6)
+            lock.release()
+        }
+        await withCheckedContinuation { continuation in DispatchQueue.global().async { holding.wait(); continuation.resume() } }
+
+        let count = ProcessInfo.processInfo.activeProcessorCount + 2
+        let tasks = (0..<count).map { index in
+            let request = OnboardRequest(keyLabel: "bot\(index)", bits: 2048, subject: try! CSRSubject(commonName: "bot", organization: "Acme"),
+                                         csrPath: state.path + "-bot\(index).csr", overwriteCSR: true, name: "bot\(index)", role: .SIGNER,
+                                         coSignerSetupType: nil, coSignerSetupIsFirstUser: nil, submission: nil)
+            let tokenTarget = target(token, key: nil)
+            return Task { try await Onboarding.run(token: tokenTarget, request: request, stateDirectory: state, auditDirectory: audit,
+                                                   observer: RecordingObserver()) }
+        }
+        try await Task.sleep(for: .milliseconds(500))
+        let probe = ContinuousClock.now
+        try await Task.sleep(for: .milliseconds(20))
+        let latency = probe.duration(to: .now)
+        for task in tasks { _ = try await task.value }
+        for index in 0..<count { unlink(state.path + "-bot\(index).csr") }
+        #expect(latency < .seconds(3), "a 20 ms sleep took \(latency) while onboardings waited for a lock")
     }
 
     @Test func onboardingCreatesOneIdentifiedUserAndResumes() async throws {
