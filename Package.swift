@@ -24,7 +24,7 @@
 //     -> FireblocksHSM  the use cases (token opening, keys, CSRs, onboarding, API calls; the
 //                       token key as an RS256Signer); no terminal I/O, exit code or flag name
 //   HTTPServing   the connection policy both HTTP servers share (connection cap, request deadline)
-//   FireblocksHSM + HTTPServing
+//   FireblocksHSM + HTTPServing + AsyncHTTPTransport (its one AsyncHTTPClient configuration)
 //     -> SigningProxy  `serve`: the signing proxy (policy, audit of every request, JWT per request
 //                      from the SigningPool, AsyncHTTPClient upstream, /healthz, /metrics)
 //   FireblocksHSM -> FireblocksHSMCommandLine  the command line: flags, console, reports, exit codes
@@ -176,6 +176,7 @@ let package = Package(
             name: "SigningProxy",
             dependencies: [
                 "FireblocksHSM",
+                "AsyncHTTPTransport",
                 "FireblocksAPI",
                 "TokenKeys",
                 "AuditTrail",

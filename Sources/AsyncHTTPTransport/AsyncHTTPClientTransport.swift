@@ -20,15 +20,28 @@ public struct AsyncHTTPClientTransport: HTTPTransport {
     /// to be shut down before it is released; a process-wide one never is), and its connection
     /// pool is shared by every request.
     static let client: HTTPClient = {
-        var configuration = HTTPClient.Configuration(redirectConfiguration: .disallow, decompression: .disabled)
-        configuration.httpVersion = .automatic
         // A connection that cannot be made fails this attempt at once; FireblocksClient's retry
         // policy decides about another (--attempts, with backoff). AsyncHTTPClient's own retry
         // would try again until its 10-second connect timeout, inside every attempt: a wrong
-        // --base-url port then took 40 s to say "connection refused".
-        configuration.connectionPool.retryConnectionEstablishment = false
-        return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+        // --base-url port then took 40 s to say "connection refused". The whole answer is
+        // bounded per exchange (``send(url:method:headers:body:timeout:)``).
+        HTTPClient(eventLoopGroupProvider: .singleton,
+                   configuration: clientConfiguration(connectTimeout: .seconds(10), readTimeout: nil, retryConnectionEstablishment: false))
     }()
+
+    /// The one AsyncHTTPClient configuration of this project (the command line's transport and
+    /// the signing proxy's upstream): redirects never followed (they would carry the bearer
+    /// token), no decompression, HTTP/2 when offered, a connect deadline, and a deadline for
+    /// every silence while an answer comes (`readTimeout`; nil: the caller bounds the whole
+    /// answer instead).
+    public static func clientConfiguration(connectTimeout: TimeAmount, readTimeout: TimeAmount?,
+                                           retryConnectionEstablishment: Bool) -> HTTPClient.Configuration {
+        var configuration = HTTPClient.Configuration(redirectConfiguration: .disallow, decompression: .disabled)
+        configuration.httpVersion = .automatic
+        configuration.timeout = .init(connect: connectTimeout, read: readTimeout)
+        configuration.connectionPool.retryConnectionEstablishment = retryConnectionEstablishment
+        return configuration
+    }
 
     /// Creates one.
     public init() {}

@@ -1,4 +1,5 @@
 import AsyncHTTPClient
+import AsyncHTTPTransport
 import AuditTrail
 import CoreMetrics
 import FireblocksAPI
@@ -221,7 +222,10 @@ struct ProxyResponder: HTTPResponder {
         var collected: ByteBuffer?
         if let length = answer.headers.first(name: "Content-Length").flatMap(Int.init), (0...Self.bufferedAnswerLimit).contains(length) {
             do {
-                let bytes = try await answer.body.collect(upTo: length)
+                // A small answer is read whole before it is sent on: within --request-timeout,
+                // however slowly the upstream trickles it.
+                let bytes = try await AsyncHTTPClientTransport.collect(answer.body, upTo: length,
+                                                                        by: .now() + .nanoseconds(configuration.upstreamTimeout.nanoseconds))
                 collected = bytes
                 answerBody = ResponseBody(byteBuffer: bytes)
             } catch {

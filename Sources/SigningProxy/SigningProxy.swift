@@ -1,4 +1,5 @@
 import AsyncHTTPClient
+import AsyncHTTPTransport
 import AuditTrail
 import CoreMetrics
 import FireblocksAPI
@@ -73,13 +74,12 @@ public final class SigningProxy: Sendable {
             bindAddress = .hostname(host, port: port)
         }
 
-        var httpConfiguration = HTTPClient.Configuration(redirectConfiguration: .disallow, decompression: .disabled)
-        httpConfiguration.httpVersion = .automatic
         // The request's deadline covers the answer's head only; an upstream that goes silent
-        // while the body comes is cut off after the same time without a byte.
+        // while the body comes is cut off after the same time without a byte (an answer is
+        // streamed back as it comes, so its whole length is not bounded).
         let upstreamTimeout = TimeAmount.nanoseconds(configuration.upstreamTimeout.nanoseconds)
-        httpConfiguration.timeout = .init(connect: min(upstreamTimeout, .seconds(10)), read: upstreamTimeout)
-        let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: httpConfiguration)
+        let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: AsyncHTTPClientTransport.clientConfiguration(
+            connectTimeout: min(upstreamTimeout, .seconds(10)), readTimeout: upstreamTimeout, retryConnectionEstablishment: true))
 
         let metrics = ProxyMetrics(factory: factory, registry: registry, poolSize: pool.size)
         let responder = ProxyResponder(configuration: configuration, issuer: issuer, pool: pool, auditor: auditor, httpClient: client,
