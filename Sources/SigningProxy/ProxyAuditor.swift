@@ -119,6 +119,14 @@ final class ProxyAuditor: @unchecked Sendable {
         await onQueue { if self.pending > 0 { self.sealOnQueue() } }
     }
 
+    /// Bytes an unprivileged writer may still use on the audit directory's filesystem; nil
+    /// when it cannot be asked.
+    var freeBytes: Int64? {
+        var status = statvfs()
+        guard statvfs(appender.log.directory.path, &status) == 0 else { return nil }
+        return Int64(status.f_bavail) * Int64(status.f_frsize)
+    }
+
     /// Records in the log, the size of the last checkpoint, and the last failures, if any.
     var status: Status { snapshot.withLock { $0 } }
 

@@ -89,6 +89,9 @@ public struct ProxyConfiguration: Sendable {
     /// The authenticated call `/healthz` makes upstream: only whether it is refused as
     /// unauthenticated (HTTP 401) matters, so any path every API user may call will do.
     public var upstreamCheckPath = "/v1/vault/accounts_paged?limit=1"
+    /// `/healthz` is failing while the audit directory's filesystem has less free space than
+    /// this (every request is recorded before it is forwarded: a full disk stops the proxy).
+    public var minimumFreeAuditBytes: Int64 = 256 << 20
     /// Connections served at once.
     public var maximumConnections = 256
     /// Time a client has to send a whole request.

@@ -313,13 +313,16 @@ struct ProxyResponder: HTTPResponder {
         if audit.failure != nil { failing.append("audit") }
         if audit.checkpointFailure != nil { failing.append("checkpoint") }
         if upstream.refused { failing.append("upstream-credentials") }
+        let free = auditor.freeBytes
+        if let free, free < configuration.minimumFreeAuditBytes { failing.append("audit-disk") }
         let healthy = failing.isEmpty
         var document: [String: Any] = [
             "status": healthy ? "ok" : "failing",
             "failing": failing,
             "signature": ["ok": signature.ok, "checkedSecondsAgo": signature.age, "detail": signature.detail as Any],
             "audit": ["records": audit.records, "lastCheckpoint": audit.checkpoint, "failure": audit.failure as Any,
-                      "checkpointFailure": audit.checkpointFailure as Any],
+                      "checkpointFailure": audit.checkpointFailure as Any, "freeBytes": free as Any,
+                      "minimumFreeBytes": configuration.minimumFreeAuditBytes],
             "upstream": ["credentialsAccepted": upstream.known ? (!upstream.refused as Any) : (NSNull() as Any), "checkedSecondsAgo": upstream.age as Any,
                          "detail": upstream.detail as Any],
             "pool": ["size": pool.size, "open": pool.statistics.open, "relogins": pool.statistics.relogins],

@@ -434,6 +434,15 @@ struct ProxyHealthTests {
         #expect(recovered.status == 200, "\(recovered)")
     }
 
+    @Test func anAuditDiskWithLessThanTheMinimumFreeIsFailing() async throws {
+        let fixture = try SigningProxyTests.Fixture("proxy-health-disk")
+        // No filesystem has this much free: the check must report it.
+        try await fixture.start(rules: ["GET /v1/workspace"]) { $0.minimumFreeAuditBytes = .max }
+        let low = try await health(fixture)
+        await fixture.stop()
+        #expect(low.status == 503 && low.failing == ["audit-disk"], "\(low)")
+    }
+
     @Test func anAPIKeyFireblocksRefusesIsFailing() async throws {
         let fixture = try SigningProxyTests.Fixture("proxy-health-401")
         try await fixture.start(rules: ["GET /v1/workspace"]) { $0.upstreamCheckInterval = .milliseconds(1) }
