@@ -229,6 +229,12 @@ public struct AuditLog: Sendable {
         if let anchor { try Self.requireExtends(scan, anchor, name: "the token's", knownFrontier: anchoredFrontier) }
         if let damage = scan.damage { throw AuditError(.inconsistent, "record \(damage.index): \(damage.reason); nothing was appended") }
         if scan.tornBytes > 0 { throw AuditError(.tornTail, tornMessage(at: scan.range.size)) }
+        if let anchor, scan.range.size == anchor.treeSize, scan.range.size > 0 {
+            // The log is exactly the anchored tree, just proven: the next command need not read
+            // it all again.
+            TreeCache(size: scan.range.size, offset: scan.offset, lastLeafHash: hex(scan.lastLeafHash),
+                      frontier: scan.range.hashes.map(hex)).save(to: treePath)
+        }
         return Frontier(range: scan.range, offset: scan.offset, lastLeafHash: scan.lastLeafHash)
     }
 
