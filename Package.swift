@@ -238,6 +238,7 @@ let package = Package(
             name: "fireblocks-sandbox",
             dependencies: [
                 "FireblocksSandbox",
+                "FireblocksAPI",
                 "DurableFiles",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
