@@ -24,9 +24,11 @@ public final class AuditAppender: Sendable {
     public let log: AuditLog
     private let state: Mutex<State>
     private let actor: AuditRecord.Actor
-    private let lock: ReusableFileLock
 
     private struct State {
+        /// The log's lock file, kept open; used only inside `state`'s lock, so by one thread at a
+        /// time (the compiler sees to it: the lock is not Sendable).
+        let lock: ReusableFileLock
         var offset = 0
         /// The tree so far, as its right frontier (O(log n) memory, O(log n) root).
         var range = MerkleTree.CompactRange()
@@ -45,17 +47,16 @@ public final class AuditAppender: Sendable {
         self.actor = .current
         try log.requireTrustedFiles()
         try AtomicFile.makePrivateDirectory(log.directory.path)
-        let fileLock = try ReusableFileLock(log.lockPath)
-        lock = fileLock
-        try fileLock.lock(timeout: 30)
-        defer { fileLock.unlock() }
-        let start = try log.frontier(anchor: anchor)
-        var initial = State()
-        initial.offset = start.offset
-        initial.range = start.range
-        initial.lastLeafHash = start.lastLeafHash
-        self.state = Mutex(initial)
-        try state.withLock { state in try catchUp(&state) }
+        self.state = Mutex(State(lock: try ReusableFileLock(log.lockPath)))
+        try state.withLock { state in
+            try state.lock.lock(timeout: 30)
+            defer { state.lock.unlock() }
+            let start = try log.frontier(anchor: anchor)
+            state.offset = start.offset
+            state.range = start.range
+            state.lastLeafHash = start.lastLeafHash
+            try catchUp(&state)
+        }
     }
 
     deinit {
@@ -72,8 +73,8 @@ public final class AuditAppender: Sendable {
     @discardableResult
     public func append(_ entries: [AuditEntry], sync: Bool = true, now: Date = Date()) throws -> Int {
         try state.withLock { state in
-            try lock.lock(timeout: 30)
-            defer { lock.unlock() }
+            try state.lock.lock(timeout: 30)
+            defer { state.lock.unlock() }
             try catchUp(&state)
             let first = state.range.size
             let time = AuditRecord.timestamp(now)
@@ -100,8 +101,8 @@ public final class AuditAppender: Sendable {
     /// without sync reach the disk first.
     public func seal<R: Sendable>(_ seal: ((size: Int, root: [UInt8])) throws -> R) throws -> R {
         try state.withLock { state in
-            try lock.lock(timeout: 30)
-            defer { lock.unlock() }
+            try state.lock.lock(timeout: 30)
+            defer { state.lock.unlock() }
             try catchUp(&state)
             if state.unsynced {
                 guard fdatasync(state.descriptor) == 0 else {

@@ -119,10 +119,13 @@ public final class FileLock {
 @available(*, unavailable, message: "a lock belongs to the code that took it")
 extension FileLock: Sendable {}
 
+@available(*, unavailable, message: "keep it inside the Mutex of whatever shares it between threads")
+extension ReusableFileLock: Sendable {}
+
 /// A lock file a long-running process keeps open and locks around each use (the same `flock`
-/// as ``FileLock``, without opening the file each time). Not for use by two threads at once:
-/// its owner serialises its uses.
-public final class ReusableFileLock: @unchecked Sendable {
+/// as ``FileLock``, without opening the file each time). Not Sendable: one owner uses it, and a
+/// long-running owner shared between threads keeps it inside its own `Mutex`.
+public final class ReusableFileLock {
     private var descriptor: Int32
     /// The lock file.
     public let path: String

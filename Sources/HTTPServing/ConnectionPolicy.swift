@@ -23,14 +23,15 @@ extension ConnectionPolicy {
         }
 
         /// Counts one more connection; whether the listener must stop accepting (the cap is
-        /// reached: the kernel's backlog holds new connections until one closes).
-        func open() -> (counted: Bool, pause: Bool) {
+        /// reached: the kernel's backlog holds new connections until one closes). A connection
+        /// the listener had already accepted when it paused (one read's batch) is counted and
+        /// served, not closed: it may be the client the cap is there for.
+        func open() -> Bool {
             state.withLock { state in
-                guard state.total < maximum else { return (false, false) }
                 state.total += 1
                 let pause = state.total >= maximum && !state.paused
                 if pause { state.paused = true }
-                return (true, pause)
+                return pause
             }
         }
 
@@ -110,15 +111,8 @@ public final class ConnectionPolicy: ChannelDuplexHandler, RemovableChannelHandl
     }
 
     public func handlerAdded(context: ChannelHandlerContext) {
-        let (isCounted, pause) = connections.open()
-        guard isCounted else {
-            // Accepted before the listener paused: over the cap by a few, closed.
-            log("connection closed: the connection cap is reached")
-            context.close(promise: nil)
-            return
-        }
         counted = true
-        if pause {
+        if connections.open() {
             log("the connection cap is reached: new connections wait in the backlog")
             context.channel.parent?.setOption(ChannelOptions.autoRead, value: false).whenFailure { _ in }
         }
