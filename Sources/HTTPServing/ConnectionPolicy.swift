@@ -82,6 +82,12 @@ public final class ConnectionPolicy: ChannelDuplexHandler, RemovableChannelHandl
     /// offset clock, the proxy's upstream) sets this instead.
     public static let originalDate = HTTPField.Name("X-Original-Date")!
 
+    /// A response header a responder sets (and the policy removes before anything is sent) to
+    /// have the connection closed once that answer is written: for answers to clients that did
+    /// not authenticate, so that a connection kept alive by requests without a credential never
+    /// holds a place an authenticated client needs.
+    public static let closeAfterAnswer = HTTPField.Name("X-Connection-Policy-Close")!
+
     /// How long a connection may take to send a request's head, by default.
     public static let defaultHeadDeadline = TimeAmount.seconds(5)
 
@@ -98,6 +104,7 @@ public final class ConnectionPolicy: ChannelDuplexHandler, RemovableChannelHandl
     private var peer: String?
     private var timer: Scheduled<Void>?
     private var headTimer: Scheduled<Void>?
+    private var closing = false
 
     /// A policy for one connection: counted in `connections`, closed when a request's head has
     /// not arrived `headDeadline` after connecting or after the previous answer, or the whole
@@ -171,11 +178,26 @@ public final class ConnectionPolicy: ChannelDuplexHandler, RemovableChannelHandl
 
     public func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         switch unwrapOutboundIn(data) {
-        case .head(var head) where head.headerFields[Self.originalDate] != nil:
-            head.headerFields[.date] = head.headerFields[Self.originalDate]
-            head.headerFields[Self.originalDate] = nil
+        case .head(var head) where head.headerFields[Self.originalDate] != nil || head.headerFields[Self.closeAfterAnswer] != nil:
+            if head.headerFields[Self.originalDate] != nil {
+                head.headerFields[.date] = head.headerFields[Self.originalDate]
+                head.headerFields[Self.originalDate] = nil
+            }
+            if head.headerFields[Self.closeAfterAnswer] != nil {
+                head.headerFields[Self.closeAfterAnswer] = nil
+                head.headerFields[.connection] = "close"
+                closing = true
+            }
             context.write(wrapOutboundOut(.head(head)), promise: promise)
         case .end:
+            if closing {
+                let channel = context.channel
+                let written = context.eventLoop.makePromise(of: Void.self)
+                written.futureResult.whenComplete { _ in channel.close(promise: nil) }
+                written.futureResult.cascade(to: promise)
+                context.writeAndFlush(data, promise: written)
+                return
+            }
             arm(context)
             context.write(data, promise: promise)
         default:

@@ -103,13 +103,26 @@ public struct RequestPath: Sendable, Equatable {
             guard let decoded = Self.percentDecoded(part) else {
                 throw ProxyConfigurationError("the \(name) has a '%' that is not followed by two hex digits")
             }
-            guard String(validating: decoded, as: UTF8.self) != nil else {
+            guard let text = String(validating: decoded, as: UTF8.self) else {
                 throw ProxyConfigurationError("the \(name) percent-decodes to bytes that are not UTF-8: refused, so that what is signed is what the server reads")
+            }
+            guard !text.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }) else {
+                throw ProxyConfigurationError("the \(name) percent-decodes to a control character (NUL, a line end …): refused")
             }
         }
         let segments = path.dropFirst().split(separator: "/", omittingEmptySubsequences: false)
-        for segment in segments where segment.isEmpty || segment == "." || segment == ".." {
-            throw ProxyConfigurationError("the path has an empty, '.' or '..' segment")
+        for segment in segments {
+            // What some servers make of a segment: its `;parameters` dropped (Tomcat, Jetty),
+            // percent-decoded, compatibility-normalised (fullwidth dots), trailing blanks trimmed.
+            let bare = segment.split(separator: ";", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
+            let decoded = Self.percentDecoded(bare).flatMap { String(validating: $0, as: UTF8.self) } ?? String(bare)
+            let normalized = decoded.precomposedStringWithCompatibilityMapping.trimmingCharacters(in: .whitespaces)
+            guard !segment.isEmpty, !bare.isEmpty, !normalized.isEmpty, !normalized.allSatisfy({ $0 == "." }) else {
+                throw ProxyConfigurationError("the path has an empty segment or one of dots only (also as '..;', '%20'-padded or fullwidth): refused, so that no server reads it as another path")
+            }
+            if normalized.unicodeScalars.contains(where: { $0 == "/" || $0 == "\\" || $0 == "?" || $0 == "#" }) {
+                throw ProxyConfigurationError("a path segment decodes to '/', '\\', '?' or '#': refused, so that no server reads it as another path")
+            }
         }
         self.target = target
         self.segments = segments

@@ -54,13 +54,18 @@ struct ProxyResponder: HTTPResponder {
     /// the request line's (which is what the allowlist judged and the JWT signs), or that claim
     /// where the request came from: refused with 400, never forwarded.
     static let refusedRequestHeaders: Set<String> = [
-        "x-http-method-override", "x-http-method", "x-method-override", "x-original-url", "x-rewrite-url",
-        "x-original-method", "forwarded",
+        "x-http-method-override", "x-http-method", "x-method-override", "x-method", "x-original-method",
+        "x-original-url", "x-original-uri", "x-rewrite-url", "x-override-url", "x-envoy-original-path",
+        "forwarded", "x-forwarded", "x-real-ip", "true-client-ip", "x-client-ip", "x-cluster-client-ip", "x-host",
+        "x-original-host", "via",
     ]
 
-    /// Whether a request header is one of ``refusedRequestHeaders`` or an `X-Forwarded-*`.
+    /// Whether a request header is one of ``refusedRequestHeaders`` or an `X-Forwarded-*`, in
+    /// any spelling a front end might read the same (case; `_` for `-`, as CGI and some proxies
+    /// treat them); any name with an underscore is refused for that reason alone.
     static func isRefused(_ name: String) -> Bool {
         let lowered = name.lowercased()
+        if lowered.contains("_") { return true }
         return refusedRequestHeaders.contains(lowered) || lowered.hasPrefix("x-forwarded-")
     }
 
@@ -85,19 +90,32 @@ struct ProxyResponder: HTTPResponder {
         let started = ContinuousClock.now
         let method = request.method.rawValue
         let rawTarget = request.head.path ?? "/"
-        if method == "GET", rawTarget == "/healthz" { return await healthResponse() }
+        // Who is asking (a client token, when the proxy requires them). A connection whose
+        // requests carry none is closed after each answer: kept alive, it would hold a place
+        // that authenticated clients need.
+        let authenticated = configuration.clients.map { clients in
+            Self.presentedToken(request.headers).flatMap { clients.client(presenting: $0) }
+        }
+        let anonymous = authenticated.map { $0 == nil } ?? false
+        func closingIfAnonymous(_ response: Response) -> Response {
+            guard anonymous else { return response }
+            var response = response
+            response.headers[ConnectionPolicy.closeAfterAnswer] = "1"
+            return response
+        }
+        if method == "GET", rawTarget == "/healthz" { return closingIfAnonymous(await healthResponse()) }
         if method == "GET", rawTarget == "/metrics" {
-            return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
-                            body: ResponseBody(byteBuffer: ByteBuffer(bytes: metrics.exposition(pool: pool))))
+            return closingIfAnonymous(Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
+                                               body: ResponseBody(byteBuffer: ByteBuffer(bytes: metrics.exposition(pool: pool)))))
         }
 
-        // Who is asking (a client token, when the proxy requires them).
         var client = context.remote
-        if let clients = configuration.clients {
-            let presented = Self.presentedToken(request.headers)
-            guard let presented, let name = clients.client(presenting: presented) else {
-                return deny(401, presented == nil ? "no client token" : "unknown client token", method: method, target: rawTarget,
-                            client: client, started: started, extraHeaders: [.wwwAuthenticate: "Bearer"])
+        if let authenticated {
+            guard let name = authenticated else {
+                let presented = Self.presentedToken(request.headers)
+                return closingIfAnonymous(deny(401, presented == nil ? "no client token" : "unknown client token", method: method,
+                                               target: rawTarget, client: client, started: started,
+                                               extraHeaders: [.wwwAuthenticate: "Bearer"]))
             }
             client = name
         }
@@ -105,6 +123,13 @@ struct ProxyResponder: HTTPResponder {
         // What is asked: a path the allowlist and the server read alike, and a rule allowing it.
         let path: RequestPath
         let uri: String
+        guard rawTarget.hasPrefix("/") else {
+            // `*` (or anything else that is not a path). An absolute-form target (`GET
+            // http://host/…`) reaches here already cut to its path by SwiftNIO's HTTP/1
+            // conversion: the proxy has one upstream, so its scheme and host change nothing.
+            return deny(400, "the request target must be a path (origin-form)",
+                        method: method, target: rawTarget, client: client, started: started)
+        }
         do {
             uri = try configuration.upstream.resolve(path: rawTarget).uri
             path = try RequestPath(uri)
@@ -116,7 +141,7 @@ struct ProxyResponder: HTTPResponder {
                         method: method, target: rawTarget, client: client, started: started)
         }
         if let override = request.headers.first(where: { Self.isRefused($0.name.canonicalName) }) {
-            return deny(400, "the header \(override.name.canonicalName) asks for another method or target than the request line's, or claims where the request came from: refused",
+            return deny(400, "the header \(Self.printable(override.name.canonicalName)) asks for another method or target than the request line's, claims where the request came from, or has an underscore a front end could read as a dash: refused",
                         method: method, target: rawTarget, client: client, started: started)
         }
         guard let rule = configuration.rules.first(where: { $0.allows(method: method, segments: path.segments) }) else {
@@ -429,8 +454,19 @@ final class HealthCheck: Sendable {
         upstreamChecks = (counter("accepted"), counter("refused"), counter("unanswered"))
     }
 
+    /// An answer says something of the credentials only when it is 401 (refused) or one the
+    /// API gives after authenticating (2xx, and 4xx but 401, 408 and 429: permissions, not
+    /// found, bad input). A 5xx, 429 or redirect may come from a front end before any
+    /// authentication: it changes nothing.
     func recordUpstreamAnswer(status: Int, detail: String) {
-        upstream.withLock { $0 = (.now, status == 401, detail) }
+        let refused: Bool
+        switch status {
+        case 401: refused = true
+        case 200...299: refused = false
+        case 400...499 where status != 408 && status != 429: refused = false
+        default: return
+        }
+        upstream.withLock { $0 = (.now, refused, detail) }
     }
 
     func upstreamCheck(probe: () async -> (status: Int, detail: String)?) async -> (known: Bool, refused: Bool, age: Int?, detail: String?) {
@@ -438,7 +474,12 @@ final class HealthCheck: Sendable {
             return (true, last.refused, Int(last.at.duration(to: .now).components.seconds), last.detail)
         }
         if let answer = await probe() {
-            (answer.status == 401 ? upstreamChecks.refused : upstreamChecks.accepted).increment()
+            switch answer.status {
+            case 401: upstreamChecks.refused.increment()
+            case 200...299: upstreamChecks.accepted.increment()
+            case 400...499 where answer.status != 408 && answer.status != 429: upstreamChecks.accepted.increment()
+            default: upstreamChecks.unanswered.increment()
+            }
             recordUpstreamAnswer(status: answer.status, detail: answer.detail)
         } else {
             upstreamChecks.unanswered.increment()

@@ -59,6 +59,10 @@ final class RecordingUpstream: Sendable {
                 try await writer.finish(nil)
             })
         }
+        if request.head.path?.hasPrefix("/v1/unavailable") == true {
+            return Response(status: .serviceUnavailable, headers: [.contentType: "application/json"],
+                            body: ResponseBody(byteBuffer: ByteBuffer(bytes: Array(#"{"message":"busy"}"#.utf8))))
+        }
         if refusesCredentials.withLock({ $0 }) {
             return Response(status: .unauthorized, headers: [HTTPField.Name("X-Request-ID")!: "refused", .contentType: "application/json"],
                             body: ResponseBody(byteBuffer: ByteBuffer(bytes: Array(#"{"message":"Unauthorized","code":-7}"#.utf8))))
@@ -325,7 +329,10 @@ struct SigningProxyTests {
 @Suite("Signing proxy: targets and listeners")
 struct ProxyTargetTests {
     @Test(arguments: ["/v1/transactions/%c0%ae?limit=1", "/v1/transactions/%ff", "/v1/transactions/a%80b", "/v1/x?q=%fe%ff",
-                      "/v1/transactions/%zz", "/v1/transactions/%4", "/v1/x?q=%"])
+                      "/v1/transactions/%zz", "/v1/transactions/%4", "/v1/x?q=%",
+                      "/v1/vault/..;", "/v1/vault/.;", "/v1/vault/;", "/v1/vault/..;/..;/workspace", "/v1/vault/..%20", "/v1/vault/...",
+                      "/v1/vault/%EF%BC%8E%EF%BC%8E", "/v1/vault/%E2%80%A5", "/v1/vault/a?%00", "/v1/vault/a%3Fb", "/v1/vault/a%23b",
+                      "/v1/vault/a?x=%0d%0a"])
     func aTargetThatIsNotTextOnceDecodedIsRefused(target: String) {
         #expect(throws: ProxyConfigurationError.self) { try RequestPath(target) }
     }
@@ -367,7 +374,8 @@ struct ProxyWireTests {
         }
         for header in ["X-HTTP-Method-Override: DELETE", "X-HTTP-Method: DELETE", "X-Method-Override: DELETE",
                        "X-Original-URL: /v1/transactions/1/cancel", "X-Rewrite-URL: /v1/admin", "X-Forwarded-For: 10.0.0.1",
-                       "Forwarded: for=10.0.0.1"] {
+                       "Forwarded: for=10.0.0.1", "X_HTTP_Method_Override: DELETE", "x-http-method-override: DELETE",
+                       "X-Original-URI: /v1/admin", "X-Envoy-Original-Path: /v1/admin", "X-Real-IP: 10.0.0.1", "Via: 1.1 front"] {
             statuses[header] = try curl(fixture.port, "/v1/vault/accounts_paged", headers: [header])
         }
         // What is allowed still passes, exactly as sent.
@@ -443,17 +451,38 @@ struct ProxyHealthTests {
         #expect(low.status == 503 && low.failing == ["audit-disk"], "\(low)")
     }
 
-    @Test func anAPIKeyFireblocksRefusesIsFailing() async throws {
+    @Test func anAPIKeyFireblocksRefusesIsFailingAndOnlyItsOwnAnswersSaySo() async throws {
         let fixture = try SigningProxyTests.Fixture("proxy-health-401")
+        // No probe during the test: forwarded answers alone tell.
+        try await fixture.start(rules: ["GET /v1/workspace", "GET /v1/unavailable"]) { $0.upstreamCheckInterval = .seconds(300) }
+        #expect(try await fixture.send(.GET, "/v1/workspace").status == 201)
+        #expect(try await health(fixture).status == 200)
+        fixture.upstream.refusesCredentials.withLock { $0 = true }
+        #expect(try await fixture.send(.GET, "/v1/workspace").status == 401)
+        let refused = try await health(fixture)
+        #expect(refused.status == 503 && refused.failing == ["upstream-credentials"], "\(refused)")
+        // A 503 (a front end, before any authentication) says nothing of the key.
+        #expect(try await fixture.send(.GET, "/v1/unavailable").status == 503)
+        let still = try await health(fixture)
+        #expect(still.status == 503 && still.failing == ["upstream-credentials"], "\(still)")
+        fixture.upstream.refusesCredentials.withLock { $0 = false }
+        #expect(try await fixture.send(.GET, "/v1/workspace").status == 201)
+        let accepted = try await health(fixture)
+        await fixture.stop()
+        #expect(accepted.status == 200, "\(accepted)")
+    }
+
+    @Test func theProbeIsSignedRecordedAndTellsARefusedKey() async throws {
+        let fixture = try SigningProxyTests.Fixture("proxy-health-probe")
         try await fixture.start(rules: ["GET /v1/workspace"]) { $0.upstreamCheckInterval = .milliseconds(1) }
         #expect(try await health(fixture).status == 200)
         fixture.upstream.refusesCredentials.withLock { $0 = true }
         let refused = try await health(fixture)
-        #expect(refused.status == 503 && refused.failing == ["upstream-credentials"], "\(refused)")
         fixture.upstream.refusesCredentials.withLock { $0 = false }
         let accepted = try await health(fixture)
         let probes = try fixture.records().filter { $0["event"] as? String == "proxy.health-probe" }
         await fixture.stop()
+        #expect(refused.status == 503 && refused.failing == ["upstream-credentials"], "\(refused)")
         #expect(accepted.status == 200, "\(accepted)")
         #expect(probes.count >= 3, "every probe is signed, so it is recorded")
     }
@@ -471,8 +500,9 @@ struct ProxyAvailabilityTests {
         let calm = ContinuousClock.now
         #expect(try await fixture.send(.GET, "/v1/workspace", headers: [("Proxy-Authorization", "Bearer \(secret)")]).status == 201)
         let normal = calm.duration(to: .now)
-        // One local process: 300 idle connections and 50 that trickle a head, all without a token.
-        let abuse = LocalAbuse(port: fixture.port, idle: 300, trickling: 50)
+        // One local process: 300 idle connections and 50 that trickle a head, all without a
+        // token, and 100 that send whole requests without one, every second, kept alive.
+        let abuse = LocalAbuse(port: fixture.port, idle: 300, trickling: 50, requesting: 100)
         defer { abuse.stop() }
         try await Task.sleep(for: .milliseconds(500))
         // A client that connects now (its own connection pool: one new connection, kept alive).

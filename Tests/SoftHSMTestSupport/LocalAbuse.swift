@@ -9,15 +9,19 @@ import Glibc
 public final class LocalAbuse: @unchecked Sendable {
     private var sockets: [Int32] = []
     private var trickling: [Int32] = []
+    private var requesting: [Int32] = []
     private let lock = NSLock()
     private var stopped = false
     private var thread: Thread?
 
-    /// Opens `idle` silent connections and `trickling` slow ones to 127.0.0.1:`port`, and keeps
-    /// reopening the ones the server closes until ``stop()``.
-    public init(port: Int, idle: Int, trickling: Int) {
+    /// Opens `idle` silent connections, `trickling` slow ones and `requesting` ones that send a
+    /// whole request (without any credential) every second on the same connection, to
+    /// 127.0.0.1:`port`, and keeps reopening the ones the server closes until ``stop()``.
+    public init(port: Int, idle: Int, trickling: Int, requesting: Int = 0) {
         for _ in 0..<idle { if let socket = Self.connect(port) { sockets.append(socket) } }
         for _ in 0..<trickling { if let socket = Self.connect(port) { self.trickling.append(socket) } }
+        for _ in 0..<requesting { if let socket = Self.connect(port) { self.requesting.append(socket) } }
+        let request = Array("GET /v1/workspace HTTP/1.1\r\nHost: x\r\n\r\n".utf8)
         let thread = Thread { [self] in
             let head = Array("GET /v1/workspace HTTP/1.1\r\nHost: x\r\nX-Slow: ".utf8)
             var sent = 0
@@ -26,6 +30,10 @@ public final class LocalAbuse: @unchecked Sendable {
                 for socket in self.trickling {
                     var byte = head[sent % head.count]
                     _ = Glibc.write(socket, &byte, 1)
+                }
+                self.requesting = self.requesting.map { Self.isClosed($0) ? (Self.reconnect($0, port) ?? $0) : $0 }
+                for socket in self.requesting {
+                    _ = request.withUnsafeBytes { Glibc.write(socket, $0.baseAddress, $0.count) }
                 }
                 // Whoever the server closed comes back at once (an attacker reconnects).
                 sockets = sockets.map { Self.isClosed($0) ? (Self.reconnect($0, port) ?? $0) : $0 }
@@ -49,9 +57,10 @@ public final class LocalAbuse: @unchecked Sendable {
     public func stop() {
         lock.lock()
         stopped = true
-        for socket in sockets + trickling { close(socket) }
+        for socket in sockets + trickling + requesting { close(socket) }
         sockets = []
         trickling = []
+        requesting = []
         lock.unlock()
     }
 
