@@ -179,6 +179,9 @@ struct SandboxResponder: HTTPResponder {
                 fields.append(HTTPField(name: name, value: value))
             }
         }
+        // A caller that did not authenticate does not keep its connection (it would hold a place
+        // an authenticated client needs).
+        if status == 401 { fields[ConnectionPolicy.closeAfterAnswer] = "1" }
         return Response(status: HTTPResponse.Status(code: status), headers: fields, body: ResponseBody(byteBuffer: ByteBuffer(bytes: body)))
     }
 }

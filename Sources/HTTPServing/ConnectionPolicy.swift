@@ -45,6 +45,19 @@ extension ConnectionPolicy {
             }
         }
 
+        /// Whether the listener should accept now (under the cap).
+        var accepting: Bool { state.withLock { $0.total < maximum } }
+
+        /// Sets the listener's accepting to what the count says *when this runs* on the
+        /// listener's own event loop: pauses and resumes decided on different connections' loops
+        /// then cannot arrive in the wrong order and leave it paused under the cap.
+        func updateAccepting(_ listener: (any Channel)?) {
+            guard let listener else { return }
+            listener.eventLoop.execute { [self] in
+                listener.setOption(ChannelOptions.autoRead, value: accepting).whenFailure { _ in }
+            }
+        }
+
         /// One connection fewer (and one fewer of `peer`, if it was admitted as one); whether the
         /// listener may accept again.
         func close(peer: String?) -> Bool {
@@ -121,7 +134,7 @@ public final class ConnectionPolicy: ChannelDuplexHandler, RemovableChannelHandl
         counted = true
         if connections.open() {
             log("the connection cap is reached: new connections wait in the backlog")
-            context.channel.parent?.setOption(ChannelOptions.autoRead, value: false).whenFailure { _ in }
+            connections.updateAccepting(context.channel.parent)
         }
         arm(context)
         admitPeer(context)
@@ -156,7 +169,7 @@ public final class ConnectionPolicy: ChannelDuplexHandler, RemovableChannelHandl
         if counted {
             counted = false
             if connections.close(peer: peer) {
-                context.channel.parent?.setOption(ChannelOptions.autoRead, value: true).whenFailure { _ in }
+                connections.updateAccepting(context.channel.parent)
             }
             peer = nil
         }
