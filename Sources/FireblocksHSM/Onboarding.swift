@@ -424,9 +424,12 @@ public enum Onboarding {
                 try records.save(asked)
             }
             try KeyStore.requireUnused(label: request.keyLabel, id: nil, in: session)
-            let pair = try during("generating an RSA-\(request.bits) key pair on token '\(info.label)'") {
-                try observer.slowStep("Generating RSA-\(request.bits) key pair '\(request.keyLabel)' on token '\(info.label)'") {
-                    try KeyGenerator.generate(KeyGenerationRequest(label: request.keyLabel, bits: request.bits), in: session)
+            // Seconds of C_GenerateKeyPair: off the cooperative pool.
+            let pair = try await BlockingBridge.run(moving: session) { session in
+                try during("generating an RSA-\(request.bits) key pair on token '\(info.label)'") {
+                    try observer.slowStep("Generating RSA-\(request.bits) key pair '\(request.keyLabel)' on token '\(info.label)'") {
+                        try KeyGenerator.generate(KeyGenerationRequest(label: request.keyLabel, bits: request.bits), in: session)
+                    }
                 }
             }
             FaultInjection.point("onboard-after-key-stored")
