@@ -13,6 +13,15 @@ import Darwin
 public enum TrustedFile {
     /// The canonical path of a file that passes; ``TrustedFileError`` otherwise.
     public static func verify(_ path: String) throws(TrustedFileError) -> String {
+        // A symbolic link is judged where it leads, and where it sits: whoever can write the
+        // directory holding the link can point it elsewhere.
+        var link = stat()
+        if lstat(path, &link) == 0, (link.st_mode & S_IFMT) == S_IFLNK {
+            let holder = path.lastIndex(of: "/").map { path[..<$0].isEmpty ? "/" : String(path[..<$0]) } ?? "."
+            var status = stat()
+            guard stat(holder, &status) == 0 else { throw .unreadableDirectory(holder, errno: errno) }
+            try requireTrusted(status, .linkDirectory(holder))
+        }
         guard let resolved = realpath(path, nil) else { throw .unreadable(path, errno: errno) }
         let real = String(cString: resolved)
         free(resolved)
@@ -41,12 +50,15 @@ public enum TrustedFileError: Error, Hashable, Sendable, CustomStringConvertible
     public enum Subject: Hashable, Sendable, CustomStringConvertible {
         case file(String)
         case directory(String)
+        /// The directory holding a symbolic link that was followed.
+        case linkDirectory(String)
 
         /// "file /path" or "directory /path".
         public var description: String {
             switch self {
             case .file(let path): return "file \(path)"
             case .directory(let path): return "directory \(path)"
+            case .linkDirectory(let path): return "directory \(path), which holds the symlink"
             }
         }
     }
@@ -120,9 +132,9 @@ extension TrustedFile {
     public static func remedy(for error: TrustedFileError) -> String? {
         func quoted(_ path: String) -> String { "'" + path.split(separator: "'", omittingEmptySubsequences: false).joined(separator: "'\\''") + "'" }
         switch error {
-        case .writableByOthers(.file(let path), _), .writableByOthers(.directory(let path), _):
+        case .writableByOthers(.file(let path), _), .writableByOthers(.directory(let path), _), .writableByOthers(.linkDirectory(let path), _):
             return "chmod go-w \(quoted(path))"
-        case .otherOwner(.file(let path), _), .otherOwner(.directory(let path), _):
+        case .otherOwner(.file(let path), _), .otherOwner(.directory(let path), _), .otherOwner(.linkDirectory(let path), _):
             return "chown \(getuid()) \(quoted(path))"
         default:
             return nil

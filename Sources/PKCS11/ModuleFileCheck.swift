@@ -32,7 +32,7 @@ enum ModuleFileCheck {
         func named(_ subject: TrustedFileError.Subject) -> String {
             switch subject {
             case .file(let path): return "module file \(path)"
-            case .directory(let path): return "directory \(path)"
+            case .directory, .linkDirectory: return subject.description
             }
         }
         switch error {

@@ -144,3 +144,23 @@ struct LockFileReplacementTests {
         long.unlock()
     }
 }
+
+@Suite("Trusted files: one rule")
+struct TrustedFileRuleTests {
+    @Test func aLinkIsJudgedWhereItLeadsAndWhereItSits() throws {
+        let base = NSTemporaryDirectory() + "trusted-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: base) }
+        try FileManager.default.createDirectory(atPath: base + "/safe", withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        try FileManager.default.createDirectory(atPath: base + "/open", withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        chmod(base + "/open", 0o777)
+        try Data("x".utf8).write(to: URL(fileURLWithPath: base + "/safe/file"))
+        chmod(base + "/safe/file", 0o600)
+        #expect(try TrustedFile.verify(base + "/safe/file").hasSuffix("/safe/file"))
+        try FileManager.default.createSymbolicLink(atPath: base + "/open/link", withDestinationPath: base + "/safe/file")
+        let refused = #expect(throws: TrustedFileError.self) { try TrustedFile.verify(base + "/open/link") }
+        if case .writableByOthers(.linkDirectory(let path), _)? = refused { #expect(path.hasSuffix("/open")) } else { Issue.record("\(String(describing: refused))") }
+        #expect(refused.flatMap(TrustedFile.remedy(for:))?.hasPrefix("chmod go-w") == true)
+        // A path that cannot be examined is refused, never let through.
+        #expect(throws: TrustedFileError.self) { try TrustedFile.verify(base + "/safe/missing") }
+    }
+}

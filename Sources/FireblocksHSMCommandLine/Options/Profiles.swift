@@ -1,3 +1,4 @@
+import DurableFiles
 import FireblocksHSM
 #if canImport(FoundationEssentials)
 import FoundationEssentials
@@ -100,35 +101,16 @@ enum ProfileStore {
         }
     }
 
-    /// The file and its directory must be this user's (or root's) and not writable by group or
-    /// others, checked where the path leads after symlinks; and a symlink on the way must itself
-    /// sit in such a directory (a link in a world-writable directory can be re-pointed by anyone).
+    /// The file a profile comes from configures what runs (it can name a module to load), so it
+    /// is held to ``TrustedFile``'s rule, as modules and the companion are: it and its directory
+    /// (and the directory of a symlink on the way) are this user's or root's and writable by
+    /// nobody else; a file that cannot be examined is refused.
     private static func checkOwnership(_ path: String) throws {
-        var link = stat()
-        if lstat(path, &link) == 0, (link.st_mode & S_IFMT) == S_IFLNK {
-            try requireTrusted(directoryOf(path), what: "the directory holding the symlink \(path)")
+        do {
+            _ = try TrustedFile.verify(path)
+        } catch {
+            let remedy = TrustedFile.remedy(for: error).map { "; fix it with: \($0)" } ?? ""
+            throw TokenKeysError(.invalidArgument, "configuration file \(path): \(error); a profile can name a module to load, so it must be yours and writable by nobody else\(remedy)")
         }
-        guard let resolved = realpath(path, nil) else {
-            throw TokenKeysError(.invalidArgument, "configuration file \(path) cannot be resolved (\(String(cString: strerror(errno))))")
-        }
-        let real = String(cString: resolved)
-        free(resolved)
-        try requireTrusted(real, what: real == path ? real : "\(real) (where \(path) leads)")
-        try requireTrusted(directoryOf(real), what: "directory \(directoryOf(real))")
-    }
-
-    private static func requireTrusted(_ checked: String, what: String) throws {
-        var status = stat()
-        guard stat(checked, &status) == 0 else { return }
-        if status.st_uid != getuid(), status.st_uid != 0 {
-            throw TokenKeysError(.invalidArgument, "\(what) belongs to another user; a profile can name a module to load, so it must be yours")
-        }
-        if status.st_mode & 0o022 != 0 {
-            throw TokenKeysError(.invalidArgument, "\(what) is writable by group or others (mode \(String(status.st_mode & 0o7777, radix: 8))); a profile can name a module to load: chmod go-w it")
-        }
-    }
-
-    private static func directoryOf(_ path: String) -> String {
-        URL(fileURLWithPath: path).deletingLastPathComponent().path
     }
 }
