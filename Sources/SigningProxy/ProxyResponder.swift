@@ -145,7 +145,7 @@ struct ProxyResponder: HTTPResponder {
                         method: method, target: rawTarget, client: client, started: started)
         }
         guard let rule = configuration.rules.first(where: { $0.allows(method: method, segments: path.segments) }) else {
-            return deny(403, "no --allow rule permits \(method) \(Self.pathOnly(uri))", method: method, target: uri,
+            return deny(403, "no rule of this proxy permits \(method) \(Self.pathOnly(uri))", method: method, target: uri,
                         client: client, started: started)
         }
         if let wait = configuration.rate?.take() {
