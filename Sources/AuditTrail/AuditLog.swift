@@ -457,6 +457,10 @@ struct TreeCache: Equatable {
         let bytes = Array(text.utf8)
         guard let descriptor = try? AuditFiles.open(path, O_WRONLY, create: true) else { return }
         defer { close(descriptor) }
+        // Rewritten in place: never through a second name (a hard link planted at the path
+        // would make this overwrite another file of this user's).
+        var status = stat()
+        guard fstat(descriptor, &status) == 0, status.st_nlink == 1 else { return }
         let written = bytes.withUnsafeBytes { pwrite(descriptor, $0.baseAddress, $0.count, 0) }
         if written == bytes.count {
             _ = ftruncate(descriptor, off_t(bytes.count))

@@ -44,10 +44,13 @@ public final class FileLock {
         let directory = URL(fileURLWithPath: path).deletingLastPathComponent().path
         try AtomicFile.makePrivateDirectory(directory)
         let descriptor = try openLocked(path, timeout: timeout, waiting: waiting)
-        if !note.isEmpty {
+        var status = stat()
+        let singleName = fstat(descriptor, &status) == 0 && status.st_nlink == 1 && (status.st_mode & S_IFMT) == S_IFREG
+        if !note.isEmpty, singleName {
             // Written over the last holder's note, then cut to its length: truncating to zero
             // first would free the file's block on every lock, which on a filesystem mounted
-            // with `discard` waits for the device.
+            // with `discard` waits for the device. Never into a file with other names (a hard
+            // link planted at the lock's path would make this overwrite another file).
             let bytes = Array(note.utf8)
             let written = bytes.withUnsafeBytes { pwrite(descriptor, $0.baseAddress, $0.count, 0) }
             _ = ftruncate(descriptor, off_t(max(0, written)))

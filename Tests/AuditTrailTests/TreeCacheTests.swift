@@ -90,6 +90,19 @@ struct TreeCacheTests {
         }
     }
 
+    @Test func theCacheIsNeverWrittenIntoAFileHardLinkedAtItsPath() throws {
+        let log = log()
+        defer { try? FileManager.default.removeItem(at: log.directory) }
+        _ = try appendSealed(log, ["a"])
+        let path = log.directory.appendingPathComponent("0123456789abcdef.tree").path
+        let precious = log.directory.appendingPathComponent("precious").path
+        try Data("keep me\n".utf8).write(to: URL(fileURLWithPath: precious))
+        try FileManager.default.removeItem(atPath: path)
+        #expect(link(precious, path) == 0)
+        TreeCache(size: 1, offset: 10, lastLeafHash: nil, frontier: [String(repeating: "ab", count: 32)]).save(to: path)
+        #expect(try String(contentsOfFile: precious, encoding: .utf8) == "keep me\n")
+    }
+
     @Test func aTornTailIsStillRefusedWithACache() throws {
         let log = log()
         defer { try? FileManager.default.removeItem(at: log.directory) }

@@ -164,3 +164,18 @@ struct TrustedFileRuleTests {
         #expect(throws: TrustedFileError.self) { try TrustedFile.verify(base + "/safe/missing") }
     }
 }
+
+@Suite("Writes in place never go through a second name")
+struct HardLinkTests {
+    @Test func aLockNoteIsNotWrittenIntoAFileHardLinkedAtTheLocksPath() throws {
+        let directory = NSTemporaryDirectory() + "hardlink-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let precious = directory + "/precious"
+        try Data("keep me\n".utf8).write(to: URL(fileURLWithPath: precious))
+        #expect(link(precious, directory + "/x.lock") == 0)
+        let lock = try FileLock.acquire(directory + "/x.lock", timeout: 1, note: "pid 1: something")
+        lock.release()
+        #expect(try String(contentsOfFile: precious, encoding: .utf8) == "keep me\n")
+    }
+}
