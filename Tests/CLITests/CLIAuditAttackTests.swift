@@ -8,11 +8,7 @@ import Testing
 /// token's anchor.
 @Suite("Command line: the audit trail under attack")
 struct CLIAuditAttackTests {
-    private func logPath(_ cli: CLIHarness) throws -> String {
-        let directory = cli.directory.path + "/audit"
-        let name = try #require(try FileManager.default.contentsOfDirectory(atPath: directory).first { $0.hasSuffix(".jsonl") })
-        return directory + "/" + name
-    }
+    private func logPath(_ cli: CLIHarness) throws -> String { try cli.auditLogPath() }
 
     private func lines(_ path: String) throws -> [String] {
         try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n").map(String.init)

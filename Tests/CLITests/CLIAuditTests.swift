@@ -6,11 +6,7 @@ import Testing
 /// checkpoints signed on the token, and each kind of tampering caught.
 @Suite("Command line: audit trail")
 struct CLIAuditTests {
-    private func auditLog(_ cli: CLIHarness) throws -> String {
-        let directory = cli.directory.path + "/audit"
-        let name = try #require(try FileManager.default.contentsOfDirectory(atPath: directory).first { $0.hasSuffix(".jsonl") })
-        return directory + "/" + name
-    }
+    private func auditLog(_ cli: CLIHarness) throws -> String { try cli.auditLogPath() }
 
     private func onboarded() throws -> (CLIHarness, SandboxProcess, [String]) {
         let (cli, sandbox, api) = try SandboxProcess.withAdmin(apiKey: UUID().uuidString.lowercased())

@@ -104,6 +104,13 @@ struct CLIHarness {
                                   environment: environment(), workingDirectory: files)
     }
 
+    /// The token's audit log (`<serial>.jsonl` in the harness's audit directory).
+    func auditLogPath() throws -> String {
+        let audit = directory.path + "/audit"
+        let name = try #require(try FileManager.default.contentsOfDirectory(atPath: audit).first { $0.hasSuffix(".jsonl") })
+        return audit + "/" + name
+    }
+
     func remove() { directory.remove() }
 }
 
