@@ -76,6 +76,10 @@ let package = Package(
             providers: [.apt(["libp11-kit-dev"])]
         ),
         .target(
+            name: "ErrorShape",
+            dependencies: []
+        ),
+        .target(
             name: "HexEncoding",
             dependencies: []
         ),
@@ -101,7 +105,11 @@ let package = Package(
         ),
         .target(
             name: "DurableFiles",
-            dependencies: []
+            dependencies: ["ErrorShape"]
+        ),
+        .target(
+            name: "ProxySettings",
+            dependencies: ["ErrorShape", "DurableFiles", .product(name: "Crypto", package: "swift-crypto")]
         ),
         .target(
             name: "TransparencyLog",
@@ -143,6 +151,7 @@ let package = Package(
             dependencies: [
                 "FireblocksAPI",
                 "HTTPServing",
+                "ProxySettings",
                 "DurableFiles",
                 "JOSE",
                 .product(name: "Crypto", package: "swift-crypto"),
@@ -183,6 +192,9 @@ let package = Package(
                 "TransparencyLog",
                 "JOSE",
                 "HTTPServing",
+                "ProxySettings",
+                "DurableFiles",
+                "ErrorShape",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -200,6 +212,8 @@ let package = Package(
             name: "FireblocksHSMCommandLine",
             dependencies: [
                 "FireblocksHSM",
+                "ProxySettings",
+                "ErrorShape",
                 "FireblocksAPI",
                 "DurableFiles",
                 "HexEncoding",
@@ -226,6 +240,7 @@ let package = Package(
                 "FireblocksHSMCommandLine",
                 "AsyncHTTPTransport",
                 "SigningProxy",
+                "ProxySettings",
                 "FireblocksHSM",
                 "FireblocksAPI",
                 "PKCS11",
@@ -284,7 +299,7 @@ let package = Package(
         ),
         .testTarget(
             name: "DurableFilesTests",
-            dependencies: ["DurableFiles"]
+            dependencies: ["DurableFiles", "ErrorShape"]
         ),
         .testTarget(
             name: "JOSETests",
@@ -325,7 +340,7 @@ let package = Package(
         .testTarget(
             name: "SigningProxyTests",
             dependencies: [
-                "SigningProxy", "FireblocksHSM", "FireblocksAPI", "TokenKeys", "AuditTrail", "JOSE", "SoftHSMTestSupport",
+                "SigningProxy", "ProxySettings", "FireblocksHSM", "FireblocksAPI", "TokenKeys", "AuditTrail", "JOSE", "SoftHSMTestSupport",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "_CryptoExtras", package: "swift-crypto"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),

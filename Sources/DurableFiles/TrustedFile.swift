@@ -1,57 +1,118 @@
+import ErrorShape
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
 
-/// A file this process is about to run (a PKCS#11 module it loads, the companion executable it
-/// hands a command line to) must be one nobody else could have written: what runs gets this
-/// process's PIN source and token. After resolving symlinks, the file must be a regular file,
-/// and the file and the directory holding it must belong to this user or root and not be
-/// writable by group or others. This is what OpenSSH asks of the PKCS#11 providers and keys it
-/// loads.
+/// The one trust check for files that run, configure or hold the secrets of this process: a
+/// PKCS#11 module it loads, the companion executable it hands a command line to, a profile
+/// (which can name a module), a client-token file, and the audit trail's own directory and
+/// files. What they hold decides what runs with this process's PIN source and token, or what
+/// an auditor will believe, so nobody else may have been able to write them.
+///
+/// One rule set, for every use:
+/// - the file, the directory holding it, and the directory holding any symbolic link on the
+///   way belong to this user or root;
+/// - none of them is writable by group or others;
+/// - a path that cannot be examined (`stat` fails) is refused, never let through;
+/// - it is the kind it should be (a regular file; a directory for the trail's directory).
+///
+/// What each use adds: a ``Use/secret`` must also not be readable by group or others; the
+/// trail's own state (``verifyPrivateState(_:kind:)``) is never reached through a link, a
+/// file of it has no second name (hard link), and a path that does not exist yet passes (the
+/// trail makes it, privately). This is what OpenSSH asks of the PKCS#11 providers, keys and
+/// configuration it reads.
 public enum TrustedFile {
+    /// What a file is trusted for.
+    public enum Use: Sendable {
+        /// It runs: a PKCS#11 module, the companion executable.
+        case runs
+        /// It configures what runs: a profile.
+        case configures
+        /// It holds secrets: a client-token file. Also not readable by group or others.
+        case secret
+    }
+
     /// The canonical path of a file that passes; ``TrustedFileError`` otherwise.
-    public static func verify(_ path: String) throws(TrustedFileError) -> String {
+    public static func verify(_ path: String, for use: Use = .runs) throws(TrustedFileError) -> String {
         // A symbolic link is judged where it leads, and where it sits: whoever can write the
         // directory holding the link can point it elsewhere.
         var link = stat()
-        if lstat(path, &link) == 0, (link.st_mode & S_IFMT) == S_IFLNK {
-            let holder = path.lastIndex(of: "/").map { path[..<$0].isEmpty ? "/" : String(path[..<$0]) } ?? "."
+        guard lstat(path, &link) == 0 else { throw TrustedFileError(.unreadable, .file(path), errno: errno) }
+        if (link.st_mode & S_IFMT) == S_IFLNK {
+            let holder = directory(of: path)
             var status = stat()
-            guard stat(holder, &status) == 0 else { throw .unreadableDirectory(holder, errno: errno) }
+            guard stat(holder, &status) == 0 else { throw TrustedFileError(.unreadable, .directory(holder), errno: errno) }
             try requireTrusted(status, .linkDirectory(holder))
         }
-        guard let resolved = realpath(path, nil) else { throw .unreadable(path, errno: errno) }
+        guard let resolved = realpath(path, nil) else { throw TrustedFileError(.unreadable, .file(path), errno: errno) }
         let real = String(cString: resolved)
         free(resolved)
 
         var file = stat()
-        guard stat(real, &file) == 0 else { throw .unreadable(real, errno: errno) }
-        guard (file.st_mode & S_IFMT) == S_IFREG else { throw .notARegularFile(real) }
+        guard stat(real, &file) == 0 else { throw TrustedFileError(.unreadable, .file(real), errno: errno) }
+        guard (file.st_mode & S_IFMT) == S_IFREG else { throw TrustedFileError(.notARegularFile, .file(real)) }
         try requireTrusted(file, .file(real))
+        if use == .secret, file.st_mode & 0o077 != 0 {
+            throw TrustedFileError(.readableByOthers, .file(real), mode: file.st_mode & 0o7777)
+        }
 
-        let directory = real.lastIndex(of: "/").map { real[..<$0].isEmpty ? "/" : String(real[..<$0]) } ?? "."
+        let holder = directory(of: real)
         var parent = stat()
-        guard stat(directory, &parent) == 0 else { throw .unreadableDirectory(directory, errno: errno) }
-        try requireTrusted(parent, .directory(directory))
+        guard stat(holder, &parent) == 0 else { throw TrustedFileError(.unreadable, .directory(holder), errno: errno) }
+        try requireTrusted(parent, .directory(holder))
         return real
     }
 
+    private static func directory(of path: String) -> String {
+        path.lastIndex(of: "/").map { path[..<$0].isEmpty ? "/" : String(path[..<$0]) } ?? "."
+    }
+
     private static func requireTrusted(_ status: stat, _ subject: TrustedFileError.Subject) throws(TrustedFileError) {
-        if status.st_uid != 0, status.st_uid != getuid() { throw .otherOwner(subject, uid: status.st_uid) }
-        if status.st_mode & 0o022 != 0 { throw .writableByOthers(subject, mode: status.st_mode & 0o7777) }
+        if status.st_uid != 0, status.st_uid != getuid() { throw TrustedFileError(.otherOwner, subject, uid: status.st_uid) }
+        if status.st_mode & 0o022 != 0 { throw TrustedFileError(.writableByOthers, subject, mode: status.st_mode & 0o7777) }
     }
 }
 
-/// Why ``TrustedFile/verify(_:)`` refused a file.
-public enum TrustedFileError: Error, Hashable, Sendable, CustomStringConvertible {
-    /// The file, or the directory holding it.
+/// Why ``TrustedFile`` refused a file.
+public struct TrustedFileError: LibraryError, Hashable {
+    /// What is wrong with it.
+    public struct Code: ErrorCode {
+        public let name: String
+        private init(_ name: String) { self.name = name }
+
+        /// The path does not resolve or cannot be examined (``TrustedFileError/errno``).
+        public static let unreadable = Code("unreadable")
+        /// Not a regular file.
+        public static let notARegularFile = Code("notARegularFile")
+        /// Not a directory.
+        public static let notADirectory = Code("notADirectory")
+        /// A file with other names (hard links) elsewhere.
+        public static let hardLinked = Code("hardLinked")
+        /// Owned by another user than this one or root (``TrustedFileError/uid``).
+        public static let otherOwner = Code("otherOwner")
+        /// Writable by group or others (``TrustedFileError/mode``).
+        public static let writableByOthers = Code("writableByOthers")
+        /// A secret readable by group or others (``TrustedFileError/mode``).
+        public static let readableByOthers = Code("readableByOthers")
+        /// Larger than the reader takes.
+        public static let tooLarge = Code("tooLarge")
+    }
+
+    /// The file, or a directory on its way.
     public enum Subject: Hashable, Sendable, CustomStringConvertible {
         case file(String)
         case directory(String)
         /// The directory holding a symbolic link that was followed.
         case linkDirectory(String)
+
+        /// Its path.
+        public var path: String {
+            switch self {
+            case .file(let path), .directory(let path), .linkDirectory(let path): return path
+            }
+        }
 
         /// "file /path" or "directory /path".
         public var description: String {
@@ -63,33 +124,47 @@ public enum TrustedFileError: Error, Hashable, Sendable, CustomStringConvertible
         }
     }
 
-    /// The path does not resolve or cannot be examined.
-    case unreadable(String, errno: Int32)
-    /// The directory holding the file cannot be examined.
-    case unreadableDirectory(String, errno: Int32)
-    /// Not a regular file.
-    case notARegularFile(String)
-    /// Not a directory.
-    case notADirectory(String)
-    /// A file with other names (hard links) elsewhere.
-    case hardLinked(String, links: UInt)
-    /// Owned by another user than this one or root.
-    case otherOwner(Subject, uid: UInt32)
-    /// Writable by group or others (the mode given).
-    case writableByOthers(Subject, mode: UInt32)
+    public let code: Code
+    /// What was refused.
+    public let subject: Subject
+    /// `stat`'s or `realpath`'s error, for ``Code/unreadable``.
+    public let errno: Int32?
+    /// The owner, for ``Code/otherOwner``.
+    public let uid: UInt32?
+    /// The permission bits, for ``Code/writableByOthers`` and ``Code/readableByOthers``.
+    public let mode: UInt32?
+    /// The number of names, for ``Code/hardLinked``.
+    public let links: UInt?
+    public let location: ErrorLocation
+
+    init(_ code: Code, _ subject: Subject, errno: Int32? = nil, uid: UInt32? = nil, mode: UInt32? = nil, links: UInt? = nil,
+         file: String = #fileID, line: UInt = #line) {
+        self.code = code
+        self.subject = subject
+        self.errno = errno
+        self.uid = uid
+        self.mode = mode
+        self.links = links
+        self.location = ErrorLocation(file: file, line: line)
+    }
+
+    public var facts: ErrorFacts { ErrorFacts(path: subject.path) }
 
     /// One line of facts.
-    public var description: String {
-        switch self {
-        case .unreadable(let path, let code): return "\(path): \(String(cString: strerror(code)))"
-        case .unreadableDirectory(let path, let code): return "\(path): \(String(cString: strerror(code)))"
-        case .notARegularFile(let path): return "\(path) is not a regular file"
-        case .notADirectory(let path): return "\(path) is not a directory"
-        case .hardLinked(let path, let links): return "\(path) has \(links) names (hard links): writing it would change another file"
-        case .otherOwner(let subject, let uid): return "\(subject) belongs to another user (uid \(uid))"
-        case .writableByOthers(let subject, let mode): return "\(subject) is writable by group or others (mode \(String(mode, radix: 8)))"
+    public var reason: String {
+        switch code {
+        case .unreadable: return "\(subject.path): \(String(cString: strerror(errno ?? 0)))"
+        case .notARegularFile: return "\(subject.path) is not a regular file"
+        case .notADirectory: return "\(subject.path) is not a directory"
+        case .hardLinked: return "\(subject.path) has \(links ?? 0) names (hard links): writing it would change another file"
+        case .otherOwner: return "\(subject) belongs to another user (uid \(uid ?? 0))"
+        case .tooLarge: return "\(subject.path) is larger than such a file can be"
+        case .readableByOthers: return "\(subject) holds secrets and is readable by group or others (mode \(String(mode ?? 0, radix: 8)))"
+        default: return "\(subject) is writable by group or others (mode \(String(mode ?? 0, radix: 8)))"
         }
     }
+
+    public var description: String { reason }
 }
 
 extension TrustedFile {
@@ -101,43 +176,74 @@ extension TrustedFile {
         case file
     }
 
-    /// State whose integrity others rely on (the audit trail's directory and files): when
-    /// `path` exists it must be a `kind` itself (a symbolic link is refused, not followed),
-    /// belong to this user or root, and not be writable by group or others. A missing path
-    /// passes (it will be made, privately); a path that cannot be examined is refused.
+    /// State whose integrity others rely on (the audit trail's directory and files): the rule
+    /// set above, where `path` must be a `kind` itself (a symbolic link is refused, not
+    /// followed) and a file has no other name. A missing path passes (it will be made,
+    /// privately); a path that cannot be examined is refused.
     public static func verifyPrivateState(_ path: String, kind: StateKind) throws(TrustedFileError) {
         // `dir/.` or `dir/` would look through a link at `dir`: judge `dir` itself.
         var path = path
         while path.count > 1, path.hasSuffix("/") || path.hasSuffix("/.") { path = String(path.dropLast(path.hasSuffix("/.") ? 2 : 1)) }
-        if path == "." || path == ".." || path.hasSuffix("/..") { throw .notADirectory(path) }
+        if path == "." || path == ".." || path.hasSuffix("/..") { throw TrustedFileError(.notADirectory, .directory(path)) }
         var status = stat()
         guard lstat(path, &status) == 0 else {
             if errno == ENOENT { return }
-            throw .unreadable(path, errno: errno)
+            throw TrustedFileError(.unreadable, kind == .directory ? .directory(path) : .file(path), errno: errno)
         }
         let type = status.st_mode & S_IFMT
         switch kind {
-        case .directory: guard type == S_IFDIR else { throw .notADirectory(path) }
+        case .directory: guard type == S_IFDIR else { throw TrustedFileError(.notADirectory, .directory(path)) }
         case .file:
-            guard type == S_IFREG else { throw .notARegularFile(path) }
+            guard type == S_IFREG else { throw TrustedFileError(.notARegularFile, .file(path)) }
             // A hard link would make writes to this file (a cache rewritten in place, a lock's
             // note) land in another file of this user's.
-            guard status.st_nlink == 1 else { throw .hardLinked(path, links: UInt(status.st_nlink)) }
+            guard status.st_nlink == 1 else { throw TrustedFileError(.hardLinked, .file(path), links: UInt(status.st_nlink)) }
         }
         try requireTrusted(status, kind == .directory ? .directory(path) : .file(path))
     }
 
     /// The command that makes `error`'s subject pass, when there is one (`chmod go-w PATH`,
-    /// `chown UID PATH`), for the advice of whoever prints the error.
+    /// `chmod 600 PATH`, `chown UID PATH`), for the advice of whoever prints the error.
     public static func remedy(for error: TrustedFileError) -> String? {
         func quoted(_ path: String) -> String { "'" + path.split(separator: "'", omittingEmptySubsequences: false).joined(separator: "'\\''") + "'" }
-        switch error {
-        case .writableByOthers(.file(let path), _), .writableByOthers(.directory(let path), _), .writableByOthers(.linkDirectory(let path), _):
-            return "chmod go-w \(quoted(path))"
-        case .otherOwner(.file(let path), _), .otherOwner(.directory(let path), _), .otherOwner(.linkDirectory(let path), _):
-            return "chown \(getuid()) \(quoted(path))"
-        default:
-            return nil
+        switch error.code {
+        case .writableByOthers: return "chmod go-w \(quoted(error.subject.path))"
+        case .readableByOthers: return "chmod 600 \(quoted(error.subject.path))"
+        case .otherOwner: return "chown \(getuid()) \(quoted(error.subject.path))"
+        default: return nil
         }
+    }
+}
+
+extension TrustedFile {
+    /// Checks `path` for `use` and reads it (at most `limit` bytes, or ``TrustedFileError/Code/tooLarge``),
+    /// from the very file that was checked: the descriptor read is compared with the file
+    /// judged, so a file swapped in between is refused, not read.
+    public static func read(_ path: String, for use: Use, limit: Int) throws(TrustedFileError) -> [UInt8] {
+        let real = try verify(path, for: use)
+        var checked = stat()
+        guard stat(real, &checked) == 0 else { throw TrustedFileError(.unreadable, .file(real), errno: errno) }
+        let descriptor = open(real, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
+        guard descriptor >= 0 else { throw TrustedFileError(.unreadable, .file(real), errno: errno) }
+        defer { close(descriptor) }
+        var opened = stat()
+        guard fstat(descriptor, &opened) == 0 else { throw TrustedFileError(.unreadable, .file(real), errno: errno) }
+        guard opened.st_dev == checked.st_dev, opened.st_ino == checked.st_ino else {
+            throw TrustedFileError(.notARegularFile, .file(real))
+        }
+        var bytes = [UInt8](repeating: 0, count: limit + 1)
+        var total = 0
+        while total <= limit {
+            let count = bytes.withUnsafeMutableBytes { buffer -> Int in
+                guard let base = buffer.baseAddress else { return 0 }
+                return Glibc.read(descriptor, base + total, limit + 1 - total)
+            }
+            if count < 0, errno == EINTR { continue }
+            guard count >= 0 else { throw TrustedFileError(.unreadable, .file(real), errno: errno) }
+            if count == 0 { break }
+            total += count
+        }
+        guard total <= limit else { throw TrustedFileError(.tooLarge, .file(real)) }
+        return Array(bytes[..<total])
     }
 }

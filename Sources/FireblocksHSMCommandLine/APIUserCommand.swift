@@ -21,7 +21,7 @@ package struct APIUserCommand: ParsableCommand {
     )
 }
 
-struct APIUserCreateCommand: AsyncParsableCommand {
+struct APIUserCreateCommand: NetworkCommand {
     static let configuration = CommandConfiguration(
         commandName: "create",
         abstract: "Create an API user from its CSR (POST /v1/management/api_users), safely.",
@@ -70,8 +70,8 @@ struct APIUserCreateCommand: AsyncParsableCommand {
 
     @OptionGroup var output: OutputOptions
 
-    func run() async throws {
-        let transport = try NetworkAccess.transport()
+    func run(network: Network) async throws {
+        let transport = network.transport
         let profile = try token.loadProfile()
         let apiTarget = try api.target(profile: profile, auditDirectory: audit.directory(profile: profile), transport: transport)
         let role = try APIUserRole(validating: role)
@@ -89,7 +89,7 @@ struct APIUserCreateCommand: AsyncParsableCommand {
     }
 }
 
-struct APIUserListCommand: AsyncParsableCommand {
+struct APIUserListCommand: NetworkCommand {
     static let configuration = CommandConfiguration(
         commandName: "list",
         abstract: "List the workspace's API users (GET /v1/management/api_users).",
@@ -107,8 +107,8 @@ struct APIUserListCommand: AsyncParsableCommand {
     @OptionGroup var audit: AuditOptions
     @OptionGroup var output: OutputOptions
 
-    func run() async throws {
-        let transport = try NetworkAccess.transport()
+    func run(network: Network) async throws {
+        let transport = network.transport
         let profile = try token.loadProfile()
         let (users, _) = try await APIOperations.listAPIUsers(
             token: try token.target(key: key.key ?? profile?.key, profile: profile), api: try api.target(profile: profile, auditDirectory: audit.directory(profile: profile), transport: transport),
@@ -135,7 +135,7 @@ struct UserSelection: ParsableArguments {
     var lookup: APIUserLookup { id.map(APIUserLookup.id) ?? .name(name ?? "") }
 }
 
-struct APIUserShowCommand: AsyncParsableCommand {
+struct APIUserShowCommand: NetworkCommand {
     static let configuration = CommandConfiguration(
         commandName: "show",
         abstract: "Show one API user: id, role, status, enabled, whitelisted IPs.",
@@ -158,8 +158,8 @@ struct APIUserShowCommand: AsyncParsableCommand {
     @OptionGroup var audit: AuditOptions
     @OptionGroup var output: OutputOptions
 
-    func run() async throws {
-        let transport = try NetworkAccess.transport()
+    func run(network: Network) async throws {
+        let transport = network.transport
         let profile = try token.loadProfile()
         let details = try await APIUserLifecycle.show(
             token: try token.target(key: key.key ?? profile?.key, profile: profile),
@@ -234,7 +234,7 @@ final class WaitPrinter: Sendable {
     }
 }
 
-struct APIUserWaitCommand: AsyncParsableCommand {
+struct APIUserWaitCommand: NetworkCommand {
     static let configuration = CommandConfiguration(
         commandName: "wait",
         abstract: "Wait until an API user reaches a status (approval, pairing, READY).",
@@ -271,8 +271,8 @@ struct APIUserWaitCommand: AsyncParsableCommand {
         _ = try wait.policy()
     }
 
-    func run() async throws {
-        let transport = try NetworkAccess.transport()
+    func run(network: Network) async throws {
+        let transport = network.transport
         let profile = try token.loadProfile()
         let target = try APIUserStatus(validating: until)
         let printer = WaitPrinter(name: "\(user.lookup)", target: target.rawValue)
@@ -288,7 +288,7 @@ struct APIUserWaitCommand: AsyncParsableCommand {
     }
 }
 
-struct APIUserPairingTokenCommand: AsyncParsableCommand {
+struct APIUserPairingTokenCommand: NetworkCommand {
     static let configuration = CommandConfiguration(
         commandName: "pairing-token",
         abstract: "Issue an API user's pairing token (for its co-signer device); the token is a secret.",
@@ -337,8 +337,8 @@ struct APIUserPairingTokenCommand: AsyncParsableCommand {
         }
     }
 
-    func run() async throws {
-        let transport = try NetworkAccess.transport()
+    func run(network: Network) async throws {
+        let transport = network.transport
         let profile = try token.loadProfile()
         if let out, !force, FileManager.default.fileExists(atPath: out) {
             throw FileOutputError(path: out, reason: "already exists", code: .exists)

@@ -3,8 +3,7 @@ import DurableFiles
 import Glibc
 #endif
 
-/// What talks to the network (the API commands, `serve`, `bench proxy`: ``NetworkAccess``) runs
-/// in the companion executable `fireblocks-hsm-net`, installed beside `fireblocks-hsm`. The
+/// What talks to the network (every ``NetworkCommand``) runs in the companion executable `fireblocks-hsm-net`, installed beside `fireblocks-hsm`. The
 /// network stack (SwiftNIO, AsyncHTTPClient, Hummingbird, full Foundation, Prometheus, service
 /// lifecycle) then stays out of the binary that every one-shot signing command starts: its
 /// start-up is paid on each `jwt` (docs/performance.md). The arguments go over unchanged with
@@ -27,12 +26,12 @@ enum CompanionCommand {
         let path = (own.lastIndex(of: "/").map { String(own[..<$0]) } ?? ".") + "/" + executableName
         let companion: String
         do {
-            companion = try TrustedFile.verify(path)
+            companion = try TrustedFile.verify(path, for: .runs)
         } catch let error {
-            guard case .unreadable(_, let code) = error else {
+            guard error.code == .unreadable, error.subject == .file(path) else {
                 throw CompanionExecutableError(path: path, why: "\(error): it runs with this command's PIN source, so it must be yours or root's and writable by nobody else")
             }
-            throw CompanionExecutableError(path: path, why: String(cString: strerror(code)))
+            throw CompanionExecutableError(path: path, why: String(cString: strerror(error.errno ?? 0)))
         }
         guard companion != own else { throw CompanionExecutableError(path: path, why: "it is fireblocks-hsm itself, not its companion") }
         guard access(companion, X_OK) == 0 else { throw CompanionExecutableError(path: path, why: String(cString: strerror(errno))) }
@@ -56,8 +55,8 @@ package struct CompanionExecutableError: Error, CustomStringConvertible {
     let why: String
 
     package var description: String {
-        "cannot run \(path) (\(why)): the commands that use the network ('request', "
-            + "'api-user', 'onboard --submit', 'serve', 'bench proxy') run the companion executable "
+        "cannot run \(path) (\(why)): the commands that use the network ("
+            + CommandTree.networkCommands().map { "'\($0)'" }.joined(separator: ", ") + ") run the companion executable "
             + "\(CompanionCommand.executableName), which is installed beside fireblocks-hsm; install both from the same build"
     }
 }

@@ -137,6 +137,8 @@ struct ErrorReport: Sendable, Encodable {
             self.init(status: .fileError, message: error.description + advice)
         case let error as InvalidArgumentError:
             self.init(status: .usage, message: error.description)
+        case let error as CommandLineError:
+            self.init(status: .usage, message: error.message)
         case let error as APIUserLifecycleError:
             var message = error.reason
             switch error.code {

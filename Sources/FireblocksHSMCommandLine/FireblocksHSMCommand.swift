@@ -7,9 +7,9 @@ import Glibc
 import Foundation
 #endif
 
-/// The command line of `fireblocks-hsm`. The commands that use the network are parsed here and
-/// run in the companion executable `fireblocks-hsm-net` (see ``NetworkAccess`` and
-/// ``CompanionCommand``).
+/// The command line of `fireblocks-hsm`: the one command tree of both executables. Every
+/// command is parsed and validated by `fireblocks-hsm`; a ``NetworkCommand`` then runs in the
+/// companion executable `fireblocks-hsm-net`, which parses this same tree (``CompanionCommand``).
 package struct FireblocksHSMCommand: AsyncParsableCommand {
     package init() {}
 
@@ -40,6 +40,26 @@ package struct FireblocksHSMCommand: AsyncParsableCommand {
             ServeCommand.self, BenchCommand.self,
         ]
     )
+}
+
+/// The command tree, as data.
+package enum CommandTree {
+    /// The paths (`api-user create`, `bench proxy`) of the commands under `root` that are
+    /// ``NetworkCommand``s, in the tree's order.
+    package static func networkCommands(under root: any ParsableCommand.Type = FireblocksHSMCommand.self) -> [String] {
+        leaves(under: root).filter { $0.type is any NetworkCommand.Type }.map(\.path)
+    }
+
+    /// Every runnable command under `root` (a command without subcommands), with its path.
+    package static func leaves(under root: any ParsableCommand.Type) -> [(path: String, type: any ParsableCommand.Type)] {
+        func walk(_ command: any ParsableCommand.Type, _ prefix: [String]) -> [(path: String, type: any ParsableCommand.Type)] {
+            let subcommands = command.configuration.subcommands
+            let path = prefix + [command._commandName]
+            if subcommands.isEmpty { return [(path.joined(separator: " "), command)] }
+            return subcommands.flatMap { walk($0, path) }
+        }
+        return root.configuration.subcommands.flatMap { walk($0, []) }
+    }
 }
 
 /// Runs a command line of this tool: both executables (`fireblocks-hsm` and its companion

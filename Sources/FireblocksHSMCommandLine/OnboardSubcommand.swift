@@ -8,7 +8,7 @@ import FireblocksAPI
 import FireblocksHSM
 import TokenKeys
 
-package struct OnboardSubcommand: AsyncParsableCommand {
+package struct OnboardSubcommand: NetworkCommand {
     package init() {}
 
     package static let configuration = CommandConfiguration(
@@ -116,9 +116,10 @@ package struct OnboardSubcommand: AsyncParsableCommand {
         }
     }
 
-    package func run() async throws {
-        // Submitting talks to the API: that runs in the companion executable, from here.
-        let transport = submit ? try NetworkAccess.transport() : nil
+    package func run(network: Network) async throws {
+        // onboard always runs in the companion executable (a NetworkCommand): its start-up is
+        // nothing beside a key generation, and no flag decides which binary runs it.
+        let transport = submit ? network.transport : nil
         let profile = try token.loadProfile()
         // Everything that can be checked without the token is checked first.
         let subject = try subjectOptions.subject()

@@ -7,7 +7,7 @@ import FoundationEssentials
 import Foundation
 #endif
 
-package struct RequestCommand: AsyncParsableCommand {
+package struct RequestCommand: NetworkCommand {
     package init() {}
 
     package static let configuration = CommandConfiguration(
@@ -54,8 +54,8 @@ package struct RequestCommand: AsyncParsableCommand {
         if let idempotencyKey { try IdempotencyStore.validate(key: idempotencyKey) }
     }
 
-    package func run() async throws {
-        let transport = try NetworkAccess.transport()
+    package func run(network: Network) async throws {
+        let transport = network.transport
         let profile = try token.loadProfile()
         let response = try await APIOperations.request(
             token: try token.target(key: key.key ?? profile?.key, profile: profile), api: try api.target(profile: profile, auditDirectory: audit.directory(profile: profile), transport: transport),

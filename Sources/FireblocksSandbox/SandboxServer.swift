@@ -2,6 +2,7 @@ import FireblocksAPI
 import Foundation
 import HTTPTypes
 import HTTPServing
+import ProxySettings
 import Hummingbird
 import HummingbirdCore
 import Logging

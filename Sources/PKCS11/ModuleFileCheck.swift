@@ -21,27 +21,22 @@ enum ModuleFileCheck {
     }
 
     private static func code(_ error: TrustedFileError) -> ModuleLoadError.Code {
-        switch error {
-        case .unreadable, .unreadableDirectory: return .fileNotFound
-        case .notARegularFile, .notADirectory, .hardLinked: return .notAPKCS11Module
-        case .otherOwner, .writableByOthers: return .unsafeModuleFile
+        switch error.code {
+        case .unreadable: return .fileNotFound
+        case .otherOwner, .writableByOthers, .readableByOthers: return .unsafeModuleFile
+        default: return .notAPKCS11Module
         }
     }
 
     private static func reason(_ error: TrustedFileError) -> String {
-        func named(_ subject: TrustedFileError.Subject) -> String {
-            switch subject {
-            case .file(let path): return "module file \(path)"
-            case .directory, .linkDirectory: return subject.description
-            }
-        }
-        switch error {
-        case .unreadable(_, let code): return String(cString: strerror(code))
-        case .unreadableDirectory, .notARegularFile, .notADirectory, .hardLinked: return error.description
-        case .otherOwner(let subject, let uid):
-            return "\(named(subject)) belongs to another user (uid \(uid)); a module runs as this process, so it must be yours or root's"
-        case .writableByOthers(let subject, let mode):
-            return "\(named(subject)) is writable by group or others (mode \(String(mode, radix: 8))); a module runs as this process: chmod go-w it"
+        let named = error.subject == .file(error.subject.path) ? "module file \(error.subject.path)" : error.subject.description
+        switch error.code {
+        case .unreadable where error.subject == .file(error.subject.path): return String(cString: strerror(error.errno ?? 0))
+        case .otherOwner:
+            return "\(named) belongs to another user (uid \(error.uid ?? 0)); a module runs as this process, so it must be yours or root's"
+        case .writableByOthers:
+            return "\(named) is writable by group or others (mode \(String(error.mode ?? 0, radix: 8))); a module runs as this process: chmod go-w it"
+        default: return error.description
         }
     }
 }

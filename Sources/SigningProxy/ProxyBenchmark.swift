@@ -1,3 +1,4 @@
+import ProxySettings
 import AsyncHTTPClient
 import FireblocksAPI
 import FireblocksHSM

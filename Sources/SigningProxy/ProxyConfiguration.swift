@@ -1,58 +1,8 @@
+import ProxySettings
 import FireblocksAPI
 import Foundation
 import HTTPServing
 import JOSE
-
-/// Where the proxy listens: a unix socket, or a loopback address — never anything else (the
-/// proxy signs for whoever reaches it; client tokens narrow that, they do not replace it).
-public enum ListenAddress: Sendable, Equatable, CustomStringConvertible {
-    /// A unix socket (created 0600 in a 0700 directory owned by this user).
-    case unix(path: String)
-    /// A loopback address and port (0: any free port).
-    case loopback(host: String, port: Int)
-
-    /// Parses `unix:/path/to.sock`, `127.0.0.1:8787`, `[::1]:8787` or `localhost:8787`.
-    public init(parsing text: String) throws {
-        if text.hasPrefix("unix:") {
-            let path = String(text.dropFirst(5))
-            guard path.hasPrefix("/"), path.utf8.count < 100, !path.hasSuffix("/") else {
-                throw ProxyConfigurationError("--listen unix:PATH needs an absolute socket path under 100 bytes, e.g. unix:/run/fireblocks-hsm/bot.sock")
-            }
-            self = .unix(path: path)
-            return
-        }
-        let host: String
-        let portText: Substring
-        if text.hasPrefix("[") {
-            guard let close = text.firstIndex(of: "]"), text[text.index(after: close)...].hasPrefix(":") else {
-                throw ProxyConfigurationError("--listen '\(text)' is not [IPV6]:PORT")
-            }
-            host = String(text[text.index(after: text.startIndex)..<close])
-            portText = text[text.index(close, offsetBy: 2)...]
-        } else {
-            guard let colon = text.lastIndex(of: ":") else {
-                throw ProxyConfigurationError("--listen '\(text)' is not unix:PATH or HOST:PORT (e.g. 127.0.0.1:8787)")
-            }
-            host = String(text[..<colon])
-            portText = text[text.index(after: colon)...]
-        }
-        guard let bind = LoopbackAddress.bindHost(host) else {
-            throw ProxyConfigurationError("--listen '\(text)': the proxy listens on loopback literals only (127.0.0.1 or another 127.x.y.z, ::1, or the word localhost) or a unix socket; it signs for whoever reaches it, so no resolver decides where it listens")
-        }
-        guard portText.utf8.allSatisfy({ (0x30...0x39).contains($0) }), let port = Int(portText), (0...65535).contains(port) else {
-            throw ProxyConfigurationError("--listen '\(text)': the port is 0 to 65535")
-        }
-        self = .loopback(host: bind, port: port)
-    }
-
-    /// As given.
-    public var description: String {
-        switch self {
-        case .unix(let path): return "unix:\(path)"
-        case .loopback(let host, let port): return host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
-        }
-    }
-}
 
 /// Everything `serve` is told.
 public struct ProxyConfiguration: Sendable {
@@ -107,12 +57,12 @@ public struct ProxyConfiguration: Sendable {
 
     /// Refuses settings that cannot work.
     public func validate() throws {
-        guard (1...(1 << 30)).contains(maximumBodySize) else { throw ProxyConfigurationError("--max-body must be 1 byte to 1 GiB") }
-        guard (1...1_000_000).contains(checkpointEvery) else { throw ProxyConfigurationError("--checkpoint-every must be 1 to 1000000 records") }
+        guard (1...(1 << 30)).contains(maximumBodySize) else { throw ProxySettingError(.maximumBodySize, "must be 1 byte to 1 GiB") }
+        guard (1...1_000_000).contains(checkpointEvery) else { throw ProxySettingError(.checkpointEvery, "must be 1 to 1000000 records") }
         guard checkpointInterval >= .seconds(1), checkpointInterval <= .seconds(86_400) else {
-            throw ProxyConfigurationError("--checkpoint-interval must be 1 s to 24 h")
+            throw ProxySettingError(.checkpointInterval, "must be 1 s to 24 h")
         }
-        guard (1...65_536).contains(maximumConnections) else { throw ProxyConfigurationError("the connection cap must be 1 to 65536") }
+        guard (1...65_536).contains(maximumConnections) else { throw ProxySettingError(.other, "the connection cap must be 1 to 65536") }
         _ = try RequestTokenIssuer(apiKey: apiKey, signer: NoSigner(), lifetime: jwtLifetime)
     }
 }

@@ -5,19 +5,23 @@ import FireblocksHSMCommandLine
 import Foundation
 import Logging
 import PKCS11
+import ProxySettings
 import SigningProxy
 
-/// What `serve` and `bench proxy` do; `fireblocks-hsm` parses them, this executable runs them.
-struct ProxyCommands: ProxyCommandRunner {
-    func serve(_ command: ServeCommand) async throws {
+/// What `serve` and `bench proxy` do; `fireblocks-hsm` parses and validates them, this
+/// executable runs them.
+struct NetProxyRunner: ProxyCommandRunner {
+    func serve(_ command: ServeCommand, transport: any HTTPTransport) async throws {
         do {
-            try await start(command)
+            try await start(command, transport: transport)
+        } catch let error as ProxySettingError {
+            throw CommandLineError("\(ServeCommand.flag(for: error.code)) \(error.reason)")  // a usage error (exit 2)
         } catch let error as ProxyConfigurationError {
-            throw InvalidArgumentError(error.description)  // a usage error (exit 2), in the same words
+            throw CommandLineError(error.reason)  // cannot listen there: a usage error (exit 2)
         }
     }
 
-    private func start(_ command: ServeCommand) async throws {
+    private func start(_ command: ServeCommand, transport: any HTTPTransport) async throws {
         let level = Logger.Level(rawValue: command.logLevel) ?? .info
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)
@@ -26,12 +30,12 @@ struct ProxyCommands: ProxyCommandRunner {
         }
         let logger = Logger(label: "fireblocks-hsm.serve")
         let profile = try command.token.loadProfile()
-        let target = try command.api.target(profile: profile, auditDirectory: nil, transport: try NetworkAccess.transport())
-        var configuration = ProxyConfiguration(listen: try ListenAddress(parsing: command.listen), upstream: target.baseURL,
-                                               apiKey: target.apiKey, rules: try command.allow.map(AllowRule.init(parsing:)))
-        configuration.maximumBodySize = try ByteSize.parse(command.maxBody, flag: "--max-body")
-        configuration.rate = try command.rate.map(RateLimit.init(parsing:))
-        configuration.clients = try command.clientTokenFile.map { try ClientTokens(file: $0) }
+        let target = try command.api.target(profile: profile, auditDirectory: nil, transport: transport)
+        let settings = try command.settings()
+        var configuration = ProxyConfiguration(listen: settings.listen, upstream: target.baseURL, apiKey: target.apiKey, rules: settings.rules)
+        configuration.maximumBodySize = settings.maximumBodySize
+        configuration.rate = settings.rate
+        configuration.clients = settings.clients
         configuration.checkpointEvery = command.checkpointEvery
         configuration.checkpointInterval = .seconds(command.checkpointInterval)
         configuration.jwtLifetime = target.jwtLifetime
@@ -54,9 +58,9 @@ struct ProxyCommands: ProxyCommandRunner {
         await proxy.waitUntilClosed()
     }
 
-    func benchProxy(_ command: BenchProxyCommand) async throws {
+    func benchProxy(_ command: BenchProxyCommand, transport: any HTTPTransport) async throws {
         let profile = try command.token.loadProfile()
-        let target = try command.api.target(profile: profile, auditDirectory: nil, transport: try NetworkAccess.transport())
+        let target = try command.api.target(profile: profile, auditDirectory: nil, transport: transport)
         let result = try await ProxyBenchmark.run(upstream: target.baseURL, apiKey: target.apiKey, path: command.path,
                                                   token: try command.token.target(key: command.key.key ?? profile?.key, profile: profile),
                                                   auditDirectory: command.audit.directory(profile: profile), workers: command.workers,
@@ -73,26 +77,5 @@ struct ProxyCommands: ProxyCommandRunner {
                 """, result.directRequestsPerSecond, result.directP50Ms, result.directP99Ms,
                 result.proxiedRequestsPerSecond, result.proxiedP50Ms, result.proxiedP99Ms, result.addedLatencyP50Ms))
         }
-    }
-}
-
-/// `1048576`, `512KiB`, `1MiB` (also `K`/`M`, `KB`/`MB` as binary multiples).
-enum ByteSize {
-    static func parse(_ text: String, flag: String) throws -> Int {
-        let units: [(String, Int)] = [("KiB", 1 << 10), ("MiB", 1 << 20), ("GiB", 1 << 30), ("KB", 1 << 10), ("MB", 1 << 20),
-                                      ("K", 1 << 10), ("M", 1 << 20), ("B", 1)]
-        var number = Substring(text)
-        var multiplier = 1
-        for (suffix, value) in units where text.hasSuffix(suffix) {
-            number = text.dropLast(suffix.count)
-            multiplier = value
-            break
-        }
-        guard let count = Int(number), count > 0 else {
-            throw ValidationError("\(flag) '\(text)' is not a size (e.g. 1048576, 512KiB, 1MiB)")
-        }
-        let (bytes, overflow) = count.multipliedReportingOverflow(by: multiplier)
-        guard !overflow, bytes <= 1 << 30 else { throw ValidationError("\(flag) must be at most 1GiB") }
-        return bytes
     }
 }

@@ -3,8 +3,8 @@ import Foundation
 import SoftHSMTestSupport
 import Testing
 
-/// What uses the network (`request`, `api-user`, `onboard --submit`, `serve`, `bench proxy`) runs
-/// in the companion executable, `fireblocks-hsm-net`.
+/// What uses the network (every `NetworkCommand`: `request`, `api-user`, `onboard`, `serve`,
+/// `bench proxy`) runs in the companion executable, `fireblocks-hsm-net`.
 @Suite("Command line: the companion executable")
 struct CLICompanionTests {
     @Test func serveHelpIsTheCompanionsAndItsErrorsAreTheToolsOwn() throws {
@@ -57,7 +57,9 @@ struct CLICompanionTests {
                           ["request", "GET", "/v1/workspace"] + api + token,
                           ["api-user", "list", "--json"] + api + token,
                           ["onboard", "--key", "ci-bot", "--name", "ci-bot", "--role", "SIGNER", "--o", "Acme", "--submit",
-                           "--admin-key", "admin"] + api + token] {
+                           "--admin-key", "admin"] + api + token,
+                          // onboard is a network command with or without --submit: no flag picks the binary.
+                          ["onboard", "--key", "offline", "--bits", "2048", "--name", "offline", "--role", "SIGNER", "--o", "Acme"] + token] {
             let result = try Subprocess.run(alone + "/fireblocks-hsm", arguments, environment: cli.environment(["PATH": path]),
                                             workingDirectory: cli.files)
             #expect(result.status == 3, "\(arguments): \(result.standardError)")
@@ -77,13 +79,45 @@ struct CLICompanionTests {
                                       workingDirectory: cli.files)
         #expect(help.status == 0 && help.standardOutput.contains("--co-signer-setup"), "\(help.standardOutput)")
 
-        // An onboarding that only makes the key and the CSR uses no network and no companion.
-        let offline = try Subprocess.run(alone + "/fireblocks-hsm", [
-            "onboard", "--key", "offline", "--bits", "2048", "--name", "offline", "--role", "SIGNER", "--o", "Acme",
-            "--module", SoftHSM.modulePath, "--token", cli.label, "--pin-source", "env:TEST_HSM_PIN",
-        ], environment: cli.environment(), workingDirectory: cli.files)
-        #expect(offline.status == 0, "\(offline.standardError)")
-        #expect(FileManager.default.fileExists(atPath: cli.files + "/offline.csr"))
+        // Every setting of serve is checked by the tool itself, before any hand-over: a bad one
+        // is a usage error here, where no companion exists.
+        let secrets = cli.files + "/client-tokens"
+        try "payouts 0123456789abcdef0123456789\n".write(toFile: secrets, atomically: true, encoding: .utf8)
+        chmod(secrets, 0o644)
+        let serve = ["serve", "--allow", "GET /v1/workspace"] + api
+        for (arguments, message) in [
+            (["--listen", "0.0.0.0:8787"], "--listen '0.0.0.0:8787': the proxy listens on loopback literals only"),
+            (["--listen", "unix:relative.sock"], "--listen unix:PATH needs an absolute socket path"),
+            (["--listen", "127.0.0.1:8787", "--allow", "GET /v1/%2e%2e"], "--allow 'GET /v1/%2e%2e': the path starts with '/'"),
+            (["--listen", "127.0.0.1:8787", "--rate", "fast"], "--rate 'fast' is not N/s"),
+            (["--listen", "127.0.0.1:8787", "--max-body", "2GiB"], "--max-body '2GiB' is over 1GiB"),
+            (["--listen", "127.0.0.1:8787", "--checkpoint-every", "0"], "--checkpoint-every must be 1 to 1000000"),
+            (["--listen", "127.0.0.1:8787", "--client-token-file", secrets], "holds secrets and is readable by group or others"),
+            (["--listen", "127.0.0.1:8787", "--client-token-file", cli.files + "/none"], "the client-token file cannot be read (No such file or directory; the value is not shown"),
+        ] {
+            let result = try Subprocess.run(alone + "/fireblocks-hsm", serve + arguments, environment: cli.environment(), workingDirectory: cli.files)
+            #expect(result.status == 2, "\(arguments): \(result.standardError)")
+            #expect(result.standardError.contains(message), "\(arguments): \(result.standardError)")
+            #expect(!result.standardError.contains("cannot run"), "\(arguments) was handed over before it was checked")
+        }
+    }
+
+    /// One command tree for both executables: the companion parses the very tree the tool
+    /// does, and the commands it runs are those whose type is a NetworkCommand.
+    @Test func bothExecutablesParseOneTreeAndTheNetworkCommandsAreATypesProperty() throws {
+        #expect(CommandTree.networkCommands() == [
+            "request", "api-user create", "api-user list", "api-user show", "api-user wait", "api-user pairing-token",
+            "onboard", "serve", "bench proxy",
+        ])
+        let cli = try CLIHarness()
+        defer { cli.remove() }
+        let companion = URL(fileURLWithPath: CLIHarness.binary).deletingLastPathComponent().path + "/fireblocks-hsm-net"
+        for path in [[]] + CommandTree.leaves(under: FireblocksHSMCommand.self).map({ $0.path.split(separator: " ").map(String.init) }) {
+            let tool = try Subprocess.run(CLIHarness.binary, path + ["--help"], environment: cli.environment(), workingDirectory: cli.files)
+            let net = try Subprocess.run(companion, path + ["--help"], environment: cli.environment(), workingDirectory: cli.files)
+            #expect(tool.status == 0 && net.status == 0, "\(path)")
+            #expect(tool.standardOutput == net.standardOutput, "\(path): the two executables disagree")
+        }
     }
 
     /// The companion runs with the command's PIN source: one that others could have written is

@@ -158,10 +158,46 @@ struct TrustedFileRuleTests {
         #expect(try TrustedFile.verify(base + "/safe/file").hasSuffix("/safe/file"))
         try FileManager.default.createSymbolicLink(atPath: base + "/open/link", withDestinationPath: base + "/safe/file")
         let refused = #expect(throws: TrustedFileError.self) { try TrustedFile.verify(base + "/open/link") }
-        if case .writableByOthers(.linkDirectory(let path), _)? = refused { #expect(path.hasSuffix("/open")) } else { Issue.record("\(String(describing: refused))") }
+        #expect(refused?.code == .writableByOthers)
+        if case .linkDirectory(let path)? = refused?.subject { #expect(path.hasSuffix("/open")) } else { Issue.record("\(String(describing: refused))") }
         #expect(refused.flatMap(TrustedFile.remedy(for:))?.hasPrefix("chmod go-w") == true)
         // A path that cannot be examined is refused, never let through.
         #expect(throws: TrustedFileError.self) { try TrustedFile.verify(base + "/safe/missing") }
+    }
+
+    /// One rule set for every use; a secret adds only that nobody else may read it, and a read
+    /// is of the file that was checked, up to its limit.
+    @Test func oneRuleSetForCodeConfigurationAndSecrets() throws {
+        let base = NSTemporaryDirectory() + "trusted-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: base) }
+        try FileManager.default.createDirectory(atPath: base, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        let file = base + "/tokens"
+        try Data("payouts 0123456789abcdef0123\n".utf8).write(to: URL(fileURLWithPath: file))
+        chmod(file, 0o644)
+        for use in [TrustedFile.Use.runs, .configures] { #expect(throws: Never.self) { try TrustedFile.verify(file, for: use) } }
+        let readable = #expect(throws: TrustedFileError.self) { try TrustedFile.read(file, for: .secret, limit: 1024) }
+        #expect(readable?.code == .readableByOthers)
+        #expect(readable.flatMap(TrustedFile.remedy(for:)) == "chmod 600 '\(file)'")
+        chmod(file, 0o600)
+        #expect(try TrustedFile.read(file, for: .secret, limit: 1024) == Array("payouts 0123456789abcdef0123\n".utf8))
+        #expect(throws: TrustedFileError.self) { try TrustedFile.read(file, for: .secret, limit: 8) }
+        // Writable by others is refused for every use, the file or its directory.
+        chmod(file, 0o620)
+        for use in [TrustedFile.Use.runs, .configures, .secret] {
+            #expect((#expect(throws: TrustedFileError.self) { try TrustedFile.verify(file, for: use) })?.code == .writableByOthers)
+        }
+        chmod(file, 0o600)
+        chmod(base, 0o777)
+        for use in [TrustedFile.Use.runs, .configures, .secret] {
+            let refused = #expect(throws: TrustedFileError.self) { try TrustedFile.verify(file, for: use) }
+            #expect(refused?.subject == .directory(base))
+        }
+        chmod(base, 0o700)
+        // A FIFO or a directory is not a file to trust.
+        #expect(mkfifo(base + "/fifo", 0o600) == 0)
+        #expect((#expect(throws: TrustedFileError.self) { try TrustedFile.read(base + "/fifo", for: .configures, limit: 10) })?.code == .notARegularFile)
+        // Errors carry where they were made.
+        #expect(readable?.location.file == "DurableFiles/TrustedFile.swift")
     }
 }
 

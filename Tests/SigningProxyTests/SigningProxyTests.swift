@@ -11,6 +11,7 @@ import Hummingbird
 import Logging
 import NIOCore
 import NIOHTTP1
+import ProxySettings
 import SigningProxy
 import SoftHSMTestSupport
 import Synchronization
@@ -350,7 +351,7 @@ struct ProxyTargetTests {
             guard case .loopback(let host, _) = try ListenAddress(parsing: listen) else { Issue.record("not loopback"); return }
             #expect(host.first?.isNumber == true || host == "::1", "bound by name: \(host)")
         } else {
-            #expect(throws: ProxyConfigurationError.self) { try ListenAddress(parsing: listen) }
+            #expect(throws: ProxySettingError.self) { try ListenAddress(parsing: listen) }
         }
     }
 }

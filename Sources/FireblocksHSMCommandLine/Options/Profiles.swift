@@ -65,16 +65,18 @@ enum ProfileStore {
     static func load(named flag: String?, environment: [String: String]) throws -> Profile? {
         let name = flag ?? environment[profileVariable].flatMap { $0.isEmpty ? nil : $0 }
         let path = path(environment: environment)
-        guard FileManager.default.fileExists(atPath: path) else {
+        // Only a file that is not there means "no profiles": one that cannot be examined is
+        // refused by the trust check below, never taken for absent.
+        var status = stat()
+        if lstat(path, &status) != 0, errno == ENOENT {
             if let name {
-                throw TokenKeysError(.invalidArgument, "profile '\(name)' requested but there is no configuration file at \(path)")
+                throw CommandLineError("profile '\(name)' requested but there is no configuration file at \(path)")
             }
             return nil
         }
-        try checkOwnership(path)
-        guard let data = FileManager.default.contents(atPath: path),
-              case .object(let root)? = try? JSONDecoder().decode(JSONValue.self, from: data) else {
-            throw TokenKeysError(.invalidArgument, "configuration file \(path) is not a JSON object")
+        let bytes = try readTrusted(path)
+        guard case .object(let root)? = try? JSONDecoder().decode(JSONValue.self, from: Data(bytes)) else {
+            throw CommandLineError("configuration file \(path) is not a JSON object")
         }
         var profiles: [String: JSONValue] = [:]
         if case .object(let found)? = root["profiles"] { profiles = found }
@@ -82,35 +84,34 @@ enum ProfileStore {
         guard let chosen else { return nil }
         guard case .object(let raw)? = profiles[chosen] else {
             let known = profiles.keys.sorted().joined(separator: ", ")
-            throw TokenKeysError(.invalidArgument, "no profile '\(chosen)' in \(path) (profiles: \(known.isEmpty ? "none" : known))")
+            throw CommandLineError("no profile '\(chosen)' in \(path) (profiles: \(known.isEmpty ? "none" : known))")
         }
         for key in raw.keys where !Profile.fieldNames.contains(key) {
             if key.lowercased().contains("pin") {
-                throw TokenKeysError(.invalidArgument, "profile '\(chosen)' in \(path) has '\(key)': PINs are never stored in profiles; use \"pinSource\": \"env:NAME\" or \"file:PATH\"")
+                throw CommandLineError("profile '\(chosen)' in \(path) has '\(key)': PINs are never stored in profiles; use \"pinSource\": \"env:NAME\" or \"file:PATH\"")
             }
-            throw TokenKeysError(.invalidArgument, "profile '\(chosen)' in \(path) has an unknown field '\(key)' (known: \(Profile.fieldNames.sorted().joined(separator: ", ")))")
+            throw CommandLineError("profile '\(chosen)' in \(path) has an unknown field '\(key)' (known: \(Profile.fieldNames.sorted().joined(separator: ", ")))")
         }
         do {
             let profile = try JSONDecoder().decode(Profile.self, from: JSONEncoder().encode(JSONValue.object(raw)))
             if let source = profile.pinSource { _ = try PINSource(parsing: source, origin: "pinSource") }
             return profile
         } catch let error as TokenKeysError {
-            throw TokenKeysError(error.code, "profile '\(chosen)': \(error.reason)")
+            throw CommandLineError("profile '\(chosen)': \(error.reason)")
         } catch {
-            throw TokenKeysError(.invalidArgument, "profile '\(chosen)' in \(path): every field must be a string")
+            throw CommandLineError("profile '\(chosen)' in \(path): every field must be a string")
         }
     }
 
     /// The file a profile comes from configures what runs (it can name a module to load), so it
-    /// is held to ``TrustedFile``'s rule, as modules and the companion are: it and its directory
-    /// (and the directory of a symlink on the way) are this user's or root's and writable by
-    /// nobody else; a file that cannot be examined is refused.
-    private static func checkOwnership(_ path: String) throws {
+    /// is held to ``TrustedFile``'s rule, as modules and the companion are, and read from the
+    /// file that was checked.
+    private static func readTrusted(_ path: String) throws -> [UInt8] {
         do {
-            _ = try TrustedFile.verify(path)
+            return try TrustedFile.read(path, for: .configures, limit: 1 << 20)
         } catch {
             let remedy = TrustedFile.remedy(for: error).map { "; fix it with: \($0)" } ?? ""
-            throw TokenKeysError(.invalidArgument, "configuration file \(path): \(error); a profile can name a module to load, so it must be yours and writable by nobody else\(remedy)")
+            throw CommandLineError("configuration file \(path): \(error); a profile can name a module to load, so it must be yours and writable by nobody else\(remedy)")
         }
     }
 }

@@ -1,9 +1,10 @@
 import ArgumentParser
+import ProxySettings
 
-/// `serve`: declared here, so that `fireblocks-hsm` parses, validates, completes and explains
-/// it; run by the companion executable, which carries the proxy's server stack
-/// (``NetworkAccess``, ``ProxyCommandRunner``).
-package struct ServeCommand: AsyncParsableCommand {
+/// `serve`: declared here, so that `fireblocks-hsm` parses, validates (every setting, the
+/// client-token file included), completes and explains it; run by the companion executable,
+/// which carries the proxy's server stack (``NetworkCommand``, ``ProxyCommandRunner``).
+package struct ServeCommand: NetworkCommand {
     package init() {}
 
     package static let configuration = CommandConfiguration(
@@ -82,15 +83,47 @@ package struct ServeCommand: AsyncParsableCommand {
             throw ValidationError("give at least one --allow 'METHOD /path' rule: the proxy refuses everything else (e.g. --allow 'GET /v1/vault/accounts_paged')")
         }
         if let poolSize, !(1...1024).contains(poolSize) { throw ValidationError("--pool-size must be 1 to 1024") }
+        guard (1...1_000_000).contains(checkpointEvery) else { throw ValidationError("--checkpoint-every must be 1 to 1000000 records") }
+        guard (1...86_400).contains(checkpointInterval) else { throw ValidationError("--checkpoint-interval must be 1 to 86400 seconds") }
+        _ = try settings()
     }
 
-    package func run() async throws {
-        try await NetworkAccess.proxyCommands().serve(self)
+    /// The flag that gives a setting, for the proxy's errors about it.
+    package static func flag(for setting: ProxySettingError.Code) -> String {
+        switch setting {
+        case .listen: return "--listen"
+        case .allowRule: return "--allow"
+        case .rate: return "--rate"
+        case .maximumBodySize: return "--max-body"
+        case .clientTokens: return "--client-token-file:"
+        case .checkpointEvery: return "--checkpoint-every"
+        case .checkpointInterval: return "--checkpoint-interval"
+        default: return "serve:"
+        }
+    }
+
+    /// The proxy's settings from the flags: parsed by `fireblocks-hsm` in `validate()`, before
+    /// the hand-over, and again by the companion that runs the proxy.
+    package func settings() throws(ValidationError) -> ServeSettings {
+        do {
+            return ServeSettings(
+                listen: try ListenAddress(parsing: listen),
+                rules: try allow.map { rule throws(ProxySettingError) in try AllowRule(parsing: rule) },
+                maximumBodySize: try ByteSize.parse(maxBody),
+                rate: try rate.map { text throws(ProxySettingError) in try RateLimit(parsing: text) },
+                clients: try clientTokenFile.map { path throws(ProxySettingError) in try ClientTokens(file: path) })
+        } catch {
+            throw ValidationError("\(Self.flag(for: error.code)) \(error.reason)")
+        }
+    }
+
+    package func run(network: Network) async throws {
+        try await network.proxies.serve(self, transport: network.transport)
     }
 }
 
 /// `bench proxy`: declared here, run by the companion executable like ``ServeCommand``.
-package struct BenchProxyCommand: AsyncParsableCommand {
+package struct BenchProxyCommand: NetworkCommand {
     package init() {}
 
     package static let configuration = CommandConfiguration(
@@ -132,9 +165,18 @@ package struct BenchProxyCommand: AsyncParsableCommand {
         guard (1...64).contains(workers) else { throw ValidationError("--workers must be 1 to 64") }
     }
 
-    package func run() async throws {
-        try await NetworkAccess.proxyCommands().benchProxy(self)
+    package func run(network: Network) async throws {
+        try await network.proxies.benchProxy(self, transport: network.transport)
     }
+}
+
+/// `serve`'s settings, parsed from its flags.
+package struct ServeSettings: Sendable {
+    package let listen: ListenAddress
+    package let rules: [AllowRule]
+    package let maximumBodySize: Int
+    package let rate: RateLimit?
+    package let clients: ClientTokens?
 }
 
 extension BenchProxyCommand: JSONReporting { package var wantsJSON: Bool { json } }

@@ -1,0 +1,11 @@
+/// An input of the command line that cannot be used: a flag's value, a profile, an environment
+/// variable (exit 2). The command line's own error, so its message may name flags; the
+/// libraries' errors never do (``ErrorReport`` adds that advice to theirs).
+package struct CommandLineError: Error, CustomStringConvertible {
+    /// One line, naming the flag or file to change.
+    package let message: String
+
+    package init(_ message: String) { self.message = message }
+
+    package var description: String { message }
+}
