@@ -100,6 +100,13 @@ struct CLICompanionTests {
             #expect(result.standardError.contains(message), "\(arguments): \(result.standardError)")
             #expect(!result.standardError.contains("cannot run"), "\(arguments) was handed over before it was checked")
         }
+        // So are the API flags of every network command.
+        for arguments in [["request", "GET", "/v1/workspace", "--env", "mars"], ["api-user", "list", "--env", "sandbox", "--base-url", "https://x.example/v1"],
+                          ["api-user", "list", "--base-url", "http://api.example/v1"], ["request", "GET", "/v1/workspace", "--env", "sandbox", "--jwt-lifetime", "56"],
+                          ["bench", "proxy", "--env", "sandbox", "--attempts", "11"]] {
+            let result = try Subprocess.run(alone + "/fireblocks-hsm", arguments, environment: cli.environment(), workingDirectory: cli.files)
+            #expect(result.status == 2 && !result.standardError.contains("cannot run"), "\(arguments): \(result.standardError)")
+        }
     }
 
     /// One command tree for both executables: the companion parses the very tree the tool

@@ -35,14 +35,30 @@ package struct APIOptions: ParsableArguments {
     @Option(name: .customLong("state-dir"), help: ArgumentHelp("Where idempotency records and onboarding progress are kept (env \(APIEnvironment.stateDirectory); default $XDG_STATE_HOME/fireblocks-hsm).", valueName: "path"))
     var stateDirectory: String?
 
+    /// The flags' own values, checked where they are parsed: by `fireblocks-hsm`, before a
+    /// network command is handed over (values from the environment or a profile are checked
+    /// when they are resolved).
+    package func validate() throws {
+        if env != nil, baseURL != nil { throw ValidationError("'--env' and '--base-url' are mutually exclusive") }
+        if let env, FireblocksEnvironment(rawValue: env.lowercased()) == nil {
+            throw ValidationError("--env '\(env)' is not one of \(FireblocksEnvironment.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        if let baseURL {
+            do { _ = try APIBaseURL(validating: baseURL) } catch { throw ValidationError("--base-url: \(error.reason)") }
+        }
+        guard timeout.isFinite, timeout > 0, timeout <= 600 else { throw ValidationError("--request-timeout must be 1 to 600 seconds") }
+        guard (1...10).contains(attempts) else { throw ValidationError("--attempts must be 1 to 10") }
+        guard (1...55).contains(jwtLifetime) else { throw ValidationError("--jwt-lifetime must be 1 to 55 seconds") }
+    }
+
     /// What `jwt` needs: the API key, and a base URL only when one is given.
     func signingTarget(profile: Profile?) throws -> (apiKey: String, baseURL: APIBaseURL?, jwtLifetime: Int) {
         try APITargetResolution.resolveForSigning(apiKey: apiKey, env: env, baseURL: baseURL, jwtLifetime: jwtLifetime,
                                         environment: ProcessInfo.processInfo.environment, profile: profile)
     }
 
-    /// Where and as whom API requests go; `transport` is ``NetworkAccess/transport()``, taken
-    /// first thing by the command.
+    /// Where and as whom API requests go; `transport` is the ``Network``'s, given to a
+    /// ``NetworkCommand``.
     package func target(profile: Profile?, auditDirectory: URL?, transport: any HTTPTransport) throws -> APITarget {
         try APITargetResolution.resolve(apiKey: apiKey, env: env, baseURL: baseURL, timeout: timeout, jwtLifetime: jwtLifetime,
                               compensateClockSkew: !noClockSkewCompensation, maximumAttempts: attempts,
@@ -64,7 +80,7 @@ enum RequestBody {
 
     static func readFile(_ path: String) throws -> [UInt8] {
         guard let contents = FileManager.default.contents(atPath: path) else {
-            throw APIClientError(.badInput, "cannot read the body file \(path)")
+            throw CommandLineError("cannot read the body file \(path)")
         }
         return Array(contents)
     }

@@ -26,14 +26,14 @@ enum APITargetResolution {
         environment: [String: String], profile: Profile?
     ) throws -> APITarget {
         guard let baseURL = try baseURL(env: envFlag, baseURL: baseURLFlag, environment: environment, profile: profile) else {
-            throw APIClientError(.noEnvironment, "no API environment: pass --env sandbox|us|eu|eu2 or --base-url URL (or set \(APIEnvironment.env))")
+            throw CommandLineError("no API environment: pass --env sandbox|us|eu|eu2 or --base-url URL (or set \(APIEnvironment.env))")
         }
         let apiKey = try apiKey(flag: apiKeyFlag, environment: environment, profile: profile)
         guard timeout > 0, timeout <= 600 else {
-            throw APIClientError(.badInput, "--request-timeout must be 1 to 600 seconds")
+            throw CommandLineError("--request-timeout must be 1 to 600 seconds")
         }
         guard (1...10).contains(maximumAttempts) else {
-            throw APIClientError(.badInput, "--attempts must be 1 to 10")
+            throw CommandLineError("--attempts must be 1 to 10")
         }
         let options = ClientOptions(timeout: timeout, retryPolicy: RetryPolicy(maximumAttempts: maximumAttempts),
                                     compensateClockSkew: compensateClockSkew,
@@ -58,7 +58,7 @@ enum APITargetResolution {
     private static func baseURL(env envFlag: String?, baseURL baseURLFlag: String?, environment: [String: String],
                                 profile: Profile?) throws -> APIBaseURL? {
         guard envFlag == nil || baseURLFlag == nil else {
-            throw APIClientError(.badInput, "'--env' and '--base-url' are mutually exclusive")
+            throw CommandLineError("'--env' and '--base-url' are mutually exclusive")
         }
         if let text = baseURLFlag { return try APIBaseURL(validating: text) }
         if let name = envFlag { return try environmentURL(name) }
@@ -71,7 +71,7 @@ enum APITargetResolution {
 
     private static func apiKey(flag: String?, environment: [String: String], profile: Profile?) throws -> String {
         guard let apiKey = flag ?? nonEmpty(environment[APIEnvironment.apiKey]) ?? profile?.apiKey else {
-            throw APIClientError(.badInput, "no API key: pass --api-key (the API user's id) or set \(APIEnvironment.apiKey)")
+            throw CommandLineError("no API key: pass --api-key (the API user's id) or set \(APIEnvironment.apiKey)")
         }
         return apiKey
     }
@@ -87,7 +87,7 @@ enum APITargetResolution {
 
     private static func environmentURL(_ name: String) throws -> APIBaseURL {
         guard let environment = FireblocksEnvironment(rawValue: name.lowercased()) else {
-            throw APIClientError(.badInput, "--env '\(name)' is not one of \(FireblocksEnvironment.allCases.map(\.rawValue).joined(separator: ", "))")
+            throw CommandLineError("--env '\(name)' is not one of \(FireblocksEnvironment.allCases.map(\.rawValue).joined(separator: ", "))")
         }
         return environment.baseURL
     }
