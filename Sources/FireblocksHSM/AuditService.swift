@@ -199,7 +199,7 @@ public final class AuditService {
                 refused = "it is not a signed checkpoint"
                 continue
             }
-            let verdict = note.verifyECDSA(name: origin, publicKey: key.publicKey)
+            let verdict = note.verify(name: origin, publicKey: key.publicKey)
             guard case .failed = verdict else {
                 guard checkpoint.origin == origin else { refused = "it is for '\(checkpoint.origin)', not '\(origin)'"; continue }
                 if let current = best, current.checkpoint.treeSize == checkpoint.treeSize, current.checkpoint.rootHash != checkpoint.rootHash {
@@ -250,12 +250,6 @@ public final class AuditService {
         return try verifiedAnchor(key: key).note
     }
 
-    /// Verifies a signed checkpoint with an audit public key (C2SP signed note, type 0x02; the
-    /// key ID this tool wrote before it followed C2SP is accepted too).
-    public static func verifySignature(_ note: SignedNote, origin: String, publicKey: P256.Signing.PublicKey) -> NoteVerification {
-        note.verifyECDSA(name: origin, publicKey: publicKey)
-    }
-
     /// What `audit verify` found.
     public struct Verification: Sendable, Equatable {
         /// Records in the log.
@@ -292,7 +286,7 @@ public final class AuditService {
         var checked = ["token (\(anchored.checkpoint.treeSize) records)"]
         var legacy = anchored.legacyKeyID ? ["token"] : []
         func signed(_ note: SignedNote, _ source: String) throws -> Checkpoint {
-            let verdict = Self.verifySignature(note, origin: origin, publicKey: key.publicKey)
+            let verdict = note.verify(name: origin, publicKey: key.publicKey)
             if case .failed(let failure) = verdict {
                 throw AuditError(.inconsistent, "the \(source) checkpoint does not verify with the audit key (SHA-256 \(key.fingerprint)): \(failure)")
             }

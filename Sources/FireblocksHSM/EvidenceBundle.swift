@@ -391,8 +391,8 @@ extension EvidenceBundle {
         // The checkpoint, signed by the audit key; each record's tlog-proof leads to it.
         let note = try SignedNote(parsing: String(decoding: try read("checkpoint"), as: UTF8.self))
         let checkpoint = try Checkpoint(noteText: note.text)
-        guard AuditService.verifySignature(note, origin: checkpoint.origin, publicKey: key).isVerified else {
-            throw fail("the checkpoint's signature does not verify with the audit key")
+        if case .failed(let why) = note.verify(name: checkpoint.origin, publicKey: key) {
+            throw fail("the checkpoint's signature does not verify with the audit key: \(why)")
         }
         var records = 0
         for name in checked where name.hasPrefix("audit-record-") && name.hasSuffix(".json") {

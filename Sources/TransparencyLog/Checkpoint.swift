@@ -123,7 +123,7 @@ public struct SignedNote: Sendable, Equatable {
     /// Checks that a signature line named `name` with `publicKey`'s key ID verifies over the
     /// text (ECDSA P-256, SHA-256, DER), as a C2SP verifier does: lines of other names or key
     /// IDs are ignored; a line that matches by name and key ID but does not verify fails.
-    public func verifyECDSA(name: String, publicKey: P256.Signing.PublicKey) -> NoteVerification {
+    public func verify(name: String, publicKey: P256.Signing.PublicKey) -> NoteVerification {
         let spki = Array(publicKey.derRepresentation)
         let current = Self.ecdsaKeyID(subjectPublicKeyInfo: spki)
         let legacy = Self.legacyECDSAKeyID(name: name, subjectPublicKeyInfo: spki)
@@ -141,7 +141,7 @@ public struct SignedNote: Sendable, Equatable {
     }
 }
 
-/// What ``SignedNote/verifyECDSA(name:publicKey:)`` found.
+/// What ``SignedNote/verify(name:publicKey:)`` found.
 public enum NoteVerification: Sendable, Equatable {
     /// A signature by the key, under its C2SP key ID.
     case verified

@@ -74,7 +74,7 @@ public struct TlogProof: Sendable, Equatable {
 
     /// True when the path leads from `leaf` (the entry's bytes; hashed as an RFC 6962 leaf) at
     /// ``index`` to the checkpoint's root. The checkpoint's signature is checked separately
-    /// (``SignedNote/verifyECDSA(name:publicKey:)``): without it the proof proves nothing.
+    /// (``SignedNote/verify(name:publicKey:)``): without it the proof proves nothing.
     public func includes(leaf: some Collection<UInt8>) throws(CheckpointError) -> Bool {
         let tree = try Checkpoint(noteText: checkpoint.text)
         return MerkleTree.verifyInclusion(leafHash: MerkleTree.leafHash(leaf), index: index, treeSize: tree.treeSize,

@@ -116,14 +116,14 @@ struct CheckpointTests {
         let text = "log/audit\n1\n\(Data(repeating: 7, count: 32).base64EncodedString())\n"
         let signature = Array(try privateKey.signature(for: Array(text.utf8)).derRepresentation)
         let current = try SignedNote(text: text, signatures: [SignedNote.ecdsaSignature(name: "log/audit", publicKey: key, signature: signature)])
-        #expect(current.verifyECDSA(name: "log/audit", publicKey: key) == .verified)
+        #expect(current.verify(name: "log/audit", publicKey: key) == .verified)
         let legacyID = SignedNote.legacyECDSAKeyID(name: "log/audit", subjectPublicKeyInfo: Array(key.derRepresentation))
         let legacy = try SignedNote(text: text, signatures: [.init(name: "log/audit", keyID: legacyID, signature: signature)])
-        #expect(legacy.verifyECDSA(name: "log/audit", publicKey: key) == .verifiedWithLegacyKeyID)
-        #expect(current.verifyECDSA(name: "other", publicKey: key) == .failed(.noSignatureByName))
-        #expect(current.verifyECDSA(name: "log/audit", publicKey: P256.Signing.PrivateKey().publicKey) == .failed(.unknownKey))
+        #expect(legacy.verify(name: "log/audit", publicKey: key) == .verifiedWithLegacyKeyID)
+        #expect(current.verify(name: "other", publicKey: key) == .failed(.noSignatureByName))
+        #expect(current.verify(name: "log/audit", publicKey: P256.Signing.PrivateKey().publicKey) == .failed(.unknownKey))
         let edited = try SignedNote(text: text.replacingOccurrences(of: "\n1\n", with: "\n2\n"), signatures: current.signatures)
-        #expect(edited.verifyECDSA(name: "log/audit", publicKey: key) == .failed(.badSignature))
+        #expect(edited.verify(name: "log/audit", publicKey: key) == .failed(.badSignature))
     }
 
     @Test func tlogProofsRoundTripAndProveInclusionInTheC2SPLayout() throws {
