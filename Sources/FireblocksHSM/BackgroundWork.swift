@@ -78,8 +78,8 @@ public enum BlockingBridge {
     }
 
     /// A value moved from the worker thread to the awaiting task (see ``run(_:)``): never used
-    /// by both. The invariant the compiler cannot see, so checked by review: `run` is its only
-    /// maker.
+    /// by both. The invariant the compiler cannot see, so checked by review (`run` is its only
+    /// maker) and exercised under concurrency by BackgroundWorkTests.
     private struct Moved<Value>: @unchecked Sendable {
         let value: Value
         init(_ value: Value) { self.value = value }

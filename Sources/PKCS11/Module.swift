@@ -129,7 +129,8 @@ public struct Version: Hashable, Sendable, CustomStringConvertible {
 /// same file; owned by `ModuleRegistry`.
 ///
 /// `@unchecked Sendable`: the pointer is written once, before publication, and the module was
-/// initialised with `CKF_OS_LOCKING_OK`, which makes its functions callable from any thread.
+/// initialised with `CKF_OS_LOCKING_OK`, which makes its functions callable from any thread
+/// (exercised by SendableInvariantTests: one module loaded and called from many threads).
 final class LoadedModule: @unchecked Sendable {
     let functions: UnsafeMutablePointer<CK_FUNCTION_LIST>
     let filename: String

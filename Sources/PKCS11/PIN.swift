@@ -49,7 +49,9 @@ public struct PIN: Sendable, CustomStringConvertible, CustomDebugStringConvertib
     public var debugDescription: String { "PIN(redacted)" }
 }
 
-/// Owns the PIN bytes and wipes them on release.
+/// Owns the PIN bytes and wipes them on release. `@unchecked Sendable`: the bytes are written
+/// only by `init` and wiped only by `deinit`, when no copy of the PIN is left (exercised by
+/// SendableInvariantTests: copies read on many threads while others are dropped).
 private final class SecretStorage: @unchecked Sendable {
     // Never mutated after init; wiped in deinit, when no other reference exists.
     let buffer: UnsafeMutableBufferPointer<UInt8>

@@ -10,17 +10,22 @@ import TransparencyLog
 /// queue (records in order, `fdatasync` off Swift's cooperative pool), a checkpoint signed on
 /// the token every N records or T seconds and at shutdown.
 ///
-/// `@unchecked Sendable`: the ``AuditService`` (and its token session) is used only on `queue`.
-final class ProxyAuditor: @unchecked Sendable {
+/// The ``AuditService`` (and its token session, which is not `Sendable`) lives behind a
+/// `Mutex` that only work on `queue` takes: the queue keeps the records in order, the lock lets
+/// the compiler check that the session is never used by two threads (it is never contended).
+final class ProxyAuditor: Sendable {
     private let queue = DispatchQueue(label: "fireblocks-hsm.proxy.audit")
     private let appender: AuditAppender
-    private let service: AuditService
+    private let trail: Mutex<Trail>
     private let every: Int
     private let logger: Logger
-    /// Records since the last checkpoint, and the last failure to write or seal (queue only).
-    private var pending = 0
-    private var failure: String?
     private let snapshot = Mutex<Status>(Status())
+
+    /// What the checkpoints need: the token's audit service, and the records since the last one.
+    private struct Trail {
+        let service: AuditService
+        var pending = 0
+    }
 
     /// What `/healthz` reports of the trail.
     struct Status: Sendable {
@@ -35,13 +40,13 @@ final class ProxyAuditor: @unchecked Sendable {
         var checkpointFailure: String?
     }
 
-    init(service: AuditService, every: Int, logger: Logger) throws {
+    init(service: sending AuditService, every: Int, logger: Logger) throws {
         try service.requireWritable()
         guard try service.auditKey(create: true) != nil else {
             throw AuditError(.unwritable, "no audit key on the token")
         }
-        self.service = service
         self.appender = try service.appender()
+        self.trail = Mutex(Trail(service: service))
         self.every = every
         self.logger = logger
         snapshot.withLock { $0.records = appender.size }
@@ -81,7 +86,7 @@ final class ProxyAuditor: @unchecked Sendable {
             let extra: [String: AuditValue] = ["request": .integer(request), "xRequestID": .string(requestID ?? ""),
                                                "client": .string(client), "via": .string("serve")]
             let entry: AuditEntry
-            if let body, let csrPem = body.csrPem, let key = try? self.service.csrKeyFacts(csrPEM: csrPem) {
+            if let body, let csrPem = body.csrPem, let key = self.trail.withLock({ try? $0.service.csrKeyFacts(csrPEM: csrPem) }) {
                 entry = key.entry(name: body.name ?? "", role: body.role ?? "", userID: userID, extra: extra)
             } else {
                 entry = AuditEntry(event: "api-user.created", outcome: .failed("the request body names no readable CSR"),
@@ -101,7 +106,10 @@ final class ProxyAuditor: @unchecked Sendable {
     private func appendOnQueue(_ entry: AuditEntry, sync: Bool, clearingFailure: Bool) throws -> Int {
         do {
             let seq = try appender.append([entry], sync: sync)
-            pending += 1
+            let pending = trail.withLock { trail in
+                trail.pending += 1
+                return trail.pending
+            }
             snapshot.withLock { state in
                 state.records = seq + 1
                 if clearingFailure { state.failure = nil }
@@ -116,7 +124,7 @@ final class ProxyAuditor: @unchecked Sendable {
 
     /// Signs a checkpoint if anything was recorded since the last one.
     func checkpointIfNeeded() async {
-        await onQueue { if self.pending > 0 { self.sealOnQueue() } }
+        await onQueue { if self.trail.withLock({ $0.pending }) > 0 { self.sealOnQueue() } }
     }
 
     /// Bytes an unprivileged writer may still use on the audit directory's filesystem; nil
@@ -132,9 +140,12 @@ final class ProxyAuditor: @unchecked Sendable {
 
     private func sealOnQueue() {
         do {
-            let note = try service.seal(appender)
+            let note = try trail.withLock { trail in
+                let note = try trail.service.seal(appender)
+                trail.pending = 0
+                return note
+            }
             let size = (try? Checkpoint(noteText: note.text).treeSize) ?? 0
-            pending = 0
             snapshot.withLock {
                 $0.checkpoint = size
                 $0.checkpointFailure = nil

@@ -170,7 +170,7 @@ public final class SigningPool: Sendable {
             state.waiters = []
             return (idle, waiters)
         }
-        for session in idle { try? session.session.close() }
+        for session in idle { session.close() }
         for waiter in waiters { waiter.continuation.resume(returning: .closed) }
     }
 
@@ -250,13 +250,14 @@ public final class SigningPool: Sendable {
             return (nil, .closed, false, state.open)
         }
         waiter?.continuation.resume(returning: handoff)
-        if closeIt, let session { try? session.session.close() }
+        if closeIt, let session { session.close() }
         metrics.sessions.record(open)
     }
 
     // MARK: Signing with recovery (on a Dispatch thread)
 
-    private struct Lease: @unchecked Sendable {
+    /// A checked-out session, or nil: open one (on the signing thread).
+    private struct Lease: Sendable {
         let session: PooledSession?
     }
 
@@ -272,8 +273,7 @@ public final class SigningPool: Sendable {
             }
             let generation = login.withLock { $0.generation }
             do {
-                let signature = try session.session.sign(mechanism: .sha256RSAPKCS, key: session.keyHandle, data: message,
-                                                         expectedLength: expectedLength)
+                let signature = try session.sign(message, expectedLength: expectedLength)
                 return (signature, session)
             } catch let error as PKCS11Error {
                 if !reloggedIn, Self.isLoggedOut(error, session: session) {
@@ -310,7 +310,7 @@ public final class SigningPool: Sendable {
     private static func isLoggedOut(_ error: PKCS11Error, session: PooledSession) -> Bool {
         switch error.returnValue {
         case .userNotLoggedIn: return true
-        case .keyHandleInvalid, .objectHandleInvalid: return (try? session.session.state().isUserLoggedIn) == false
+        case .keyHandleInvalid, .objectHandleInvalid: return session.isUserLoggedIn() == false
         default: return false
         }
     }
@@ -320,7 +320,7 @@ public final class SigningPool: Sendable {
     }
 
     private func drop(_ session: PooledSession) {
-        try? session.session.close()
+        session.close()
     }
 
     private func reopenWithBackoff() throws -> PooledSession {
@@ -425,19 +425,38 @@ public final class SigningPool: Sendable {
     }
 }
 
-/// A session of the pool and the key handle found in it; used by one signer at a time.
-final class PooledSession: @unchecked Sendable {
-    let session: Session
+/// A session of the pool and the key handle found in it. The session is behind a `Mutex`, as
+/// the signers' are: the compiler, not a convention, keeps two threads from using it at once
+/// (the pool hands each to one signer at a time, so the lock is never contended).
+final class PooledSession: Sendable {
+    private let session: Mutex<Session>
     let keyHandle: ObjectHandle
 
-    init(session: Session, keyHandle: ObjectHandle) {
-        self.session = session
+    init(session: sending Session, keyHandle: ObjectHandle) {
+        self.session = Mutex(session)
         self.keyHandle = keyHandle
+    }
+
+    /// `CKM_SHA256_RSA_PKCS` over `message` with the key.
+    func sign(_ message: [UInt8], expectedLength: Int) throws -> [UInt8] {
+        try session.withLock { session in
+            try session.sign(mechanism: .sha256RSAPKCS, key: keyHandle, data: message, expectedLength: expectedLength)
+        }
+    }
+
+    /// Whether the session's user is logged in (nil when the token cannot say).
+    func isUserLoggedIn() -> Bool? {
+        session.withLock { session in (try? session.state())?.isUserLoggedIn }
+    }
+
+    /// `C_CloseSession`.
+    func close() {
+        session.withLock { session in try? session.close() }
     }
 
     /// Leaves the handle unclosed (after `fork()`, it belongs to the parent).
     func abandon() {
-        session.abandon()
+        session.withLock { $0.abandon() }
     }
 }
 

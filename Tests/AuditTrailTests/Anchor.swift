@@ -1,16 +1,21 @@
 import AuditTrail
 import Foundation
+import Synchronization
 import TransparencyLog
 
 /// What the token holds in production: the last anchored checkpoint (here in memory), which every
 /// sealed append must extend and then moves forward.
-final class Anchor: @unchecked Sendable {
+final class Anchor: Sendable {
     static let origin = "fireblocks-hsm/0123456789abcdef/audit"
-    /// Only the test's own thread touches it.
-    var checkpoint: Checkpoint
+    private let anchored: Mutex<Checkpoint>
+    /// The anchored checkpoint; tests also set it, as an attacker who rolls the token back would.
+    var checkpoint: Checkpoint {
+        get { anchored.withLock { $0 } }
+        set { anchored.withLock { $0 = newValue } }
+    }
 
     init() {
-        checkpoint = try! Checkpoint(origin: Self.origin, treeSize: 0, rootHash: MerkleTree.root([]))
+        anchored = Mutex(try! Checkpoint(origin: Self.origin, treeSize: 0, rootHash: MerkleTree.root([])))
     }
 
     /// A sealed append of one record per name, as AuditService makes it.

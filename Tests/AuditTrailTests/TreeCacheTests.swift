@@ -1,6 +1,7 @@
 @testable import AuditTrail
 import DurableFiles
 import Foundation
+import Synchronization
 import Testing
 import TransparencyLog
 
@@ -130,12 +131,14 @@ struct TreeCacheTests {
 }
 
 /// One in-memory anchor per log directory.
-final class AnchorsByLog: @unchecked Sendable {
-    private var anchors: [URL: Anchor] = [:]
+final class AnchorsByLog: Sendable {
+    private let anchors = Mutex<[URL: Anchor]>([:])
     subscript(log: AuditLog) -> Anchor {
-        if let anchor = anchors[log.directory] { return anchor }
-        let anchor = Anchor()
-        anchors[log.directory] = anchor
-        return anchor
+        anchors.withLock { anchors in
+            if let anchor = anchors[log.directory] { return anchor }
+            let anchor = Anchor()
+            anchors[log.directory] = anchor
+            return anchor
+        }
     }
 }

@@ -1,5 +1,6 @@
 import DurableFiles
 import Foundation
+import Synchronization
 import Testing
 
 @Suite("Durable files")
@@ -75,8 +76,12 @@ struct DurableFilesTests {
     }
 }
 
-private final class Box: @unchecked Sendable {
-    var value: String?
+private final class Box: Sendable {
+    private let stored = Mutex<String?>(nil)
+    var value: String? {
+        get { stored.withLock { $0 } }
+        set { stored.withLock { $0 = newValue } }
+    }
 }
 
 @Suite("Durable files: planted symlinks")

@@ -1,6 +1,7 @@
 import Foundation
 import PKCS11
 import SoftHSMTestSupport
+import Synchronization
 import Testing
 import TokenKeys
 
@@ -114,15 +115,18 @@ struct TokenLoginTests {
 }
 
 /// Answers PIN prompts from a list, counting them.
-final class ScriptedPrompter: PINPrompter, @unchecked Sendable {
-    private var answers: [String]
-    private(set) var asked = 0
+final class ScriptedPrompter: PINPrompter, Sendable {
+    private let script: Mutex<(answers: [String], asked: Int)>
+    var asked: Int { script.withLock { $0.asked } }
 
-    init(_ answers: [String]) { self.answers = answers }
+    init(_ answers: [String]) { script = Mutex((answers, 0)) }
 
     func readPIN(prompt: String) throws(TokenKeysError) -> PIN {
-        asked += 1
-        guard !answers.isEmpty else { throw TokenKeysError(.pinUnavailable, "no more answers") }
-        return PIN(answers.removeFirst())
+        let answer = script.withLock { script -> String? in
+            script.asked += 1
+            return script.answers.isEmpty ? nil : script.answers.removeFirst()
+        }
+        guard let answer else { throw TokenKeysError(.pinUnavailable, "no more answers") }
+        return PIN(answer)
     }
 }
