@@ -85,11 +85,11 @@ let package = Package(
         ),
         .target(
             name: "PKCS11",
-            dependencies: ["CPKCS11", "HexEncoding", "DurableFiles"]
+            dependencies: ["ErrorShape", "CPKCS11", "HexEncoding", "DurableFiles"]
         ),
         .target(
             name: "TokenKeys",
-            dependencies: [
+            dependencies: ["ErrorShape", 
                 "PKCS11",
                 "HexEncoding",
                 .product(name: "X509", package: "swift-certificates"),
@@ -113,15 +113,15 @@ let package = Package(
         ),
         .target(
             name: "TransparencyLog",
-            dependencies: [.product(name: "Crypto", package: "swift-crypto")]
+            dependencies: ["ErrorShape", .product(name: "Crypto", package: "swift-crypto")]
         ),
         .target(
             name: "AuditTrail",
-            dependencies: ["TransparencyLog", "DurableFiles", "HexEncoding"]
+            dependencies: ["ErrorShape", "TransparencyLog", "DurableFiles", "HexEncoding"]
         ),
         .target(
             name: "FireblocksAPI",
-            dependencies: [
+            dependencies: ["ErrorShape", 
                 "JOSE",
                 "HexEncoding",
                 "DurableFiles",
@@ -140,7 +140,7 @@ let package = Package(
         ),
         .target(
             name: "HTTPServing",
-            dependencies: [
+            dependencies: ["ErrorShape", 
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
@@ -148,7 +148,7 @@ let package = Package(
         ),
         .target(
             name: "FireblocksSandbox",
-            dependencies: [
+            dependencies: ["ErrorShape", 
                 "FireblocksAPI",
                 "HTTPServing",
                 "ProxySettings",
@@ -168,7 +168,7 @@ let package = Package(
         ),
         .target(
             name: "FireblocksHSM",
-            dependencies: [
+            dependencies: ["ErrorShape", 
                 "TokenKeys",
                 "AuditTrail",
                 "TransparencyLog",

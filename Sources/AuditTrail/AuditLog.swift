@@ -1,3 +1,4 @@
+import ErrorShape
 import DurableFiles
 #if canImport(FoundationEssentials)
 import FoundationEssentials
@@ -358,37 +359,45 @@ public enum AuditVerification: Sendable, Equatable {
 }
 
 /// The audit log could not be written or read. Matchable by ``code``.
-public struct AuditError: Error, Sendable, Equatable, CustomStringConvertible {
+public struct AuditError: LibraryError, Equatable {
     /// What went wrong.
-    public enum Code: String, Sendable, Equatable {
+    public struct Code: ErrorCode {
+        public let name: String
+        private init(_ name: String) { self.name = name }
+
         /// The log cannot be written (disk full, permissions, lock).
-        case unwritable
+        public static let unwritable = Code("unwritable")
         /// The log cannot be read.
-        case unreadable
+        public static let unreadable = Code("unreadable")
         /// The last line is torn; nothing is appended until it is repaired deliberately.
-        case tornTail
+        public static let tornTail = Code("tornTail")
         /// The log does not match a checkpoint, a record is out of place, or the trail's own
         /// state (its anchor, its key) cannot be trusted.
-        case inconsistent
+        public static let inconsistent = Code("inconsistent")
         /// The token has the audit key but no anchored checkpoint (or a log but no audit key):
         /// nothing is appended until a person re-anchors the trail.
-        case anchorMissing
+        public static let anchorMissing = Code("anchorMissing")
         /// A file or the directory of the trail could have been written by someone else (owner,
         /// mode), or is not a regular file.
-        case untrustedFile
+        public static let untrustedFile = Code("untrustedFile")
         /// The key under the audit key's label fails the audit key policy.
-        case untrustedKey
+        public static let untrustedKey = Code("untrustedKey")
     }
 
     /// What went wrong.
     public let code: Code
     /// The facts.
     public let reason: String
+    /// The log's path or the record concerned, when known.
+    public let facts: ErrorFacts
+    public let location: ErrorLocation
 
     /// An error: its code and the facts.
-    public init(_ code: Code, _ reason: String) {
+    public init(_ code: Code, _ reason: String, facts: ErrorFacts = ErrorFacts(), file: String = #fileID, line: UInt = #line) {
         self.code = code
         self.reason = reason
+        self.facts = facts
+        self.location = ErrorLocation(file: file, line: line)
     }
 
     /// The facts.

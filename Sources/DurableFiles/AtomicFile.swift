@@ -1,3 +1,4 @@
+import ErrorShape
 #if canImport(FoundationEssentials)
 import FoundationEssentials
 #else
@@ -132,15 +133,18 @@ public enum AtomicFile {
 
 /// A file could not be written or read (disk full, permissions, a file in the way). When
 /// writing, nothing was left at `path`.
-public struct FileOutputError: Error, Hashable, Sendable, CustomStringConvertible {
+public struct FileOutputError: LibraryError, Hashable {
     /// What went wrong, for matching.
-    public enum Code: Hashable, Sendable {
+    public struct Code: ErrorCode {
+        public let name: String
+        private init(_ name: String) { self.name = name }
+
         /// The target exists and was not to be replaced.
-        case exists
+        public static let exists = Code("exists")
         /// The file or its directory cannot be written (or read, for state files).
-        case unwritable
+        public static let unwritable = Code("unwritable")
         /// Another process holds the lock on it longer than this one would wait.
-        case locked
+        public static let locked = Code("locked")
     }
     /// The path.
     public let path: String
@@ -149,11 +153,15 @@ public struct FileOutputError: Error, Hashable, Sendable, CustomStringConvertibl
     /// The code.
     public let code: Code
 
+    public let location: ErrorLocation
+    public var facts: ErrorFacts { ErrorFacts(path: path) }
+
     /// Creates the value from its parts.
-    public init(path: String, reason: String, code: Code = .unwritable) {
+    public init(path: String, reason: String, code: Code = .unwritable, file: String = #fileID, line: UInt = #line) {
         self.path = path
         self.reason = reason
         self.code = code
+        self.location = ErrorLocation(file: file, line: line)
     }
 
     /// How it reads in messages.

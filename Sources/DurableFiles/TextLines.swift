@@ -1,3 +1,4 @@
+import ErrorShape
 /// The lines of a text file as people write them, whatever their editor did: a UTF-8 byte-order
 /// mark at the start is dropped, lines end in `\n` or `\r\n`, and spaces and tabs at a line's
 /// end are removed. What cannot be meant as text is refused with its line number (the line
@@ -13,13 +14,31 @@ public enum TextLines {
     }
 
     /// Why a file's text was refused.
-    public struct Refusal: Error, Sendable, Equatable, CustomStringConvertible {
+    public struct Refusal: LibraryError, Equatable {
+        /// One code: a line is not text as people write it.
+        public struct Code: ErrorCode {
+            public let name: String
+            private init(_ name: String) { self.name = name }
+            /// Not UTF-8, or a control character in the line.
+            public static let notText = Code("notText")
+        }
+        public var code: Code { .notText }
         /// The line (from 1).
         public let line: Int
         /// What is wrong with it.
         public let reason: String
+        public let location: ErrorLocation
         /// `line N: reason`.
         public var description: String { "line \(line): \(reason)" }
+
+        init(line: Int, reason: String, file: String = #fileID, sourceLine: UInt = #line) {
+            self.line = line
+            self.reason = reason
+            self.location = ErrorLocation(file: file, line: sourceLine)
+        }
+
+        /// Equal when the line and reason are.
+        public static func == (lhs: Self, rhs: Self) -> Bool { lhs.line == rhs.line && lhs.reason == rhs.reason }
     }
 
     /// Splits `bytes` into lines (a final line end is optional).

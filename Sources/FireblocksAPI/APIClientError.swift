@@ -1,28 +1,32 @@
+import ErrorShape
 /// A request that could not be made or did not get an HTTP answer: bad base URL or path,
 /// a refused insecure URL, network failure, timeout.
-public struct APIClientError: Error, Hashable, Sendable, CustomStringConvertible {
+public struct APIClientError: LibraryError, Hashable {
     /// What went wrong, for matching.
-    public enum Code: String, Hashable, Sendable {
+    public struct Code: ErrorCode {
+        public let name: String
+        private init(_ name: String) { self.name = name }
+
         /// Not a usable base URL.
-        case badBaseURL
+        public static let badBaseURL = Code("badBaseURL")
         /// `http://` to something that is not a loopback address.
-        case insecureBaseURL
+        public static let insecureBaseURL = Code("insecureBaseURL")
         /// A request path that cannot be sent exactly as signed.
-        case badPath
+        public static let badPath = Code("badPath")
         /// No environment or base URL given.
-        case noEnvironment
+        public static let noEnvironment = Code("noEnvironment")
         /// Connection refused, dropped, DNS failure…
-        case network
+        public static let network = Code("network")
         /// No answer in time.
-        case timeout
+        public static let timeout = Code("timeout")
         /// An answer that is not HTTP, or a redirect (never followed: it would carry the JWT elsewhere).
-        case invalidResponse
+        public static let invalidResponse = Code("invalidResponse")
         /// A bad request body or input file.
-        case badInput
+        public static let badInput = Code("badInput")
         /// The local idempotency record forbids the send (same key, other body; stale record).
-        case idempotencyConflict
+        public static let idempotencyConflict = Code("idempotencyConflict")
         /// The CSR's public key already backs another API user created from this machine.
-        case keyReuse
+        public static let keyReuse = Code("keyReuse")
     }
 
     /// The code.
@@ -33,12 +37,14 @@ public struct APIClientError: Error, Hashable, Sendable, CustomStringConvertible
     /// it again is safe whatever its method, so the client retries it even without an
     /// `Idempotency-Key`.
     public let notSent: Bool
+    public let location: ErrorLocation
 
     /// Creates the value from its parts.
-    public init(_ code: Code, _ reason: String, notSent: Bool = false) {
+    public init(_ code: Code, _ reason: String, notSent: Bool = false, file: String = #fileID, line: UInt = #line) {
         self.code = code
         self.reason = reason
         self.notSent = notSent
+        self.location = ErrorLocation(file: file, line: line)
     }
 
     /// How it reads in messages.

@@ -1,3 +1,4 @@
+import ErrorShape
 #if canImport(FoundationEssentials)
 import FoundationEssentials
 #else
@@ -6,15 +7,42 @@ import Foundation
 
 /// The API answered with an error. Carries everything a user (and Fireblocks support) needs:
 /// HTTP status, error type or code, message, advice, and always the `X-Request-ID`.
-public struct FireblocksAPIError: Error, Sendable, CustomStringConvertible {
+public struct FireblocksAPIError: LibraryError {
+    /// What kind of refusal, from the status.
+    public struct Code: ErrorCode {
+        public let name: String
+        private init(_ name: String) { self.name = name }
+
+        /// 401 or 403: the credentials or their permissions.
+        public static let authentication = Code("authentication")
+        /// Another 4xx: the request.
+        public static let refused = Code("refused")
+        /// 5xx, or 429 once retries are spent: the service.
+        public static let unavailable = Code("unavailable")
+        /// Any other status (a 3xx the client does not follow).
+        public static let unexpected = Code("unexpected")
+    }
+
+    /// The class of the status.
+    public var code: Code {
+        if isAuthenticationFailure { return .authentication }
+        if isServerSide { return .unavailable }
+        if (400...499).contains(status) { return .refused }
+        return .unexpected
+    }
+    /// The status, type, code, message and advice in one line.
+    public var reason: String { description }
+    public var facts: ErrorFacts { ErrorFacts(httpStatus: status, requestID: requestID) }
+    public let location: ErrorLocation
+
     /// The status.
     public let status: Int
     /// The request id.
     public let requestID: String?
     /// `ErrorResponse.error.type` (`{"error":{"type","message"}}`).
     public let type: String?
-    /// `ErrorSchema.code` (`{"message","code"}`), e.g. -12.
-    public let code: Int?
+    /// `ErrorSchema.code` (`{"message","code"}`), e.g. -12: Fireblocks' own error number.
+    public let errorCode: Int?
     /// The message.
     public let message: String?
     /// One line on what to do.
@@ -27,7 +55,8 @@ public struct FireblocksAPIError: Error, Sendable, CustomStringConvertible {
 
     /// Decodes either error shape from a response.
     /// - Parameter clockOffset: the measured server-minus-local offset, for clock advice.
-    public init(response: APIResponse, clockOffset: TimeInterval?) {
+    public init(response: APIResponse, clockOffset: TimeInterval?, file: String = #fileID, line: UInt = #line) {
+        location = ErrorLocation(file: file, line: line)
         status = response.status
         requestID = response.requestID
         body = response.body.isEmpty ? nil : String(decoding: response.body, as: UTF8.self)
@@ -35,7 +64,7 @@ public struct FireblocksAPIError: Error, Sendable, CustomStringConvertible {
         var type: String?
         var code: Int?
         var message: String?
-        if let shape = try? JSONDecoder().decode(ErrorShape.self, from: Data(response.body)) {
+        if let shape = try? JSONDecoder().decode(ErrorBody.self, from: Data(response.body)) {
             if let error = shape.error {
                 type = error.type
                 message = error.message
@@ -50,14 +79,14 @@ public struct FireblocksAPIError: Error, Sendable, CustomStringConvertible {
             message = text.count < response.body.count ? text + "…" : text
         }
         self.type = type
-        self.code = code
+        self.errorCode = code
         self.message = message
         self.advice = Self.advice(status: status, code: code, clockOffset: clockOffset)
     }
 
     /// The two documented error bodies, `{"message", "code"}` and `{"error": {"type", "message"}}`;
     /// a field of another type reads as absent.
-    private struct ErrorShape: Decodable {
+    private struct ErrorBody: Decodable {
         struct Nested: Decodable {
             let type: String?
             let message: String?
@@ -84,7 +113,7 @@ public struct FireblocksAPIError: Error, Sendable, CustomStringConvertible {
     public var description: String {
         var text = "HTTP \(status)"
         if let type { text += " \(type)" }
-        if let code { text += " (code \(code))" }
+        if let errorCode { text += " (code \(errorCode))" }
         if let message, !message.isEmpty { text += ": \(message)" }
         if let advice { text += " — \(advice)" }
         text += " [X-Request-ID: \(requestID ?? "none received")]"

@@ -169,10 +169,10 @@ public final class FireblocksClient: Sendable {
             // A token refused for its times while the clock is measurably off: one more try with
             // compensated iat/exp (a fresh JWT either way; safe even without an idempotency key,
             // since the API refused the request before acting on it).
-            if response.status == 401, error.code == -10 || error.code == -12, options.compensateClockSkew,
+            if response.status == 401, error.errorCode == -10 || error.errorCode == -12, options.compensateClockSkew,
                clock.significantOffset != nil, !compensatedRetryDone {
                 compensatedRetryDone = true
-                diagnostics("HTTP 401 (code \(error.code.map(String.init) ?? "?")) [X-Request-ID: \(response.requestID ?? "none")]; retrying once with iat shifted by the measured clock offset")
+                diagnostics("HTTP 401 (code \(error.errorCode.map(String.init) ?? "?")) [X-Request-ID: \(response.requestID ?? "none")]; retrying once with iat shifted by the measured clock offset")
                 continue
             }
             throw error

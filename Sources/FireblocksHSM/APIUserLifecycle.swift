@@ -1,3 +1,4 @@
+import ErrorShape
 import AuditTrail
 import FireblocksAPI
 #if canImport(FoundationEssentials)
@@ -28,21 +29,24 @@ public enum APIUserLookup: Sendable, Equatable, CustomStringConvertible {
 }
 
 /// Why a lifecycle step stopped. Matchable by ``code``; never carries a pairing token.
-public struct APIUserLifecycleError: Error, Sendable, Equatable, CustomStringConvertible {
+public struct APIUserLifecycleError: LibraryError, Equatable {
     /// What happened.
-    public enum Code: String, Sendable, Equatable {
+    public struct Code: ErrorCode {
+        public let name: String
+        private init(_ name: String) { self.name = name }
+
         /// No listed user has that name or id.
-        case notFound
+        public static let notFound = Code("notFound")
         /// Several listed users have that name (see ``candidates``).
-        case ambiguous
+        public static let ambiguous = Code("ambiguous")
         /// The user was listed, then no longer.
-        case disappeared
+        public static let disappeared = Code("disappeared")
         /// The user is disabled.
-        case disabled
+        public static let disabled = Code("disabled")
         /// The wait ended before the status was reached.
-        case timeout
+        public static let timeout = Code("timeout")
         /// A pairing token was refused: the user is not `PENDING_ACTIVATION` (see ``status``).
-        case notPendingActivation
+        public static let notPendingActivation = Code("notPendingActivation")
     }
 
     /// What happened.
@@ -53,13 +57,16 @@ public struct APIUserLifecycleError: Error, Sendable, Equatable, CustomStringCon
     public let candidates: [APIUser]
     /// The user's status when it stopped, when known.
     public let status: String?
+    public let location: ErrorLocation
 
     /// Creates the value from its parts.
-    public init(_ code: Code, _ reason: String, candidates: [APIUser] = [], status: String? = nil) {
+    public init(_ code: Code, _ reason: String, candidates: [APIUser] = [], status: String? = nil,
+                file: String = #fileID, line: UInt = #line) {
         self.code = code
         self.reason = reason
         self.candidates = candidates
         self.status = status
+        self.location = ErrorLocation(file: file, line: line)
     }
 
     /// The facts.

@@ -1,3 +1,4 @@
+import ErrorShape
 import AuditTrail
 import DurableFiles
 import Crypto
@@ -85,7 +86,34 @@ public struct OnboardRequest: Sendable {
 
 /// An onboarding that stopped after its key was made: the key (and the CSR, if written) are
 /// kept, and re-running the same command resumes. Classified as its underlying error.
-public struct OnboardingStopped: Error, Sendable, CustomStringConvertible {
+public struct OnboardingStopped: LibraryError {
+    /// One code: the onboarding stopped after its key was made (``underlying`` says why).
+    public struct Code: ErrorCode {
+        public let name: String
+        private init(_ name: String) { self.name = name }
+        /// Stopped; resumable by running it again.
+        public static let stoppedResumable = Code("stoppedResumable")
+    }
+    public var code: Code { .stoppedResumable }
+    /// Why it stopped, and what was kept.
+    public var reason: String { description }
+    /// The underlying error's facts, with the key and token.
+    public var facts: ErrorFacts {
+        var facts = (underlying as? any LibraryError)?.facts ?? ErrorFacts()
+        facts.keyLabel = keyLabel
+        facts.tokenLabel = tokenLabel
+        return facts
+    }
+    public let location: ErrorLocation
+
+    init(underlying: any Error, keyLabel: String, tokenLabel: String, csrPath: String?, file: String = #fileID, line: UInt = #line) {
+        self.underlying = underlying
+        self.keyLabel = keyLabel
+        self.tokenLabel = tokenLabel
+        self.csrPath = csrPath
+        self.location = ErrorLocation(file: file, line: line)
+    }
+
     /// The underlying.
     public let underlying: any Error
     /// The key label.

@@ -1,3 +1,4 @@
+import ErrorShape
 import DurableFiles
 import FireblocksAPI
 #if canImport(FoundationEssentials)
@@ -98,7 +99,28 @@ public struct OnboardingRecord: Codable, Equatable, Sendable {
 }
 
 /// A re-run whose intent differs from the recorded onboarding of the same key.
-public struct OnboardingConflict: Error, Sendable, CustomStringConvertible {
+public struct OnboardingConflict: LibraryError {
+    /// One code: the recorded onboarding and this run differ (``field`` says where).
+    public struct Code: ErrorCode {
+        public let name: String
+        private init(_ name: String) { self.name = name }
+        /// One key backs one API user: a different intent under the same key is refused.
+        public static let intentDiffers = Code("intentDiffers")
+    }
+    public var code: Code { .intentDiffers }
+    public var reason: String { description }
+    public var facts: ErrorFacts { ErrorFacts(tokenLabel: tokenLabel, keyLabel: keyLabel) }
+    public let location: ErrorLocation
+
+    init(keyLabel: String, tokenLabel: String, field: String, recorded: String, asked: String, file: String = #fileID, line: UInt = #line) {
+        self.keyLabel = keyLabel
+        self.tokenLabel = tokenLabel
+        self.field = field
+        self.recorded = recorded
+        self.asked = asked
+        self.location = ErrorLocation(file: file, line: line)
+    }
+
     /// The key label.
     public let keyLabel: String
     /// The token label.

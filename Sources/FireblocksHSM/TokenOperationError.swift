@@ -1,18 +1,32 @@
+import ErrorShape
 import PKCS11
 
 /// A PKCS#11 call failed while doing something the user asked for: says what was being done,
 /// what the token returned, and, for the common cases, what to do.
-public struct TokenOperationError: Error, Hashable, Sendable, CustomStringConvertible {
+public struct TokenOperationError: LibraryError, Hashable {
     /// The operation.
     public let operation: String
     /// The underlying.
     public let underlying: PKCS11Error
+    public let location: ErrorLocation
 
     /// Creates the value from its parts.
-    public init(operation: String, underlying: PKCS11Error) {
+    public init(operation: String, underlying: PKCS11Error, file: String = #fileID, line: UInt = #line) {
         self.operation = operation
         self.underlying = underlying
+        self.location = ErrorLocation(file: file, line: line)
     }
+
+    /// What the token returned.
+    public var code: ReturnValue { underlying.returnValue }
+    /// The operation, the call and its return value.
+    public var reason: String { description }
+    public var facts: ErrorFacts { underlying.facts }
+
+    /// Equal when the operation and the PKCS#11 failure are.
+    public static func == (lhs: Self, rhs: Self) -> Bool { lhs.operation == rhs.operation && lhs.underlying == rhs.underlying }
+    /// Hashes what equality compares.
+    public func hash(into hasher: inout Hasher) { hasher.combine(operation); hasher.combine(underlying) }
 
     /// How it reads in messages.
     public var description: String {

@@ -83,7 +83,7 @@ public final class OpenedToken {
                                        token: .init(serial: token.info.serialNumber, label: token.info.label),
                                        tool: .init(name: "fireblocks-hsm", version: FireblocksHSMVersion.current))
                     do {
-                        _ = try log.appendUnsealed([AuditEntry(event: "login.failed", outcome: .failed(error.code.rawValue),
+                        _ = try log.appendUnsealed([AuditEntry(event: "login.failed", outcome: .failed(error.code.name),
                                                        facts: ["pinSource": .string(target.pinSource.description)])])
                     } catch {
                         observer.note("warning: the failed login could not be recorded in the audit log (\(error))")

@@ -5,6 +5,7 @@ import DurableFiles
 import FireblocksAPI
 import PKCS11
 import TokenKeys
+import ErrorShape
 
 /// The process exit codes, one per class of failure, stable for scripts (docs/exit-codes.md).
 enum ExitStatus: Int32, CaseIterable, Sendable {
@@ -77,21 +78,32 @@ enum ExitStatus: Int32, CaseIterable, Sendable {
             return .key
         case .policyViolation, .notAnRSAKey:
             return .keyPolicy
+        default:
+            return .internalError
         }
     }
 }
 
 /// A failure as the command line reports it: class, exit code, one line, and the facts a
-/// script may want (HTTP status, X-Request-ID, the PKCS#11 return value). `--json` prints it as
-/// `{"error": {...}}` on stdout.
+/// script may want (HTTP status, X-Request-ID, the PKCS#11 return value; for a library error
+/// its code, typed facts and where it was thrown). `--json` prints it as `{"error": {...}}` on
+/// stdout.
+///
+/// Library errors all have one shape (`LibraryError`: a code, a reason of facts, typed facts,
+/// a location) and never name a flag; this is where the command line maps each to its exit
+/// class and adds the advice that names the flag or command to use.
 struct ErrorReport: Sendable, Encodable {
     let status: ExitStatus
     let message: String
-    let requestID: String?
-    let httpStatus: Int?
-    let pkcs11: String?
+    var requestID: String?
+    var httpStatus: Int?
+    var pkcs11: String?
     /// The API's answer body, when there was one (`request --json`).
     let responseBody: String?
+    /// The library error's code, facts and location, when it is one.
+    var code: String?
+    var facts: ErrorFacts?
+    var location: String?
 
     init(status: ExitStatus, message: String, requestID: String? = nil, httpStatus: Int? = nil,
                 pkcs11: String? = nil, responseBody: String? = nil) {
@@ -104,6 +116,20 @@ struct ErrorReport: Sendable, Encodable {
     }
 
     init(_ error: any Error) {
+        self.init(classifying: error)
+        let library = ((error as? OnboardingStopped)?.underlying as? any LibraryError) ?? (error as? any LibraryError)
+        if let library {
+            code = library.code.name
+            let facts = library.facts
+            self.facts = facts
+            location = library.location.description
+            requestID = requestID ?? facts.requestID
+            httpStatus = httpStatus ?? facts.httpStatus
+            pkcs11 = pkcs11 ?? facts.returnValue
+        }
+    }
+
+    private init(classifying error: any Error) {
         switch error {
         case let error as TokenKeysError:
             self.init(status: ExitStatus.status(for: error.code), message: error.reason + Self.advice(for: error.code))
@@ -132,7 +158,7 @@ struct ErrorReport: Sendable, Encodable {
             switch error.code {
             case .exists: advice = "; pass --force to replace it"
             case .locked: advice = "; wait for it to finish, or pass a longer --lock-timeout"
-            case .unwritable: advice = ""
+            default: advice = ""
             }
             self.init(status: .fileError, message: error.description + advice)
         case let error as InvalidArgumentError:
@@ -148,7 +174,7 @@ struct ErrorReport: Sendable, Encodable {
                 self.init(status: .usage, message: message)
             case .timeout:
                 self.init(status: .waitTimeout, message: message + "; wait longer with --timeout, or see 'api-user show'")
-            case .notFound, .disappeared, .disabled, .notPendingActivation:
+            default:
                 self.init(status: .apiRequest, message: message)
             }
         case let error as FireblocksAPIError:
@@ -162,7 +188,7 @@ struct ErrorReport: Sendable, Encodable {
                 status = .usage
             case .idempotencyConflict, .keyReuse:
                 status = .apiRequest
-            case .network, .timeout, .invalidResponse:
+            default:
                 status = .apiUnavailable
             }
             self.init(status: status, message: error.reason)
@@ -176,7 +202,7 @@ struct ErrorReport: Sendable, Encodable {
                 self.init(status: .auditIntegrity, message: error.description + "; once you know why, accept the log as it is with 'fireblocks-hsm audit reanchor --accept-current --reason TEXT' (it records what it cannot prove)")
             case .tornTail:
                 self.init(status: .auditIntegrity, message: error.description + "; see it with 'fireblocks-hsm audit verify', then cut it off with 'fireblocks-hsm audit repair --truncate-torn'")
-            case .inconsistent:
+            default:
                 self.init(status: .auditIntegrity, message: error.description)
             }
         case let error as CheckpointError:
@@ -247,7 +273,7 @@ struct ErrorReport: Sendable, Encodable {
     }
 
     private enum CodingKeys: String, CodingKey {
-        case `class`, message, exitCode, requestId, httpStatus, pkcs11, responseBody
+        case `class`, message, exitCode, requestId, httpStatus, pkcs11, responseBody, code, path, token, key, recordIndex, thrownAt
     }
 
     func encode(to encoder: any Encoder) throws {
@@ -259,6 +285,12 @@ struct ErrorReport: Sendable, Encodable {
         try container.encodeIfPresent(httpStatus, forKey: .httpStatus)
         try container.encodeIfPresent(pkcs11, forKey: .pkcs11)
         try container.encodeIfPresent(responseBody, forKey: .responseBody)
+        try container.encodeIfPresent(code, forKey: .code)
+        try container.encodeIfPresent(facts?.path, forKey: .path)
+        try container.encodeIfPresent(facts?.tokenLabel, forKey: .token)
+        try container.encodeIfPresent(facts?.keyLabel, forKey: .key)
+        try container.encodeIfPresent(facts?.recordIndex, forKey: .recordIndex)
+        try container.encodeIfPresent(location, forKey: .thrownAt)
     }
 
     /// `{"error": {...}}` as one JSON document.

@@ -1,3 +1,4 @@
+import ErrorShape
 import _CryptoExtras
 import Crypto
 import FireblocksAPI
@@ -5,11 +6,31 @@ import Foundation
 import JOSE
 
 /// Why a request's authentication was refused, with the `ErrorSchema` code the API uses.
-public struct AuthenticationFailure: Error, Equatable, Sendable {
-    /// The code.
-    public let code: Int
+public struct AuthenticationFailure: LibraryError, Equatable {
+    /// One code: the request's authentication was refused (``schemaCode`` says how).
+    public struct Code: ErrorCode {
+        public let name: String
+        private init(_ name: String) { self.name = name }
+        /// Refused as the API would refuse it.
+        public static let refused = Code("refused")
+    }
+    public var code: Code { .refused }
+    /// The API's `ErrorSchema` code (-1 … -12).
+    public let schemaCode: Int
     /// The message.
     public let message: String
+    public var reason: String { "\(message) (code \(schemaCode))" }
+    public var description: String { reason }
+    public let location: ErrorLocation
+
+    init(code: Int, message: String, file: String = #fileID, line: UInt = #line) {
+        self.schemaCode = code
+        self.message = message
+        self.location = ErrorLocation(file: file, line: line)
+    }
+
+    /// Equal when the schema codes and messages are.
+    public static func == (lhs: Self, rhs: Self) -> Bool { lhs.schemaCode == rhs.schemaCode && lhs.message == rhs.message }
 }
 
 /// Checks a request the way the API is documented to: a known `X-API-Key`; an RS256 JWT

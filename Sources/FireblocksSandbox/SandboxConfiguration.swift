@@ -1,3 +1,4 @@
+import ErrorShape
 import _CryptoExtras
 import FireblocksAPI
 import Foundation
@@ -124,31 +125,37 @@ public struct SandboxConfiguration: Sendable {
 }
 
 /// A stand-in configuration or start-up problem. Matchable by ``code``.
-public struct SandboxError: Error, CustomStringConvertible, Sendable, Hashable {
+public struct SandboxError: LibraryError, Hashable {
     /// What went wrong, for matching.
-    public enum Code: String, Hashable, Sendable {
+    public struct Code: ErrorCode {
+        public let name: String
+        private init(_ name: String) { self.name = name }
+
         /// A flag value is malformed or out of range.
-        case badConfiguration
+        public static let badConfiguration = Code("badConfiguration")
         /// A file named by a flag cannot be read.
-        case file
+        public static let file = Code("file")
         /// The address cannot be listened on (in use, not permitted).
-        case listen
+        public static let listen = Code("listen")
     }
 
     /// The code.
     public let code: Code
     /// The description.
     public let description: String
+    public var reason: String { description }
+    public let location: ErrorLocation
 
     /// Creates the value from its parts.
-    public init(_ code: Code = .badConfiguration, _ description: String) {
+    public init(_ code: Code = .badConfiguration, _ description: String, file: String = #fileID, line: UInt = #line) {
         self.code = code
         self.description = description
+        self.location = ErrorLocation(file: file, line: line)
     }
 
     /// Creates the value from its parts.
-    public init(_ description: String) {
-        self.init(.badConfiguration, description)
+    public init(_ description: String, file: String = #fileID, line: UInt = #line) {
+        self.init(.badConfiguration, description, file: file, line: line)
     }
 
     /// Equal when the codes are equal (the reason is for people).

@@ -102,7 +102,7 @@ public final class SandboxService: Sendable {
             let user: TrustedAPIUser
             switch verified {
             case .failure(let failure):
-                return Self.errorSchema(401, failure.code, failure.message, requestID: requestID, now: now)
+                return Self.errorSchema(401, failure.schemaCode, failure.message, requestID: requestID, now: now)
             case .success(let (caller, claims)):
                 user = caller
                 state.nonces[claims.nonce] = Date(timeIntervalSince1970: TimeInterval(claims.exp))

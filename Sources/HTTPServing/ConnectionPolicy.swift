@@ -1,3 +1,4 @@
+import ErrorShape
 import HTTPTypes
 import NIOCore
 import NIOHTTPTypes
@@ -268,8 +269,23 @@ public final class BoundAddress: Sendable {
     }
 
     /// Why a server has no address.
-    public struct BindFailure: Error, Sendable {
+    public struct BindFailure: LibraryError {
+        /// One code: the server could not take its address.
+        public struct Code: ErrorCode {
+            public let name: String
+            private init(_ name: String) { self.name = name }
+            /// In use, not permitted, or not bound in time.
+            public static let cannotBind = Code("cannotBind")
+        }
+        public var code: Code { .cannotBind }
         /// Why.
         public let reason: String
+        public var description: String { reason }
+        public let location: ErrorLocation
+
+        init(reason: String, file: String = #fileID, line: UInt = #line) {
+            self.reason = reason
+            self.location = ErrorLocation(file: file, line: line)
+        }
     }
 }

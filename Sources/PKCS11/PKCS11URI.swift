@@ -1,3 +1,4 @@
+import ErrorShape
 internal import CPKCS11
 
 #if canImport(Glibc)
@@ -260,24 +261,27 @@ public struct PKCS11URI: Sendable, Equatable, CustomStringConvertible {
 ///
 /// Never quotes a secret: ``uri`` is the URI with every value that could be one replaced
 /// (`pin-value`, `pin-source`, and any unknown attribute's value, percent-encoded names included).
-public struct PKCS11URIError: Error, Hashable, Sendable, CustomStringConvertible {
+public struct PKCS11URIError: LibraryError, Hashable {
     /// What went wrong, for matching.
-    public enum Code: String, Hashable, Sendable {
-        case badScheme
-        case badEncoding
-        case badSyntax
-        case badVersion
+    public struct Code: ErrorCode {
+        public let name: String
+        private init(_ name: String) { self.name = name }
+
+        public static let badScheme = Code("badScheme")
+        public static let badEncoding = Code("badEncoding")
+        public static let badSyntax = Code("badSyntax")
+        public static let badVersion = Code("badVersion")
         /// An attribute this tool does not know (or a value too long for its field): such a URI
         /// would otherwise match nothing, or, worse, more than meant; an unknown query attribute
         /// would silently drop what it was meant to say (a misspelt pin-source).
-        case unrecognizedAttribute
+        public static let unrecognizedAttribute = Code("unrecognizedAttribute")
         /// The same attribute twice: which one wins is ambiguous, so neither does.
-        case repeatedAttribute
+        public static let repeatedAttribute = Code("repeatedAttribute")
         /// Both `pin-value` and `pin-source`: which one wins is ambiguous, so neither does.
-        case pinValueWithPINSource
+        public static let pinValueWithPINSource = Code("pinValueWithPINSource")
         /// A value longer than its PKCS#11 field.
-        case valueTooLong
-        case unexpected
+        public static let valueTooLong = Code("valueTooLong")
+        public static let unexpected = Code("unexpected")
 
         init(p11KitResult rc: Int32) {
             switch rc {
@@ -298,17 +302,22 @@ public struct PKCS11URIError: Error, Hashable, Sendable, CustomStringConvertible
     public let attribute: String?
     /// Whether the attribute was in the query part.
     public let inQuery: Bool
+    public let location: ErrorLocation
 
     /// Creates the value from its parts.
-    public init(code: Code, uri: String, attribute: String? = nil, inQuery: Bool = false) {
+    public init(code: Code, uri: String, attribute: String? = nil, inQuery: Bool = false, file: String = #fileID, line: UInt = #line) {
         self.code = code
         self.uri = PKCS11URIAttributes.redacted(uri)
         self.attribute = attribute
         self.inQuery = inQuery
+        self.location = ErrorLocation(file: file, line: line)
     }
 
-    /// How it reads in messages.
-    public var description: String {
+    /// How it reads in messages: the URI, redacted, and what is wrong with it.
+    public var description: String { "bad PKCS#11 URI '\(uri)': \(reason)" }
+
+    /// What is wrong with the URI.
+    public var reason: String {
         let reason: String
         switch code {
         case .badScheme: reason = "it does not start with 'pkcs11:'"
@@ -326,9 +335,9 @@ public struct PKCS11URIError: Error, Hashable, Sendable, CustomStringConvertible
         case .repeatedAttribute: reason = "'\(attribute ?? "an attribute")' appears more than once"
         case .pinValueWithPINSource: reason = "it has both pin-value and pin-source"
         case .valueTooLong: reason = "a value is longer than its PKCS#11 field"
-        case .unexpected: reason = "p11-kit could not process it"
+        default: reason = "p11-kit could not process it"
         }
-        return "bad PKCS#11 URI '\(uri)': \(reason)"
+        return reason
     }
 
     /// Equal when the codes are equal (the reason is for people).

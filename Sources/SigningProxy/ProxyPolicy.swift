@@ -1,11 +1,33 @@
+import ErrorShape
 import Foundation
 
 /// A configuration value the proxy refuses; says which setting and why (never a secret's value).
-public struct ProxyConfigurationError: Error, Sendable, CustomStringConvertible {
+public struct ProxyConfigurationError: LibraryError {
+    /// What the proxy refused.
+    public struct Code: ErrorCode {
+        public let name: String
+        private init(_ name: String) { self.name = name }
+        /// It cannot listen where it was told (the socket's directory, the address in use).
+        public static let cannotListen = Code("cannotListen")
+        /// A request target that could mean something else to the server than to the policy.
+        public static let ambiguousTarget = Code("ambiguousTarget")
+        /// Something else the proxy cannot do (a benchmark's own request refused).
+        public static let other = Code("other")
+    }
+    public let code: Code
     /// Why.
     public let reason: String
+    public let location: ErrorLocation
     /// An error with its reason.
-    public init(_ reason: String) { self.reason = reason }
+    public init(_ code: Code = .other, _ reason: String, file: String = #fileID, line: UInt = #line) {
+        self.code = code
+        self.reason = reason
+        self.location = ErrorLocation(file: file, line: line)
+    }
+    /// An error with only its reason.
+    public init(_ reason: String, file: String = #fileID, line: UInt = #line) {
+        self.init(.other, reason, file: file, line: line)
+    }
     /// The reason.
     public var description: String { reason }
 }
@@ -23,33 +45,33 @@ public struct RequestPath: Sendable, Equatable {
     /// Checks `target` (a request's path and query).
     public init(_ target: String) throws {
         guard target.hasPrefix("/"), target.utf8.count <= 8192 else {
-            throw ProxyConfigurationError("the request target must be an absolute path under 8 KiB")
+            throw ProxyConfigurationError(.ambiguousTarget, "the request target must be an absolute path under 8 KiB")
         }
         let path = target.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
         let lowered = path.lowercased()
         for encoded in ["%2f", "%2e", "%5c", "%00", "%25"] where lowered.contains(encoded) {
-            throw ProxyConfigurationError("the path has an encoded '/', '.', '\\', NUL or '%' (\(encoded)): refused, so that the allowlist and the server read it alike")
+            throw ProxyConfigurationError(.ambiguousTarget, "the path has an encoded '/', '.', '\\', NUL or '%' (\(encoded)): refused, so that the allowlist and the server read it alike")
         }
         let allowed = Set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~!$&'()*+,;=:@/%".unicodeScalars)
         guard path.unicodeScalars.allSatisfy(allowed.contains) else {
-            throw ProxyConfigurationError("the path has characters that must be percent-encoded")
+            throw ProxyConfigurationError(.ambiguousTarget, "the path has characters that must be percent-encoded")
         }
         let query = target.dropFirst(path.count)
         guard query.unicodeScalars.allSatisfy({ allowed.contains($0) || $0 == "?" }) else {
-            throw ProxyConfigurationError("the query has characters that must be percent-encoded")
+            throw ProxyConfigurationError(.ambiguousTarget, "the query has characters that must be percent-encoded")
         }
         // What the path and query mean once decoded must be text: bytes that are not UTF-8
         // (`%c0%ae`, `%ff`) are read differently by every party (HTTP clients drop or rewrite
         // such a path), so the target signed and recorded would not be the one forwarded.
         for (part, name) in [(Substring(path), "path"), (query.dropFirst(), "query")] {
             guard let decoded = Self.percentDecoded(part) else {
-                throw ProxyConfigurationError("the \(name) has a '%' that is not followed by two hex digits")
+                throw ProxyConfigurationError(.ambiguousTarget, "the \(name) has a '%' that is not followed by two hex digits")
             }
             guard let text = String(validating: decoded, as: UTF8.self) else {
-                throw ProxyConfigurationError("the \(name) percent-decodes to bytes that are not UTF-8: refused, so that what is signed is what the server reads")
+                throw ProxyConfigurationError(.ambiguousTarget, "the \(name) percent-decodes to bytes that are not UTF-8: refused, so that what is signed is what the server reads")
             }
             guard !text.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }) else {
-                throw ProxyConfigurationError("the \(name) percent-decodes to a control character (NUL, a line end …): refused")
+                throw ProxyConfigurationError(.ambiguousTarget, "the \(name) percent-decodes to a control character (NUL, a line end …): refused")
             }
         }
         let segments = path.dropFirst().split(separator: "/", omittingEmptySubsequences: false)
@@ -60,10 +82,10 @@ public struct RequestPath: Sendable, Equatable {
             let decoded = Self.percentDecoded(bare).flatMap { String(validating: $0, as: UTF8.self) } ?? String(bare)
             let normalized = decoded.precomposedStringWithCompatibilityMapping.trimmingCharacters(in: .whitespaces)
             guard !segment.isEmpty, !bare.isEmpty, !normalized.isEmpty, !normalized.allSatisfy({ $0 == "." }) else {
-                throw ProxyConfigurationError("the path has an empty segment or one of dots only (also as '..;', '%20'-padded or fullwidth): refused, so that no server reads it as another path")
+                throw ProxyConfigurationError(.ambiguousTarget, "the path has an empty segment or one of dots only (also as '..;', '%20'-padded or fullwidth): refused, so that no server reads it as another path")
             }
             if normalized.unicodeScalars.contains(where: { $0 == "/" || $0 == "\\" || $0 == "?" || $0 == "#" }) {
-                throw ProxyConfigurationError("a path segment decodes to '/', '\\', '?' or '#': refused, so that no server reads it as another path")
+                throw ProxyConfigurationError(.ambiguousTarget, "a path segment decodes to '/', '\\', '?' or '#': refused, so that no server reads it as another path")
             }
         }
         self.target = target

@@ -143,7 +143,7 @@ public final class SigningProxy: Sendable {
         case .failure(let failure):
             await group.triggerGracefulShutdown()
             await finished.value
-            throw ProxyConfigurationError("cannot listen on \(configuration.listen): \(failure.reason)")
+            throw ProxyConfigurationError(.cannotListen, "cannot listen on \(configuration.listen): \(failure.reason)")
         }
     }
 
@@ -184,21 +184,21 @@ enum UnixSocketPath {
         var status = stat()
         if lstat(directory, &status) != 0 {
             guard errno == ENOENT, mkdir(directory, 0o700) == 0 || errno == EEXIST, lstat(directory, &status) == 0 else {
-                throw ProxyConfigurationError("cannot make the socket directory \(directory) (\(String(cString: strerror(errno))))")
+                throw ProxyConfigurationError(.cannotListen, "cannot make the socket directory \(directory) (\(String(cString: strerror(errno))))")
             }
         }
         guard (status.st_mode & S_IFMT) == S_IFDIR else {
-            throw ProxyConfigurationError("the socket directory \(directory) is not a directory (a symlink is refused)")
+            throw ProxyConfigurationError(.cannotListen, "the socket directory \(directory) is not a directory (a symlink is refused)")
         }
         guard status.st_uid == geteuid(), status.st_mode & 0o077 == 0 else {
-            throw ProxyConfigurationError("the socket directory \(directory) must be this user's and mode 0700 (chmod 700 \(directory)): whoever can reach the socket can sign as the API user")
+            throw ProxyConfigurationError(.cannotListen, "the socket directory \(directory) must be this user's and mode 0700 (chmod 700 \(directory)): whoever can reach the socket can sign as the API user")
         }
         if lstat(path, &status) == 0 {
             guard (status.st_mode & S_IFMT) == S_IFSOCK else {
-                throw ProxyConfigurationError("\(path) exists and is not a socket; remove it or choose another path")
+                throw ProxyConfigurationError(.cannotListen, "\(path) exists and is not a socket; remove it or choose another path")
             }
             if isListening(path) {
-                throw ProxyConfigurationError("another process is serving on \(path)")
+                throw ProxyConfigurationError(.cannotListen, "another process is serving on \(path)")
             }
             unlink(path)
         }

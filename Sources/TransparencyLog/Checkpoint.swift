@@ -1,3 +1,4 @@
+import ErrorShape
 import Crypto
 #if canImport(FoundationEssentials)
 import FoundationEssentials
@@ -178,8 +179,23 @@ public enum NoteVerification: Sendable, Equatable {
 }
 
 /// A checkpoint or note that is not in the C2SP format.
-public struct CheckpointError: Error, Sendable, Equatable, CustomStringConvertible {
+public struct CheckpointError: LibraryError, Equatable {
+    /// One code: the text is not in the format.
+    public struct Code: ErrorCode {
+        public let name: String
+        private init(_ name: String) { self.name = name }
+        /// Not a C2SP checkpoint, signed note or tlog-proof.
+        public static let malformed = Code("malformed")
+    }
+    public var code: Code { .malformed }
     /// What is wrong.
     public let description: String
-    init(_ description: String) { self.description = description }
+    public var reason: String { description }
+    public let location: ErrorLocation
+    init(_ description: String, file: String = #fileID, line: UInt = #line) {
+        self.description = description
+        self.location = ErrorLocation(file: file, line: line)
+    }
+    /// Equal when the descriptions are.
+    public static func == (lhs: Self, rhs: Self) -> Bool { lhs.description == rhs.description }
 }

@@ -74,14 +74,14 @@ struct APIErrorTests {
         let error = FireblocksAPIError(response: response(403, #"{"error":{"type":"AUTHORIZATION","message":"nope"}}"#), clockOffset: nil)
         #expect(error.type == "AUTHORIZATION")
         #expect(error.message == "nope")
-        #expect(error.code == nil)
+        #expect(error.errorCode == nil)
         #expect(error.description.contains("HTTP 403 AUTHORIZATION: nope"))
         #expect(error.description.contains("[X-Request-ID: req-1]"))
     }
 
     @Test func decodesTheErrorSchemaShape() {
         let error = FireblocksAPIError(response: response(401, #"{"message":"Unauthorized","code":-7}"#), clockOffset: nil)
-        #expect(error.code == -7)
+        #expect(error.errorCode == -7)
         #expect(error.message == "Unauthorized")
         #expect(error.description.contains("(code -7)"))
     }

@@ -245,7 +245,7 @@ struct ClientEndToEndTests {
                 Issue.record("expected 401")
             } catch let error as FireblocksAPIError {
                 #expect(error.status == 401)
-                #expect(error.code == -7)
+                #expect(error.errorCode == -7)
                 #expect(error.advice?.contains("wrong key for this API key") == true)
             }
         }
@@ -321,7 +321,7 @@ struct ClientEndToEndTests {
                 _ = try await client.send(APIRequest(method: "GET", path: "/v1/workspace"))
                 Issue.record("expected -12")
             } catch let error as FireblocksAPIError {
-                #expect(error.code == -12)
+                #expect(error.errorCode == -12)
                 let advice = try #require(error.advice)
                 #expect(advice.contains("runs ahead of Fireblocks by ~"))
                 // Date has one-second resolution and a loaded machine adds latency: within a few seconds.
