@@ -1,3 +1,4 @@
+import ErrorShape
 import AuditTrail
 import FireblocksAPI
 import JOSE
@@ -127,8 +128,8 @@ public enum APIOperations {
                     } catch {
                         // An untrusted trail keeps its own class (exit 11, 3 or 7); anything else
                         // is a record that could not be written.
-                        throw AuditError((error as? AuditError)?.code ?? .unwritable,
-                                         "the JWT was not output: its audit record could not be written (\(error))")
+                        throw OperationError(OperationError.auditCode(for: error),
+                                             "the JWT was not output: its audit record could not be written (\(error))")
                     }
                 }
             }
@@ -168,17 +169,17 @@ public enum APIOperations {
     /// Reads and checks a CSR file: PEM, a certificate request whose self-signature verifies.
     public static func readCSR(path: String) throws -> (pem: String, csr: CertificateSigningRequest) {
         guard let data = FileManager.default.contents(atPath: path) else {
-            throw APIClientError(.badInput, "cannot read the CSR file \(path)")
+            throw OperationError(.invalidInput, "cannot read the CSR file \(path)")
         }
         let pem = String(decoding: data, as: UTF8.self)
         let csr: CertificateSigningRequest
         do {
             csr = try CertificateSigningRequest(pemEncoded: pem)
         } catch {
-            throw APIClientError(.badInput, "\(path) is not a PEM certificate request (-----BEGIN CERTIFICATE REQUEST-----)")
+            throw OperationError(.invalidInput, "\(path) is not a PEM certificate request (-----BEGIN CERTIFICATE REQUEST-----)")
         }
         guard CSRBuilder.hasValidSelfSignature(csr) else {
-            throw APIClientError(.badInput, "the self-signature of the CSR in \(path) does not verify; it would be refused")
+            throw OperationError(.invalidInput, "the self-signature of the CSR in \(path) does not verify; it would be refused")
         }
         return (String(pem.drop(while: \.isWhitespace).reversed().drop(while: \.isWhitespace).reversed()) + "\n", csr)
     }
@@ -195,7 +196,7 @@ public enum APIOperations {
         let key = try session.token.recordingFailure(of: "api-user create", auditDirectory: api.auditDirectory) {
             let key = try CSRKeyFacts.of(csrPEM: user.csrPem, session: session.token.session)
             if key.onToken == nil, !allowKeyOffToken {
-                throw TokenKeysError(.keyNotOnToken, "the CSR's key (SPKI SHA-256 \(key.spkiSHA256)) is not on token '\(session.token.token.info.label)': its private key lives somewhere else, such as a file, which is what this tool exists to avoid; nothing was sent")
+                throw OperationError(.keyNotOnToken, "the CSR's key (SPKI SHA-256 \(key.spkiSHA256)) is not on token '\(session.token.token.info.label)': its private key lives somewhere else, such as a file, which is what this tool exists to avoid; nothing was sent")
             }
             if key.onToken == nil { observer.note("warning: the CSR's key is not on token '\(session.token.token.info.label)'; registering it anyway, as asked (recorded)") }
             return key

@@ -288,7 +288,7 @@ public enum APIUserLifecycle {
                                      idempotencyKey: idempotencyKey, requestID: response.requestID)
         } catch let error as FireblocksAPIError where error.status == 409 {
             let now = (try? await client.listAPIUsers().users.first { $0.id == user.id })?.status ?? user.status ?? "?"
-            throw APIUserLifecycleError(.notPendingActivation, "API user '\(user.name)' is \(now), not PENDING_ACTIVATION: a pairing token is issued only to a user waiting for activation (one per user; a re-run with the same --idempotency-key gets the first token) [HTTP 409, X-Request-ID: \(error.requestID ?? "none")]",
+            throw APIUserLifecycleError(.notPendingActivation, "API user '\(user.name)' is \(now), not PENDING_ACTIVATION: a pairing token is issued only to a user waiting for activation (one per user; a re-run with the same idempotency key gets the first token) [HTTP 409, X-Request-ID: \(error.requestID ?? "none")]",
                                         status: now)
         }
     }

@@ -1,3 +1,4 @@
+import ErrorShape
 import AuditTrail
 #if canImport(FoundationEssentials)
 import FoundationEssentials
@@ -30,7 +31,7 @@ public enum AuditOperations {
         let existed = try audit.auditKey(create: false)
         if existed == nil { try audit.requireWritable() }
         guard let key = try existed ?? audit.auditKey(create: true) else {
-            throw AuditError(.unwritable, "the audit key could not be made")
+            throw OperationError(.auditUnwritable, "the audit key could not be made")
         }
         return KeyReport(token: opened.token.info.label, label: key.label, spkiSHA256: key.fingerprint,
                          publicKeyPEM: key.publicKey.pemRepresentation, created: existed == nil)

@@ -1,3 +1,4 @@
+import ErrorShape
 import AuditTrail
 import Crypto
 import DurableFiles
@@ -48,12 +49,12 @@ public final class AuditService {
         try log.requireTrustedFiles()
         try AtomicFile.makePrivateDirectory(log.directory.path)
         guard access(log.directory.path, W_OK) == 0 else {
-            throw FileOutputError(path: log.directory.path, reason: "the audit directory is not writable")
+            throw OperationError(.unwritable, "the audit directory \(log.directory.path) is not writable", facts: ErrorFacts(path: log.directory.path))
         }
         // The last byte only: parsing the whole log before every command would cost more as
         // it grows (`audit verify` checks every record).
         if try log.hasTornTail() {
-            throw AuditError(.tornTail, "the audit log \(log.logPath) ends in a torn record")
+            throw OperationError(.auditTornTail, "the audit log \(log.logPath) ends in a torn record")
         }
     }
 
@@ -73,7 +74,7 @@ public final class AuditService {
         defer { lock.release() }
         if let key = try findPolicyKey() { return key }
         if let reason = try sealedBeforeWithoutKey() {
-            throw AuditError(.anchorMissing, "the token has no audit key, but \(reason): the key that sealed this trail is gone, so nothing is appended or signed until a person re-anchors the trail")
+            throw OperationError(.auditAnchorMissing, "the token has no audit key, but \(reason): the key that sealed this trail is gone, so nothing is appended or signed until a person re-anchors the trail")
         }
         return try makeKey(recording: [:])
     }
@@ -82,7 +83,7 @@ public final class AuditService {
     private func findPolicyKey() throws -> ECKeyPair? {
         guard let key = try ECKeys.find(label: Self.auditKeyLabel, in: opened.session) else { return nil }
         if case .failsToMeetPolicy(let failures) = key.provenance.verdict {
-            throw AuditError(.untrustedKey, "the key labelled '\(Self.auditKeyLabel)' on token '\(opened.token.info.label)' fails the audit key policy (\(failures.map(\.description).joined(separator: "; "))): it was not made by this tool as the audit key, and nothing is signed with it")
+            throw OperationError(.auditUntrustedKey, "the key labelled '\(Self.auditKeyLabel)' on token '\(opened.token.info.label)' fails the audit key policy (\(failures.map(\.description).joined(separator: "; "))): it was not made by this tool as the audit key, and nothing is signed with it")
         }
         cachedKey = key
         return key
@@ -127,7 +128,7 @@ public final class AuditService {
     @discardableResult
     public func record(_ entries: [AuditEntry]) throws -> SignedNote {
         guard let key = try auditKey(create: true) else {
-            throw AuditError(.unwritable, "no audit key")
+            throw OperationError(.auditUnwritable, "no audit key")
         }
         return try log.append(entries, anchor: { try verifiedAnchor(key: key).checkpoint }) { tree in
             try anchor(size: tree.size, root: tree.root, key: key)
@@ -137,13 +138,13 @@ public final class AuditService {
     /// Checks that the log extends the token's anchored checkpoint, without appending: before
     /// an operation whose record must be writable.
     public func requireIntact() throws {
-        guard let key = try auditKey(create: true) else { throw AuditError(.unwritable, "no audit key") }
+        guard let key = try auditKey(create: true) else { throw OperationError(.auditUnwritable, "no audit key") }
         try log.requireExtends(try verifiedAnchor(key: key).checkpoint)
     }
 
     /// The proxy's appender, started on a log that extends the anchored checkpoint.
     public func appender() throws -> AuditAppender {
-        guard let key = try auditKey(create: true) else { throw AuditError(.unwritable, "no audit key on the token") }
+        guard let key = try auditKey(create: true) else { throw OperationError(.auditUnwritable, "no audit key on the token") }
         return try AuditAppender(log: log, anchor: try verifiedAnchor(key: key).checkpoint)
     }
 
@@ -153,7 +154,7 @@ public final class AuditService {
     @discardableResult
     public func seal(_ appender: AuditAppender) throws -> SignedNote {
         guard let key = try auditKey(create: false) else {
-            throw AuditError(.unwritable, "no audit key on the token to sign a checkpoint with")
+            throw OperationError(.auditUnwritable, "no audit key on the token to sign a checkpoint with")
         }
         return try appender.seal { tree in try anchor(size: tree.size, root: tree.root, key: key) }
     }
@@ -188,7 +189,7 @@ public final class AuditService {
     public func verifiedAnchor(key: ECKeyPair) throws -> (checkpoint: Checkpoint, note: SignedNote, legacyKeyID: Bool) {
         let objects = try anchorObjects()
         guard !objects.isEmpty else {
-            throw AuditError(.anchorMissing, "token '\(opened.token.info.label)' has the audit key (SHA-256 \(key.fingerprint)) but no anchored checkpoint (data object '\(Self.checkpointObjectLabel)'): the anchor was removed, so what the log held cannot be checked; nothing is appended or signed until a person re-anchors the trail")
+            throw OperationError(.auditAnchorMissing, "token '\(opened.token.info.label)' has the audit key (SHA-256 \(key.fingerprint)) but no anchored checkpoint (data object '\(Self.checkpointObjectLabel)'): the anchor was removed, so what the log held cannot be checked; nothing is appended or signed until a person re-anchors the trail")
         }
         var best: (checkpoint: Checkpoint, note: SignedNote, legacyKeyID: Bool)?
         var refused: String?
@@ -203,7 +204,7 @@ public final class AuditService {
             guard case .failed = verdict else {
                 guard checkpoint.origin == origin else { refused = "it is for '\(checkpoint.origin)', not '\(origin)'"; continue }
                 if let current = best, current.checkpoint.treeSize == checkpoint.treeSize, current.checkpoint.rootHash != checkpoint.rootHash {
-                    throw AuditError(.inconsistent, "token '\(opened.token.info.label)' holds two signed checkpoints of \(checkpoint.treeSize) records with different roots: the log was forked")
+                    throw OperationError(.auditInconsistent, "token '\(opened.token.info.label)' holds two signed checkpoints of \(checkpoint.treeSize) records with different roots: the log was forked")
                 }
                 if best.map({ checkpoint.treeSize > $0.checkpoint.treeSize }) ?? true {
                     best = (checkpoint, note, verdict == .verifiedWithLegacyKeyID)
@@ -213,13 +214,13 @@ public final class AuditService {
             if case .failed(let failure) = verdict { refused = failure.description }
         }
         guard let best else {
-            throw AuditError(.inconsistent, "the checkpoint anchored on token '\(opened.token.info.label)' does not verify with the audit key (SHA-256 \(key.fingerprint)): \(refused ?? "no signature")")
+            throw OperationError(.auditInconsistent, "the checkpoint anchored on token '\(opened.token.info.label)' does not verify with the audit key (SHA-256 \(key.fingerprint)): \(refused ?? "no signature")")
         }
         // The file beside the log is written after the token's object: never ahead of it.
         if let bytes = try log.checkpointFile(),
            let file = try? Checkpoint(noteText: SignedNote(parsing: String(decoding: bytes, as: UTF8.self)).text),
            file.treeSize > best.checkpoint.treeSize || (file.treeSize == best.checkpoint.treeSize && file.rootHash != best.checkpoint.rootHash) {
-            throw AuditError(.inconsistent, "\(log.checkpointPath) is ahead of the checkpoint anchored on the token (\(file.treeSize) records against \(best.checkpoint.treeSize)): it was not written by this trail's appends; nothing is appended or signed")
+            throw OperationError(.auditInconsistent, "\(log.checkpointPath) is ahead of the checkpoint anchored on the token (\(file.treeSize) records against \(best.checkpoint.treeSize)): it was not written by this trail's appends; nothing is appended or signed")
         }
         return best
     }
@@ -231,7 +232,7 @@ public final class AuditService {
                        submission: APIUserCreationReport?, userID: String?, replaces: String? = nil,
                        replacesUserID: String? = nil) throws -> String {
         guard let key = try auditKey(create: false), let checkpoint = try tokenCheckpoint() else {
-            throw AuditError(.inconsistent, "no audit key or checkpoint on the token to vouch for the evidence")
+            throw OperationError(.auditInconsistent, "no audit key or checkpoint on the token to vouch for the evidence")
         }
         return try EvidenceBundle.write(to: directory, csrPEM: csrPEM, pair: pair, publicKey: publicKey, submission: submission,
                                  userID: userID, replaces: replaces, replacesUserID: replacesUserID, audit: self, checkpoint: checkpoint, auditKey: key,
@@ -273,11 +274,11 @@ public final class AuditService {
         try log.requireTrustedFiles()
         guard let key = try auditKey(create: false) else {
             if let reason = try sealedBeforeWithoutKey() {
-                throw AuditError(.anchorMissing, "the token has no audit key, but \(reason): the key that sealed this trail is gone")
+                throw OperationError(.auditAnchorMissing, "the token has no audit key, but \(reason): the key that sealed this trail is gone")
             }
-            if external != nil { throw AuditError(.inconsistent, "a checkpoint was given, but the token has no audit key to check it with") }
+            if external != nil { throw OperationError(.auditInconsistent, "a checkpoint was given, but the token has no audit key to check it with") }
             guard try log.isEmpty() else {
-                throw AuditError(.anchorMissing, "\(log.logPath) holds records, but the token has no audit key: nothing ever sealed them")
+                throw OperationError(.auditAnchorMissing, "\(log.logPath) holds records, but the token has no audit key: nothing ever sealed them")
             }
             return Verification(records: 0, rootHex: hex(MerkleTree.root([])), checkedAgainst: [], auditKeySHA256: nil, legacyKeyIDs: [])
         }
@@ -288,14 +289,14 @@ public final class AuditService {
         func signed(_ note: SignedNote, _ source: String) throws -> Checkpoint {
             let verdict = note.verify(name: origin, publicKey: key.publicKey)
             if case .failed(let failure) = verdict {
-                throw AuditError(.inconsistent, "the \(source) checkpoint does not verify with the audit key (SHA-256 \(key.fingerprint)): \(failure)")
+                throw OperationError(.auditInconsistent, "the \(source) checkpoint does not verify with the audit key (SHA-256 \(key.fingerprint)): \(failure)")
             }
             let checkpoint = try Checkpoint(noteText: note.text)
             guard checkpoint.origin == origin else {
-                throw AuditError(.inconsistent, "the \(source) checkpoint is for '\(checkpoint.origin)', not '\(origin)'")
+                throw OperationError(.auditInconsistent, "the \(source) checkpoint is for '\(checkpoint.origin)', not '\(origin)'")
             }
             guard checkpoint.treeSize <= anchored.checkpoint.treeSize else {
-                throw AuditError(.inconsistent, "the \(source) checkpoint seals \(checkpoint.treeSize) records, more than the \(anchored.checkpoint.treeSize) the token's anchor seals: the token's anchor or the log was rolled back")
+                throw OperationError(.auditInconsistent, "the \(source) checkpoint seals \(checkpoint.treeSize) records, more than the \(anchored.checkpoint.treeSize) the token's anchor seals: the token's anchor or the log was rolled back")
             }
             if verdict == .verifiedWithLegacyKeyID { legacy.append(source) }
             return checkpoint
@@ -349,7 +350,7 @@ public final class AuditService {
         var cannotProve: [String] = []
         let before = try log.summary()
         if let damage = before.damage {
-            throw AuditError(.inconsistent, "record \(damage.index): \(damage.reason); re-anchoring accepts records as they are but never renumbers them: move \(log.logPath) aside to start a new log")
+            throw OperationError(.auditInconsistent, "record \(damage.index): \(damage.reason); re-anchoring accepts records as they are but never renumbers them: move \(log.logPath) aside to start a new log")
         }
         if let key {
             do {
@@ -364,7 +365,7 @@ public final class AuditService {
                     previous = "not-extended"
                     cannotProve.append("the log no longer holds the \(anchored.treeSize) records the token's last checkpoint sealed (\(error)); every record is accepted as it is now")
                 }
-            } catch let error as AuditError where error.code == .anchorMissing {
+            } catch let error as OperationError where error.code == .auditAnchorMissing {
                 previous = "none"
             } catch {
                 previous = "unverifiable"
@@ -387,7 +388,7 @@ public final class AuditService {
             cannotProve.append("that checkpoints signed by an earlier audit key belong to this log: a new audit key signs from here on")
             key = try makeKey(recording: [:])
         }
-        guard let key else { throw AuditError(.unwritable, "no audit key") }
+        guard let key else { throw OperationError(.auditUnwritable, "no audit key") }
         let note = try log.sealAsItIs { tree in try anchor(size: tree.size, root: tree.root, key: key) }
         let accepted = try Checkpoint(noteText: note.text)
         var facts: [String: AuditValue] = [
@@ -406,7 +407,7 @@ public final class AuditService {
     /// Cuts a torn last line off when it lies beyond the anchored records (see
     /// ``AuditLog/repairTornTail(anchor:)``), and records that it did.
     public func repairTornTail() throws -> Int {
-        guard let key = try auditKey(create: false) else { throw AuditError(.anchorMissing, "the token has no audit key: there is no anchored checkpoint to repair against") }
+        guard let key = try auditKey(create: false) else { throw OperationError(.auditAnchorMissing, "the token has no audit key: there is no anchored checkpoint to repair against") }
         let anchored = try verifiedAnchor(key: key)
         let removed = try log.repairTornTail(anchor: anchored.checkpoint)
         if removed > 0 {
@@ -439,7 +440,7 @@ extension AuditService {
         do {
             return try record(entries)
         } catch {
-            throw AuditError(.unwritable, "\(done), but its audit record could not be written (\(error)): reconcile the audit log with the token before going on")
+            throw OperationError(.auditUnwritable, "\(done), but its audit record could not be written (\(error)): reconcile the audit log with the token before going on")
         }
     }
 
@@ -460,7 +461,7 @@ extension AuditService {
             let index = checkpoint.treeSize - 1
             guard index >= 0, case .intact(let hashes) = try log.verify(), hashes.count > index,
                   MerkleTree.root(hashes[..<checkpoint.treeSize]) == checkpoint.rootHash else {
-                throw AuditError(.inconsistent, "the audit log no longer extends the checkpoint just signed")
+                throw OperationError(.auditInconsistent, "the audit log no longer extends the checkpoint just signed")
             }
             let line = try log.lines()[index]
             let written = try EvidenceBundle.writeMilestone(
@@ -538,7 +539,7 @@ public struct CSRKeyFacts: Sendable, Equatable {
         guard let csr = try? CertificateSigningRequest(pemEncoded: csrPEM),
               let der = try? csr.serializeAsPEM().derBytes,
               let spki = try? csr.publicKey.serializeAsPEM().derBytes else {
-            throw TokenKeysError(.invalidArgument, "the CSR is not a PEM certificate request")
+            throw OperationError(.invalidInput, "the CSR is not a PEM certificate request")
         }
         let spkiSHA256 = hex(SHA256.hash(data: spki))
         let match = try KeyStore.list(in: session).first { $0.publicKey?.fingerprint == spkiSHA256 }

@@ -1,3 +1,4 @@
+import ErrorShape
 import AuditTrail
 import Crypto
 import DurableFiles
@@ -70,7 +71,7 @@ public enum EvidenceBundle {
         let parsed = try Checkpoint(noteText: checkpoint.text)
         guard case .intact(let hashes) = try audit.log.verify(), hashes.count >= parsed.treeSize,
               MerkleTree.root(hashes[..<parsed.treeSize]) == parsed.rootHash else {
-            throw AuditError(.inconsistent, "the audit log does not extend the token's checkpoint: no evidence can be proven from it")
+            throw OperationError(.auditInconsistent, "the audit log does not extend the token's checkpoint: no evidence can be proven from it")
         }
         let lines = try audit.log.lines()
         var records: [[UInt8]] = []
@@ -134,7 +135,7 @@ public enum EvidenceBundle {
                                checkpoint: SignedNote, apiUserID: String, apiUserName: String, facts: [String: AuditValue],
                                auditKey: ECKeyPair, signer: PKCS11SlotReference) throws -> String {
         guard let statement = FileManager.default.contents(atPath: bundle + "/statement.json") else {
-            throw AuditError(.unreadable, "\(bundle) holds no evidence statement to add a milestone to")
+            throw OperationError(.auditUnreadable, "\(bundle) holds no evidence statement to add a milestone to")
         }
         let directory = bundle + "/milestones/\(index)-" + event.map { $0.isLetter || $0.isNumber ? String($0) : "-" }.joined()
         if FileManager.default.fileExists(atPath: directory) { return directory }
@@ -317,11 +318,11 @@ extension EvidenceBundle {
     public static func verify(directory: String, auditKeyPEM: String) throws -> Verification {
         func read(_ name: String) throws -> [UInt8] {
             guard let data = FileManager.default.contents(atPath: directory + "/" + name) else {
-                throw AuditError(.unreadable, "the evidence has no readable \(name)")
+                throw OperationError(.auditUnreadable, "the evidence has no readable \(name)")
             }
             return Array(data)
         }
-        func fail(_ reason: String) -> AuditError { AuditError(.inconsistent, reason) }
+        func fail(_ reason: String) -> OperationError { OperationError(.auditInconsistent, reason) }
         func valid(_ signature: [UInt8], over bytes: [UInt8], _ key: P256.Signing.PublicKey) -> Bool {
             guard let parsed = try? P256.Signing.ECDSASignature(derRepresentation: signature) else { return false }
             return key.isValidSignature(parsed, for: SHA256.hash(data: bytes))

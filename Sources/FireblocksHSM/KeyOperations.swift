@@ -1,3 +1,4 @@
+import ErrorShape
 import AuditTrail
 import DurableFiles
 import FireblocksAPI
@@ -32,7 +33,7 @@ public enum KeyOperations {
                                 lockTimeout: TimeInterval, auditDirectory: URL, observer: any OperationObserver) throws -> KeyReport {
         let key = try target.requireKey()
         guard case .label(let label) = key else {
-            throw TokenKeysError(.invalidArgument, "a new key takes a label, not a pkcs11: URI (the key does not exist yet)")
+            throw OperationError(.invalidInput, "a new key takes a label, not a pkcs11: URI (the key does not exist yet)")
         }
         try KeyLabel.validateNew(label)
         let opened = try OpenedToken.open(target, readWrite: true, logIn: true, observer: observer, auditDirectory: auditDirectory)
@@ -90,17 +91,17 @@ public enum KeyOperations {
         // The audit key (EC P-256) is exported like any other: PEM or DER SubjectPublicKeyInfo.
         if case .label(let label) = key, let audit = try ECKeys.find(label: label, in: opened.session) {
             guard audit.provenance.verdict.meetsPolicy else {
-                throw TokenKeysError(.policyViolation, "EC key '\(label)' fails the audit key policy and is not exported")
+                throw OperationError(.policyViolation, "EC key '\(label)' fails the audit key policy and is not exported")
             }
             switch format {
             case .pem: return Array((audit.publicKey.pemRepresentation + "\n").utf8)
             case .der: return audit.subjectPublicKeyInfoDER
-            case .jwk: throw TokenKeysError(.invalidArgument, "the audit key is exported as pem or der")
+            case .jwk: throw OperationError(.invalidInput, "the audit key is exported as pem or der")
             }
         }
         let pair = try during("reading key '\(key)'") { try KeyStore.findUsable(key, in: opened.session) }
         guard let publicKey = pair.publicKey else {
-            throw TokenKeysError(.notAnRSAKey, "key '\(pair.label)' has no readable RSA public key")
+            throw OperationError(.notAnRSAKey, "key '\(pair.label)' has no readable RSA public key")
         }
         switch format {
         case .pem:
@@ -178,7 +179,7 @@ public final class KeyDeletion {
             try session.findObjects([.class(.privateKey)] + selector.searchTemplate)
         }
         if privateKeys.count > 1 {
-            throw TokenKeysError(.ambiguousKey, "\(privateKeys.count) private keys match '\(selector)' on token '\(info.label)'")
+            throw OperationError(.ambiguousKey, "\(privateKeys.count) private keys match '\(selector)' on token '\(info.label)'")
         }
         if privateKeys.count == 1 {
             let pair = try during("reading key '\(selector)'") { try KeyStore.find(selector, in: session) }
@@ -196,7 +197,7 @@ public final class KeyDeletion {
                 try session.findObjects([.class(.publicKey)] + selector.searchTemplate)
             }
             guard !publicKeys.isEmpty else {
-                throw TokenKeysError(.keyNotFound, "no key '\(selector)' on token '\(info.label)'")
+                throw OperationError(.keyNotFound, "no key '\(selector)' on token '\(info.label)'")
             }
             for object in publicKeys {
                 let attributes = try during("reading public key '\(selector)'") {
@@ -235,7 +236,7 @@ public final class KeyDeletion {
     /// Destroys the planned objects; refuses a key recorded as backing an API user unless `force`.
     public func perform(force: Bool) throws {
         if !plan.backs.isEmpty, !force {
-            let refusal = TokenKeysError(.keyInUse, "the key is recorded as backing API user \(plan.backs.joined(separator: ", ")); deleting it leaves that user unable to authenticate")
+            let refusal = OperationError(.keyInUse, "the key is recorded as backing API user \(plan.backs.joined(separator: ", ")); deleting it leaves that user unable to authenticate")
             opened.appendFailure(command: "key delete", error: refusal, auditDirectory: audit.log.directory)
             throw refusal
         }

@@ -156,8 +156,10 @@ public struct OnboardReport: Codable, Sendable, Equatable {
     public let apiUser: APIUser?
     /// The evidence bundle's folder.
     public let evidence: String
-    /// The next steps.
+    /// The next steps, in the API's and the Console's terms.
     public let nextSteps: [String]
+    /// The API user's name.
+    public var name: String?
     /// The API user this one succeeds, if any.
     public var replaces: String?
     /// The id of the user it succeeds, when it was listed.
@@ -232,7 +234,7 @@ public enum Onboarding {
                     ["onboarding": .string(request.name)]) { $1 })], done: "key '\(pair.label)' was generated on token '\(info.label)'")
             }
             guard let publicKey = pair.publicKey, let current = record else {
-                throw TokenKeysError(.notAnRSAKey, "key '\(pair.label)' has no readable RSA public key")
+                throw OperationError(.notAnRSAKey, "key '\(pair.label)' has no readable RSA public key")
             }
             do {
                 return try await finish(request: request, opened: opened, records: records, record: current, pair: pair,
@@ -262,7 +264,7 @@ public enum Onboarding {
             csrState = "reused"
         } else {
             if FileManager.default.fileExists(atPath: request.csrPath), !request.overwriteCSR {
-                throw FileOutputError(path: request.csrPath, reason: "the file exists and is not this key's CSR with this subject", code: .exists)
+                throw OperationError(.fileExists, "\(request.csrPath) exists and is not this key's CSR with this subject", facts: ErrorFacts(path: request.csrPath))
             }
             let csr = try during("signing the CSR on token '\(info.label)'") {
                 try CSRBuilder.makeCSR(subject: request.subject, signingKey: TokenPrivateKey(signer: signer))
@@ -312,8 +314,8 @@ public enum Onboarding {
                 // The predecessor, as listed now (it may already have been retired).
                 let listed = try await session.client.listAPIUsers().users.filter { $0.name == replaces }
                 if listed.count == 1 { replacesUserID = listed.first?.id }
-                if listed.isEmpty { observer.note("warning: --replaces '\(replaces)': no API user of that name is listed; recorded by name only") }
-                if listed.count > 1 { observer.note("warning: --replaces '\(replaces)': \(listed.count) API users have that name; recorded by name only") }
+                if listed.isEmpty { observer.note("warning: the predecessor '\(replaces)': no API user of that name is listed; recorded by name only") }
+                if listed.count > 1 { observer.note("warning: the predecessor '\(replaces)': \(listed.count) API users have that name; recorded by name only") }
             }
             let body = try CreateAPIUser(role: request.role, name: request.name, csrPem: csrPEM,
                                          coSignerSetupType: request.coSignerSetupType,
@@ -413,6 +415,7 @@ public enum Onboarding {
             key: keyState, csrPath: request.csrPath, csrSHA256: csrDigest, csr: csrState, submission: submission,
             apiUser: apiUser, evidence: evidence, nextSteps: nextSteps(request: request, submission: submission, user: apiUser, fingerprint: publicKey.fingerprint))
         report.replaces = request.replaces
+        report.name = request.name
         report.replacesUserID = replacesUserID ?? current.replacesUserID
         report.pairingTokenFile = pairingTokenFile
         return report
@@ -430,13 +433,13 @@ public enum Onboarding {
         if privateKeys.isEmpty, let recorded = record, let fingerprint = recorded.fingerprint {
             // The record names a key this onboarding made, and it is gone: making another would
             // bind a new key to an onboarding that may already have created its API user.
-            throw TokenKeysError(.keyNotFound, "the key this onboarding made ('\(request.keyLabel)', SHA-256 \(fingerprint)) is no longer on token '\(info.label)'; its API user (if created) cannot sign. Start a new onboarding under a new key label")
+            throw OperationError(.keyNotFound, "the key this onboarding made ('\(request.keyLabel)', SHA-256 \(fingerprint)) is no longer on token '\(info.label)'; its API user (if created) cannot sign. Start a new onboarding under a new key label")
         }
         if privateKeys.isEmpty {
             let orphans = try session.findObjects([.class(.publicKey), .label(request.keyLabel)])
             if !orphans.isEmpty {
                 guard let recorded = record, recorded.stage == .generating else {
-                    throw TokenKeysError(.orphanedPublicKey, "token '\(info.label)' has a public key labelled '\(request.keyLabel)' without a private key, and no onboarding of this machine was generating it")
+                    throw OperationError(.orphanedPublicKey, "token '\(info.label)' has a public key labelled '\(request.keyLabel)' without a private key, and no onboarding of this machine was generating it")
                 }
                 // Our own interrupted generation (recorded, under the same lock): its public half
                 // alone is worth nothing; clear it and generate again.
@@ -462,7 +465,7 @@ public enum Onboarding {
             }
             FaultInjection.point("onboard-after-key-stored")
             guard var stored = record, let publicKey = pair.publicKey else {
-                throw TokenKeysError(.notAnRSAKey, "key '\(pair.label)' has no readable RSA public key")
+                throw OperationError(.notAnRSAKey, "key '\(pair.label)' has no readable RSA public key")
             }
             stored.keyID = hex(pair.id)
             stored.fingerprint = publicKey.fingerprint
@@ -476,14 +479,14 @@ public enum Onboarding {
             try KeyStore.findUsable(.label(request.keyLabel), in: session)
         }
         guard var recorded = record else {
-            throw TokenKeysError(.keyExists, "token '\(info.label)' already has a key '\(request.keyLabel)' that no onboard of this machine made (to onboard an existing key use 'csr' and 'api-user create')")
+            throw OperationError(.keyExists, "token '\(info.label)' already has a key '\(request.keyLabel)' that no onboard of this machine made (to onboard an existing key use 'csr' and 'api-user create')")
         }
         guard let fingerprint = pair.publicKey?.fingerprint else {
-            throw TokenKeysError(.notAnRSAKey, "key '\(pair.label)' has no readable RSA public key")
+            throw OperationError(.notAnRSAKey, "key '\(pair.label)' has no readable RSA public key")
         }
         if let expected = recorded.fingerprint {
             guard expected == fingerprint else {
-                throw TokenKeysError(.keyExists, "token '\(info.label)' has a key '\(request.keyLabel)' (SHA-256 \(fingerprint)) that is not the one this onboarding made (\(expected)); the key was replaced")
+                throw OperationError(.keyExists, "token '\(info.label)' has a key '\(request.keyLabel)' (SHA-256 \(fingerprint)) that is not the one this onboarding made (\(expected)); the key was replaced")
             }
             observer.note("resuming: key '\(request.keyLabel)' was generated by an earlier onboard on \(recorded.createdAt.formatted(.iso8601))")
         } else {
@@ -527,13 +530,13 @@ public enum Onboarding {
             if user?.status == APIUserStatus.READY.rawValue {
                 steps.append("It is READY: its requests can be signed now.")
             } else {
-                steps.append("Then activate it: 'fireblocks-hsm api-user pairing-token \(request.name) --out pairing.token' for its co-signer or device, and 'fireblocks-hsm api-user wait \(request.name) --until READY'.")
+                steps.append("Then activate it: issue its pairing token for its co-signer or device, and wait until it is READY.")
             }
         } else {
             steps.append("Upload \(request.csrPath) when creating the API user in the Fireblocks Console, or run again with a submission (an admin key and the API) to create it through the API.")
         }
         if let replaces = request.replaces {
-            steps.append("This user succeeds '\(replaces)': once the new one works, retire '\(replaces)' in the Fireblocks Console (API users → disable, then remove) and delete its key with 'fireblocks-hsm key delete'. There is no API to replace a user's key.")
+            steps.append("This user succeeds '\(replaces)': once the new one works, retire '\(replaces)' in the Fireblocks Console (API users → disable, then remove) and delete its key from the token. There is no API to replace a user's key.")
         }
         steps.append("Keep the key fingerprint \(fingerprint) with the onboarding record: it identifies the key the API user is bound to.")
         return steps

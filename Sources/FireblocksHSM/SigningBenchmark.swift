@@ -1,3 +1,4 @@
+import ErrorShape
 #if canImport(FoundationEssentials)
 import FoundationEssentials
 #else
@@ -86,7 +87,7 @@ public enum SigningBenchmark {
                         latencies.append(Double(elapsed.components.seconds) * 1000 + Double(elapsed.components.attoseconds) / 1e15)
                         if latencies.count % 64 == 1 {
                             guard publicKey.isValidRS256Signature(signature, for: message) else {
-                                throw TokenKeysError(.signatureCheckFailed, "a signature from the pool does not verify with the key's public half")
+                                throw OperationError(.signatureCheckFailed, "a signature from the pool does not verify with the key's public half")
                             }
                             verified += 1
                         }

@@ -1,3 +1,4 @@
+import ErrorShape
 import PKCS11
 import TokenKeys
 
@@ -22,16 +23,16 @@ public enum TokenOperations {
         observer: any OperationObserver
     ) throws -> TokenReport {
         guard !label.isEmpty, label.utf8.count <= 32 else {
-            throw TokenKeysError(.invalidArgument, "a token label is 1 to 32 bytes")
+            throw OperationError(.invalidInput, "a token label is 1 to 32 bytes")
         }
         let module = try PKCS11Module.load(location)
         let tokens = try during("listing the tokens of \(location)") { try TokenLocator.tokens(in: module) }
         if tokens.contains(where: { $0.info.flags.contains(.tokenInitialized) && $0.info.label == label }) {
-            throw TokenKeysError(.keyExists, "a token labelled '\(label)' already exists in \(location); initialising it again would erase its keys")
+            throw OperationError(.tokenExists, "a token labelled '\(label)' already exists in \(location); initialising it again would erase its keys")
         }
         let free = tokens.filter { !$0.info.flags.contains(.tokenInitialized) }
         guard free.count == 1, let target = free.first else {
-            throw TokenKeysError(free.isEmpty ? .noTokenMatches : .ambiguousToken,
+            throw OperationError(free.isEmpty ? .noTokenMatches : .ambiguousToken,
                 free.isEmpty ? "module \(location) has no uninitialised token to initialise"
                              : "module \(location) has \(free.count) uninitialised tokens; this tool initialises only when there is exactly one")
         }
@@ -57,9 +58,9 @@ public enum TokenOperations {
         let pin = try source.readPIN(prompter: observer.pinPrompter, promptText: "New \(what) for token '\(label)': ", warn: observer.note)
         if source == .prompt {
             let again = try source.readPIN(prompter: observer.pinPrompter, promptText: "Repeat the \(what): ", warn: observer.note)
-            guard pin.isEqual(to: again) else { throw TokenKeysError(.pinRejected, "the two \(what)s differ") }
+            guard pin.isEqual(to: again) else { throw OperationError(.pinRejected, "the two \(what)s differ") }
         }
-        guard pin.count >= 4 else { throw TokenKeysError(.pinRejected, "the \(what) must be at least 4 characters") }
+        guard pin.count >= 4 else { throw OperationError(.pinRejected, "the \(what) must be at least 4 characters") }
         return pin
     }
 }

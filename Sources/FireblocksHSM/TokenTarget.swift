@@ -1,3 +1,4 @@
+import ErrorShape
 import AuditTrail
 #if canImport(FoundationEssentials)
 import FoundationEssentials
@@ -29,13 +30,13 @@ public struct TokenTarget: Sendable {
 
     /// The token selector; `noTokenSelected` when there is none.
     public func requireToken() throws -> TokenSelector {
-        guard let token else { throw TokenKeysError(.noTokenSelected, "no token selected") }
+        guard let token else { throw OperationError(.noTokenSelected, "no token selected") }
         return token
     }
 
     /// The key selector; `noKeySelected` when there is none.
     public func requireKey() throws -> KeySelector {
-        guard let key else { throw TokenKeysError(.noKeySelected, "no key selected") }
+        guard let key else { throw OperationError(.noKeySelected, "no key selected") }
         return key
     }
 

@@ -341,7 +341,7 @@ struct APIUserPairingTokenCommand: NetworkCommand {
         let transport = network.transport
         let profile = try token.loadProfile()
         if let out, !force, FileManager.default.fileExists(atPath: out) {
-            throw FileOutputError(path: out, reason: "already exists", code: .exists)
+            throw CommandLineError("cannot write \(out): it already exists; pass --force to replace it", status: .fileError)
         }
         let issue = try await APIUserLifecycle.issuePairingToken(
             token: try token.target(key: key.key ?? profile?.key, profile: profile),

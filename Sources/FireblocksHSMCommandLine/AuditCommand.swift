@@ -104,7 +104,7 @@ struct AuditCheckpointCommand: ParsableCommand {
     func run() throws {
         let profile = try token.loadProfile()
         guard let note = try AuditOperations.checkpoint(target: try token.target(profile: profile), directory: audit.directory(profile: profile), observer: Console()) else {
-            throw AuditError(.inconsistent, "the token holds no audit checkpoint yet")
+            throw CommandLineError("the token holds no audit checkpoint yet", status: .auditIntegrity)
         }
         Console().output(note)
     }
@@ -145,7 +145,7 @@ struct AuditVerifyCommand: ParsableCommand {
         var external: String?
         if let fromCheckpoint {
             guard let data = FileManager.default.contents(atPath: fromCheckpoint) else {
-                throw AuditError(.unreadable, "cannot read the checkpoint \(fromCheckpoint)")
+                throw CommandLineError("cannot read the checkpoint \(fromCheckpoint)", status: .fileError)
             }
             external = String(decoding: data, as: UTF8.self)
         }

@@ -4,8 +4,15 @@
 package struct CommandLineError: Error, CustomStringConvertible {
     /// One line, naming the flag or file to change.
     package let message: String
+    /// The exit class: usage (2) unless it is about a file (3) or the trail's integrity (11).
+    let status: ExitStatus
 
-    package init(_ message: String) { self.message = message }
+    package init(_ message: String) { self.init(message, status: .usage) }
+
+    init(_ message: String, status: ExitStatus) {
+        self.message = message
+        self.status = status
+    }
 
     package var description: String { message }
 }

@@ -84,6 +84,7 @@ package struct Console: OperationObserver {
 struct TerminalPINPrompter: PINPrompter {
     init() {}
 
+    /// `PINPrompter`'s contract: a prompt that cannot be shown is TokenKeys' `pinUnavailable`.
     func readPIN(prompt: String) throws(TokenKeysError) -> PIN {
         Console.write(Array(prompt.utf8), to: STDERR_FILENO)
         var original = termios()

@@ -133,6 +133,9 @@ struct ErrorReport: Sendable, Encodable {
         switch error {
         case let error as TokenKeysError:
             self.init(status: ExitStatus.status(for: error.code), message: error.reason + Self.advice(for: error.code))
+        case let error as OperationError:
+            let (status, advice) = Self.classify(error.code)
+            self.init(status: status, message: error.reason + advice)
         case let error as TokenOperationError:
             self.init(status: ExitStatus.pinReturnValues.contains(error.underlying.returnValue) ? .pin : .token,
                       message: error.description, pkcs11: error.underlying.returnValue.name)
@@ -164,7 +167,7 @@ struct ErrorReport: Sendable, Encodable {
         case let error as InvalidArgumentError:
             self.init(status: .usage, message: error.description)
         case let error as CommandLineError:
-            self.init(status: .usage, message: error.message)
+            self.init(status: error.status, message: error.message)
         case let error as APIUserLifecycleError:
             var message = error.reason
             switch error.code {
@@ -216,6 +219,37 @@ struct ErrorReport: Sendable, Encodable {
                       httpStatus: inner.httpStatus, pkcs11: inner.pkcs11, responseBody: inner.responseBody)
         default:
             self.init(status: .internalError, message: "unexpected error: \(error)")
+        }
+    }
+
+    /// The exit class of a use case's error, and the advice that names what to type.
+    static func classify(_ code: OperationError.Code) -> (ExitStatus, String) {
+        switch code {
+        case .noTokenSelected: return (.usage, advice(for: .noTokenSelected))
+        case .noKeySelected: return (.usage, advice(for: .noKeySelected))
+        case .invalidInput: return (.usage, "")
+        case .noTokenMatches: return (.token, "; 'fireblocks-hsm token list' shows the tokens and free slots")
+        case .ambiguousToken: return (.token, advice(for: .ambiguousToken))
+        case .signatureCheckFailed: return (.token, "")
+        case .tokenExists: return (.key, "; choose another --label for the new token, or use the existing one")
+        case .keyExists: return (.key, advice(for: .keyExists))
+        case .keyNotFound: return (.key, advice(for: .keyNotFound))
+        case .ambiguousKey: return (.key, advice(for: .ambiguousKey))
+        case .orphanedPublicKey: return (.key, advice(for: .orphanedPublicKey))
+        case .keyInUse: return (.key, advice(for: .keyInUse))
+        case .keyNotOnToken: return (.key, advice(for: .keyNotOnToken))
+        case .notAnRSAKey, .policyViolation: return (.keyPolicy, "")
+        case .pinRejected: return (.pin, "")
+        case .fileExists: return (.fileError, "; pass --force to replace it")
+        case .unwritable, .auditUnwritable, .auditUnreadable, .auditUntrustedFile: return (.fileError, "")
+        case .auditUntrustedKey:
+            return (.keyPolicy, "; find out who made it, then remove it with the token's own tools (pkcs11-tool --delete-object) so that the tool can make a conforming one")
+        case .auditAnchorMissing:
+            return (.auditIntegrity, "; once you know why, accept the log as it is with 'fireblocks-hsm audit reanchor --accept-current --reason TEXT' (it records what it cannot prove)")
+        case .auditTornTail:
+            return (.auditIntegrity, "; see it with 'fireblocks-hsm audit verify', then cut it off with 'fireblocks-hsm audit repair --truncate-torn'")
+        case .auditInconsistent: return (.auditIntegrity, "")
+        default: return (.internalError, "")
         }
     }
 

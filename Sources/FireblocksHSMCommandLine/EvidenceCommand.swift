@@ -39,7 +39,7 @@ struct EvidenceVerifyCommand: ParsableCommand {
 
     func run() throws {
         guard let pem = FileManager.default.contents(atPath: auditKey) else {
-            throw AuditError(.unreadable, "cannot read the audit key \(auditKey)")
+            throw CommandLineError("cannot read the audit key \(auditKey)", status: .fileError)
         }
         let result = try EvidenceBundle.verify(directory: directory, auditKeyPEM: String(decoding: pem, as: UTF8.self))
         try output.emit(result) { result in

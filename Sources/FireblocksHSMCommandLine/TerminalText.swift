@@ -35,3 +35,14 @@ enum TerminalText {
         return result
     }
 }
+
+extension TerminalText {
+    /// `text` as one shell word: bare when it is only letters, digits and `-_.`/`@:`, else in
+    /// single quotes (a quote inside written `'\''`), with anything unprintable sanitized first.
+    static func shellQuoted(_ text: String) -> String {
+        let plain = sanitized(text)
+        let safe = Set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.@:/".unicodeScalars)
+        if !plain.isEmpty, plain.unicodeScalars.allSatisfy(safe.contains) { return plain }
+        return "'" + plain.split(separator: "'", omittingEmptySubsequences: false).joined(separator: "'\\''") + "'"
+    }
+}

@@ -143,6 +143,14 @@ extension TextReports {
         var text = table(rows)
         text += "\nNext:\n"
         for step in report.nextSteps { text += "  - \(TerminalText.sanitized(step))\n" }
+        // The commands for those steps (the library states them in the API's terms).
+        var commands: [String] = []
+        if let name = report.name.map(TerminalText.shellQuoted), report.submission != nil, report.apiUser?.status != APIUserStatus.READY.rawValue {
+            commands.append("fireblocks-hsm api-user pairing-token \(name) --out pairing.token")
+            commands.append("fireblocks-hsm api-user wait \(name) --until READY")
+        }
+        if report.replaces != nil { commands.append("fireblocks-hsm key delete --key <the predecessor's key label>") }
+        if !commands.isEmpty { text += "Commands:\n" + commands.map { "  \($0)\n" }.joined() }
         return text
     }
 

@@ -26,21 +26,21 @@ public struct TrustedAPIUser: Sendable {
         self.name = name ?? "trusted-\(role.rawValue.lowercased())"
     }
 
-    /// Parses `--trust FILE=API_KEY:ROLE`.
+    /// Parses `FILE=API_KEY:ROLE` (the stand-in's `--trust`).
     public init(trustArgument: String) throws {
         guard let equals = trustArgument.lastIndex(of: "=") else {
-            throw SandboxError("--trust takes PUBLIC_KEY_PEM_FILE=API_KEY:ROLE, e.g. admin.pub=3f1c…:ADMIN")
+            throw SandboxError("a trusted key is PUBLIC_KEY_PEM_FILE=API_KEY:ROLE, e.g. admin.pub=3f1c…:ADMIN", setting: "trusted")
         }
         let file = String(trustArgument[..<equals])
         let rest = trustArgument[trustArgument.index(after: equals)...].split(separator: ":", maxSplits: 1).map(String.init)
         guard rest.count == 2 else {
-            throw SandboxError("--trust '\(trustArgument)': after '=' give API_KEY:ROLE")
+            throw SandboxError("trusted key '\(trustArgument)': after '=' give API_KEY:ROLE", setting: "trusted")
         }
         guard let role = APIUserRole(rawValue: rest[1].uppercased()) else {
-            throw SandboxError("--trust '\(trustArgument)': '\(rest[1])' is not a Fireblocks role; one of: \(APIUserRole.allCases.map(\.rawValue).joined(separator: ", "))")
+            throw SandboxError("trusted key '\(trustArgument)': '\(rest[1])' is not a Fireblocks role; one of: \(APIUserRole.allCases.map(\.rawValue).joined(separator: ", "))", setting: "trusted")
         }
         guard let pem = try? String(contentsOfFile: file, encoding: .utf8) else {
-            throw SandboxError(.file, "--trust: cannot read the public key file \(file)")
+            throw SandboxError(.file, "cannot read the trusted public key file \(file)", setting: "trusted")
         }
         try self.init(apiKey: rest[0], role: role, publicKeyPEM: pem)
     }
@@ -84,26 +84,27 @@ public struct SandboxConfiguration: Sendable {
     /// Refuses values the stand-in cannot honour (negative counts, infinite or huge delays and
     /// offsets) before anything starts.
     public func validate() throws {
-        guard failFirst >= 0, rateLimitFirst >= 0, dropFirst >= 0, loseResponseFirst >= 0 else {
-            throw SandboxError("fault counts (--fail-first, --rate-limit-first, --drop-first, --lose-response-first) must not be negative")
+        for (setting, count) in [("failFirst", failFirst), ("rateLimitFirst", rateLimitFirst), ("dropFirst", dropFirst),
+                                 ("loseResponseFirst", loseResponseFirst)] where count < 0 {
+            throw SandboxError("a fault count must not be negative", setting: setting)
         }
         guard delay.isFinite, (0...600).contains(delay) else {
-            throw SandboxError("--delay must be 0 to 600 seconds")
+            throw SandboxError("the delay must be 0 to 600 seconds", setting: "delay")
         }
         guard clockOffset.isFinite, abs(clockOffset) <= 10 * 365 * 86400 else {
-            throw SandboxError("--clock-offset must be a finite number of seconds within ten years")
+            throw SandboxError("the clock offset must be a finite number of seconds within ten years", setting: "clockOffset")
         }
         guard iatLeeway.isFinite, iatLeeway >= 0, maximumTokenLifetime > 0 else {
             throw SandboxError("the token leeway and lifetime must be positive")
         }
         if let autoApproveAfter, !(autoApproveAfter.isFinite && (0...86_400 * 30).contains(autoApproveAfter)) {
-            throw SandboxError("--auto-approve-after must be 0 to 30 days (or 'never')")
+            throw SandboxError("the automatic approval delay must be 0 to 30 days (or 'never')", setting: "autoApproveAfter")
         }
         guard pairAfter.isFinite, (0...86_400).contains(pairAfter) else {
-            throw SandboxError("--pair-after must be 0 to 86400 seconds")
+            throw SandboxError("the pairing delay must be 0 to 86400 seconds", setting: "pairAfter")
         }
         guard APIUserStatus(rawValue: initialStatus) != nil else {
-            throw SandboxError("--initial-status must be one of \(APIUserStatus.allCases.map(\.rawValue).joined(separator: ", "))")
+            throw SandboxError("the initial status must be one of \(APIUserStatus.allCases.map(\.rawValue).joined(separator: ", "))", setting: "initialStatus")
         }
     }
 
@@ -144,18 +145,22 @@ public struct SandboxError: LibraryError, Hashable {
     /// The description.
     public let description: String
     public var reason: String { description }
+    /// The configuration's property the error is about (`delay`, `trusted`, `host`), when one
+    /// is: the stand-in's command line names its flag.
+    public let setting: String?
     public let location: ErrorLocation
 
     /// Creates the value from its parts.
-    public init(_ code: Code = .badConfiguration, _ description: String, file: String = #fileID, line: UInt = #line) {
+    public init(_ code: Code = .badConfiguration, _ description: String, setting: String? = nil, file: String = #fileID, line: UInt = #line) {
         self.code = code
         self.description = description
+        self.setting = setting
         self.location = ErrorLocation(file: file, line: line)
     }
 
     /// Creates the value from its parts.
-    public init(_ description: String, file: String = #fileID, line: UInt = #line) {
-        self.init(.badConfiguration, description, file: file, line: line)
+    public init(_ description: String, setting: String? = nil, file: String = #fileID, line: UInt = #line) {
+        self.init(.badConfiguration, description, setting: setting, file: file, line: line)
     }
 
     /// Equal when the codes are equal (the reason is for people).

@@ -63,10 +63,10 @@ public final class SandboxServer: Sendable {
                              handlingSignals: Bool = false,
                              log: @escaping @Sendable (String) -> Void = { _ in }) async throws -> SandboxServer {
         guard let bindHost = LoopbackAddress.bindHost(host) else {
-            throw SandboxError("--host must be a loopback literal (127.0.0.1, another 127.x.y.z, ::1) or the word localhost, not '\(host)': the stand-in trusts whoever holds a registered key, so no resolver decides where it listens")
+            throw SandboxError("the host must be a loopback literal (127.0.0.1, another 127.x.y.z, ::1) or the word localhost, not '\(host)': the stand-in trusts whoever holds a registered key, so no resolver decides where it listens", setting: "host")
         }
         guard (0...65535).contains(port) else {
-            throw SandboxError("--port must be 0 to 65535 (0: any free port), not \(port)")
+            throw SandboxError("the port must be 0 to 65535 (0: any free port), not \(port)", setting: "port")
         }
         guard limits.requestTimeout.isFinite, (0.001...3600).contains(limits.requestTimeout), limits.maximumConnections > 0,
               limits.maximumBodySize > 0 else {

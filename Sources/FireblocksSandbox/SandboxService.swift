@@ -110,11 +110,11 @@ public final class SandboxService: Sendable {
             }
             state.authenticated += 1
             if state.authenticated <= configuration.rateLimitFirst {
-                return Self.errorResponse(429, "RATE_LIMIT", "Too many requests (stand-in --rate-limit-first)", requestID: requestID,
+                return Self.errorResponse(429, "RATE_LIMIT", "Too many requests (stand-in fault: rateLimitFirst)", requestID: requestID,
                                           now: now, extraHeaders: [("Retry-After", "1")])
             }
             if state.authenticated <= configuration.rateLimitFirst + configuration.failFirst {
-                return Self.errorResponse(503, "INTERNAL", "Service unavailable (stand-in --fail-first)", requestID: requestID, now: now)
+                return Self.errorResponse(503, "INTERNAL", "Service unavailable (stand-in fault: failFirst)", requestID: requestID, now: now)
             }
             let before = state.persistent
             let reply = route(request, caller: user, state: &state.persistent, requestID: requestID, now: now)

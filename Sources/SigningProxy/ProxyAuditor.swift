@@ -43,7 +43,7 @@ final class ProxyAuditor: Sendable {
     init(service: sending AuditService, every: Int, logger: Logger) throws {
         try service.requireWritable()
         guard try service.auditKey(create: true) != nil else {
-            throw AuditError(.unwritable, "no audit key on the token")
+            throw ProxyConfigurationError(.auditUnavailable, "no audit key on the token")
         }
         self.appender = try service.appender()
         self.trail = Mutex(Trail(service: service))

@@ -11,6 +11,8 @@ public struct ProxyConfigurationError: LibraryError {
         public static let cannotListen = Code("cannotListen")
         /// A request target that could mean something else to the server than to the policy.
         public static let ambiguousTarget = Code("ambiguousTarget")
+        /// The token gave no audit key to seal the proxy's records with.
+        public static let auditUnavailable = Code("auditUnavailable")
         /// Something else the proxy cannot do (a benchmark's own request refused).
         public static let other = Code("other")
     }

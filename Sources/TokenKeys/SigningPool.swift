@@ -371,7 +371,7 @@ public final class SigningPool: Sendable {
             if let refused = current.refused { throw refused }
             if current.generation != generation { return }
             guard !pinSource.mayRetry else {
-                let error = TokenKeysError(.pinUnavailable, "the token logged this process out and its PIN came from a prompt, which cannot be asked again here; restart with a non-interactive --pin-source (env:NAME or file:PATH)")
+                let error = TokenKeysError(.pinUnavailable, "the token logged this process out and its PIN came from a prompt, which cannot be asked again here; it needs a PIN source that can be read again (env:NAME or file:PATH)")
                 login.withLock { $0.refused = error }
                 throw error
             }

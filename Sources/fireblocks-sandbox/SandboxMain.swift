@@ -22,6 +22,13 @@ struct SandboxMain: AsyncParsableCommand {
     )
 
     /// One line on stderr and a documented exit code for every failure (docs/exit-codes.md).
+    /// The flag that sets a configuration property: `trusted` is `--trust`, the others are
+    /// their names in kebab case (`autoApproveAfter` is `--auto-approve-after`).
+    static func flag(for setting: String) -> String {
+        if setting == "trusted" { return "--trust" }
+        return "--" + setting.unicodeScalars.map { $0.properties.isUppercase ? "-" + String($0).lowercased() : String($0) }.joined()
+    }
+
     static func main() async {
         do {
             var command = try parseAsRoot()
@@ -31,7 +38,7 @@ struct SandboxMain: AsyncParsableCommand {
                 try command.run()
             }
         } catch let error as SandboxError {
-            Diagnostics.line("fireblocks-sandbox: error: \(error.description)")
+            Diagnostics.line("fireblocks-sandbox: error: \(error.setting.map { Self.flag(for: $0) + ": " } ?? "")\(error.description)")
             Foundation.exit(error.code == .file ? 3 : 2)
         } catch let error as APIClientError {
             Diagnostics.line("fireblocks-sandbox: error: \(error.reason)")

@@ -65,8 +65,9 @@ struct SandboxHardeningTests {
             _ = try TrustedAPIUser(trustArgument: "admin.pub=3f1c:WIZARD")
             Issue.record("expected an error")
         } catch let error as SandboxError {
-            #expect(error.description.contains("--trust"))
-            #expect(!error.description.contains("--role"))
+            // The library names the setting (its command line names the flag), never a flag.
+            #expect(error.setting == "trusted" && error.description.contains("'WIZARD' is not a Fireblocks role"))
+            #expect(!error.description.contains("--"))
         }
     }
 

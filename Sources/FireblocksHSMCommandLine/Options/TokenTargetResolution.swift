@@ -30,7 +30,7 @@ enum TokenTargetResolution {
 
         let uris = [token?.uri, key?.uri].compactMap { $0 }
         for uri in uris where uri.pinValue != nil {
-            throw TokenKeysError(.pinValueOnCommandLine,
+            throw CommandLineError(
                 "a pkcs11: URI with pin-value puts the PIN in the process list and shell history; use pin-source=env:NAME or pin-source=file:PATH instead")
         }
         // A key URI that names its token (pkcs11:token=fb;object=k) selects the token too.
