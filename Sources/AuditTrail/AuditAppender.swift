@@ -1,3 +1,4 @@
+import ErrorShape
 import DurableFiles
 #if canImport(FoundationEssentials)
 import FoundationEssentials
@@ -153,14 +154,14 @@ public final class AuditAppender: Sendable {
             throw AuditError(.unreadable, "cannot read \(path) (\(String(cString: strerror(errno))))")
         }
         guard bytes.last == 0x0A else {
-            throw AuditError(.tornTail, "\(path) ends in a torn record (an append was interrupted); run 'audit verify' to see it, then repair it deliberately")
+            throw AuditError(.tornTail, "\(path) ends in a torn record (an append was interrupted); verify the log to see it, then repair it deliberately")
         }
         var lines = bytes.split(separator: 0x0A, omittingEmptySubsequences: false)
         lines.removeLast()
         for line in lines {
             let index = state.range.size
             if let problem = LogScan.problem(line, at: index, serial: log.token.serial, canonical: true) {
-                throw AuditError(.inconsistent, "record \(index) of \(path): \(problem); nothing more is appended or signed")
+                throw AuditError(.inconsistent, "record \(index) of \(path): \(problem); nothing more is appended or signed", facts: ErrorFacts(path: path, recordIndex: index))
             }
             state.lastLeafHash = MerkleTree.leafHash(Array(line))
             state.range.append(leafHash: state.lastLeafHash)

@@ -81,7 +81,7 @@ enum AuditFiles {
         var written = 0
         func rollBack(_ what: String, _ code: Int32) -> AuditError {
             let cut = ftruncate(descriptor, off_t(before)) == 0
-            let outcome = cut ? "nothing of it was kept" : "and it could not be cut back (\(String(cString: strerror(errno)))): run 'audit verify'"
+            let outcome = cut ? "nothing of it was kept" : "and it could not be cut back (\(String(cString: strerror(errno)))): verify the log before anything else"
             return AuditError(.unwritable, "cannot \(what) \(path) (\(String(cString: strerror(code)))); \(outcome)")
         }
         while written < bytes.count {

@@ -101,7 +101,7 @@ public struct AuditLog: Sendable {
     public func sealAsItIs<R>(_ seal: ((size: Int, root: [UInt8])) throws -> R) throws -> R {
         try withLock("audit anchor") {
             let scan = try LogScan.scan(logPath, serial: token.serial)
-            if let damage = scan.damage { throw AuditError(.inconsistent, "record \(damage.index): \(damage.reason); nothing was signed") }
+            if let damage = scan.damage { throw AuditError(.inconsistent, "record \(damage.index): \(damage.reason); nothing was signed", facts: ErrorFacts(path: logPath, recordIndex: damage.index)) }
             if scan.tornBytes > 0 { throw AuditError(.tornTail, tornMessage(at: scan.range.size)) }
             let result = try seal((scan.range.size, scan.range.root))
             TreeCache(size: scan.range.size, offset: scan.offset, lastLeafHash: scan.range.size > 0 ? hex(scan.lastLeafHash) : nil,
@@ -132,7 +132,7 @@ public struct AuditLog: Sendable {
         let sealed = checkpoints.map(\.checkpoint.treeSize).max() ?? 0
         let scan = try LogScan.scan(logPath, serial: token.serial, prefixSizes: Set(checkpoints.map(\.checkpoint.treeSize)),
                                     canonicalFrom: sealed)
-        if let damage = scan.damage { throw AuditError(.inconsistent, "record \(damage.index): \(damage.reason)") }
+        if let damage = scan.damage { throw AuditError(.inconsistent, "record \(damage.index): \(damage.reason)", facts: ErrorFacts(path: logPath, recordIndex: damage.index)) }
         if scan.tornBytes > 0 {
             throw AuditError(.tornTail, "record \(scan.range.size): the last line is torn (\(scan.tornBytes) bytes after the last whole record: an append was interrupted, or a record's end was cut)")
         }
@@ -157,7 +157,7 @@ public struct AuditLog: Sendable {
                 }
                 try Self.requireExtends(scan, anchor, name: "the token's", knownFrontier: nil)
             }
-            if let damage = scan.damage { throw AuditError(.inconsistent, "record \(damage.index): \(damage.reason); nothing was repaired") }
+            if let damage = scan.damage { throw AuditError(.inconsistent, "record \(damage.index): \(damage.reason); nothing was repaired", facts: ErrorFacts(path: logPath, recordIndex: damage.index)) }
             guard let descriptor = try AuditFiles.open(logPath, O_RDWR) else { return 0 }
             defer { close(descriptor) }
             guard ftruncate(descriptor, off_t(scan.offset)) == 0, fdatasync(descriptor) == 0 else {
@@ -228,7 +228,7 @@ public struct AuditLog: Sendable {
         let scan = try LogScan.scan(logPath, serial: token.serial, prefixSizes: anchor.map { [$0.treeSize] } ?? [],
                                     canonicalFrom: anchor?.treeSize ?? 0)
         if let anchor { try Self.requireExtends(scan, anchor, name: "the token's", knownFrontier: anchoredFrontier) }
-        if let damage = scan.damage { throw AuditError(.inconsistent, "record \(damage.index): \(damage.reason); nothing was appended") }
+        if let damage = scan.damage { throw AuditError(.inconsistent, "record \(damage.index): \(damage.reason); nothing was appended", facts: ErrorFacts(path: logPath, recordIndex: damage.index)) }
         if scan.tornBytes > 0 { throw AuditError(.tornTail, tornMessage(at: scan.range.size)) }
         if let anchor, scan.range.size == anchor.treeSize, scan.range.size > 0 {
             // The log is exactly the anchored tree, just proven: the next command need not read
@@ -252,7 +252,7 @@ public struct AuditLog: Sendable {
     static func requireExtends(_ scan: LogScan, _ checkpoint: Checkpoint, name: String, knownFrontier: MerkleTree.CompactRange?) throws {
         let size = checkpoint.treeSize
         if let damage = scan.damage, damage.index < size {
-            throw AuditError(.inconsistent, "record \(damage.index): \(damage.reason) (inside the \(size) records \(name) checkpoint sealed); nothing was appended or signed")
+            throw AuditError(.inconsistent, "record \(damage.index): \(damage.reason) (inside the \(size) records \(name) checkpoint sealed); nothing was appended or signed", facts: ErrorFacts(recordIndex: damage.index))
         }
         guard scan.range.size >= size, let prefix = scan.prefixes[size] else {
             let hint = scan.range.size == 0 ? " (or this is not the audit directory the token's trail is kept in: one token has one trail)" : ""

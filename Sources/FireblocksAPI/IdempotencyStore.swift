@@ -163,7 +163,7 @@ public final class IdempotencyStore: Sendable {
             return .alreadyCompleted(record)
         case .pending, .rejected:
             if now.timeIntervalSince(record.createdAt) > Self.serverRetention - 600 {
-                throw APIClientError(.idempotencyConflict, "the request recorded on \(Self.format(record.createdAt)) never got an answer and its Idempotency-Key has expired at the API: check whether it took effect (e.g. 'api-user list') before sending again with a new Idempotency-Key")
+                throw APIClientError(.idempotencyConflict, "the request recorded on \(Self.format(record.createdAt)) never got an answer and its Idempotency-Key has expired at the API: check whether it took effect (list the API users) before sending again with a new Idempotency-Key")
             }
             record.state = .pending
             record.updatedAt = now

@@ -101,7 +101,7 @@ public enum KeyOperations {
         }
         let pair = try during("reading key '\(key)'") { try KeyStore.findUsable(key, in: opened.session) }
         guard let publicKey = pair.publicKey else {
-            throw OperationError(.notAnRSAKey, "key '\(pair.label)' has no readable RSA public key")
+            throw OperationError(.notAnRSAKey, "key '\(pair.label)' has no readable RSA public key", facts: ErrorFacts(keyLabel: pair.label))
         }
         switch format {
         case .pem:
@@ -179,7 +179,7 @@ public final class KeyDeletion {
             try session.findObjects([.class(.privateKey)] + selector.searchTemplate)
         }
         if privateKeys.count > 1 {
-            throw OperationError(.ambiguousKey, "\(privateKeys.count) private keys match '\(selector)' on token '\(info.label)'")
+            throw OperationError(.ambiguousKey, "\(privateKeys.count) private keys match '\(selector)' on token '\(info.label)'", facts: ErrorFacts(tokenLabel: info.label, keyLabel: "\(selector)"))
         }
         if privateKeys.count == 1 {
             let pair = try during("reading key '\(selector)'") { try KeyStore.find(selector, in: session) }
@@ -197,7 +197,7 @@ public final class KeyDeletion {
                 try session.findObjects([.class(.publicKey)] + selector.searchTemplate)
             }
             guard !publicKeys.isEmpty else {
-                throw OperationError(.keyNotFound, "no key '\(selector)' on token '\(info.label)'")
+                throw OperationError(.keyNotFound, "no key '\(selector)' on token '\(info.label)'", facts: ErrorFacts(tokenLabel: info.label, keyLabel: "\(selector)"))
             }
             for object in publicKeys {
                 let attributes = try during("reading public key '\(selector)'") {

@@ -1,3 +1,4 @@
+import ErrorShape
 import PKCS11
 import HexEncoding
 
@@ -14,13 +15,13 @@ public enum KeyStore {
         case 0:
             let others = try session.findObjects(selector.searchTemplate)
             if !others.isEmpty {
-                throw TokenKeysError(.keyNotFound, "no private key '\(selector)' on token '\(token.label)': it has \(others.count) other object(s) with that name but no private key (only a public half, left by an interrupted generation? or is the PIN for the right token?)")
+                throw TokenKeysError(.keyNotFound, "no private key '\(selector)' on token '\(token.label)': it has \(others.count) other object(s) with that name but no private key (only a public half, left by an interrupted generation? or is the PIN for the right token?)", facts: ErrorFacts(tokenLabel: token.label, tokenSerial: token.serialNumber, keyLabel: "\(selector)"))
             }
-            throw TokenKeysError(.keyNotFound, "no private key '\(selector)' on token '\(token.label)'")
+            throw TokenKeysError(.keyNotFound, "no private key '\(selector)' on token '\(token.label)'", facts: ErrorFacts(tokenLabel: token.label, tokenSerial: token.serialNumber, keyLabel: "\(selector)"))
         default:
             let pairs = try candidates.map { try load(privateKey: $0, in: session, token: token, policy: policy) }
             let ids = pairs.map { $0.id.isEmpty ? "(no id)" : hex($0.id) }.joined(separator: ", ")
-            throw TokenKeysError(.ambiguousKey, "\(candidates.count) private keys match '\(selector)' on token '\(token.label)' (ids \(ids))")
+            throw TokenKeysError(.ambiguousKey, "\(candidates.count) private keys match '\(selector)' on token '\(token.label)' (ids \(ids))", facts: ErrorFacts(tokenLabel: token.label, tokenSerial: token.serialNumber, keyLabel: "\(selector)"))
         }
     }
 
@@ -61,13 +62,13 @@ public enum KeyStore {
             if !objects.isEmpty {
                 let publicOnly = try session.findObjects([.label(label), .class(.publicKey)]).count == objects.count
                 if publicOnly {
-                    throw TokenKeysError(.orphanedPublicKey, "token '\(token.label)' has \(objects.count == 1 ? "a public key" : "\(objects.count) public keys") labelled '\(label)' without a private key (left by an interrupted key generation?)")
+                    throw TokenKeysError(.orphanedPublicKey, "token '\(token.label)' has \(objects.count == 1 ? "a public key" : "\(objects.count) public keys") labelled '\(label)' without a private key (left by an interrupted key generation?)", facts: ErrorFacts(tokenLabel: token.label, tokenSerial: token.serialNumber, keyLabel: label))
                 }
-                throw TokenKeysError(.keyExists, "token '\(token.label)' already has an object labelled '\(label)' (labels must be unique)")
+                throw TokenKeysError(.keyExists, "token '\(token.label)' already has an object labelled '\(label)' (labels must be unique)", facts: ErrorFacts(tokenLabel: token.label, tokenSerial: token.serialNumber, keyLabel: label))
             }
         }
         if let id, !(try session.findObjects([.id(id)]).isEmpty) {
-            throw TokenKeysError(.keyExists, "token '\(token.label)' already has an object with id \(hex(id))")
+            throw TokenKeysError(.keyExists, "token '\(token.label)' already has an object with id \(hex(id))", facts: ErrorFacts(tokenLabel: token.label, tokenSerial: token.serialNumber))
         }
     }
 

@@ -1,3 +1,4 @@
+import ErrorShape
 import PKCS11
 
 /// Checks, before any work, that a token has the mechanisms this tool needs.
@@ -7,7 +8,7 @@ public enum TokenCapabilities {
         let mechanisms = try slot.mechanisms()
         let label = (try? slot.tokenInfo().label) ?? "?"
         guard mechanisms.contains(.rsaPKCSKeyPairGen) else {
-            throw TokenKeysError(.mechanismUnsupported, "token '\(label)' does not offer CKM_RSA_PKCS_KEY_PAIR_GEN: it cannot generate RSA keys")
+            throw TokenKeysError(.mechanismUnsupported, "token '\(label)' does not offer CKM_RSA_PKCS_KEY_PAIR_GEN: it cannot generate RSA keys", facts: ErrorFacts(tokenLabel: label))
         }
         let info = try slot.mechanismInfo(.rsaPKCSKeyPairGen)
         // Some modules report 0/0 for "no limit".
@@ -25,11 +26,11 @@ public enum TokenCapabilities {
     private static func requireSigning(on slot: Slot, mechanisms: [MechanismType]) throws {
         let label = (try? slot.tokenInfo().label) ?? "?"
         guard mechanisms.contains(.sha256RSAPKCS) else {
-            throw TokenKeysError(.mechanismUnsupported, "token '\(label)' does not offer CKM_SHA256_RSA_PKCS, which CSR and JWT signatures (RS256) need")
+            throw TokenKeysError(.mechanismUnsupported, "token '\(label)' does not offer CKM_SHA256_RSA_PKCS, which CSR and JWT signatures (RS256) need", facts: ErrorFacts(tokenLabel: label))
         }
         let info = try slot.mechanismInfo(.sha256RSAPKCS)
         guard info.flags.contains(.sign) else {
-            throw TokenKeysError(.mechanismUnsupported, "token '\(label)' offers CKM_SHA256_RSA_PKCS but not for signing (CKF_SIGN is off)")
+            throw TokenKeysError(.mechanismUnsupported, "token '\(label)' offers CKM_SHA256_RSA_PKCS but not for signing (CKF_SIGN is off)", facts: ErrorFacts(tokenLabel: label))
         }
     }
 }

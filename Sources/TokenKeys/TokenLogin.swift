@@ -1,3 +1,4 @@
+import ErrorShape
 import PKCS11
 
 /// Logs the user in, aware of the token's PIN state.
@@ -50,7 +51,7 @@ public enum TokenLogin {
     public static func precheck(_ token: TokenInfo) throws(TokenKeysError) -> [String] {
         let label = token.label
         if token.flags.contains(.userPINLocked) {
-            throw TokenKeysError(.pinLocked, "the user PIN of token '\(label)' is locked (CKF_USER_PIN_LOCKED); the security officer must reset it")
+            throw TokenKeysError(.pinLocked, "the user PIN of token '\(label)' is locked (CKF_USER_PIN_LOCKED); the security officer must reset it", facts: ErrorFacts(tokenLabel: label))
         }
         if !token.flags.contains(.userPINInitialized) {
             throw TokenKeysError(.pinRejected, "token '\(label)' has no user PIN yet (CKF_USER_PIN_INITIALIZED is off); initialise it first")
@@ -88,15 +89,15 @@ public enum TokenLogin {
         switch error.returnValue {
         case .pinIncorrect:
             if token.flags.contains(.userPINLocked) {
-                return .fail(TokenKeysError(.pinLocked, "wrong user PIN for token '\(label)' (\(error)), and the token now reports the PIN locked; the security officer must reset it"))
+                return .fail(TokenKeysError(.pinLocked, "wrong user PIN for token '\(label)' (\(error)), and the token now reports the PIN locked; the security officer must reset it", facts: ErrorFacts(tokenLabel: label)))
             }
             if source.mayRetry, attempt < promptAttempts {
                 return .retry("wrong PIN (\(error)); try again")
             }
             let origin = source.mayRetry ? "after \(attempt) attempts" : "from \(source); not retried"
-            return .fail(TokenKeysError(.pinIncorrect, "wrong user PIN for token '\(label)' (\(error); PIN \(origin))"))
+            return .fail(TokenKeysError(.pinIncorrect, "wrong user PIN for token '\(label)' (\(error); PIN \(origin))", facts: ErrorFacts(tokenLabel: label)))
         case .pinLocked:
-            return .fail(TokenKeysError(.pinLocked, "the user PIN of token '\(label)' is locked (\(error)); the security officer must reset it"))
+            return .fail(TokenKeysError(.pinLocked, "the user PIN of token '\(label)' is locked (\(error)); the security officer must reset it", facts: ErrorFacts(tokenLabel: label)))
         case .pinLenRange, .pinInvalid, .pinExpired:
             return .fail(TokenKeysError(.pinRejected, "token '\(label)' rejected the PIN (\(error))"))
         default:
