@@ -2,6 +2,7 @@
 //
 // The graph, one way only (docs/architecture.md draws the same):
 //
+//   ErrorShape    the one shape of library errors (LibraryError: struct codes, facts, location)
 //   HexEncoding   lowercase hex, both ways (the one hex encoder)
 //   DurableFiles  atomic, durable file writes; inter-process file locks; locked JSON records
 //   TransparencyLog  RFC 6962 Merkle tree and proofs, C2SP checkpoints and signed notes, DSSE
@@ -23,6 +24,8 @@
 //   TokenKeys + FireblocksAPI (+ DurableFiles)
 //     -> FireblocksHSM  the use cases (token opening, keys, CSRs, onboarding, API calls; the
 //                       token key as an RS256Signer); no terminal I/O, exit code or flag name
+//   ProxySettings what `serve` is told (listen address, allow rules, rate, body size, client
+//                 tokens, the loopback rule), parsed without the network stack: both executables
 //   HTTPServing   the connection policy both HTTP servers share (connection cap, request deadline)
 //   FireblocksHSM + HTTPServing + AsyncHTTPTransport (its one AsyncHTTPClient configuration)
 //     -> SigningProxy  `serve`: the signing proxy (policy, audit of every request, JWT per request
@@ -46,12 +49,14 @@ let package = Package(
         .executable(name: "fireblocks-hsm", targets: ["fireblocks-hsm"]),
         .executable(name: "fireblocks-hsm-net", targets: ["fireblocks-hsm-net"]),
         .executable(name: "fireblocks-sandbox", targets: ["fireblocks-sandbox"]),
+        .library(name: "ErrorShape", targets: ["ErrorShape"]),
         .library(name: "PKCS11", targets: ["PKCS11"]),
         .library(name: "TokenKeys", targets: ["TokenKeys"]),
         .library(name: "JOSE", targets: ["JOSE"]),
         .library(name: "FireblocksAPI", targets: ["FireblocksAPI"]),
         .library(name: "AsyncHTTPTransport", targets: ["AsyncHTTPTransport"]),
         .library(name: "FireblocksHSM", targets: ["FireblocksHSM"]),
+        .library(name: "ProxySettings", targets: ["ProxySettings"]),
         .library(name: "SigningProxy", targets: ["SigningProxy"]),
     ],
     dependencies: [
