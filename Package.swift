@@ -319,7 +319,8 @@ let package = Package(
             name: "FireblocksHSMTests",
             dependencies: [
                 "FireblocksHSM", "FireblocksAPI", "FireblocksSandbox", "TokenKeys", "PKCS11", "SoftHSMTestSupport",
-                "APITestSupport", "AsyncHTTPTransport", "AuditTrail", "DurableFiles",
+                "APITestSupport", "AsyncHTTPTransport", "AuditTrail", "DurableFiles", "HexEncoding", "TransparencyLog",
+                .product(name: "Crypto", package: "swift-crypto"),
             ]
         ),
         .testTarget(
