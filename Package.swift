@@ -338,6 +338,21 @@ let package = Package(
             ]
         ),
         .testTarget(
+            name: "AsyncHTTPTransportTests",
+            dependencies: ["AsyncHTTPTransport", "FireblocksAPI", "SoftHSMTestSupport"]
+        ),
+        .testTarget(
+            name: "HTTPServingTests",
+            dependencies: [
+                "HTTPServing", "SoftHSMTestSupport",
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdCore", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ]
+        ),
+        .testTarget(
             name: "CLITests",
             dependencies: [
                 "fireblocks-hsm", "fireblocks-hsm-net", "fireblocks-sandbox", "FireblocksHSMCommandLine", "SoftHSMTestSupport",
