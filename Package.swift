@@ -353,6 +353,10 @@ let package = Package(
             ]
         ),
         .testTarget(
+            name: "LibraryExamplesTests",
+            dependencies: ["PKCS11", "TokenKeys", "JOSE", "FireblocksAPI", "AsyncHTTPTransport", "FireblocksHSM"]
+        ),
+        .testTarget(
             name: "CLITests",
             dependencies: [
                 "fireblocks-hsm", "fireblocks-hsm-net", "fireblocks-sandbox", "FireblocksHSMCommandLine", "SoftHSMTestSupport",
