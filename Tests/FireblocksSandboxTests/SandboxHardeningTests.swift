@@ -14,7 +14,7 @@ import Glibc
 @Suite("Stand-in hardening")
 struct SandboxHardeningTests {
     /// Whether `condition` holds within `seconds`, checked every 10 ms.
-    static func eventually(within seconds: Int = 10, _ condition: () -> Bool) async -> Bool {
+    static func eventually(within seconds: Int = 30, _ condition: () -> Bool) async -> Bool {
         let deadline = ContinuousClock.now + .seconds(seconds)
         while !condition() {
             guard ContinuousClock.now < deadline else { return false }
@@ -99,7 +99,7 @@ struct SandboxHardeningTests {
 
         // Each is closed at its 1 s deadline: watched for, up to 10 s.
         for connection in idle {
-            #expect(await connection.closed(within: 10_000), "a half-sent request still holds its connection")
+            #expect(await connection.closed(within: 30_000), "a half-sent request still holds its connection")
         }
     }
 
@@ -119,7 +119,7 @@ struct SandboxHardeningTests {
         #expect(await !extra.closedByPeer(within: 100))
         #expect(await !held[0].closedByPeer(within: 100))
         held.removeFirst()   // a place frees
-        #expect(await extra.answered(within: 10_000), "the waiting connection was not served once a place freed")
+        #expect(await extra.answered(within: 30_000), "the waiting connection was not served once a place freed")
     }
 
     /// One local process holding idle and trickling connections beyond the cap does not keep a
@@ -140,7 +140,7 @@ struct SandboxHardeningTests {
         let calm = ContinuousClock.now
         let probe = try RawConnection(port: server.port)
         probe.send("GET /v1/workspace HTTP/1.1\r\nHost: x\r\n\r\n")
-        _ = await probe.answered(within: 10_000)
+        _ = await probe.answered(within: 30_000)
         let normal = calm.duration(to: .now)
         let abuse = LocalAbuse(port: server.port, idle: 100, trickling: 20, requesting: 40)
         defer { abuse.stop() }

@@ -508,7 +508,7 @@ struct ProxyAvailabilityTests {
         let abuse = LocalAbuse(port: fixture.port, idle: 300, trickling: 50, requesting: 100)
         defer { abuse.stop() }
         // The abuse holds every place: the proxy said so when it paused its listener.
-        let deadline = ContinuousClock.now + .seconds(10)
+        let deadline = ContinuousClock.now + .seconds(30)
         while !log.contains("the connection cap is reached"), ContinuousClock.now < deadline {
             try await Task.sleep(for: .milliseconds(10))
         }
