@@ -86,9 +86,10 @@ struct AsyncHTTPTransportTests {
         #expect(error?.code == .timeout)
         #expect(error?.reason.contains("within 1 s") == true, "\(String(describing: error))")
         #expect(error?.notSent == false, "the request was sent: its outcome is unknown")
-        // The server would hold it for 60 s; the bound leaves room for a loaded machine (the
-        // whole suite at once on two cores resumes a task late, not the deadline).
-        #expect(took >= .milliseconds(900) && took < .seconds(30), "\(took)")
+        // Not before the deadline. No upper bound on the clock: with the whole suite at once on
+        // two cores this task may resume long after; the server holds for 10 minutes, so only
+        // the deadline ends the exchange with a timeout.
+        #expect(took >= .milliseconds(900), "\(took)")
     }
 
     /// A head on time and then a body one byte at a time: the deadline covers the whole answer.
@@ -100,13 +101,12 @@ struct AsyncHTTPTransportTests {
             connection.trickle(every: 0.1, chunked: chunked)
         }
         defer { server.stop() }
-        let started = ContinuousClock.now
         let error = await clientError {
             try await transport.send(url: url(server), method: "GET", headers: [:], body: nil, timeout: 1)
         }
-        let took = started.duration(to: .now)
+        // The body trickles for 10 minutes: only the exchange's deadline ends it with a timeout.
         #expect(error?.code == .timeout, "\(String(describing: error))")
-        #expect(took < .seconds(30), "a trickling body held the exchange for \(took) (it trickles for 60 s)")
+        #expect(error?.reason.contains("within 1 s") == true, "\(String(describing: error))")
     }
 
     @Test func anAnswerOverTheLimitIsRefused() async throws {

@@ -91,10 +91,10 @@ final class ScriptedServer: Sendable {
             return true
         }
 
-        /// Blocks until the client closes the connection (or the server stops, or 60 s pass):
-        /// what a server that never answers does.
+        /// Blocks until the client closes the connection (or the server stops, or 10 minutes
+        /// pass): what a server that never answers does.
         func holdUntilTheClientLeaves() {
-            let deadline = Date().addingTimeInterval(60)
+            let deadline = Date().addingTimeInterval(600)
             while !server.isStopped, Date() < deadline {
                 var poll = pollfd(fd: descriptor, events: Int16(POLLIN), revents: 0)
                 guard Glibc.poll(&poll, 1, 50) >= 0 else { return }
@@ -105,10 +105,10 @@ final class ScriptedServer: Sendable {
             }
         }
 
-        /// Writes one byte every `interval` seconds until the client leaves (or 60 s pass):
-        /// a body that trickles.
+        /// Writes one byte every `interval` seconds until the client leaves (or the server stops,
+        /// or 10 minutes pass): a body that trickles.
         func trickle(_ byte: UInt8 = 0x20, every interval: TimeInterval, chunked: Bool) {
-            let deadline = Date().addingTimeInterval(60)
+            let deadline = Date().addingTimeInterval(600)
             while !server.isStopped, Date() < deadline {
                 let ok = chunked ? write("1\r\n" + String(UnicodeScalar(byte)) + "\r\n") : write([byte])
                 guard ok else { return }
