@@ -339,7 +339,8 @@ let package = Package(
             name: "FireblocksHSMTests",
             dependencies: [
                 "FireblocksHSM", "FireblocksAPI", "FireblocksSandbox", "TokenKeys", "PKCS11", "SoftHSMTestSupport",
-                "APITestSupport", "AsyncHTTPTransport", "AuditTrail", "DurableFiles",
+                "APITestSupport", "AsyncHTTPTransport", "AuditTrail", "DurableFiles", "HexEncoding", "TransparencyLog",
+                .product(name: "Crypto", package: "swift-crypto"),
             ]
         ),
         .testTarget(
@@ -355,6 +356,25 @@ let package = Package(
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
             ]
+        ),
+        .testTarget(
+            name: "AsyncHTTPTransportTests",
+            dependencies: ["AsyncHTTPTransport", "FireblocksAPI", "SoftHSMTestSupport"]
+        ),
+        .testTarget(
+            name: "HTTPServingTests",
+            dependencies: [
+                "HTTPServing", "SoftHSMTestSupport",
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdCore", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ]
+        ),
+        .testTarget(
+            name: "LibraryExamplesTests",
+            dependencies: ["PKCS11", "TokenKeys", "JOSE", "FireblocksAPI", "AsyncHTTPTransport", "FireblocksHSM"]
         ),
         .testTarget(
             name: "CLITests",

@@ -1,5 +1,6 @@
 import Dispatch
 import Synchronization
+import TokenKeys
 
 /// A value one thread hands to another once, or the error that stopped it. The first
 /// ``put(_:)`` counts; ``wait()`` blocks until there is one, and may be called more than once.
@@ -62,6 +63,8 @@ public enum BlockingBridge {
     /// worker thread keeps no reference to it once `work` returns, so ownership moves, as
     /// `sending` would say for a Sendable-less value.
     public static func run<R>(_ work: @escaping @Sendable () throws -> R) async throws -> R {
+        // A test's fault point (a task-local) holds on the worker thread too.
+        let work = FaultInjection.carrying(work)
         let moved: Moved<R> = try await withCheckedThrowingContinuation { continuation in
             DispatchQueue.global(qos: .userInitiated).async {
                 continuation.resume(with: Result { Moved(try work()) })

@@ -463,7 +463,7 @@ public enum Onboarding {
                     }
                 }
             }
-            FaultInjection.point("onboard-after-key-stored")
+            try FaultInjection.point("onboard-after-key-stored")
             guard var stored = record, let publicKey = pair.publicKey else {
                 throw OperationError(.notAnRSAKey, "key '\(pair.label)' has no readable RSA public key", facts: ErrorFacts(keyLabel: pair.label))
             }

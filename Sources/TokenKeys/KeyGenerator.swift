@@ -96,7 +96,7 @@ public enum KeyGenerator {
         } catch let error as PKCS11Error {
             throw copyUnsupported(error)
         }
-        FaultInjection.point("keygen-between-copies")
+        try FaultInjection.point("keygen-between-copies")
         do {
             let privateKey = try session.copyObject(ephemeral.privateKey, changing: lock)
             return (publicKey, privateKey)

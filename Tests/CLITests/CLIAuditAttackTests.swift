@@ -326,18 +326,6 @@ struct CLIAPIUserRecordTests {
         #expect(try cli.runOnToken(["audit", "verify"]).status == 0)
     }
 
-    @Test func onboardRecordsTheUserWithItsTokenKey() throws {
-        let (cli, sandbox, api) = try SandboxProcess.withAdmin(apiKey: UUID().uuidString.lowercased())
-        defer { sandbox.stop(); cli.remove() }
-        let onboard = try cli.runOnToken(["onboard", "--key", "ci-bot", "--bits", "2048", "--name", "ci-bot", "--role", "SIGNER",
-                                          "--o", "Acme", "--submit", "--admin-key", "admin"] + api)
-        #expect(onboard.status == 0, "\(onboard.standardError)")
-        let facts = try #require(try created(cli).last?["facts"] as? [String: Any])
-        #expect(facts["name"] as? String == "ci-bot" && facts["via"] as? String == "onboard")
-        #expect((facts["keyOnToken"] as? [String: Any])?["label"] as? String == "ci-bot", "\(facts)")
-        #expect((facts["csrSHA256"] as? String)?.count == 64)
-    }
-
     @Test(.enabled(if: Subprocess.isAvailable("curl")))
     func aCreationThroughTheProxyIsRecordedFromWhatItSigned() throws {
         let (cli, sandbox, api) = try SandboxProcess.withAdmin(apiKey: UUID().uuidString.lowercased())

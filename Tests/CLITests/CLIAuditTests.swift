@@ -394,25 +394,6 @@ struct CLIEvidenceTests {
         }
     }
 
-    @Test func aReRunWritesANewBundleBesideTheOldOneAndChainsIt() throws {
-        let (cli, sandbox, api, folder, _) = try onboardedWithEvidence()
-        defer { sandbox.stop(); cli.remove() }
-        let before = try FileManager.default.contentsOfDirectory(atPath: folder).sorted()
-        let statement = try Data(contentsOf: URL(fileURLWithPath: folder + "/statement.json"))
-        let again = try cli.runOnToken(["onboard", "--key", "ci-bot", "--bits", "2048", "--name", "ci-bot", "--role", "SIGNER",
-                                        "--o", "Acme", "--submit", "--admin-key", "admin", "--json"] + api)
-        #expect(again.status == 0, "\(again.standardError)")
-        let second = try #require((try again.json() as? [String: Any])?["evidence"] as? String)
-        #expect(second.hasSuffix("-evidence.2"), "\(second)")
-        #expect(try FileManager.default.contentsOfDirectory(atPath: folder).sorted() == before)
-        #expect(try Data(contentsOf: URL(fileURLWithPath: folder + "/statement.json")) == statement)
-        let secondFolder = second.hasPrefix("/") ? second : cli.files + "/" + second
-        let chained = try String(contentsOfFile: secondFolder + "/statement.json", encoding: .utf8)
-        let digest = try Subprocess.run("sha256sum", [folder + "/statement.json"]).standardOutput.prefix(64)
-        #expect(chained.contains("\"previousStatementSHA256\":\"\(digest)\""), "\(chained)")
-        #expect(try cli.run(["evidence", "verify", secondFolder, "--audit-key", cli.files + "/trusted-audit.pub"], module: nil).status == 0)
-    }
-
     @Test(.enabled(if: ProcessInfo.processInfo.environment["FIREBLOCKS_HSM_SIGSTORE_PY"] != nil))
     func sigstoresNoteCodeVerifiesTheCheckpointsAndRefusesAnotherKeyID() throws {
         let (cli, sandbox, _, folder, _) = try onboardedWithEvidence()

@@ -112,6 +112,17 @@ struct CLIHarness {
     }
 
     func remove() { directory.remove() }
+
+    /// Whether `condition` holds within `seconds`, checked every 20 ms: for waiting on something
+    /// a test can observe (a line in a log, a file), never for a while.
+    static func eventually(within seconds: Double, _ condition: () -> Bool) -> Bool {
+        let deadline = Date().addingTimeInterval(seconds)
+        while !condition() {
+            guard Date() < deadline else { return false }
+            usleep(20_000)
+        }
+        return true
+    }
 }
 
 extension ProcessResult {

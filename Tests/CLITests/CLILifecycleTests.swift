@@ -86,14 +86,19 @@ struct CLILifecycleTests {
                             "--token", cli.label, "--pin-source", "env:TEST_HSM_PIN", "--module", SoftHSM.modulePath] + api
         waiter.environment = cli.environment()
         waiter.currentDirectoryURL = URL(fileURLWithPath: cli.files)
-        let errors = Pipe()
-        waiter.standardError = errors
+        let errorFile = cli.files + "/waiter.err"
+        _ = FileManager.default.createFile(atPath: errorFile, contents: nil)
+        waiter.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: errorFile))
         waiter.standardOutput = FileHandle.nullDevice
         try waiter.run()
-        usleep(1_500_000)
+        // The waiter has seen the user (it prints each status it sees) before it is removed.
+        let seen = CLIHarness.eventually(within: 30) {
+            ((try? String(contentsOfFile: errorFile, encoding: .utf8)) ?? "").contains(": PENDING_ACTIVATION")
+        }
+        #expect(seen, "the wait never saw the user")
         #expect(try cli.runSandbox(["set-user", "ci-bot", "--remove", "--state", sandbox.stateFile]).status == 0)
         waiter.waitUntilExit()
-        let text = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        let text = (try? String(contentsOfFile: errorFile, encoding: .utf8)) ?? ""
         #expect(waiter.terminationStatus == 9, "\(text)")
         #expect(text.contains("no longer listed"))
 

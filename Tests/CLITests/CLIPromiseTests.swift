@@ -130,22 +130,9 @@ struct CLIPromiseTests {
 
     // MARK: Kill windows
 
-    @Test func anOnboardKilledBetweenTheTwoCopiesResumes() throws {
-        let (cli, sandbox, api) = try setUp()
-        defer { sandbox.stop(); cli.remove() }
-        let killed = try onboard(cli, extra: ["--submit", "--admin-key", "admin"] + api,
-                                 environment: ["FIREBLOCKS_HSM_FAULT": "keygen-between-copies"])
-        #expect(killed.status == SIGKILL, "\(killed.standardError)")
-        // What the kill left: the public half alone.
-        #expect(try privateKeyLabels(cli) == ["admin"])
-
-        let resumed = try onboard(cli, extra: ["--submit", "--admin-key", "admin", "--json"] + api)
-        #expect(resumed.status == 0, "\(resumed.standardError)")
-        #expect(resumed.standardError.contains("removed the lone public key"))
-        #expect(try privateKeyLabels(cli) == ["admin", "ci-bot"])
-        #expect(try users(sandbox).count == 1)
-    }
-
+    /// The windows themselves are tested in process (FireblocksHSMTests, OnboardingTests, through
+    /// the fault hook's task-local); this one stays a process test because a real SIGKILL
+    /// unwinds nothing: no deferred lock release, no failure record, the kernel drops the locks.
     @Test func anOnboardKilledAfterStoringTheKeyAdoptsItOnReRun() throws {
         let (cli, sandbox, api) = try setUp()
         defer { sandbox.stop(); cli.remove() }

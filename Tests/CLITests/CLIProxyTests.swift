@@ -105,7 +105,8 @@ struct CLIProxyTests {
         let status = Pipe()
         client.standardOutput = status
         try client.run()
-        usleep(500_000)
+        // In flight once the stand-in has logged it: its 1.5 s delay follows, then the answer.
+        #expect(sandbox.logShows("GET /v1/management/api_users"), "the request never reached the stand-in")
         let exit = proxy.terminate()
         client.waitUntilExit()
         let code = String(decoding: status.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)

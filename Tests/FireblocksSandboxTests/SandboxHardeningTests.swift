@@ -13,6 +13,16 @@ import Glibc
 /// The stand-in as a server that bad clients and bad flags cannot take down.
 @Suite("Stand-in hardening")
 struct SandboxHardeningTests {
+    /// Whether `condition` holds within `seconds`, checked every 10 ms.
+    static func eventually(within seconds: Int = 30, _ condition: () -> Bool) async -> Bool {
+        let deadline = ContinuousClock.now + .seconds(seconds)
+        while !condition() {
+            guard ContinuousClock.now < deadline else { return false }
+            try? await Task.sleep(for: .milliseconds(10))
+        }
+        return true
+    }
+
     private func service() throws -> SandboxService {
         let signer = try SoftwareSigner()
         return try SandboxService(configuration: SandboxConfiguration(
@@ -88,29 +98,29 @@ struct SandboxHardeningTests {
                                       options: RunningSandbox.fastOptions(attempts: 1, timeout: 5), transport: AsyncHTTPClientTransport())
         #expect(try await client.send(APIRequest(method: "GET", path: "/v1/workspace")).status == 200)
 
-        try await Task.sleep(nanoseconds: 2_500_000_000)
-        for connection in idle { #expect(connection.isClosedByPeer(), "a half-sent request still holds its connection") }
+        // Each is closed at its 1 s deadline: watched for, up to 10 s.
+        for connection in idle {
+            #expect(await connection.closed(within: 30_000), "a half-sent request still holds its connection")
+        }
     }
 
     @Test func connectionsBeyondTheCapWaitInTheBacklogAndAreServedWhenAPlaceFrees() async throws {
+        let log = Lines()
         let server = try await SandboxServer.start(service: try service(), port: 0,
-                                                   limits: SandboxServer.Limits(requestTimeout: 30, maximumConnections: 4))
+                                                   limits: SandboxServer.Limits(requestTimeout: 30, maximumConnections: 4),
+                                                   log: { log.append($0) })
         defer { Task { try? await server.shutdown() } }
         var held = try (0..<4).map { _ in try RawConnection(port: server.port) }
-        try await Task.sleep(nanoseconds: 200_000_000)
+        // The server has taken the four and paused its listener.
+        #expect(await Self.eventually { log.all.contains { $0.contains("the connection cap is reached") } }, "\(log.all)")
         let extra = try RawConnection(port: server.port)
         extra.send("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-        try await Task.sleep(nanoseconds: 300_000_000)
-        // Not refused: waiting, unanswered, while the four hold every place.
-        #expect(!extra.isClosedByPeer())
-        #expect(!held[0].isClosedByPeer())
+        // Not refused: waiting, unanswered (watched for 300 ms), while the four hold every place.
+        #expect(await !extra.answered(within: 300))
+        #expect(await !extra.closedByPeer(within: 100))
+        #expect(await !held[0].closedByPeer(within: 100))
         held.removeFirst()   // a place frees
-        var answered = false
-        for _ in 0..<50 where !answered {
-            try await Task.sleep(nanoseconds: 100_000_000)
-            answered = extra.hasData()
-        }
-        #expect(answered, "the waiting connection was not served once a place freed")
+        #expect(await extra.answered(within: 30_000), "the waiting connection was not served once a place freed")
     }
 
     /// One local process holding idle and trickling connections beyond the cap does not keep a
@@ -118,8 +128,10 @@ struct SandboxHardeningTests {
     @Test func idleAndTricklingConnectionsDoNotKeepARealClientOut() async throws {
         let admin = try TokenAdmin(label: "abuse")
         let service = try SandboxService(configuration: SandboxConfiguration(trusted: [try admin.trusted()]))
+        let log = Lines()
         let server = try await SandboxServer.start(service: service, port: 0,
-                                                   limits: SandboxServer.Limits(requestTimeout: 30, maximumConnections: 64))
+                                                   limits: SandboxServer.Limits(requestTimeout: 30, maximumConnections: 64),
+                                                   log: { log.append($0) })
         defer { Task { try? await server.shutdown() } }
         let client = FireblocksClient(baseURL: try APIBaseURL(validating: server.baseURL),
                                       issuer: try RequestTokenIssuer(apiKey: admin.apiKey, signer: admin.signer),
@@ -129,11 +141,12 @@ struct SandboxHardeningTests {
         let calm = ContinuousClock.now
         let probe = try RawConnection(port: server.port)
         probe.send("GET /v1/workspace HTTP/1.1\r\nHost: x\r\n\r\n")
-        for _ in 0..<100 where !probe.hasData() {}
+        _ = await probe.answered(within: 30_000)
         let normal = calm.duration(to: .now)
         let abuse = LocalAbuse(port: server.port, idle: 100, trickling: 20, requesting: 40)
         defer { abuse.stop() }
-        try await Task.sleep(nanoseconds: 500_000_000)
+        // The abuse holds every place: the server said so when it paused its listener.
+        #expect(await Self.eventually { log.all.contains { $0.contains("the connection cap is reached") } }, "\(log.all)")
         let started = ContinuousClock.now
         for _ in 0..<20 {
             #expect(try await client.send(APIRequest(method: "GET", path: "/v1/workspace")).status == 200)
@@ -142,44 +155,5 @@ struct SandboxHardeningTests {
         abuse.stop()
         // The head deadline (5 s) frees the places the idle ones took.
         #expect(took < .seconds(5) + normal * 20 + .seconds(5), "20 requests took \(took)")
-    }
-}
-
-/// A raw TCP client on loopback, to misbehave as HTTP clients never do.
-final class RawConnection {
-    let descriptor: Int32
-
-    init(port: Int) throws {
-        descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = in_port_t(UInt16(port).bigEndian)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        guard connected == 0 else { throw POSIXError(.ECONNREFUSED) }
-    }
-
-    deinit { close(descriptor) }
-
-    func send(_ text: String) {
-        _ = text.utf8CString.withUnsafeBufferPointer { write(descriptor, $0.baseAddress, $0.count - 1) }
-    }
-
-    /// True when something (an answer) can be read.
-    func hasData() -> Bool {
-        var poll = pollfd(fd: descriptor, events: Int16(POLLIN), revents: 0)
-        guard Glibc.poll(&poll, 1, 100) > 0 else { return false }
-        var byte: UInt8 = 0
-        return recv(descriptor, &byte, 1, Int32(MSG_PEEK)) > 0
-    }
-
-    /// True when the server closed the connection (a read returns end of file or an error).
-    func isClosedByPeer() -> Bool {
-        var poll = pollfd(fd: descriptor, events: Int16(POLLIN), revents: 0)
-        guard Glibc.poll(&poll, 1, 100) > 0 else { return false }
-        var byte: UInt8 = 0
-        return recv(descriptor, &byte, 1, Int32(MSG_PEEK)) <= 0
     }
 }

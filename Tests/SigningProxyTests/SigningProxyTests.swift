@@ -56,6 +56,7 @@ final class RecordingUpstream: Sendable {
             if path == "/v1/stall" { headers[.contentLength] = "100" }
             return Response(status: .ok, headers: headers, body: ResponseBody { writer in
                 try await writer.write(ByteBuffer(bytes: Array("{\"partial\":".utf8)))
+                // The stall is what these tests are about (an upstream that stops mid-answer), not a wait.
                 try await Task.sleep(for: .seconds(600))
                 try await writer.finish(nil)
             })
@@ -104,7 +105,8 @@ struct SigningProxyTests {
 
         var auditDirectory: URL { directory.appendingPathComponent("audit") }
 
-        func start(rules: [String], configure: (inout ProxyConfiguration) throws -> Void = { _ in }) async throws {
+        /// - Parameter log: receives the proxy's warnings (the connection policy's among them).
+        func start(rules: [String], log: CapturedLog? = nil, configure: (inout ProxyConfiguration) throws -> Void = { _ in }) async throws {
             try await upstream.start()
             var configuration = ProxyConfiguration(listen: .loopback(host: "127.0.0.1", port: 0),
                                                    upstream: try APIBaseURL(validating: upstream.baseURL), apiKey: apiKey,
@@ -112,8 +114,8 @@ struct SigningProxyTests {
             try configure(&configuration)
             let target = TokenTarget(module: .path(SoftHSM.modulePath), token: .label(token.label), key: .label("bot"),
                                      pinSource: .file(directory.appendingPathComponent("pin").path))
-            var logger = Logger(label: "test")
-            logger.logLevel = .critical
+            var logger = log.map { log in Logger(label: "test") { _ in log.handler() } } ?? Logger(label: "test")
+            logger.logLevel = log == nil ? .critical : .warning
             proxy = try await SigningProxy.start(configuration: configuration, token: target, auditDirectory: auditDirectory,
                                                  poolSize: 2, observer: SilentObserver(), logger: logger)
         }
@@ -494,7 +496,8 @@ struct ProxyAvailabilityTests {
     @Test func idleAndTricklingConnectionsDoNotKeepAClientWithATokenOut() async throws {
         let fixture = try SigningProxyTests.Fixture("proxy-abuse")
         let secret = "client-" + UUID().uuidString
-        try await fixture.start(rules: ["GET /v1/workspace"]) {
+        let log = CapturedLog()
+        try await fixture.start(rules: ["GET /v1/workspace"], log: log) {
             $0.clients = try ClientTokens(text: "payouts \(secret)\n", origin: "test")
         }
         // Normal latency, before.
@@ -505,7 +508,12 @@ struct ProxyAvailabilityTests {
         // token, and 100 that send whole requests without one, every second, kept alive.
         let abuse = LocalAbuse(port: fixture.port, idle: 300, trickling: 50, requesting: 100)
         defer { abuse.stop() }
-        try await Task.sleep(for: .milliseconds(500))
+        // The abuse holds every place: the proxy said so when it paused its listener.
+        let deadline = ContinuousClock.now + .seconds(30)
+        while !log.contains("the connection cap is reached"), ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        #expect(log.contains("the connection cap is reached"), "the abuse never filled the proxy's connections")
         // A client that connects now (its own connection pool: one new connection, kept alive).
         let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: .init(timeout: .init(read: .seconds(60))))
         let started = ContinuousClock.now
@@ -525,5 +533,30 @@ struct ProxyAvailabilityTests {
         // The head deadline (5 s) frees the places the idle ones took; the client's connection
         // waits in the backlog meanwhile instead of being refused.
         #expect(took < .seconds(5) + normal * 20 + .seconds(5), "20 requests took \(took)")
+    }
+}
+
+/// What a proxy logged, for tests that wait for a line instead of for a while.
+final class CapturedLog: Sendable {
+    private let lines = Mutex<[String]>([])
+
+    func contains(_ text: String) -> Bool { lines.withLock { $0.contains { $0.contains(text) } } }
+
+    func handler() -> some LogHandler { Handler(log: self) }
+
+    private struct Handler: LogHandler {
+        let log: CapturedLog
+        var logLevel: Logger.Level = .trace
+        var metadata: Logger.Metadata = [:]
+
+        subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+            get { metadata[key] }
+            set { metadata[key] = newValue }
+        }
+
+        func log(level: Logger.Level, message: Logger.Message, metadata: Logger.Metadata?, source: String, file: String,
+                 function: String, line: UInt) {
+            log.lines.withLock { $0.append(message.description) }
+        }
     }
 }

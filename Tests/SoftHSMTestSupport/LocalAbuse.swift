@@ -40,6 +40,8 @@ public final class LocalAbuse: @unchecked Sendable {
                 self.trickling = self.trickling.map { Self.isClosed($0) ? (Self.reconnect($0, port) ?? $0) : $0 }
                 lock.unlock()
                 sent += 1
+                // One byte (and one unauthenticated request) a second is the abuse itself: the
+                // pace of a trickling client, not a wait for something to happen.
                 usleep(1_000_000)
             }
         }

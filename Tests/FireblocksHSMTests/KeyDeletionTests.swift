@@ -1,0 +1,101 @@
+import APITestSupport
+import AuditTrail
+import FireblocksHSM
+import Foundation
+import Testing
+import TokenKeys
+
+/// `KeyDeletion`: the plan shown before anything is destroyed, the refusal to delete a key an API
+/// user depends on, and the deletion a person forces.
+@Suite("Key deletion (use case)")
+struct KeyDeletionTests {
+    private func planned(_ world: UseCaseWorld, _ key: String) async throws -> KeyDeletion.Plan {
+        let target = world.target(key: key)
+        let (state, audit) = (world.state, world.audit)
+        return try await BlockingBridge.run {
+            try KeyDeletion.plan(target: target, stateDirectory: state, auditDirectory: audit, observer: SilentObserver()).plan
+        }
+    }
+
+    private func delete(_ world: UseCaseWorld, _ key: String, force: Bool) async throws {
+        let target = world.target(key: key)
+        let (state, audit) = (world.state, world.audit)
+        try await BlockingBridge.run {
+            try KeyDeletion.plan(target: target, stateDirectory: state, auditDirectory: audit, observer: SilentObserver())
+                .perform(force: force)
+        }
+    }
+
+    @Test func aKeyBackingAnAPIUserIsKeptUnlessForced() async throws {
+        try await UseCaseWorld.with("del-backed", sandbox: { _ in }) { world in
+            let onboarded = try await world.onboard(try world.onboarding())
+            let plan = try await planned(world, "ci-bot")
+            #expect(plan.items.map(\.kind) == ["private", "public"])
+            #expect(plan.items.allSatisfy { $0.fingerprintSHA256 == onboarded.keyFingerprintSHA256 })
+            #expect(plan.backs.count == 1)
+            #expect(plan.backs.first?.hasPrefix("'ci-bot' (SIGNER, id \(onboarded.apiUser?.id ?? "?")") == true, "\(plan.backs)")
+
+            await #expect(throws: TokenKeysError(.keyInUse, "")) { try await delete(world, "ci-bot", force: false) }
+            #expect(try world.privateKeyLabels() == ["admin", "ci-bot"], "nothing was destroyed")
+            #expect((try world.record())?.keyLabel == "ci-bot")
+            let refusal = try #require(try world.auditRecords().last)
+            #expect(refusal.event == "command.failed" && refusal.facts["command"]?.text == "key delete")
+
+            try await delete(world, "ci-bot", force: true)
+            #expect(try world.privateKeyLabels() == ["admin"])
+            #expect(try world.publicKeys("ci-bot") == 0)
+            #expect((try world.record())?.keyLabel == nil, "the onboarding record goes with the key")
+            let deleted = try #require(try world.auditRecords().last { $0.event == "key.deleted" })
+            #expect(deleted.facts["forced"] == .bool(true))
+            #expect(deleted.facts["backedAPIUsers"] == .array(plan.backs.map { .string($0) }))
+        }
+    }
+
+    /// A key no user depends on goes without force, both halves; the audit trail says what went.
+    @Test func aFreeKeyIsDeletedWithBothHalvesAndRecorded() async throws {
+        try await UseCaseWorld.with("del-free") { world in
+            let onboarded = try await world.onboard(try world.onboarding(submit: false))
+            let plan = try await planned(world, "ci-bot")
+            #expect(plan.backs.isEmpty, "an onboarding that was never submitted backs nobody")
+            #expect(plan.token == world.token.label)
+            try await delete(world, "ci-bot", force: false)
+            #expect(try world.privateKeyLabels() == ["admin"])
+            let deleted = try #require(try world.auditRecords().last)
+            #expect(deleted.event == "key.deleted")
+            #expect(deleted.facts["forced"] == .bool(false))
+            guard case .array(let objects)? = deleted.facts["objects"] else { Issue.record("no objects: \(deleted.facts)"); return }
+            #expect(objects.count == 2)
+            #expect(objects.allSatisfy {
+                if case .object(let object) = $0 { return object["spkiSHA256"]?.text == onboarded.keyFingerprintSHA256 }
+                return false
+            })
+            await #expect(throws: TokenKeysError(.keyNotFound, "")) { _ = try await planned(world, "ci-bot") }
+        }
+    }
+
+    /// What an interrupted `key generate` leaves (the public half alone) blocks the label, is
+    /// planned as that one object, and once deleted the label is free again.
+    @Test(.enabled(if: FaultInjection.isAvailable))
+    func theLonePublicHalfOfAnInterruptedGenerationIsPlannedAloneAndDeleted() async throws {
+        try await UseCaseWorld.with("del-half") { world in
+            let target = world.target(key: "half")
+            let (state, audit) = (world.state, world.audit)
+            let generate: @Sendable () throws -> KeyReport = {
+                try KeyOperations.generate(target: target, bits: 2048, id: nil, stateDirectory: state, lockTimeout: 5,
+                                           auditDirectory: audit, observer: SilentObserver())
+            }
+            await #expect(throws: FaultInjection.Interrupted(point: "keygen-between-copies")) {
+                try await FaultInjection.$interruption.withValue("keygen-between-copies") { try await BlockingBridge.run(generate) }
+            }
+            #expect(try world.publicKeys("half") == 1)
+            await #expect(throws: TokenKeysError(.orphanedPublicKey, "")) { try await BlockingBridge.run(generate) }
+
+            let plan = try await planned(world, "half")
+            #expect(plan.items.map(\.kind) == ["public"])
+            #expect(plan.items.first?.fingerprintSHA256?.count == 64)
+            try await delete(world, "half", force: false)
+            #expect(try world.publicKeys("half") == 0)
+            #expect(try await BlockingBridge.run(generate).meetsPolicy)
+        }
+    }
+}
