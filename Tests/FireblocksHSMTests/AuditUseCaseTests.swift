@@ -62,7 +62,7 @@ struct AuditUseCaseTests {
             }
             #expect(checkpoint == sealed)
             let publicKey = try P256.Signing.PublicKey(pemRepresentation: key.publicKeyPEM)
-            #expect(AuditService.verifySignature(try SignedNote(parsing: sealed), origin: sealedTree.origin, publicKey: publicKey).isVerified)
+            #expect(try SignedNote(parsing: sealed).verify(name: sealedTree.origin, publicKey: publicKey) == .verified)
 
             // The whole trail verifies against the token's, the file's and an auditor's older checkpoint.
             let verified = try await verify(world, external: first)
@@ -168,15 +168,15 @@ struct AuditUseCaseTests {
                 do {
                     _ = try EvidenceBundle.verify(directory: copy, auditKeyPEM: trusted.publicKeyPEM)
                     Issue.record("\(attack): the bundle verified")
-                } catch let error as AuditError {
-                    #expect(error.code == .inconsistent || error.code == .unreadable, "\(attack): \(error)")
+                } catch let error as OperationError {
+                    #expect(error.code == .auditInconsistent || error.code == .auditUnreadable, "\(attack): \(error)")
                     #expect(reason.isEmpty || error.reason.contains(reason), "\(attack): \(error.reason)")
                 }
             }
 
             // Another key than the one the auditor recorded: nothing of the bundle is trusted.
             let stranger = P256.Signing.PrivateKey().publicKey.pemRepresentation
-            #expect(throws: AuditError(.inconsistent, "")) { try EvidenceBundle.verify(directory: bundle, auditKeyPEM: stranger) }
+            #expect(throws: OperationError(.auditInconsistent, "")) { try EvidenceBundle.verify(directory: bundle, auditKeyPEM: stranger) }
             // The untouched bundle still verifies.
             #expect(try EvidenceBundle.verify(directory: bundle, auditKeyPEM: trusted.publicKeyPEM) == verified)
         }

@@ -35,7 +35,7 @@ struct KeyDeletionTests {
             #expect(plan.backs.count == 1)
             #expect(plan.backs.first?.hasPrefix("'ci-bot' (SIGNER, id \(onboarded.apiUser?.id ?? "?")") == true, "\(plan.backs)")
 
-            await #expect(throws: TokenKeysError(.keyInUse, "")) { try await delete(world, "ci-bot", force: false) }
+            await #expect(throws: OperationError(.keyInUse, "")) { try await delete(world, "ci-bot", force: false) }
             #expect(try world.privateKeyLabels() == ["admin", "ci-bot"], "nothing was destroyed")
             #expect((try world.record())?.keyLabel == "ci-bot")
             let refusal = try #require(try world.auditRecords().last)
@@ -69,7 +69,7 @@ struct KeyDeletionTests {
                 if case .object(let object) = $0 { return object["spkiSHA256"]?.text == onboarded.keyFingerprintSHA256 }
                 return false
             })
-            await #expect(throws: TokenKeysError(.keyNotFound, "")) { _ = try await planned(world, "ci-bot") }
+            await #expect(throws: OperationError(.keyNotFound, "")) { _ = try await planned(world, "ci-bot") }
         }
     }
 

@@ -233,7 +233,7 @@ struct OnboardingTests {
 
     @Test func anExistingKeyThatNoOnboardingMadeIsNotAdopted() async throws {
         try await UseCaseWorld.with("ob-foreign") { world in
-            await #expect(throws: TokenKeysError(.keyExists, "")) {
+            await #expect(throws: OperationError(.keyExists, "")) {
                 try await world.onboard(try world.onboarding("admin", submit: false))
             }
             let record = try world.record("admin")

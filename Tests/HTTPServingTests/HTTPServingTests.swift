@@ -5,6 +5,7 @@ import Hummingbird
 import HummingbirdCore
 import Logging
 import NIOCore
+import ProxySettings
 import SoftHSMTestSupport
 import Synchronization
 import Testing
