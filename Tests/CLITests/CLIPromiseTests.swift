@@ -1,5 +1,6 @@
 import Foundation
 import SoftHSMTestSupport
+import Synchronization
 import Testing
 
 /// The product's promises under races, re-runs, kills and typos: one key and one API user per
@@ -265,21 +266,14 @@ struct CLIPromiseTests {
 }
 
 /// Results written by concurrent runs.
-private final class Results: @unchecked Sendable {
-    private let lock = NSLock()
-    private var storage: [ProcessResult?]
+private final class Results: Sendable {
+    private let storage: Mutex<[ProcessResult?]>
 
-    init(count: Int) { storage = Array(repeating: nil, count: count) }
+    init(count: Int) { storage = Mutex(Array(repeating: nil, count: count)) }
 
     func set(_ index: Int, _ value: ProcessResult?) {
-        lock.lock()
-        storage[index] = value
-        lock.unlock()
+        storage.withLock { $0[index] = value }
     }
 
-    var values: [ProcessResult?] {
-        lock.lock()
-        defer { lock.unlock() }
-        return storage
-    }
+    var values: [ProcessResult?] { storage.withLock { $0 } }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -6,64 +7,64 @@ import Glibc
 /// A local user abusing a server's connections (for the availability tests): idle connections
 /// that never send anything, and connections that trickle a request head one byte a second.
 /// Plain non-blocking sockets, so that none of it waits on the server.
-public final class LocalAbuse: @unchecked Sendable {
-    private var sockets: [Int32] = []
-    private var trickling: [Int32] = []
-    private var requesting: [Int32] = []
-    private let lock = NSLock()
-    private var stopped = false
-    private var thread: Thread?
+public final class LocalAbuse: Sendable {
+    /// The sockets, shared by the test's thread and the abuser's: behind a Mutex.
+    private struct Sockets {
+        var idle: [Int32] = []
+        var trickling: [Int32] = []
+        var requesting: [Int32] = []
+        var stopped = false
+    }
+    private let state = Mutex(Sockets())
 
     /// Opens `idle` silent connections, `trickling` slow ones and `requesting` ones that send a
     /// whole request (without any credential) every second on the same connection, to
     /// 127.0.0.1:`port`, and keeps reopening the ones the server closes until ``stop()``.
     public init(port: Int, idle: Int, trickling: Int, requesting: Int = 0) {
-        for _ in 0..<idle { if let socket = Self.connect(port) { sockets.append(socket) } }
-        for _ in 0..<trickling { if let socket = Self.connect(port) { self.trickling.append(socket) } }
-        for _ in 0..<requesting { if let socket = Self.connect(port) { self.requesting.append(socket) } }
+        state.withLock { state in
+            for _ in 0..<idle { if let socket = Self.connect(port) { state.idle.append(socket) } }
+            for _ in 0..<trickling { if let socket = Self.connect(port) { state.trickling.append(socket) } }
+            for _ in 0..<requesting { if let socket = Self.connect(port) { state.requesting.append(socket) } }
+        }
         let request = Array("GET /v1/workspace HTTP/1.1\r\nHost: x\r\n\r\n".utf8)
+        let head = Array("GET /v1/workspace HTTP/1.1\r\nHost: x\r\nX-Slow: ".utf8)
         let thread = Thread { [self] in
-            let head = Array("GET /v1/workspace HTTP/1.1\r\nHost: x\r\nX-Slow: ".utf8)
             var sent = 0
-            while !isStopped {
-                lock.lock()
-                for socket in self.trickling {
-                    var byte = head[sent % head.count]
-                    _ = Glibc.write(socket, &byte, 1)
+            while true {
+                let running = self.state.withLock { state -> Bool in
+                    guard !state.stopped else { return false }
+                    for socket in state.trickling {
+                        var byte = head[sent % head.count]
+                        _ = Glibc.write(socket, &byte, 1)
+                    }
+                    state.requesting = state.requesting.map { Self.isClosed($0) ? (Self.reconnect($0, port) ?? $0) : $0 }
+                    for socket in state.requesting {
+                        _ = request.withUnsafeBytes { Glibc.write(socket, $0.baseAddress, $0.count) }
+                    }
+                    // Whoever the server closed comes back at once (an attacker reconnects).
+                    state.idle = state.idle.map { Self.isClosed($0) ? (Self.reconnect($0, port) ?? $0) : $0 }
+                    state.trickling = state.trickling.map { Self.isClosed($0) ? (Self.reconnect($0, port) ?? $0) : $0 }
+                    return true
                 }
-                self.requesting = self.requesting.map { Self.isClosed($0) ? (Self.reconnect($0, port) ?? $0) : $0 }
-                for socket in self.requesting {
-                    _ = request.withUnsafeBytes { Glibc.write(socket, $0.baseAddress, $0.count) }
-                }
-                // Whoever the server closed comes back at once (an attacker reconnects).
-                sockets = sockets.map { Self.isClosed($0) ? (Self.reconnect($0, port) ?? $0) : $0 }
-                self.trickling = self.trickling.map { Self.isClosed($0) ? (Self.reconnect($0, port) ?? $0) : $0 }
-                lock.unlock()
+                guard running else { return }
                 sent += 1
                 // One byte (and one unauthenticated request) a second is the abuse itself: the
                 // pace of a trickling client, not a wait for something to happen.
                 usleep(1_000_000)
             }
         }
-        self.thread = thread
         thread.start()
-    }
-
-    private var isStopped: Bool {
-        lock.lock()
-        defer { lock.unlock() }
-        return stopped
     }
 
     /// Closes everything.
     public func stop() {
-        lock.lock()
-        stopped = true
-        for socket in sockets + trickling + requesting { close(socket) }
-        sockets = []
-        trickling = []
-        requesting = []
-        lock.unlock()
+        state.withLock { state in
+            state.stopped = true
+            for socket in state.idle + state.trickling + state.requesting { close(socket) }
+            state.idle = []
+            state.trickling = []
+            state.requesting = []
+        }
     }
 
     private static func connect(_ port: Int) -> Int32? {
