@@ -379,7 +379,8 @@ let package = Package(
         .testTarget(
             name: "CLITests",
             dependencies: [
-                "fireblocks-hsm", "fireblocks-hsm-net", "fireblocks-sandbox", "FireblocksHSMCommandLine", "SoftHSMTestSupport",
+                "fireblocks-hsm", "fireblocks-hsm-net", "fireblocks-sandbox", "FireblocksHSMCommandLine", "FireblocksHSM", "SoftHSMTestSupport",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "X509", package: "swift-certificates"),
             ]
         ),
