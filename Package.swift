@@ -32,7 +32,7 @@
 //                      from the SigningPool, AsyncHTTPClient upstream, /healthz, /metrics)
 //   FireblocksHSM -> FireblocksHSMCommandLine  the command line: flags, console, reports, exit codes
 //     -> fireblocks-hsm        every command; what talks to the network (`request`, `api-user`,
-//                              `onboard --submit`, `serve`, `bench proxy`) it hands to the
+//                              `onboard`, `serve`, `bench proxy`: NetworkCommand) it hands to the
 //                              companion below by execv: no SwiftNIO, no HTTP client or server,
 //                              no full Foundation, so the one-shot signing commands start fast
 //     + AsyncHTTPTransport + SigningProxy -> fireblocks-hsm-net  the companion executable: the
@@ -312,7 +312,7 @@ let package = Package(
         ),
         .testTarget(
             name: "AuditTrailTests",
-            dependencies: ["AuditTrail", "TransparencyLog"]
+            dependencies: ["AuditTrail", "TransparencyLog", "DurableFiles"]
         ),
         .testTarget(
             name: "TransparencyLogTests",
@@ -339,7 +339,7 @@ let package = Package(
             name: "FireblocksHSMTests",
             dependencies: [
                 "FireblocksHSM", "FireblocksAPI", "FireblocksSandbox", "TokenKeys", "PKCS11", "SoftHSMTestSupport",
-                "APITestSupport", "AsyncHTTPTransport", "AuditTrail", "DurableFiles", "HexEncoding", "TransparencyLog",
+                "APITestSupport", "AsyncHTTPTransport", "AuditTrail", "DurableFiles", "ErrorShape", "HexEncoding", "TransparencyLog",
                 .product(name: "Crypto", package: "swift-crypto"),
             ]
         ),
@@ -379,7 +379,7 @@ let package = Package(
         .testTarget(
             name: "CLITests",
             dependencies: [
-                "fireblocks-hsm", "fireblocks-hsm-net", "fireblocks-sandbox", "FireblocksHSMCommandLine", "FireblocksHSM", "SoftHSMTestSupport",
+                "fireblocks-hsm", "fireblocks-hsm-net", "fireblocks-sandbox", "FireblocksHSMCommandLine", "FireblocksHSM", "JOSE", "SoftHSMTestSupport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "X509", package: "swift-certificates"),
             ]

@@ -12,13 +12,14 @@ import Darwin
 /// an auditor will believe, so nobody else may have been able to write them.
 ///
 /// One rule set, for every use:
-/// - the file, the directory holding it, and the directory holding any symbolic link on the
-///   way belong to this user or root;
+/// - the file, the directory holding it, and the directory holding the symbolic link named
+///   (when the path itself is one) belong to this user or root;
 /// - none of them is writable by group or others;
 /// - a path that cannot be examined (`stat` fails) is refused, never let through;
 /// - it is the kind it should be (a regular file; a directory for the trail's directory).
 ///
-/// What each use adds: a ``Use/secret`` must also not be readable by group or others; the
+/// What each use adds: a ``Use/secret`` must also not be readable by group or others nor be a
+/// symbolic link; the
 /// trail's own state (``verifyPrivateState(_:kind:)``) is never reached through a link, a
 /// file of it has no second name (hard link), and a path that does not exist yet passes (the
 /// trail makes it, privately). This is what OpenSSH asks of the PKCS#11 providers, keys and
@@ -30,7 +31,8 @@ public enum TrustedFile {
         case runs
         /// It configures what runs: a profile.
         case configures
-        /// It holds secrets: a client-token file. Also not readable by group or others.
+        /// It holds secrets: a client-token file. Also not readable by group or others, and
+        /// not reached through a symbolic link.
         case secret
     }
 
@@ -40,6 +42,7 @@ public enum TrustedFile {
         // directory holding the link can point it elsewhere.
         var link = stat()
         guard lstat(path, &link) == 0 else { throw TrustedFileError(.unreadable, .file(path), errno: errno) }
+        if (link.st_mode & S_IFMT) == S_IFLNK, use == .secret { throw TrustedFileError(.notARegularFile, .file(path)) }
         if (link.st_mode & S_IFMT) == S_IFLNK {
             let holder = directory(of: path)
             var status = stat()
@@ -165,6 +168,12 @@ public struct TrustedFileError: LibraryError, Hashable {
     }
 
     public var description: String { reason }
+
+    /// Equal when the code and the file are (the facts behind them and the location are not
+    /// compared).
+    public static func == (lhs: Self, rhs: Self) -> Bool { lhs.code == rhs.code && lhs.subject == rhs.subject }
+    /// Hashes what equality compares.
+    public func hash(into hasher: inout Hasher) { hasher.combine(code); hasher.combine(subject) }
 }
 
 extension TrustedFile {
@@ -216,20 +225,21 @@ extension TrustedFile {
 }
 
 extension TrustedFile {
-    /// Checks `path` for `use` and reads it (at most `limit` bytes, or ``TrustedFileError/Code/tooLarge``),
-    /// from the very file that was checked: the descriptor read is compared with the file
-    /// judged, so a file swapped in between is refused, not read.
+    /// Checks `path` for `use` and reads it (at most `limit` bytes, or ``TrustedFileError/Code/tooLarge``).
+    /// The rule is applied again to the descriptor that is read (`fstat`: a regular file, the
+    /// owner, the mode), so a file swapped in after the path was judged is judged itself; the
+    /// directories were judged by the path's check.
     public static func read(_ path: String, for use: Use, limit: Int) throws(TrustedFileError) -> [UInt8] {
         let real = try verify(path, for: use)
-        var checked = stat()
-        guard stat(real, &checked) == 0 else { throw TrustedFileError(.unreadable, .file(real), errno: errno) }
         let descriptor = open(real, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
         guard descriptor >= 0 else { throw TrustedFileError(.unreadable, .file(real), errno: errno) }
         defer { close(descriptor) }
         var opened = stat()
         guard fstat(descriptor, &opened) == 0 else { throw TrustedFileError(.unreadable, .file(real), errno: errno) }
-        guard opened.st_dev == checked.st_dev, opened.st_ino == checked.st_ino else {
-            throw TrustedFileError(.notARegularFile, .file(real))
+        guard (opened.st_mode & S_IFMT) == S_IFREG else { throw TrustedFileError(.notARegularFile, .file(real)) }
+        try requireTrusted(opened, .file(real))
+        if use == .secret, opened.st_mode & 0o077 != 0 {
+            throw TrustedFileError(.readableByOthers, .file(real), mode: opened.st_mode & 0o7777)
         }
         var bytes = [UInt8](repeating: 0, count: limit + 1)
         var total = 0

@@ -64,6 +64,9 @@ public struct OperationError: LibraryError, Hashable {
         public static let auditInconsistent = Code("auditInconsistent")
         /// A file or the directory of the trail could have been written by someone else.
         public static let auditUntrustedFile = Code("auditUntrustedFile")
+
+        /// Every code, for whoever maps them (the command line's exit classes are tested against it).
+        public static let all: [Code] = [.noTokenSelected, .noKeySelected, .noTokenMatches, .ambiguousToken, .tokenExists, .keyExists, .keyNotFound, .ambiguousKey, .orphanedPublicKey, .keyInUse, .keyNotOnToken, .notAnRSAKey, .policyViolation, .pinRejected, .signatureCheckFailed, .invalidInput, .fileExists, .unwritable, .auditUnwritable, .auditUnreadable, .auditTornTail, .auditAnchorMissing, .auditUntrustedKey, .auditInconsistent, .auditUntrustedFile]
     }
 
     public let code: Code

@@ -9,6 +9,13 @@ package struct CommandLineError: Error, CustomStringConvertible {
 
     package init(_ message: String) { self.init(message, status: .usage) }
 
+    /// For the companion's runners: a usage error, or one about a file or the tool's state.
+    package enum ExitClass: Sendable { case usage, io }
+
+    package init(_ message: String, exitClass: ExitClass) {
+        self.init(message, status: exitClass == .usage ? .usage : .fileError)
+    }
+
     init(_ message: String, status: ExitStatus) {
         self.message = message
         self.status = status

@@ -307,7 +307,8 @@ struct ErrorReport: Sendable, Encodable {
     }
 
     private enum CodingKeys: String, CodingKey {
-        case `class`, message, exitCode, requestId, httpStatus, pkcs11, responseBody, code, path, token, key, recordIndex, thrownAt
+        case `class`, message, exitCode, requestId, httpStatus, pkcs11, pkcs11Function, responseBody, code, path, token, tokenSerial, key,
+             recordIndex, thrownAt
     }
 
     func encode(to encoder: any Encoder) throws {
@@ -322,6 +323,8 @@ struct ErrorReport: Sendable, Encodable {
         try container.encodeIfPresent(code, forKey: .code)
         try container.encodeIfPresent(facts?.path, forKey: .path)
         try container.encodeIfPresent(facts?.tokenLabel, forKey: .token)
+        try container.encodeIfPresent(facts?.tokenSerial, forKey: .tokenSerial)
+        try container.encodeIfPresent(facts?.function, forKey: .pkcs11Function)
         try container.encodeIfPresent(facts?.keyLabel, forKey: .key)
         try container.encodeIfPresent(facts?.recordIndex, forKey: .recordIndex)
         try container.encodeIfPresent(location, forKey: .thrownAt)

@@ -13,13 +13,11 @@ import Synchronization
 /// `fireblocks-hsm-net` (same arguments, environment, descriptors), which parses the same
 /// command tree (``FireblocksHSMCommand``) and runs the command with the network installed.
 ///
-/// Adding one (docs/architecture.md):
+/// Adding one (docs/architecture.md has the whole example, compiled by its test):
 ///
-///     struct PingCommand: NetworkCommand {
-///         @OptionGroup var api: APIOptions
-///         func run(network: Network) async throws {
-///             try await api.target(profile: nil, auditDirectory: nil, transport: network.transport).client.ping()
-///         }
+///     struct WorkspaceCommand: NetworkCommand {
+///         …options…
+///         func run(network: Network) async throws { …network.transport… }
 ///     }
 ///
 /// and list it in ``FireblocksHSMCommand``'s subcommands.
@@ -29,7 +27,8 @@ package protocol NetworkCommand: AsyncParsableCommand {
     /// Called before anything else the command does: `execv` keeps descriptors and file
     /// locks and the companion starts the command from the beginning, so nothing before the
     /// hand-over may read a profile, a PIN or a body, open the token or take a lock (the
-    /// protocol's `run()` hands over first; `validate()` must stay free of such effects).
+    /// protocol's `run()` hands over first; `validate()` must stay free of such effects, but for
+    /// `serve`'s reading its client-token file, read-only and without a lock).
     func run(network: Network) async throws
 }
 

@@ -57,12 +57,12 @@ public struct ProxyConfiguration: Sendable {
 
     /// Refuses settings that cannot work.
     public func validate() throws {
-        guard (1...(1 << 30)).contains(maximumBodySize) else { throw ProxySettingError(.maximumBodySize, "must be 1 byte to 1 GiB") }
-        guard (1...1_000_000).contains(checkpointEvery) else { throw ProxySettingError(.checkpointEvery, "must be 1 to 1000000 records") }
+        guard (1...(1 << 30)).contains(maximumBodySize) else { throw ProxyConfigurationError(.invalidSetting, "must be 1 byte to 1 GiB", setting: .maximumBodySize) }
+        guard (1...1_000_000).contains(checkpointEvery) else { throw ProxyConfigurationError(.invalidSetting, "must be 1 to 1000000 records", setting: .checkpointEvery) }
         guard checkpointInterval >= .seconds(1), checkpointInterval <= .seconds(86_400) else {
-            throw ProxySettingError(.checkpointInterval, "must be 1 s to 24 h")
+            throw ProxyConfigurationError(.invalidSetting, "must be 1 s to 24 h", setting: .checkpointInterval)
         }
-        guard (1...65_536).contains(maximumConnections) else { throw ProxySettingError(.other, "the connection cap must be 1 to 65536") }
+        guard (1...65_536).contains(maximumConnections) else { throw ProxyConfigurationError(.invalidSetting, "the connection cap must be 1 to 65536") }
         _ = try RequestTokenIssuer(apiKey: apiKey, signer: NoSigner(), lifetime: jwtLifetime)
     }
 }

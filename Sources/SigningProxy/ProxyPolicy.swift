@@ -1,3 +1,4 @@
+import ProxySettings
 import ErrorShape
 import Foundation
 
@@ -11,6 +12,8 @@ public struct ProxyConfigurationError: LibraryError {
         public static let cannotListen = Code("cannotListen")
         /// A request target that could mean something else to the server than to the policy.
         public static let ambiguousTarget = Code("ambiguousTarget")
+        /// A setting the proxy cannot work with (``ProxyConfigurationError/setting`` names it).
+        public static let invalidSetting = Code("invalidSetting")
         /// The token gave no audit key to seal the proxy's records with.
         public static let auditUnavailable = Code("auditUnavailable")
         /// Something else the proxy cannot do (a benchmark's own request refused).
@@ -19,11 +22,14 @@ public struct ProxyConfigurationError: LibraryError {
     public let code: Code
     /// Why.
     public let reason: String
+    /// The setting, for ``Code/invalidSetting``.
+    public let setting: ProxySettingError.Code?
     public let location: ErrorLocation
     /// An error with its reason.
-    public init(_ code: Code = .other, _ reason: String, file: String = #fileID, line: UInt = #line) {
+    public init(_ code: Code = .other, _ reason: String, setting: ProxySettingError.Code? = nil, file: String = #fileID, line: UInt = #line) {
         self.code = code
         self.reason = reason
+        self.setting = setting
         self.location = ErrorLocation(file: file, line: line)
     }
     /// An error with only its reason.

@@ -182,7 +182,7 @@ struct ProxyResponder: HTTPResponder {
             seq = value
         case .failure(let error):
             logger.error("request refused: its audit record cannot be written", metadata: ["error": "\(error)", "uri": "\(uri)"])
-            return finish(Self.errorResponse(503, "the proxy cannot write its audit record, so it forwards nothing (fail closed): \(error)"),
+            return finish(Self.errorResponse(503, "the proxy cannot record this request in its audit log, so it forwards nothing (fail closed); its operator finds why in the proxy's log"),
                           route: rule.description, started: started)
         }
         let jwt: String
@@ -192,7 +192,7 @@ struct ProxyResponder: HTTPResponder {
         case .failure(let error):
             logger.error("cannot sign the request's JWT", metadata: ["error": "\(error)", "uri": "\(uri)"])
             recordOutcome(seq: seq, status: 503, requestID: nil, started: started, failure: "signing: \(error)")
-            return finish(Self.errorResponse(503, "the token could not sign the request: \(error)"), route: rule.description, started: started)
+            return finish(Self.errorResponse(503, "the proxy could not sign this request on its token; its operator finds why in the proxy's log"), route: rule.description, started: started)
         }
 
         var outgoing = HTTPClientRequest(url: configuration.upstream.origin + uri)

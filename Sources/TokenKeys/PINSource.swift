@@ -117,14 +117,25 @@ public enum PINSource: Hashable, Sendable, CustomStringConvertible {
             throw TokenKeysError(.pinUnavailable, "the file: pin source names a file that cannot be read (\(String(cString: strerror(errno))); its path is not shown, in case it is a PIN)")
         }
         defer { close(descriptor) }
+        // The trust rule of files that configure what runs (DurableFiles.TrustedFile), judged
+        // on the descriptor that is read: whoever else could write the PIN file could make this
+        // process send wrong PINs until the token locks. Readable by others only warns
+        // (container secrets are often 0444); its path is never shown.
         var status = stat()
-        if fstat(descriptor, &status) == 0 {
-            guard (status.st_mode & S_IFMT) == S_IFREG else {
-                throw TokenKeysError(.pinUnavailable, "the file: pin source does not name a regular file")
-            }
-            if status.st_mode & 0o077 != 0 {
-                warn("warning: the PIN file is readable or writable by group/others (mode \(String(status.st_mode & 0o777, radix: 8))); chmod 600 it")
-            }
+        guard fstat(descriptor, &status) == 0 else {
+            throw TokenKeysError(.pinUnavailable, "the file: pin source names a file that cannot be examined (\(String(cString: strerror(errno))))")
+        }
+        guard (status.st_mode & S_IFMT) == S_IFREG else {
+            throw TokenKeysError(.pinUnavailable, "the file: pin source does not name a regular file")
+        }
+        guard status.st_uid == 0 || status.st_uid == getuid() else {
+            throw TokenKeysError(.pinUnavailable, "the PIN file belongs to another user (uid \(status.st_uid)): whoever owns it decides what is sent to the token; it must be yours or root's (nothing was sent)")
+        }
+        guard status.st_mode & 0o022 == 0 else {
+            throw TokenKeysError(.pinUnavailable, "the PIN file is writable by group or others (mode \(String(status.st_mode & 0o777, radix: 8))): chmod 600 it (nothing was sent to the token)")
+        }
+        if status.st_mode & 0o044 != 0 {
+            warn("warning: the PIN file is readable by group/others (mode \(String(status.st_mode & 0o777, radix: 8))); chmod 600 it")
         }
         // A PIN file is small; refuse anything that is clearly not one.
         let limit = 4096

@@ -17,7 +17,20 @@ struct NetProxyRunner: ProxyCommandRunner {
         } catch let error as ProxySettingError {
             throw CommandLineError("\(ServeCommand.flag(for: error.code)) \(error.reason)")  // a usage error (exit 2)
         } catch let error as ProxyConfigurationError {
-            throw CommandLineError(error.reason)  // cannot listen there: a usage error (exit 2)
+            throw Self.commandLineError(error)
+        }
+    }
+
+    /// The proxy's refusal in the command line's terms: a setting or an address is a usage
+    /// error (exit 2, naming the flag); a token without an audit key is the trail's (exit 3).
+    private static func commandLineError(_ error: ProxyConfigurationError) -> CommandLineError {
+        switch error.code {
+        case .invalidSetting:
+            return CommandLineError(error.setting.map { "\(ServeCommand.flag(for: $0)) \(error.reason)" } ?? error.reason)
+        case .auditUnavailable:
+            return CommandLineError(error.reason, exitClass: .io)
+        default:
+            return CommandLineError(error.reason)
         }
     }
 
@@ -59,6 +72,14 @@ struct NetProxyRunner: ProxyCommandRunner {
     }
 
     func benchProxy(_ command: BenchProxyCommand, transport: any HTTPTransport) async throws {
+        do {
+            try await runBenchmark(command, transport: transport)
+        } catch let error as ProxyConfigurationError {
+            throw Self.commandLineError(error)
+        }
+    }
+
+    private func runBenchmark(_ command: BenchProxyCommand, transport: any HTTPTransport) async throws {
         let profile = try command.token.loadProfile()
         let target = try command.api.target(profile: profile, auditDirectory: nil, transport: transport)
         let result = try await ProxyBenchmark.run(upstream: target.baseURL, apiKey: target.apiKey, path: command.path,

@@ -5,13 +5,16 @@ import Foundation
 import Testing
 
 // docs/architecture.md's "adding a network command", verbatim: it compiles with the tests.
-struct WorkspaceCommand: NetworkCommand {                        // the hand-over is the protocol's
-    static let configuration = CommandConfiguration(commandName: "workspace")
-    @OptionGroup var token: TokenOptions; @OptionGroup var key: KeyOptions; @OptionGroup var api: APIOptions
-    func run(network: Network) async throws {                    // runs in fireblocks-hsm-net
-        let target = try api.target(profile: nil, auditDirectory: nil, transport: network.transport)
-        _ = try await APIOperations.request(token: try token.target(key: key.key, profile: nil), api: target,
-                                            method: "GET", path: "/v1/workspace", body: nil, idempotencyKey: nil, observer: Console())
+struct WorkspaceCommand: NetworkCommand {                        // 1: the hand-over is the protocol's
+    static let configuration = CommandConfiguration(commandName: "workspace")   // 2
+    @OptionGroup var token: TokenOptions; @OptionGroup var key: KeyOptions       // 3
+    @OptionGroup var api: APIOptions; @OptionGroup var audit: AuditOptions      // 4
+    func run(network: Network) async throws {                    // 5: runs in fireblocks-hsm-net
+        let profile = try token.loadProfile()
+        _ = try await APIOperations.request(
+            token: try token.target(key: key.key ?? profile?.key, profile: profile),
+            api: try api.target(profile: profile, auditDirectory: audit.directory(profile: profile), transport: network.transport),
+            method: "GET", path: "/v1/workspace", body: nil, idempotencyKey: nil, observer: Console())
     }
 }
 

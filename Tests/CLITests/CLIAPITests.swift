@@ -1,6 +1,7 @@
 import Foundation
 import JOSE
 import SoftHSMTestSupport
+import Synchronization
 import Testing
 
 /// `fireblocks-sandbox serve` as a user runs it, in the background of a test.
@@ -238,9 +239,10 @@ struct CLISandboxLifecycleTests {
         let (cli, sandbox, api) = try SandboxProcess.withAdmin(apiKey: UUID().uuidString.lowercased(), sandboxArguments: ["--delay", "1.5"])
         defer { cli.remove() }
         let done = DispatchSemaphore(value: 0)
-        nonisolated(unsafe) var listed: ProcessResult?
+        let listing = Mutex<ProcessResult?>(nil)
         DispatchQueue.global().async {
-            listed = try? cli.runOnToken(["api-user", "list", "--key", "admin", "--attempts", "1"] + api)
+            let result = try? cli.runOnToken(["api-user", "list", "--key", "admin", "--attempts", "1"] + api)
+            listing.withLock { $0 = result }
             done.signal()
         }
         // The request is in flight once the stand-in has logged it (its 1.5 s delay follows).
@@ -249,6 +251,7 @@ struct CLISandboxLifecycleTests {
         sandbox.process.waitUntilExit()
         #expect(sandbox.process.terminationStatus == 0)
         done.wait()
+        let listed = listing.withLock { $0 }
         #expect(listed?.status == 0, "\(listed?.standardError ?? "did not run")")
         let log = (try? String(contentsOfFile: sandbox.log, encoding: .utf8)) ?? ""
         #expect(log.contains("stopped"), "\(log)")

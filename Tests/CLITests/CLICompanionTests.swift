@@ -103,9 +103,15 @@ struct CLICompanionTests {
         // So are the API flags of every network command.
         for arguments in [["request", "GET", "/v1/workspace", "--env", "mars"], ["api-user", "list", "--env", "sandbox", "--base-url", "https://x.example/v1"],
                           ["api-user", "list", "--base-url", "http://api.example/v1"], ["request", "GET", "/v1/workspace", "--env", "sandbox", "--jwt-lifetime", "56"],
-                          ["bench", "proxy", "--env", "sandbox", "--attempts", "11"]] {
+                          ["bench", "proxy", "--env", "sandbox", "--attempts", "11"],
+                          // …and the token's: the PIN source's syntax, a URI's pin-value, the key URI.
+                          ["request", "GET", "/v1/workspace", "--env", "sandbox", "--pin-source", "1234"],
+                          ["serve", "--listen", "unix:/tmp/x.sock", "--allow", "GET /v1/x", "--env", "sandbox", "--token", "pkcs11:token=fb;pin-value=1234"],
+                          ["api-user", "list", "--env", "sandbox", "--key", "pkcs11:objct=admin"],
+                          ["onboard", "--key", "k", "--name", "k", "--role", "SIGNER", "--o", "A", "--module", "/x.so", "--token", "pkcs11:token=fb;module-path=/y.so"]] {
             let result = try Subprocess.run(alone + "/fireblocks-hsm", arguments, environment: cli.environment(), workingDirectory: cli.files)
             #expect(result.status == 2 && !result.standardError.contains("cannot run"), "\(arguments): \(result.standardError)")
+            #expect(!result.standardError.contains("1234"), "a PIN typed in the wrong place is not echoed")
         }
     }
 

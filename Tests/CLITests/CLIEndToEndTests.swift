@@ -154,6 +154,7 @@ enum P11Kit {
             process.standardError = FileHandle.nullDevice
             try process.run()
             for _ in 0..<50 where !FileManager.default.fileExists(atPath: socket) { usleep(100_000) }
+            try #require(FileManager.default.fileExists(atPath: socket), "p11-kit server made no socket in 5 s")
         }
 
         func stop() {

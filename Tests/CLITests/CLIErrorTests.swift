@@ -1,3 +1,5 @@
+import FireblocksHSM
+@testable import FireblocksHSMCommandLine
 import Foundation
 import SoftHSMTestSupport
 import Testing
@@ -249,5 +251,19 @@ struct CLIErrorTests {
         defer { cli.remove() }
         let result = try cli.run(["token", "init", "--label", "fb", "--so-pin-source", "env:TEST_SO_PIN", "--pin-source", "env:TEST_HSM_PIN"])
         expectFailure(result, status: 6, mentioning: ["already exists", "erase"], notMentioning: [cli.userPIN, cli.securityOfficerPIN])
+    }
+}
+
+/// Every code of the use cases' error has an exit class of its own: a code added without one
+/// would silently become "internal error" (exit 1).
+@Suite("Command line: every use-case error code is classified")
+struct OperationErrorClassificationTests {
+    @Test func everyOperationErrorCodeHasAnExitClassOtherThanInternal() {
+        #expect(OperationError.Code.all.count >= 25)
+        for code in OperationError.Code.all {
+            let (status, _) = ErrorReport.classify(code)
+            #expect(status != .internalError, "\(code) has no exit class")
+        }
+        #expect(Set(OperationError.Code.all.map(\.name)).count == OperationError.Code.all.count)
     }
 }

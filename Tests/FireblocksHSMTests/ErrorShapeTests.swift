@@ -52,7 +52,8 @@ struct ErrorShapeTests {
         var scanned = 0
         for target in try FileManager.default.contentsOfDirectory(atPath: sources.path) where !commandLine.contains(target) {
             let directory = sources.appendingPathComponent(target)
-            for file in try FileManager.default.contentsOfDirectory(atPath: directory.path) where file.hasSuffix(".swift") {
+            let files = (FileManager.default.enumerator(atPath: directory.path)?.allObjects as? [String] ?? []).filter { $0.hasSuffix(".swift") }
+            for file in files {
                 let text = try String(contentsOf: directory.appendingPathComponent(file), encoding: .utf8)
                 scanned += 1
                 for (number, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {

@@ -43,7 +43,9 @@ final class RecordingUpstream: Sendable {
         let application = Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)),
                                       onServerRunning: { channel in self.bound.withLock { $0 = channel.localAddress?.port } })
         task.withLock { $0 = Task { try await application.runService() } }
+        // Polled with a deadline: the bound port is what the test waits for.
         for _ in 0..<500 where bound.withLock({ $0 }) == nil { try await Task.sleep(for: .milliseconds(10)) }
+        _ = try #require(bound.withLock { $0 }, "the upstream did not bind a port in 5 s")
     }
 
     func stop() { task.withLock { $0?.cancel() } }

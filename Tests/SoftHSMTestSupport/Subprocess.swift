@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 /// Runs a program and collects its output (for the cross-checks with tools this project did
 /// not write, and for running the command line itself).
@@ -36,10 +37,11 @@ public enum Subprocess {
         try inputPipe.fileHandleForWriting.close()
         // Read both pipes concurrently so a chatty child cannot block on a full pipe.
         let group = DispatchGroup()
-        nonisolated(unsafe) var errorData = Data()
+        let errorData = Mutex(Data())
         group.enter()
         DispatchQueue.global().async {
-            errorData = error.fileHandleForReading.readDataToEndOfFile()
+            let data = error.fileHandleForReading.readDataToEndOfFile()
+            errorData.withLock { $0 = data }
             group.leave()
         }
         let outputData = output.fileHandleForReading.readDataToEndOfFile()
@@ -47,7 +49,7 @@ public enum Subprocess {
         process.waitUntilExit()
         return ProcessResult(status: process.terminationStatus,
                              standardOutput: String(decoding: outputData, as: UTF8.self),
-                             standardError: String(decoding: errorData, as: UTF8.self),
+                             standardError: String(decoding: errorData.withLock { $0 }, as: UTF8.self),
                              standardOutputData: outputData)
     }
 

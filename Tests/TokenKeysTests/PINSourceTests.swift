@@ -92,6 +92,18 @@ struct PINSourceTests {
         #expect(warnings.first?.contains(path) == false)
     }
 
+    /// Whoever else could write the PIN file could make the tool send wrong PINs until the
+    /// token locks: refused before anything is sent, without the path.
+    @Test(arguments: [0o620, 0o602, 0o666])
+    func aPINFileOthersCanWriteIsRefused(mode: Int) throws {
+        let path = try temporaryFile("pin\n", mode: mode_t(mode))
+        defer { unlink(path) }
+        let refused = #expect(throws: TokenKeysError(.pinUnavailable, "")) {
+            try PINSource.file(path).readPIN(prompter: nil, promptText: "", warn: { _ in })
+        }
+        #expect(refused?.reason.contains("writable by group or others") == true && refused?.reason.contains(path) == false)
+    }
+
     @Test func anEmptyOrMissingFileIsAnError() throws {
         let path = try temporaryFile("\n", mode: 0o600)
         defer { unlink(path) }

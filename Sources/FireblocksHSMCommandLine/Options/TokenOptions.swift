@@ -6,6 +6,7 @@ import FoundationEssentials
 import Foundation
 #endif
 import PKCS11
+import TokenKeys
 
 /// `--module`: shared by every command that talks to a module.
 struct ModuleOptions: ParsableArguments {
@@ -43,6 +44,23 @@ package struct TokenOptions: ParsableArguments {
         valueName: "name"))
     var profile: String?
 
+    /// The flags' own values (the token selector or URI, a URI's pin-value, the module against
+    /// a URI's, the PIN source's syntax), checked where they are parsed: by `fireblocks-hsm`,
+    /// before a network command is handed over. Nothing is read: not the PIN, not a profile,
+    /// not the environment (whose values are checked when they are resolved).
+    package func validate() throws {
+        do {
+            _ = try TokenTargetResolution.resolve(module: moduleOptions.module, token: token, key: nil, pinSource: pinSource,
+                                                  environment: [:], profile: nil)
+        } catch let error as CommandLineError {
+            throw ValidationError(error.message)
+        } catch let error as TokenKeysError {
+            throw ValidationError(ErrorReport(error).message)
+        } catch let error as PKCS11URIError {
+            throw ValidationError(ErrorReport(error).message)
+        }
+    }
+
     /// The profile in effect, if any.
     package func loadProfile() throws -> Profile? {
         try ProfileStore.load(named: profile, environment: ProcessInfo.processInfo.environment)
@@ -70,6 +88,20 @@ package struct KeyOptions: ParsableArguments {
         "Key label, or a URI such as 'pkcs11:object=api-user-1;id=%01' (may name the token too).",
         valueName: "label|uri"))
     package var key: String?
+
+    /// The key selector's syntax and a URI's pin-value, checked before any hand-over.
+    package func validate() throws {
+        guard let key else { return }
+        do {
+            if let uri = try KeySelector(argument: key).uri, uri.pinValue != nil {
+                throw ValidationError("a pkcs11: URI with pin-value puts the PIN in the process list and shell history; use pin-source=env:NAME or pin-source=file:PATH instead")
+            }
+        } catch let error as PKCS11URIError {
+            throw ValidationError(ErrorReport(error).message)
+        } catch let error as TokenKeysError {
+            throw ValidationError(ErrorReport(error).message)
+        }
+    }
 }
 
 /// `--json`.
