@@ -181,4 +181,89 @@ struct AuditUseCaseTests {
             #expect(try EvidenceBundle.verify(directory: bundle, auditKeyPEM: trusted.publicKeyPEM) == verified)
         }
     }
+
+    // MARK: Whoever can write the audit directory (the CLI's CLIAuditAttackTests check the exit codes)
+
+    private func sealedTwice(_ world: UseCaseWorld) async throws {
+        _ = try await withService(world) { service -> Int in
+            _ = try service.record([AuditEntry(event: "test.a")])
+            _ = try service.record([AuditEntry(event: "test.b")])
+            return 0
+        }
+    }
+
+    /// An older log and its older checkpoint file put back (the cache removed): the token's
+    /// anchor moved on, so nothing is appended or signed over the rollback.
+    @Test func anOlderLogPutBackIsNeverSignedOver() async throws {
+        try await UseCaseWorld.with("audit-rollback") { world in
+            try await sealedTwice(world)
+            let log = try world.auditLogPath
+            let base = String(log.dropLast(".jsonl".count))
+            let older = (log: try Data(contentsOf: URL(fileURLWithPath: log)), checkpoint: try Data(contentsOf: URL(fileURLWithPath: base + ".checkpoint")))
+            _ = try await withService(world) { service -> Int in _ = try service.record([AuditEntry(event: "test.c")]); return 0 }
+            try older.log.write(to: URL(fileURLWithPath: log))
+            try older.checkpoint.write(to: URL(fileURLWithPath: base + ".checkpoint"))
+            try? FileManager.default.removeItem(atPath: base + ".tree")
+            await #expect(throws: AuditError.self) {
+                _ = try await withService(world) { service -> Int in _ = try service.record([AuditEntry(event: "test.after")]); return 0 }
+            }
+            await #expect(throws: (any Error).self) { _ = try await verify(world) }
+            #expect(try Data(contentsOf: URL(fileURLWithPath: log)) == older.log, "nothing was appended to the rolled-back log")
+        }
+    }
+
+    /// A checkpoint file ahead of the token's anchor was not written by an append: refused.
+    @Test func aCheckpointFileAheadOfTheAnchorIsRefused() async throws {
+        try await UseCaseWorld.with("audit-ahead") { world in
+            try await sealedTwice(world)
+            let checkpoint = String(try world.auditLogPath.dropLast(".jsonl".count)) + ".checkpoint"
+            var note = try String(contentsOfFile: checkpoint, encoding: .utf8).split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+            note[1] = String((Int(note[1]) ?? 0) + 5)
+            try note.joined(separator: "\n").write(toFile: checkpoint, atomically: false, encoding: .utf8)
+            let refused = await #expect(throws: OperationError.self) {
+                _ = try await withService(world) { service -> Int in _ = try service.record([AuditEntry(event: "test.after")]); return 0 }
+            }
+            #expect(refused?.code == .auditInconsistent && refused?.reason.contains("ahead") == true, "\(String(describing: refused))")
+        }
+    }
+
+    /// A torn line inside the sealed records is damage, not an interrupted append: the repair
+    /// refuses to cut it, and the log is left as it is.
+    @Test func repairNeverCutsASealedRecord() async throws {
+        try await UseCaseWorld.with("audit-repair") { world in
+            try await sealedTwice(world)
+            let log = try world.auditLogPath
+            var bytes = try Data(contentsOf: URL(fileURLWithPath: log))
+            bytes.removeLast()
+            try bytes.write(to: URL(fileURLWithPath: log))
+            let target = world.target()
+            let audit = world.audit
+            await #expect(throws: AuditError(.inconsistent, "")) {
+                _ = try await BlockingBridge.run { try AuditOperations.repairTornTail(target: target, directory: audit, observer: SilentObserver()) }
+            }
+            #expect(try Data(contentsOf: URL(fileURLWithPath: log)) == bytes, "the log was changed")
+        }
+    }
+
+    /// After an edit, a person re-anchors: the trail records what it cannot prove, and appends
+    /// and verification work again from the log as it is.
+    @Test func aPersonReanchorsAnEditedTrailAndItIsRecorded() async throws {
+        try await UseCaseWorld.with("audit-reanchor") { world in
+            try await sealedTwice(world)
+            let log = try world.auditLogPath
+            let edited = try String(contentsOfFile: log, encoding: .utf8).replacingOccurrences(of: "test.a", with: "test.z")
+            try edited.write(toFile: log, atomically: false, encoding: .utf8)
+            await #expect(throws: (any Error).self) { _ = try await verify(world) }
+            let target = world.target()
+            let audit = world.audit
+            let reanchored = try await BlockingBridge.run {
+                try AuditOperations.reanchor(target: target, directory: audit, reason: "ticket 42", observer: SilentObserver())
+            }
+            #expect(reanchored.previousAnchor == "not-extended", "\(reanchored)")
+            #expect(try world.auditEvents().last == "audit.reanchored")
+            let verified = try await verify(world)
+            #expect(verified.records == (try world.auditRecords()).count)
+        }
+    }
+
 }
