@@ -29,12 +29,16 @@ public final class SandboxServer: Sendable {
         public var maximumConnections: Int
         /// Largest request body accepted.
         public var maximumBodySize: Int
+        /// Time a client has to send a request's head (at most ``requestTimeout``).
+        public var headTimeout: TimeInterval
 
         /// Creates the value from its parts.
-        public init(requestTimeout: TimeInterval = 10, maximumConnections: Int = 128, maximumBodySize: Int = 1 << 20) {
+        public init(requestTimeout: TimeInterval = 10, maximumConnections: Int = 128, maximumBodySize: Int = 1 << 20,
+                    headTimeout: TimeInterval = 5) {
             self.requestTimeout = requestTimeout
             self.maximumConnections = maximumConnections
             self.maximumBodySize = maximumBodySize
+            self.headTimeout = headTimeout
         }
     }
 
@@ -69,8 +73,8 @@ public final class SandboxServer: Sendable {
             throw SandboxError("the port must be 0 to 65535 (0: any free port), not \(port)", setting: "port")
         }
         guard limits.requestTimeout.isFinite, (0.001...3600).contains(limits.requestTimeout), limits.maximumConnections > 0,
-              limits.maximumBodySize > 0 else {
-            throw SandboxError("the request timeout, connection cap and body limit must be positive")
+              limits.maximumBodySize > 0, limits.headTimeout.isFinite, (0.001...3600).contains(limits.headTimeout) else {
+            throw SandboxError("the request and head timeouts, connection cap and body limit must be positive")
         }
         try service.configuration.validate()
 
@@ -82,7 +86,8 @@ public final class SandboxServer: Sendable {
         let application = Application(
             responder: SandboxResponder(service: service, maximumBodySize: limits.maximumBodySize, log: log),
             server: .http1(configuration: HTTP1Channel.Configuration(
-                additionalChannelHandlers: [ConnectionPolicy(connections: connections, deadline: deadline, log: log)])),
+                additionalChannelHandlers: [ConnectionPolicy(connections: connections, deadline: deadline,
+                                                               headDeadline: .milliseconds(Int64(limits.headTimeout * 1000)), log: log)])),
             configuration: ApplicationConfiguration(address: .hostname(bindHost, port: port), serverName: "fireblocks-hsm-sandbox"),
             onServerRunning: { channel in bound.set(channel.localAddress) },
             logger: logger)
