@@ -22,6 +22,16 @@ enum CompanionCommand {
     /// it nor its directory writable by others), and it must not be this executable itself
     /// (a copy or link in its place would hand the command to itself for ever).
     static func exec(_ arguments: [String]) throws(CompanionExecutableError) -> Never {
+        let (path, companion) = try locate()
+        let argv = ([path] + arguments).map { strdup($0) }
+        defer { argv.forEach { free($0) } }
+        execv(companion, argv + [nil])
+        throw CompanionExecutableError(path: path, why: String(cString: strerror(errno)))
+    }
+
+    /// Where the companion is (as found, and resolved), once it passed every check ``exec(_:)``
+    /// makes before running it; `doctor` reports the same.
+    static func locate() throws(CompanionExecutableError) -> (path: String, resolved: String) {
         guard let own = ownPath() else { throw CompanionExecutableError(path: executableName, why: String(cString: strerror(errno))) }
         let path = (own.lastIndex(of: "/").map { String(own[..<$0]) } ?? ".") + "/" + executableName
         let companion: String
@@ -35,10 +45,7 @@ enum CompanionCommand {
         }
         guard companion != own else { throw CompanionExecutableError(path: path, why: "it is fireblocks-hsm itself, not its companion") }
         guard access(companion, X_OK) == 0 else { throw CompanionExecutableError(path: path, why: String(cString: strerror(errno))) }
-        let argv = ([path] + arguments).map { strdup($0) }
-        defer { argv.forEach { free($0) } }
-        execv(companion, argv + [nil])
-        throw CompanionExecutableError(path: path, why: String(cString: strerror(errno)))
+        return (path, companion)
     }
 
     /// This executable's path, symlinks resolved.
@@ -56,7 +63,7 @@ package struct CompanionExecutableError: Error, CustomStringConvertible {
 
     package var description: String {
         "cannot run \(path) (\(why)): the commands that use the network ("
-            + CommandTree.networkCommands().map { "'\($0)'" }.joined(separator: ", ") + ") run the companion executable "
+            + CommandTree.networkCommands(visibleOnly: true).map { "'\($0)'" }.joined(separator: ", ") + ") run the companion executable "
             + "\(CompanionCommand.executableName), which is installed beside fireblocks-hsm; install both from the same build"
     }
 }

@@ -37,7 +37,7 @@ package struct FireblocksHSMCommand: AsyncParsableCommand {
         subcommands: [
             TokenCommand.self, KeyCommand.self, CSRSubcommand.self,
             JWTCommand.self, RequestCommand.self, APIUserCommand.self, OnboardSubcommand.self, AuditCommand.self, EvidenceCommand.self,
-            ServeCommand.self, BenchCommand.self,
+            ServeCommand.self, BenchCommand.self, DoctorCommand.self, DoctorNetworkCommand.self,
         ]
     )
 }
@@ -46,8 +46,8 @@ package struct FireblocksHSMCommand: AsyncParsableCommand {
 package enum CommandTree {
     /// The paths (`api-user create`, `bench proxy`) of the commands under `root` that are
     /// ``NetworkCommand``s, in the tree's order.
-    package static func networkCommands(under root: any ParsableCommand.Type = FireblocksHSMCommand.self) -> [String] {
-        leaves(under: root).filter { $0.type is any NetworkCommand.Type }.map(\.path)
+    package static func networkCommands(under root: any ParsableCommand.Type = FireblocksHSMCommand.self, visibleOnly: Bool = false) -> [String] {
+        leaves(under: root).filter { $0.type is any NetworkCommand.Type && (!visibleOnly || $0.type.configuration.shouldDisplay) }.map(\.path)
     }
 
     /// Every runnable command under `root` (a command without subcommands), with its path.

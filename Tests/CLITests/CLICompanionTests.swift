@@ -120,7 +120,7 @@ struct CLICompanionTests {
     @Test func bothExecutablesParseOneTreeAndTheNetworkCommandsAreATypesProperty() throws {
         #expect(CommandTree.networkCommands() == [
             "request", "api-user create", "api-user list", "api-user show", "api-user wait", "api-user pairing-token",
-            "onboard", "serve", "bench proxy",
+            "onboard", "serve", "bench proxy", "doctor-network",
         ])
         let cli = try CLIHarness()
         defer { cli.remove() }
