@@ -298,7 +298,7 @@ struct ErrorReport: Sendable, Encodable {
         case .keyNotFound:
             return "; 'fireblocks-hsm key list' shows the keys"
         case .keyInUse:
-            return "; pass --force to delete it anyway (the API user then cannot sign again)"
+            return "; if that user was removed or disabled in the Console, let the deletion ask the API: add --admin-key LABEL with --api-key and --env|--base-url (a user succeeded through 'onboard --replaces' needs no check); --force deletes it anyway (the API user then cannot sign again)"
         case .keyNotOnToken:
             return "; make the key on the token ('fireblocks-hsm onboard', or 'key generate' then 'csr'), or pass --allow-key-off-token to register it anyway (the audit record says so)"
         default:

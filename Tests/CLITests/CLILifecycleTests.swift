@@ -197,7 +197,7 @@ struct CLILifecycleTests {
         // pairing token and READY of this run, then the predecessor's key retired.
         let bundleFiles = try FileManager.default.contentsOfDirectory(atPath: cli.files + "/new-evidence").filter { $0 != "milestones" }.sorted()
         let bundleStatement = try Data(contentsOf: URL(fileURLWithPath: cli.files + "/new-evidence/statement.json"))
-        let retire = try cli.runOnToken(["key", "delete", "--key", "old", "--force", "--yes"])
+        let retire = try cli.runOnToken(["key", "delete", "--key", "old", "--yes"])  // succeeded through --replaces: no --force
         #expect(retire.status == 0, "\(retire.standardError)")
         let milestones = try FileManager.default.contentsOfDirectory(atPath: cli.files + "/new-evidence/milestones").sorted()
         for event in ["api-user-pairing-token-issued", "api-user-ready", "api-user-predecessor-retired"] {
