@@ -20,6 +20,7 @@ struct AuditInitCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "init",
         abstract: "Make the audit key (EC P-256, on the token, under the key policy) if there is none.",
+        usage: "fireblocks-hsm audit init [--module <path|name>] [--token <label|uri>]\n[--pin-source <source>] [--profile <name>] [--audit-dir <path>] [--json]",
         discussion: """
             Prints the SHA-256 of the audit key's public key: give it to your auditors, who
             check every checkpoint and evidence bundle against it.
@@ -46,7 +47,7 @@ struct AuditShowCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "show",
         abstract: "Show the token's audit records: a table, one JSON document, or JSON lines.",
-        usage: "fireblocks-hsm audit show [--token <label|uri>] [filters] [--follow] [--json | --jsonl]",
+        usage: "fireblocks-hsm audit show [--token <label|uri>] [--key <label>]\n[--user <name>] [--event <event>] [--since <date|age>]\n[--until <date|age>] [--follow] [--json | --jsonl] [<options>]",
         discussion: """
             The table (80 columns) has the time (UTC), the event, the key, the API user or
             the request URI, and the result; --json has everything. Filters combine:
@@ -188,6 +189,7 @@ struct AuditCheckpointCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "checkpoint",
         abstract: "Print the latest signed checkpoint (C2SP signed note) anchored on the token.",
+        usage: "fireblocks-hsm audit checkpoint [--module <path|name>]\n[--token <label|uri>] [--pin-source <source>] [--profile <name>]\n[--audit-dir <path>]",
         discussion: """
             Auditors keep these outside the operator's reach; 'audit verify
             --from-checkpoint' then proves the log was neither edited nor cut short since.
@@ -213,6 +215,7 @@ struct AuditVerifyCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "verify",
         abstract: "Check the audit log: intact, and consistent with the token's checkpoint (and yours).",
+        usage: "fireblocks-hsm audit verify [--module <path|name>] [--token <label|uri>]\n[--pin-source <source>] [--profile <name>] [--audit-dir <path>]\n[--from-checkpoint <path>] [--json]",
         discussion: """
             Exits 0 only when every record is in place, the token's checkpoint is signed by
             the audit key and covers a prefix of the log, and so does --from-checkpoint.
@@ -269,6 +272,7 @@ struct AuditRepairCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "repair",
         abstract: "Cut off a torn last record (an interrupted append), and record that it was cut.",
+        usage: "fireblocks-hsm audit repair [--module <path|name>] [--token <label|uri>]\n[--pin-source <source>] [--profile <name>] [--audit-dir <path>]\n[--truncate-torn]",
         discussion: """
             Examples:
               fireblocks-hsm audit verify --token fb
@@ -297,6 +301,7 @@ struct AuditReanchorCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "reanchor",
         abstract: "Accept the log as it is now: sign and anchor a checkpoint over it, recorded with your reason.",
+        usage: "fireblocks-hsm audit reanchor [--module <path|name>]\n[--token <label|uri>] [--pin-source <source>] [--profile <name>]\n[--audit-dir <path>] [--accept-current] --reason <text> [--json]",
         discussion: """
             For a trail the tool refuses to extend because its anchor on the token is gone (or
             its audit key is): after you have found out why, this signs a checkpoint over the

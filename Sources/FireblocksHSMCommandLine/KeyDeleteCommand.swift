@@ -11,7 +11,7 @@ struct KeyDeleteCommand: NetworkCommand {
     static let configuration = CommandConfiguration(
         commandName: "delete",
         abstract: "Delete a key pair (both halves), or the lone public half an interrupted generation left.",
-        usage: "fireblocks-hsm key delete --key <label|uri> [--token <label|uri>] [--yes] [--admin-key <label|uri> <API options>] [--force] [--json]",
+        usage: "fireblocks-hsm key delete --key <label|uri> [--token <label|uri>] [--yes]\n[--admin-key <label|uri> --api-key <uuid> --env <name>|--base-url <url>]\n[--force] [--json] [<options>]",
         discussion: """
             Shows what it will destroy (each half, its id and fingerprint) and asks;
             --yes skips the question (needed without a terminal).

@@ -77,6 +77,9 @@ struct CLILifecycleTests {
         #expect(timedOut.status == 12, "\(timedOut.standardError)")
         #expect(Date().timeIntervalSince(started) < 15)
         #expect(timedOut.standardError.contains("PENDING_ACTIVATION"))
+        // Time does not move a PENDING_ACTIVATION user on: its pairing token does.
+        #expect(timedOut.standardError.contains("api-user pairing-token") && !timedOut.standardError.contains("wait longer"),
+                "\(timedOut.standardError)")
         #expect(((try timedOut.json() as? [String: Any])?["error"] as? [String: Any])?["class"] as? String == "wait-timeout")
 
         // Removed while waited for: the wait stops, it does not run out.
