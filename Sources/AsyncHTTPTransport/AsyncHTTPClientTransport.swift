@@ -8,6 +8,7 @@ import Foundation
 #endif
 import NIOCore
 import NIOHTTP1
+import NIOPosix
 
 /// `HTTPTransport` over AsyncHTTPClient (SwiftNIO): one pooled client per process, a real
 /// deadline per exchange (connect, send and the whole answer), no cookies, no caching, and
@@ -48,7 +49,8 @@ public struct AsyncHTTPClientTransport: HTTPTransport {
 
     /// One exchange within `timeout` seconds (connect, send and the whole answer).
     public func send(url: URL, method: String, headers: [String: String], body: [UInt8]?, timeout: TimeInterval) async throws -> APIResponse {
-        let host = url.host ?? "?"
+        // host:port, so that "connection refused" says which port (a stand-in on another one).
+        let host = Self.hostAndPort(url)
         var request = HTTPClientRequest(url: url.absoluteString)
         request.method = HTTPMethod(rawValue: method)
         for (name, value) in headers { request.headers.add(name: name, value: value) }
@@ -106,6 +108,40 @@ public struct AsyncHTTPClientTransport: HTTPTransport {
             defer { group.cancelAll() }
             guard let first = try await group.next(), let bytes = first else { throw HTTPClientError.deadlineExceeded }
             return bytes
+        }
+    }
+
+    /// `host[:port]` of `url` as messages name it (the port when the URL gives one).
+    public static func hostAndPort(_ url: URL) -> String {
+        let host = url.host ?? "?"
+        let bracketed = host.contains(":") && !host.hasPrefix("[") ? "[\(host)]" : host
+        return bracketed + (url.port.map { ":\($0)" } ?? "")
+    }
+
+    /// One readable line for a failed exchange with `host` (`host:port`): what the proxy says
+    /// in its 502 and 504, instead of the client library's dump of its error value.
+    public static func describe(_ error: any Error, host: String) -> String {
+        switch error {
+        case let error as HTTPClientError:
+            switch error {
+            case .connectTimeout: return "\(host): no connection within the connect timeout"
+            case .deadlineExceeded, .readTimeout: return "\(host): no answer in time"
+            case .writeTimeout: return "\(host): the request could not be sent in time"
+            case .remoteConnectionClosed: return "\(host): the connection was closed before an answer"
+            case .cancelled: return "\(host): the request was cancelled"
+            default: return "\(host): \(error.shortDescription)"
+            }
+        case let error as IOError:
+            return "\(host): \(describe(error))"
+        case let error as NIOConnectionError:
+            if let first = error.connectionErrors.first {
+                return describe(first.error, host: host)
+            }
+            return "\(host): the name could not be resolved"
+        case is NIOTooManyBytesError:
+            return "\(host): the answer is larger than allowed"
+        default:
+            return "\(host): \(String(describing: error).prefix(200))"
         }
     }
 

@@ -55,8 +55,11 @@ public struct FireblocksAPIError: LibraryError {
 
     /// Decodes either error shape from a response.
     /// - Parameter clockOffset: the measured server-minus-local offset, for clock advice.
-    public init(response: APIResponse, clockOffset: TimeInterval?, file: String = #fileID, line: UInt = #line) {
+    /// - Parameter uri: the path and query the request went to, when known (a 404 for a path
+    ///   outside `/v1` says the base URL probably lacks it).
+    public init(response: APIResponse, clockOffset: TimeInterval?, uri: String? = nil, file: String = #fileID, line: UInt = #line) {
         location = ErrorLocation(file: file, line: line)
+        self.uri = uri
         status = response.status
         requestID = response.requestID
         body = response.body.isEmpty ? nil : String(decoding: response.body, as: UTF8.self)
@@ -81,7 +84,20 @@ public struct FireblocksAPIError: LibraryError {
         self.type = type
         self.errorCode = code
         self.message = message
-        self.advice = Self.advice(status: status, code: code, clockOffset: clockOffset)
+        if status == 404, let uri, Self.isOutsideV1(uri) {
+            self.advice = "no such endpoint at \(uri.split(separator: "?", maxSplits: 1).first.map(String.init) ?? uri): the path is not under /v1, so the base URL probably lacks its /v1 (https://api.fireblocks.io/v1, http://127.0.0.1:PORT/v1 for the stand-in)"
+        } else {
+            self.advice = Self.advice(status: status, code: code, clockOffset: clockOffset)
+        }
+    }
+
+    /// The path and query the request went to, when known.
+    public let uri: String?
+
+    /// Whether `uri` is outside the API's `/v1` (every documented endpoint is under it).
+    public static func isOutsideV1(_ uri: String) -> Bool {
+        let path = uri.split(separator: "?", maxSplits: 1).first.map(String.init) ?? uri
+        return !(path == "/v1" || path.hasPrefix("/v1/"))
     }
 
     /// The two documented error bodies, `{"message", "code"}` and `{"error": {"type", "message"}}`;

@@ -158,7 +158,7 @@ public final class FireblocksClient: Sendable {
             report(response.status, response.requestID, nil)
             if (200...299).contains(response.status) { return response }
 
-            let error = FireblocksAPIError(response: response, clockOffset: clock.lastOffset)
+            let error = FireblocksAPIError(response: response, clockOffset: clock.lastOffset, uri: uri)
             if RetryPolicy.isRetryable(status: response.status), attempt < policy.maximumAttempts {
                 let delay = policy.delay(afterAttempt: attempt, retryAfter: response.retryAfter(now: options.now()))
                 guard fitsDeadline(delay) else { throw error }

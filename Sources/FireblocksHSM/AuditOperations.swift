@@ -6,6 +6,9 @@ import FoundationEssentials
 import Foundation
 #endif
 import TokenKeys
+#if canImport(Glibc)
+import Glibc
+#endif
 import TransparencyLog
 
 /// `audit init`, `show`, `checkpoint`, `verify`, `repair`.
@@ -40,14 +43,54 @@ public enum AuditOperations {
     /// The records, optionally from a time on and of one event.
     public static func show(target: TokenTarget, directory: URL, since: Date?, event: String?,
                             observer: any OperationObserver) throws -> [AuditRecord] {
-        let opened = try OpenedToken.open(target, readWrite: false, logIn: false, observer: observer)
-        let audit = AuditService(opened: opened, directory: directory, observer: observer)
-        try audit.log.requireTrustedFiles()
-        return try audit.log.lines().compactMap { line in
-            guard let record = try? JSONDecoder().decode(AuditRecord.self, from: Data(line)) else { return nil }
-            if let event, record.event != event { return nil }
-            if let since, let time = try? Date(record.time, strategy: .iso8601), time < since { return nil }
-            return record
+        try show(target: target, directory: directory, query: AuditQuery(since: since, event: event), observer: observer).map(\.record)
+    }
+
+    /// The records `query` selects, each with its line exactly as the log holds it.
+    public static func show(target: TokenTarget, directory: URL, query: AuditQuery,
+                            observer: any OperationObserver) throws -> [ShownRecord] {
+        try AuditReader(target: target, directory: directory, observer: observer).read(query: query).records
+    }
+
+    /// A record and its line, byte for byte as it is in the log.
+    public struct ShownRecord: Sendable {
+        /// The decoded record.
+        public let record: AuditRecord
+        /// The line, without its newline.
+        public let line: [UInt8]
+    }
+
+    /// Reads a token's log (its files checked by the trail's trust rule on every read), and
+    /// again as it grows: what `audit show` and its follow mode read.
+    public final class AuditReader {
+        private let audit: AuditService
+        private var seen = 0
+        private var size: Int64 = -1
+
+        /// Opens the token (no login) and finds its log.
+        public init(target: TokenTarget, directory: URL, observer: any OperationObserver) throws {
+            let opened = try OpenedToken.open(target, readWrite: false, logIn: false, observer: observer)
+            audit = AuditService(opened: opened, directory: directory, observer: observer)
+        }
+
+        /// The records `query` selects among those not read before (all of them the first
+        /// time); `changed` is false when the log did not grow, so nothing was read.
+        public func read(query: AuditQuery) throws -> (records: [ShownRecord], changed: Bool) {
+            try audit.log.requireTrustedFiles()
+            var info = stat()
+            let now = stat(audit.log.logPath, &info) == 0 ? Int64(info.st_size) : 0
+            if now == size { return ([], false) }
+            if now < size {
+                throw OperationError(.auditInconsistent, "the audit log became shorter while it was followed (\(size) → \(now) bytes)",
+                                     facts: ErrorFacts(path: audit.log.logPath))
+            }
+            size = now
+            let lines = try audit.log.lines()
+            defer { seen = lines.count }
+            return (lines.dropFirst(seen).compactMap { line in
+                guard let record = try? JSONDecoder().decode(AuditRecord.self, from: Data(line)), query.matches(record) else { return nil }
+                return ShownRecord(record: record, line: line)
+            }, true)
         }
     }
 
@@ -76,5 +119,82 @@ public enum AuditOperations {
                                 observer: any OperationObserver) throws -> AuditService.Reanchoring {
         let opened = try OpenedToken.open(target, readWrite: true, logIn: true, observer: observer, auditDirectory: directory)
         return try AuditService(opened: opened, directory: directory, observer: observer).reanchor(reason: reason)
+    }
+}
+
+/// Which audit records to show: every given condition must hold.
+public struct AuditQuery: Sendable, Equatable {
+    /// From this time on.
+    public var since: Date?
+    /// Before this time.
+    public var until: Date?
+    /// Events: each exact (`key.deleted`) or a prefix ending in `*` (`proxy.*`); empty: all.
+    public var events: [String]
+    /// A key label: the record's key (``AuditRecordSummary/key``) or a label among its facts.
+    public var key: String?
+    /// An API user's name or id, or the local account that wrote the record.
+    public var user: String?
+
+    /// Creates the value from its parts.
+    public init(since: Date? = nil, until: Date? = nil, event: String? = nil, events: [String] = [], key: String? = nil, user: String? = nil) {
+        self.since = since
+        self.until = until
+        self.events = events + (event.map { [$0] } ?? [])
+        self.key = key
+        self.user = user
+    }
+
+    /// Whether `record` is selected.
+    public func matches(_ record: AuditRecord) -> Bool {
+        if !events.isEmpty, !events.contains(where: { pattern in
+            pattern.hasSuffix("*") ? record.event.hasPrefix(String(pattern.dropLast())) : record.event == pattern
+        }) { return false }
+        if since != nil || until != nil {
+            guard let time = try? Date(record.time, strategy: .iso8601) else { return false }
+            if let since, time < since { return false }
+            if let until, time >= until { return false }
+        }
+        let summary = AuditRecordSummary(record)
+        if let key, !summary.keys.contains(key) { return false }
+        if let user, !(summary.users.contains(user) || record.actor.user == user) { return false }
+        return true
+    }
+}
+
+/// What a person looks for in a record, read from its facts: the key it concerns, the API
+/// user (name or id) and the request URI.
+public struct AuditRecordSummary: Sendable, Equatable {
+    /// The key's label (the first one a record names).
+    public let key: String?
+    /// Every key label the record names.
+    public let keys: [String]
+    /// The API user's name, else its id.
+    public let user: String?
+    /// Every API user name and id the record names.
+    public let users: [String]
+    /// The request's URI (API calls, signed JWTs, the proxy's requests).
+    public let uri: String?
+
+    /// Reads `record`'s facts.
+    public init(_ record: AuditRecord) {
+        let facts = record.facts
+        func text(_ name: String) -> String? {
+            if case .string(let value)? = facts[name], !value.isEmpty { return value }
+            return nil
+        }
+        var keys: [String] = []
+        for name in ["key", "label", "keyLabel"] { if let value = text(name) { keys.append(value) } }
+        if case .object(let object)? = facts["keyOnToken"], case .string(let label)? = object["label"] { keys.append(label) }
+        if case .array(let objects)? = facts["objects"] {
+            for case .object(let object) in objects { if case .string(let label)? = object["label"] { keys.append(label) } }
+        }
+        var seenKeys = Set<String>()
+        self.keys = keys.filter { seenKeys.insert($0).inserted }
+        key = self.keys.first
+        let names = ["name", "apiUserName"].compactMap(text)
+        let ids = ["apiUserID", "userID"].compactMap(text)
+        users = names + ids
+        user = names.first ?? ids.first
+        uri = text("uri")
     }
 }

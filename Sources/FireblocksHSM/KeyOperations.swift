@@ -142,18 +142,43 @@ public final class KeyDeletion {
         public let items: [Item]
         /// API users this machine recorded the key as backing (creations sent or accepted).
         public let backs: [String]
+        /// The same users, each with what is known of its retirement.
+        public internal(set) var backedUsers: [BackedUser]
+
+        /// The backed users not known to be retired: while there is one, deleting the key is
+        /// refused unless forced (that user could never sign again).
+        public var blocking: [BackedUser] { backedUsers.filter { $0.retired == nil } }
+    }
+
+    /// An API user a key is recorded as backing.
+    public struct BackedUser: Codable, Sendable, Equatable {
+        /// Its name.
+        public let name: String
+        /// Its id, when it was seen listed.
+        public let apiUserID: String?
+        /// The API base URL it was created at, when recorded.
+        public let baseURL: String?
+        /// How it is described (name, role, id, base URL).
+        public let description: String
+        /// Why it is known to be retired: a successor recorded at onboarding, or the API's user
+        /// list (absent, or disabled). Nil: it may still sign with this key.
+        public internal(set) var retired: String?
+        /// What the API's user list said of it, when it was asked.
+        public internal(set) var upstream: String?
     }
 
     /// The plan.
-    public let plan: Plan
+    public private(set) var plan: Plan
     private let opened: OpenedToken
     private let handles: [ObjectHandle]
     private let records: OnboardingRecords
     private let labels: [(label: String, fingerprint: String?)]
     private let audit: AuditService
+    private let observer: any OperationObserver
 
     private init(plan: Plan, opened: OpenedToken, handles: [ObjectHandle], records: OnboardingRecords,
-                 labels: [(label: String, fingerprint: String?)], audit: AuditService) {
+                 labels: [(label: String, fingerprint: String?)], audit: AuditService, observer: any OperationObserver) {
+        self.observer = observer
         self.plan = plan
         self.opened = opened
         self.handles = handles
@@ -217,29 +242,88 @@ public final class KeyDeletion {
         }
 
         let records = OnboardingRecords(stateDirectory: stateDirectory)
-        var backs: [String] = []
+        var backed: [BackedUser] = []
         if let fingerprint {
             for record in try records.records(fingerprint: fingerprint) where record.stage >= .submitting {
-                backs.append("'\(record.name)' (\(record.role)\(record.apiUserID.map { ", id \($0)" } ?? ""), at \(record.baseURL ?? "?"))")
+                backed.append(BackedUser(
+                    name: record.name, apiUserID: record.apiUserID, baseURL: record.baseURL,
+                    description: "'\(record.name)' (\(record.role)\(record.apiUserID.map { ", id \($0)" } ?? ""), at \(record.baseURL ?? "?"))",
+                    retired: nil, upstream: nil))
             }
             let store = IdempotencyStore(fileURL: stateDirectory.appendingPathComponent("idempotency.json"))
-            for creation in try store.creations(backedBy: fingerprint) {
-                let description = "'\(creation.name)' (\(creation.url))"
-                if !backs.contains(where: { $0.hasPrefix("'\(creation.name)'") }) { backs.append(description) }
+            for creation in try store.creations(backedBy: fingerprint) where !backed.contains(where: { $0.name == creation.name }) {
+                backed.append(BackedUser(name: creation.name, apiUserID: nil, baseURL: nil, description: "'\(creation.name)' (\(creation.url))",
+                                         retired: nil, upstream: nil))
+            }
+            // A successor onboarded to replace the user (and created) retires it by record.
+            for index in backed.indices {
+                let successors = try records.successors(tokenSerial: info.serialNumber, of: backed[index].name).filter { $0.stage == .submitted }
+                if let successor = successors.first {
+                    backed[index].retired = "succeeded by API user '\(successor.name)'\(successor.apiUserID.map { " (id \($0))" } ?? ""), as recorded when it was onboarded"
+                }
             }
         }
-        let plan = Plan(token: info.label, tokenSerial: info.serialNumber, items: items, backs: backs)
+        let backs = backed.map(\.description)
+        let plan = Plan(token: info.label, tokenSerial: info.serialNumber, items: items, backs: backs, backedUsers: backed)
         let audit = try AuditService.prepare(opened: opened, directory: auditDirectory, observer: observer)
-        return KeyDeletion(plan: plan, opened: opened, handles: handles, records: records, labels: labels, audit: audit)
+        return KeyDeletion(plan: plan, opened: opened, handles: handles, records: records, labels: labels, audit: audit, observer: observer)
     }
 
-    /// Destroys the planned objects; refuses a key recorded as backing an API user unless `force`.
-    public func perform(force: Bool) throws {
-        if !plan.backs.isEmpty, !force {
-            let refusal = OperationError(.keyInUse, "the key is recorded as backing API user \(plan.backs.joined(separator: ", ")); deleting it leaves that user unable to authenticate")
-            opened.appendFailure(command: "key delete", error: refusal, auditDirectory: audit.log.directory)
-            throw refusal
+    /// Asks the API, with the admin key `adminKey` on the same token, whether the API users
+    /// the key backs still exist: a user listed with its recorded id (or, without one, its
+    /// name) and enabled still blocks the deletion; one disabled, or absent although its id was
+    /// recorded (so it had been listed), is retired. A user without a recorded id that is not
+    /// listed may still await approval (such users are not listed), so it keeps blocking. Users
+    /// recorded at another base URL are left as they are. The request is recorded in the
+    /// audit trail.
+    public func checkUpstream(adminKey: KeySelector, api: APITarget) async throws {
+        guard !plan.blocking.isEmpty else { return }
+        let session = try APISession.make(opened: opened, key: adminKey, api: api, observer: observer, audit: audit)
+        let (users, _) = try await session.recording { try await session.client.listAPIUsers() }
+        let base = Self.normalized(api.baseURL.description)
+        for index in plan.backedUsers.indices where plan.backedUsers[index].retired == nil {
+            let user = plan.backedUsers[index]
+            if let recorded = user.baseURL, Self.normalized(recorded) != base {
+                plan.backedUsers[index].upstream = "not checked: recorded at \(recorded), not \(base)"
+                continue
+            }
+            let listed = user.apiUserID.map { id in users.filter { $0.id == id } } ?? users.filter { $0.name == user.name }
+            switch (listed.count, user.apiUserID) {
+            case (0, let id?):
+                plan.backedUsers[index].retired = "absent from the API users listed at \(base) (id \(id)): removed"
+                plan.backedUsers[index].upstream = "absent"
+            case (0, nil):
+                plan.backedUsers[index].upstream = "not listed at \(base); it may still await approval"
+            case (1, _) where listed.first?.enabled == false:
+                plan.backedUsers[index].retired = "disabled, as listed at \(base)"
+                plan.backedUsers[index].upstream = "disabled"
+            case (1, _):
+                plan.backedUsers[index].upstream = "listed at \(base), enabled, \(listed.first?.status ?? "status unknown")"
+            default:
+                plan.backedUsers[index].upstream = "\(listed.count) API users named '\(user.name)' are listed at \(base)"
+            }
         }
+    }
+
+    private static func normalized(_ url: String) -> String {
+        url.hasSuffix("/") ? String(url.dropLast()) : url
+    }
+
+    /// The refusal `perform(force:)` would give, checked before anything is asked or destroyed:
+    /// a key that backs an API user not known to be retired is kept unless `force`. The refusal
+    /// is recorded in the audit trail.
+    public func checkMayDelete(force: Bool) throws {
+        let blocking = plan.blocking
+        guard !blocking.isEmpty, !force else { return }
+        let refusal = OperationError(.keyInUse, "the key is recorded as backing API user \(blocking.map(\.description).joined(separator: ", ")), not known to be retired; deleting it leaves that user unable to authenticate")
+        opened.appendFailure(command: "key delete", error: refusal, auditDirectory: audit.log.directory)
+        throw refusal
+    }
+
+    /// Destroys the planned objects; refuses a key recorded as backing an API user that is not
+    /// known to be retired unless `force`.
+    public func perform(force: Bool) throws {
+        try checkMayDelete(force: force)
         for handle in handles {
             try during("destroying an object of token '\(plan.token)'") { try opened.session.destroyObject(handle) }
         }
@@ -257,8 +341,9 @@ public final class KeyDeletion {
                      "spkiSHA256": .string($0.fingerprintSHA256 ?? "")])
         }
         let entry = AuditEntry(event: "key.deleted", facts: [
-            "objects": .array(items), "forced": .bool(force && !plan.backs.isEmpty),
-            "backedAPIUsers": .array(plan.backs.map { .string($0) })])
+            "objects": .array(items), "forced": .bool(force && !plan.blocking.isEmpty),
+            "backedAPIUsers": .array(plan.backs.map { .string($0) }),
+            "retiredAPIUsers": .array(plan.backedUsers.compactMap { user in user.retired.map { .string("'\(user.name)': \($0)") } })])
         let note = try audit.recordDone([entry], done: "\(plan.items.count) object(s) were deleted from token '\(plan.token)'")
         for name in Set(retired) {
             for successor in try records.successors(tokenSerial: plan.tokenSerial, of: name) where successor.evidence != nil {

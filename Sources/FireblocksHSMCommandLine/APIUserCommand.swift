@@ -25,6 +25,7 @@ struct APIUserCreateCommand: NetworkCommand {
     static let configuration = CommandConfiguration(
         commandName: "create",
         abstract: "Create an API user from its CSR (POST /v1/management/api_users), safely.",
+        usage: "fireblocks-hsm api-user create [<options>] --name <name>\n--role <role> --csr <path>",
         discussion: """
             The CSR is parsed and its self-signature checked first; a CSR whose key is
             not on the token (a key in a file) is refused (--allow-key-off-token

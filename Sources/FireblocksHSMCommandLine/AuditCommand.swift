@@ -20,6 +20,7 @@ struct AuditInitCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "init",
         abstract: "Make the audit key (EC P-256, on the token, under the key policy) if there is none.",
+        usage: "fireblocks-hsm audit init [--module <path|name>] [--token <label|uri>]\n[--pin-source <source>] [--profile <name>] [--audit-dir <path>] [--json]",
         discussion: """
             Prints the SHA-256 of the audit key's public key: give it to your auditors, who
             check every checkpoint and evidence bundle against it.
@@ -45,26 +46,62 @@ struct AuditInitCommand: ParsableCommand {
 struct AuditShowCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "show",
-        abstract: "Show the token's audit records.",
+        abstract: "Show the token's audit records: a table, one JSON document, or JSON lines.",
+        usage: "fireblocks-hsm audit show [--token <label|uri>] [--key <label>]\n[--user <name>] [--event <event>] [--since <date|age>]\n[--until <date|age>] [--follow] [--json | --jsonl] [<options>]",
         discussion: """
+            The table (80 columns) has the time (UTC), the event, the key, the API user or
+            the request URI, and the result; --json has everything. Filters combine:
+              --key LABEL        records that name this key
+              --user NAME        an API user's name or id, or the local account that acted
+              --event EVENT      repeatable; 'proxy.*' for every event of the proxy
+              --since, --until   a day (YYYY-MM-DD, UTC) or an age (30m, 12h, 7d)
+            --follow prints new records as they are written, until Ctrl-C or SIGTERM.
+            --jsonl prints each record's line exactly as the log holds it (for a SIEM;
+            with --follow, a stream).
+
             Examples:
               fireblocks-hsm audit show --token fb --since 2026-11-01 --event key.generated
+              fireblocks-hsm audit show --token fb --key ci-bot --since 7d
+              fireblocks-hsm audit show --token fb --event 'proxy.*' \\
+                  --follow --jsonl >> siem.jsonl
             """
     )
 
     @OptionGroup var token: TokenOptions
     @OptionGroup var audit: AuditOptions
 
-    @Option(help: ArgumentHelp("Only records from this day on (YYYY-MM-DD, UTC).", valueName: "date"))
+    @Option(help: ArgumentHelp("Only records from this day (YYYY-MM-DD, UTC) or this age (30m, 12h, 7d) on.", valueName: "date|age"))
     var since: String?
 
-    @Option(help: ArgumentHelp("Only records of this event, e.g. key.generated.", valueName: "event"))
-    var event: String?
+    @Option(help: ArgumentHelp("Only records before this day (YYYY-MM-DD, UTC; the day itself included) or age.", valueName: "date|age"))
+    var until: String?
+
+    @Option(help: ArgumentHelp("Only records of this event, e.g. key.generated, or a prefix: 'proxy.*' (repeatable).", valueName: "event"))
+    var event: [String] = []
+
+    @Option(help: ArgumentHelp("Only records that name this key label.", valueName: "label"))
+    var key: String?
+
+    @Option(help: ArgumentHelp("Only records of this API user (name or id), or written by this local account.", valueName: "name|id"))
+    var user: String?
+
+    @Flag(help: "Keep printing new records as they are written, until Ctrl-C or SIGTERM.")
+    var follow = false
+
+    @Flag(help: "Print each record's line exactly as the log holds it, one per line (JSON Lines).")
+    var jsonl = false
+
+    @Option(help: ArgumentHelp("With --follow: seconds between looks at the log.", valueName: "seconds"))
+    var interval: Double = 0.5
 
     @OptionGroup var output: OutputOptions
 
     func validate() throws {
-        if let since, Self.day(since) == nil { throw ValidationError("'--since' takes a day as YYYY-MM-DD") }
+        if let since, Self.time(since, endOfDay: false) == nil { throw ValidationError("'--since' takes a day as YYYY-MM-DD or an age such as 30m, 12h, 7d") }
+        if let until, Self.time(until, endOfDay: true) == nil { throw ValidationError("'--until' takes a day as YYYY-MM-DD or an age such as 30m, 12h, 7d") }
+        if output.json, jsonl { throw ValidationError("'--json' prints one document and '--jsonl' one record per line: choose one") }
+        if output.json, follow { throw ValidationError("'--json' prints one document, which a follow never finishes: use '--jsonl' with '--follow'") }
+        guard interval.isFinite, (0.05...60).contains(interval) else { throw ValidationError("'--interval' must be 0.05 to 60 seconds") }
     }
 
     static func day(_ text: String) -> Date? {
@@ -72,16 +109,79 @@ struct AuditShowCommand: ParsableCommand {
         return try? Date(text, strategy: Date.ISO8601FormatStyle().year().month().day())
     }
 
+    /// A day (its start, or with `endOfDay` the start of the next) or an age before now.
+    static func time(_ text: String, endOfDay: Bool, now: Date = Date()) -> Date? {
+        if let day = day(text) { return endOfDay ? day.addingTimeInterval(86_400) : day }
+        guard let unit = text.last, let seconds = ["s": 1.0, "m": 60, "h": 3600, "d": 86_400][String(unit)],
+              let count = Int(text.dropLast()), count >= 0, count <= 100_000 else { return nil }
+        return now.addingTimeInterval(-Double(count) * seconds)
+    }
+
+    var query: AuditQuery {
+        AuditQuery(since: since.flatMap { Self.time($0, endOfDay: false) }, until: until.flatMap { Self.time($0, endOfDay: true) },
+                   events: event, key: key, user: user)
+    }
+
     func run() throws {
+        let console = Console()
         let profile = try token.loadProfile()
-        let records = try AuditOperations.show(target: try token.target(profile: profile), directory: audit.directory(profile: profile),
-                                               since: since.flatMap(Self.day), event: event, observer: Console())
-        try output.emit(records) { records in
-            if records.isEmpty { return "No audit records.\n" }
-            return TextReports.table([["SEQ", "TIME", "EVENT", "OUTCOME", "ACTOR"]] + records.map {
-                [String($0.seq), $0.time, $0.event, $0.outcome.result + ($0.outcome.reason.map { ": " + $0 } ?? ""), $0.actor.user]
-            })
+        let reader = try AuditOperations.AuditReader(target: try token.target(profile: profile), directory: audit.directory(profile: profile),
+                                                     observer: console)
+        let query = query
+        let first = try reader.read(query: query).records
+        if output.json {
+            try output.emit(first.map(\.record)) { _ in "" }
+            return
         }
+        if !jsonl {
+            if first.isEmpty, !follow {
+                console.output("No audit records.\n")
+                return
+            }
+            console.output(AuditTable.header + "\n")
+        }
+        let print = { (records: [AuditOperations.ShownRecord]) in
+            for shown in records {
+                if jsonl {
+                    console.output(bytes: shown.line + [0x0A])
+                } else {
+                    console.output(AuditTable.row(shown.record) + "\n")
+                }
+            }
+        }
+        print(first)
+        guard follow else { return }
+        let stop = StopSignals()
+        while !stop.received {
+            stop.wait(seconds: interval)
+            if stop.received { break }
+            print(try reader.read(query: query).records)
+        }
+    }
+}
+
+/// The table of `audit show`: fixed columns that fit 80 columns, every cell sanitized and cut
+/// to its width.
+enum AuditTable {
+    /// Width of each column but the last (RESULT, at most 6).
+    static let widths = [19, 21, 12, 18]
+
+    static var header: String { line(["TIME (UTC)", "EVENT", "KEY", "USER/URI", "RESULT"]) }
+
+    static func row(_ record: AuditRecord) -> String {
+        let summary = AuditRecordSummary(record)
+        let time = String(record.time.prefix(19).map { $0 == "T" ? " " : $0 })
+        let subject = summary.user ?? summary.uri ?? (record.actor.user.isEmpty ? "-" : "(\(record.actor.user))")
+        return line([time, record.event, summary.key ?? "-", subject, record.outcome.result == "ok" ? "ok" : "failed"])
+    }
+
+    static func line(_ cells: [String]) -> String {
+        cells.enumerated().map { index, cell in
+            let width = index < widths.count ? widths[index] : 6
+            let clean = TerminalText.sanitized(cell, limit: 200)
+            let cut = clean.count > width ? String(clean.prefix(width - 1)) + "…" : clean
+            return index < widths.count ? cut + String(repeating: " ", count: width - cut.count) : cut
+        }.joined(separator: " ").trimmingTrailingSpaces()
     }
 }
 
@@ -89,6 +189,7 @@ struct AuditCheckpointCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "checkpoint",
         abstract: "Print the latest signed checkpoint (C2SP signed note) anchored on the token.",
+        usage: "fireblocks-hsm audit checkpoint [--module <path|name>]\n[--token <label|uri>] [--pin-source <source>] [--profile <name>]\n[--audit-dir <path>]",
         discussion: """
             Auditors keep these outside the operator's reach; 'audit verify
             --from-checkpoint' then proves the log was neither edited nor cut short since.
@@ -114,6 +215,7 @@ struct AuditVerifyCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "verify",
         abstract: "Check the audit log: intact, and consistent with the token's checkpoint (and yours).",
+        usage: "fireblocks-hsm audit verify [--module <path|name>] [--token <label|uri>]\n[--pin-source <source>] [--profile <name>] [--audit-dir <path>]\n[--from-checkpoint <path>] [--json]",
         discussion: """
             Exits 0 only when every record is in place, the token's checkpoint is signed by
             the audit key and covers a prefix of the log, and so does --from-checkpoint.
@@ -170,6 +272,7 @@ struct AuditRepairCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "repair",
         abstract: "Cut off a torn last record (an interrupted append), and record that it was cut.",
+        usage: "fireblocks-hsm audit repair [--module <path|name>] [--token <label|uri>]\n[--pin-source <source>] [--profile <name>] [--audit-dir <path>]\n[--truncate-torn]",
         discussion: """
             Examples:
               fireblocks-hsm audit verify --token fb
@@ -198,6 +301,7 @@ struct AuditReanchorCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "reanchor",
         abstract: "Accept the log as it is now: sign and anchor a checkpoint over it, recorded with your reason.",
+        usage: "fireblocks-hsm audit reanchor [--module <path|name>]\n[--token <label|uri>] [--pin-source <source>] [--profile <name>]\n[--audit-dir <path>] [--accept-current] --reason <text> [--json]",
         discussion: """
             For a trail the tool refuses to extend because its anchor on the token is gone (or
             its audit key is): after you have found out why, this signs a checkpoint over the

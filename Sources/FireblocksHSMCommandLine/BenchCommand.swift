@@ -21,6 +21,7 @@ struct BenchAuditFillCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "audit-fill",
         abstract: "Append N filler records to a benchmark token's audit log (never on a token in use).",
+        usage: "fireblocks-hsm bench audit-fill [--module <path|name>]\n[--token <label|uri>] [--pin-source <source>] [--profile <name>]\n[--audit-dir <path>] --records <n> [--json]",
         discussion: """
             The records go through the appender the signing proxy uses and are sealed by one
             signed checkpoint; they stay in the log for ever. ci/bench uses it to measure a
@@ -60,6 +61,7 @@ struct BenchSignCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sign",
         abstract: "Sign for a while with N workers through the signing pool; report rate and latency.",
+        usage: "fireblocks-hsm bench sign [--module <path|name>] [--token <label|uri>]\n[--pin-source <source>] [--profile <name>] [--key <label|uri>]\n[--audit-dir <path>] [--duration <seconds>] [--workers <n>]\n[--message-bytes <n>] [--json]",
         discussion: """
             Each worker signs (CKM_SHA256_RSA_PKCS, as for a JWT) in a loop through a pool
             of --workers sessions, for --duration seconds after a short warm-up. Every

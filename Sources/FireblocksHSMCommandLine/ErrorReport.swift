@@ -6,6 +6,11 @@ import FireblocksAPI
 import PKCS11
 import TokenKeys
 import ErrorShape
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
 
 /// The process exit codes, one per class of failure, stable for scripts (docs/exit-codes.md).
 enum ExitStatus: Int32, CaseIterable, Sendable {
@@ -132,10 +137,11 @@ struct ErrorReport: Sendable, Encodable {
     private init(classifying error: any Error) {
         switch error {
         case let error as TokenKeysError:
-            self.init(status: ExitStatus.status(for: error.code), message: error.reason + Self.advice(for: error.code))
+            self.init(status: ExitStatus.status(for: error.code),
+                      message: error.reason + Self.advice(for: error.code) + Self.softHSMAdvice(reason: error.reason))
         case let error as OperationError:
             let (status, advice) = Self.classify(error.code)
-            self.init(status: status, message: error.reason + advice)
+            self.init(status: status, message: error.reason + advice + Self.softHSMAdvice(reason: error.reason))
         case let error as TokenOperationError:
             self.init(status: ExitStatus.pinReturnValues.contains(error.underlying.returnValue) ? .pin : .token,
                       message: error.description, pkcs11: error.underlying.returnValue.name)
@@ -176,13 +182,17 @@ struct ErrorReport: Sendable, Encodable {
                     + "; pass --id UUID"
                 self.init(status: .usage, message: message)
             case .timeout:
-                self.init(status: .waitTimeout, message: message + "; wait longer with --timeout, or see 'api-user show'")
+                self.init(status: .waitTimeout, message: message + Self.waitAdvice(status: error.status))
             default:
                 self.init(status: .apiRequest, message: message)
             }
         case let error as FireblocksAPIError:
             let status: ExitStatus = error.isAuthenticationFailure ? .apiAuthentication : (error.isServerSide ? .apiUnavailable : .apiRequest)
-            self.init(status: status, message: error.description, requestID: error.requestID, httpStatus: error.status,
+            var message = error.description
+            if error.status == 404, let uri = error.uri, FireblocksAPIError.isOutsideV1(uri) {
+                message += "; give the base URL with its /v1: --base-url http://HOST:PORT/v1 (or --env sandbox|us|eu|eu2)"
+            }
+            self.init(status: status, message: message, requestID: error.requestID, httpStatus: error.status,
                       responseBody: error.body)
         case let error as APIClientError:
             let status: ExitStatus
@@ -220,6 +230,32 @@ struct ErrorReport: Sendable, Encodable {
         default:
             self.init(status: .internalError, message: "unexpected error: \(error)")
         }
+    }
+
+    /// What to do after `api-user wait` gave up, by the status the user was left in: a user
+    /// PENDING_ACTIVATION waits for its pairing token, not for time.
+    static func waitAdvice(status: String?) -> String {
+        switch status {
+        case "PENDING_ACTIVATION"?:
+            return "; it stays PENDING_ACTIVATION until its pairing token is issued: run 'fireblocks-hsm api-user pairing-token NAME --out FILE' (or 'onboard … --pairing-token-out FILE'), then wait again"
+        case "PENDING_DEVICE_PAIRING"?, "PENDING_DEVICE_SETUP"?:
+            return "; the pairing token was issued: the device (co-signer) must pair with it; then wait again, or see 'api-user show'"
+        case nil:
+            return "; the user is not listed: an admin quorum may still have to approve it in the Console; see 'api-user list', or wait longer with --timeout"
+        default:
+            return "; wait longer with --timeout, or see 'api-user show'"
+        }
+    }
+
+    /// SoftHSM without SOFTHSM2_CONF reads the system configuration, whose token directory is
+    /// usually root's: "no initialised token" then means "not the tokens you made".
+    static func softHSMAdvice(reason: String,
+                              environment: [String: String] = ProcessInfo.processInfo.environment,
+                              defaultTokenDirectory: String = "/var/lib/softhsm/tokens") -> String {
+        guard reason.contains("no initialised token"), environment["SOFTHSM2_CONF"] == nil else { return "" }
+        let entries = try? FileManager.default.contentsOfDirectory(atPath: defaultTokenDirectory)
+        guard entries?.isEmpty ?? true else { return "" }
+        return "; SOFTHSM2_CONF is not set, so SoftHSM reads its system configuration (tokens in \(defaultTokenDirectory), \(entries == nil ? "not readable by you" : "empty")): export SOFTHSM2_CONF=PATH/softhsm2.conf of your tokens (hsm-config/create-token prints it)"
     }
 
     /// The exit class of a use case's error, and the advice that names what to type.
@@ -298,7 +334,7 @@ struct ErrorReport: Sendable, Encodable {
         case .keyNotFound:
             return "; 'fireblocks-hsm key list' shows the keys"
         case .keyInUse:
-            return "; pass --force to delete it anyway (the API user then cannot sign again)"
+            return "; if that user was removed or disabled in the Console, let the deletion ask the API: add --admin-key LABEL with --api-key and --env|--base-url (a user succeeded through 'onboard --replaces' needs no check); --force deletes it anyway (the API user then cannot sign again)"
         case .keyNotOnToken:
             return "; make the key on the token ('fireblocks-hsm onboard', or 'key generate' then 'csr'), or pass --allow-key-off-token to register it anyway (the audit record says so)"
         default:

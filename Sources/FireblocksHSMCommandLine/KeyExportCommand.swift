@@ -13,6 +13,7 @@ struct KeyExportCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "export",
         abstract: "Export a key's public half (the private key cannot leave the token).",
+        usage: "fireblocks-hsm key export [--module <path|name>] [--token <label|uri>]\n[--pin-source <source>] [--profile <name>] [--audit-dir <path>]\n[--key <label|uri>] [--format <format>] [--out <path>] [--force]",
         discussion: """
             Examples:
               fireblocks-hsm key export --token fb --key api-user-1 --format pem

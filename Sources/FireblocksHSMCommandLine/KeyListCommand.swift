@@ -5,6 +5,7 @@ struct KeyListCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "list",
         abstract: "List the token's private keys with their policy verdicts.",
+        usage: "fireblocks-hsm key list [--module <path|name>] [--token <label|uri>]\n[--pin-source <source>] [--profile <name>] [--audit-dir <path>] [--json]",
         discussion: """
             Examples:
               fireblocks-hsm key list --token fb

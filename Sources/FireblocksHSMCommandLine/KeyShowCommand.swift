@@ -5,6 +5,7 @@ struct KeyShowCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "show",
         abstract: "Show a key's attributes and its policy verdict.",
+        usage: "fireblocks-hsm key show [--module <path|name>] [--token <label|uri>]\n[--pin-source <source>] [--profile <name>] [--audit-dir <path>]\n[--key <label|uri>] [--json]",
         discussion: """
             Exits 0 when the key meets the policy and 7 when it does not (the report is
             printed either way).

@@ -14,6 +14,7 @@ package struct OnboardSubcommand: NetworkCommand {
     package static let configuration = CommandConfiguration(
         commandName: "onboard",
         abstract: "The whole onboarding: key on the token, CSR, and (with --submit) the API user.",
+        usage: "fireblocks-hsm onboard [<options>] --key <label> --name <name>\n--role <role>",
         discussion: """
             Generates the key under the key policy, makes and verifies the CSR, and with
             --submit creates the API user through the API, signed by an admin key on the

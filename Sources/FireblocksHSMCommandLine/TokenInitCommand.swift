@@ -6,6 +6,7 @@ struct TokenInitCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "init",
         abstract: "Initialise the module's one uninitialised token (SoftHSM, CI): label, SO PIN, user PIN.",
+        usage: "fireblocks-hsm token init [--module <path|name>] --label <label>\n[--so-pin-source <source>] [--pin-source <source>] [--json]",
         discussion: """
             Refuses when the module has no or several uninitialised tokens, and when a
             token with the label exists: initialising erases every key on a token.

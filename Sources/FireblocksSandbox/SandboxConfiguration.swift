@@ -78,6 +78,8 @@ public struct SandboxConfiguration: Sendable {
     /// Seconds from a pairing token to the device being paired (and again to the set-up done,
     /// for co-signer users).
     public var pairAfter: TimeInterval = 1
+    /// How long a transaction stays in each status before the next (SUBMITTED → … → COMPLETED).
+    public var transactionStep: TimeInterval = 1
     /// Whitelisted IP addresses, by user name (empty: any IP).
     public var whitelist: [String: [String]] = [:]
 
@@ -102,6 +104,9 @@ public struct SandboxConfiguration: Sendable {
         }
         guard pairAfter.isFinite, (0...86_400).contains(pairAfter) else {
             throw SandboxError("the pairing delay must be 0 to 86400 seconds", setting: "pairAfter")
+        }
+        guard transactionStep.isFinite, (0...86_400).contains(transactionStep) else {
+            throw SandboxError("the transaction step must be 0 to 86400 seconds", setting: "transactionStep")
         }
         guard APIUserStatus(rawValue: initialStatus) != nil else {
             throw SandboxError("the initial status must be one of \(APIUserStatus.allCases.map(\.rawValue).joined(separator: ", "))", setting: "initialStatus")

@@ -88,7 +88,9 @@ public final class SandboxService: Sendable {
                 state.persistent = reloaded
                 state.stateFileStamp = Self.stamp(file)
             }
-            if state.persistent.advance(now: now, pairAfter: configuration.pairAfter) {
+            let usersMoved = state.persistent.advance(now: now, pairAfter: configuration.pairAfter)
+            let transactionsMoved = state.persistent.advanceTransactions(now: now, step: configuration.transactionStep)
+            if usersMoved || transactionsMoved {
                 persist(&state)
             }
             // A created user that is READY (and enabled) signs its own requests, with its CSR's key.
@@ -140,6 +142,12 @@ public final class SandboxService: Sendable {
             return pairingToken(userID: path[3], request: request, caller: caller, state: &state, requestID: requestID, now: now)
         case ("GET", let path) where path.count == 5 && path[0] == "v1" && path[1] == "management" && path[2] == "api_users" && path[4] == "whitelist_ip_addresses":
             return whitelist(userID: path[3], state: state, requestID: requestID, now: now)
+        case ("GET", ["v1", "vault", "accounts_paged"]):
+            return vaultAccountsPaged(request, state: state, requestID: requestID, now: now)
+        case ("POST", ["v1", "transactions"]):
+            return createTransaction(request, caller: caller, state: &state, requestID: requestID, now: now)
+        case ("GET", let path) where path.count == 3 && path[0] == "v1" && path[1] == "transactions":
+            return transaction(id: path[2], state: state, requestID: requestID, now: now)
         default:
             return Self.errorResponse(404, "NOT_FOUND", "No route for \(request.method) \(request.path)", requestID: requestID, now: now)
         }

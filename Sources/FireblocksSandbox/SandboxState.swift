@@ -79,11 +79,15 @@ public struct SandboxState: Codable, Equatable, Sendable {
     public var users: [CreatedUser]
     /// Idempotency-Keys seen, with their first answers.
     public var idempotency: [IdempotentAnswer]
+    /// The vault accounts (nil: ``defaultVaultAccounts``; a state file may list its own).
+    public var vaultAccounts: [VaultAccount]?
+    /// Transactions created (nil in a state file from before transactions were simulated).
+    public var transactions: [Transaction]?
 
     /// A new workspace with no users.
     public static func empty() -> SandboxState {
         SandboxState(workspace: Workspace(id: UUID().uuidString.lowercased(), name: "fireblocks-hsm sandbox"),
-                     users: [], idempotency: [])
+                     users: [], idempotency: [], vaultAccounts: nil, transactions: nil)
     }
 
     /// Moves every user along the simulated lifecycle to where it is at `now`: an approval that

@@ -216,8 +216,11 @@ struct ProxyResponder: HTTPResponder {
             let timedOut = (error as? HTTPClientError).map { [.deadlineExceeded, .readTimeout, .connectTimeout].contains($0) } ?? false
             let status = timedOut ? 504 : 502
             logger.warning("upstream failed", metadata: ["error": "\(error)", "uri": "\(uri)"])
-            recordOutcome(seq: seq, status: status, requestID: nil, started: started, failure: "upstream: \(error)")
-            return finish(Self.errorResponse(status, "no answer from \(configuration.upstream.host): \(error)"), route: rule.description, started: started)
+            recordOutcome(seq: seq, status: status, requestID: nil, started: started,
+                          failure: "upstream: \(AsyncHTTPClientTransport.describe(error, host: upstreamHost))")
+            // One readable line (host:port and what went wrong), not the client library's dump.
+            return finish(Self.errorResponse(status, "no answer from the API: \(AsyncHTTPClientTransport.describe(error, host: upstreamHost))"),
+                          route: rule.description, started: started)
         }
 
         let status = Int(answer.status.code)
@@ -256,7 +259,7 @@ struct ProxyResponder: HTTPResponder {
                 answerBody = ResponseBody(byteBuffer: bytes)
             } catch {
                 logger.warning("the upstream answer broke off", metadata: ["error": "\(error)", "uri": "\(uri)"])
-                return finish(Self.errorResponse(502, "the answer from \(configuration.upstream.host) broke off: \(error)"),
+                return finish(Self.errorResponse(502, "the answer from the API broke off: \(AsyncHTTPClientTransport.describe(error, host: upstreamHost))"),
                               route: rule.description, started: started)
             }
         } else {
@@ -363,6 +366,13 @@ struct ProxyResponder: HTTPResponder {
 
     /// An answer in the API's error shape (`message`, `code`), so SDKs show it; code -1 and the
     /// header `X-Fireblocks-HSM-Proxy` say the proxy answered, not Fireblocks.
+    /// The upstream as messages name it: `host:port` when the base URL gives a port.
+    var upstreamHost: String {
+        let upstream = configuration.upstream
+        let host = upstream.host.contains(":") ? "[\(upstream.host)]" : upstream.host
+        return host + (upstream.port.map { ":\($0)" } ?? "")
+    }
+
     static func errorResponse(_ status: Int, _ message: String) -> Response {
         let document: [String: Any] = ["message": "fireblocks-hsm proxy: \(message)", "code": -1]
         let data = (try? JSONSerialization.data(withJSONObject: document, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data()

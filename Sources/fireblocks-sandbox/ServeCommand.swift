@@ -71,6 +71,9 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(name: .customLong("pair-after"), help: ArgumentHelp("After a pairing token, the device pairs this long later (PENDING_DEVICE_PAIRING → READY; co-signer users through PENDING_DEVICE_SETUP, twice as long).", valueName: "duration"))
     var pairAfter = "1s"
 
+    @Option(name: .customLong("transaction-step"), help: ArgumentHelp("A transaction moves to its next status this long after the last (SUBMITTED → … → COMPLETED; default 1s).", valueName: "duration"))
+    var transactionStep = "1s"
+
     @Option(help: ArgumentHelp("Whitelisted IPs of a user: NAME=IP,IP (repeatable; none: any IP).", valueName: "name=ips"))
     var whitelist: [String] = []
 
@@ -88,6 +91,7 @@ struct ServeCommand: AsyncParsableCommand {
         lifecycle.autoApproveAfter = autoApproveAfter == "never" ? nil : try DurationText.seconds(autoApproveAfter, flag: "--auto-approve-after")
         lifecycle.initialStatus = initialStatus.uppercased()
         lifecycle.pairAfter = try DurationText.seconds(pairAfter, flag: "--pair-after")
+        lifecycle.transactionStep = try DurationText.seconds(transactionStep, flag: "--transaction-step")
         for entry in whitelist {
             let parts = entry.split(separator: "=", maxSplits: 1).map(String.init)
             guard parts.count == 2, !parts[0].isEmpty else { throw ValidationError("--whitelist takes NAME=IP,IP") }

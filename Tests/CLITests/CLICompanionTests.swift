@@ -119,7 +119,7 @@ struct CLICompanionTests {
     /// does, and the commands it runs are those whose type is a NetworkCommand.
     @Test func bothExecutablesParseOneTreeAndTheNetworkCommandsAreATypesProperty() throws {
         #expect(CommandTree.networkCommands() == [
-            "request", "api-user create", "api-user list", "api-user show", "api-user wait", "api-user pairing-token",
+            "key delete", "request", "api-user create", "api-user list", "api-user show", "api-user wait", "api-user pairing-token",
             "onboard", "serve", "bench proxy", "doctor-network",
         ])
         let cli = try CLIHarness()

@@ -77,6 +77,9 @@ struct CLILifecycleTests {
         #expect(timedOut.status == 12, "\(timedOut.standardError)")
         #expect(Date().timeIntervalSince(started) < 15)
         #expect(timedOut.standardError.contains("PENDING_ACTIVATION"))
+        // Time does not move a PENDING_ACTIVATION user on: its pairing token does.
+        #expect(timedOut.standardError.contains("api-user pairing-token") && !timedOut.standardError.contains("wait longer"),
+                "\(timedOut.standardError)")
         #expect(((try timedOut.json() as? [String: Any])?["error"] as? [String: Any])?["class"] as? String == "wait-timeout")
 
         // Removed while waited for: the wait stops, it does not run out.
@@ -197,7 +200,7 @@ struct CLILifecycleTests {
         // pairing token and READY of this run, then the predecessor's key retired.
         let bundleFiles = try FileManager.default.contentsOfDirectory(atPath: cli.files + "/new-evidence").filter { $0 != "milestones" }.sorted()
         let bundleStatement = try Data(contentsOf: URL(fileURLWithPath: cli.files + "/new-evidence/statement.json"))
-        let retire = try cli.runOnToken(["key", "delete", "--key", "old", "--force", "--yes"])
+        let retire = try cli.runOnToken(["key", "delete", "--key", "old", "--yes"])  // succeeded through --replaces: no --force
         #expect(retire.status == 0, "\(retire.standardError)")
         let milestones = try FileManager.default.contentsOfDirectory(atPath: cli.files + "/new-evidence/milestones").sorted()
         for event in ["api-user-pairing-token-issued", "api-user-ready", "api-user-predecessor-retired"] {

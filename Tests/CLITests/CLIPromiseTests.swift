@@ -216,12 +216,41 @@ struct CLIPromiseTests {
         let refused = try cli.runOnToken(["key", "delete", "--key", "ci-bot", "--yes"])
         #expect(refused.status == 6, "\(refused.standardError)")
         #expect(refused.standardError.contains("backing API user 'ci-bot'"))
-        #expect(refused.standardError.contains("--force"))
+        #expect(refused.standardError.contains("--force") && refused.standardError.contains("--admin-key"))
         #expect(try privateKeyLabels(cli) == ["admin", "ci-bot"])
+        // Refused before it asks: without --yes and without a terminal it is the refusal, not
+        // "no terminal to confirm on".
+        let unasked = try cli.runOnToken(["key", "delete", "--key", "ci-bot"])
+        #expect(unasked.status == 6 && !unasked.standardError.contains("confirm"), "\(unasked.standardError)")
+        // The API still lists the user, enabled: asking it does not retire the user.
+        let stillActive = try cli.runOnToken(["key", "delete", "--key", "ci-bot", "--yes", "--admin-key", "admin"] + api)
+        #expect(stillActive.status == 6, "\(stillActive.standardError)")
+        #expect(stillActive.standardError.contains("enabled"), "\(stillActive.standardError)")
 
         let forced = try cli.runOnToken(["key", "delete", "--key", "ci-bot", "--yes", "--force"])
         #expect(forced.status == 0, "\(forced.standardError)")
         #expect(try privateKeyLabels(cli) == ["admin"])
+    }
+
+    /// Rotation's last step: the user was removed in the Console (here, in the stand-in); the
+    /// deletion asks the API with the admin key, finds the recorded id gone, and deletes
+    /// without --force, saying why.
+    @Test func keyDeleteAsksTheAPIAndDeletesTheKeyOfARemovedUser() throws {
+        let (cli, sandbox, api) = try setUp()
+        defer { sandbox.stop(); cli.remove() }
+        #expect(try onboard(cli, extra: ["--submit", "--admin-key", "admin"] + api).status == 0)
+        let removed = try cli.runSandbox(["set-user", "ci-bot", "--remove", "--state", sandbox.stateFile])
+        #expect(removed.status == 0, "\(removed.standardError)")
+        let halfGiven = try cli.runOnToken(["key", "delete", "--key", "ci-bot", "--yes"] + api)
+        #expect(halfGiven.status == 2 && halfGiven.standardError.contains("--admin-key"), "\(halfGiven.standardError)")
+        let deleted = try cli.runOnToken(["key", "delete", "--key", "ci-bot", "--yes", "--admin-key", "admin", "--json"] + api)
+        #expect(deleted.status == 0, "\(deleted.standardError)")
+        #expect(deleted.standardError.contains("retired: absent from the API users listed"), "\(deleted.standardError)")
+        #expect(try privateKeyLabels(cli) == ["admin"])
+        let records = try #require(try cli.runOnToken(["audit", "show", "--event", "key.deleted", "--json"]).json() as? [[String: Any]])
+        let facts = try #require(records.last?["facts"] as? [String: Any])
+        #expect(facts["forced"] as? Bool == false)
+        #expect((facts["retiredAPIUsers"] as? [String])?.first?.contains("'ci-bot'") == true, "\(facts)")
     }
 
     // MARK: Typos

@@ -131,7 +131,8 @@ struct CLIProxyTests {
     }
 
     /// The official Python SDK, unmodified, with a placeholder key: it creates and lists API
-    /// users through the proxy, which re-signs every request on the token.
+    /// users, lists vault accounts, and creates and reads a transaction (its smoke test) through
+    /// the proxy, which re-signs every request on the token.
     @Test(.enabled(if: ProcessInfo.processInfo.environment["FIREBLOCKS_PY_SDK"] != nil && Subprocess.isAvailable("openssl")))
     func theOfficialPythonSDKWorksThroughTheProxyWithAPlaceholderKey() throws {
         let sdk = try #require(ProcessInfo.processInfo.environment["FIREBLOCKS_PY_SDK"])
@@ -145,7 +146,9 @@ struct CLIProxyTests {
         #expect(placeholder.status == 0)
         let proxy = try ProxyProcess(cli: cli, arguments: ["--key", "admin", "--listen", "127.0.0.1:0",
                                                            "--allow", "GET /v1/management/api_users",
-                                                           "--allow", "POST /v1/management/api_users"] + api, socket: nil)
+                                                           "--allow", "POST /v1/management/api_users",
+                                                           "--allow", "GET /v1/vault/accounts_paged", "--allow", "POST /v1/transactions",
+                                                           "--allow", "GET /v1/transactions/*"] + api, socket: nil)
         let port = try #require(proxy.port)
         #expect(proxy.output.contains("without --client-token-file"), "a TCP proxy without client tokens is warned about")
         let script = """
@@ -153,6 +156,11 @@ struct CLIProxyTests {
             from fireblocks.client import Fireblocks
             from fireblocks.client_configuration import ClientConfiguration
             from fireblocks.models.create_api_user import CreateAPIUser
+            from fireblocks.models.transaction_request import TransactionRequest
+            from fireblocks.models.transaction_request_amount import TransactionRequestAmount
+            from fireblocks.models.source_transfer_peer_path import SourceTransferPeerPath
+            from fireblocks.models.destination_transfer_peer_path import DestinationTransferPeerPath
+            from fireblocks.models.transfer_peer_path_type import TransferPeerPathType
             configuration = ClientConfiguration(api_key="placeholder", secret_key=open("placeholder.pem").read(),
                                                 base_path="http://127.0.0.1:\(port)/v1")
             with Fireblocks(configuration) as fireblocks:
@@ -160,13 +168,27 @@ struct CLIProxyTests {
                     create_api_user=CreateAPIUser(role="SIGNER", name="py-bot", csr_pem=open("py-bot.csr").read()),
                     idempotency_key="py-bot-create-1").result()
                 listed = fireblocks.api_user.get_api_users().result()
-                print(json.dumps({"created": created.status_code, "names": [u.name for u in listed.data.users]}))
+                vaults = fireblocks.vaults.get_paged_vault_accounts(limit=10).result().data
+                request = TransactionRequest(
+                    asset_id="BTC_TEST", amount=TransactionRequestAmount("0.001"), note="smoke test", external_tx_id="py-smoke-1",
+                    source=SourceTransferPeerPath(type=TransferPeerPathType.VAULT_ACCOUNT, id=vaults.accounts[0].id),
+                    destination=DestinationTransferPeerPath(type=TransferPeerPathType.VAULT_ACCOUNT, id=vaults.accounts[1].id))
+                transaction = fireblocks.transactions.create_transaction(transaction_request=request).result().data
+                read = fireblocks.transactions.get_transaction(tx_id=transaction.id).result().data
+                print(json.dumps({"created": created.status_code, "names": [u.name for u in listed.data.users],
+                                  "vaults": [a.name for a in vaults.accounts], "total": vaults.accounts[0].assets[0].total,
+                                  "created_tx": transaction.status, "tx": read.id == transaction.id, "tx_status": read.status,
+                                  "tx_amount": read.amount_info.amount, "tx_external": read.external_tx_id}))
             """
         let run = try Subprocess.run("python3", ["-c", script], environment: cli.environment(["PYTHONPATH": sdk]), workingDirectory: cli.files)
         let exit = proxy.terminate()
         #expect(run.status == 0, "\(run.standardError)\n\(proxy.output)")
         let result = try #require(try JSONSerialization.jsonObject(with: Data(run.standardOutput.utf8)) as? [String: Any])
         #expect((result["names"] as? [String])?.contains("py-bot") == true, "\(result)")
+        #expect(result["vaults"] as? [String] == ["Default", "Treasury"] && result["total"] as? String == "1.5", "\(result)")
+        #expect(result["created_tx"] as? String == "SUBMITTED" && result["tx"] as? Bool == true, "\(result)")
+        #expect(result["tx_amount"] as? String == "0.001" && result["tx_external"] as? String == "py-smoke-1", "\(result)")
+        #expect(result["tx_status"] is String, "\(result)")
         #expect(exit == 0)
         let users = try sandbox.state()
         #expect("\(users)".contains("py-bot"))

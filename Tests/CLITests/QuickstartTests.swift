@@ -54,7 +54,7 @@ struct QuickstartTests {
         ]
         let result = try Subprocess.run("/bin/bash", ["-c", script], environment: environment, workingDirectory: work.path)
         #expect(result.status == 0, "the quickstart failed:\n\(result.standardOutput)\n\(result.standardError)")
-        for file in ["api_user.csr", "ci-bot.csr", "pairing.token", "ops-bot.token"] {
+        for file in ["api_user.csr", "ci-bot.csr", "pairing.token", "ops-bot.token", "ci-bot-2027.token"] {
             #expect(FileManager.default.fileExists(atPath: work.appendingPathComponent(file).path), "\(file) was not written")
         }
         let mode = (try? FileManager.default.attributesOfItem(atPath: work.appendingPathComponent("pairing.token").path)[.posixPermissions]) as? Int

@@ -1,6 +1,7 @@
 import APITestSupport
 import AuditTrail
 import FireblocksHSM
+import FireblocksSandbox
 import Foundation
 import Testing
 import TokenKeys
@@ -48,6 +49,65 @@ struct KeyDeletionTests {
             let deleted = try #require(try world.auditRecords().last { $0.event == "key.deleted" })
             #expect(deleted.facts["forced"] == .bool(true))
             #expect(deleted.facts["backedAPIUsers"] == .array(plan.backs.map { .string($0) }))
+        }
+    }
+
+    /// Rotation: once a successor was onboarded with `replaces`, the predecessor's key goes
+    /// without force, and the audit trail says why.
+    @Test func aKeyWhoseUserWasSucceededIsDeletedWithoutForce() async throws {
+        try await UseCaseWorld.with("del-succeeded", sandbox: { _ in }) { world in
+            _ = try await world.onboard(try world.onboarding())
+            var successor = try world.onboarding("ci-bot-2")
+            successor.replaces = "ci-bot"
+            _ = try await world.onboard(successor)
+            let plan = try await planned(world, "ci-bot")
+            #expect(plan.blocking.isEmpty)
+            #expect(plan.backedUsers.first?.retired?.contains("succeeded by API user 'ci-bot-2'") == true, "\(plan.backedUsers)")
+            try await delete(world, "ci-bot", force: false)
+            #expect(try world.privateKeyLabels() == ["admin", "ci-bot-2"])
+            let deleted = try #require(try world.auditRecords().last { $0.event == "key.deleted" })
+            #expect(deleted.facts["forced"] == .bool(false))
+            guard case .array(let retired)? = deleted.facts["retiredAPIUsers"] else { Issue.record("\(deleted.facts)"); return }
+            #expect(retired.count == 1)
+            // The successor is not retired by its predecessor's record: its key is still refused.
+            await #expect(throws: OperationError(.keyInUse, "")) { try await delete(world, "ci-bot-2", force: false) }
+        }
+    }
+
+    /// With the admin key, the deletion asks the API: a user still listed and enabled blocks
+    /// it; one disabled, or removed (its recorded id no longer listed), does not.
+    @Test(arguments: ["disable", "remove"])
+    func theAPIsUserListDecidesWhetherTheUserIsRetired(change: String) async throws {
+        let stateFile = FileManager.default.temporaryDirectory.appendingPathComponent("del-upstream-\(UUID().uuidString).json")
+        defer { try? FileManager.default.removeItem(at: stateFile) }
+        try await UseCaseWorld.with("del-upstream", sandbox: { $0.stateFile = stateFile }) { world in
+            _ = try await world.onboard(try world.onboarding())
+            let target = world.target(key: "ci-bot")
+            let (state, audit, api) = (world.state, world.audit, try world.api())
+            func checked() async throws -> KeyDeletion {
+                let deletion = try await BlockingBridge.run {
+                    try KeyDeletion.plan(target: target, stateDirectory: state, auditDirectory: audit, observer: SilentObserver())
+                }
+                try await deletion.checkUpstream(adminKey: .label("admin"), api: api)
+                return deletion
+            }
+            let active = try await checked()
+            #expect(active.plan.blocking.count == 1)
+            #expect(active.plan.backedUsers.first?.upstream?.contains("enabled") == true, "\(active.plan.backedUsers)")
+            #expect(throws: OperationError(.keyInUse, "")) { try active.checkMayDelete(force: false) }
+            let listing = try #require(try world.auditRecords().last { $0.event == "api.call" })
+            #expect(listing.facts["uri"]?.text == "/v1/management/api_users", "the listing is in the audit trail: \(listing.facts)")
+
+            var sandboxState = try SandboxState.load(from: stateFile)
+            let index = try #require(sandboxState.users.firstIndex { $0.name == "ci-bot" })
+            if change == "remove" { sandboxState.users.remove(at: index) } else { sandboxState.users[index].enabled = false }
+            try sandboxState.save(to: stateFile)
+
+            let retired = try await checked()
+            #expect(retired.plan.blocking.isEmpty, "\(retired.plan.backedUsers)")
+            #expect(retired.plan.backedUsers.first?.retired?.contains(change == "remove" ? "absent" : "disabled") == true)
+            try await BlockingBridge.run(moving: retired) { try $0.perform(force: false) }
+            #expect(try world.privateKeyLabels() == ["admin"])
         }
     }
 

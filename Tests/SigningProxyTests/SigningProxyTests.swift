@@ -290,6 +290,27 @@ struct SigningProxyTests {
         #expect(health.status == 503)
     }
 
+    /// An upstream that refuses the connection: the 502 says so in one readable line that
+    /// names host and port, not with the HTTP client's dump of its error value.
+    @Test func anUnreachableUpstreamGetsAReadable502NamingThePort() async throws {
+        let fixture = try Fixture("proxy-refused")
+        let closed = try LoopbackPort.closed()
+        try await fixture.start(rules: ["GET /v1/**"]) {
+            $0.upstream = try APIBaseURL(validating: "http://127.0.0.1:\(closed)/v1")
+            $0.upstreamTimeout = .seconds(2)
+        }
+        let answer = try await fixture.send(.GET, "/v1/workspace")
+        await fixture.stop()
+        let message = (try JSONSerialization.jsonObject(with: Data(answer.body)) as? [String: Any])?["message"] as? String ?? ""
+        #expect([502, 504].contains(answer.status), "\(answer.status) \(message)")
+        #expect(message.contains("127.0.0.1:\(closed)"), "\(message)")
+        #expect(message.contains("connection refused") || message.contains("no connection"), "\(message)")
+        for dump in ["NIOConnectionError", "IOError(", "SingleConnectionFailure", "HTTPClientError"] {
+            #expect(!message.contains(dump), "\(message)")
+        }
+        #expect(message.count < 200, "\(message)")
+    }
+
     @Test(arguments: ["/v1/stall", "/v1/stall-chunked"])
     func anUpstreamThatStallsMidAnswerDoesNotHoldTheRequest(path: String) async throws {
         let fixture = try Fixture("proxy-stall")
