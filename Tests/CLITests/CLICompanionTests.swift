@@ -163,6 +163,66 @@ struct CLICompanionTests {
         #expect(FileManager.default.fileExists(atPath: marker))
     }
 
+    /// The Debian package's layout: PREFIX/bin/fireblocks-hsm finds
+    /// PREFIX/libexec/fireblocks-hsm/fireblocks-hsm-net, from its own real path (a link to it
+    /// elsewhere changes nothing), never from PATH; one beside it, as in a build tree, comes first.
+    @Test func anInstalledLayoutFindsTheCompanionInLibexec() throws {
+        let cli = try CLIHarness()
+        defer { cli.remove() }
+        let prefix = cli.files + "/prefix"
+        let libexec = prefix + "/libexec/fireblocks-hsm"
+        let decoys = cli.files + "/decoys"
+        let links = cli.files + "/links"
+        for directory in [prefix + "/bin", libexec, decoys, links] {
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        }
+        try FileManager.default.copyItem(atPath: CLIHarness.binary, toPath: prefix + "/bin/fireblocks-hsm")
+        try FileManager.default.createSymbolicLink(atPath: links + "/fireblocks-hsm", withDestinationPath: prefix + "/bin/fireblocks-hsm")
+        /// A stand-in companion that records which one ran, and with what.
+        func companion(_ path: String, marker: String) throws {
+            try "#!/bin/sh\necho \"$0 $*\" > \(marker)\n".write(toFile: path, atomically: true, encoding: .utf8)
+            try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: path)
+        }
+        let installed = cli.files + "/libexec-ran", decoy = cli.files + "/decoy-ran", beside = cli.files + "/beside-ran"
+        try companion(libexec + "/fireblocks-hsm-net", marker: installed)
+        try companion(decoys + "/fireblocks-hsm-net", marker: decoy)
+        let path = decoys + ":" + (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin")
+        let request = ["request", "GET", "/v1/workspace", "--env", "sandbox", "--api-key", "00000000-0000-4000-8000-000000000000"]
+
+        for tool in [prefix + "/bin/fireblocks-hsm", links + "/fireblocks-hsm"] {
+            try? FileManager.default.removeItem(atPath: installed)
+            let result = try Subprocess.run(tool, request, environment: cli.environment(["PATH": path]), workingDirectory: cli.files)
+            #expect(result.status == 0, "\(tool): \(result.standardError)")
+            let ran = (try? String(contentsOfFile: installed, encoding: .utf8)) ?? ""
+            #expect(ran == libexec + "/fireblocks-hsm-net request GET /v1/workspace --env sandbox --api-key 00000000-0000-4000-8000-000000000000\n",
+                    "\(tool): \(ran)")
+        }
+        #expect(!FileManager.default.fileExists(atPath: decoy), "the companion was sought in PATH")
+
+        // One beside the executable comes first (a build tree).
+        try companion(prefix + "/bin/fireblocks-hsm-net", marker: beside)
+        try? FileManager.default.removeItem(atPath: installed)
+        _ = try Subprocess.run(prefix + "/bin/fireblocks-hsm", request, environment: cli.environment(["PATH": path]), workingDirectory: cli.files)
+        #expect(FileManager.default.fileExists(atPath: beside) && !FileManager.default.fileExists(atPath: installed))
+
+        // The installed one is held to the same check, and a missing one names both places.
+        try FileManager.default.removeItem(atPath: prefix + "/bin/fireblocks-hsm-net")
+        try FileManager.default.setAttributes([.posixPermissions: 0o777], ofItemAtPath: libexec + "/fireblocks-hsm-net")
+        let writable = try Subprocess.run(prefix + "/bin/fireblocks-hsm", request, environment: cli.environment(), workingDirectory: cli.files)
+        #expect(writable.status == 3 && writable.standardError.contains("is writable by group or others (mode 777)"), "\(writable.standardError)")
+        try FileManager.default.removeItem(atPath: libexec + "/fireblocks-hsm-net")
+        let missing = try Subprocess.run(prefix + "/bin/fireblocks-hsm", request, environment: cli.environment(["PATH": path]), workingDirectory: cli.files)
+        #expect(missing.status == 3, "\(missing.standardError)")
+        #expect(missing.standardError.contains("cannot run \(prefix)/bin/fireblocks-hsm-net (No such file or directory), nor \(libexec)/fireblocks-hsm-net (No such file or directory)"),
+                "\(missing.standardError)")
+        #expect(!FileManager.default.fileExists(atPath: decoy))
+
+        // A companion in libexec that is the tool itself is refused too.
+        try FileManager.default.createSymbolicLink(atPath: libexec + "/fireblocks-hsm-net", withDestinationPath: prefix + "/bin/fireblocks-hsm")
+        let itself = try Subprocess.run(prefix + "/bin/fireblocks-hsm", request, environment: cli.environment(), workingDirectory: cli.files)
+        #expect(itself.status == 3 && itself.standardError.contains("\(libexec)/fireblocks-hsm-net (it is fireblocks-hsm itself"), "\(itself.standardError)")
+    }
+
     @Test func aCompanionThatIsTheToolItselfIsRefusedNotLooped() throws {
         let cli = try CLIHarness()
         defer { cli.remove() }
