@@ -252,12 +252,19 @@ public final class KeyDeletion {
             }
             let store = IdempotencyStore(fileURL: stateDirectory.appendingPathComponent("idempotency.json"))
             for creation in try store.creations(backedBy: fingerprint) where !backed.contains(where: { $0.name == creation.name }) {
-                backed.append(BackedUser(name: creation.name, apiUserID: nil, baseURL: nil, description: "'\(creation.name)' (\(creation.url))",
+                // The creation's own API: checked against that one only, never whatever API is set now.
+                let base = creation.url.hasSuffix("/management/api_users") ? String(creation.url.dropLast("/management/api_users".count)) : creation.url
+                backed.append(BackedUser(name: creation.name, apiUserID: nil, baseURL: base, description: "'\(creation.name)' (\(creation.url))",
                                          retired: nil, upstream: nil))
             }
-            // A successor onboarded to replace the user (and created) retires it by record.
+            // A successor onboarded to replace the user retires it by record, when it was created
+            // and identified at the very API the user was (a rehearsal against the stand-in never
+            // retires a production user).
             for index in backed.indices {
-                let successors = try records.successors(tokenSerial: info.serialNumber, of: backed[index].name).filter { $0.stage == .submitted }
+                let recorded = backed[index].baseURL.map(Self.normalized)
+                let successors = try records.successors(tokenSerial: info.serialNumber, of: backed[index].name).filter {
+                    $0.stage == .submitted && $0.apiUserID != nil && recorded != nil && $0.baseURL.map(Self.normalized) == recorded
+                }
                 if let successor = successors.first {
                     backed[index].retired = "succeeded by API user '\(successor.name)'\(successor.apiUserID.map { " (id \($0))" } ?? ""), as recorded when it was onboarded"
                 }
@@ -283,8 +290,8 @@ public final class KeyDeletion {
         let base = Self.normalized(api.baseURL.description)
         for index in plan.backedUsers.indices where plan.backedUsers[index].retired == nil {
             let user = plan.backedUsers[index]
-            if let recorded = user.baseURL, Self.normalized(recorded) != base {
-                plan.backedUsers[index].upstream = "not checked: recorded at \(recorded), not \(base)"
+            guard let recorded = user.baseURL, Self.normalized(recorded) == base else {
+                plan.backedUsers[index].upstream = "not checked: recorded at \(user.baseURL ?? "an unknown API"), not \(base)"
                 continue
             }
             let listed = user.apiUserID.map { id in users.filter { $0.id == id } } ?? users.filter { $0.name == user.name }
@@ -294,9 +301,13 @@ public final class KeyDeletion {
                 plan.backedUsers[index].upstream = "absent"
             case (0, nil):
                 plan.backedUsers[index].upstream = "not listed at \(base); it may still await approval"
-            case (1, _) where listed.first?.enabled == false:
+            case (1, _?) where listed.first?.enabled == false:
                 plan.backedUsers[index].retired = "disabled, as listed at \(base)"
                 plan.backedUsers[index].upstream = "disabled"
+            case (1, nil) where listed.first?.enabled == false:
+                // A name alone does not say it is this key's user: another user of that name
+                // may be the one disabled while this key's still awaits approval.
+                plan.backedUsers[index].upstream = "a user named '\(user.name)' is listed disabled at \(base), but no id was recorded for this key's user: not known to be retired"
             case (1, _):
                 plan.backedUsers[index].upstream = "listed at \(base), enabled, \(listed.first?.status ?? "status unknown")"
             default:

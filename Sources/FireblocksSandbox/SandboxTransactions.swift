@@ -110,7 +110,10 @@ extension SandboxState {
         let last = Self.transactionStatuses.count - 1
         for index in list.indices {
             let elapsed = now.timeIntervalSince(list[index].createdAt)
-            let reached = step <= 0 ? last : min(last, max(0, Int((elapsed / step).rounded(.down))))
+            // Clamped before it becomes an Int: a tiny step or a far-off creation time (a state
+            // file from elsewhere) must not trap.
+            let steps = step <= 0 ? Double(last) : (elapsed / step).rounded(.down)
+            let reached = steps.isFinite ? Int(min(Double(last), max(0, steps))) : last
             let current = Self.transactionStatuses.firstIndex(of: list[index].status) ?? last
             if reached > current {
                 list[index].status = Self.transactionStatuses[reached]
@@ -142,8 +145,9 @@ extension SandboxService {
         var query: [String: String] = [:]
         if let rawQuery = request.target.split(separator: "?", maxSplits: 1).dropFirst().first {
             for pair in rawQuery.split(separator: "&") {
-                let parts = pair.split(separator: "=", maxSplits: 1).map { String($0).removingPercentEncoding ?? String($0) }
-                query[parts[0]] = parts.count > 1 ? parts[1] : ""
+                let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false).map { String($0).removingPercentEncoding ?? String($0) }
+                guard let name = parts.first, !name.isEmpty else { continue }   // `?=`, `?&=x`: nothing to read
+                query[name] = parts.count > 1 ? parts[1] : ""
             }
         }
         var accounts = state.vaults

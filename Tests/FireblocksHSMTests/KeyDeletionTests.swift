@@ -76,6 +76,28 @@ struct KeyDeletionTests {
 
     /// With the admin key, the deletion asks the API: a user still listed and enabled blocks
     /// it; one disabled, or removed (its recorded id no longer listed), does not.
+    /// A successor made at another API (a rehearsal against the stand-in, say) retires nobody
+    /// at this one: the key stays refused.
+    @Test func aSuccessorAtAnotherAPIRetiresNobody() async throws {
+        try await UseCaseWorld.with("del-other-api", sandbox: { _ in }) { world in
+            _ = try await world.onboard(try world.onboarding())
+            var successor = try world.onboarding("ci-bot-2")
+            successor.replaces = "ci-bot"
+            _ = try await world.onboard(successor)
+            let file = world.state.appendingPathComponent("onboarding.json")
+            var contents = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: file)) as? [String: Any])
+            var records = try #require(contents["records"] as? [[String: Any]])
+            for index in records.indices where records[index]["name"] as? String == "ci-bot-2" {
+                records[index]["baseURL"] = "https://api.fireblocks.io/v1"
+            }
+            contents["records"] = records
+            try JSONSerialization.data(withJSONObject: contents).write(to: file)
+            let plan = try await planned(world, "ci-bot")
+            #expect(!plan.blocking.isEmpty, "\(plan.backedUsers)")
+            await #expect(throws: OperationError(.keyInUse, "")) { try await delete(world, "ci-bot", force: false) }
+        }
+    }
+
     @Test(arguments: ["disable", "remove"])
     func theAPIsUserListDecidesWhetherTheUserIsRetired(change: String) async throws {
         let stateFile = FileManager.default.temporaryDirectory.appendingPathComponent("del-upstream-\(UUID().uuidString).json")

@@ -49,6 +49,24 @@ struct SandboxTransactionTests {
 
     private let transfer = #"{"assetId":"BTC_TEST","amount":"0.001","source":{"type":"VAULT_ACCOUNT","id":"0"},"destination":{"type":"VAULT_ACCOUNT","id":"1"},"note":"smoke","externalTxId":"ext-1"}"#
 
+    /// Queries no client would send are read as nothing, never a crash of the stand-in.
+    @Test(arguments: ["?=", "?&=x&", "?==", "?limit=&=", "?%=1"])
+    func oddQueriesAreHarmless(query: String) throws {
+        let service = try service()
+        let reply = try call(service, "GET", "/v1/vault/accounts_paged" + query)
+        #expect(reply.status == 200 || reply.status == 400, "\(reply)")
+    }
+
+    /// A tiny step and a creation far in the past are clamped, not trapped on.
+    @Test func aTinyStepIsClampedNotTrappedOn() throws {
+        let service = try service(step: 1e-30)   // elapsed ÷ step is beyond any Int
+        let created = try call(service, "POST", "/v1/transactions", body: transfer)
+        #expect(created.status == 200, "\(created)")
+        let id = try #require(created.json["id"] as? String)
+        let read = try call(service, "GET", "/v1/transactions/\(id)")
+        #expect(read.json["status"] as? String == "COMPLETED", "\(read)")
+    }
+
     @Test func vaultAccountsArePagedWithStringAmounts() throws {
         let service = try service()
         let all = try call(service, "GET", "/v1/vault/accounts_paged")
