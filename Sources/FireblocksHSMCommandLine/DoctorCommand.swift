@@ -85,7 +85,10 @@ struct DoctorCommand: AsyncParsableCommand {
             || profile?.env != nil || profile?.baseURL != nil
         guard configured else { return [.skipped("api", "no API given: pass --env or --base-url (and --api-key) to check the clock and the API key")] }
         guard companionTrusted else { return [.skipped("api", "the companion cannot run (see above)")] }
-        guard pinReadable || key.key == nil else { return [.skipped("api", "its check signs a request on the token: it needs the PIN source (see above)")] }
+        guard pinReadable else { return [.skipped("api", "its check signs a request on the token: it needs a readable PIN source (see above)")] }
+        guard key.key != nil || profile?.key != nil else {
+            return [.skipped("api", "no --key: the API and the clock are checked with a request signed by the API user's key on the token")]
+        }
         var arguments = Array(CommandLine.arguments.dropFirst())
         guard let index = arguments.firstIndex(of: "doctor") else { return [.skipped("api", "the command line has no 'doctor'")] }
         arguments[index] = DoctorNetworkCommand.configuration.commandName ?? "doctor-network"
@@ -132,12 +135,17 @@ struct DoctorNetworkCommand: NetworkCommand {
                 let response = try await session.client.send(APIRequest(method: "GET", path: "/v1/vault/accounts_paged?limit=1"))
                 checks.append(.ok("api", "\(apiTarget.baseURL) answered HTTP \(response.status)"))
                 checks.append(.ok("api key", "accepted"))
-            } catch let error as FireblocksAPIError where error.isAuthenticationFailure && error.status == 401 {
+            } catch let error as FireblocksAPIError where error.status == 401 {
                 checks.append(.ok("api", "\(apiTarget.baseURL) answered HTTP 401"))
                 checks.append(.failed("api key", "refused: \(ErrorReport(error).message)", exit: .apiAuthentication))
+            } catch let error as FireblocksAPIError where error.status == 403 {
+                // Authenticated, but this user may not read vault accounts: the key is accepted.
+                checks.append(.ok("api", "\(apiTarget.baseURL) answered HTTP 403 (this API user may not list vault accounts)"))
+                checks.append(.ok("api key", "accepted (authenticated; HTTP 403 is about permissions)"))
             } catch let error as FireblocksAPIError {
-                checks.append(.ok("api", "\(apiTarget.baseURL) answered HTTP \(error.status)"))
-                checks.append(.ok("api key", "accepted (HTTP \(error.status) is not an authentication failure)"))
+                // A 404 (a base URL without /v1, a proxy that is not Fireblocks) or a 5xx proves nothing about the key.
+                checks.append(.failed("api", ErrorReport(error).message, exit: ErrorReport(error).status))
+                checks.append(.skipped("api key", "not known: the API did not answer the check's request"))
             } catch {
                 checks.append(.failed("api", ErrorReport(error).message, exit: ErrorReport(error).status))
             }
@@ -306,14 +314,23 @@ private struct SilentConsole: OperationObserver {
 }
 
 /// A child process with its standard output and error collected (posix_spawn: the signing
-/// binary has no Foundation.Process).
+/// binary has no Foundation.Process). The pipes are close-on-exec (the child gets only its
+/// standard streams), both are read as they fill (a chatty stderr cannot block the child), and
+/// a child that does not finish within `timeout` is killed.
 enum ChildProcess {
     struct Output { let status: Int32; let standardOutput: [UInt8]; let standardError: [UInt8] }
 
-    static func run(_ executable: String, arguments: [String]) throws -> Output {
-        var output: [Int32] = [0, 0]
-        var error: [Int32] = [0, 0]
-        guard pipe(&output) == 0, pipe(&error) == 0 else { throw CommandLineError("cannot make a pipe (\(String(cString: strerror(errno))))", status: .internalError) }
+    static func run(_ executable: String, arguments: [String], timeout: Duration = .seconds(120)) throws -> Output {
+        var output: [Int32] = [-1, -1]
+        var error: [Int32] = [-1, -1]
+        // pipe2(O_CLOEXEC) is not in Swift's Glibc module: close-on-exec is set right after
+        // (doctor starts no other process meanwhile).
+        guard pipe(&output) == 0 else { throw CommandLineError("cannot make a pipe (\(String(cString: strerror(errno))))", status: .internalError) }
+        guard pipe(&error) == 0 else {
+            close(output[0]); close(output[1])
+            throw CommandLineError("cannot make a pipe (\(String(cString: strerror(errno))))", status: .internalError)
+        }
+        for descriptor in output + error { _ = fcntl(descriptor, F_SETFD, FD_CLOEXEC) }
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
@@ -326,32 +343,41 @@ enum ChildProcess {
         let spawned = posix_spawn(&pid, executable, &actions, nil, argv + [nil], environ)
         close(output[1])
         close(error[1])
+        defer { close(output[0]); close(error[0]) }
         guard spawned == 0 else {
-            close(output[0])
-            close(error[0])
             throw CommandLineError("cannot start \(executable) (\(String(cString: strerror(spawned))))", status: .fileError)
         }
-        // The child writes little (a JSON list, a line of error): stderr is read after stdout.
-        let standardOutput = readAll(output[0])
-        let standardError = readAll(error[0])
+        var collected: [[UInt8]] = [[], []]
+        var open = [true, true]
+        let deadline = ContinuousClock.now.advanced(by: timeout)
+        var timedOut = false
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while open.contains(true) {
+            let left = ContinuousClock.now.duration(to: deadline)
+            guard left > .zero else { timedOut = true; break }
+            var descriptors = [pollfd(fd: open[0] ? output[0] : -1, events: Int16(POLLIN), revents: 0),
+                               pollfd(fd: open[1] ? error[0] : -1, events: Int16(POLLIN), revents: 0)]
+            let milliseconds = Int32(clamping: left.components.seconds * 1000 + left.components.attoseconds / 1_000_000_000_000_000 + 1)
+            let ready = poll(&descriptors, 2, milliseconds)
+            if ready < 0, errno == EINTR { continue }
+            guard ready >= 0 else { break }
+            for index in 0..<2 where open[index] && descriptors[index].revents != 0 {
+                let count = buffer.withUnsafeMutableBytes { raw -> Int in
+                    guard let base = raw.baseAddress else { return 0 }
+                    return read(index == 0 ? output[0] : error[0], base, raw.count)
+                }
+                if count > 0, collected[index].count < 16 << 20 { collected[index] += buffer[..<count] }
+                if count == 0 || (count < 0 && errno != EINTR && errno != EAGAIN) { open[index] = false }
+            }
+        }
+        if timedOut { kill(pid, SIGKILL) }
         var status: Int32 = 0
         while waitpid(pid, &status, 0) < 0, errno == EINTR {}
-        return Output(status: (status >> 8) & 0xFF, standardOutput: standardOutput, standardError: standardError)
-    }
-
-    private static func readAll(_ descriptor: Int32) -> [UInt8] {
-        defer { close(descriptor) }
-        var bytes: [UInt8] = []
-        var buffer = [UInt8](repeating: 0, count: 65536)
-        while bytes.count < 16 << 20 {
-            let count = buffer.withUnsafeMutableBytes { raw -> Int in
-                guard let base = raw.baseAddress else { return 0 }
-                return read(descriptor, base, raw.count)
-            }
-            if count < 0, errno == EINTR { continue }
-            if count <= 0 { break }
-            bytes += buffer[..<count]
+        if timedOut {
+            throw CommandLineError("\(executable) did not finish within \(timeout) and was stopped", status: .apiUnavailable)
         }
-        return bytes
+        // Exited: its code; killed by a signal: 128 + the signal, as a shell reports it.
+        let signal = status & 0x7F
+        return Output(status: signal == 0 ? (status >> 8) & 0xFF : 128 + signal, standardOutput: collected[0], standardError: collected[1])
     }
 }
