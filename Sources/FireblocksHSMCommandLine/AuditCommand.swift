@@ -140,10 +140,17 @@ struct AuditShowCommand: ParsableCommand {
             }
             console.output(AuditTable.header + "\n")
         }
+        // Unchanged bytes are for a file or a pipe (a SIEM); on a terminal, a record's text
+        // (C1 controls, bidi overrides the JSON encoder leaves as they are) is sanitized.
+        let raw = !console.standardOutputIsTerminal
         let print = { (records: [AuditOperations.ShownRecord]) in
             for shown in records {
                 if jsonl {
-                    console.output(bytes: shown.line + [0x0A])
+                    if raw {
+                        console.output(bytes: shown.line + [0x0A])
+                    } else {
+                        console.output(TerminalText.sanitized(String(decoding: shown.line, as: UTF8.self), limit: Int.max) + "\n")
+                    }
                 } else {
                     console.output(AuditTable.row(shown.record) + "\n")
                 }

@@ -52,7 +52,9 @@ struct QuickstartTests {
             "PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin", "HOME": work.path + "/home",
             "TMPDIR": work.path, "XDG_STATE_HOME": work.path + "/state", "XDG_CONFIG_HOME": work.path + "/config", "LANG": "C.UTF-8",
         ]
-        let result = try Subprocess.run("/bin/bash", ["-c", script], environment: environment, workingDirectory: work.path)
+        // Bounded: a stand-in that never starts, or a wait that never ends, fails the test.
+        let result = try Subprocess.run("/usr/bin/timeout", ["--kill-after=10", "900", "/bin/bash", "-c", script], environment: environment,
+                                        workingDirectory: work.path)
         #expect(result.status == 0, "the quickstart failed:\n\(result.standardOutput)\n\(result.standardError)")
         for file in ["api_user.csr", "ci-bot.csr", "pairing.token", "ops-bot.token", "ci-bot-2027.token"] {
             #expect(FileManager.default.fileExists(atPath: work.appendingPathComponent(file).path), "\(file) was not written")
