@@ -259,8 +259,21 @@ public final class KeyDeletion {
             }
             // A successor onboarded to replace the user retires it by record, when it was created
             // and identified at the very API the user was (a rehearsal against the stand-in never
-            // retires a production user).
+            // retires a production user), and only when the records could not have been written
+            // by someone else (the trust rule of the audit trail's own state): a forged successor
+            // must not stand in for --force.
+            var untrusted: String?
+            do {
+                try TrustedFile.verifyPrivateState(stateDirectory.path, kind: .directory)
+                try TrustedFile.verifyPrivateState(stateDirectory.appendingPathComponent("onboarding.json").path, kind: .file)
+            } catch {
+                untrusted = "\(error)"
+            }
             for index in backed.indices {
+                if let untrusted {
+                    backed[index].upstream = "successor records not trusted: \(untrusted)"
+                    continue
+                }
                 let recorded = backed[index].baseURL.map(Self.normalized)
                 let successors = try records.successors(tokenSerial: info.serialNumber, of: backed[index].name).filter {
                     $0.stage == .submitted && $0.apiUserID != nil && recorded != nil && $0.baseURL.map(Self.normalized) == recorded

@@ -76,6 +76,24 @@ struct KeyDeletionTests {
 
     /// With the admin key, the deletion asks the API: a user still listed and enabled blocks
     /// it; one disabled, or removed (its recorded id no longer listed), does not.
+    /// Successor records others could have written (the state file writable by group or
+    /// others) retire nobody: a forged successor must not stand in for force.
+    @Test func successorRecordsOthersCouldWriteRetireNobody() async throws {
+        try await UseCaseWorld.with("del-untrusted", sandbox: { _ in }) { world in
+            _ = try await world.onboard(try world.onboarding())
+            var successor = try world.onboarding("ci-bot-2")
+            successor.replaces = "ci-bot"
+            _ = try await world.onboard(successor)
+            let file = world.state.appendingPathComponent("onboarding.json").path
+            #expect(chmod(file, 0o666) == 0)
+            let plan = try await planned(world, "ci-bot")
+            #expect(!plan.blocking.isEmpty, "\(plan.backedUsers)")
+            #expect(plan.backedUsers.first?.upstream?.contains("not trusted") == true, "\(plan.backedUsers)")
+            #expect(chmod(file, 0o600) == 0)
+            #expect(try await planned(world, "ci-bot").blocking.isEmpty, "trusted again once its mode is private")
+        }
+    }
+
     /// A successor made at another API (a rehearsal against the stand-in, say) retires nobody
     /// at this one: the key stays refused.
     @Test func aSuccessorAtAnotherAPIRetiresNobody() async throws {
