@@ -205,11 +205,8 @@ enum DoctorChecks {
             let info = try module.info()
             checks.append(.ok("module", "\(target.module) (\(info.manufacturer), Cryptoki \(info.cryptokiVersion.major).\(info.cryptokiVersion.minor)); its file passed the trust check"))
         } catch {
-            var message = ErrorReport(error).message
-            if ProcessInfo.processInfo.environment["SOFTHSM2_CONF"] == nil, "\(target.module)".lowercased().contains("softhsm") {
-                message += "; SOFTHSM2_CONF is not set, so SoftHSM reads /etc/softhsm/softhsm2.conf"
-            }
-            checks.append(.failed("module", message, exit: ErrorReport(error).status))
+            let report = ErrorReport(error)
+            checks.append(.failed("module", withSoftHSMHint(report.message, module: target.module), exit: report.status))
             return checks
         }
         if "\(target.module)".lowercased().contains("softhsm") { checks.append(softHSMConfiguration()) }
@@ -222,11 +219,8 @@ enum DoctorChecks {
             let located = try TokenLocator.locate(selector, in: module)
             checks.append(.ok("token", "'\(located.info.label)' (serial \(located.info.serialNumber), \(located.info.model))"))
         } catch {
-            var message = ErrorReport(error).message
-            if ProcessInfo.processInfo.environment["SOFTHSM2_CONF"] == nil, "\(target.module)".lowercased().contains("softhsm") {
-                message += "; SOFTHSM2_CONF is not set, so SoftHSM reads /etc/softhsm/softhsm2.conf: export SOFTHSM2_CONF=… for a token made elsewhere"
-            }
-            checks.append(.failed("token", message, exit: ErrorReport(error).status))
+            let report = ErrorReport(error)
+            checks.append(.failed("token", withSoftHSMHint(report.message, module: target.module), exit: report.status))
             return checks
         }
         switch target.pinSource {
@@ -255,6 +249,14 @@ enum DoctorChecks {
             }
         }
         return checks
+    }
+
+    /// `message`, with the reminder that SoftHSM without `SOFTHSM2_CONF` reads the system's
+    /// configuration, unless the command line's report already gave it (never twice).
+    static func withSoftHSMHint(_ message: String, module: ModuleLocation) -> String {
+        guard ProcessInfo.processInfo.environment["SOFTHSM2_CONF"] == nil, "\(module)".lowercased().contains("softhsm"),
+              !message.contains("SOFTHSM2_CONF") else { return message }
+        return message + "; SOFTHSM2_CONF is not set, so SoftHSM reads /etc/softhsm/softhsm2.conf: export SOFTHSM2_CONF=… for a token made elsewhere"
     }
 
     /// SoftHSM reads `SOFTHSM2_CONF` (else /etc/softhsm/softhsm2.conf) for its token directory.
