@@ -130,8 +130,8 @@ public struct AuditLog: Sendable {
     public func verify(against checkpoints: [(name: String, checkpoint: Checkpoint)]) throws -> (size: Int, root: [UInt8]) {
         // Records after the largest checkpoint are vouched for by nothing but their form.
         let sealed = checkpoints.map(\.checkpoint.treeSize).max() ?? 0
-        let scan = try LogScan.scan(logPath, serial: token.serial, prefixSizes: Set(checkpoints.map(\.checkpoint.treeSize)),
-                                    canonicalFrom: sealed)
+        let scan = try scanVouched(prefixSizes: Set(checkpoints.map(\.checkpoint.treeSize)), canonicalFrom: sealed,
+                                   vouchedBy: checkpoints.map(\.checkpoint))
         if let damage = scan.damage { throw AuditError(.inconsistent, "record \(damage.index): \(damage.reason)", facts: ErrorFacts(path: logPath, recordIndex: damage.index)) }
         if scan.tornBytes > 0 {
             throw AuditError(.tornTail, "record \(scan.range.size): the last line is torn (\(scan.tornBytes) bytes after the last whole record: an append was interrupted, or a record's end was cut)")
@@ -225,8 +225,8 @@ public struct AuditLog: Sendable {
                 return Frontier(range: extended, offset: tail.end, lastLeafHash: last)
             }
         }
-        let scan = try LogScan.scan(logPath, serial: token.serial, prefixSizes: anchor.map { [$0.treeSize] } ?? [],
-                                    canonicalFrom: anchor?.treeSize ?? 0)
+        let scan = try scanVouched(prefixSizes: anchor.map { [$0.treeSize] } ?? [], canonicalFrom: anchor?.treeSize ?? 0,
+                                   vouchedBy: anchor.map { [$0] } ?? [])
         if let anchor { try Self.requireExtends(scan, anchor, name: "the token's", knownFrontier: anchoredFrontier) }
         if let damage = scan.damage { throw AuditError(.inconsistent, "record \(damage.index): \(damage.reason); nothing was appended", facts: ErrorFacts(path: logPath, recordIndex: damage.index)) }
         if scan.tornBytes > 0 { throw AuditError(.tornTail, tornMessage(at: scan.range.size)) }
@@ -237,6 +237,22 @@ public struct AuditLog: Sendable {
                       frontier: scan.range.hashes.map(hex)).save(to: treePath)
         }
         return Frontier(range: scan.range, offset: scan.offset, lastLeafHash: scan.lastLeafHash)
+    }
+
+    /// One pass over the log that decodes only the records no signed checkpoint vouches for:
+    /// the records of the largest of `checkpoints` are hashed, and when every checkpoint's root
+    /// is the log's over its prefix, they are the records that were sealed (each checked in its
+    /// place before it was). Otherwise the log is read again with every record checked, so that
+    /// what is reported is the first record out of place, as a full check finds it.
+    func scanVouched(prefixSizes: Set<Int>, canonicalFrom: Int, vouchedBy checkpoints: [Checkpoint]) throws -> LogScan {
+        let vouched = checkpoints.map(\.treeSize).max() ?? 0
+        let sizes = prefixSizes.union(checkpoints.map(\.treeSize))
+        if vouched > 0 {
+            let fast = try LogScan.scan(logPath, serial: token.serial, prefixSizes: sizes, canonicalFrom: canonicalFrom,
+                                        hashOnlyBelow: vouched)
+            if checkpoints.allSatisfy({ fast.prefixes[$0.treeSize]?.root == $0.rootHash }) { return fast }
+        }
+        return try LogScan.scan(logPath, serial: token.serial, prefixSizes: sizes, canonicalFrom: canonicalFrom)
     }
 
     /// Where a log stands for the next append.

@@ -34,8 +34,13 @@ struct LogScan {
     /// is not held in memory).
     static let maximumLineLength = 1 << 20
 
+    ///   - canonicalFrom: the first index whose line must also be written as this tool writes it.
+    ///   - hashOnlyBelow: lines before this index are hashed and not decoded: for a caller that
+    ///     then checks the prefix's root against a signed checkpoint (which vouches for those
+    ///     records: they were checked before they were sealed), and scans again with every check
+    ///     when it does not match. Decoding is most of a scan's cost.
     static func scan(_ path: String, serial: String, prefixSizes: Set<Int> = [], canonicalFrom: Int = .max,
-                     visit: ((Int, ArraySlice<UInt8>) throws -> Void)? = nil) throws -> LogScan {
+                     hashOnlyBelow: Int = 0, visit: ((Int, UnsafeRawBufferPointer) throws -> Void)? = nil) throws -> LogScan {
         var scan = LogScan()
         if prefixSizes.contains(0) { scan.prefixes[0] = scan.range }
         guard let descriptor = try AuditFiles.open(path, O_RDONLY) else { return scan }
@@ -44,6 +49,8 @@ struct LogScan {
         var buffer = [UInt8](repeating: 0, count: chunk)
         var carry: [UInt8] = []
         let decoder = JSONDecoder()
+        let rules = Rules(serial: serial, decoder: decoder, prefixSizes: prefixSizes, canonicalFrom: canonicalFrom,
+                          hashOnlyBelow: hashOnlyBelow, visit: visit)
         while true {
             let got = buffer.withUnsafeMutableBytes { raw -> Int in
                 guard let base = raw.baseAddress else { return 0 }
@@ -52,26 +59,40 @@ struct LogScan {
             if got < 0, errno == EINTR { continue }
             guard got >= 0 else { throw AuditError(.unreadable, "cannot read \(path) (\(String(cString: strerror(errno))))") }
             if got == 0 { break }
-            var start = 0
-            let filled = buffer[0..<got]
-            while let newline = filled[start...].firstIndex(of: 0x0A) {
-                if carry.count + (newline - start) > maximumLineLength { return scan.tooLong() }
-                if carry.isEmpty {
-                    try scan.take(filled[start..<newline], serial: serial, decoder: decoder, prefixSizes: prefixSizes,
-                                  canonicalFrom: canonicalFrom, visit: visit)
-                } else {
-                    carry += filled[start..<newline]
-                    try scan.take(carry[...], serial: serial, decoder: decoder, prefixSizes: prefixSizes,
-                                  canonicalFrom: canonicalFrom, visit: visit)
-                    carry.removeAll(keepingCapacity: true)
+            let stopped = try buffer.withUnsafeBytes { raw -> Bool in
+                let filled = UnsafeRawBufferPointer(rebasing: raw[0..<got])
+                guard let base = filled.baseAddress else { return false }
+                var start = 0
+                while start < got, let found = memchr(base + start, 0x0A, got - start) {
+                    let newline = base.distance(to: UnsafeRawPointer(found))
+                    if carry.count + (newline - start) > maximumLineLength { return true }
+                    if carry.isEmpty {
+                        try scan.take(UnsafeRawBufferPointer(rebasing: filled[start..<newline]), rules)
+                    } else {
+                        carry += filled[start..<newline]
+                        try carry.withUnsafeBytes { try scan.take($0, rules) }
+                        carry.removeAll(keepingCapacity: true)
+                    }
+                    start = newline + 1
                 }
-                start = newline + 1
+                if carry.count + (got - start) > maximumLineLength { return true }
+                carry += filled[start..<got]
+                return false
             }
-            if carry.count + (got - start) > maximumLineLength { return scan.tooLong() }
-            carry += filled[start...]
+            if stopped { return scan.tooLong() }
         }
         scan.tornBytes = carry.count
         return scan
+    }
+
+    /// What a scan checks of each line, and what it keeps.
+    private struct Rules {
+        let serial: String
+        let decoder: JSONDecoder
+        let prefixSizes: Set<Int>
+        let canonicalFrom: Int
+        let hashOnlyBelow: Int
+        let visit: ((Int, UnsafeRawBufferPointer) throws -> Void)?
     }
 
     /// The scan stops at a line over ``maximumLineLength``: damage, whatever else follows.
@@ -83,17 +104,17 @@ struct LogScan {
         return stopped
     }
 
-    private mutating func take(_ line: ArraySlice<UInt8>, serial: String, decoder: JSONDecoder, prefixSizes: Set<Int>,
-                               canonicalFrom: Int, visit: ((Int, ArraySlice<UInt8>) throws -> Void)?) throws {
+    private mutating func take(_ line: UnsafeRawBufferPointer, _ rules: Rules) throws {
         let index = range.size
-        if damage == nil, let problem = Self.problem(line, at: index, serial: serial, decoder: decoder, canonical: index >= canonicalFrom) {
+        if damage == nil, index >= rules.hashOnlyBelow,
+           let problem = Self.problem(line, at: index, serial: rules.serial, decoder: rules.decoder, canonical: index >= rules.canonicalFrom) {
             damage = (index, problem)
         }
-        try visit?(index, line)
+        try rules.visit?(index, line)
         lastLeafHash = MerkleTree.leafHash(line)
         range.append(leafHash: lastLeafHash)
         offset += line.count + 1
-        if prefixSizes.contains(range.size) { prefixes[range.size] = range }
+        if !rules.prefixSizes.isEmpty, rules.prefixSizes.contains(range.size) { prefixes[range.size] = range }
     }
 
     /// What is wrong with `line` as record `index` of the log of `serial`; nil when nothing.

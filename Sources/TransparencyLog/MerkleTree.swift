@@ -12,18 +12,25 @@ public enum MerkleTree {
 
     /// `SHA-256(0x00 ‖ leaf)`.
     public static func leafHash(_ leaf: some Collection<UInt8>) -> Hash {
+        if let hash = leaf.withContiguousStorageIfAvailable({ leafHash(UnsafeRawBufferPointer($0)) }) { return hash }
+        return Array(leaf).withUnsafeBytes { leafHash($0) }
+    }
+
+    /// `SHA-256(0x00 ‖ leaf)` of bytes in memory, without copying them (a log's verification
+    /// hashes every record).
+    public static func leafHash(_ leaf: UnsafeRawBufferPointer) -> Hash {
         var hasher = SHA256()
-        hasher.update(data: [0x00])
-        hasher.update(data: Array(leaf))
+        withUnsafeBytes(of: UInt8(0x00)) { hasher.update(bufferPointer: $0) }
+        hasher.update(bufferPointer: leaf)
         return Array(hasher.finalize())
     }
 
     /// `SHA-256(0x01 ‖ left ‖ right)`.
     public static func nodeHash(_ left: Hash, _ right: Hash) -> Hash {
         var hasher = SHA256()
-        hasher.update(data: [0x01])
-        hasher.update(data: left)
-        hasher.update(data: right)
+        withUnsafeBytes(of: UInt8(0x01)) { hasher.update(bufferPointer: $0) }
+        left.withUnsafeBytes { hasher.update(bufferPointer: $0) }
+        right.withUnsafeBytes { hasher.update(bufferPointer: $0) }
         return Array(hasher.finalize())
     }
 

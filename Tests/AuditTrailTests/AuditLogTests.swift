@@ -235,6 +235,46 @@ struct AuditLogTests {
                                tool: .init(name: "t", version: "1"))
         #expect(throws: (any Error).self) { try Anchor().append(blocked, ["x"]) }
     }
+
+    /// A full verification decodes only what no signed checkpoint vouches for: the records a
+    /// checkpoint sealed are hashed, and the root decides. Shown with a line no tool writes,
+    /// sealed by a checkpoint made over it: accepted inside the sealed range, refused past it.
+    @Test func recordsACheckpointSealedAreHashedAndTheRootDecides() throws {
+        let log = temporaryLog("audit-vouched")
+        let anchor = Anchor()
+        defer { try? FileManager.default.removeItem(at: log.directory) }
+        try anchor.append(log, ["a", "b", "c"])
+        var text = try logLines(log)
+        text[1] = "not a record"
+        try rewriteLog(log, text)
+        let leaves = text.map { MerkleTree.leafHash(Array($0.utf8)) }
+        let sealedOverIt = try Checkpoint(origin: Anchor.origin, treeSize: 3, rootHash: MerkleTree.root(leaves[...]))
+        #expect(try log.verify(against: [("the token's", sealedOverIt)]).size == 3)
+        let sealedBefore = try Checkpoint(origin: Anchor.origin, treeSize: 1, rootHash: MerkleTree.root(leaves[..<1]))
+        do {
+            _ = try log.verify(against: [("the token's", sealedBefore)])
+            Issue.record("a line past the checkpoint that is not a record was accepted")
+        } catch let error as AuditError {
+            #expect(error.code == .inconsistent)
+            #expect(error.reason.hasPrefix("record 1: line 1 is not an audit record"), "\(error)")
+        }
+    }
+
+    /// When the sealed prefix's root is not the checkpoint's, the log is read again with every
+    /// record checked: the report names the first record out of place, not just "edited".
+    @Test func aSealedRecordOutOfPlaceIsStillNamed() throws {
+        let (log, checkpoint) = try filled()
+        defer { try? FileManager.default.removeItem(at: log.directory) }
+        var text = try lines(log)
+        text.swapAt(2, 3)
+        try rewrite(log, text)
+        do {
+            _ = try verify(log, checkpoint)
+            Issue.record("swapped records were accepted")
+        } catch let error as AuditError {
+            #expect(error.reason.hasPrefix("record 2: line 2 has seq 3"), "\(error)")
+        }
+    }
 }
 
 @Suite("Audit log: lines others could read differently")
