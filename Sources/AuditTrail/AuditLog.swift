@@ -131,7 +131,7 @@ public struct AuditLog: Sendable {
         // Records after the largest checkpoint are vouched for by nothing but their form.
         let sealed = checkpoints.map(\.checkpoint.treeSize).max() ?? 0
         let scan = try scanVouched(prefixSizes: Set(checkpoints.map(\.checkpoint.treeSize)), canonicalFrom: sealed,
-                                   vouchedBy: checkpoints.map(\.checkpoint))
+                                   vouchedBy: checkpoints.map(\.checkpoint), upTo: try settledSize())
         if let damage = scan.damage { throw AuditError(.inconsistent, "record \(damage.index): \(damage.reason)", facts: ErrorFacts(path: logPath, recordIndex: damage.index)) }
         if scan.tornBytes > 0 {
             throw AuditError(.tornTail, "record \(scan.range.size): the last line is torn (\(scan.tornBytes) bytes after the last whole record: an append was interrupted, or a record's end was cut)")
@@ -244,15 +244,31 @@ public struct AuditLog: Sendable {
     /// is the log's over its prefix, they are the records that were sealed (each checked in its
     /// place before it was). Otherwise the log is read again with every record checked, so that
     /// what is reported is the first record out of place, as a full check finds it.
-    func scanVouched(prefixSizes: Set<Int>, canonicalFrom: Int, vouchedBy checkpoints: [Checkpoint]) throws -> LogScan {
+    func scanVouched(prefixSizes: Set<Int>, canonicalFrom: Int, vouchedBy checkpoints: [Checkpoint], upTo limit: Int = .max) throws -> LogScan {
         let vouched = checkpoints.map(\.treeSize).max() ?? 0
         let sizes = prefixSizes.union(checkpoints.map(\.treeSize))
         if vouched > 0 {
             let fast = try LogScan.scan(logPath, serial: token.serial, prefixSizes: sizes, canonicalFrom: canonicalFrom,
-                                        hashOnlyBelow: vouched)
+                                        hashOnlyBelow: vouched, upTo: limit)
             if checkpoints.allSatisfy({ fast.prefixes[$0.treeSize]?.root == $0.rootHash }) { return fast }
         }
-        return try LogScan.scan(logPath, serial: token.serial, prefixSizes: sizes, canonicalFrom: canonicalFrom)
+        return try LogScan.scan(logPath, serial: token.serial, prefixSizes: sizes, canonicalFrom: canonicalFrom, upTo: limit)
+    }
+
+    /// The log's length at a moment no append is under way: read holding the log's lock, which
+    /// every writer holds from a record's first byte to its last. A verification beside a
+    /// running proxy then reads whole records up to there and never takes a record being written
+    /// for a torn one. Whoever cannot take the lock (a read-only copy, an auditor without write
+    /// access to the directory) reads to the end as it is.
+    func settledSize() throws -> Int {
+        guard let descriptor = try AuditFiles.open(logPath, O_RDONLY) else { return 0 }
+        defer { close(descriptor) }
+        var status = stat()
+        guard lstat(lockPath, &status) == 0, let lock = try? FileLock.acquire(lockPath, timeout: 30, note: "pid \(getpid()): audit verify") else {
+            return .max
+        }
+        defer { lock.release() }
+        return try AuditFiles.size(descriptor, logPath)
     }
 
     /// Where a log stands for the next append.

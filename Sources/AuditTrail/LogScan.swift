@@ -29,6 +29,7 @@ struct LogScan {
     /// - Parameters:
     ///   - serial: the token every record must be about.
     ///   - prefixSizes: the sizes whose frontiers to keep.
+    ///   - upTo: the bytes to read at most (what the file held when an append was not under way).
     ///   - visit: called with each complete line's index and bytes (for readers that keep some).
     /// The longest line read as a record (records are a few KiB; a longer line is damage, and
     /// is not held in memory).
@@ -40,7 +41,8 @@ struct LogScan {
     ///     records: they were checked before they were sealed), and scans again with every check
     ///     when it does not match. Decoding is most of a scan's cost.
     static func scan(_ path: String, serial: String, prefixSizes: Set<Int> = [], canonicalFrom: Int = .max,
-                     hashOnlyBelow: Int = 0, visit: ((Int, UnsafeRawBufferPointer) throws -> Void)? = nil) throws -> LogScan {
+                     hashOnlyBelow: Int = 0, upTo limit: Int = .max,
+                     visit: ((Int, UnsafeRawBufferPointer) throws -> Void)? = nil) throws -> LogScan {
         var scan = LogScan()
         if prefixSizes.contains(0) { scan.prefixes[0] = scan.range }
         guard let descriptor = try AuditFiles.open(path, O_RDONLY) else { return scan }
@@ -49,16 +51,18 @@ struct LogScan {
         var buffer = [UInt8](repeating: 0, count: chunk)
         var carry: [UInt8] = []
         let decoder = JSONDecoder()
+        var remaining = limit
         let rules = Rules(serial: serial, decoder: decoder, prefixSizes: prefixSizes, canonicalFrom: canonicalFrom,
                           hashOnlyBelow: hashOnlyBelow, visit: visit)
-        while true {
+        while remaining > 0 {
             let got = buffer.withUnsafeMutableBytes { raw -> Int in
                 guard let base = raw.baseAddress else { return 0 }
-                return read(descriptor, base, chunk)
+                return read(descriptor, base, min(chunk, remaining))
             }
             if got < 0, errno == EINTR { continue }
             guard got >= 0 else { throw AuditError(.unreadable, "cannot read \(path) (\(String(cString: strerror(errno))))") }
             if got == 0 { break }
+            remaining -= got
             let stopped = try buffer.withUnsafeBytes { raw -> Bool in
                 let filled = UnsafeRawBufferPointer(rebasing: raw[0..<got])
                 guard let base = filled.baseAddress else { return false }

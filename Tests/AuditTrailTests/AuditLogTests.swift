@@ -1,5 +1,7 @@
 import AuditTrail
+import DurableFiles
 import Foundation
+import Synchronization
 import Testing
 import TransparencyLog
 
@@ -258,6 +260,38 @@ struct AuditLogTests {
             #expect(error.code == .inconsistent)
             #expect(error.reason.hasPrefix("record 1: line 1 is not an audit record"), "\(error)")
         }
+    }
+
+    /// A verification beside a writer (the proxy appends while an auditor verifies) reads the
+    /// log up to where it stood when no append was under way: a record half-written when the
+    /// verification starts is neither taken for a torn line nor read half.
+    @Test func aVerificationBesideAnAppendReadsOnlyWholeRecords() throws {
+        let (log, anchor) = try anchored()
+        defer { try? FileManager.default.removeItem(at: log.directory) }
+        let other = temporaryLog("audit-source")
+        defer { try? FileManager.default.removeItem(at: other.directory) }
+        try Anchor().append(other, (0..<5).map { "k\($0)" }, event: "key.generated")
+        try other.appendUnsealed([AuditEntry(event: "key.generated", facts: ["path": .string("k5")])])
+        let record = Array(try #require(logLines(other).last).utf8) + [0x0A]
+        // A writer holds the lock and has written half of record 5.
+        let lock = try FileLock.acquire(log.lockPath, timeout: 5)
+        let handle = try #require(FileHandle(forWritingAtPath: log.logPath))
+        handle.seekToEndOfFile()
+        handle.write(Data(record[..<(record.count / 2)]))
+        let checkpoint = anchor.checkpoint
+        let outcome = Mutex<Result<Int, any Error>?>(nil)
+        let done = DispatchSemaphore(value: 0)
+        DispatchQueue.global().async {
+            let result = Result { try log.verify(against: [("the token's", checkpoint)]).size }
+            outcome.withLock { $0 = result }
+            done.signal()
+        }
+        usleep(300_000)
+        handle.write(Data(record[(record.count / 2)...]))
+        try handle.close()
+        lock.release()
+        done.wait()
+        #expect(try outcome.withLock { $0 }?.get() == 6)
     }
 
     /// When the sealed prefix's root is not the checkpoint's, the log is read again with every
