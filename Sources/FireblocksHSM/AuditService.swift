@@ -187,6 +187,22 @@ public final class AuditService {
     /// No anchor while the key exists, an anchor that does not verify, or a checkpoint file
     /// ahead of it: refused.
     public func verifiedAnchor(key: ECKeyPair) throws -> (checkpoint: Checkpoint, note: SignedNote, legacyKeyID: Bool) {
+        // Another process (the proxy) anchors a new checkpoint beside this read: it makes the
+        // new object, then destroys the old one, so a handle found a moment ago can be gone
+        // when its value is read. The objects are then looked up again (a few times: each
+        // anchoring leaves at least one object); anything else is not retried.
+        var attempt = 0
+        while true {
+            do {
+                return try readVerifiedAnchor(key: key)
+            } catch let error as PKCS11Error where error.returnValue == .objectHandleInvalid && attempt < 8 {
+                attempt += 1
+                usleep(UInt32(1_000 << min(attempt, 6)))
+            }
+        }
+    }
+
+    private func readVerifiedAnchor(key: ECKeyPair) throws -> (checkpoint: Checkpoint, note: SignedNote, legacyKeyID: Bool) {
         let objects = try anchorObjects()
         guard !objects.isEmpty else {
             throw OperationError(.auditAnchorMissing, "token '\(opened.token.info.label)' has the audit key (SHA-256 \(key.fingerprint)) but no anchored checkpoint (data object '\(Self.checkpointObjectLabel)'): the anchor was removed, so what the log held cannot be checked; nothing is appended or signed until a person re-anchors the trail")

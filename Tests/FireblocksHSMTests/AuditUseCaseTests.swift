@@ -76,6 +76,32 @@ struct AuditUseCaseTests {
         }
     }
 
+    /// A reader of the anchor beside a writer that re-anchors (an auditor's `audit verify`
+    /// while the proxy seals): the anchor object it found can be destroyed before its value is
+    /// read (CKR_OBJECT_HANDLE_INVALID); the reader looks again instead of failing.
+    @Test func theAnchorIsReadBesideAWriterThatReplacesIt() async throws {
+        try await UseCaseWorld.with("audit-anchor-race") { world in
+            _ = try await world.trustedAuditKey()
+            let target = world.target()
+            let audit = world.audit
+            let writing = Task {
+                try await BlockingBridge.run {
+                    let opened = try OpenedToken.open(target, readWrite: true, logIn: true, observer: SilentObserver(), auditDirectory: audit)
+                    let service = AuditService(opened: opened, directory: audit, observer: SilentObserver())
+                    for n in 0..<80 { _ = try service.record([AuditEntry(event: "test.recorded", facts: ["n": .integer(n)])]) }
+                }
+            }
+            let sizes = try await withService(world) { service in
+                var sizes: [Int] = []
+                for _ in 0..<250 { sizes.append(try service.tokenCheckpoint().map { try Checkpoint(noteText: $0.text).treeSize } ?? -1) }
+                return sizes
+            }
+            try await writing.value
+            #expect(sizes.allSatisfy { $0 >= 0 })
+            #expect(zip(sizes, sizes.dropFirst()).allSatisfy { $0 <= $1 }, "the anchor read never goes back")
+        }
+    }
+
     @Test(arguments: ["edit", "delete", "truncate"])
     func anEditedLogIsRefusedAndNothingIsAppendedToIt(change: String) async throws {
         try await UseCaseWorld.with("audit-tamper") { world in

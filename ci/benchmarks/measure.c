@@ -1,10 +1,12 @@
 /*
  * Runs a command and prints its wall time and peak resident memory (wait4's ru_maxrss) as
- * one line: "WALL_MS MAXRSS_KIB EXIT_STATUS". The command's own output goes to /dev/null.
+ * one line: "WALL_MS MAXRSS_KIB EXIT_STATUS". The command's own output goes to /dev/null (its
+ * standard error stays where it was when MEASURE_KEEP_STDERR is set).
  *
  *   measure COMMAND [ARGS...]
  */
 #include <fcntl.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
@@ -19,7 +21,7 @@ int main(int argc, char **argv) {
     if (child < 0) { perror("fork"); return 1; }
     if (child == 0) {
         int null = open("/dev/null", O_WRONLY);
-        if (null >= 0) { dup2(null, 1); dup2(null, 2); }
+        if (null >= 0) { dup2(null, 1); if (!getenv("MEASURE_KEEP_STDERR")) dup2(null, 2); }
         execvp(argv[1], argv + 1);
         _exit(127);
     }
