@@ -313,7 +313,7 @@ let package = Package(
         ),
         .testTarget(
             name: "AuditTrailTests",
-            dependencies: ["AuditTrail", "TransparencyLog", "DurableFiles"]
+            dependencies: ["AuditTrail", "TransparencyLog", "DurableFiles", "SoftHSMTestSupport"]
         ),
         .testTarget(
             name: "TransparencyLogTests",

@@ -111,6 +111,11 @@ public enum APIOperations {
             // The JWT leaves this function only once both are done: no JWT exists without its
             // durable record. A signature that fails after its record was written is followed
             // by `command.failed`.
+            // A trail without the free space it keeps refuses before the token signs anything
+            // (the trail's thread would find out only while the JWT is being signed).
+            if let auditDirectory {
+                try AuditService(opened: opened, directory: auditDirectory, observer: observer).requireFreeSpace()
+            }
             let found = Handoff<TokenKeyPair>()
             let recording = auditDirectory.map { directory in
                 let (module, located) = (opened.module, opened.token)

@@ -32,7 +32,10 @@ public enum AuditOperations {
         let opened = try OpenedToken.open(target, readWrite: true, logIn: true, observer: observer, auditDirectory: directory)
         let audit = AuditService(opened: opened, directory: directory, observer: observer)
         let existed = try audit.auditKey(create: false)
-        if existed == nil { try audit.requireWritable() }
+        if existed == nil {
+            try audit.requireWritable()
+            try audit.requireFreeSpace()
+        }
         guard let key = try existed ?? audit.auditKey(create: true) else {
             throw OperationError(.auditUnwritable, "the audit key could not be made")
         }

@@ -29,6 +29,9 @@ public final class AuditService {
     private let observer: any OperationObserver
     /// The audit key once found or made (one search per command, not one per record).
     private var cachedKey: ECKeyPair?
+    /// The free space an operation needs on the audit directory's filesystem before it starts
+    /// (``requireFreeSpace()``); the process's threshold unless set otherwise.
+    public var minimumFreeSpace: AuditDiskThreshold = .processWide
 
     /// The audit of the token `opened` names, kept in `directory`.
     public init(opened: OpenedToken, directory: URL, observer: any OperationObserver) {
@@ -56,6 +59,19 @@ public final class AuditService {
         if try log.hasTornTail() {
             throw OperationError(.auditTornTail, "the audit log \(log.logPath) ends in a torn record")
         }
+    }
+
+    /// Fails (``OperationError/Code/auditDiskLow``) while the audit directory's filesystem has
+    /// less free than ``minimumFreeSpace``: checked before an operation starts, so that its
+    /// records are never cut short half-way by a full disk (the free space, the threshold and
+    /// the directory are in the error). A filesystem that cannot be measured is refused too.
+    public func requireFreeSpace() throws {
+        let space = try AuditDiskSpace.measure(log.directory.path)
+        let minimum = space.minimumFreeBytes(minimumFreeSpace)
+        guard space.availableBytes < minimum else { return }
+        let threshold = minimumFreeSpace == .bytes(minimum) ? "" : " (\(minimumFreeSpace))"
+        throw OperationError(.auditDiskLow, "the audit directory \(log.directory.path) is on a filesystem with \(AuditDiskSpace.format(space.availableBytes)) free (\(space.availableBytes) bytes), less than the \(AuditDiskSpace.format(minimum)) kept free for the audit trail\(threshold): nothing was done, so that no record is cut short by a full disk; free space on that filesystem (move or archive other files: this trail's own files must stay whole), or move the whole audit directory to a larger filesystem",
+                             facts: ErrorFacts(path: log.directory.path, tokenLabel: log.token.label, tokenSerial: log.token.serial))
     }
 
     /// The audit key, made (and recorded) when there is none and `create` allows it. A key
@@ -360,6 +376,7 @@ public final class AuditService {
     public func reanchor(reason: String) throws -> Reanchoring {
         try log.requireTrustedFiles()
         try AtomicFile.makePrivateDirectory(log.directory.path)
+        try requireFreeSpace()
         var key = try findPolicyKey()
         var previous = "none"
         var previousSize: Int?
@@ -427,6 +444,7 @@ public final class AuditService {
     public func repairTornTail() throws -> Int {
         guard let key = try auditKey(create: false) else { throw OperationError(.auditAnchorMissing, "the token has no audit key: there is no anchored checkpoint to repair against") }
         let anchored = try verifiedAnchor(key: key)
+        try requireFreeSpace()
         let removed = try log.repairTornTail(anchor: anchored.checkpoint)
         if removed > 0 {
             try record([AuditEntry(event: "audit.repaired", facts: ["tornBytesRemoved": .integer(removed)])])
@@ -446,6 +464,8 @@ extension AuditService {
                         checkingAnchor: Bool = true) throws -> AuditService {
         let audit = AuditService(opened: opened, directory: directory, observer: observer)
         try audit.requireWritable()
+        // Before the audit key is made (a record) and before the operation changes anything.
+        try audit.requireFreeSpace()
         _ = try audit.auditKey(create: true)
         if checkingAnchor { try audit.requireIntact() }
         return audit
@@ -533,8 +553,9 @@ extension OpenedToken {
     }
 
     func appendFailure(command: String, error: any Error, auditDirectory: URL?) {
-        // A failure of the audit trail itself cannot be recorded in it.
-        guard let auditDirectory, !(error is AuditError) else { return }
+        // A failure of the audit trail itself cannot be recorded in it, and an operation
+        // refused for want of disk space leaves no record (it would use the space it lacks).
+        guard let auditDirectory, !(error is AuditError), (error as? OperationError)?.code != .auditDiskLow else { return }
         let log = AuditLog(directory: auditDirectory, token: .init(serial: token.info.serialNumber, label: token.info.label),
                            tool: .init(name: "fireblocks-hsm", version: FireblocksHSMVersion.current))
         _ = try? log.appendUnsealed([AuditEntry(event: "command.failed", outcome: .failed("\(error)"),

@@ -64,9 +64,12 @@ public struct OperationError: LibraryError, Hashable {
         public static let auditInconsistent = Code("auditInconsistent")
         /// A file or the directory of the trail could have been written by someone else.
         public static let auditUntrustedFile = Code("auditUntrustedFile")
+        /// The audit directory's filesystem has less free space than the threshold kept for
+        /// the trail: the operation was not started.
+        public static let auditDiskLow = Code("auditDiskLow")
 
         /// Every code, for whoever maps them (the command line's exit classes are tested against it).
-        public static let all: [Code] = [.noTokenSelected, .noKeySelected, .noTokenMatches, .ambiguousToken, .tokenExists, .keyExists, .keyNotFound, .ambiguousKey, .orphanedPublicKey, .keyInUse, .keyNotOnToken, .notAnRSAKey, .policyViolation, .pinRejected, .signatureCheckFailed, .invalidInput, .fileExists, .unwritable, .auditUnwritable, .auditUnreadable, .auditTornTail, .auditAnchorMissing, .auditUntrustedKey, .auditInconsistent, .auditUntrustedFile]
+        public static let all: [Code] = [.noTokenSelected, .noKeySelected, .noTokenMatches, .ambiguousToken, .tokenExists, .keyExists, .keyNotFound, .ambiguousKey, .orphanedPublicKey, .keyInUse, .keyNotOnToken, .notAnRSAKey, .policyViolation, .pinRejected, .signatureCheckFailed, .invalidInput, .fileExists, .unwritable, .auditUnwritable, .auditUnreadable, .auditTornTail, .auditAnchorMissing, .auditUntrustedKey, .auditInconsistent, .auditUntrustedFile, .auditDiskLow]
     }
 
     public let code: Code

@@ -20,7 +20,7 @@ struct AuditInitCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "init",
         abstract: "Make the audit key (EC P-256, on the token, under the key policy) if there is none.",
-        usage: "fireblocks-hsm audit init [--module <path|name>] [--token <label|uri>]\n[--pin-source <source>] [--profile <name>] [--audit-dir <path>] [--json]",
+        usage: "fireblocks-hsm audit init [--module <path|name>] [--token <label|uri>]\n[--pin-source <source>] [--profile <name>] [--audit-dir <path>]\n[--audit-min-free <size|N%>] [--json]",
         discussion: """
             Prints the SHA-256 of the audit key's public key: give it to your auditors, who
             check every checkpoint and evidence bundle against it.
@@ -279,7 +279,7 @@ struct AuditRepairCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "repair",
         abstract: "Cut off a torn last record (an interrupted append), and record that it was cut.",
-        usage: "fireblocks-hsm audit repair [--module <path|name>] [--token <label|uri>]\n[--pin-source <source>] [--profile <name>] [--audit-dir <path>]\n[--truncate-torn]",
+        usage: "fireblocks-hsm audit repair [--module <path|name>] [--token <label|uri>]\n[--pin-source <source>] [--profile <name>] [--audit-dir <path>]\n[--audit-min-free <size|N%>] [--truncate-torn]",
         discussion: """
             Examples:
               fireblocks-hsm audit verify --token fb
@@ -308,7 +308,7 @@ struct AuditReanchorCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "reanchor",
         abstract: "Accept the log as it is now: sign and anchor a checkpoint over it, recorded with your reason.",
-        usage: "fireblocks-hsm audit reanchor [--module <path|name>]\n[--token <label|uri>] [--pin-source <source>] [--profile <name>]\n[--audit-dir <path>] [--accept-current] --reason <text> [--json]",
+        usage: "fireblocks-hsm audit reanchor [--module <path|name>]\n[--token <label|uri>] [--pin-source <source>] [--profile <name>]\n[--audit-dir <path>] [--audit-min-free <size|N%>] [--accept-current]\n--reason <text> [--json]",
         discussion: """
             For a trail the tool refuses to extend because its anchor on the token is gone (or
             its audit key is): after you have found out why, this signs a checkpoint over the

@@ -21,7 +21,7 @@ struct BenchAuditFillCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "audit-fill",
         abstract: "Append N filler records to a benchmark token's audit log (never on a token in use).",
-        usage: "fireblocks-hsm bench audit-fill [--module <path|name>]\n[--token <label|uri>] [--pin-source <source>] [--profile <name>]\n[--audit-dir <path>] --records <n> [--json]",
+        usage: "fireblocks-hsm bench audit-fill [--module <path|name>]\n[--token <label|uri>] [--pin-source <source>] [--profile <name>]\n[--audit-dir <path>] [--audit-min-free <size|N%>] --records <n> [--json]",
         discussion: """
             The records go through the appender the signing proxy uses and are sealed by one
             signed checkpoint; they stay in the log for ever. ci/bench uses it to measure a

@@ -1,4 +1,5 @@
 import ArgumentParser
+import AuditTrail
 import DurableFiles
 import FireblocksAPI
 import FireblocksHSM
@@ -62,6 +63,7 @@ struct DoctorCommand: AsyncParsableCommand {
             checks.append(DoctorChecks.audit(directory: audit.directory(profile: profile), target: target,
                                              canLogIn: checks.contains { $0.name == "pin source" && $0.status == .ok }))
         }
+        checks.append(DoctorChecks.auditDisk(directory: audit.directory(profile: profile), threshold: AuditDiskThreshold.processWide))
         let pinReadable = checks.contains { $0.name == "pin source" && $0.status == .ok }
         checks.append(DoctorChecks.companion())
         checks += networkChecks(profile: profile, companionTrusted: checks.last?.status == .ok, pinReadable: pinReadable)
@@ -286,6 +288,24 @@ enum DoctorChecks {
         } catch {
             return .failed("companion", error.description, exit: .fileError)
         }
+    }
+
+    /// The audit directory's filesystem: enough free for an operation to start (what every
+    /// command that records, and `serve` before each request, requires).
+    static func auditDisk(directory: URL, threshold: AuditDiskThreshold) -> DoctorCheck {
+        let space: AuditDiskSpace
+        do {
+            space = try AuditDiskSpace.measure(directory.path)
+        } catch {
+            return .failed("audit disk", "\(error)", exit: .fileError)
+        }
+        let minimum = space.minimumFreeBytes(threshold)
+        let kept = threshold == .bytes(minimum) ? AuditDiskSpace.format(minimum) : "\(AuditDiskSpace.format(minimum)) (\(threshold))"
+        let free = "\(AuditDiskSpace.format(space.availableBytes)) free on the filesystem of \(space.path)"
+        guard space.availableBytes >= minimum else {
+            return .failed("audit disk", "\(free), less than the \(kept) kept free: every operation that records is refused (serve answers 503); free space there, or move the audit directory (--audit-dir) to a larger filesystem; --audit-min-free lowers the threshold", exit: .fileError)
+        }
+        return .ok("audit disk", "\(free); operations are refused under \(kept)")
     }
 
     /// The audit trail: its files' ownership and mode, then (logged in) the token's anchor.

@@ -278,6 +278,8 @@ struct ErrorReport: Sendable, Encodable {
         case .pinRejected: return (.pin, "")
         case .fileExists: return (.fileError, "; pass --force to replace it")
         case .unwritable, .auditUnwritable, .auditUnreadable, .auditUntrustedFile: return (.fileError, "")
+        case .auditDiskLow:
+            return (.fileError, " (then point --audit-dir at it); or, knowing that a record may then not fit, lower the threshold with --audit-min-free SIZE|N% (env FIREBLOCKS_HSM_AUDIT_MIN_FREE)")
         case .auditUntrustedKey:
             return (.keyPolicy, "; find out who made it, then remove it with the token's own tools (pkcs11-tool --delete-object) so that the tool can make a conforming one")
         case .auditAnchorMissing:

@@ -7,7 +7,7 @@ struct KeyGenerateCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "generate",
         abstract: "Generate an RSA key pair on the token: sign-only, sensitive, never extractable.",
-        usage: "fireblocks-hsm key generate [--module <path|name>] [--token <label|uri>]\n[--pin-source <source>] [--profile <name>] [--key <label|uri>]\n[--bits <bits>] [--id <hex>] [--state-dir <path>]\n[--lock-timeout <seconds>] [--audit-dir <path>] [--json]",
+        usage: "fireblocks-hsm key generate [--module <path|name>] [--token <label|uri>]\n[--pin-source <source>] [--profile <name>] [--key <label|uri>]\n[--bits <bits>] [--id <hex>] [--state-dir <path>]\n[--lock-timeout <seconds>] [--audit-dir <path>]\n[--audit-min-free <size|N%>] [--json]",
         discussion: """
             Every attribute of the key policy is set explicitly and read back; if the
             token did not honour it the pair is destroyed and the command fails. Refuses

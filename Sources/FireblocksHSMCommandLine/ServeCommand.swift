@@ -24,6 +24,9 @@ package struct ServeCommand: NetworkCommand {
             as 'Proxy-Authorization: Bearer TOKEN' or as the SDK's API key (X-API-Key).
             GET /healthz (a live test signature, cached 5 s; clock offset to Fireblocks)
             and GET /metrics (Prometheus) are answered by the proxy itself.
+            While the audit directory's filesystem has less free than --audit-min-free
+            (default 1GiB or 5%, whichever is smaller), every request is refused with 503
+            and /healthz fails with audit-disk; it serves again once there is room.
             SIGTERM/SIGINT: stop accepting, finish requests in flight, sign the final
             audit checkpoint, exit 0. The PIN source must not be a prompt if the proxy is
             to log in again after the token logged it out.

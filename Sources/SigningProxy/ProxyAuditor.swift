@@ -20,6 +20,10 @@ final class ProxyAuditor: Sendable {
     private let every: Int
     private let logger: Logger
     private let snapshot = Mutex<Status>(Status())
+    /// The audit directory's free space, against the threshold the proxy keeps.
+    let disk: AuditDiskMonitor
+    /// Whether the last reading was low (its changes are logged once, not per request).
+    private let diskWasLow = Mutex(false)
 
     /// What the checkpoints need: the token's audit service, and the records since the last one.
     private struct Trail {
@@ -40,8 +44,9 @@ final class ProxyAuditor: Sendable {
         var checkpointFailure: String?
     }
 
-    init(service: sending AuditService, every: Int, logger: Logger) throws {
+    init(service: sending AuditService, every: Int, minimumFree: AuditDiskThreshold, diskInterval: Duration, logger: Logger) throws {
         try service.requireWritable()
+        disk = AuditDiskMonitor(directory: service.log.directory.path, threshold: minimumFree, interval: diskInterval)
         guard try service.auditKey(create: true) != nil else {
             throw ProxyConfigurationError(.auditUnavailable, "no audit key on the token")
         }
@@ -118,6 +123,8 @@ final class ProxyAuditor: Sendable {
             return seq
         } catch {
             snapshot.withLock { $0.failure = "\(error)" }
+            // The disk may have filled up: the next request measures again.
+            disk.invalidate()
             throw error
         }
     }
@@ -127,12 +134,29 @@ final class ProxyAuditor: Sendable {
         await onQueue { if self.trail.withLock({ $0.pending }) > 0 { self.sealOnQueue() } }
     }
 
-    /// Bytes an unprivileged writer may still use on the audit directory's filesystem; nil
-    /// when it cannot be asked.
-    var freeBytes: Int64? {
-        var status = statvfs()
-        guard statvfs(appender.log.directory.path, &status) == 0 else { return nil }
-        return Int64(status.f_bavail) * Int64(status.f_frsize)
+    /// The audit disk's reading (measured at most once a second, and again after a write
+    /// failed). Its changes are logged once each: low (with the directory, what is free and
+    /// the threshold, for the operator), and room again.
+    var diskReading: AuditDiskMonitor.Reading {
+        let reading = disk.reading
+        let low = reading.isLow
+        guard diskWasLow.withLock({ wasLow in
+            defer { wasLow = low }
+            return wasLow != low
+        }) else { return reading }
+        if low {
+            let measured = reading.space.map { space in
+                "\(AuditDiskSpace.format(space.availableBytes)) free (\(space.availableBytes) bytes), under the \(AuditDiskSpace.format(reading.minimumFreeBytes ?? 0)) kept free (\(disk.threshold))"
+            } ?? "its free space cannot be measured (\(reading.failure ?? "unknown"))"
+            logger.error("the audit directory's filesystem is low on space: every request is refused (503) until space is freed", metadata: [
+                "audit.directory": "\(disk.directory)", "audit.disk": "\(measured)",
+            ])
+        } else {
+            logger.notice("the audit directory's filesystem has room again: requests are served", metadata: [
+                "audit.directory": "\(disk.directory)", "audit.disk.free": "\(reading.space?.availableBytes ?? 0)",
+            ])
+        }
+        return reading
     }
 
     /// Records in the log, the size of the last checkpoint, and the last failures, if any.

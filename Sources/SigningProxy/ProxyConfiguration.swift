@@ -1,4 +1,5 @@
 import ProxySettings
+import AuditTrail
 import FireblocksAPI
 import Foundation
 import HTTPServing
@@ -39,9 +40,14 @@ public struct ProxyConfiguration: Sendable {
     /// The authenticated call `/healthz` makes upstream: only whether it is refused as
     /// unauthenticated (HTTP 401) matters, so any path every API user may call will do.
     public var upstreamCheckPath = "/v1/vault/accounts_paged?limit=1"
-    /// `/healthz` is failing while the audit directory's filesystem has less free space than
-    /// this (every request is recorded before it is forwarded: a full disk stops the proxy).
-    public var minimumFreeAuditBytes: Int64 = 256 << 20
+    /// While the audit directory's filesystem has less free space than this, every request is
+    /// refused (503, nothing recorded, signed or forwarded) and `/healthz` is failing
+    /// (`audit-disk`): every request is recorded before it is forwarded, and a record cut short
+    /// by a full disk would stop the proxy half-way. It serves again once there is room.
+    public var minimumFreeAudit: AuditDiskThreshold = .standard
+    /// How long a measurement of the audit disk's free space is reused (one `statvfs` per
+    /// interval, however many requests; measured again at once after a record failed).
+    public var auditDiskCheckInterval: Duration = .seconds(1)
     /// Connections served at once.
     public var maximumConnections = 256
     /// Time a client has to send a whole request.

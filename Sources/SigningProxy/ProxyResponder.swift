@@ -107,7 +107,15 @@ struct ProxyResponder: HTTPResponder {
         if method == "GET", rawTarget == "/healthz" { return closingIfAnonymous(await healthResponse()) }
         if method == "GET", rawTarget == "/metrics" {
             return closingIfAnonymous(Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
-                                               body: ResponseBody(byteBuffer: ByteBuffer(bytes: metrics.exposition(pool: pool)))))
+                                               body: ResponseBody(byteBuffer: ByteBuffer(bytes: metrics.exposition(pool: pool, disk: auditor.diskReading)))))
+        }
+        // Too little room for the audit trail: nothing is recorded (a refusal's record would
+        // use the room kept), signed or forwarded. The client learns only that; the operator
+        // finds the directory, the space and the threshold in the log (said once per change).
+        if auditor.diskReading.isLow {
+            var response = Self.errorResponse(503, "the proxy's audit log is low on disk space, so it takes no request it might not be able to record (fail closed); its operator finds why in the proxy's log")
+            response.headers[.retryAfter] = "60"
+            return closingIfAnonymous(finish(response, route: "audit-disk", started: started))
         }
 
         var client = context.remote
@@ -335,23 +343,24 @@ struct ProxyResponder: HTTPResponder {
 
     private func healthResponse() async -> Response {
         let signature = await health.signatureCheck()
-        let upstream = await health.upstreamCheck { await self.probeUpstream() }
+        let disk = auditor.diskReading
+        // The probe is a signed, recorded request: none while the audit disk is low.
+        let upstream = await health.upstreamCheck(probing: !disk.isLow) { await self.probeUpstream() }
         let audit = auditor.status
         var failing: [String] = []
         if !signature.ok { failing.append("signature") }
         if audit.failure != nil { failing.append("audit") }
         if audit.checkpointFailure != nil { failing.append("checkpoint") }
         if upstream.refused { failing.append("upstream-credentials") }
-        let free = auditor.freeBytes
-        if let free, free < configuration.minimumFreeAuditBytes { failing.append("audit-disk") }
+        if disk.isLow { failing.append("audit-disk") }
         let healthy = failing.isEmpty
         var document: [String: Any] = [
             "status": healthy ? "ok" : "failing",
             "failing": failing,
             "signature": ["ok": signature.ok, "checkedSecondsAgo": signature.age, "detail": signature.detail as Any],
             "audit": ["records": audit.records, "lastCheckpoint": audit.checkpoint, "failure": audit.failure as Any,
-                      "checkpointFailure": audit.checkpointFailure as Any, "freeBytes": free as Any,
-                      "minimumFreeBytes": configuration.minimumFreeAuditBytes],
+                      "checkpointFailure": audit.checkpointFailure as Any, "freeBytes": disk.space?.availableBytes as Any,
+                      "minimumFreeBytes": disk.minimumFreeBytes as Any, "diskFailure": disk.failure as Any],
             "upstream": ["credentialsAccepted": upstream.known ? (!upstream.refused as Any) : (NSNull() as Any), "checkedSecondsAgo": upstream.age as Any,
                          "detail": upstream.detail as Any],
             "pool": ["size": pool.size, "open": pool.statistics.open, "relogins": pool.statistics.relogins],
@@ -480,11 +489,14 @@ final class HealthCheck: Sendable {
         upstream.withLock { $0 = (.now, refused, detail) }
     }
 
-    func upstreamCheck(probe: () async -> (status: Int, detail: String)?) async -> (known: Bool, refused: Bool, age: Int?, detail: String?) {
+    /// - Parameter probing: false: no probe now, whatever the age of the last answer.
+    func upstreamCheck(probing: Bool = true, probe: () async -> (status: Int, detail: String)?) async -> (known: Bool, refused: Bool, age: Int?, detail: String?) {
         if let last = upstream.withLock({ $0 }), last.at.duration(to: .now) < upstreamInterval {
             return (true, last.refused, Int(last.at.duration(to: .now).components.seconds), last.detail)
         }
-        if let answer = await probe() {
+        if !probing {
+            // Nothing asked: the last answer, however old.
+        } else if let answer = await probe() {
             switch answer.status {
             case 401: upstreamChecks.refused.increment()
             case 200...299: upstreamChecks.accepted.increment()
@@ -545,10 +557,14 @@ final class ProxyMetrics: Sendable {
         timer.recordNanoseconds(duration.nanoseconds)
     }
 
-    func exposition(pool: SigningPool) -> [UInt8] {
+    func exposition(pool: SigningPool, disk: AuditDiskMonitor.Reading) -> [UInt8] {
         let statistics = pool.statistics
         CoreMetrics.Gauge(label: "fireblocks_hsm_pool_sessions_open", factory: factory).record(statistics.open)
         CoreMetrics.Gauge(label: "fireblocks_hsm_pool_sessions_idle", factory: factory).record(statistics.idle)
+        // Free bytes and the bytes kept free: alert well before the first falls under the
+        // second (-1 when the filesystem cannot be measured, which refuses requests too).
+        CoreMetrics.Gauge(label: "fireblocks_hsm_audit_disk_free_bytes", factory: factory).record(disk.space?.availableBytes ?? -1)
+        CoreMetrics.Gauge(label: "fireblocks_hsm_audit_disk_min_free_bytes", factory: factory).record(disk.minimumFreeBytes ?? -1)
         return registry.emitToBuffer()
     }
 }

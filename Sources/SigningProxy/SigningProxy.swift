@@ -55,6 +55,7 @@ public final class SigningProxy: Sendable {
         // The login, the key's checks, the pool's sessions and the audit trail (which reads the
         // log and may wait for its lock) block: off the cooperative pool.
         let checkpointEvery = configuration.checkpointEvery
+        let (minimumFree, diskInterval) = (configuration.minimumFreeAudit, configuration.auditDiskCheckInterval)
         let (pair, usable, pool, auditor) = try await BlockingBridge.run {
             let opened = try OpenedToken.open(target, readWrite: true, logIn: true, observer: observer, auditDirectory: auditDirectory)
             let key = try target.requireKey()
@@ -62,7 +63,7 @@ public final class SigningProxy: Sendable {
             let usable = try UsableKey(pair, slot: opened.token.slot)
             let pool = try SigningPool(key: usable, pinSource: target.pinSource, size: poolSize, metricsFactory: factory)
             let audit = AuditService(opened: opened, directory: auditDirectory, observer: observer)
-            return (pair, usable, pool, try ProxyAuditor(service: audit, every: checkpointEvery, logger: logger))
+            return (pair, usable, pool, try ProxyAuditor(service: audit, every: checkpointEvery, minimumFree: minimumFree, diskInterval: diskInterval, logger: logger))
         }
         let issuer = try RequestTokenIssuer(apiKey: configuration.apiKey, signer: PoolJWTSigner(pool), lifetime: configuration.jwtLifetime)
 
@@ -82,6 +83,9 @@ public final class SigningProxy: Sendable {
         let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: AsyncHTTPClientTransport.clientConfiguration(
             connectTimeout: min(upstreamTimeout, .seconds(10)), readTimeout: upstreamTimeout, retryConnectionEstablishment: true))
 
+        // A disk already low is said now (and every request refused until there is room); the
+        // proxy still starts, so that /healthz and /metrics tell monitoring why.
+        _ = auditor.diskReading
         let metrics = ProxyMetrics(factory: factory, registry: registry, poolSize: pool.size)
         let responder = ProxyResponder(configuration: configuration, issuer: issuer, pool: pool, auditor: auditor, httpClient: client,
                                        metrics: metrics, health: HealthCheck(pool: pool, cacheDuration: configuration.healthCacheDuration,

@@ -54,6 +54,7 @@ struct NetProxyRunner: ProxyCommandRunner {
         configuration.jwtLifetime = target.jwtLifetime
         configuration.compensateClockSkew = !command.api.noClockSkewCompensation
         configuration.upstreamTimeout = .milliseconds(Int64(max(1, min(command.api.timeout, 3600)) * 1000))
+        configuration.minimumFreeAudit = try command.audit.minimumFree()
 
         let tokenTarget = try command.token.target(key: command.key.key ?? profile?.key, profile: profile)
         let console = Console()

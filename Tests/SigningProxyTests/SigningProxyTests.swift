@@ -468,13 +468,67 @@ struct ProxyHealthTests {
         #expect(recovered.status == 200, "\(recovered)")
     }
 
-    @Test func anAuditDiskWithLessThanTheMinimumFreeIsFailing() async throws {
+    @Test func anAuditDiskWithLessThanTheMinimumFreeIsFailingAndEveryRequestIsRefused() async throws {
         let fixture = try SigningProxyTests.Fixture("proxy-health-disk")
-        // No filesystem has this much free: the check must report it.
-        try await fixture.start(rules: ["GET /v1/workspace"]) { $0.minimumFreeAuditBytes = .max }
+        let log = CapturedLog()
+        // No filesystem in use has this much free: the proxy starts, and refuses every request.
+        try await fixture.start(rules: ["GET /v1/workspace"], log: log) { $0.minimumFreeAudit = .percent(100) }
+        let recordsBefore = try fixture.records().count
+        let refused = try await fixture.send(.GET, "/v1/workspace")
         let low = try await health(fixture)
+        let metrics = String(decoding: try await fixture.send(.GET, "/metrics").body, as: UTF8.self)
+        let recordsAfter = try fixture.records()
         await fixture.stop()
+        #expect(refused.status == 503)
+        #expect(refused.headers.first(name: "Retry-After") == "60" && refused.headers.first(name: "X-Fireblocks-HSM-Proxy") == "refused")
+        let message = String(decoding: refused.body, as: UTF8.self)
+        #expect(message.contains("low on disk space") && !message.contains(fixture.auditDirectory.path), "no path for the client: \(message)")
+        #expect(fixture.upstream.requests.isEmpty, "nothing forwarded")
+        #expect(recordsAfter.count == recordsBefore, "nothing recorded (nor signed): \(recordsAfter.suffix(2))")
         #expect(low.status == 503 && low.failing == ["audit-disk"], "\(low)")
+        #expect(log.contains("the audit directory's filesystem is low on space"))
+        // Prometheus text: the free bytes and the bytes kept free, the first under the second.
+        func gauge(_ name: String) -> Double? {
+            metrics.split(separator: "\n").first { $0.hasPrefix(name + " ") }.flatMap { Double($0.split(separator: " ").last ?? "") }
+        }
+        let free = try #require(gauge("fireblocks_hsm_audit_disk_free_bytes"), "\(metrics)")
+        let minimum = try #require(gauge("fireblocks_hsm_audit_disk_min_free_bytes"), "\(metrics)")
+        #expect(free > 0 && free < minimum)
+        #expect(metrics.contains(#"fireblocks_hsm_proxy_requests_total{route="audit-disk",status="503"} 1"#), "\(metrics)")
+    }
+
+    @Test(.enabled(if: SmallFilesystem.isAvailable))
+    func aFullAuditDiskRefusesRequestsUntilSpaceIsFreedWithoutARestart() async throws {
+        let fixture = try SigningProxyTests.Fixture("proxy-disk-full")
+        // The audit directory is a 4 MiB tmpfs; the standard threshold keeps 5 % of it free.
+        let disk = try SmallFilesystem(at: fixture.auditDirectory.path, bytes: 4 << 20)
+        defer { disk.unmount() }
+        try await fixture.start(rules: ["GET /v1/workspace"]) { $0.auditDiskCheckInterval = .zero }
+        #expect(try await fixture.send(.GET, "/v1/workspace").status == 201)
+        #expect(try await health(fixture).status == 200)
+
+        try disk.fill(leaving: 64 << 10)
+        func requestRecords() throws -> Int { try fixture.records().filter { $0["event"] as? String == "proxy.request" }.count }
+        let (recordedBefore, forwardedBefore) = (try requestRecords(), fixture.upstream.requests.count)
+        let refused = try await fixture.send(.GET, "/v1/workspace")
+        let low = try await health(fixture)
+        #expect(refused.status == 503)
+        #expect(low.status == 503 && low.failing == ["audit-disk"], "\(low)")
+        #expect(try requestRecords() == recordedBefore, "nothing recorded")
+        #expect(fixture.upstream.requests.count == forwardedBefore, "nothing forwarded (nor probed)")
+
+        // The file moved away: served again at once, no restart.
+        try disk.empty()
+        let served = try await fixture.send(.GET, "/v1/workspace")
+        let recovered = try await health(fixture)
+        await fixture.stop()
+        let recordedAfter = try requestRecords()
+        // Unmounted before the fixture removes its directory (the mount point is in it).
+        withExtendedLifetime(fixture) { disk.unmount() }
+        #expect(served.status == 201)
+        #expect(recovered.status == 200, "\(recovered)")
+        #expect(fixture.upstream.requests.last?.target == "/v1/workspace")
+        #expect(recordedAfter == recordedBefore + 1)
     }
 
     @Test func anAPIKeyFireblocksRefusesIsFailingAndOnlyItsOwnAnswersSaySo() async throws {
