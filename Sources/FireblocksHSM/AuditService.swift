@@ -203,6 +203,15 @@ public final class AuditService {
     /// No anchor while the key exists, an anchor that does not verify, or a checkpoint file
     /// ahead of it: refused.
     public func verifiedAnchor(key: ECKeyPair) throws -> (checkpoint: Checkpoint, note: SignedNote, legacyKeyID: Bool) {
+        try verifiedAnchorAndFile(key: key).anchor
+    }
+
+    /// ``verifiedAnchor(key:)`` and the bytes of `<serial>.checkpoint` it compared with the
+    /// anchor. The file is read first: an anchoring writes the token's object, then the file, so
+    /// a file read before the token is never newer than the token's anchor, even while the proxy
+    /// anchors beside this read (reading the token first could find a file that moved on since:
+    /// a false "ahead of the anchor").
+    func verifiedAnchorAndFile(key: ECKeyPair) throws -> (anchor: (checkpoint: Checkpoint, note: SignedNote, legacyKeyID: Bool), file: [UInt8]?) {
         // Another process (the proxy) anchors a new checkpoint beside this read: it makes the
         // new object, then destroys the old one, so a handle found a moment ago can be gone
         // when its value is read. The objects are then looked up again (a few times: each
@@ -210,7 +219,8 @@ public final class AuditService {
         var attempt = 0
         while true {
             do {
-                return try readVerifiedAnchor(key: key)
+                let file = try log.checkpointFile()
+                return (try readVerifiedAnchor(key: key, file: file), file)
             } catch let error as PKCS11Error where error.returnValue == .objectHandleInvalid && attempt < 8 {
                 attempt += 1
                 usleep(UInt32(1_000 << min(attempt, 6)))
@@ -218,7 +228,7 @@ public final class AuditService {
         }
     }
 
-    private func readVerifiedAnchor(key: ECKeyPair) throws -> (checkpoint: Checkpoint, note: SignedNote, legacyKeyID: Bool) {
+    private func readVerifiedAnchor(key: ECKeyPair, file fileBytes: [UInt8]?) throws -> (checkpoint: Checkpoint, note: SignedNote, legacyKeyID: Bool) {
         let objects = try anchorObjects()
         guard !objects.isEmpty else {
             throw OperationError(.auditAnchorMissing, "token '\(opened.token.info.label)' has the audit key (SHA-256 \(key.fingerprint)) but no anchored checkpoint (data object '\(Self.checkpointObjectLabel)'): the anchor was removed, so what the log held cannot be checked; nothing is appended or signed until a person re-anchors the trail")
@@ -249,7 +259,7 @@ public final class AuditService {
             throw OperationError(.auditInconsistent, "the checkpoint anchored on token '\(opened.token.info.label)' does not verify with the audit key (SHA-256 \(key.fingerprint)): \(refused ?? "no signature")")
         }
         // The file beside the log is written after the token's object: never ahead of it.
-        if let bytes = try log.checkpointFile(),
+        if let bytes = fileBytes,
            let file = try? Checkpoint(noteText: SignedNote(parsing: String(decoding: bytes, as: UTF8.self)).text),
            file.treeSize > best.checkpoint.treeSize || (file.treeSize == best.checkpoint.treeSize && file.rootHash != best.checkpoint.rootHash) {
             throw OperationError(.auditInconsistent, "\(log.checkpointPath) is ahead of the checkpoint anchored on the token (\(file.treeSize) records against \(best.checkpoint.treeSize)): it was not written by this trail's appends; nothing is appended or signed")
@@ -314,7 +324,7 @@ public final class AuditService {
             }
             return Verification(records: 0, rootHex: hex(MerkleTree.root([])), checkedAgainst: [], auditKeySHA256: nil, legacyKeyIDs: [])
         }
-        let anchored = try verifiedAnchor(key: key)
+        let (anchored, fileBytes) = try verifiedAnchorAndFile(key: key)
         var checks: [(name: String, checkpoint: Checkpoint)] = [("the token's", anchored.checkpoint)]
         var checked = ["token (\(anchored.checkpoint.treeSize) records)"]
         var legacy = anchored.legacyKeyID ? ["token"] : []
@@ -333,7 +343,7 @@ public final class AuditService {
             if verdict == .verifiedWithLegacyKeyID { legacy.append(source) }
             return checkpoint
         }
-        if let bytes = try log.checkpointFile() {
+        if let bytes = fileBytes {
             let file = try signed(try SignedNote(parsing: String(decoding: bytes, as: UTF8.self)), "file")
             checks.append(("the file's", file))
             checked.append("file (\(file.treeSize) records)")

@@ -355,7 +355,9 @@ struct ProxyResponder: HTTPResponder {
         if disk.isLow { failing.append("audit-disk") }
         let healthy = failing.isEmpty
         var document: [String: Any] = [
-            "status": healthy ? "ok" : "failing",
+            // What a person reads first: "ok", or "degraded: audit disk, signature" (the
+            // checks that fail, in words); `failing` has their names for monitors.
+            "status": healthy ? "ok" : "degraded: " + failing.map { $0.replacingOccurrences(of: "-", with: " ") }.joined(separator: ", "),
             "failing": failing,
             "signature": ["ok": signature.ok, "checkedSecondsAgo": signature.age, "detail": signature.detail as Any],
             "audit": ["records": audit.records, "lastCheckpoint": audit.checkpoint, "failure": audit.failure as Any,

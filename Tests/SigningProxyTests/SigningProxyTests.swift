@@ -445,7 +445,9 @@ struct ProxyHealthTests {
     private func health(_ fixture: SigningProxyTests.Fixture) async throws -> (status: Int, failing: [String]) {
         let answer = try await fixture.send(.GET, "/healthz")
         let document = try #require(try JSONSerialization.jsonObject(with: Data(answer.body)) as? [String: Any])
-        return (answer.status, document["failing"] as? [String] ?? ["?"])
+        let failing = document["failing"] as? [String] ?? ["?"]
+        #expect(document["status"] as? String == (failing.isEmpty ? "ok" : "degraded: " + failing.map { $0.replacingOccurrences(of: "-", with: " ") }.joined(separator: ", ")))
+        return (answer.status, failing)
     }
 
     @Test func aFailedCheckpointIsFailingUntilACheckpointSucceeds() async throws {
@@ -485,7 +487,7 @@ struct ProxyHealthTests {
         #expect(message.contains("low on disk space") && !message.contains(fixture.auditDirectory.path), "no path for the client: \(message)")
         #expect(fixture.upstream.requests.isEmpty, "nothing forwarded")
         #expect(recordsAfter.count == recordsBefore, "nothing recorded (nor signed): \(recordsAfter.suffix(2))")
-        #expect(low.status == 503 && low.failing == ["audit-disk"], "\(low)")
+        #expect(low.status == 503 && low.failing == ["audit-disk"], "\(low)") // status: "degraded: audit disk"
         #expect(log.contains("the audit directory's filesystem is low on space"))
         // Prometheus text: the free bytes and the bytes kept free, the first under the second.
         func gauge(_ name: String) -> Double? {
