@@ -30,12 +30,14 @@ struct LogScan {
     ///   - serial: the token every record must be about.
     ///   - prefixSizes: the sizes whose frontiers to keep.
     ///   - visit: called with each complete line's index and bytes (for readers that keep some).
+    ///   - leaves: called with each complete line's index, length (newline included) and leaf hash.
     /// The longest line read as a record (records are a few KiB; a longer line is damage, and
     /// is not held in memory).
     static let maximumLineLength = 1 << 20
 
     static func scan(_ path: String, serial: String, prefixSizes: Set<Int> = [], canonicalFrom: Int = .max,
-                     visit: ((Int, ArraySlice<UInt8>) throws -> Void)? = nil) throws -> LogScan {
+                     visit: ((Int, ArraySlice<UInt8>) throws -> Void)? = nil,
+                     leaves: ((Int, Int, MerkleTree.Hash) -> Void)? = nil) throws -> LogScan {
         var scan = LogScan()
         if prefixSizes.contains(0) { scan.prefixes[0] = scan.range }
         guard let descriptor = try AuditFiles.open(path, O_RDONLY) else { return scan }
@@ -58,11 +60,11 @@ struct LogScan {
                 if carry.count + (newline - start) > maximumLineLength { return scan.tooLong() }
                 if carry.isEmpty {
                     try scan.take(filled[start..<newline], serial: serial, decoder: decoder, prefixSizes: prefixSizes,
-                                  canonicalFrom: canonicalFrom, visit: visit)
+                                  canonicalFrom: canonicalFrom, leaves: leaves, visit: visit)
                 } else {
                     carry += filled[start..<newline]
                     try scan.take(carry[...], serial: serial, decoder: decoder, prefixSizes: prefixSizes,
-                                  canonicalFrom: canonicalFrom, visit: visit)
+                                  canonicalFrom: canonicalFrom, leaves: leaves, visit: visit)
                     carry.removeAll(keepingCapacity: true)
                 }
                 start = newline + 1
@@ -84,13 +86,15 @@ struct LogScan {
     }
 
     private mutating func take(_ line: ArraySlice<UInt8>, serial: String, decoder: JSONDecoder, prefixSizes: Set<Int>,
-                               canonicalFrom: Int, visit: ((Int, ArraySlice<UInt8>) throws -> Void)?) throws {
+                               canonicalFrom: Int, leaves: ((Int, Int, MerkleTree.Hash) -> Void)?,
+                               visit: ((Int, ArraySlice<UInt8>) throws -> Void)?) throws {
         let index = range.size
         if damage == nil, let problem = Self.problem(line, at: index, serial: serial, decoder: decoder, canonical: index >= canonicalFrom) {
             damage = (index, problem)
         }
         try visit?(index, line)
         lastLeafHash = MerkleTree.leafHash(line)
+        leaves?(index, line.count + 1, lastLeafHash)
         range.append(leafHash: lastLeafHash)
         offset += line.count + 1
         if prefixSizes.contains(range.size) { prefixes[range.size] = range }
