@@ -110,8 +110,10 @@ public struct AuditLog: Sendable {
             let scan = try LogScan.scan(logPath, serial: token.serial)
             if let damage = scan.damage { throw AuditError(.inconsistent, "record \(damage.index): \(damage.reason); nothing was signed", facts: ErrorFacts(path: logPath, recordIndex: damage.index)) }
             if scan.tornBytes > 0 { throw AuditError(.tornTail, tornMessage(at: scan.range.size)) }
-            // The tiles of the tree about to be signed are there before it is.
-            _ = try TileWriter.open(log: self, at: Frontier(range: scan.range, offset: scan.offset, lastLeafHash: scan.lastLeafHash))
+            // The tiles of the tree about to be signed are there before it is: the log's as it
+            // is, whatever tiles of what it held before are left.
+            _ = try TileWriter.open(log: self, at: Frontier(range: scan.range, offset: scan.offset, lastLeafHash: scan.lastLeafHash),
+                                    replacing: true)
             let result = try seal((scan.range.size, scan.range.root))
             TreeCache(size: scan.range.size, offset: scan.offset, lastLeafHash: scan.range.size > 0 ? hex(scan.lastLeafHash) : nil,
                       frontier: scan.range.hashes.map(hex)).save(to: treePath)

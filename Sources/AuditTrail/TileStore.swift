@@ -82,13 +82,16 @@ struct TileStore {
     /// from a partial at least that wide (narrower ones are removed as the log grows, so a
     /// proof for an older size reads the prefix of a newer one). Nil when neither is there.
     func readPrefix(_ tile: TileCoordinate) throws -> [MerkleTree.Hash]? {
+        // A writer replaces a partial with a wider one, or with the full tile, without the
+        // lock readers do not take: what was listed may be gone; look again.
         for _ in 0..<3 {
             if let full = try read(tile.full) { return Array(full.prefix(tile.width)) }
             if tile.isFull { return nil }
-            let widths = try partialWidths(of: tile).filter { $0 >= tile.width }.sorted()
-            guard let width = widths.first, let wider = TileCoordinate(level: tile.level, index: tile.index, width: width) else { return nil }
-            // Gone meanwhile (a writer replaced it with a wider one): look again.
-            if let hashes = try read(wider) { return Array(hashes.prefix(tile.width)) }
+            for width in try partialWidths(of: tile).filter({ $0 >= tile.width }).sorted() {
+                if let wider = TileCoordinate(level: tile.level, index: tile.index, width: width), let hashes = try read(wider) {
+                    return Array(hashes.prefix(tile.width))
+                }
+            }
         }
         return nil
     }

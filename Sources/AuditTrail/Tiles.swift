@@ -17,7 +17,8 @@ struct TileWriter {
     private(set) var builder: TileBuilder
     private var pendingFull: [(tile: TileCoordinate, hashes: [MerkleTree.Hash])] = []
     private var pendingOffsets: [(index: Int, offset: Int)] = []
-    private var edgeChanged = false
+    /// The highest level whose unfinished tile changed since the last flush (-1: none).
+    private var changedLevels = -1
 
     private init(store: TileStore, builder: TileBuilder) {
         self.store = store
@@ -28,15 +29,17 @@ struct TileWriter {
     /// log up to there): those on disk when their right edge gives exactly that frontier and the
     /// offset index has one entry per full level-0 tile; otherwise rebuilt in one pass over the
     /// records (a log written before tiles existed, or tiles left behind by a crash or an older
-    /// version), where a full tile already there that differs is refused.
-    static func open(log: AuditLog, at frontier: AuditLog.Frontier) throws -> TileWriter {
+    /// version), where a full tile already there that differs is refused, unless `replacing`
+    /// (the log as it is was accepted by a person, or is sealed for the first time: tiles of
+    /// what it held before are not its).
+    static func open(log: AuditLog, at frontier: AuditLog.Frontier, replacing: Bool = false) throws -> TileWriter {
         let store = TileStore(root: log.tilesPath)
         let size = frontier.range.size
         if let builder = try loadEdge(store, size: size), builder.compactRange == frontier.range,
            try store.offsetCount() == TileCoordinate.fullTileCount(level: 0, treeSize: size) {
             return TileWriter(store: store, builder: builder)
         }
-        let rebuilt = try TileRebuild.run(log: log, upTo: frontier, replacing: false)
+        let rebuilt = try TileRebuild.run(log: log, upTo: frontier, replacing: replacing)
         return TileWriter(store: store, builder: rebuilt.builder)
     }
 
@@ -59,11 +62,13 @@ struct TileWriter {
 
     /// Adds a record: its leaf hash and the byte offset after its newline.
     mutating func append(leafHash: MerkleTree.Hash, endOffset: Int) {
-        for completed in builder.append(leafHash: leafHash) {
-            pendingFull.append(completed)
-            if completed.tile.level == 0 { pendingOffsets.append((completed.tile.index, endOffset)) }
+        let completed = builder.append(leafHash: leafHash)
+        for tile in completed {
+            pendingFull.append(tile)
+            if tile.tile.level == 0 { pendingOffsets.append((tile.tile.index, endOffset)) }
         }
-        edgeChanged = true
+        // Each completed tile's root went into the level above it.
+        changedLevels = max(changedLevels, completed.count)
     }
 
     /// Whether the next ``flush()`` writes a full tile (durably): the records it covers must be
@@ -74,24 +79,24 @@ struct TileWriter {
     /// then the right edge's partial tiles). On failure the full tiles and offsets this call
     /// made are taken back, and the error is thrown: the caller cuts the records back.
     mutating func flush() throws {
-        guard completesTiles || edgeChanged else { return }
-        let offsetsBefore = try store.offsetCount()
+        guard completesTiles || changedLevels >= 0 else { return }
+        let offsetsBefore = pendingOffsets.isEmpty ? 0 : try store.offsetCount()
         var created: [String] = []
         do {
             for (tile, hashes) in pendingFull where try store.writeFull(tile, hashes, durable: true) {
                 created.append(store.path(tile))
             }
             for (index, offset) in pendingOffsets { try store.appendOffset(index, offset) }
-            for (tile, hashes) in builder.partialTiles { try store.writePartial(tile, hashes) }
+            for (tile, hashes) in builder.partialTiles where tile.level <= changedLevels { try store.writePartial(tile, hashes) }
         } catch {
             for path in created { _ = unlink(path) }
-            store.truncateOffsets(to: offsetsBefore)
+            if !pendingOffsets.isEmpty { store.truncateOffsets(to: offsetsBefore) }
             throw error
         }
         for (tile, _) in pendingFull { store.removePartials(of: tile) }
         pendingFull = []
         pendingOffsets = []
-        edgeChanged = false
+        changedLevels = -1
     }
 
     /// Appends `leaves` (leaf hash and line length, newline included) after `offset`, then

@@ -120,16 +120,16 @@ public struct TiledTree {
 
 /// The tiles one ``TiledTree`` has read, each read once.
 private final class TileReads {
-    let read: (TileCoordinate) throws -> [MerkleTree.Hash]
+    let source: (TileCoordinate) throws -> [MerkleTree.Hash]
     var cache: [TileCoordinate: [MerkleTree.Hash]] = [:]
 
-    init(_ read: @escaping (TileCoordinate) throws -> [MerkleTree.Hash]) {
-        self.read = read
+    init(_ source: @escaping (TileCoordinate) throws -> [MerkleTree.Hash]) {
+        self.source = source
     }
 
     func read(_ tile: TileCoordinate) throws -> [MerkleTree.Hash] {
         if let hashes = cache[tile] { return hashes }
-        let hashes = try read(tile)
+        let hashes = try source(tile)
         guard hashes.count == tile.width, hashes.allSatisfy({ $0.count == TileCoordinate.hashSize }) else {
             throw TileError(.malformed, "\(tile.path) holds \(hashes.count) hashes, not \(tile.width)")
         }

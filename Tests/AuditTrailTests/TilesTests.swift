@@ -114,6 +114,20 @@ struct TilesTests {
         #expect(anchor.checkpoint == sealed, "nothing was signed")
     }
 
+    @Test func sealingTheLogAsItIsReplacesTheTilesOfWhatItHeldBefore() throws {
+        let (log, anchor) = try filled(300)
+        defer { try? FileManager.default.removeItem(at: log.directory) }
+        var lines = try logLines(log)
+        lines[10] = lines[10].replacingOccurrences(of: "\"r10\"", with: "\"rX\"")
+        try rewriteLog(log, lines)
+        // A person accepts the log as it is (a re-anchoring): the tiles are then the edited log's.
+        let tree = try log.sealAsItIs { $0 }
+        anchor.checkpoint = try Checkpoint(origin: Anchor.origin, treeSize: tree.size, rootHash: tree.root)
+        #expect(try log.verifyWithTiles(against: [("the token's", anchor.checkpoint)]).tiles.checked == 3)
+        try anchor.append(log, ["after"])
+        #expect(try log.inclusionProof(index: 10, anchored: anchor.checkpoint).record == Array(lines[10].utf8))
+    }
+
     @Test func aTileThatCannotBeWrittenFailsTheAppendAndNothingOfItIsKept() throws {
         let (log, anchor) = try filled(5)
         defer { try? FileManager.default.removeItem(at: log.directory) }
@@ -149,7 +163,7 @@ struct TilesTests {
             #expect(proof.record == Array(lines[index].utf8))
             #expect(MerkleTree.verifyInclusion(leafHash: MerkleTree.leafHash(proof.record), index: index, treeSize: 600,
                                                proof: proof.path, rootHash: anchor.checkpoint.rootHash))
-            #expect(proof.tilesRead <= 4)
+            #expect((1...4).contains(proof.tilesRead), "\(proof.tilesRead)")
         }
         let hashes = try leafHashes(log)
         for (old, new) in [(0, 600), (1, 600), (256, 512), (300, 600), (600, 600)] {
