@@ -48,7 +48,8 @@ public struct TileRebuildReport: Sendable, Equatable, Codable {
     public let partialTiles: Int
     /// Full tiles of the directory it replaced that were compared with the rebuilt ones.
     public let compared: Int
-    /// Those that differed (replaced).
+    /// How many of them differed (replaced), and the paths of the first 100.
+    public let replacedCount: Int
     public let replaced: [String]
 }
 
@@ -175,7 +176,7 @@ extension AuditLog {
             let outcome = try TileRebuild.run(log: self, upTo: state, replacing: true)
             return TileRebuildReport(records: state.range.size, fullTiles: outcome.fullTiles,
                                      partialTiles: TileCoordinate.rightEdge(treeSize: state.range.size).count,
-                                     compared: outcome.compared, replaced: outcome.differing)
+                                     compared: outcome.compared, replacedCount: outcome.differingCount, replaced: outcome.differing)
         }
     }
 }

@@ -219,12 +219,31 @@ struct TileStore {
         }
     }
 
-    /// The whole index at once, for a rebuild (not synced: the rebuild syncs the file system).
-    func writeOffsets(_ values: [Int]) throws {
-        do {
-            try Self.writeQuickly(values.flatMap(Self.bigEndian), to: offsetsPath, replacing: false)
-        } catch {
-            throw AuditError(.unwritable, "cannot write \(offsetsPath): \(error.reason)", facts: ErrorFacts(path: offsetsPath))
+    /// Appends entries as they come, for a rebuild (not synced: the rebuild syncs the file
+    /// system), a few thousand at a time.
+    final class OffsetsWriter {
+        private let path: String
+        private let descriptor: Int32
+        private var buffer: [UInt8] = []
+
+        init(_ store: TileStore) throws {
+            path = store.offsetsPath
+            guard let descriptor = try AuditFiles.open(path, O_WRONLY | O_APPEND, create: true) else {
+                throw AuditError(.unwritable, "cannot open \(path)", facts: ErrorFacts(path: path))
+            }
+            self.descriptor = descriptor
+        }
+
+        deinit { close(descriptor) }
+
+        func append(_ value: Int) throws {
+            buffer += TileStore.bigEndian(value)
+            if buffer.count >= 1 << 15 { try flush() }
+        }
+
+        func flush() throws {
+            try AuditFiles.appendWhole(buffer, descriptor: descriptor, path: path, sync: false)
+            buffer.removeAll(keepingCapacity: true)
         }
     }
 

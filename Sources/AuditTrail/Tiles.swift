@@ -134,7 +134,8 @@ enum TileRebuild {
         let fullTiles: Int
         /// Full tiles of the old directory compared with the rebuilt ones.
         let compared: Int
-        /// Old full tiles that differed (only when `replacing`).
+        /// Old full tiles that differed (only when `replacing`): how many, and the first 100.
+        let differingCount: Int
         let differing: [String]
     }
 
@@ -149,24 +150,26 @@ enum TileRebuild {
         try removeTree(fresh.root)
         _ = try fresh.directory(holding: "offsets", create: true)
         var builder = TileBuilder()
-        var offsets: [Int] = []
+        let offsets = try TileStore.OffsetsWriter(fresh)
         var fullTiles = 0
         var compared = 0
         var differing: [String] = []
+        var differingCount = 0
         let hadOld = old.exists
         do {
             let end = try LogLines.forEach(log.logPath, from: 0, to: frontier.offset) { line, end in
                 for (tile, hashes) in builder.append(leafHash: MerkleTree.leafHash(line)) {
                     try fresh.writeFull(tile, hashes, durable: false)
                     fullTiles += 1
-                    if tile.level == 0 { offsets.append(end) }
+                    if tile.level == 0 { try offsets.append(end) }
                     guard hadOld, let existing = try? old.read(tile) else { continue }
                     compared += 1
                     if existing != hashes {
                         guard replacing else {
                             throw AuditError(.tilesUnusable, "\(old.path(tile)) differs from the tile the log's records give (a full tile is written once and never changes): it was edited, or left behind by another log", facts: ErrorFacts(path: old.path(tile)))
                         }
-                        differing.append(old.path(tile))
+                        differingCount += 1
+                        if differing.count < 100 { differing.append(old.path(tile)) }
                     }
                 }
                 return true
@@ -175,14 +178,14 @@ enum TileRebuild {
                 throw AuditError(.inconsistent, "the tiles built from \(log.logPath) (\(builder.size) records) do not give the tree just checked (\(frontier.range.size) records): the log changed while they were built; nothing was written")
             }
             for (tile, hashes) in builder.partialTiles { try fresh.writePartial(tile, hashes) }
-            try fresh.writeOffsets(offsets)
+            try offsets.flush()
             try syncFileSystem(of: fresh.root)
             try swap(fresh.root, into: old.root, parent: log.directory.path)
         } catch {
             try? removeTree(fresh.root)
             throw error
         }
-        return Outcome(builder: builder, fullTiles: fullTiles, compared: compared, differing: differing)
+        return Outcome(builder: builder, fullTiles: fullTiles, compared: compared, differingCount: differingCount, differing: differing)
     }
 
     /// Puts `fresh` where `target` was (the old one renamed aside, then removed), durably.

@@ -106,8 +106,9 @@ struct AuditTilesCommand: ParsableCommand {
         try output.emit(report) { report in
             var text = "Rebuilt the tiles of \(report.records) records: \(report.fullTiles) full and \(report.partialTiles) partial tiles"
             text += report.compared > 0 ? " (\(report.compared) old full tiles compared).\n" : ".\n"
-            if !report.replaced.isEmpty {
-                text += "These tiles differed from the records and were replaced:\n" + report.replaced.map { "  \($0)\n" }.joined()
+            if report.replacedCount > 0 {
+                text += "\(report.replacedCount) tiles differed from the records and were replaced:\n" + report.replaced.map { "  \($0)\n" }.joined()
+                if report.replacedCount > report.replaced.count { text += "  …\n" }
             }
             return text
         }

@@ -97,7 +97,7 @@ struct TilesTests {
         // A proof through that tile does not verify, so it is refused, never printed.
         #expect(throws: AuditError(.tilesUnusable, "")) { try log.inclusionProof(index: 3, anchored: anchor.checkpoint) }
         let rebuilt = try log.rebuildTiles(anchor: anchor.checkpoint)
-        #expect(rebuilt.records == 300 && rebuilt.fullTiles == 1 && rebuilt.partialTiles == 2 && rebuilt.replaced == [tile])
+        #expect(rebuilt.records == 300 && rebuilt.fullTiles == 1 && rebuilt.partialTiles == 2 && rebuilt.replacedCount == 1 && rebuilt.replaced == [tile])
         #expect(try log.verifyWithTiles(against: [("the token's", anchor.checkpoint)]).tiles.checked == 3)
         #expect(try log.inclusionProof(index: 3, anchored: anchor.checkpoint).index == 3)
     }
