@@ -110,10 +110,9 @@ public struct AuditLog: Sendable {
             let scan = try LogScan.scan(logPath, serial: token.serial)
             if let damage = scan.damage { throw AuditError(.inconsistent, "record \(damage.index): \(damage.reason); nothing was signed", facts: ErrorFacts(path: logPath, recordIndex: damage.index)) }
             if scan.tornBytes > 0 { throw AuditError(.tornTail, tornMessage(at: scan.range.size)) }
-            // The tiles of the tree about to be signed are there before it is: the log's as it
-            // is, whatever tiles of what it held before are left.
-            _ = try TileWriter.open(log: self, at: Frontier(range: scan.range, offset: scan.offset, lastLeafHash: scan.lastLeafHash),
-                                    replacing: true)
+            // The tiles of the log as it is (not of what it held before) exist before it is signed.
+            let frontier = Frontier(range: scan.range, offset: scan.offset, lastLeafHash: scan.lastLeafHash)
+            _ = try TileWriter.open(log: self, at: frontier, replacing: true)
             let result = try seal((scan.range.size, scan.range.root))
             TreeCache(size: scan.range.size, offset: scan.offset, lastLeafHash: scan.range.size > 0 ? hex(scan.lastLeafHash) : nil,
                       frontier: scan.range.hashes.map(hex)).save(to: treePath)
@@ -138,8 +137,8 @@ public struct AuditLog: Sendable {
     /// The records as they are, checked against `checkpoints` (each must be a prefix of the
     /// log): one pass, O(log n) memory. Throws ``AuditError/Code/inconsistent`` at the first
     /// record out of place, a torn last line, or a checkpoint the log does not extend.
-    /// - Parameter leaves: called with each record's index, its line's length (newline included)
-    ///   and its leaf hash, as the pass computes them (the tiles' check, ``verifyWithTiles(against:)``).
+    /// - Parameter leaves: called with each record's index, line length (newline included) and
+    ///   leaf hash, as the pass computes them (for ``verifyWithTiles(against:)``).
     public func verify(against checkpoints: [(name: String, checkpoint: Checkpoint)],
                        leaves: ((_ index: Int, _ length: Int, _ leafHash: MerkleTree.Hash) -> Void)? = nil) throws -> (size: Int, root: [UInt8]) {
         // Records after the largest checkpoint are vouched for by nothing but their form.
