@@ -381,7 +381,7 @@ let package = Package(
             name: "CLITests",
             dependencies: [
                 "fireblocks-hsm", "fireblocks-hsm-net", "fireblocks-sandbox", "FireblocksHSMCommandLine", "FireblocksHSM", "JOSE", "SoftHSMTestSupport",
-                "AuditTrail",
+                "AuditTrail", "TransparencyLog",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "X509", package: "swift-certificates"),
             ]

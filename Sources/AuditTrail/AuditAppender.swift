@@ -38,6 +38,8 @@ public final class AuditAppender: Sendable {
         /// The log, kept open (O_APPEND) with the inode it had; reopened if the file was replaced.
         var descriptor: Int32 = -1
         var inode: (device: UInt, number: UInt) = (0, 0)
+        /// The log's tiles, kept in step with `range` (nil until the start has read the log).
+        var tiles: TileWriter?
     }
 
     /// Starts on the log as it is, which must extend `anchor` (the checkpoint anchored on the
@@ -57,6 +59,8 @@ public final class AuditAppender: Sendable {
             state.range = start.range
             state.lastLeafHash = start.lastLeafHash
             try catchUp(&state)
+            state.tiles = try TileWriter.open(log: log, at: AuditLog.Frontier(range: state.range, offset: state.offset,
+                                                                              lastLeafHash: state.lastLeafHash))
         }
     }
 
@@ -80,19 +84,30 @@ public final class AuditAppender: Sendable {
             let first = state.range.size
             let time = AuditRecord.timestamp(now)
             var bytes: [UInt8] = []
-            var hashes: [[UInt8]] = []
+            var leaves: [(hash: MerkleTree.Hash, length: Int)] = []
             for (index, entry) in entries.enumerated() {
                 let record = AuditRecord(seq: first + index, time: time, actor: actor, tool: log.tool, event: entry.event,
                                          outcome: entry.outcome, token: log.token, facts: entry.facts)
                 let line = try record.line()
-                hashes.append(MerkleTree.leafHash(line))
+                leaves.append((MerkleTree.leafHash(line), line.count + 1))
                 bytes += line + [0x0A]
             }
             try AuditFiles.appendWhole(bytes, descriptor: state.descriptor, path: log.logPath, sync: sync)
+            // A full tile is synced: the records it covers are synced before it.
+            var synced = sync
+            let descriptor = state.descriptor
+            let path = log.logPath
+            try state.tiles?.record(leaves, after: state.offset, log: descriptor, path: path) {
+                guard !synced else { return }
+                guard fdatasync(descriptor) == 0 else {
+                    throw AuditError(.unwritable, "cannot sync \(path) (\(String(cString: strerror(errno))))")
+                }
+                synced = true
+            }
             state.offset += bytes.count
-            for hash in hashes { state.range.append(leafHash: hash) }
-            state.lastLeafHash = hashes.last ?? state.lastLeafHash
-            state.unsynced = !sync
+            for leaf in leaves { state.range.append(leafHash: leaf.hash) }
+            state.lastLeafHash = leaves.last?.hash ?? state.lastLeafHash
+            state.unsynced = !synced
             return first
         }
     }
@@ -111,6 +126,8 @@ public final class AuditAppender: Sendable {
                 }
                 state.unsynced = false
             }
+            // What other processes appended since is in the tiles before the tree is signed.
+            try state.tiles?.flush()
             let result = try seal((state.range.size, state.range.root))
             // The one-shot commands' cache: this tree is now the checkpoint's.
             TreeCache(size: state.range.size, offset: state.offset, lastLeafHash: hex(state.lastLeafHash),
@@ -158,6 +175,7 @@ public final class AuditAppender: Sendable {
         }
         var lines = bytes.split(separator: 0x0A, omittingEmptySubsequences: false)
         lines.removeLast()
+        var end = state.offset
         for line in lines {
             let index = state.range.size
             if let problem = LogScan.problem(line, at: index, serial: log.token.serial, canonical: true) {
@@ -165,6 +183,8 @@ public final class AuditAppender: Sendable {
             }
             state.lastLeafHash = MerkleTree.leafHash(Array(line))
             state.range.append(leafHash: state.lastLeafHash)
+            end += line.count + 1
+            state.tiles?.append(leafHash: state.lastLeafHash, endOffset: end)
         }
         state.offset = size
     }

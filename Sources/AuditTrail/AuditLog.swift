@@ -38,6 +38,8 @@ public struct AuditLog: Sendable {
 
     /// `<serial>.tree`: the cached frontier.
     var treePath: String { directory.appendingPathComponent("\(Self.safeName(token.serial)).tree").path }
+    /// `<serial>.tiles`: the tree's hashes as C2SP tiles, and the offset index (``TileStore``).
+    public var tilesPath: String { directory.appendingPathComponent("\(Self.safeName(token.serial)).tiles").path }
     /// The lock every writer of the log holds.
     public var lockPath: String { logPath + ".lock" }
     /// The lock held while the audit key is made.
@@ -49,6 +51,7 @@ public struct AuditLog: Sendable {
     /// pass: they are made private.
     public func requireTrustedFiles() throws {
         try AuditFiles.requireTrusted(directory: directory.path, files: [logPath, checkpointPath, treePath, lockPath, keyLockPath])
+        try AuditFiles.requireTrusted(directory: tilesPath, files: [tilesPath + "/offsets"])
     }
 
     /// Appends the entries as consecutive records and, still holding the lock, hands the new
@@ -70,10 +73,12 @@ public struct AuditLog: Sendable {
         try withLock("audit append") {
             let trusted = try anchor()
             let state = try frontier(anchor: trusted)
+            var tiles = try TileWriter.open(log: self, at: state)
             let descriptor = try openForAppend()
             defer { close(descriptor) }
-            let (bytes, range, last) = try encode(entries, after: state, now: now)
+            let (bytes, range, last, leaves) = try encode(entries, after: state, now: now)
             try AuditFiles.appendWhole(bytes, descriptor: descriptor, path: logPath, sync: true)
+            try tiles.record(leaves, after: state.offset, log: descriptor, path: logPath)
             let result = try seal((range.size, range.root))
             TreeCache(size: range.size, offset: state.offset + bytes.count, lastLeafHash: hex(last),
                       frontier: range.hashes.map(hex)).save(to: treePath)
@@ -87,10 +92,12 @@ public struct AuditLog: Sendable {
     public func appendUnsealed(_ entries: [AuditEntry], now: Date = Date()) throws -> Int {
         try withLock("audit append") {
             let state = try frontier(anchor: nil)
+            var tiles = try TileWriter.open(log: self, at: state)
             let descriptor = try openForAppend()
             defer { close(descriptor) }
-            let (bytes, range, _) = try encode(entries, after: state, now: now)
+            let (bytes, range, _, leaves) = try encode(entries, after: state, now: now)
             try AuditFiles.appendWhole(bytes, descriptor: descriptor, path: logPath, sync: true)
+            try tiles.record(leaves, after: state.offset, log: descriptor, path: logPath)
             return range.size
         }
     }
@@ -103,6 +110,9 @@ public struct AuditLog: Sendable {
             let scan = try LogScan.scan(logPath, serial: token.serial)
             if let damage = scan.damage { throw AuditError(.inconsistent, "record \(damage.index): \(damage.reason); nothing was signed", facts: ErrorFacts(path: logPath, recordIndex: damage.index)) }
             if scan.tornBytes > 0 { throw AuditError(.tornTail, tornMessage(at: scan.range.size)) }
+            // The tiles of the log as it is (not of what it held before) exist before it is signed.
+            let frontier = Frontier(range: scan.range, offset: scan.offset, lastLeafHash: scan.lastLeafHash)
+            _ = try TileWriter.open(log: self, at: frontier, replacing: true)
             let result = try seal((scan.range.size, scan.range.root))
             TreeCache(size: scan.range.size, offset: scan.offset, lastLeafHash: scan.range.size > 0 ? hex(scan.lastLeafHash) : nil,
                       frontier: scan.range.hashes.map(hex)).save(to: treePath)
@@ -127,11 +137,14 @@ public struct AuditLog: Sendable {
     /// The records as they are, checked against `checkpoints` (each must be a prefix of the
     /// log): one pass, O(log n) memory. Throws ``AuditError/Code/inconsistent`` at the first
     /// record out of place, a torn last line, or a checkpoint the log does not extend.
-    public func verify(against checkpoints: [(name: String, checkpoint: Checkpoint)]) throws -> (size: Int, root: [UInt8]) {
+    /// - Parameter leaves: called with each record's index, line length (newline included) and
+    ///   leaf hash, as the pass computes them (for ``verifyWithTiles(against:)``).
+    public func verify(against checkpoints: [(name: String, checkpoint: Checkpoint)],
+                       leaves: ((_ index: Int, _ length: Int, _ leafHash: MerkleTree.Hash) -> Void)? = nil) throws -> (size: Int, root: [UInt8]) {
         // Records after the largest checkpoint are vouched for by nothing but their form.
         let sealed = checkpoints.map(\.checkpoint.treeSize).max() ?? 0
         let scan = try scanVouched(prefixSizes: Set(checkpoints.map(\.checkpoint.treeSize)), canonicalFrom: sealed,
-                                   vouchedBy: checkpoints.map(\.checkpoint), upTo: try settledSize())
+                                   vouchedBy: checkpoints.map(\.checkpoint), upTo: try settledSize(), leaves: leaves)
         if let damage = scan.damage { throw AuditError(.inconsistent, "record \(damage.index): \(damage.reason)", facts: ErrorFacts(path: logPath, recordIndex: damage.index)) }
         if scan.tornBytes > 0 {
             throw AuditError(.tornTail, "record \(scan.range.size): the last line is torn (\(scan.tornBytes) bytes after the last whole record: an append was interrupted, or a record's end was cut)")
@@ -244,15 +257,19 @@ public struct AuditLog: Sendable {
     /// is the log's over its prefix, they are the records that were sealed (each checked in its
     /// place before it was). Otherwise the log is read again with every record checked, so that
     /// what is reported is the first record out of place, as a full check finds it.
-    func scanVouched(prefixSizes: Set<Int>, canonicalFrom: Int, vouchedBy checkpoints: [Checkpoint], upTo limit: Int = .max) throws -> LogScan {
+    /// `leaves` sees each record once: the second pass, when there is one, only finds the
+    /// record that makes the log fail.
+    func scanVouched(prefixSizes: Set<Int>, canonicalFrom: Int, vouchedBy checkpoints: [Checkpoint], upTo limit: Int = .max,
+                     leaves: ((Int, Int, MerkleTree.Hash) -> Void)? = nil) throws -> LogScan {
         let vouched = checkpoints.map(\.treeSize).max() ?? 0
         let sizes = prefixSizes.union(checkpoints.map(\.treeSize))
         if vouched > 0 {
             let fast = try LogScan.scan(logPath, serial: token.serial, prefixSizes: sizes, canonicalFrom: canonicalFrom,
-                                        hashOnlyBelow: vouched, upTo: limit)
+                                        hashOnlyBelow: vouched, upTo: limit, leaves: leaves)
             if checkpoints.allSatisfy({ fast.prefixes[$0.treeSize]?.root == $0.rootHash }) { return fast }
         }
-        return try LogScan.scan(logPath, serial: token.serial, prefixSizes: sizes, canonicalFrom: canonicalFrom, upTo: limit)
+        return try LogScan.scan(logPath, serial: token.serial, prefixSizes: sizes, canonicalFrom: canonicalFrom, upTo: limit,
+                                leaves: vouched > 0 ? nil : leaves)
     }
 
     /// The log's length at a moment no append is under way: read holding the log's lock, which
@@ -304,7 +321,7 @@ public struct AuditLog: Sendable {
     }
 
     /// Runs `body` holding the log's lock, after the trust check of the trail's files.
-    private func withLock<R>(_ what: String, _ body: () throws -> R) throws -> R {
+    func withLock<R>(_ what: String, _ body: () throws -> R) throws -> R {
         try requireTrustedFiles()
         try AtomicFile.makePrivateDirectory(directory.path)
         let lock = try FileLock.acquire(lockPath, timeout: 30, note: "pid \(getpid()): \(what)")
@@ -319,11 +336,14 @@ public struct AuditLog: Sendable {
         return descriptor
     }
 
-    /// The entries as records after `state`: their bytes, the tree with them, the last leaf hash.
-    private func encode(_ entries: [AuditEntry], after state: Frontier, now: Date) throws -> ([UInt8], MerkleTree.CompactRange, [UInt8]) {
+    /// The entries as records after `state`: their bytes, the tree with them, the last leaf hash,
+    /// and each record's leaf hash and length (newline included).
+    private func encode(_ entries: [AuditEntry], after state: Frontier, now: Date) throws
+        -> ([UInt8], MerkleTree.CompactRange, [UInt8], [(hash: MerkleTree.Hash, length: Int)]) {
         var range = state.range
         var last = state.lastLeafHash
         var bytes: [UInt8] = []
+        var leaves: [(hash: MerkleTree.Hash, length: Int)] = []
         let time = AuditRecord.timestamp(now)
         for entry in entries {
             let record = AuditRecord(seq: range.size, time: time, actor: .current, tool: tool, event: entry.event,
@@ -332,8 +352,9 @@ public struct AuditLog: Sendable {
             last = MerkleTree.leafHash(line)
             range.append(leafHash: last)
             bytes += line + [0x0A]
+            leaves.append((last, line.count + 1))
         }
-        return (bytes, range, last)
+        return (bytes, range, last, leaves)
     }
 
     /// The complete lines after byte `offset`, if the cache's offset still fits the file: it
@@ -414,6 +435,9 @@ public struct AuditError: LibraryError, Equatable {
         public static let untrustedFile = Code("untrustedFile")
         /// The key under the audit key's label fails the audit key policy.
         public static let untrustedKey = Code("untrustedKey")
+        /// The tiles beside the log (a structure derived from its records) are missing where
+        /// they are needed, or differ from what the records give; the records are not in question.
+        public static let tilesUnusable = Code("tilesUnusable")
     }
 
     /// What went wrong.

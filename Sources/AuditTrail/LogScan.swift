@@ -31,6 +31,7 @@ struct LogScan {
     ///   - prefixSizes: the sizes whose frontiers to keep.
     ///   - upTo: the bytes to read at most (what the file held when an append was not under way).
     ///   - visit: called with each complete line's index and bytes (for readers that keep some).
+    ///   - leaves: called with each complete line's index, length (newline included) and leaf hash.
     /// The longest line read as a record (records are a few KiB; a longer line is damage, and
     /// is not held in memory).
     static let maximumLineLength = 1 << 20
@@ -42,7 +43,8 @@ struct LogScan {
     ///     when it does not match. Decoding is most of a scan's cost.
     static func scan(_ path: String, serial: String, prefixSizes: Set<Int> = [], canonicalFrom: Int = .max,
                      hashOnlyBelow: Int = 0, upTo limit: Int = .max,
-                     visit: ((Int, UnsafeRawBufferPointer) throws -> Void)? = nil) throws -> LogScan {
+                     visit: ((Int, UnsafeRawBufferPointer) throws -> Void)? = nil,
+                     leaves: ((Int, Int, MerkleTree.Hash) -> Void)? = nil) throws -> LogScan {
         var scan = LogScan()
         if prefixSizes.contains(0) { scan.prefixes[0] = scan.range }
         guard let descriptor = try AuditFiles.open(path, O_RDONLY) else { return scan }
@@ -53,7 +55,7 @@ struct LogScan {
         let decoder = JSONDecoder()
         var remaining = limit
         let rules = Rules(serial: serial, decoder: decoder, prefixSizes: prefixSizes, canonicalFrom: canonicalFrom,
-                          hashOnlyBelow: hashOnlyBelow, visit: visit)
+                          hashOnlyBelow: hashOnlyBelow, visit: visit, leaves: leaves)
         while remaining > 0 {
             let got = buffer.withUnsafeMutableBytes { raw -> Int in
                 guard let base = raw.baseAddress else { return 0 }
@@ -97,6 +99,7 @@ struct LogScan {
         let canonicalFrom: Int
         let hashOnlyBelow: Int
         let visit: ((Int, UnsafeRawBufferPointer) throws -> Void)?
+        let leaves: ((Int, Int, MerkleTree.Hash) -> Void)?
     }
 
     /// The scan stops at a line over ``maximumLineLength``: damage, whatever else follows.
@@ -116,6 +119,7 @@ struct LogScan {
         }
         try rules.visit?(index, line)
         lastLeafHash = MerkleTree.leafHash(line)
+        rules.leaves?(index, line.count + 1, lastLeafHash)
         range.append(leafHash: lastLeafHash)
         offset += line.count + 1
         if !rules.prefixSizes.isEmpty, rules.prefixSizes.contains(range.size) { prefixes[range.size] = range }

@@ -5,6 +5,7 @@ import FoundationEssentials
 #else
 import Foundation
 #endif
+import HexEncoding
 import TokenKeys
 #if canImport(Glibc)
 import Glibc
@@ -103,12 +104,91 @@ public enum AuditOperations {
         return try AuditService(opened: opened, directory: directory, observer: observer).tokenCheckpoint()?.formatted
     }
 
-    /// Checks the log, against the token's checkpoint and an auditor's.
-    public static func verify(target: TokenTarget, directory: URL, external: String?,
+    /// Checks the log, against the token's checkpoint and an auditor's (only the records after
+    /// it, unless `full`).
+    public static func verify(target: TokenTarget, directory: URL, external: String?, full: Bool = false,
                               observer: any OperationObserver) throws -> AuditService.Verification {
         let note = try external.map { try SignedNote(parsing: $0) }
         let opened = try OpenedToken.open(target, readWrite: false, logIn: true, observer: observer, auditDirectory: directory)
-        return try AuditService(opened: opened, directory: directory, observer: observer).verify(external: note)
+        return try AuditService(opened: opened, directory: directory, observer: observer).verify(external: note, full: full)
+    }
+
+    /// What `audit proof --index` reports.
+    public struct InclusionProofReport: Codable, Sendable, Equatable {
+        /// The record's index, and the tree it is proven in (the token's anchored checkpoint).
+        public let index: Int
+        public let treeSize: Int
+        /// The anchored root (base64).
+        public let rootBase64: String
+        /// The record's line, exactly as the log holds it (base64): the leaf.
+        public let recordBase64: String
+        /// SHA-256(0x00 ‖ record), hex.
+        public let leafHashHex: String
+        /// The RFC 6962 audit path, leaf's sibling first (base64).
+        public let path: [String]
+        /// The signed checkpoint (C2SP signed note).
+        public let checkpoint: String
+        /// The whole c2sp.org/tlog-proof.
+        public let tlogProof: String
+        /// Distinct tiles read.
+        public let tilesRead: Int
+    }
+
+    /// The inclusion proof of record `index` in the token's anchored tree, from the tiles,
+    /// verified before it is returned.
+    public static func inclusionProof(target: TokenTarget, directory: URL, index: Int,
+                                      observer: any OperationObserver) throws -> InclusionProofReport {
+        let opened = try OpenedToken.open(target, readWrite: false, logIn: true, observer: observer, auditDirectory: directory)
+        let proven = try AuditService(opened: opened, directory: directory, observer: observer).inclusionProof(index: index)
+        let tree = try Checkpoint(noteText: proven.proof.checkpoint.text)
+        return InclusionProofReport(index: index, treeSize: tree.treeSize, rootBase64: Data(tree.rootHash).base64EncodedString(),
+                                    recordBase64: Data(proven.record).base64EncodedString(),
+                                    leafHashHex: hex(MerkleTree.leafHash(proven.record)),
+                                    path: proven.proof.path.map { Data($0).base64EncodedString() },
+                                    checkpoint: proven.proof.checkpoint.formatted, tlogProof: proven.proof.formatted,
+                                    tilesRead: proven.tilesRead)
+    }
+
+    /// What `audit proof --consistency` reports.
+    public struct ConsistencyProofReport: Codable, Sendable, Equatable {
+        /// The older tree: its size and root (base64).
+        public let oldSize: Int
+        public let oldRootBase64: String
+        /// The newer tree.
+        public let newSize: Int
+        public let newRootBase64: String
+        /// PROOF(oldSize, D[newSize]) of RFC 6962 §2.1.2 (base64).
+        public let proof: [String]
+        /// The token's anchored checkpoint both trees were proven prefixes of.
+        public let anchoredSize: Int
+        public let checkpoint: String
+        /// Distinct tiles read.
+        public let tilesRead: Int
+
+        /// The text form: `old SIZE ROOT`, `new SIZE ROOT`, then one base64 hash per line.
+        public var text: String {
+            "old \(oldSize) \(oldRootBase64)\nnew \(newSize) \(newRootBase64)\n" + proof.map { $0 + "\n" }.joined()
+        }
+    }
+
+    /// The consistency proof between two tree sizes (the newer at most the anchored one,
+    /// default it), from the tiles, verified before it is returned.
+    public static func consistencyProof(target: TokenTarget, directory: URL, oldSize: Int, newSize: Int?,
+                                        observer: any OperationObserver) throws -> ConsistencyProofReport {
+        let opened = try OpenedToken.open(target, readWrite: false, logIn: true, observer: observer, auditDirectory: directory)
+        let (proof, anchored) = try AuditService(opened: opened, directory: directory, observer: observer)
+            .consistencyProof(oldSize: oldSize, newSize: newSize)
+        let base64 = { (hash: [UInt8]) in Data(hash).base64EncodedString() }
+        return ConsistencyProofReport(oldSize: proof.oldSize, oldRootBase64: base64(proof.oldRoot), newSize: proof.newSize,
+                                      newRootBase64: base64(proof.newRoot), proof: proof.proof.map(base64),
+                                      anchoredSize: try Checkpoint(noteText: anchored.text).treeSize, checkpoint: anchored.formatted,
+                                      tilesRead: proof.tilesRead)
+    }
+
+    /// Rebuilds the tiles from the records (see ``AuditService/rebuildTiles()``).
+    public static func rebuildTiles(target: TokenTarget, directory: URL, observer: any OperationObserver) throws -> TileRebuildReport {
+        let opened = try OpenedToken.open(target, readWrite: false, logIn: true, observer: observer, auditDirectory: directory)
+        return try AuditService(opened: opened, directory: directory, observer: observer).rebuildTiles()
     }
 
     /// Cuts a torn last line off, and records that it did.

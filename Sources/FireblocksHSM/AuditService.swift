@@ -306,13 +306,29 @@ public final class AuditService {
         /// Checkpoints whose signature carries the key ID written before the tool followed
         /// C2SP (still valid signatures by the audit key).
         public let legacyKeyIDs: [String]
+        /// `full` (every record hashed) or `incremental` (only those after the given checkpoint).
+        public var mode = "full"
+        /// The first record hashed, and how many were.
+        public var hashedFrom = 0
+        public var recordsHashed = 0
+        /// Why an incremental verification was not possible (a full one was made instead).
+        public var fallbackReason: String?
+        /// The incremental verification's consistency proof from the given checkpoint to the
+        /// token's (verified).
+        public var consistencyProof: [[UInt8]] = []
+        /// What the full verification found of the tiles.
+        public var tiles: TileCheck?
     }
 
     /// The whole trail, trusting only the token: the audit key meets its policy; the anchored
     /// checkpoint exists and verifies; the log extends it, every record in its place, no torn
     /// line; `<serial>.checkpoint` verifies, is not ahead of the anchor and is a prefix too; and
     /// so is `external` (an auditor's), which must not be ahead of the anchor either.
-    public func verify(external: SignedNote? = nil) throws -> Verification {
+    ///
+    /// With `external` and not `full`, only the records after it are hashed (see
+    /// ``AuditLog/verifyIncrementally(from:anchored:others:)``); when the tiles do not allow
+    /// that, every record is, and ``Verification/fallbackReason`` says why.
+    public func verify(external: SignedNote? = nil, full: Bool = false) throws -> Verification {
         try log.requireTrustedFiles()
         guard let key = try auditKey(create: false) else {
             if let reason = try sealedBeforeWithoutKey() {
@@ -348,14 +364,34 @@ public final class AuditService {
             checks.append(("the file's", file))
             checked.append("file (\(file.treeSize) records)")
         }
+        var fallback: String?
         if let external {
             let given = try signed(external, "given")
+            if !full {
+                switch try log.verifyIncrementally(from: given, anchored: anchored.checkpoint, others: Array(checks.dropFirst())) {
+                case .verified(let outcome):
+                    var verification = Verification(records: outcome.size, rootHex: hex(outcome.root),
+                                                    checkedAgainst: checked + ["given (\(given.treeSize) records)"],
+                                                    auditKeySHA256: key.fingerprint, legacyKeyIDs: legacy)
+                    verification.mode = "incremental"
+                    verification.hashedFrom = outcome.hashedFrom
+                    verification.recordsHashed = outcome.recordsHashed
+                    verification.consistencyProof = outcome.consistencyProof
+                    return verification
+                case .unavailable(let reason):
+                    fallback = reason
+                }
+            }
             checks.append(("the given", given))
             checked.append("given (\(given.treeSize) records)")
         }
-        let tree = try log.verify(against: checks)
-        return Verification(records: tree.size, rootHex: hex(tree.root), checkedAgainst: checked, auditKeySHA256: key.fingerprint,
-                            legacyKeyIDs: legacy)
+        let tree = try log.verifyWithTiles(against: checks)
+        var verification = Verification(records: tree.size, rootHex: hex(tree.root), checkedAgainst: checked,
+                                        auditKeySHA256: key.fingerprint, legacyKeyIDs: legacy)
+        verification.recordsHashed = tree.size
+        verification.fallbackReason = fallback
+        verification.tiles = tree.tiles
+        return verification
     }
 
     /// What a person's re-anchoring accepted, and what it cannot prove.

@@ -95,7 +95,7 @@ public struct OperationError: LibraryError, Hashable {
         switch error.code {
         case .unreadable: return .auditUnreadable
         case .tornTail: return .auditTornTail
-        case .inconsistent: return .auditInconsistent
+        case .inconsistent, .tilesUnusable: return .auditInconsistent
         case .anchorMissing: return .auditAnchorMissing
         case .untrustedFile: return .auditUntrustedFile
         case .untrustedKey: return .auditUntrustedKey

@@ -12,7 +12,8 @@ struct AuditCommand: ParsableCommand {
         commandName: "audit",
         abstract: "The token's tamper-evident audit trail: an RFC 6962 log with checkpoints signed on the token.",
         subcommands: [AuditInitCommand.self, AuditShowCommand.self, AuditCheckpointCommand.self,
-                      AuditVerifyCommand.self, AuditRepairCommand.self, AuditReanchorCommand.self]
+                      AuditVerifyCommand.self, AuditProofCommand.self, AuditTilesCommand.self, AuditRepairCommand.self,
+                      AuditReanchorCommand.self]
     )
 }
 
@@ -222,10 +223,15 @@ struct AuditVerifyCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "verify",
         abstract: "Check the audit log: intact, and consistent with the token's checkpoint (and yours).",
-        usage: "fireblocks-hsm audit verify [--module <path|name>] [--token <label|uri>]\n[--pin-source <source>] [--profile <name>] [--audit-dir <path>]\n[--from-checkpoint <path>] [--json]",
+        usage: "fireblocks-hsm audit verify [--module <path|name>] [--token <label|uri>]\n[--pin-source <source>] [--profile <name>] [--audit-dir <path>]\n[--from-checkpoint <path> [--full]] [--json]",
         discussion: """
             Exits 0 only when every record is in place, the token's checkpoint is signed by
             the audit key and covers a prefix of the log, and so does --from-checkpoint.
+            Every record is hashed, and every tile beside the log compared with the records.
+            With --from-checkpoint, only the records after it are hashed: an RFC 6962
+            consistency proof (from the tiles, verified) shows your checkpoint's tree a
+            prefix of the token's, and the records after it must extend it to the token's
+            root. --full hashes every record all the same.
 
             Examples:
               fireblocks-hsm audit verify --token fb
@@ -239,7 +245,14 @@ struct AuditVerifyCommand: ParsableCommand {
     @Option(name: .customLong("from-checkpoint"), help: ArgumentHelp("A signed checkpoint kept by an auditor.", valueName: "path"))
     var fromCheckpoint: String?
 
+    @Flag(help: "With --from-checkpoint: hash every record, not only those after it.")
+    var full = false
+
     @OptionGroup var output: OutputOptions
+
+    func validate() throws {
+        if full, fromCheckpoint == nil { throw ValidationError("'--full' goes with '--from-checkpoint' (without it, every record is hashed)") }
+    }
 
     struct Report: Encodable {
         let intact: Bool
@@ -248,6 +261,13 @@ struct AuditVerifyCommand: ParsableCommand {
         let checkedAgainst: [String]
         let auditKeySHA256: String?
         let legacyKeyIDs: [String]
+        /// `full` or `incremental`.
+        let mode: String
+        let hashedFrom: Int
+        let recordsHashed: Int
+        let fallbackReason: String?
+        let consistencyProof: [String]
+        let tiles: TileCheck?
     }
 
     func run() throws {
@@ -260,13 +280,28 @@ struct AuditVerifyCommand: ParsableCommand {
         }
         let profile = try token.loadProfile()
         let result = try AuditOperations.verify(target: try token.target(profile: profile), directory: audit.directory(profile: profile), external: external,
-                                                observer: Console())
+                                                full: full, observer: Console())
         let report = Report(intact: true, records: result.records, rootHex: result.rootHex, checkedAgainst: result.checkedAgainst,
-                            auditKeySHA256: result.auditKeySHA256, legacyKeyIDs: result.legacyKeyIDs)
+                            auditKeySHA256: result.auditKeySHA256, legacyKeyIDs: result.legacyKeyIDs, mode: result.mode,
+                            hashedFrom: result.hashedFrom, recordsHashed: result.recordsHashed, fallbackReason: result.fallbackReason,
+                            consistencyProof: result.consistencyProof.map { Data($0).base64EncodedString() }, tiles: result.tiles)
         try output.emit(report) { report in
             var text = report.auditKeySHA256 == nil
                 ? "No audit trail yet: the token has no audit key and the log no records.\n"
                 : "Audit log intact: \(report.records) records, root \(report.rootHex); consistent with: \(report.checkedAgainst.joined(separator: ", ")); audit key SHA-256 \(report.auditKeySHA256 ?? "none")\n"
+            if report.auditKeySHA256 != nil {
+                text += report.mode == "incremental"
+                    ? "checked: records \(report.hashedFrom)–\(report.records - 1) hashed (\(report.recordsHashed) of \(report.records)); records before \(report.hashedFrom) proven by a consistency proof (\(report.consistencyProof.count) hashes, from the tiles) from your checkpoint to the token's\n"
+                    : "checked: all \(report.recordsHashed) records hashed\n"
+            }
+            if let reason = report.fallbackReason {
+                text += "note: your checkpoint could not be checked from the tiles alone (\(reason)), so every record was hashed\n"
+            }
+            if let tiles = report.tiles {
+                text += tiles.present
+                    ? "tiles: \(tiles.checked) compared with the records, all equal; \(tiles.offsetsChecked) offset index entries checked\(tiles.missing > 0 ? "; \(tiles.missing) not built yet (the next append or 'audit tiles --rebuild' builds them)" : "")\n"
+                    : "tiles: none yet (the next append or 'audit tiles --rebuild' builds them)\n"
+            }
             if !report.legacyKeyIDs.isEmpty {
                 text += "note: the \(report.legacyKeyIDs.joined(separator: " and ")) checkpoint carries the key ID of fireblocks-hsm before 2026-12 (name-based); outside C2SP verifiers find no signature on it until the next checkpoint is signed\n"
             }

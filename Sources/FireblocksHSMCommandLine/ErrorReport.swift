@@ -215,6 +215,8 @@ struct ErrorReport: Sendable, Encodable {
                 self.init(status: .auditIntegrity, message: error.description + "; once you know why, accept the log as it is with 'fireblocks-hsm audit reanchor --accept-current --reason TEXT' (it records what it cannot prove)")
             case .tornTail:
                 self.init(status: .auditIntegrity, message: error.description + "; see it with 'fireblocks-hsm audit verify', then cut it off with 'fireblocks-hsm audit repair --truncate-torn'")
+            case .tilesUnusable:
+                self.init(status: .auditIntegrity, message: error.description + "; the tiles are derived from the records: rebuild them with 'fireblocks-hsm audit tiles --rebuild' (it first checks the log against the token's checkpoint)")
             default:
                 self.init(status: .auditIntegrity, message: error.description)
             }

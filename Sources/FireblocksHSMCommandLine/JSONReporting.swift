@@ -13,6 +13,8 @@ extension TokenListCommand: JSONReporting { var wantsJSON: Bool { output.json } 
 extension AuditInitCommand: JSONReporting { var wantsJSON: Bool { output.json } }
 extension AuditShowCommand: JSONReporting { var wantsJSON: Bool { output.json } }
 extension AuditVerifyCommand: JSONReporting { var wantsJSON: Bool { output.json } }
+extension AuditProofCommand: JSONReporting { var wantsJSON: Bool { output.json } }
+extension AuditTilesCommand: JSONReporting { var wantsJSON: Bool { output.json } }
 extension AuditReanchorCommand: JSONReporting { var wantsJSON: Bool { output.json } }
 extension BenchSignCommand: JSONReporting { var wantsJSON: Bool { json } }
 extension APIUserShowCommand: JSONReporting { var wantsJSON: Bool { output.json } }

@@ -256,7 +256,8 @@ struct CLITrustTests {
         let commands = [[], ["token", "list"], ["token", "init"], ["key", "generate"], ["key", "show"], ["key", "list"],
                         ["key", "export"], ["key", "delete"], ["csr"], ["jwt"], ["request"], ["api-user", "create"],
                         ["api-user", "list"], ["onboard"], ["audit", "init"], ["audit", "show"], ["audit", "checkpoint"],
-                        ["audit", "verify"], ["audit", "repair"], ["evidence", "verify"], ["serve"], ["bench", "sign"],
+                        ["audit", "verify"], ["audit", "proof"], ["audit", "tiles"], ["audit", "repair"], ["evidence", "verify"],
+                        ["serve"], ["bench", "sign"],
                         ["bench", "proxy"], ["api-user", "show"], ["api-user", "wait"], ["api-user", "pairing-token"]]
         for command in commands {
             let help = try cli.run(command + ["--help"], module: nil, environment: ["COLUMNS": "80"])
