@@ -62,6 +62,8 @@ struct DoctorCommand: AsyncParsableCommand {
             checks.append(DoctorChecks.audit(directory: audit.directory(profile: profile), target: target,
                                              canLogIn: checks.contains { $0.name == "pin source" && $0.status == .ok }))
         }
+        checks.append(DoctorChecks.state(directory: APITargetResolution.stateDirectoryURL(flag: api.stateDirectory,
+                                                                                         environment: ProcessInfo.processInfo.environment)))
         let pinReadable = checks.contains { $0.name == "pin source" && $0.status == .ok }
         checks.append(DoctorChecks.companion())
         checks += networkChecks(profile: profile, companionTrusted: checks.last?.status == .ok, pinReadable: pinReadable)
@@ -286,6 +288,26 @@ enum DoctorChecks {
         } catch {
             return .failed("companion", error.description, exit: .fileError)
         }
+    }
+
+    /// The tool's state (onboarding and idempotency records, locks): what the commands that
+    /// read it require of it (private, no links), checked without reading it.
+    static func state(directory: URL) -> DoctorCheck {
+        let path = directory.path
+        do {
+            try TrustedFile.verifyPrivateState(path, kind: .directory)
+            try TrustedFile.verifyPrivateState(directory.appendingPathComponent("locks").path, kind: .directory)
+            for name in ["onboarding.json", "idempotency.json"] {
+                let file = directory.appendingPathComponent(name).path
+                try TrustedFile.verifyPrivateState(file, kind: .file)
+                try TrustedFile.verifyPrivateState(file + ".lock", kind: .file)
+            }
+        } catch {
+            let fix = TrustedFile.remedy(for: error).map { "; once you know nobody else changed it, fix it with: \($0)" } ?? ""
+            return .failed("state", "\(error): the onboarding and idempotency records cannot be trusted when others could have written them\(fix)", exit: .fileError)
+        }
+        guard FileManager.default.fileExists(atPath: path) else { return .ok("state", "\(path) does not exist yet: it is made (0700) by the first onboarding or API call") }
+        return .ok("state", "\(path) is private (onboarding and idempotency records, locks)")
     }
 
     /// The audit trail: its files' ownership and mode, then (logged in) the token's anchor.

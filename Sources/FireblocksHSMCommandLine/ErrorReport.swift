@@ -201,6 +201,8 @@ struct ErrorReport: Sendable, Encodable {
                 status = .usage
             case .idempotencyConflict, .keyReuse:
                 status = .apiRequest
+            case .untrustedState:
+                status = .fileError
             default:
                 status = .apiUnavailable
             }
@@ -277,7 +279,7 @@ struct ErrorReport: Sendable, Encodable {
         case .notAnRSAKey, .policyViolation: return (.keyPolicy, "")
         case .pinRejected: return (.pin, "")
         case .fileExists: return (.fileError, "; pass --force to replace it")
-        case .unwritable, .auditUnwritable, .auditUnreadable, .auditUntrustedFile: return (.fileError, "")
+        case .unwritable, .untrustedState, .auditUnwritable, .auditUnreadable, .auditUntrustedFile: return (.fileError, "")
         case .auditUntrustedKey:
             return (.keyPolicy, "; find out who made it, then remove it with the token's own tools (pkcs11-tool --delete-object) so that the tool can make a conforming one")
         case .auditAnchorMissing:
