@@ -14,7 +14,8 @@
 //     -> PKCS11         typed wrapper; the only target that imports CPKCS11 (+ HexEncoding;
 //                       DurableFiles for TrustedFile, the check of a module file before it runs)
 //       -> TokenKeys    key policy, generation, provenance, usable keys and signers, CSRs,
-//                       PIN sources, token/key selection (+ HexEncoding); no C types
+//                       PIN sources, token/key selection (+ HexEncoding; DurableFiles for
+//                       TrustedFile, the check of a PIN file's way); no C types
 //   JOSE          base64url, JWK, compact JWS, the RS256Signer protocol (sync + async)
 //     -> FireblocksAPI  JWTs, the client over an HTTPTransport, retries, clock skew, idempotency,
 //                       API users (+ HexEncoding, DurableFiles); no SwiftNIO
@@ -32,7 +33,8 @@
 //                      from the SigningPool, AsyncHTTPClient upstream, /healthz, /metrics)
 //   FireblocksHSM -> FireblocksHSMCommandLine  the command line: flags, console, reports, exit codes
 //     -> fireblocks-hsm        every command; what talks to the network (`request`, `api-user`,
-//                              `onboard`, `serve`, `bench proxy`: NetworkCommand) it hands to the
+//                              `onboard`, `key delete`, `serve`, `bench proxy`, and the hidden
+//                              `doctor-network` that `doctor` runs: NetworkCommand) it hands to the
 //                              companion below by execv: no SwiftNIO, no HTTP client or server,
 //                              no full Foundation, so the one-shot signing commands start fast
 //     + AsyncHTTPTransport + SigningProxy -> fireblocks-hsm-net  the companion executable: the
@@ -97,6 +99,7 @@ let package = Package(
             dependencies: ["ErrorShape", 
                 "PKCS11",
                 "HexEncoding",
+                "DurableFiles",
                 .product(name: "X509", package: "swift-certificates"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "_CryptoExtras", package: "swift-crypto"),
@@ -381,7 +384,7 @@ let package = Package(
             name: "CLITests",
             dependencies: [
                 "fireblocks-hsm", "fireblocks-hsm-net", "fireblocks-sandbox", "FireblocksHSMCommandLine", "FireblocksHSM", "JOSE", "SoftHSMTestSupport",
-                "AuditTrail", "TransparencyLog",
+                "AuditTrail", "TransparencyLog", "ProxySettings",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "X509", package: "swift-certificates"),
             ]

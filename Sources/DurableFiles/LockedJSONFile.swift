@@ -7,6 +7,13 @@ import Foundation
 /// A small JSON state file changed only under an exclusive lock: read, let the caller change
 /// the value, write it back atomically (mode 0600) when it changed. Concurrent processes see
 /// each other's changes whole, never interleaved.
+///
+/// What it holds decides what the tool does next (which key backs which API user, which
+/// Idempotency-Key and bytes are sent again), so it is held to the trust rule of the audit
+/// trail's own state (``TrustedFile/verifyPrivateState(_:kind:)``) before every read: its
+/// directory, the file and its lock file are this user's or root's, writable by nobody else,
+/// never symbolic links (nor a file with a second name). Missing ones pass, and are made
+/// private (0700, 0600). A refusal is a ``TrustedFileError``; nothing was read or written.
 public struct LockedJSONFile<Value: Codable & Equatable>: Sendable {
     /// The path.
     public let path: String
@@ -24,6 +31,8 @@ public struct LockedJSONFile<Value: Codable & Equatable>: Sendable {
     /// Reads under the lock, runs `body`, writes back what it changed. Errors reading or
     /// writing are ``FileOutputError``s (an I/O problem, never mistaken for a refusal).
     public func update<R>(_ body: (inout Value) throws -> R) throws -> R {
+        // Judged before the lock is taken (taking it makes the directory and the lock file).
+        try requireTrusted()
         let lock = try FileLock.acquire(path + ".lock", timeout: lockTimeout)
         defer { lock.release() }
         var value = try read()
@@ -44,6 +53,7 @@ public struct LockedJSONFile<Value: Codable & Equatable>: Sendable {
 
     /// The current value (under the lock, so never a half-replaced file).
     public func read() throws -> Value {
+        try requireTrusted()
         guard FileManager.default.fileExists(atPath: path) else { return empty() }
         guard let data = FileManager.default.contents(atPath: path) else {
             throw FileOutputError(path: path, reason: "cannot read it (permissions?)")
@@ -56,5 +66,13 @@ public struct LockedJSONFile<Value: Codable & Equatable>: Sendable {
         } catch {
             throw FileOutputError(path: path, reason: "it is not a record this tool wrote (\(error)); move it aside to start afresh")
         }
+    }
+
+    /// The trust rule (see the type's description): the directory, the file and the lock file.
+    public func requireTrusted() throws(TrustedFileError) {
+        let directory = URL(fileURLWithPath: path).deletingLastPathComponent().path
+        try TrustedFile.verifyPrivateState(directory, kind: .directory)
+        try TrustedFile.verifyPrivateState(path, kind: .file)
+        try TrustedFile.verifyPrivateState(path + ".lock", kind: .file)
     }
 }

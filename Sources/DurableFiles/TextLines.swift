@@ -42,9 +42,9 @@ public enum TextLines {
     }
 
     /// Splits `bytes` into lines (a final line end is optional).
-    public static func parse(_ bytes: some Collection<UInt8>) throws(Refusal) -> [Line] {
-        var content = Array(bytes)
-        if content.starts(with: [0xEF, 0xBB, 0xBF]) { content.removeFirst(3) }
+    public static func parse(_ bytes: some BidirectionalCollection<UInt8>) throws(Refusal) -> [Line] {
+        // Split where the bytes are (no copy of them is left behind: they may be secrets).
+        let content = bytes.starts(with: [0xEF, 0xBB, 0xBF]) ? bytes.dropFirst(3) : bytes[...]
         var lines: [Line] = []
         var pieces = content.split(separator: 0x0A, omittingEmptySubsequences: false)
         if pieces.last?.isEmpty == true { pieces.removeLast() }

@@ -12,9 +12,15 @@ import Darwin
 /// an auditor will believe, so nobody else may have been able to write them.
 ///
 /// One rule set, for every use:
-/// - the file, the directory holding it, and the directory holding the symbolic link named
-///   (when the path itself is one) belong to this user or root;
-/// - none of them is writable by group or others;
+/// - the file, and every directory a name on its way is looked up in (from `/` down to the
+///   directory holding it, and for each symbolic link on the way, the directory holding the
+///   link and those its target passes through), belong to this user or root, and so does each
+///   symbolic link;
+/// - none of them is writable by group or others, but for a directory with the sticky bit
+///   (`/tmp`): there only an entry's owner (or the directory's, root or this user) can rename
+///   or remove it, and every entry on the way is judged by its owner in turn. Whoever can
+///   write any other directory on the way can rename what is below it and put a path of their
+///   own in its place, so the last directory alone is not enough;
 /// - a path that cannot be examined (`stat` fails) is refused, never let through;
 /// - it is the kind it should be (a regular file; a directory for the trail's directory).
 ///
@@ -38,20 +44,10 @@ public enum TrustedFile {
 
     /// The canonical path of a file that passes; ``TrustedFileError`` otherwise.
     public static func verify(_ path: String, for use: Use = .runs) throws(TrustedFileError) -> String {
-        // A symbolic link is judged where it leads, and where it sits: whoever can write the
-        // directory holding the link can point it elsewhere.
         var link = stat()
         guard lstat(path, &link) == 0 else { throw TrustedFileError(.unreadable, .file(path), errno: errno) }
         if (link.st_mode & S_IFMT) == S_IFLNK, use == .secret { throw TrustedFileError(.notARegularFile, .file(path)) }
-        if (link.st_mode & S_IFMT) == S_IFLNK {
-            let holder = directory(of: path)
-            var status = stat()
-            guard stat(holder, &status) == 0 else { throw TrustedFileError(.unreadable, .directory(holder), errno: errno) }
-            try requireTrusted(status, .linkDirectory(holder))
-        }
-        guard let resolved = realpath(path, nil) else { throw TrustedFileError(.unreadable, .file(path), errno: errno) }
-        let real = String(cString: resolved)
-        free(resolved)
+        let real = try resolveJudging(path)
 
         var file = stat()
         guard stat(real, &file) == 0 else { throw TrustedFileError(.unreadable, .file(real), errno: errno) }
@@ -60,12 +56,61 @@ public enum TrustedFile {
         if use == .secret, file.st_mode & 0o077 != 0 {
             throw TrustedFileError(.readableByOthers, .file(real), mode: file.st_mode & 0o7777)
         }
-
-        let holder = directory(of: real)
-        var parent = stat()
-        guard stat(holder, &parent) == 0 else { throw TrustedFileError(.unreadable, .directory(holder), errno: errno) }
-        try requireTrusted(parent, .directory(holder))
         return real
+    }
+
+    /// Resolves `path` as the kernel does, one name at a time, judging each directory a name
+    /// is looked up in (by what it holds: the file's own directory, a symbolic link's, or a
+    /// directory on the way) and each symbolic link's owner; returns the real path. A name
+    /// that cannot be examined is `path`'s ``TrustedFileError/Code/unreadable``.
+    static func resolveJudging(_ path: String) throws(TrustedFileError) -> String {
+        var pending: [Substring] = []
+        if !path.hasPrefix("/") {
+            guard let cwd = getcwd(nil, 0) else { throw TrustedFileError(.unreadable, .file(path), errno: errno) }
+            pending = String(cString: cwd).split(separator: "/")
+            free(cwd)
+        }
+        pending += path.split(separator: "/")
+        pending.reverse()   // popped from the end
+        var current = "/"
+        var links = 0
+        while let name = pending.popLast() {
+            if name == "." { continue }
+            if name == ".." { current = directory(of: current); continue }
+            let candidate = current == "/" ? "/" + name : current + "/" + name
+            var status = stat()
+            guard lstat(candidate, &status) == 0 else { throw TrustedFileError(.unreadable, .file(path), errno: errno) }
+            switch status.st_mode & S_IFMT {
+            case S_IFLNK:
+                try requireTrustedDirectory(current, .linkDirectory(current))
+                // A link is never changed, only replaced (by whoever can write its directory,
+                // judged above); its owner still answers for where it points.
+                if status.st_uid != 0, status.st_uid != getuid() { throw TrustedFileError(.otherOwner, .file(candidate), uid: status.st_uid) }
+                links += 1
+                guard links <= 40 else { throw TrustedFileError(.unreadable, .file(path), errno: ELOOP) }
+                var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+                let count = readlink(candidate, &buffer, buffer.count - 1)
+                guard count > 0 else { throw TrustedFileError(.unreadable, .file(path), errno: count == 0 ? ENOENT : errno) }
+                let target = String(decoding: buffer[..<count].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+                if target.hasPrefix("/") { current = "/" }
+                pending += target.split(separator: "/").reversed()
+            case S_IFDIR:
+                try requireTrustedDirectory(current, pending.isEmpty ? .directory(current) : .ancestorDirectory(current))
+                current = candidate
+            default:
+                guard pending.isEmpty else { throw TrustedFileError(.unreadable, .file(path), errno: ENOTDIR) }
+                try requireTrustedDirectory(current, .directory(current))
+                current = candidate
+            }
+        }
+        return current
+    }
+
+    /// Judges every directory on `path`'s way and every symbolic link on it, as
+    /// ``verify(_:for:)`` does, but not the file itself: for a reader that judges the file on
+    /// the descriptor it opened (a PIN file).
+    public static func verifyDirectories(of path: String) throws(TrustedFileError) {
+        _ = try resolveJudging(path)
     }
 
     private static func directory(of path: String) -> String {
@@ -75,6 +120,17 @@ public enum TrustedFile {
     private static func requireTrusted(_ status: stat, _ subject: TrustedFileError.Subject) throws(TrustedFileError) {
         if status.st_uid != 0, status.st_uid != getuid() { throw TrustedFileError(.otherOwner, subject, uid: status.st_uid) }
         if status.st_mode & 0o022 != 0 { throw TrustedFileError(.writableByOthers, subject, mode: status.st_mode & 0o7777) }
+    }
+
+    /// A directory on the way: this user's or root's, and writable by nobody else unless it is
+    /// sticky (see the type's description).
+    private static func requireTrustedDirectory(_ path: String, _ subject: TrustedFileError.Subject) throws(TrustedFileError) {
+        var status = stat()
+        guard stat(path, &status) == 0 else { throw TrustedFileError(.unreadable, subject, errno: errno) }
+        if status.st_uid != 0, status.st_uid != getuid() { throw TrustedFileError(.otherOwner, subject, uid: status.st_uid) }
+        if status.st_mode & 0o022 != 0, status.st_mode & S_ISVTX == 0 {
+            throw TrustedFileError(.writableByOthers, subject, mode: status.st_mode & 0o7777)
+        }
     }
 }
 
@@ -109,11 +165,13 @@ public struct TrustedFileError: LibraryError, Hashable {
         case directory(String)
         /// The directory holding a symbolic link that was followed.
         case linkDirectory(String)
+        /// A directory further up the way to the file.
+        case ancestorDirectory(String)
 
         /// Its path.
         public var path: String {
             switch self {
-            case .file(let path), .directory(let path), .linkDirectory(let path): return path
+            case .file(let path), .directory(let path), .linkDirectory(let path), .ancestorDirectory(let path): return path
             }
         }
 
@@ -123,6 +181,7 @@ public struct TrustedFileError: LibraryError, Hashable {
             case .file(let path): return "file \(path)"
             case .directory(let path): return "directory \(path)"
             case .linkDirectory(let path): return "directory \(path), which holds the symlink"
+            case .ancestorDirectory(let path): return "directory \(path), on the way to it (whoever can write it can rename what is below)"
             }
         }
     }
@@ -249,11 +308,31 @@ extension TrustedFile {
                 return Glibc.read(descriptor, base + total, limit + 1 - total)
             }
             if count < 0, errno == EINTR { continue }
-            guard count >= 0 else { throw TrustedFileError(.unreadable, .file(real), errno: errno) }
+            guard count >= 0 else {
+                let code = errno
+                zero(&bytes)
+                throw TrustedFileError(.unreadable, .file(real), errno: code)
+            }
             if count == 0 { break }
             total += count
         }
-        guard total <= limit else { throw TrustedFileError(.tooLarge, .file(real)) }
-        return Array(bytes[..<total])
+        guard total <= limit else {
+            zero(&bytes)
+            throw TrustedFileError(.tooLarge, .file(real))
+        }
+        // Cut in place rather than copied: a secret's bytes are left in one buffer only, the
+        // caller's, which it can zero once it has parsed them (``zero(_:)``).
+        bytes.removeSubrange(total...)
+        return bytes
+    }
+}
+
+extension TrustedFile {
+    /// Overwrites `bytes` with zeros where they are (`explicit_bzero`: not optimised away), for
+    /// a buffer that held a secret once it is parsed.
+    public static func zero(_ bytes: inout [UInt8]) {
+        bytes.withUnsafeMutableBytes { buffer in
+            if let base = buffer.baseAddress { explicit_bzero(base, buffer.count) }
+        }
     }
 }

@@ -27,6 +27,10 @@ public struct APIClientError: LibraryError, Hashable {
         public static let idempotencyConflict = Code("idempotencyConflict")
         /// The CSR's public key already backs another API user created from this machine.
         public static let keyReuse = Code("keyReuse")
+        /// The local idempotency records could have been written by someone else (another
+        /// user owns them, group or others can write them or their directory, or one is a
+        /// symbolic link): they are not read, and nothing is sent.
+        public static let untrustedState = Code("untrustedState")
     }
 
     /// The code.

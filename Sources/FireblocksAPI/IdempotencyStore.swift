@@ -57,7 +57,11 @@ public struct IdempotencyRecord: Codable, Equatable, Sendable {
 /// same key is never used for a different body. Result: at most one effect per intent.
 ///
 /// The file is rewritten atomically under an exclusive lock (concurrent runs are safe) with
-/// mode 0600. It holds API keys and request bodies (CSRs, names), no secrets.
+/// mode 0600. It holds API keys and request bodies (CSRs, names), no secrets. What it holds is
+/// sent again as it is, so every read first holds the file, its lock and their directory to the
+/// trust rule of private state (`TrustedFile.verifyPrivateState`): this user's or root's,
+/// writable by nobody else, no symbolic link; missing ones are made private. Otherwise
+/// ``APIClientError/Code/untrustedState``, and nothing is sent.
 public final class IdempotencyStore: Sendable {
     /// How long the API remembers an Idempotency-Key.
     public static let serverRetention: TimeInterval = 24 * 3600
@@ -183,10 +187,32 @@ public final class IdempotencyStore: Sendable {
         date.formatted(.iso8601)
     }
 
+    /// Refuses records others could have written (see the type's description), without
+    /// reading them: for a caller that must not start what it could not finish.
+    public func requireTrusted() throws(APIClientError) {
+        do {
+            try file.requireTrusted()
+        } catch {
+            throw Self.untrusted(error)
+        }
+    }
+
+    private var file: LockedJSONFile<StoreFile> {
+        LockedJSONFile<StoreFile>(path: fileURL.path) { StoreFile(version: 1, records: []) }
+    }
+
+    private static func untrusted(_ error: TrustedFileError) -> APIClientError {
+        let remedy = TrustedFile.remedy(for: error).map { "; once you know nobody else changed it, fix it with: \($0)" } ?? ""
+        return APIClientError(.untrustedState, "\(error): the idempotency records (what is sent again, and with which Idempotency-Key) cannot be trusted when others could have written them, so nothing was read or sent\(remedy)")
+    }
+
     /// Reads, lets `body` change, and writes back atomically, all under `flock`.
     private func withLockedRecords<R>(_ body: (inout [IdempotencyRecord]) throws -> R) throws -> R {
-        let file = LockedJSONFile<StoreFile>(path: fileURL.path) { StoreFile(version: 1, records: []) }
-        return try file.update { stored in try body(&stored.records) }
+        do {
+            return try file.update { stored in try body(&stored.records) }
+        } catch let error as TrustedFileError {
+            throw Self.untrusted(error)
+        }
     }
 
     private struct StoreFile: Codable, Equatable {

@@ -72,8 +72,8 @@ public struct APISession {
 
     static func make(opened: OpenedToken, key: KeySelector, api: APITarget, observer: any OperationObserver,
                      audit: AuditService?) throws -> APISession {
-        let pair = try during("reading key '\(key)'") { try KeyStore.findUsable(key, in: opened.session) }
-        let signer = try during("opening a signing session on token '\(opened.token.info.label)'") {
+        let pair = try during("reading key '\(key)'", token: opened.token.info.label, key: "\(key)") { try KeyStore.findUsable(key, in: opened.session) }
+        let signer = try during("opening a signing session on token '\(opened.token.info.label)'", token: opened.token.info.label, key: "\(key)") {
             try TokenSigner(keyPair: pair, slot: opened.token.slot)
         }
         let issuer = try RequestTokenIssuer(apiKey: api.apiKey, signer: TokenJWTSigner(signer), lifetime: api.jwtLifetime)
@@ -142,16 +142,16 @@ public enum APIOperations {
             do {
                 let pair: TokenKeyPair
                 do {
-                    pair = try during("reading key '\(key)'") { try KeyStore.findUsable(key, in: opened.session) }
+                    pair = try during("reading key '\(key)'", token: opened.token.info.label, key: "\(key)") { try KeyStore.findUsable(key, in: opened.session) }
                     found.put(.success(pair))
                 } catch {
                     found.put(.failure(error))
                     throw error
                 }
-                let signer = try during("opening a signing session on token '\(opened.token.info.label)'") {
+                let signer = try during("opening a signing session on token '\(opened.token.info.label)'", token: opened.token.info.label, key: "\(key)") {
                     try TokenSigner(keyPair: pair, slot: opened.token.slot)
                 }
-                jwt = try during("signing the JWT") { try CompactJWS.sign(payload: payload, with: TokenJWTSigner(signer)).compact }
+                jwt = try during("signing the JWT", token: opened.token.info.label, key: "\(key)") { try CompactJWS.sign(payload: payload, with: TokenJWTSigner(signer)).compact }
             } catch {
                 // Never leave with the trail's thread at work on the token.
                 _ = try? recording?.wait()

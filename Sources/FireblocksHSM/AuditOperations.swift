@@ -65,36 +65,58 @@ public enum AuditOperations {
     }
 
     /// Reads a token's log (its files checked by the trail's trust rule on every read), and
-    /// again as it grows: what `audit show` and its follow mode read.
+    /// again as it grows: what `audit show` and its follow mode read. Only the bytes appended
+    /// since the last read are read, and each record is checked in its place
+    /// (``AuditLogFollower``): a log replaced, removed or cut while it is read, or a line that
+    /// is not the record belonging at its place, is an error, never skipped.
     public final class AuditReader {
         private let audit: AuditService
-        private var seen = 0
-        private var size: Int64 = -1
+        private let follower: AuditLogFollower
 
         /// Opens the token (no login) and finds its log.
         public init(target: TokenTarget, directory: URL, observer: any OperationObserver) throws {
             let opened = try OpenedToken.open(target, readWrite: false, logIn: false, observer: observer)
             audit = AuditService(opened: opened, directory: directory, observer: observer)
+            follower = AuditLogFollower(audit.log)
         }
 
-        /// The records `query` selects among those not read before (all of them the first
-        /// time); `changed` is false when the log did not grow, so nothing was read.
-        public func read(query: AuditQuery) throws -> (records: [ShownRecord], changed: Bool) {
+        /// What one read gives.
+        public struct Batch: Sendable {
+            /// The records the query selects among those read.
+            public let records: [ShownRecord]
+            /// How many records were read (0: none was appended since, the reader is caught up).
+            public let read: Int
+        }
+
+        /// The records `query` selects among those appended since the last call (from the first
+        /// record, the first time), about `limit` bytes of lines at most.
+        public func next(query: AuditQuery, limit: Int = 1 << 20) throws -> Batch {
             try audit.log.requireTrustedFiles()
-            var info = stat()
-            let now = stat(audit.log.logPath, &info) == 0 ? Int64(info.st_size) : 0
-            if now == size { return ([], false) }
-            if now < size {
-                throw OperationError(.auditInconsistent, "the audit log became shorter while it was followed (\(size) → \(now) bytes)",
-                                     facts: ErrorFacts(path: audit.log.logPath))
+            let lines = try follower.next(limit: limit)
+            let first = follower.records - lines.count
+            let decoder = JSONDecoder()
+            var shown: [ShownRecord] = []
+            for (position, line) in lines.enumerated() {
+                guard let record = try? decoder.decode(AuditRecord.self, from: Data(line)) else {
+                    throw OperationError(.auditInconsistent, "record \(first + position) of \(follower.path) is not an audit record this tool can read",
+                                         facts: ErrorFacts(path: follower.path, recordIndex: first + position))
+                }
+                if query.matches(record) { shown.append(ShownRecord(record: record, line: line)) }
             }
-            size = now
-            let lines = try audit.log.lines()
-            defer { seen = lines.count }
-            return (lines.dropFirst(seen).compactMap { line in
-                guard let record = try? JSONDecoder().decode(AuditRecord.self, from: Data(line)), query.matches(record) else { return nil }
-                return ShownRecord(record: record, line: line)
-            }, true)
+            return Batch(records: shown, read: lines.count)
+        }
+
+        /// The records `query` selects among all those not read before (all of them the first
+        /// time); `changed` is false when none was appended since.
+        public func read(query: AuditQuery) throws -> (records: [ShownRecord], changed: Bool) {
+            var records: [ShownRecord] = []
+            var changed = false
+            while true {
+                let batch = try next(query: query)
+                if batch.read == 0 { return (records, changed) }
+                records += batch.records
+                changed = true
+            }
         }
     }
 

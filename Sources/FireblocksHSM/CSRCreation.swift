@@ -26,13 +26,13 @@ public enum CSRCreation {
         let opened = try OpenedToken.open(target, readWrite: true, logIn: true, observer: observer, auditDirectory: auditDirectory)
         return try opened.recordingFailure(of: "csr", auditDirectory: auditDirectory) {
             let tokenLabel = opened.token.info.label
-            let pair = try during("reading key '\(key)'") { try KeyStore.findUsable(key, in: opened.session) }
-            let signer = try during("opening a signing session on token '\(tokenLabel)'") {
+            let pair = try during("reading key '\(key)'", token: tokenLabel, key: "\(key)") { try KeyStore.findUsable(key, in: opened.session) }
+            let signer = try during("opening a signing session on token '\(tokenLabel)'", token: tokenLabel, key: "\(key)") {
                 try TokenSigner(keyPair: pair, slot: opened.token.slot)
             }
             // The trail is opened once the key is known to be usable: nothing is made for a refusal.
             let audit = try AuditService.prepare(opened: opened, directory: auditDirectory, observer: observer)
-            let csr = try during("signing the CSR with key '\(pair.label)' on token '\(tokenLabel)'") {
+            let csr = try during("signing the CSR with key '\(pair.label)' on token '\(tokenLabel)'", token: tokenLabel, key: pair.label) {
                 try CSRBuilder.makeCSR(subject: subject, signingKey: TokenPrivateKey(signer: signer))
             }
             let pem = try csr.serializeAsPEM().pemString + "\n"

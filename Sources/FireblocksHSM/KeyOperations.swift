@@ -43,14 +43,14 @@ public enum KeyOperations {
                                                 keyLabel: label, timeout: lockTimeout, what: "key generate '\(label)'",
                                                 waiting: observer.note)
             defer { lock.release() }
-            try during("checking that label '\(label)' is free on token '\(tokenLabel)'") {
+            try during("checking that label '\(label)' is free on token '\(tokenLabel)'", token: tokenLabel, key: label) {
                 try KeyStore.requireUnused(label: label, id: id, in: opened.session)
             }
             try TokenCapabilities.requireKeyGeneration(on: opened.token.slot, bits: bits)
             let audit = try AuditService.prepare(opened: opened, directory: auditDirectory, observer: observer)
             let pair: TokenKeyPair
             do {
-                pair = try during("generating an RSA-\(bits) key pair on token '\(tokenLabel)'") {
+                pair = try during("generating an RSA-\(bits) key pair on token '\(tokenLabel)'", token: tokenLabel, key: label) {
                     try observer.slowStep("Generating RSA-\(bits) key pair '\(label)' on token '\(tokenLabel)'") {
                         try KeyGenerator.generate(KeyGenerationRequest(label: label, bits: bits, id: id), in: opened.session)
                     }
@@ -72,13 +72,13 @@ public enum KeyOperations {
     public static func show(target: TokenTarget, auditDirectory: URL? = nil, observer: any OperationObserver) throws -> KeyReport {
         let key = try target.requireKey()
         let opened = try OpenedToken.open(target, readWrite: false, logIn: true, observer: observer, auditDirectory: auditDirectory)
-        return KeyReport(try during("reading key '\(key)'") { try KeyStore.find(key, in: opened.session) })
+        return KeyReport(try during("reading key '\(key)'", token: opened.token.info.label, key: "\(key)") { try KeyStore.find(key, in: opened.session) })
     }
 
     /// Every private key on the token, with its verdict.
     public static func list(target: TokenTarget, auditDirectory: URL? = nil, observer: any OperationObserver) throws -> [KeyReport] {
         let opened = try OpenedToken.open(target, readWrite: false, logIn: true, observer: observer, auditDirectory: auditDirectory)
-        return try during("listing the keys of token '\(opened.token.info.label)'") {
+        return try during("listing the keys of token '\(opened.token.info.label)'", token: opened.token.info.label) {
             try KeyStore.list(in: opened.session).map(KeyReport.init)
         }
     }
@@ -99,7 +99,7 @@ public enum KeyOperations {
             case .jwk: throw OperationError(.invalidInput, "the audit key is exported as pem or der")
             }
         }
-        let pair = try during("reading key '\(key)'") { try KeyStore.findUsable(key, in: opened.session) }
+        let pair = try during("reading key '\(key)'", token: opened.token.info.label, key: "\(key)") { try KeyStore.findUsable(key, in: opened.session) }
         guard let publicKey = pair.publicKey else {
             throw OperationError(.notAnRSAKey, "key '\(pair.label)' has no readable RSA public key", facts: ErrorFacts(keyLabel: pair.label))
         }
@@ -165,6 +165,9 @@ public final class KeyDeletion {
         public internal(set) var retired: String?
         /// What the API's user list said of it, when it was asked.
         public internal(set) var upstream: String?
+        /// Whether ``retired`` rests on an earlier check's `api-user.retired` record in the audit
+        /// trail (not asked again unless the API is).
+        public internal(set) var retiredByRecord = false
     }
 
     /// The plan.
@@ -174,6 +177,9 @@ public final class KeyDeletion {
     private let records: OnboardingRecords
     private let labels: [(label: String, fingerprint: String?)]
     private let audit: AuditService
+    /// The backed users retired by an earlier check's record rather than by what is known now:
+    /// asked again when the API is asked (a user disabled then may have been enabled since).
+    private let retiredByRecord: Set<Int>
     private let observer: any OperationObserver
 
     private init(plan: Plan, opened: OpenedToken, handles: [ObjectHandle], records: OnboardingRecords,
@@ -185,6 +191,7 @@ public final class KeyDeletion {
         self.records = records
         self.labels = labels
         self.audit = audit
+        self.retiredByRecord = Set(plan.backedUsers.indices.filter { plan.backedUsers[$0].retiredByRecord })
     }
 
     /// Finds the key pair (or the lone public half an interrupted generation left) the selector
@@ -200,14 +207,14 @@ public final class KeyDeletion {
         var fingerprint: String?
         var labels: [(String, String?)] = []
 
-        let privateKeys = try during("looking for key '\(selector)'") {
+        let privateKeys = try during("looking for key '\(selector)'", token: info.label, key: "\(selector)") {
             try session.findObjects([.class(.privateKey)] + selector.searchTemplate)
         }
         if privateKeys.count > 1 {
             throw OperationError(.ambiguousKey, "\(privateKeys.count) private keys match '\(selector)' on token '\(info.label)'", facts: ErrorFacts(tokenLabel: info.label, keyLabel: "\(selector)"))
         }
         if privateKeys.count == 1 {
-            let pair = try during("reading key '\(selector)'") { try KeyStore.find(selector, in: session) }
+            let pair = try during("reading key '\(selector)'", token: info.label, key: "\(selector)") { try KeyStore.find(selector, in: session) }
             fingerprint = pair.publicKey?.fingerprint
             items.append(Item(kind: "private", label: pair.label, id: hex(pair.id), fingerprintSHA256: fingerprint))
             handles.append(pair.privateKey)
@@ -218,14 +225,14 @@ public final class KeyDeletion {
             labels.append((pair.label, fingerprint))
         } else {
             // No private key: the public halves alone (what an interrupted generation leaves).
-            let publicKeys = try during("looking for key '\(selector)'") {
+            let publicKeys = try during("looking for key '\(selector)'", token: info.label, key: "\(selector)") {
                 try session.findObjects([.class(.publicKey)] + selector.searchTemplate)
             }
             guard !publicKeys.isEmpty else {
                 throw OperationError(.keyNotFound, "no key '\(selector)' on token '\(info.label)'", facts: ErrorFacts(tokenLabel: info.label, keyLabel: "\(selector)"))
             }
             for object in publicKeys {
-                let attributes = try during("reading public key '\(selector)'") {
+                let attributes = try during("reading public key '\(selector)'", token: info.label, key: "\(selector)") {
                     try session.attributes([.label, .id, .modulus, .publicExponent], of: object)
                 }
                 let label = attributes[.label]?.attribute.flatMap { if case .label(let value) = $0 { return value } else { return nil } } ?? ""
@@ -259,21 +266,10 @@ public final class KeyDeletion {
             }
             // A successor onboarded to replace the user retires it by record, when it was created
             // and identified at the very API the user was (a rehearsal against the stand-in never
-            // retires a production user), and only when the records could not have been written
-            // by someone else (the trust rule of the audit trail's own state): a forged successor
-            // must not stand in for --force.
-            var untrusted: String?
-            do {
-                try TrustedFile.verifyPrivateState(stateDirectory.path, kind: .directory)
-                try TrustedFile.verifyPrivateState(stateDirectory.appendingPathComponent("onboarding.json").path, kind: .file)
-            } catch {
-                untrusted = "\(error)"
-            }
+            // retires a production user). The records were read only because they could not have
+            // been written by someone else (OnboardingRecords holds them to the trust rule of
+            // private state): a forged successor never stands in for --force.
             for index in backed.indices {
-                if let untrusted {
-                    backed[index].upstream = "successor records not trusted: \(untrusted)"
-                    continue
-                }
                 let recorded = backed[index].baseURL.map(Self.normalized)
                 let successors = try records.successors(tokenSerial: info.serialNumber, of: backed[index].name).filter {
                     $0.stage == .submitted && $0.apiUserID != nil && recorded != nil && $0.baseURL.map(Self.normalized) == recorded
@@ -284,9 +280,45 @@ public final class KeyDeletion {
             }
         }
         let backs = backed.map(\.description)
-        let plan = Plan(token: info.label, tokenSerial: info.serialNumber, items: items, backs: backs, backedUsers: backed)
+        // Prepared (the log found to extend the checkpoint anchored on the token) before its
+        // records are taken as evidence below.
         let audit = try AuditService.prepare(opened: opened, directory: auditDirectory, observer: observer)
+        try Self.applyRecordedRetirements(to: &backed, in: audit)
+        let plan = Plan(token: info.label, tokenSerial: info.serialNumber, items: items, backs: backs, backedUsers: backed)
         return KeyDeletion(plan: plan, opened: opened, handles: handles, records: records, labels: labels, audit: audit, observer: observer)
+    }
+
+    /// The event recorded when the API's user list shows a user retired (disabled, or its
+    /// recorded id no longer listed): what a later deletion takes as evidence instead of asking
+    /// again.
+    public static let retiredEvent = "api-user.retired"
+
+    /// Users an earlier check recorded as retired in this token's audit trail (an
+    /// ``retiredEvent`` record for the user's recorded id, at the API it was created at) are
+    /// retired: the trail was found to extend its anchored checkpoint, and its records after it
+    /// each in place. A user without a recorded id is never retired by a record (a name is not
+    /// an identity).
+    private static func applyRecordedRetirements(to backed: inout [BackedUser], in audit: AuditService) throws {
+        let waiting = backed.indices.filter { backed[$0].retired == nil && backed[$0].apiUserID != nil && backed[$0].baseURL != nil }
+        guard !waiting.isEmpty else { return }
+        let decoder = JSONDecoder()
+        var found: [String: (record: AuditRecord, how: String)] = [:]
+        for line in try audit.log.lines() {
+            // Cheap before decoding: most records are of other events.
+            guard line.count > retiredEvent.utf8.count, String(decoding: line, as: UTF8.self).contains("\"\(retiredEvent)\""),
+                  let record = try? decoder.decode(AuditRecord.self, from: Data(line)),
+                  record.event == retiredEvent, record.outcome.result == "ok",
+                  case .string(let id)? = record.facts["id"], case .string(let base)? = record.facts["baseURL"] else { continue }
+            let how: String
+            if case .string(let text)? = record.facts["how"] { how = text } else { how = "retired" }
+            found["\(normalized(base))\n\(id)"] = (record, how)
+        }
+        for index in waiting {
+            guard let id = backed[index].apiUserID, let base = backed[index].baseURL,
+                  let evidence = found["\(normalized(base))\n\(id)"] else { continue }
+            backed[index].retired = "\(evidence.how) at \(normalized(base)), as the API's user list showed on \(evidence.record.time) (audit record \(evidence.record.seq))"
+            backed[index].retiredByRecord = true
+        }
     }
 
     /// Asks the API, with the admin key `adminKey` on the same token, whether the API users
@@ -295,13 +327,23 @@ public final class KeyDeletion {
     /// recorded (so it had been listed), is retired. A user without a recorded id that is not
     /// listed may still await approval (such users are not listed), so it keeps blocking. Users
     /// recorded at another base URL are left as they are. The request is recorded in the
-    /// audit trail.
+    /// audit trail, and so is each retirement it shows (``retiredEvent``: the user's name, id,
+    /// the API, `how`: removed or disabled, and the key), before anything is deleted.
     public func checkUpstream(adminKey: KeySelector, api: APITarget) async throws {
-        guard !plan.blocking.isEmpty else { return }
+        guard !plan.blocking.isEmpty || !retiredByRecord.isEmpty else { return }
         let session = try APISession.make(opened: opened, key: adminKey, api: api, observer: observer, audit: audit)
         let (users, _) = try await session.recording { try await session.client.listAPIUsers() }
         let base = Self.normalized(api.baseURL.description)
-        for index in plan.backedUsers.indices where plan.backedUsers[index].retired == nil {
+        var learned: [AuditEntry] = []
+        func retired(_ user: BackedUser, _ id: String, how: String) {
+            learned.append(AuditEntry(event: Self.retiredEvent, facts: [
+                "name": .string(user.name), "id": .string(id), "baseURL": .string(base), "how": .string(how),
+                "key": .string(plan.items.compactMap(\.fingerprintSHA256).first ?? ""), "via": .string("key delete")]))
+        }
+        for index in plan.backedUsers.indices where plan.backedUsers[index].retired == nil || retiredByRecord.contains(index) {
+            // The API's answer now wins over an earlier record of it.
+            plan.backedUsers[index].retired = nil
+            plan.backedUsers[index].retiredByRecord = false
             let user = plan.backedUsers[index]
             guard let recorded = user.baseURL, Self.normalized(recorded) == base else {
                 plan.backedUsers[index].upstream = "not checked: recorded at \(user.baseURL ?? "an unknown API"), not \(base)"
@@ -312,11 +354,13 @@ public final class KeyDeletion {
             case (0, let id?):
                 plan.backedUsers[index].retired = "absent from the API users listed at \(base) (id \(id)): removed"
                 plan.backedUsers[index].upstream = "absent"
+                retired(user, id, how: "removed")
             case (0, nil):
                 plan.backedUsers[index].upstream = "not listed at \(base); it may still await approval"
-            case (1, _?) where listed.first?.enabled == false:
+            case (1, let id?) where listed.first?.enabled == false:
                 plan.backedUsers[index].retired = "disabled, as listed at \(base)"
                 plan.backedUsers[index].upstream = "disabled"
+                retired(user, id, how: "disabled")
             case (1, nil) where listed.first?.enabled == false:
                 // A name alone does not say it is this key's user: another user of that name
                 // may be the one disabled while this key's still awaits approval.
@@ -325,6 +369,15 @@ public final class KeyDeletion {
                 plan.backedUsers[index].upstream = "listed at \(base), enabled, \(listed.first?.status ?? "status unknown")"
             default:
                 plan.backedUsers[index].upstream = "\(listed.count) API users named '\(user.name)' are listed at \(base)"
+            }
+        }
+        // What was learned is recorded, whether or not the key goes now: a later deletion takes
+        // the record as evidence without asking the API again.
+        if !learned.isEmpty {
+            do {
+                try audit.record(learned)
+            } catch {
+                throw OperationError(OperationError.auditCode(for: error), "the API's user list shows \(learned.count) API user(s) retired, but that could not be recorded in the audit trail (\(error)); nothing was deleted")
             }
         }
     }
@@ -349,7 +402,7 @@ public final class KeyDeletion {
     public func perform(force: Bool) throws {
         try checkMayDelete(force: force)
         for handle in handles {
-            try during("destroying an object of token '\(plan.token)'") { try opened.session.destroyObject(handle) }
+            try during("destroying an object of token '\(plan.token)'", token: plan.token) { try opened.session.destroyObject(handle) }
         }
         // The API users these keys backed: an onboarding that replaces one of them gets a
         // "predecessor retired" milestone in its evidence.

@@ -183,6 +183,8 @@ public enum Onboarding {
                            observer: any OperationObserver) async throws -> OnboardReport {
         try KeyLabel.validateNew(request.keyLabel)
         if let key = request.submission?.idempotencyKey { try IdempotencyStore.validate(key: key) }
+        // Idempotency records others could have written are refused before any key is made.
+        try request.submission?.api.idempotencyStore.requireTrusted()
         // Fail on a doomed CSR path before touching the token (an existing file is judged later:
         // it may be this key's CSR from an earlier run).
         try AtomicFile.checkWritable(request.csrPath, overwrite: true)
@@ -254,7 +256,7 @@ public enum Onboarding {
         var current = record
 
         // 2. The CSR: reuse a file that already is this key's CSR with this subject.
-        let signer = try during("opening a signing session on token '\(info.label)'") {
+        let signer = try during("opening a signing session on token '\(info.label)'", token: info.label, key: request.keyLabel) {
             try TokenSigner(keyPair: pair, slot: opened.token.slot)
         }
         let csrPEM: String
@@ -266,7 +268,7 @@ public enum Onboarding {
             if FileManager.default.fileExists(atPath: request.csrPath), !request.overwriteCSR {
                 throw OperationError(.fileExists, "\(request.csrPath) exists and is not this key's CSR with this subject", facts: ErrorFacts(path: request.csrPath))
             }
-            let csr = try during("signing the CSR on token '\(info.label)'") {
+            let csr = try during("signing the CSR on token '\(info.label)'", token: info.label, key: request.keyLabel) {
                 try CSRBuilder.makeCSR(subject: request.subject, signingKey: TokenPrivateKey(signer: signer))
             }
             csrPEM = try csr.serializeAsPEM().pemString + "\n"
@@ -444,7 +446,7 @@ public enum Onboarding {
                 // Our own interrupted generation (recorded, under the same lock): its public half
                 // alone is worth nothing; clear it and generate again.
                 for orphan in orphans {
-                    try during("removing the public key left by the interrupted generation of '\(request.keyLabel)'") {
+                    try during("removing the public key left by the interrupted generation of '\(request.keyLabel)'", token: info.label, key: request.keyLabel) {
                         try session.destroyObject(orphan)
                     }
                 }
@@ -457,7 +459,7 @@ public enum Onboarding {
             try KeyStore.requireUnused(label: request.keyLabel, id: nil, in: session)
             // Seconds of C_GenerateKeyPair: off the cooperative pool.
             let pair = try await BlockingBridge.run(moving: session) { session in
-                try during("generating an RSA-\(request.bits) key pair on token '\(info.label)'") {
+                try during("generating an RSA-\(request.bits) key pair on token '\(info.label)'", token: info.label, key: request.keyLabel) {
                     try observer.slowStep("Generating RSA-\(request.bits) key pair '\(request.keyLabel)' on token '\(info.label)'") {
                         try KeyGenerator.generate(KeyGenerationRequest(label: request.keyLabel, bits: request.bits), in: session)
                     }
@@ -475,7 +477,7 @@ public enum Onboarding {
             return (pair, "generated")
         }
 
-        let pair = try during("reading key '\(request.keyLabel)'") {
+        let pair = try during("reading key '\(request.keyLabel)'", token: info.label, key: request.keyLabel) {
             try KeyStore.findUsable(.label(request.keyLabel), in: session)
         }
         guard var recorded = record else {

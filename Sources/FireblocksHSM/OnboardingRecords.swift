@@ -139,7 +139,10 @@ public struct OnboardingConflict: LibraryError {
 }
 
 /// The onboarding records of this machine, in the state directory (`onboarding.json`, 0600),
-/// changed only under a file lock.
+/// changed only under a file lock. They decide which key backs which API user (what `key
+/// delete` keeps or retires) and what a re-run resumes, so every read first holds the state
+/// directory, the file and its lock to the trust rule of private state
+/// (``OperationError/Code/untrustedState`` otherwise).
 public struct OnboardingRecords: Sendable {
     /// The file.
     public let file: LockedJSONFile<Contents>
@@ -161,33 +164,42 @@ public struct OnboardingRecords: Sendable {
 
     /// The record of a key label on a token.
     public func record(tokenSerial: String, keyLabel: String) throws -> OnboardingRecord? {
-        try file.update { contents in
+        try update { contents in
             contents.records.last { $0.tokenSerial == tokenSerial && $0.keyLabel == keyLabel }
         }
     }
 
-    /// Every record whose key has this fingerprint.
     /// The onboarding that made API user `apiUserID` on this token, if any.
     public func record(tokenSerial: String, apiUserID: String) throws -> OnboardingRecord? {
-        try file.update { contents in
+        try update { contents in
             contents.records.last { $0.tokenSerial == tokenSerial && $0.apiUserID == apiUserID }
         }
     }
 
     /// The onboardings on this token that replace the API user named `name`.
     public func successors(tokenSerial: String, of name: String) throws -> [OnboardingRecord] {
-        try file.update { contents in contents.records.filter { $0.tokenSerial == tokenSerial && $0.replaces == name } }
+        try update { contents in contents.records.filter { $0.tokenSerial == tokenSerial && $0.replaces == name } }
     }
 
+    /// Every record whose key has this fingerprint.
     public func records(fingerprint: String) throws -> [OnboardingRecord] {
-        try file.update { contents in contents.records.filter { $0.fingerprint == fingerprint } }
+        try update { contents in contents.records.filter { $0.fingerprint == fingerprint } }
+    }
+
+    /// `file.update`, with a refusal of untrusted state in this layer's terms.
+    private func update<R>(_ body: (inout Contents) throws -> R) throws -> R {
+        do {
+            return try file.update(body)
+        } catch let error as TrustedFileError {
+            throw OperationError.untrustedState(error, holding: "the onboarding records")
+        }
     }
 
     /// Inserts or replaces the record of its token and key label.
     public func save(_ record: OnboardingRecord) throws {
         var record = record
         record.updatedAt = Date()
-        try file.update { contents in
+        try update { contents in
             if let index = contents.records.lastIndex(where: { $0.tokenSerial == record.tokenSerial && $0.keyLabel == record.keyLabel }) {
                 contents.records[index] = record
             } else {
@@ -198,7 +210,7 @@ public struct OnboardingRecords: Sendable {
 
     /// Forgets the record of a key that was deleted.
     public func remove(tokenSerial: String, keyLabel: String, fingerprint: String?) throws {
-        try file.update { contents in
+        try update { contents in
             contents.records.removeAll {
                 $0.tokenSerial == tokenSerial && $0.keyLabel == keyLabel && (fingerprint == nil || $0.fingerprint == fingerprint || $0.fingerprint == nil)
             }
@@ -213,6 +225,15 @@ enum KeyLabelLock {
                         what: String, waiting: (String) -> Void) throws -> FileLock {
         let name = sha256Hex(Data("\(tokenSerial)\n\(keyLabel)".utf8)).prefix(32)
         let path = stateDirectory.appendingPathComponent("locks").appendingPathComponent("key-\(name).lock").path
+        // The locks are state of this tool's as well: whoever could write them could hold or
+        // free another run's lock.
+        do {
+            try TrustedFile.verifyPrivateState(stateDirectory.path, kind: .directory)
+            try TrustedFile.verifyPrivateState(stateDirectory.appendingPathComponent("locks").path, kind: .directory)
+            try TrustedFile.verifyPrivateState(path, kind: .file)
+        } catch {
+            throw OperationError.untrustedState(error, holding: "the state directory's locks")
+        }
         return try FileLock.acquire(path, timeout: timeout, note: "pid \(getpid()): \(what)") { holder in
             waiting("waiting: another process is working on key '\(keyLabel)' of this token\(holder.isEmpty ? "" : " (\(holder))")")
         }

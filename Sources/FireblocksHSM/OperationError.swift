@@ -1,4 +1,5 @@
 import AuditTrail
+import DurableFiles
 import ErrorShape
 
 /// What a use case of this library decided it cannot do: a key in the way or missing, a CSR it
@@ -49,6 +50,10 @@ public struct OperationError: LibraryError, Hashable {
         public static let fileExists = Code("fileExists")
         /// A directory or file cannot be written.
         public static let unwritable = Code("unwritable")
+        /// The tool's own state (onboarding records, locks in the state directory) could have
+        /// been written by someone else: another user owns it, group or others can write it, or
+        /// it is a symbolic link. Nothing of it was read.
+        public static let untrustedState = Code("untrustedState")
         // The audit trail
         /// The audit log cannot be written, or there is no audit key to seal it with.
         public static let auditUnwritable = Code("auditUnwritable")
@@ -69,7 +74,7 @@ public struct OperationError: LibraryError, Hashable {
         public static let auditDiskLow = Code("auditDiskLow")
 
         /// Every code, for whoever maps them (the command line's exit classes are tested against it).
-        public static let all: [Code] = [.noTokenSelected, .noKeySelected, .noTokenMatches, .ambiguousToken, .tokenExists, .keyExists, .keyNotFound, .ambiguousKey, .orphanedPublicKey, .keyInUse, .keyNotOnToken, .notAnRSAKey, .policyViolation, .pinRejected, .signatureCheckFailed, .invalidInput, .fileExists, .unwritable, .auditUnwritable, .auditUnreadable, .auditTornTail, .auditAnchorMissing, .auditUntrustedKey, .auditInconsistent, .auditUntrustedFile, .auditDiskLow]
+        public static let all: [Code] = [.noTokenSelected, .noKeySelected, .noTokenMatches, .ambiguousToken, .tokenExists, .keyExists, .keyNotFound, .ambiguousKey, .orphanedPublicKey, .keyInUse, .keyNotOnToken, .notAnRSAKey, .policyViolation, .pinRejected, .signatureCheckFailed, .invalidInput, .fileExists, .unwritable, .untrustedState, .auditUnwritable, .auditUnreadable, .auditTornTail, .auditAnchorMissing, .auditUntrustedKey, .auditInconsistent, .auditUntrustedFile, .auditDiskLow]
     }
 
     public let code: Code
@@ -101,6 +106,15 @@ public struct OperationError: LibraryError, Hashable {
         case .untrustedKey: return .auditUntrustedKey
         default: return .auditUnwritable
         }
+    }
+
+    /// The refusal of state that `TrustedFile`'s rule for private state does not pass: what it
+    /// holds (`what`), why it is not read, and the command that makes it pass once nobody else
+    /// is known to have changed it.
+    static func untrustedState(_ error: TrustedFileError, holding what: String, file: String = #fileID, line: UInt = #line) -> OperationError {
+        let remedy = TrustedFile.remedy(for: error).map { "; once you know nobody else changed it, fix it with: \($0)" } ?? ""
+        return OperationError(.untrustedState, "\(error): \(what) cannot be trusted when others could have written it, so it was not read\(remedy)",
+                              facts: ErrorFacts(path: error.subject.path), file: file, line: line)
     }
 
     /// Equal when the codes are equal (the reason is for people).

@@ -8,12 +8,19 @@ public struct TokenOperationError: LibraryError, Hashable {
     public let operation: String
     /// The underlying.
     public let underlying: PKCS11Error
+    /// The token's label, when the operation was on a known token.
+    public let tokenLabel: String?
+    /// The key's label (or the selector given for it), when the operation was on a key.
+    public let keyLabel: String?
     public let location: ErrorLocation
 
     /// Creates the value from its parts.
-    public init(operation: String, underlying: PKCS11Error, file: String = #fileID, line: UInt = #line) {
+    public init(operation: String, underlying: PKCS11Error, tokenLabel: String? = nil, keyLabel: String? = nil,
+                file: String = #fileID, line: UInt = #line) {
         self.operation = operation
         self.underlying = underlying
+        self.tokenLabel = tokenLabel
+        self.keyLabel = keyLabel
         self.location = ErrorLocation(file: file, line: line)
     }
 
@@ -21,7 +28,13 @@ public struct TokenOperationError: LibraryError, Hashable {
     public var code: ReturnValue { underlying.returnValue }
     /// The operation, the call and its return value.
     public var reason: String { description }
-    public var facts: ErrorFacts { underlying.facts }
+    /// The PKCS#11 call and its return value, and the token and key it was about.
+    public var facts: ErrorFacts {
+        var facts = underlying.facts
+        facts.tokenLabel = tokenLabel ?? facts.tokenLabel
+        facts.keyLabel = keyLabel ?? facts.keyLabel
+        return facts
+    }
 
     /// Equal when the operation and the PKCS#11 failure are.
     public static func == (lhs: Self, rhs: Self) -> Bool { lhs.operation == rhs.operation && lhs.underlying == rhs.underlying }
@@ -50,11 +63,12 @@ public struct TokenOperationError: LibraryError, Hashable {
     }
 }
 
-/// Runs `body`, turning a bare `PKCS11Error` into a ``TokenOperationError`` naming `operation`.
-func during<R>(_ operation: @autoclosure () -> String, _ body: () throws -> R) throws -> R {
+/// Runs `body`, turning a bare `PKCS11Error` into a ``TokenOperationError`` naming `operation`
+/// and, when known, the token and key it was on.
+func during<R>(_ operation: @autoclosure () -> String, token: String?, key: String? = nil, _ body: () throws -> R) throws -> R {
     do {
         return try body()
     } catch let error as PKCS11Error {
-        throw TokenOperationError(operation: operation(), underlying: error)
+        throw TokenOperationError(operation: operation(), underlying: error, tokenLabel: token, keyLabel: key)
     }
 }

@@ -7,7 +7,7 @@ public enum TokenOperations {
     /// Every slot with a token present in the module.
     public static func list(module location: ModuleLocation) throws -> [TokenReport] {
         let module = try PKCS11Module.load(location)
-        return try during("listing the tokens of \(location)") {
+        return try during("listing the tokens of \(location)", token: nil) {
             try TokenLocator.tokens(in: module).map(TokenReport.init)
         }
     }
@@ -26,7 +26,7 @@ public enum TokenOperations {
             throw OperationError(.invalidInput, "a token label is 1 to 32 bytes")
         }
         let module = try PKCS11Module.load(location)
-        let tokens = try during("listing the tokens of \(location)") { try TokenLocator.tokens(in: module) }
+        let tokens = try during("listing the tokens of \(location)", token: nil) { try TokenLocator.tokens(in: module) }
         if tokens.contains(where: { $0.info.flags.contains(.tokenInitialized) && $0.info.label == label }) {
             throw OperationError(.tokenExists, "a token labelled '\(label)' already exists in \(location); initialising it again would erase its keys")
         }
@@ -40,12 +40,12 @@ public enum TokenOperations {
         let securityOfficerPIN = try readNewPIN(securityOfficerPINSource, what: "SO PIN", label: label, observer: observer)
         let userPIN = try readNewPIN(userPINSource, what: "user PIN", label: label, observer: observer)
 
-        try during("C_InitToken on the uninitialised token of \(location)") {
+        try during("C_InitToken on the uninitialised token of \(location)", token: label) {
             try target.slot.initializeToken(label: label, securityOfficerPIN: securityOfficerPIN)
         }
         // Some modules (SoftHSM) move a freshly initialised token to a new slot: find it by label.
         let initialised = try TokenLocator.locate(.label(label), in: module)
-        try during("setting the user PIN of token '\(label)'") {
+        try during("setting the user PIN of token '\(label)'", token: label) {
             let session = try initialised.slot.openSession(readWrite: true)
             try session.login(.securityOfficer, pin: securityOfficerPIN)
             try session.initializeUserPIN(userPIN)

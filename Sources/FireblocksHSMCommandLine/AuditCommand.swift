@@ -3,6 +3,7 @@ import AuditTrail
 import FireblocksHSM
 #if canImport(FoundationEssentials)
 import FoundationEssentials
+import Glibc
 #else
 import Foundation
 #endif
@@ -56,7 +57,9 @@ struct AuditShowCommand: ParsableCommand {
               --user NAME        an API user's name or id, or the local account that acted
               --event EVENT      repeatable; 'proxy.*' for every event of the proxy
               --since, --until   a day (YYYY-MM-DD, UTC) or an age (30m, 12h, 7d)
-            --follow prints new records as they are written, until Ctrl-C or SIGTERM.
+            --follow prints new records as they are written, until Ctrl-C or SIGTERM,
+            or until its reader leaves (exit 0). Each record is checked in its place: a
+            line that is not, or a log replaced, removed or cut, stops it (exit 11).
             --jsonl prints each record's line exactly as the log holds it (for a SIEM;
             with --follow, a stream).
 
@@ -129,42 +132,95 @@ struct AuditShowCommand: ParsableCommand {
         let reader = try AuditOperations.AuditReader(target: try token.target(profile: profile), directory: audit.directory(profile: profile),
                                                      observer: console)
         let query = query
-        let first = try reader.read(query: query).records
         if output.json {
-            try output.emit(first.map(\.record)) { _ in "" }
+            try output.emit(try reader.read(query: query).records.map(\.record)) { _ in "" }
             return
         }
-        if !jsonl {
-            if first.isEmpty, !follow {
-                console.output("No audit records.\n")
-                return
-            }
-            console.output(AuditTable.header + "\n")
-        }
+        // The records go out as they are read, a batch at a time: a long log is never held
+        // whole, and a reader that leaves (`| head -1`) or a full disk is noticed at once.
+        let out = RecordOutput()
         // Unchanged bytes are for a file or a pipe (a SIEM); on a terminal, a record's text
         // (C1 controls, bidi overrides the JSON encoder leaves as they are) is sanitized.
         let raw = !console.standardOutputIsTerminal
-        let print = { (records: [AuditOperations.ShownRecord]) in
+        var headerShown = jsonl
+        /// False once the reader has left.
+        func print(_ records: [AuditOperations.ShownRecord]) throws -> Bool {
             for shown in records {
-                if jsonl {
-                    if raw {
-                        console.output(bytes: shown.line + [0x0A])
-                    } else {
-                        console.output(TerminalText.sanitized(String(decoding: shown.line, as: UTF8.self), limit: Int.max) + "\n")
-                    }
-                } else {
-                    console.output(AuditTable.row(shown.record) + "\n")
+                if !headerShown {
+                    guard try out.write(AuditTable.header + "\n") else { return false }
+                    headerShown = true
                 }
+                let written: Bool
+                if jsonl {
+                    written = raw ? try out.write(bytes: shown.line + [0x0A])
+                        : try out.write(TerminalText.sanitized(String(decoding: shown.line, as: UTF8.self), limit: Int.max) + "\n")
+                } else {
+                    written = try out.write(AuditTable.row(shown.record) + "\n")
+                }
+                guard written else { return false }
+            }
+            return true
+        }
+        /// Everything appended since the last look; false once the reader has left.
+        func catchUp() throws -> Bool {
+            while true {
+                let batch = try reader.next(query: query)
+                if batch.read == 0 { return true }
+                guard try print(batch.records) else { return false }
             }
         }
-        print(first)
+
+        guard try catchUp() else { return }
+        if !headerShown {
+            _ = try out.write(follow ? AuditTable.header + "\n" : "No audit records.\n")
+        }
         guard follow else { return }
         let stop = StopSignals()
         while !stop.received {
             stop.wait(seconds: interval)
-            if stop.received { break }
-            print(try reader.read(query: query).records)
+            // A reader that left ends the follow even when nothing new is written.
+            if stop.received || out.readerLeft { break }
+            guard try catchUp() else { break }
         }
+    }
+}
+
+/// Where `audit show` writes its records: standard output, every write checked. SIGPIPE is
+/// ignored while it is used, so that a reader that leaves (`| head -1`, a SIEM forwarder that
+/// stops) is an `EPIPE` this command sees and ends on quietly, with success, instead of a signal
+/// that kills it; any other failure (a full disk, an I/O error) is an error (exit 3) saying
+/// that the records were not all written.
+struct RecordOutput {
+    /// Standard output (another descriptor in tests).
+    let descriptor: Int32
+
+    init(descriptor: Int32 = STDOUT_FILENO) {
+        self.descriptor = descriptor
+        signal(SIGPIPE, SIG_IGN)
+    }
+
+    /// Writes `text`; false when the reader has left.
+    func write(_ text: String) throws -> Bool {
+        try write(bytes: Array(text.utf8))
+    }
+
+    /// Writes `bytes`; false when the reader has left.
+    func write(bytes: [UInt8]) throws -> Bool {
+        switch Console.writeAll(bytes, to: descriptor) {
+        case 0: return true
+        case EPIPE: return false
+        case let code:
+            throw CommandLineError("cannot write the audit records to standard output (\(String(cString: strerror(code)))): the records after the last one written were not shown",
+                                   status: .fileError)
+        }
+    }
+
+    /// Whether standard output is a pipe or socket nobody reads any more (or a terminal that
+    /// hung up), asked without writing.
+    var readerLeft: Bool {
+        var entry = pollfd(fd: descriptor, events: 0, revents: 0)
+        guard poll(&entry, 1, 0) == 1 else { return false }
+        return entry.revents & Int16(POLLERR | POLLHUP) != 0
     }
 }
 

@@ -22,7 +22,8 @@ enum CompanionCommand {
     /// `PATH`, and the second place is tried only when nothing is beside this executable: a
     /// file there that fails the check below is refused, not passed over. It runs with this
     /// command's PIN source and token, so it must pass what a PKCS#11 module must
-    /// (``TrustedFile``: yours or root's, and neither it nor its directory writable by others),
+    /// (``TrustedFile``: yours or root's, and neither it nor any directory on its way from `/`
+    /// writable by others, so that nobody can rename a directory above it and put another there),
     /// and it must not be this executable itself (a copy or link in its place would hand the
     /// command to itself for ever).
     static func exec(_ arguments: [String]) throws(CompanionExecutableError) -> Never {

@@ -62,15 +62,23 @@ package struct Console: OperationObserver {
     /// Writes all of `bytes` to a descriptor, through partial writes and interruptions. A
     /// failure (a closed pipe, a full disk) ends the write: there is nowhere left to report it.
     static func write(_ bytes: [UInt8], to descriptor: Int32) {
-        bytes.withUnsafeBytes { buffer in
-            guard let base = buffer.baseAddress else { return }
+        _ = writeAll(bytes, to: descriptor)
+    }
+
+    /// Writes all of `bytes` to a descriptor, through partial writes and interruptions; 0 when
+    /// all were written, else the `errno` of the write that failed (`EPIPE`: the reader left,
+    /// once SIGPIPE is ignored).
+    static func writeAll(_ bytes: [UInt8], to descriptor: Int32) -> Int32 {
+        bytes.withUnsafeBytes { buffer -> Int32 in
+            guard let base = buffer.baseAddress else { return 0 }
             var offset = 0
             while offset < buffer.count {
                 let written = Glibc.write(descriptor, base + offset, buffer.count - offset)
                 if written < 0, errno == EINTR { continue }
-                guard written > 0 else { return }
+                guard written > 0 else { return written == 0 ? EIO : errno }
                 offset += written
             }
+            return 0
         }
     }
 

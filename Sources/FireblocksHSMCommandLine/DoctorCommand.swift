@@ -64,6 +64,8 @@ struct DoctorCommand: AsyncParsableCommand {
                                              canLogIn: checks.contains { $0.name == "pin source" && $0.status == .ok }))
         }
         checks.append(DoctorChecks.auditDisk(directory: audit.directory(profile: profile), threshold: AuditDiskThreshold.processWide))
+        checks.append(DoctorChecks.state(directory: APITargetResolution.stateDirectoryURL(flag: api.stateDirectory,
+                                                                                         environment: ProcessInfo.processInfo.environment)))
         let pinReadable = checks.contains { $0.name == "pin source" && $0.status == .ok }
         checks.append(DoctorChecks.companion())
         checks += networkChecks(profile: profile, companionTrusted: checks.last?.status == .ok, pinReadable: pinReadable)
@@ -306,6 +308,26 @@ enum DoctorChecks {
             return .failed("audit disk", "\(free), less than the \(kept) kept free: every operation that records is refused (serve answers 503); free space there, or move the audit directory (--audit-dir) to a larger filesystem; --audit-min-free lowers the threshold", exit: .fileError)
         }
         return .ok("audit disk", "\(free); operations are refused under \(kept)")
+    }
+
+    /// The tool's state (onboarding and idempotency records, locks): what the commands that
+    /// read it require of it (private, no links), checked without reading it.
+    static func state(directory: URL) -> DoctorCheck {
+        let path = directory.path
+        do {
+            try TrustedFile.verifyPrivateState(path, kind: .directory)
+            try TrustedFile.verifyPrivateState(directory.appendingPathComponent("locks").path, kind: .directory)
+            for name in ["onboarding.json", "idempotency.json"] {
+                let file = directory.appendingPathComponent(name).path
+                try TrustedFile.verifyPrivateState(file, kind: .file)
+                try TrustedFile.verifyPrivateState(file + ".lock", kind: .file)
+            }
+        } catch {
+            let fix = TrustedFile.remedy(for: error).map { "; once you know nobody else changed it, fix it with: \($0)" } ?? ""
+            return .failed("state", "\(error): the onboarding and idempotency records cannot be trusted when others could have written them\(fix)", exit: .fileError)
+        }
+        guard FileManager.default.fileExists(atPath: path) else { return .ok("state", "\(path) does not exist yet: it is made (0700) by the first onboarding or API call") }
+        return .ok("state", "\(path) is private (onboarding and idempotency records, locks)")
     }
 
     /// The audit trail: its files' ownership and mode, then (logged in) the token's anchor.

@@ -201,6 +201,8 @@ struct ErrorReport: Sendable, Encodable {
                 status = .usage
             case .idempotencyConflict, .keyReuse:
                 status = .apiRequest
+            case .untrustedState:
+                status = .fileError
             default:
                 status = .apiUnavailable
             }
@@ -279,7 +281,7 @@ struct ErrorReport: Sendable, Encodable {
         case .notAnRSAKey, .policyViolation: return (.keyPolicy, "")
         case .pinRejected: return (.pin, "")
         case .fileExists: return (.fileError, "; pass --force to replace it")
-        case .unwritable, .auditUnwritable, .auditUnreadable, .auditUntrustedFile: return (.fileError, "")
+        case .unwritable, .untrustedState, .auditUnwritable, .auditUnreadable, .auditUntrustedFile: return (.fileError, "")
         case .auditDiskLow:
             return (.fileError, " (then point --audit-dir at it); or, knowing that a record may then not fit, lower the threshold with --audit-min-free SIZE|N% (env FIREBLOCKS_HSM_AUDIT_MIN_FREE)")
         case .auditUntrustedKey:

@@ -20,7 +20,10 @@ struct KeyDeleteCommand: NetworkCommand {
             api-user create) is deleted only once that user is known to be retired:
             - a successor was onboarded with 'onboard --replaces OLD' (recorded), or
             - with --admin-key and the API options, the API's user list shows the
-              user disabled, or no longer lists its recorded id (removed).
+              user disabled, or no longer lists its recorded id (removed): this is
+              recorded in the audit trail (api-user.retired), or
+            - an earlier check recorded that (api-user.retired, same id and API):
+              no API call is needed.
             Otherwise it is refused before anything is asked (exit 6): that user
             could never sign again. --force deletes it anyway.
 

@@ -27,8 +27,8 @@ package protocol NetworkCommand: AsyncParsableCommand {
     /// Called before anything else the command does: `execv` keeps descriptors and file
     /// locks and the companion starts the command from the beginning, so nothing before the
     /// hand-over may read a profile, a PIN or a body, open the token or take a lock (the
-    /// protocol's `run()` hands over first; `validate()` must stay free of such effects, but for
-    /// `serve`'s reading its client-token file, read-only and without a lock).
+    /// protocol's `run()` hands over first; `validate()` must stay free of such effects:
+    /// `serve` checks its client-token file there without reading it, which the companion does).
     func run(network: Network) async throws
 }
 

@@ -1,5 +1,6 @@
 import ArgumentParser
 import ProxySettings
+import Synchronization
 
 /// `serve`: declared here, so that `fireblocks-hsm` parses, validates (every setting, the
 /// client-token file included), completes and explains it; run by the companion executable,
@@ -88,7 +89,9 @@ package struct ServeCommand: NetworkCommand {
         if let poolSize, !(1...1024).contains(poolSize) { throw ValidationError("--pool-size must be 1 to 1024") }
         guard (1...1_000_000).contains(checkpointEvery) else { throw ValidationError("--checkpoint-every must be 1 to 1000000 records") }
         guard (1...86_400).contains(checkpointInterval) else { throw ValidationError("--checkpoint-interval must be 1 to 86400 seconds") }
-        _ = try settings()
+        // The client-token file holds secrets: read by the process that serves (the companion,
+        // once), only checked by `fireblocks-hsm` before the hand-over.
+        _ = try settings(readingClientTokens: NetworkAccess.isInstalled)
     }
 
     /// The flag that gives a setting, for the proxy's errors about it.
@@ -107,17 +110,42 @@ package struct ServeCommand: NetworkCommand {
 
     /// The proxy's settings from the flags: parsed by `fireblocks-hsm` in `validate()`, before
     /// the hand-over, and again by the companion that runs the proxy.
-    package func settings() throws(ValidationError) -> ServeSettings {
+    ///
+    /// - Parameter readingClientTokens: read the client-token file (once per process: the
+    ///   companion's `validate()` reads it, and the proxy starts with what was read); false
+    ///   only checks it as it would be read (``ClientTokens/check(file:)``), and `clients` is nil.
+    package func settings(readingClientTokens: Bool = true) throws(ValidationError) -> ServeSettings {
         do {
+            let clients: ClientTokens?
+            if let clientTokenFile {
+                if readingClientTokens {
+                    clients = try Self.clientTokens(clientTokenFile)
+                } else {
+                    try ClientTokens.check(file: clientTokenFile)
+                    clients = nil
+                }
+            } else {
+                clients = nil
+            }
             return ServeSettings(
                 listen: try ListenAddress(parsing: listen),
                 rules: try allow.map { rule throws(ProxySettingError) in try AllowRule(parsing: rule) },
                 maximumBodySize: try ByteSize.parse(maxBody),
                 rate: try rate.map { text throws(ProxySettingError) in try RateLimit(parsing: text) },
-                clients: try clientTokenFile.map { path throws(ProxySettingError) in try ClientTokens(file: path) })
+                clients: clients)
         } catch {
             throw ValidationError("\(Self.flag(for: error.code)) \(error.reason)")
         }
+    }
+
+    /// The client tokens this process read from `path`, read the first time they are asked for.
+    private static let clientTokensRead = Mutex<[String: ClientTokens]>([:])
+
+    static func clientTokens(_ path: String) throws(ProxySettingError) -> ClientTokens {
+        if let read = clientTokensRead.withLock({ $0[path] }) { return read }
+        let tokens = try ClientTokens(file: path)
+        clientTokensRead.withLock { $0[path] = tokens }
+        return tokens
     }
 
     package func run(network: Network) async throws {

@@ -82,6 +82,8 @@ public struct SandboxConfiguration: Sendable {
     public var transactionStep: TimeInterval = 1
     /// Whitelisted IP addresses, by user name (empty: any IP).
     public var whitelist: [String: [String]] = [:]
+    /// How much of what requests make grow the stand-in keeps.
+    public var limits = SandboxLimits()
 
     /// Refuses values the stand-in cannot honour (negative counts, infinite or huge delays and
     /// offsets) before anything starts.
@@ -108,6 +110,10 @@ public struct SandboxConfiguration: Sendable {
         guard transactionStep.isFinite, (0...86_400).contains(transactionStep) else {
             throw SandboxError("the transaction step must be 0 to 86400 seconds", setting: "transactionStep")
         }
+        for (setting, limit) in [("limits.users", limits.users), ("limits.transactions", limits.transactions),
+                                 ("limits.idempotencyAnswers", limits.idempotencyAnswers), ("limits.nonces", limits.nonces)] where limit < 1 {
+            throw SandboxError("a limit must be at least 1", setting: setting)
+        }
         guard APIUserStatus(rawValue: initialStatus) != nil else {
             throw SandboxError("the initial status must be one of \(APIUserStatus.allCases.map(\.rawValue).joined(separator: ", "))", setting: "initialStatus")
         }
@@ -128,6 +134,33 @@ public struct SandboxConfiguration: Sendable {
         self.iatLeeway = iatLeeway
         self.maximumTokenLifetime = maximumTokenLifetime
     }
+}
+
+/// A bound on each collection of the stand-in that requests make grow, so that a stand-in left
+/// running (or a test that loops) keeps its memory and its state file bounded. What happens at
+/// each bound is chosen by what the collection is for:
+public struct SandboxLimits: Sendable, Equatable {
+    /// Created API users. At the bound a creation is refused (409 `CONFLICT`), never made room
+    /// for: a user forgotten would silently stop authenticating the key that backs it. The
+    /// refusal is not remembered under its Idempotency-Key (a retry once there is room works).
+    public var users = 1_000
+    /// Transactions. At the bound the oldest `COMPLETED` one is forgotten (a finished transfer
+    /// only answers reads; its id then answers 404, and its `externalTxId` may be used again);
+    /// while none has completed, a creation is refused with 429 `RATE_LIMIT` and a
+    /// `Retry-After` of one status step, by when one has moved on.
+    public var transactions = 5_000
+    /// Idempotency-Keys and their first answers. Forgotten after 24 hours, as the API forgets
+    /// them; at the bound the oldest is forgotten: a retry comes within seconds or minutes of
+    /// its request, far sooner than the oldest of thousands.
+    public var idempotencyAnswers = 5_000
+    /// Nonces of JWTs still alive (each is kept until its `exp`, and two minutes more, so a
+    /// replay is refused). At the bound a request is refused with 429 `RATE_LIMIT` and a
+    /// `Retry-After` until the oldest is forgotten: forgetting a live nonce would let a replay
+    /// through.
+    public var nonces = 100_000
+
+    /// The default bounds.
+    public init() {}
 }
 
 /// A stand-in configuration or start-up problem. Matchable by ``code``.

@@ -107,8 +107,15 @@ public final class SandboxService: Sendable {
                 return Self.errorSchema(401, failure.schemaCode, failure.message, requestID: requestID, now: now)
             case .success(let (caller, claims)):
                 user = caller
-                state.nonces[claims.nonce] = Date(timeIntervalSince1970: TimeInterval(claims.exp))
                 state.nonces = state.nonces.filter { $0.value.addingTimeInterval(120) > now }
+                // Every live nonce is kept (forgetting one would let its replay through): when
+                // they fill the bound, the request waits for the oldest to be forgotten.
+                if state.nonces.count >= configuration.limits.nonces {
+                    let free = state.nonces.values.min().map { $0.addingTimeInterval(120).timeIntervalSince(now) } ?? 1
+                    return Self.errorResponse(429, "RATE_LIMIT", "Too many requests: the stand-in remembers at most \(configuration.limits.nonces) JWT nonces still alive",
+                                              requestID: requestID, now: now, extraHeaders: [("Retry-After", "\(max(1, Int(free.rounded(.up))))")])
+                }
+                state.nonces[claims.nonce] = Date(timeIntervalSince1970: TimeInterval(claims.exp))
             }
             state.authenticated += 1
             if state.authenticated <= configuration.rateLimitFirst {
@@ -191,6 +198,11 @@ public final class SandboxService: Sendable {
             reply = .respond(status: 400, headers: Self.baseHeaders(requestID: requestID, now: now) + [("Content-Type", "application/json")],
                              body: Array(answerBody.utf8))
         case .success(let creation):
+            // Never made room for: a user forgotten would stop authenticating its key unseen.
+            guard state.users.count < configuration.limits.users else {
+                return Self.errorResponse(409, "CONFLICT", "The stand-in keeps at most \(configuration.limits.users) API users; remove some from its state to create more",
+                                          requestID: requestID, now: now)
+            }
             status = 200
             answerBody = ""
             // The creation goes to the admin quorum; an approved user takes --initial-status.
@@ -208,9 +220,9 @@ public final class SandboxService: Sendable {
             reply = .respond(status: 200, headers: Self.baseHeaders(requestID: requestID, now: now), body: [])
         }
         if let idempotencyKey {
-            state.idempotency.append(SandboxState.IdempotentAnswer(
+            state.remember(SandboxState.IdempotentAnswer(
                 key: idempotencyKey, apiKey: caller.apiKey, bodySHA256: bodyHash, status: status, body: answerBody,
-                requestID: requestID, createdAt: now))
+                requestID: requestID, createdAt: now), limit: configuration.limits.idempotencyAnswers, now: now)
         }
         return reply
     }
@@ -287,9 +299,10 @@ public final class SandboxService: Sendable {
                                        "status": user.status, "pairingToken": UUID().uuidString.lowercased() + UUID().uuidString.lowercased()]
         let body = (try? JSONSerialization.data(withJSONObject: document, options: [.sortedKeys])).map { Array($0) } ?? []
         if let idempotencyKey {
-            state.idempotency.append(SandboxState.IdempotentAnswer(
+            state.remember(SandboxState.IdempotentAnswer(
                 key: idempotencyKey, apiKey: caller.apiKey, bodySHA256: fingerprint, status: 201,
-                body: String(decoding: body, as: UTF8.self), requestID: requestID, createdAt: now))
+                body: String(decoding: body, as: UTF8.self), requestID: requestID, createdAt: now),
+                limit: configuration.limits.idempotencyAnswers, now: now)
         }
         return .respond(status: 201, headers: Self.baseHeaders(requestID: requestID, now: now) + [("Content-Type", "application/json")],
                         body: body)

@@ -131,6 +131,14 @@ public struct SandboxState: Codable, Equatable, Sendable {
         return users[index]
     }
 
+    /// Remembers `answer` under its Idempotency-Key: answers older than 24 hours are forgotten
+    /// first (the API's retention), then the oldest while `limit` are kept.
+    public mutating func remember(_ answer: IdempotentAnswer, limit: Int, now: Date) {
+        idempotency.removeAll { now.timeIntervalSince($0.createdAt) > IdempotencyStore.serverRetention }
+        if idempotency.count >= limit { idempotency.removeFirst(idempotency.count - max(0, limit - 1)) }
+        idempotency.append(answer)
+    }
+
     /// Loads the state file, or starts empty when there is none.
     public static func load(from url: URL?) throws -> SandboxState {
         guard let url, let data = FileManager.default.contents(atPath: url.path), !data.isEmpty else { return .empty() }

@@ -218,13 +218,24 @@ extension SandboxService {
         if let external = transaction.externalTxId, (state.transactions ?? []).contains(where: { $0.externalTxId == external }) {
             return Self.errorResponse(400, "VALIDATION", "A transaction with this externalTxId already exists", requestID: requestID, now: now)
         }
-        state.transactions = (state.transactions ?? []) + [transaction]
+        // At the bound, the oldest completed transactions make room; none completed: wait.
+        var transactions = state.transactions ?? []
+        while transactions.count >= configuration.limits.transactions {
+            guard let finished = transactions.firstIndex(where: { $0.status == SandboxState.transactionStatuses.last }) else {
+                let step = max(1, Int(min(configuration.transactionStep, 3600).rounded(.up)))
+                return Self.errorResponse(429, "RATE_LIMIT", "Too many transactions in flight: the stand-in keeps at most \(configuration.limits.transactions), and none has completed yet",
+                                          requestID: requestID, now: now, extraHeaders: [("Retry-After", "\(step)")])
+            }
+            transactions.remove(at: finished)
+        }
+        state.transactions = transactions + [transaction]
         let answer: [String: Any] = ["id": transaction.id, "status": transaction.status, "systemMessages": [Any]()]
         let reply = Self.json(200, answer, requestID: requestID, now: now)
         if let scopedKey, case .respond(_, _, let body) = reply {
-            state.idempotency.append(SandboxState.IdempotentAnswer(
+            state.remember(SandboxState.IdempotentAnswer(
                 key: scopedKey, apiKey: caller.apiKey, bodySHA256: bodyHash, status: 200,
-                body: String(decoding: body, as: UTF8.self), requestID: requestID, createdAt: now))
+                body: String(decoding: body, as: UTF8.self), requestID: requestID, createdAt: now),
+                limit: configuration.limits.idempotencyAnswers, now: now)
         }
         return reply
     }

@@ -11,23 +11,40 @@ import Glibc
 public struct ClientTokens: Sendable {
     private let entries: [(name: String, digest: [UInt8])]
 
-    /// Reads the file. It holds secrets, so it passes ``TrustedFile``'s check for them: it, its
-    /// directory (and that of a symlink on the way) are this user's or root's, writable by
-    /// nobody else, and it is readable by nobody else (mode 0600).
+    /// Reads the file. It holds secrets, so it passes ``TrustedFile``'s check for them: it and
+    /// every directory (and symlink) on its way are this user's or root's, writable by nobody
+    /// else, and it is readable by nobody else (mode 0600). The buffer that held its bytes is
+    /// zeroed once they are parsed (only their SHA-256 digests are kept; the text of the lines,
+    /// Swift strings, cannot be zeroed and is released with them).
     public init(file path: String) throws(ProxySettingError) {
-        let bytes: [UInt8]
+        var bytes: [UInt8]
         do {
             bytes = try TrustedFile.read(path, for: .secret, limit: 1 << 20)
         } catch {
-            // The path is not shown when it cannot be read: a token pasted where its file
-            // belongs must not be echoed.
-            if error.code == .unreadable, error.subject == .file(path) {
-                throw ProxySettingError(.clientTokens, "the client-token file cannot be read (\(String(cString: strerror(error.errno ?? 0))); the value is not shown, in case it is a token)")
-            }
-            let remedy = TrustedFile.remedy(for: error).map { "; fix it with: \($0)" } ?? ""
-            throw ProxySettingError(.clientTokens, "the client-token file: \(error); it holds the secrets that let clients sign, so it must be yours and readable and writable by nobody else\(remedy)", path: path)
+            throw Self.refusal(error, path: path)
         }
+        defer { TrustedFile.zero(&bytes) }
         try self.init(bytes: bytes, origin: "the client-token file \(path)")
+    }
+
+    /// The check ``init(file:)`` makes before it reads, without reading: for a process that
+    /// does not use the tokens itself (`fireblocks-hsm`, before it hands `serve` over).
+    public static func check(file path: String) throws(ProxySettingError) {
+        do {
+            _ = try TrustedFile.verify(path, for: .secret)
+        } catch {
+            throw refusal(error, path: path)
+        }
+    }
+
+    private static func refusal(_ error: TrustedFileError, path: String) -> ProxySettingError {
+        // The path is not shown when it cannot be read: a token pasted where its file belongs
+        // must not be echoed.
+        if error.code == .unreadable, error.subject == .file(path) {
+            return ProxySettingError(.clientTokens, "the client-token file cannot be read (\(String(cString: strerror(error.errno ?? 0))); the value is not shown, in case it is a token)")
+        }
+        let remedy = TrustedFile.remedy(for: error).map { "; fix it with: \($0)" } ?? ""
+        return ProxySettingError(.clientTokens, "the client-token file: \(error); it holds the secrets that let clients sign, so it must be yours and readable and writable by nobody else\(remedy)", path: path)
     }
 
     /// Parses the file's text.
@@ -68,10 +85,22 @@ public struct ClientTokens: Sendable {
             guard !entries.contains(where: { $0.0 == name }) else {
                 throw ProxySettingError(.clientTokens, "\(origin), line \(number + 1): client '\(name)' appears twice")
             }
-            entries.append((name, Array(SHA256.hash(data: Array(fields[1].utf8)))))
+            entries.append((name, Self.digest(fields[1])))
         }
         guard !entries.isEmpty else { throw ProxySettingError(.clientTokens, "\(origin) names no client") }
         self.entries = entries
+    }
+
+    /// SHA-256 of a token, hashed where its bytes are (a copy, when one is needed, is zeroed).
+    private static func digest(_ token: Substring) -> [UInt8] {
+        var hasher = SHA256()
+        let hashed: Void? = token.utf8.withContiguousStorageIfAvailable { hasher.update(bufferPointer: UnsafeRawBufferPointer($0)) }
+        if hashed == nil {
+            var copy = Array(token.utf8)
+            hasher.update(data: copy)
+            TrustedFile.zero(&copy)
+        }
+        return Array(hasher.finalize())
     }
 
     /// The client whose token this is, comparing against every entry in constant time.

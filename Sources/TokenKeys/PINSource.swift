@@ -4,6 +4,7 @@ import Glibc
 #else
 import Foundation
 #endif
+import DurableFiles
 import PKCS11
 
 /// Where a PIN comes from. There is deliberately no way to give the PIN itself on the
@@ -134,6 +135,13 @@ public enum PINSource: Hashable, Sendable, CustomStringConvertible {
         guard status.st_mode & 0o022 == 0 else {
             throw TokenKeysError(.pinUnavailable, "the PIN file is writable by group or others (mode \(String(status.st_mode & 0o777, radix: 8))): chmod 600 it (nothing was sent to the token)")
         }
+        // And the directories on its way: whoever can write one of them can put another file
+        // at the path (or rename a directory above it and put a tree of their own there).
+        do {
+            try TrustedFile.verifyDirectories(of: path)
+        } catch {
+            throw TokenKeysError(.pinUnavailable, Self.untrustedWay(error))
+        }
         if status.st_mode & 0o044 != 0 {
             warn("warning: the PIN file is readable by group/others (mode \(String(status.st_mode & 0o777, radix: 8))); chmod 600 it")
         }
@@ -173,6 +181,24 @@ public enum PINSource: Hashable, Sendable, CustomStringConvertible {
             throw TokenKeysError(.pinUnavailable, "the PIN file's line ends in a space or tab, which is most likely not part of the PIN; remove it (nothing was sent to the token)")
         }
         return PIN(bytes: buffer[start..<end])
+    }
+
+    /// A refusal of the PIN file's way, without a path (none is shown, in case it is a PIN).
+    private static func untrustedWay(_ error: TrustedFileError) -> String {
+        let which: String
+        switch error.subject {
+        case .directory: which = "the directory holding the PIN file"
+        case .linkDirectory: which = "the directory holding a symlink on the PIN file's path"
+        case .ancestorDirectory: which = "a directory further up the PIN file's path"
+        case .file: which = error.code == .otherOwner ? "a symlink on the PIN file's path" : "the PIN file's path"
+        }
+        let why: String
+        switch error.code {
+        case .otherOwner: why = "belongs to another user (uid \(error.uid ?? 0)); it must be yours or root's"
+        case .writableByOthers: why = "is writable by group or others (mode \(String(error.mode ?? 0, radix: 8))); chmod go-w it (or make it sticky, as /tmp is)"
+        default: why = "cannot be examined (\(String(cString: strerror(error.errno ?? 0))))"
+        }
+        return "\(which) \(why): whoever can write it can put another PIN file in its place (nothing was sent to the token; the path is not shown, in case it is a PIN)"
     }
 
     private static func isValidEnvironmentName(_ name: String) -> Bool {

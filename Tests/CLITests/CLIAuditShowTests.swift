@@ -115,4 +115,141 @@ struct CLIAuditShowTests {
         let log = try String(contentsOfFile: try cli.auditLogPath(), encoding: .utf8).split(separator: "\n").map(String.init)
         #expect(lines.allSatisfy { log.contains($0) })
     }
+
+    /// A follower of the harness's token, its output and errors in files (a test reads them as
+    /// they grow).
+    private func follower(_ cli: CLIHarness, _ extra: [String] = []) throws -> (process: Process, out: String, errors: String) {
+        let out = cli.files + "/follow-\(UUID().uuidString.prefix(8)).out"
+        let errors = out + ".err"
+        _ = FileManager.default.createFile(atPath: out, contents: nil)
+        _ = FileManager.default.createFile(atPath: errors, contents: nil)
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: CLIHarness.binary)
+        process.arguments = ["audit", "show", "--follow", "--jsonl", "--interval", "0.1", "--token", cli.label, "--module", SoftHSM.modulePath] + extra
+        process.environment = cli.environment()
+        process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: out))
+        process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: errors))
+        try process.run()
+        return (process, out, errors)
+    }
+
+    private func lines(_ path: String) -> [String] {
+        ((try? String(contentsOfFile: path, encoding: .utf8)) ?? "").split(separator: "\n").map(String.init)
+    }
+
+    /// The log is only ever appended to: a follower that finds it replaced (another inode, even
+    /// with the same bytes), removed, cut, or given a line that is not the record in its place
+    /// stops with the audit trail's exit code and says which, instead of reading on.
+    @Test(arguments: ["replaced", "removed", "cut", "not a record", "out of place"])
+    func aFollowStopsWhenTheLogIsNotAppendedTo(change: String) throws {
+        let cli = try withKeys()
+        defer { cli.remove() }
+        let log = try cli.auditLogPath()
+        let original = try Data(contentsOf: URL(fileURLWithPath: log))
+        let count = original.split(separator: 0x0A).count
+        let (process, out, errors) = try follower(cli)
+        defer { if process.isRunning { process.terminate() } }
+        #expect(CLIHarness.eventually(within: 20) { lines(out).count == count }, "the records already there: \(lines(out))")
+
+        let expected: String
+        switch change {
+        case "replaced":
+            try original.write(to: URL(fileURLWithPath: log + ".new"))
+            chmod(log + ".new", 0o600)
+            #expect(rename(log + ".new", log) == 0)
+            expected = "was replaced while it was read"
+        case "removed":
+            #expect(unlink(log) == 0)
+            expected = "was removed while it was read"
+        case "cut":
+            let last = try #require(original.dropLast().lastIndex(of: 0x0A))
+            #expect(truncate(log, off_t(last + 1)) == 0)
+            expected = "became shorter while it was read"
+        case "not a record":
+            let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
+            try handle.seekToEnd()
+            try handle.write(contentsOf: Data("{\"note\": \"not a record\"}\n".utf8))
+            try handle.close()
+            expected = "record \(count) of \(log): line \(count) is not an audit record"
+        default:
+            let first = try #require(original.split(separator: 0x0A).first)
+            let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
+            try handle.seekToEnd()
+            try handle.write(contentsOf: Data(first) + Data([0x0A]))
+            try handle.close()
+            expected = "line \(count) has seq 0: records were removed, inserted or reordered"
+        }
+        #expect(CLIHarness.eventually(within: 20) { !process.isRunning }, "\(change): it went on following")
+        process.waitUntilExit()
+        let said = (try? String(contentsOfFile: errors, encoding: .utf8)) ?? ""
+        #expect(process.terminationReason == .exit && process.terminationStatus == 11, "\(change): \(process.terminationStatus) \(said)")
+        #expect(said.contains(expected), "\(change): \(said)")
+        #expect(lines(out).count == count, "\(change): nothing after it was printed: \(lines(out))")
+    }
+
+    /// A line that is not a record is an error without --follow too, never skipped.
+    @Test func aLineThatIsNotARecordStopsTheShow() throws {
+        let cli = try withKeys()
+        defer { cli.remove() }
+        let log = try cli.auditLogPath()
+        let count = lines(log).count
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
+        try handle.seekToEnd()
+        try handle.write(contentsOf: Data("garbage\n".utf8))
+        try handle.close()
+        for mode in [["--jsonl"], [], ["--json"]] {
+            let shown = try cli.runOnToken(["audit", "show"] + mode)
+            #expect(shown.status == 11, "\(mode): \(shown.standardError)")
+            #expect(shown.standardError.contains("line \(count) is not an audit record"), "\(mode): \(shown.standardError)")
+        }
+    }
+
+    /// A reader that leaves (`| head -1`) ends the follow quietly and with success, although
+    /// nothing new is written for it to fail on.
+    @Test func aReaderThatLeavesEndsTheFollowQuietly() throws {
+        let cli = try withKeys()
+        defer { cli.remove() }
+        let script = #"""
+            set -o pipefail
+            "$0" audit show --follow --jsonl --interval 0.1 --token "$1" --module "$2" 2> "$3" | head -n 1
+            echo "status=${PIPESTATUS[0]}"
+            """#
+        let errors = cli.files + "/head.err"
+        let result = try Subprocess.run("timeout", ["60", "bash", "-c", script, CLIHarness.binary, cli.label, SoftHSM.modulePath, errors],
+                                        environment: cli.environment(), workingDirectory: cli.files)
+        let printed = result.standardOutput.split(separator: "\n").map(String.init)
+        #expect(printed.count == 2 && printed.first?.contains("\"seq\":0") == true, "\(printed) \(result.standardError)")
+        #expect(printed.last == "status=0", "\(printed)")
+        let said = (try? String(contentsOfFile: errors, encoding: .utf8)) ?? "error: unreadable"
+        #expect(!said.contains("error") && !said.lowercased().contains("broken pipe"), "quietly: \(said)")
+    }
+
+    /// Writes that fail for another reason than a reader leaving (a full disk) are an error,
+    /// not silence.
+    @Test func aFullOutputIsAnError() throws {
+        let cli = try withKeys()
+        defer { cli.remove() }
+        let result = try Subprocess.run("bash", ["-c", #""$0" audit show --jsonl --token "$1" --module "$2" > /dev/full"#,
+                                                 CLIHarness.binary, cli.label, SoftHSM.modulePath],
+                                        environment: cli.environment(), workingDirectory: cli.files)
+        #expect(result.status == 3, "\(result.standardError)")
+        #expect(result.standardError.contains("cannot write the audit records to standard output (No space left on device)"), "\(result.standardError)")
+    }
+
+    /// The writer itself: a pipe nobody reads is "the reader left" (false, no signal), seen also
+    /// without writing; another failure is thrown.
+    @Test func theRecordWriterTellsALeftReaderFromAFailure() throws {
+        var ends: [Int32] = [0, 0]
+        #expect(pipe(&ends) == 0)
+        defer { close(ends[1]) }
+        let output = RecordOutput(descriptor: ends[1])
+        #expect(!output.readerLeft)
+        #expect(try output.write("first\n"))
+        close(ends[0])
+        #expect(output.readerLeft)
+        #expect(try output.write("second\n") == false)
+        let full = open("/dev/full", O_WRONLY)
+        defer { close(full) }
+        #expect(throws: CommandLineError.self) { try RecordOutput(descriptor: full).write("x\n") }
+    }
 }

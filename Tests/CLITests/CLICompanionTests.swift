@@ -133,6 +133,21 @@ struct CLICompanionTests {
         }
     }
 
+    /// The manifest's map of the targets names every command the companion runs (a command, or
+    /// a group whose commands all are), so the next reader of Package.swift is not misled.
+    @Test func theManifestNamesEveryNetworkCommand() throws {
+        let manifest = try String(contentsOfFile: CLIHarness.repository + "/Package.swift", encoding: .utf8)
+        let header = manifest.split(separator: "\n").prefix { $0.hasPrefix("//") }.joined(separator: " ")
+            .replacingOccurrences(of: "//", with: " ").split(whereSeparator: \.isWhitespace).joined(separator: " ")
+        let network = CommandTree.networkCommands()
+        let leaves = CommandTree.leaves(under: FireblocksHSMCommand.self).map(\.path)
+        for path in network {
+            let group = String(path.split(separator: " ").first ?? "")
+            let wholeGroup = leaves.filter { $0.hasPrefix(group + " ") }.allSatisfy(network.contains)
+            #expect(header.contains("`\(path)`") || (wholeGroup && header.contains("`\(group)`")), "Package.swift's header does not name '\(path)'")
+        }
+    }
+
     /// The companion runs with the command's PIN source: one that others could have written is
     /// refused, as a PKCS#11 module would be, before it runs.
     @Test func aCompanionOthersCouldHaveWrittenIsNotRun() throws {
@@ -161,6 +176,35 @@ struct CLICompanionTests {
         try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: alone)
         _ = try Subprocess.run(alone + "/fireblocks-hsm", request, environment: cli.environment(), workingDirectory: cli.files)
         #expect(FileManager.default.fileExists(atPath: marker))
+    }
+
+    /// Every directory on the companion's way is judged, not only its own: whoever can write
+    /// one further up can rename the directory below and put a companion of theirs in its
+    /// place. A world-writable ancestor is refused, naming it; a sticky one (as /tmp) is not.
+    @Test func aCompanionUnderADirectoryOthersCanWriteIsNotRun() throws {
+        let cli = try CLIHarness()
+        defer { cli.remove() }
+        let open = cli.files + "/chain/open"
+        let bin = open + "/deeper/bin"
+        try FileManager.default.createDirectory(atPath: bin, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o755])
+        try FileManager.default.copyItem(atPath: CLIHarness.binary, toPath: bin + "/fireblocks-hsm")
+        let marker = cli.files + "/planted-ran"
+        try "#!/bin/sh\ntouch \(marker)\n".write(toFile: bin + "/fireblocks-hsm-net", atomically: true, encoding: .utf8)
+        try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: bin + "/fireblocks-hsm-net")
+        let request = ["request", "GET", "/v1/workspace", "--env", "sandbox", "--api-key", "00000000-0000-4000-8000-000000000000"]
+
+        #expect(chmod(open, 0o777) == 0)
+        let refused = try Subprocess.run(bin + "/fireblocks-hsm", request, environment: cli.environment(), workingDirectory: cli.files)
+        #expect(refused.status == 3, "\(refused.standardError)")
+        #expect(refused.standardError.contains("directory \(open), on the way to it (whoever can write it can rename what is below) is writable by group or others (mode 777)"),
+                "\(refused.standardError)")
+        #expect(!FileManager.default.fileExists(atPath: marker), "the companion ran")
+
+        // Sticky, as /tmp: only an entry's owner may rename it there.
+        #expect(chmod(open, 0o1777) == 0)
+        _ = try Subprocess.run(bin + "/fireblocks-hsm", request, environment: cli.environment(), workingDirectory: cli.files)
+        #expect(FileManager.default.fileExists(atPath: marker))
+        #expect(chmod(open, 0o755) == 0)
     }
 
     /// The Debian package's layout: PREFIX/bin/fireblocks-hsm finds

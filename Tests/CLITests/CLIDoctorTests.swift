@@ -19,7 +19,7 @@ struct CLIDoctorTests {
         let result = try cli.runOnToken(["doctor", "--key", "admin", "--json"] + api)
         #expect(result.status == 0, "\(result.standardOutput)\(result.standardError)")
         let found = try checks(result)
-        for name in ["module", "softhsm", "token", "pin source", "key", "audit", "companion", "api", "api key", "clock"] {
+        for name in ["module", "softhsm", "token", "pin source", "key", "audit", "state", "companion", "api", "api key", "clock"] {
             #expect(found[name]?["status"] as? String == "ok", "\(name): \(found[name] ?? [:])")
         }
         #expect(!result.standardOutput.contains(cli.userPIN), "the PIN is never shown")
@@ -51,5 +51,14 @@ struct CLIDoctorTests {
         #expect(noPIN.status == 5, "\(noPIN.standardOutput)")
         #expect(noPIN.standardOutput.contains("✗ pin source") && !noPIN.standardOutput.contains("NOT_SET_ANYWHERE"), "\(noPIN.standardOutput)")
         #expect(noPIN.standardOutput.contains("– api"), "\(noPIN.standardOutput)")
+
+        // State others could write: what onboard and key delete would refuse, with its fix.
+        let state = cli.directory.path + "/state"
+        try FileManager.default.createDirectory(atPath: state, withIntermediateDirectories: true)
+        chmod(state, 0o777)
+        let open = try cli.runOnToken(["doctor", "--json"])
+        #expect(open.status == 3, "\(open.standardOutput)")
+        #expect((try checks(open)["state"]?["detail"] as? String)?.contains("chmod go-w '\(state)'") == true, "\(open.standardOutput)")
+        chmod(state, 0o700)
     }
 }

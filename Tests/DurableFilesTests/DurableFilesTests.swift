@@ -170,6 +170,42 @@ struct TrustedFileRuleTests {
         #expect(throws: TrustedFileError.self) { try TrustedFile.verify(base + "/safe/missing") }
     }
 
+    /// Not only the file's own directory: every directory a name is looked up in on the way
+    /// (whoever can write one can rename what is below it), and those a symlink's target passes
+    /// through, and the symlink's owner. A sticky directory (as /tmp) passes.
+    @Test func everyDirectoryOnTheWayIsJudged() throws {
+        let base = NSTemporaryDirectory() + "trusted-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: base) }
+        let up = base + "/up"
+        try FileManager.default.createDirectory(atPath: up + "/down", withIntermediateDirectories: true, attributes: [.posixPermissions: 0o755])
+        let file = up + "/down/module.so"
+        try Data("x".utf8).write(to: URL(fileURLWithPath: file))
+        chmod(file, 0o755)
+        #expect(try TrustedFile.verify(file) == file)
+
+        chmod(up, 0o777)
+        let open = #expect(throws: TrustedFileError.self) { try TrustedFile.verify(file) }
+        #expect(open?.code == .writableByOthers && open?.subject == .ancestorDirectory(up), "\(String(describing: open))")
+        #expect(open?.description.contains("directory \(up), on the way to it") == true)
+        #expect(open.flatMap(TrustedFile.remedy(for:)) == "chmod go-w '\(up)'")
+        // Reached through a link elsewhere: the way to its target is judged all the same.
+        try FileManager.default.createSymbolicLink(atPath: base + "/link.so", withDestinationPath: "up/down/module.so")
+        #expect((#expect(throws: TrustedFileError.self) { try TrustedFile.verify(base + "/link.so") })?.subject == .ancestorDirectory(up))
+
+        chmod(up, 0o1777)
+        #expect(try TrustedFile.verify(file) == file, "sticky: only an entry's owner renames it")
+        #expect(try TrustedFile.verify(base + "/link.so") == file)
+        chmod(up, 0o755)
+
+        #expect(chown(up, 65534, 65534) == 0, "the tests run as root")
+        #expect((#expect(throws: TrustedFileError.self) { try TrustedFile.verify(file) })?.code == .otherOwner)
+        #expect(chown(up, getuid(), getgid()) == 0)
+
+        #expect(lchown(base + "/link.so", 65534, 65534) == 0)
+        let link = #expect(throws: TrustedFileError.self) { try TrustedFile.verify(base + "/link.so") }
+        #expect(link?.code == .otherOwner && link?.subject == .file(base + "/link.so"), "\(String(describing: link))")
+    }
+
     /// One rule set for every use; a secret adds only that nobody else may read it, and a read
     /// is of the file that was checked, up to its limit.
     @Test func oneRuleSetForCodeConfigurationAndSecrets() throws {

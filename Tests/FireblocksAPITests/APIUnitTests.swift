@@ -247,6 +247,42 @@ struct IdempotencyStoreTests {
         #expect(record(try begin(#"{"a":1}"#, key: "my-key")).idempotencyKey == "my-key")
     }
 
+    /// Records others could have written are neither read nor sent again: a directory group or
+    /// others can write, a file another user owns, a file that is a symbolic link (each with
+    /// what fixes it). A missing directory is made private; private again, the records are read.
+    @Test func recordsOthersCouldHaveWrittenAreRefused() throws {
+        let directory = store.fileURL.deletingLastPathComponent().path
+        let file = store.fileURL.path
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let first = record(try begin(#"{"a":1}"#))
+        #expect(try FileManager.default.attributesOfItem(atPath: directory)[.posixPermissions] as? Int == 0o700)
+        func refusal(_ fix: String?, sourceLocation: SourceLocation = #_sourceLocation) {
+            let error = #expect(throws: APIClientError.self, sourceLocation: sourceLocation) { try begin(#"{"a":1}"#) }
+            #expect(error?.code == .untrustedState, sourceLocation: sourceLocation)
+            #expect(error?.reason.contains("nothing was read or sent") == true, sourceLocation: sourceLocation)
+            if let fix { #expect(error?.reason.contains("fix it with: \(fix)") == true, "\(String(describing: error))", sourceLocation: sourceLocation) }
+            #expect(throws: APIClientError(.untrustedState, ""), sourceLocation: sourceLocation) { try store.requireTrusted() }
+        }
+
+        chmod(directory, 0o777)
+        refusal("chmod go-w '\(directory)'")
+        chmod(directory, 0o700)
+
+        #expect(chown(file, 65534, 65534) == 0, "the tests run as root")
+        refusal("chown \(getuid()) '\(file)'")
+        #expect(chown(file, getuid(), getgid()) == 0)
+
+        let elsewhere = directory + "/../" + UUID().uuidString
+        defer { try? FileManager.default.removeItem(atPath: elsewhere) }
+        #expect(rename(file, elsewhere) == 0)
+        try FileManager.default.createSymbolicLink(atPath: file, withDestinationPath: elsewhere)
+        refusal(nil)
+        try FileManager.default.removeItem(atPath: file)
+        #expect(rename(elsewhere, file) == 0)
+
+        #expect(record(try begin(#"{"a":1}"#)).idempotencyKey == first.idempotencyKey, "private again: the same record")
+    }
+
     @Test func aPendingRecordOlderThanTheServersMemoryIsNotResentBlindly() throws {
         let old = Date().addingTimeInterval(-IdempotencyStore.serverRetention)
         _ = try begin(#"{"a":1}"#, now: old)

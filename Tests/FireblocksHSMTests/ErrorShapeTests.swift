@@ -40,6 +40,15 @@ struct ErrorShapeTests {
         #expect(errors.last?.facts.path == state.path + "/missing")
     }
 
+    /// A token operation's failure carries, besides the PKCS#11 call and what it returned, the
+    /// token (and key) it was about, as the other errors of the layer do.
+    @Test func aTokenOperationsFailureNamesItsTokenAndKey() {
+        let failure = PKCS11Error(function: "C_SignInit", returnValue: .keyFunctionNotPermitted)
+        let error = TokenOperationError(operation: "signing the CSR on token 'fb'", underlying: failure, tokenLabel: "fb", keyLabel: "ci-bot")
+        #expect(error.facts == ErrorFacts(tokenLabel: "fb", keyLabel: "ci-bot", function: "C_SignInit", returnValue: "CKR_KEY_FUNCTION_NOT_PERMITTED"))
+        #expect(TokenOperationError(operation: "listing the tokens", underlying: failure).facts.tokenLabel == nil)
+    }
+
     /// The rule for the next engineer: no string below the command line names a flag (the
     /// command line's ErrorReport adds that advice), so a service built on the libraries never
     /// tells its own users to pass `--key`.

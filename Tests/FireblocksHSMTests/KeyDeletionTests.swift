@@ -74,11 +74,10 @@ struct KeyDeletionTests {
         }
     }
 
-    /// With the admin key, the deletion asks the API: a user still listed and enabled blocks
-    /// it; one disabled, or removed (its recorded id no longer listed), does not.
     /// Successor records others could have written (the state file writable by group or
-    /// others) retire nobody: a forged successor must not stand in for force.
-    @Test func successorRecordsOthersCouldWriteRetireNobody() async throws {
+    /// others) are not read at all: the plan is refused, naming the file and its fix, and a
+    /// forged successor never stands in for force. Private again, they retire the user.
+    @Test func successorRecordsOthersCouldWriteAreRefused() async throws {
         try await UseCaseWorld.with("del-untrusted", sandbox: { _ in }) { world in
             _ = try await world.onboard(try world.onboarding())
             var successor = try world.onboarding("ci-bot-2")
@@ -86,9 +85,12 @@ struct KeyDeletionTests {
             _ = try await world.onboard(successor)
             let file = world.state.appendingPathComponent("onboarding.json").path
             #expect(chmod(file, 0o666) == 0)
-            let plan = try await planned(world, "ci-bot")
-            #expect(!plan.blocking.isEmpty, "\(plan.backedUsers)")
-            #expect(plan.backedUsers.first?.upstream?.contains("not trusted") == true, "\(plan.backedUsers)")
+            let refused = await #expect(throws: OperationError.self) { try await planned(world, "ci-bot") }
+            #expect(refused?.code == .untrustedState)
+            #expect(refused?.facts.path == file)
+            #expect(refused?.reason.contains("chmod go-w '\(file)'") == true, "\(String(describing: refused))")
+            await #expect(throws: OperationError(.untrustedState, "")) { try await delete(world, "ci-bot", force: true) }
+            #expect(try world.privateKeyLabels() == ["admin", "ci-bot", "ci-bot-2"], "nothing was destroyed")
             #expect(chmod(file, 0o600) == 0)
             #expect(try await planned(world, "ci-bot").blocking.isEmpty, "trusted again once its mode is private")
         }
@@ -116,6 +118,8 @@ struct KeyDeletionTests {
         }
     }
 
+    /// With the admin key, the deletion asks the API: a user still listed and enabled blocks
+    /// it; one disabled, or removed (its recorded id no longer listed), does not.
     @Test(arguments: ["disable", "remove"])
     func theAPIsUserListDecidesWhetherTheUserIsRetired(change: String) async throws {
         let stateFile = FileManager.default.temporaryDirectory.appendingPathComponent("del-upstream-\(UUID().uuidString).json")
@@ -146,8 +150,60 @@ struct KeyDeletionTests {
             let retired = try await checked()
             #expect(retired.plan.blocking.isEmpty, "\(retired.plan.backedUsers)")
             #expect(retired.plan.backedUsers.first?.retired?.contains(change == "remove" ? "absent" : "disabled") == true)
-            try await BlockingBridge.run(moving: retired) { try $0.perform(force: false) }
+            // What the API showed is recorded, before anything is deleted.
+            let how = change == "remove" ? "removed" : "disabled"
+            let record = try #require(try world.auditRecords().last { $0.event == KeyDeletion.retiredEvent })
+            let userID = try #require(try world.record()?.apiUserID)
+            #expect(record.facts["id"]?.text == userID && record.facts["how"]?.text == how && record.facts["name"]?.text == "ci-bot", "\(record.facts)")
+            #expect(record.facts["baseURL"]?.text == (try world.sandbox?.baseURL.description).map { $0.hasSuffix("/") ? String($0.dropLast()) : $0 })
+
+            // A later deletion takes the recorded retirement as evidence, without asking the API
+            // (the stand-in is stopped: asking it would fail).
+            try await world.sandbox?.stop()
+            let again = try await planned(world, "ci-bot")
+            #expect(again.blocking.isEmpty, "\(again.backedUsers)")
+            #expect(again.backedUsers.first?.retired?.hasPrefix("\(how) at ") == true && again.backedUsers.first?.retired?.contains("audit record \(record.seq)") == true,
+                    "\(again.backedUsers)")
+            try await delete(world, "ci-bot", force: false)
             #expect(try world.privateKeyLabels() == ["admin"])
+            let deleted = try #require(try world.auditRecords().last { $0.event == "key.deleted" })
+            #expect(deleted.facts["forced"] == .bool(false))
+        }
+    }
+
+    /// A recorded retirement is the evidence only for the very user (its recorded id) at the
+    /// very API it was created at: one recorded for another id, or at another API, retires
+    /// nobody. When the API is asked, its answer wins over the record.
+    @Test func aRecordedRetirementOfAnotherUserOrAPIRetiresNobody() async throws {
+        try await UseCaseWorld.with("del-recorded", sandbox: { _ in }) { world in
+            _ = try await world.onboard(try world.onboarding())
+            let userID = try #require(try world.record()?.apiUserID)
+            let base = try #require(try world.record()?.baseURL)
+            let target = world.target()
+            let audit = world.audit
+            func recordRetirement(id: String, baseURL: String) async throws {
+                let entry = AuditEntry(event: KeyDeletion.retiredEvent, facts: [
+                    "name": .string("ci-bot"), "id": .string(id), "baseURL": .string(baseURL), "how": .string("removed")])
+                try await BlockingBridge.run {
+                    let opened = try OpenedToken.open(target, readWrite: true, logIn: true, observer: SilentObserver(), auditDirectory: audit)
+                    try AuditService(opened: opened, directory: audit, observer: SilentObserver()).record([entry])
+                }
+            }
+            try await recordRetirement(id: UUID().uuidString.lowercased(), baseURL: base)
+            try await recordRetirement(id: userID, baseURL: "https://api.fireblocks.io/v1")
+            #expect(try await planned(world, "ci-bot").blocking.count == 1)
+            try await recordRetirement(id: userID, baseURL: base)
+            let recorded = try await planned(world, "ci-bot")
+            #expect(recorded.blocking.isEmpty && recorded.backedUsers.first?.retiredByRecord == true, "\(recorded.backedUsers)")
+
+            // Asked, the API's answer wins over the record: the user is listed enabled again.
+            let (state, api, keyTarget) = (world.state, try world.api(), world.target(key: "ci-bot"))
+            let deletion = try await BlockingBridge.run {
+                try KeyDeletion.plan(target: keyTarget, stateDirectory: state, auditDirectory: audit, observer: SilentObserver())
+            }
+            try await deletion.checkUpstream(adminKey: .label("admin"), api: api)
+            #expect(deletion.plan.blocking.count == 1, "\(deletion.plan.backedUsers)")
+            #expect(deletion.plan.backedUsers.first?.upstream?.contains("enabled") == true)
         }
     }
 

@@ -104,6 +104,52 @@ struct PINSourceTests {
         #expect(refused?.reason.contains("writable by group or others") == true && refused?.reason.contains(path) == false)
     }
 
+    /// The PIN file's directory, and every one on its way, is judged too: whoever can write it
+    /// can put another PIN file at the path. Refused before anything is sent, without a path; a
+    /// sticky directory (as /tmp) passes.
+    @Test(arguments: ["directory", "ancestor", "owner", "symlink"])
+    func aPINFileWhoseWayOthersCanWriteIsRefused(how: String) throws {
+        let base = FileManager.default.temporaryDirectory.appendingPathComponent("pindir-\(UUID())").path
+        defer { try? FileManager.default.removeItem(atPath: base) }
+        let holder = base + "/secrets"
+        try FileManager.default.createDirectory(atPath: holder, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o755])
+        let file = holder + "/pin"
+        try Data("pin\n".utf8).write(to: URL(fileURLWithPath: file))
+        chmod(file, 0o600)
+        var path = file
+        let expected: String
+        switch how {
+        case "directory":
+            chmod(holder, 0o777)
+            expected = "the directory holding the PIN file is writable by group or others (mode 777)"
+        case "ancestor":
+            chmod(base, 0o777)
+            expected = "a directory further up the PIN file's path is writable by group or others (mode 777)"
+        case "owner":
+            #expect(chown(holder, 65534, 65534) == 0, "the tests run as root")
+            expected = "the directory holding the PIN file belongs to another user (uid 65534)"
+        default:
+            let open = base + "/open"
+            try FileManager.default.createDirectory(atPath: open, withIntermediateDirectories: true)
+            chmod(open, 0o777)
+            path = open + "/pin"
+            try FileManager.default.createSymbolicLink(atPath: path, withDestinationPath: file)
+            expected = "the directory holding a symlink on the PIN file's path is writable by group or others"
+        }
+        let refused = #expect(throws: TokenKeysError(.pinUnavailable, "")) {
+            try PINSource.file(path).readPIN(prompter: nil, promptText: "", warn: { _ in })
+        }
+        #expect(refused?.reason.contains(expected) == true, "\(String(describing: refused))")
+        #expect(refused?.reason.contains(base) == false, "no path is shown")
+
+        // Sticky (as /tmp), or private again: read.
+        for directory in [holder, base, base + "/open"] where FileManager.default.fileExists(atPath: directory) {
+            chmod(directory, 0o1777)
+        }
+        #expect(chown(holder, getuid(), getgid()) == 0)
+        #expect(try PINSource.file(path).readPIN(prompter: nil, promptText: "", warn: { _ in }).isEqual(to: PIN("pin")))
+    }
+
     @Test func anEmptyOrMissingFileIsAnError() throws {
         let path = try temporaryFile("\n", mode: 0o600)
         defer { unlink(path) }
