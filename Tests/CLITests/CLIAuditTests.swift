@@ -65,6 +65,33 @@ struct CLIAuditTests {
         #expect(!log.contains("eyJ"))
     }
 
+    /// An auditor's `audit verify` while another process seals (each one-shot `jwt` anchors a
+    /// new checkpoint: the token's object, then the checkpoint file): every verification passes.
+    /// Reading the token's anchor before the file could find a file that moved on since and
+    /// call it "ahead of the anchor"; a handle found just before the object was replaced could
+    /// be gone when its value was read.
+    @Test func verificationsBesideAnotherProcessThatSealsAllPass() throws {
+        let cli = try CLIHarness()
+        defer { cli.remove() }
+        #expect(try cli.runOnToken(["key", "generate", "--key", "k", "--bits", "2048"]).status == 0)
+        let writer = Process()
+        writer.executableURL = URL(fileURLWithPath: "/bin/sh")
+        writer.arguments = ["-c", "for i in $(seq 40); do \"$0\" jwt --key k --api-key 00000000-0000-4000-8000-000000000000 --path /v1/workspace --token \"$1\" --pin-source env:TEST_HSM_PIN --module \"$2\" > /dev/null || exit 1; done",
+                            CLIHarness.binary, cli.label, SoftHSM.modulePath]
+        writer.environment = cli.environment()
+        try writer.run()
+        var runs = 0
+        var failures: [String] = []
+        while writer.isRunning || runs < 3 {
+            let verify = try cli.runOnToken(["audit", "verify"])
+            if verify.status != 0 { failures.append(verify.standardError) }
+            runs += 1
+        }
+        writer.waitUntilExit()
+        #expect(writer.terminationStatus == 0)
+        #expect(failures.isEmpty, "\(failures.count) of \(runs) verifications failed: \(failures.prefix(3))")
+    }
+
     @Test func aProfileCanSayWhereTheAuditLogsGo() throws {
         let cli = try CLIHarness()
         defer { cli.remove() }

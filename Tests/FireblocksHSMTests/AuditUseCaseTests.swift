@@ -4,7 +4,6 @@ import Crypto
 import FireblocksHSM
 import Foundation
 import HexEncoding
-import Synchronization
 import Testing
 import TokenKeys
 import TransparencyLog
@@ -75,55 +74,6 @@ struct AuditUseCaseTests {
             }
             #expect(shown.map { $0.facts["n"] } == [.integer(2), .integer(3)])
         }
-    }
-
-    /// A reader of the anchor beside a writer that re-anchors (an auditor's `audit verify`
-    /// while the proxy seals): the anchor object it found can be destroyed before its value is
-    /// read (CKR_OBJECT_HANDLE_INVALID), and the checkpoint file moves on after the token's
-    /// object; the reader looks again, and reads the file before the token, instead of failing
-    /// or calling the file "ahead of the anchor".
-    @Test func theAnchorIsReadBesideAWriterThatReplacesIt() async throws {
-        try await UseCaseWorld.with("audit-anchor-race") { world in
-            _ = try await world.trustedAuditKey()
-            let target = world.target()
-            let audit = world.audit
-            let readerDone = Flag()
-            let writing = Task {
-                try await BlockingBridge.run {
-                    let opened = try OpenedToken.open(target, readWrite: true, logIn: true, observer: SilentObserver(), auditDirectory: audit)
-                    let service = AuditService(opened: opened, directory: audit, observer: SilentObserver())
-                    var n = 0
-                    while !readerDone.isSet, n < 2000 {
-                        _ = try service.record([AuditEntry(event: "test.recorded", facts: ["n": .integer(n)])])
-                        n += 1
-                        // As a proxy seals: often, not back to back (SoftHSM's token lock is
-                        // not fair: a writer that never pauses starves the reader).
-                        usleep(3_000)
-                    }
-                }
-            }
-            // The reader starts once the writer has.
-            while try world.auditRecords().count < 8 { try await Task.sleep(for: .milliseconds(20)) }
-            let sizes = try await withService(world) { service in
-                var sizes: [Int] = []
-                defer { readerDone.set() }
-                for n in 0..<40 {
-                    sizes.append(n % 4 == 0 ? try service.verify().records
-                                            : try service.tokenCheckpoint().map { try Checkpoint(noteText: $0.text).treeSize } ?? -1)
-                }
-                return sizes
-            }
-            try await writing.value
-            #expect(sizes.allSatisfy { $0 >= 0 })
-            #expect(sizes.contains { $0 > sizes[0] }, "the reads overlapped the writes: \(sizes)")
-        }
-    }
-
-    /// Set once, read from other threads.
-    private final class Flag: Sendable {
-        private let value = Mutex(false)
-        var isSet: Bool { value.withLock { $0 } }
-        func set() { value.withLock { $0 = true } }
     }
 
     @Test(arguments: ["edit", "delete", "truncate"])
