@@ -5,6 +5,8 @@ import Glibc
 #else
 import Foundation
 #endif
+import Dispatch
+import Synchronization
 import TransparencyLog
 
 /// What a full verification found of the tiles: each one there compared with the tile the
@@ -153,9 +155,15 @@ extension AuditLog {
             let tree = try verify(against: checkpoints)
             return (tree.size, tree.root, TileCheck(present: false, checked: 0, missing: 0, offsetsChecked: 0))
         }
-        let checker = TileChecker(store: store)
-        let tree = try verify(against: checkpoints) { _, length, leafHash in checker.take(length: length, leafHash: leafHash) }
-        return (tree.size, tree.root, try checker.finish())
+        let pipeline = TileCheckPipeline(store: store)
+        let tree: (size: Int, root: [UInt8])
+        do {
+            tree = try verify(against: checkpoints) { _, length, leafHash in pipeline.take(length: length, leafHash: leafHash) }
+        } catch {
+            _ = try? pipeline.finish()
+            throw error
+        }
+        return (tree.size, tree.root, try pipeline.finish())
     }
 
     /// Verifies the log from `saved` (a checkpoint the caller verified, by the audit key, for
@@ -234,5 +242,72 @@ extension AuditLog {
         }
         return .verified(.init(size: index, root: range.root, hashedFrom: saved.treeSize, recordsHashed: index - saved.treeSize,
                                consistencyProof: consistency, tilesRead: tree.tilesRead))
+    }
+}
+
+/// A ``TileChecker`` on a thread of its own, fed the pass's leaves in batches: comparing the
+/// tiles (rebuilding their hashes, reading the files) overlaps the hashing of the records, so a
+/// full verification with tiles costs little more than one without. At most four batches wait
+/// (bounded memory); the checker lives on its thread alone.
+final class TileCheckPipeline: Sendable {
+    typealias Batch = [(length: Int, leafHash: MerkleTree.Hash)]
+    private static let batchSize = 4096
+
+    private let waiting = Mutex<[Batch?]>([])
+    private let available = DispatchSemaphore(value: 0)
+    private let slots = DispatchSemaphore(value: 4)
+    private let done = DispatchSemaphore(value: 0)
+    private let outcome = Mutex<Result<TileCheck, any Error>?>(nil)
+    /// Filled by the pass's thread only (the one that calls ``take(length:leafHash:)``).
+    private let filling = Mutex<Batch>([])
+
+    init(store: TileStore) {
+        DispatchQueue.global(qos: .userInitiated).async { [self] in
+            let checker = TileChecker(store: store)
+            while true {
+                available.wait()
+                let next = waiting.withLock { $0.removeFirst() }
+                // Every slot taken is given back (the end marker's too): libdispatch refuses to
+                // free a semaphore below the value it was made with.
+                slots.signal()
+                guard let next else { break }
+                for leaf in next { checker.take(length: leaf.length, leafHash: leaf.leafHash) }
+            }
+            let result = Result { try checker.finish() }
+            outcome.withLock { $0 = result }
+            done.signal()
+        }
+    }
+
+    /// One record, in order.
+    func take(length: Int, leafHash: MerkleTree.Hash) {
+        let full = filling.withLock { batch -> Batch? in
+            batch.append((length, leafHash))
+            guard batch.count >= Self.batchSize else { return nil }
+            defer { batch.removeAll(keepingCapacity: true) }
+            return batch
+        }
+        if let full { hand(full) }
+    }
+
+    /// The verdict, once every leaf handed over is compared (call once).
+    func finish() throws -> TileCheck {
+        let rest = filling.withLock { batch -> Batch in
+            defer { batch = [] }
+            return batch
+        }
+        if !rest.isEmpty { hand(rest) }
+        slots.wait()
+        waiting.withLock { $0.append(nil) }
+        available.signal()
+        done.wait()
+        guard let result = outcome.withLock({ $0 }) else { return TileCheck(present: true, checked: 0, missing: 0, offsetsChecked: 0) }
+        return try result.get()
+    }
+
+    private func hand(_ batch: Batch) {
+        slots.wait()
+        waiting.withLock { $0.append(batch) }
+        available.signal()
     }
 }
