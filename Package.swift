@@ -26,6 +26,10 @@
 //                       token key as an RS256Signer); no terminal I/O, exit code or flag name
 //   ProxySettings what `serve` is told (listen address, allow rules, rate, body size, client
 //                 tokens, the loopback rule), parsed without the network stack: both executables
+//   ProxySettings -> TransactionPolicy  what each client may do, read before the token signs:
+//                 the YAML policy (Yams), routes, transaction rules on the request body, exact
+//                 decimal amounts, verdicts naming the rule (no SwiftNIO; Yams brings the full
+//                 Foundation, so only the companion links it)
 //   HTTPServing   the connection policy both HTTP servers share (connection cap, request deadline)
 //   FireblocksHSM + HTTPServing + AsyncHTTPTransport (its one AsyncHTTPClient configuration)
 //     -> SigningProxy  `serve`: the signing proxy (policy, audit of every request, JWT per request
@@ -58,6 +62,7 @@ let package = Package(
         .library(name: "FireblocksHSM", targets: ["FireblocksHSM"]),
         .library(name: "ProxySettings", targets: ["ProxySettings"]),
         .library(name: "SigningProxy", targets: ["SigningProxy"]),
+        .library(name: "TransactionPolicy", targets: ["TransactionPolicy"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
@@ -73,6 +78,7 @@ let package = Package(
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.0.0"),
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.4.1"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.0.0"),
+        .package(url: "https://github.com/jpsim/Yams.git", from: "6.0.0"),
     ],
     targets: [
         .systemLibrary(
@@ -115,6 +121,10 @@ let package = Package(
         .target(
             name: "ProxySettings",
             dependencies: ["ErrorShape", "DurableFiles", .product(name: "Crypto", package: "swift-crypto")]
+        ),
+        .target(
+            name: "TransactionPolicy",
+            dependencies: ["ErrorShape", "ProxySettings", .product(name: "Yams", package: "Yams")]
         ),
         .target(
             name: "TransparencyLog",
@@ -306,6 +316,10 @@ let package = Package(
         .testTarget(
             name: "DurableFilesTests",
             dependencies: ["DurableFiles", "ErrorShape"]
+        ),
+        .testTarget(
+            name: "TransactionPolicyTests",
+            dependencies: ["TransactionPolicy", "ProxySettings"]
         ),
         .testTarget(
             name: "JOSETests",
