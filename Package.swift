@@ -40,7 +40,8 @@
 //                              companion below by execv: no SwiftNIO, no HTTP client or server,
 //                              no full Foundation, so the one-shot signing commands start fast
 //     + AsyncHTTPTransport + SigningProxy -> fireblocks-hsm-net  the companion executable: the
-//                              same commands, with the network stack
+//                              same commands, with the network stack (and TransactionPolicy's
+//                              YAML parser: `policy check|test` run there too)
 //   FireblocksSandbox -> fireblocks-sandbox  the stand-in's executable
 //
 // Linux only (Debian/Ubuntu with p11-kit and SoftHSM from the distribution): no Apple platform
@@ -124,7 +125,11 @@ let package = Package(
         ),
         .target(
             name: "TransactionPolicy",
-            dependencies: ["ErrorShape", "ProxySettings", .product(name: "Yams", package: "Yams")]
+            dependencies: [
+                "ErrorShape", "ProxySettings", "HexEncoding",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Yams", package: "Yams"),
+            ]
         ),
         .target(
             name: "TransparencyLog",
@@ -256,6 +261,7 @@ let package = Package(
                 "FireblocksHSMCommandLine",
                 "AsyncHTTPTransport",
                 "SigningProxy",
+                "TransactionPolicy",
                 "ProxySettings",
                 "FireblocksHSM",
                 "FireblocksAPI",

@@ -84,14 +84,14 @@ private struct PolicyReader {
                     throw PolicyError(.invalidValue, "'default' is the top-level key for requests without a client token, not a client's name",
                                       line: line(key))
                 }
-                clients[name] = try client(value, name: name)
+                clients[name] = try client(value, name: name, line: line(key))
             }
         }
-        let defaultClient = try fields["default"].map { node throws(PolicyError) in try client(node, name: Policy.defaultClientName) }
+        let defaultClient = try fields["default"].map { node throws(PolicyError) in try client(node, name: Policy.defaultClientName, line: line(node)) }
         return Policy(clients: clients, defaultClient: defaultClient)
     }
 
-    func client(_ node: Node, name: String) throws(PolicyError) -> ClientPolicy {
+    func client(_ node: Node, name: String, line declared: Int?) throws(PolicyError) -> ClientPolicy {
         let fields = try mapping(node, what: "client '\(name)'", keys: ["routes", "transactions"], required: ["routes"])
         var routes: [AllowRule] = []
         for item in try sequence(fields["routes"]!, what: "routes") {
@@ -114,7 +114,7 @@ private struct PolicyReader {
             }
             rules = read
         }
-        return ClientPolicy(name: name, routes: routes, transactions: rules, line: line(node))
+        return ClientPolicy(name: name, routes: routes, transactions: rules, line: declared)
     }
 
     func transactionRule(_ node: Node) throws(PolicyError) -> TransactionRule {

@@ -1,0 +1,110 @@
+import ArgumentParser
+import FireblocksHSMCommandLine
+import Foundation
+import TransactionPolicy
+
+/// What `policy check` and `policy test` do; `fireblocks-hsm` parses them, this executable
+/// (which links the YAML parser) runs them.
+struct NetPolicyRunner: PolicyRunner {
+    func check(_ command: PolicyCheckCommand) async throws {
+        let file = try Self.read(command.file)
+        let policy = file.policy
+        let clients = policy.clients.keys.sorted()
+        let warnings = policy.warnings
+        if command.json {
+            struct Warning: Encodable { let line: Int?; let message: String }
+            struct Report: Encodable {
+                let valid: Bool
+                let path: String
+                let sha256: String
+                let clients: [String]
+                let hasDefault: Bool
+                let transactionRules: Int
+                let warnings: [Warning]
+            }
+            Console().output(try JSONOutput.encode(Report(
+                valid: true, path: file.path, sha256: file.sha256, clients: clients, hasDefault: policy.defaultClient != nil,
+                transactionRules: policy.transactionRuleCount, warnings: warnings.map { Warning(line: $0.line, message: $0.message) })))
+        } else {
+            let console = Console()
+            for warning in warnings { console.diagnostic(TerminalText.sanitized("warning: \(file.path): \(warning)")) }
+            let named = clients.isEmpty ? "no named client" : "\(clients.count) client(s) (\(clients.joined(separator: ", ")))"
+            let withDefault = policy.defaultClient == nil ? "" : " and a default"
+            console.output(TerminalText.sanitized("\(file.path): valid: \(named)\(withDefault), \(policy.transactionRuleCount) transaction rule(s); sha256 \(file.sha256)") + "\n")
+        }
+    }
+
+    func test(_ command: PolicyTestCommand) async throws {
+        let file = try Self.read(command.file)
+        let body: [UInt8]
+        switch command.request {
+        case nil:
+            body = []
+        case "-"?:
+            body = Array(FileHandle.standardInput.readDataToEndOfFile().prefix(16 << 20))
+        case let path?:
+            do {
+                body = Array(try Data(contentsOf: URL(fileURLWithPath: path)).prefix(16 << 20))
+            } catch {
+                throw CommandLineError("--request: cannot read \(path): \(error.localizedDescription)", exitClass: .io)
+            }
+        }
+        let seconds: Int64
+        if let at = command.at {
+            guard let date = try? Date.ISO8601FormatStyle().parse(at) else {
+                throw CommandLineError("--at is a UTC time 'YYYY-MM-DDTHH:MM:SSZ', not '\(at)'")
+            }
+            seconds = Int64(date.timeIntervalSince1970.rounded(.down))
+        } else {
+            seconds = Int64(Date().timeIntervalSince1970.rounded(.down))
+        }
+        guard let request = PolicyRequest(method: command.method, target: command.path, client: command.client, body: body,
+                                          secondsSince1970: seconds) else {
+            throw CommandLineError("--path '\(command.path)' has an empty, '.' or '..' segment or percent-encoding: the proxy refuses it before any policy")
+        }
+        let verdict = file.policy.evaluate(request)
+        if command.json {
+            struct Reservation: Encodable { let assetId: String; let amount: String; let periodSeconds: Int64; let maxTotal: String }
+            struct Report: Encodable {
+                let allowed: Bool
+                let client: String
+                let rule: String
+                let check: String
+                let reason: String
+                let facts: TransactionFacts?
+                let window: Reservation?
+                let policySHA256: String
+            }
+            Console().output(try JSONOutput.encode(Report(
+                allowed: verdict.allowed, client: verdict.client, rule: verdict.rule, check: verdict.check, reason: verdict.reason,
+                facts: verdict.facts,
+                window: verdict.reservation.map {
+                    Reservation(assetId: $0.assetId, amount: $0.amount.description, periodSeconds: $0.window.seconds,
+                                maxTotal: $0.window.maximumTotal.description)
+                },
+                policySHA256: file.sha256)))
+        } else {
+            var line = verdict.allowed
+                ? "allowed by rule \(verdict.rule) (client \(verdict.client)): \(verdict.reason)"
+                : "denied by rule \(verdict.rule) (\(verdict.check), client \(verdict.client)): \(verdict.reason)"
+            if let reservation = verdict.reservation {
+                line += "; the proxy reserves \(reservation.amount) \(reservation.assetId) against \(reservation.window.maximumTotal) "
+                    + "per \(reservation.window.seconds) s before signing"
+            }
+            Console().output(TerminalText.sanitized(line) + "\n")
+        }
+        if !verdict.allowed { throw ExitCode(policyDeniedExitCode) }
+    }
+
+    /// The policy, or the command line's error naming the file and the line (exit 2; 3 when
+    /// the file cannot be read).
+    static func read(_ path: String) throws -> PolicyFile {
+        do {
+            return try PolicyFile(path: path)
+        } catch {
+            let place = [error.line.map(String.init), error.column.map(String.init)].compactMap { $0 }.joined(separator: ":")
+            let message = "\(path)\(place.isEmpty ? "" : ":" + place): \(error.reason)"
+            throw CommandLineError(TerminalText.sanitized(message), exitClass: error.code == .unreadable ? .io : .usage)
+        }
+    }
+}
