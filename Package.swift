@@ -30,6 +30,8 @@
 //                 the YAML policy (Yams), routes, transaction rules on the request body, exact
 //                 decimal amounts, verdicts naming the rule (no SwiftNIO; Yams brings the full
 //                 Foundation, so only the companion links it)
+//     -> PolicyLimits  the rolling totals, reserved atomically before signing and released when
+//                      the upstream refuses: SQLite (sqlite-nio) in the state directory
 //   HTTPServing   the connection policy both HTTP servers share (connection cap, request deadline)
 //   FireblocksHSM + HTTPServing + AsyncHTTPTransport (its one AsyncHTTPClient configuration)
 //     -> SigningProxy  `serve`: the signing proxy (policy, audit of every request, JWT per request
@@ -64,6 +66,7 @@ let package = Package(
         .library(name: "ProxySettings", targets: ["ProxySettings"]),
         .library(name: "SigningProxy", targets: ["SigningProxy"]),
         .library(name: "TransactionPolicy", targets: ["TransactionPolicy"]),
+        .library(name: "PolicyLimits", targets: ["PolicyLimits"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
@@ -80,6 +83,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.4.1"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.0.0"),
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.0.0"),
+        .package(url: "https://github.com/vapor/sqlite-nio.git", from: "1.13.0"),
     ],
     targets: [
         .systemLibrary(
@@ -129,6 +133,13 @@ let package = Package(
                 "ErrorShape", "ProxySettings", "HexEncoding",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Yams", package: "Yams"),
+            ]
+        ),
+        .target(
+            name: "PolicyLimits",
+            dependencies: [
+                "ErrorShape", "TransactionPolicy",
+                .product(name: "SQLiteNIO", package: "sqlite-nio"),
             ]
         ),
         .target(
@@ -326,6 +337,10 @@ let package = Package(
         .testTarget(
             name: "TransactionPolicyTests",
             dependencies: ["TransactionPolicy", "ProxySettings"]
+        ),
+        .testTarget(
+            name: "PolicyLimitsTests",
+            dependencies: ["PolicyLimits", "TransactionPolicy"]
         ),
         .testTarget(
             name: "JOSETests",

@@ -66,6 +66,14 @@ public struct WindowReservation: Sendable, Hashable {
     public let assetId: String
     public let amount: ExactDecimal
     public let window: RollingWindow
+
+    public init(client: String, rule: String, assetId: String, amount: ExactDecimal, window: RollingWindow) {
+        self.client = client
+        self.rule = rule
+        self.assetId = assetId
+        self.amount = amount
+        self.window = window
+    }
 }
 
 /// The policy's answer for one request.
