@@ -31,7 +31,8 @@
 //                 decimal amounts, verdicts naming the rule (no SwiftNIO; Yams brings the full
 //                 Foundation, so only the companion links it)
 //     -> PolicyLimits  the rolling totals, reserved atomically before signing and released when
-//                      the upstream refuses: SQLite (sqlite-nio) in the state directory
+//                      the upstream refuses: SQLite (sqlite-nio) in the state directory, or
+//                      PostgreSQL (postgres-nio) shared by several proxies
 //   HTTPServing   the connection policy both HTTP servers share (connection cap, request deadline)
 //   FireblocksHSM + HTTPServing + AsyncHTTPTransport (its one AsyncHTTPClient configuration)
 //     -> SigningProxy  `serve`: the signing proxy (policy, audit of every request, JWT per request
@@ -84,6 +85,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.0.0"),
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.0.0"),
         .package(url: "https://github.com/vapor/sqlite-nio.git", from: "1.13.0"),
+        .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.0"),
     ],
     targets: [
         .systemLibrary(
@@ -140,6 +142,8 @@ let package = Package(
             dependencies: [
                 "ErrorShape", "TransactionPolicy",
                 .product(name: "SQLiteNIO", package: "sqlite-nio"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .target(
@@ -340,7 +344,7 @@ let package = Package(
         ),
         .testTarget(
             name: "PolicyLimitsTests",
-            dependencies: ["PolicyLimits", "TransactionPolicy"]
+            dependencies: ["PolicyLimits", "TransactionPolicy", .product(name: "Logging", package: "swift-log")]
         ),
         .testTarget(
             name: "JOSETests",
