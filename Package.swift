@@ -231,6 +231,8 @@ let package = Package(
                 "ProxySettings",
                 "DurableFiles",
                 "ErrorShape",
+                "TransactionPolicy",
+                "PolicyLimits",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -277,6 +279,7 @@ let package = Package(
                 "AsyncHTTPTransport",
                 "SigningProxy",
                 "TransactionPolicy",
+                "PolicyLimits",
                 "ProxySettings",
                 "FireblocksHSM",
                 "FireblocksAPI",
@@ -386,7 +389,7 @@ let package = Package(
         .testTarget(
             name: "SigningProxyTests",
             dependencies: [
-                "SigningProxy", "ProxySettings", "FireblocksHSM", "FireblocksAPI", "TokenKeys", "AuditTrail", "JOSE", "SoftHSMTestSupport",
+                "SigningProxy", "ProxySettings", "TransactionPolicy", "PolicyLimits", "FireblocksHSM", "FireblocksAPI", "TokenKeys", "AuditTrail", "JOSE", "SoftHSMTestSupport",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "_CryptoExtras", package: "swift-crypto"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),

@@ -95,6 +95,17 @@ public struct Verdict: Sendable, Hashable {
     /// The rolling total to reserve before signing, when the rule has a window.
     public let reservation: WindowReservation?
 
+    public init(allowed: Bool, client: String, rule: String, check: String, reason: String, facts: TransactionFacts?,
+                reservation: WindowReservation?) {
+        self.allowed = allowed
+        self.client = client
+        self.rule = rule
+        self.check = check
+        self.reason = reason
+        self.facts = facts
+        self.reservation = reservation
+    }
+
     static func deny(_ client: String, rule: String, check: String, _ reason: String, facts: TransactionFacts? = nil) -> Verdict {
         Verdict(allowed: false, client: client, rule: rule, check: check, reason: reason, facts: facts, reservation: nil)
     }

@@ -1,6 +1,9 @@
 import ArgumentParser
 import FireblocksHSMCommandLine
 import Foundation
+import Logging
+import PolicyLimits
+import SigningProxy
 import TransactionPolicy
 
 /// What `policy check` and `policy test` do; `fireblocks-hsm` parses them, this executable
@@ -94,6 +97,53 @@ struct NetPolicyRunner: PolicyRunner {
             Console().output(TerminalText.sanitized(line) + "\n")
         }
         if !verdict.allowed { throw ExitCode(policyDeniedExitCode) }
+    }
+
+    /// `serve --policy`: the policy and its limit store, opened before the proxy starts; errors
+    /// name the flag (and the policy's line).
+    static func gate(policy path: String, store spec: String, logger: Logger) async throws -> PolicyGate {
+        let file: PolicyFile
+        do {
+            file = try read(path)
+        } catch let error as CommandLineError {
+            throw CommandLineError("--policy \(error.message)")
+        }
+        let store: any LimitStore
+        do {
+            if spec.hasPrefix("sqlite:") {
+                let path = String(spec.dropFirst("sqlite:".count))
+                try? FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true,
+                                                         attributes: [.posixPermissions: 0o700])
+                store = try await SQLiteLimitStore.open(path: path)
+            } else {
+                let location = try PostgresLocation(parsing: spec)
+                store = try await PostgresLimitStore.open(location, password: ProcessInfo.processInfo.environment["PGPASSWORD"], logger: logger)
+            }
+        } catch {
+            throw CommandLineError("--policy-store \(TerminalText.sanitized(error.reason))", exitClass: error.code == .badLocation ? .usage : .io)
+        }
+        logger.notice("policy in force", metadata: ["policy.file": "\(file.path)", "policy.sha256": "\(file.sha256)"])
+        return PolicyGate(file: file, store: store)
+    }
+
+    /// SIGHUP reloads the policy: validated, or the old one kept (logged, recorded, counted).
+    static func reloadOnHangUp(_ gate: PolicyGate, logger: Logger) -> any DispatchSourceSignal {
+        signal(SIGHUP, SIG_IGN)
+        let source = DispatchSource.makeSignalSource(signal: SIGHUP, queue: .global())
+        source.setEventHandler {
+            Task {
+                switch await gate.reload() {
+                case .success(let file):
+                    logger.notice("policy reloaded", metadata: ["policy.file": "\(file.path)", "policy.sha256": "\(file.sha256)"])
+                case .failure(let error):
+                    logger.error("policy reload refused: the policy in force is kept", metadata: [
+                        "policy.file": "\(gate.file.path)", "policy.sha256": "\(gate.file.sha256)", "error": "\(error)",
+                    ])
+                }
+            }
+        }
+        source.resume()
+        return source
     }
 
     /// The policy, or the command line's error naming the file and the line (exit 2; 3 when

@@ -54,6 +54,10 @@ struct NetProxyRunner: ProxyCommandRunner {
         configuration.jwtLifetime = target.jwtLifetime
         configuration.compensateClockSkew = !command.api.noClockSkewCompensation
         configuration.upstreamTimeout = .milliseconds(Int64(max(1, min(command.api.timeout, 3600)) * 1000))
+        if let path = command.policy {
+            configuration.policy = try await NetPolicyRunner.gate(policy: path, store: command.policyStore ?? "sqlite:" + command.defaultPolicyStorePath(),
+                                                                  logger: logger)
+        }
 
         let tokenTarget = try command.token.target(key: command.key.key ?? profile?.key, profile: profile)
         let console = Console()
@@ -67,8 +71,13 @@ struct NetProxyRunner: ProxyCommandRunner {
             configuration: configuration, token: tokenTarget,
             auditDirectory: command.audit.directory(profile: profile), poolSize: command.poolSize, handlingSignals: true,
             observer: Console(), logger: logger)
-        console.diagnostic("serving on \(proxy.address) → \(configuration.upstream) (\(configuration.rules.count) allow rule(s), pool of \(proxy.pool.size)); SIGTERM or Ctrl-C stops")
+        let governed = configuration.policy.map { "policy \($0.file.path) sha256 \($0.file.sha256); SIGHUP reloads it" }
+            ?? "\(configuration.rules.count) allow rule(s)"
+        console.diagnostic("serving on \(proxy.address) → \(configuration.upstream) (\(governed), pool of \(proxy.pool.size)); SIGTERM or Ctrl-C stops")
+        let reloads = configuration.policy.map { NetPolicyRunner.reloadOnHangUp($0, logger: logger) }
         await proxy.waitUntilClosed()
+        reloads?.cancel()
+        await configuration.policy?.close()
     }
 
     func benchProxy(_ command: BenchProxyCommand, transport: any HTTPTransport) async throws {
