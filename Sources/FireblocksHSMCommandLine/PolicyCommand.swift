@@ -98,15 +98,49 @@ package struct PolicyTestCommand: NetworkCommand {
     }
 }
 
-/// What runs `policy check` and `policy test` (in the companion executable, which links the
-/// policy's YAML parser).
+/// `bench policy`: what the policy adds to each request the proxy signs (docs/performance.md).
+package struct BenchPolicyCommand: NetworkCommand {
+    package init() {}
+
+    package static let configuration = CommandConfiguration(
+        commandName: "policy",
+        abstract: "Measure the policy's added latency per request: a 20-rule policy, its SQLite limit store.",
+        discussion: """
+            Judges POST /v1/transactions requests one after another as the proxy does before
+            signing (the body read against the rules, a window's amount reserved in a new
+            SQLite store in a temporary directory) and prints the latency's percentiles.
+
+            Example:
+              fireblocks-hsm bench policy --requests 5000 --json
+            """
+    )
+
+    @Option(help: ArgumentHelp("Requests to judge.", valueName: "n"))
+    package var requests: Int = 2000
+
+    @Flag(help: "Print one JSON document on stdout.")
+    package var json = false
+
+    package func validate() throws {
+        guard (10...1_000_000).contains(requests) else { throw ValidationError("--requests must be 10 to 1000000") }
+    }
+
+    package func run(network: Network) async throws {
+        try await network.policies.bench(self)
+    }
+}
+
+/// What runs `policy check`, `policy test` and `bench policy` (in the companion executable,
+/// which links the policy's YAML parser).
 package protocol PolicyRunner: Sendable {
     func check(_ command: PolicyCheckCommand) async throws
     func test(_ command: PolicyTestCommand) async throws
+    func bench(_ command: BenchPolicyCommand) async throws
 }
 
 extension PolicyCheckCommand: JSONReporting { package var wantsJSON: Bool { json } }
 extension PolicyTestCommand: JSONReporting { package var wantsJSON: Bool { json } }
+extension BenchPolicyCommand: JSONReporting { package var wantsJSON: Bool { json } }
 
 /// The exit code of a denial (`policy test`), after the verdict is printed.
 package let policyDeniedExitCode = ExitStatus.policyDenied.rawValue

@@ -55,7 +55,7 @@ public final class PolicyGate: Sendable {
     public func replace(with file: PolicyFile) { current.withLock { $0 = file } }
 
     /// What the gate decides for one request.
-    enum Judgement: Sendable {
+    package enum Judgement: Sendable {
         /// Allowed; a window's reservation, when the rule has one, is held until released.
         case allowed(Verdict, reservation: ReservationID?)
         /// Denied by the policy (or by a window that is full).
@@ -65,7 +65,7 @@ public final class PolicyGate: Sendable {
     }
 
     /// Judges `request` and, when the rule has a window, reserves its amount.
-    func judge(_ request: PolicyRequest) async -> (Judgement, sha256: String) {
+    package func judge(_ request: PolicyRequest) async -> (Judgement, sha256: String) {
         let file = self.file
         let verdict = file.policy.evaluate(request)
         guard verdict.allowed else { return (.denied(verdict), file.sha256) }
@@ -88,7 +88,7 @@ public final class PolicyGate: Sendable {
 
     /// Releases a reservation whose transaction was not made (the upstream refused it, or it
     /// was never sent).
-    func release(_ id: ReservationID) async throws(LimitStoreError) {
+    package func release(_ id: ReservationID) async throws(LimitStoreError) {
         try await store.release(id)
     }
 

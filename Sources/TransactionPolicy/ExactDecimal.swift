@@ -94,6 +94,24 @@ public struct ExactDecimal: Sendable, Hashable, Comparable, CustomStringConverti
         return ExactDecimal(normalizing: sum.reversed(), scale: scale)
     }
 
+    /// The exact difference, `lhs - rhs`; nil when `rhs` is larger (no negative amounts).
+    public static func subtracting(_ rhs: Self, from lhs: Self) -> Self? {
+        guard !(lhs < rhs) else { return lhs == rhs ? .zero : nil }
+        let scale = max(lhs.scale, rhs.scale)
+        let left = Array(lhs.aligned(to: scale).reversed())
+        let right = Array(rhs.aligned(to: scale).reversed())
+        var difference: [UInt8] = []
+        difference.reserveCapacity(left.count)
+        var borrow: Int = 0
+        for index in 0..<left.count {
+            var digit = Int(left[index]) - (index < right.count ? Int(right[index]) : 0) - borrow
+            borrow = digit < 0 ? 1 : 0
+            if digit < 0 { digit += 10 }
+            difference.append(UInt8(digit))
+        }
+        return ExactDecimal(normalizing: difference.reversed(), scale: scale)
+    }
+
     /// The canonical text: `0`, `12.5`, `0.001`.
     public var description: String {
         guard !digits.isEmpty else { return "0" }

@@ -99,6 +99,80 @@ struct NetPolicyRunner: PolicyRunner {
         if !verdict.allowed { throw ExitCode(policyDeniedExitCode) }
     }
 
+    func bench(_ command: BenchPolicyCommand) async throws {
+        // 20 rules, the one that decides last, so that every request walks them all.
+        var rules = ""
+        for index in 0..<19 {
+            rules += """
+                  - name: rule-\(index)
+                    assets: [ASSET_\(index)]
+                    maxAmount: "1000"
+                    window: { period: 24h, maxTotal: "1000000" }
+                    sourceVaultAccounts: ["\(index)"]
+                    destinationTypes: [EXTERNAL_WALLET, VAULT_ACCOUNT]
+                    externalTxId: required
+
+            """
+        }
+        let text = """
+            version: 1
+            clients:
+              payouts:
+                routes: [GET /v1/vault/accounts_paged, POST /v1/transactions, GET /v1/transactions/*]
+                transactions:
+            \(rules)      - name: usdc-payouts
+                    assets: [USDC]
+                    maxAmount: "10000"
+                    window: { period: 24h, maxTotal: "1000000000" }
+                    sourceVaultAccounts: ["3"]
+                    destinationTypes: [EXTERNAL_WALLET, VAULT_ACCOUNT]
+                    destinationIds: ["wallet-1", "wallet-2", "wallet-3"]
+                    externalTxId: required
+                    note: { required: true, pattern: "payout-[0-9]+" }
+                    hoursUTC: [{ from: "00:00", to: "24:00" }]
+
+            """
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("fireblocks-hsm-bench-policy-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let path = directory.appendingPathComponent("policy.yaml").path
+        try text.write(toFile: path, atomically: true, encoding: .utf8)
+        let file = try Self.read(path)
+        let gate = PolicyGate(file: file, store: try await SQLiteLimitStore.open(path: directory.appendingPathComponent("limits.sqlite").path))
+        let clock = ContinuousClock()
+        var nanoseconds: [Int64] = []
+        nanoseconds.reserveCapacity(command.requests)
+        var denied = 0
+        for index in 0..<command.requests {
+            let body = Array(#"{"assetId":"USDC","amount":"12.34","source":{"type":"VAULT_ACCOUNT","id":"3"},"destination":{"type":"EXTERNAL_WALLET","id":"wallet-2"},"externalTxId":"payout-\#(index)","note":"payout-\#(index)"}"#.utf8)
+            let started = clock.now
+            let request = PolicyRequest(method: "POST", segments: ["v1", "transactions"], client: "payouts", body: body,
+                                        secondsSince1970: Int64(Date().timeIntervalSince1970))
+            let (judgement, _) = await gate.judge(request)
+            let elapsed = started.duration(to: clock.now)
+            nanoseconds.append(elapsed.components.seconds * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000)
+            if case .allowed = judgement {} else { denied += 1 }
+        }
+        await gate.close()
+        guard denied == 0 else { throw CommandLineError("bench policy: \(denied) of the benchmark's requests were denied (a defect of the benchmark)") }
+        nanoseconds.sort()
+        func percentile(_ fraction: Double) -> Double {
+            Double(nanoseconds[min(nanoseconds.count - 1, Int(Double(nanoseconds.count) * fraction))]) / 1000
+        }
+        let (p50, p90, p99) = (percentile(0.5), percentile(0.9), percentile(0.99))
+        if command.json {
+            struct Report: Encodable {
+                let requests: Int; let rules: Int; let store: String
+                let p50Microseconds: Double; let p90Microseconds: Double; let p99Microseconds: Double
+            }
+            Console().output(try JSONOutput.encode(Report(requests: command.requests, rules: file.policy.transactionRuleCount, store: "sqlite",
+                                                          p50Microseconds: p50, p90Microseconds: p90, p99Microseconds: p99)))
+        } else {
+            Console().output("policy: \(command.requests) requests, \(file.policy.transactionRuleCount) rules, SQLite store: "
+                             + "p50 \(Int(p50)) µs, p90 \(Int(p90)) µs, p99 \(Int(p99)) µs added per request\n")
+        }
+    }
+
     /// `serve --policy`: the policy and its limit store, opened before the proxy starts; errors
     /// name the flag (and the policy's line).
     static func gate(policy path: String, store spec: String, logger: Logger) async throws -> PolicyGate {

@@ -67,6 +67,32 @@ import TransactionPolicy
         await store.close()
     }
 
+    @Test func twoStoresOnOneFileSeeEachOthersReservations() async throws {
+        let (directory, path) = try Self.temporaryPath()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let first = try await SQLiteLimitStore.open(path: path)
+        let second = try await SQLiteLimitStore.open(path: path)
+        // Each reads its window once, then learns of the other's writes (PRAGMA data_version).
+        guard case .reserved = try await first.reserve(Self.reservation("400"), at: 100) else {
+            Issue.record("refused")
+            return
+        }
+        guard case .reserved(_, let seen) = try await second.reserve(Self.reservation("400"), at: 101) else {
+            Issue.record("refused")
+            return
+        }
+        #expect(seen == ExactDecimal("800"))
+        #expect(try await first.reserve(Self.reservation("200.01"), at: 102) == .exceeded(total: ExactDecimal("800")!))
+        guard case .reserved(_, let total) = try await first.reserve(Self.reservation("200"), at: 103) else {
+            Issue.record("refused")
+            return
+        }
+        #expect(total == ExactDecimal("1000"))
+        #expect(try await second.reserve(Self.reservation("0.000001"), at: 104) == .exceeded(total: ExactDecimal("1000")!))
+        await first.close()
+        await second.close()
+    }
+
     @Test func totalsSurviveARestart() async throws {
         let (directory, path) = try Self.temporaryPath()
         defer { try? FileManager.default.removeItem(atPath: directory) }

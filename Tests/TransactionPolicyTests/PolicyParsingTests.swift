@@ -153,5 +153,9 @@ import TransactionPolicy
         #expect(!(ExactDecimal("5")! < ExactDecimal("5.000")!))
         #expect((ExactDecimal("99.99")! + ExactDecimal("0.01")!).description == "100")
         #expect((ExactDecimal("0.001")! + .zero).description == "0.001")
+        #expect(ExactDecimal.subtracting(ExactDecimal("0.01")!, from: ExactDecimal("100")!) == ExactDecimal("99.99"))
+        #expect(ExactDecimal.subtracting(ExactDecimal("7.5")!, from: ExactDecimal("7.50")!) == .zero)
+        #expect(ExactDecimal.subtracting(ExactDecimal("7.51")!, from: ExactDecimal("7.5")!) == nil)
+        #expect(ExactDecimal.subtracting(ExactDecimal("0.3")!, from: ExactDecimal("1000.2")!)?.description == "999.9")
     }
 }
