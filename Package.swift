@@ -299,7 +299,7 @@ let package = Package(
             ]
         ),
 
-        // Test support: throwaway SoftHSM tokens in temporary directories.
+        // Test support: throwaway SoftHSM tokens (and PostgreSQL servers) in temporary directories.
         .target(
             name: "SoftHSMTestSupport",
             dependencies: ["PKCS11"],
@@ -347,7 +347,7 @@ let package = Package(
         ),
         .testTarget(
             name: "PolicyLimitsTests",
-            dependencies: ["PolicyLimits", "TransactionPolicy", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["PolicyLimits", "TransactionPolicy", "SoftHSMTestSupport", .product(name: "Logging", package: "swift-log")]
         ),
         .testTarget(
             name: "JOSETests",

@@ -115,3 +115,60 @@ struct CLIProxyPolicyTests {
         #expect(started.count == 2 && started.allSatisfy { ($0["policySHA256"] as? String)?.count == 64 })
     }
 }
+
+/// Two `serve` processes sharing one limit through PostgreSQL (a real server the test starts).
+@Suite("Command line: two proxies, one limit (PostgreSQL)",
+       .enabled(if: ThrowawayPostgres.available, "needs Debian's postgresql package (ci/install-deps); runs always in CI"))
+struct CLIProxySharedLimitTests {
+    @Test func twoProxiesSharingPostgreSQLNeverPassTheLimitTogether() throws {
+        let server = try ThrowawayPostgres()
+        defer { server.stop() }
+        let (cli, sandbox, api) = try SandboxProcess.withAdmin(apiKey: UUID().uuidString.lowercased())
+        defer { sandbox.stop(); cli.remove() }
+        let policyPath = cli.files + "/payouts.yaml"
+        try CLIProxyPolicyTests.policy.write(toFile: policyPath, atomically: true, encoding: .utf8)
+        // The password only in the environment: an address with one is refused, and not repeated.
+        let refused = try cli.run(["serve", "--token", cli.label, "--pin-source", "env:TEST_HSM_PIN", "--key", "admin",
+                                   "--listen", "127.0.0.1:0", "--policy", policyPath,
+                                   "--policy-store", "postgres://\(server.user):\(server.password)@127.0.0.1:\(server.port)/postgres"] + api)
+        #expect(refused.status == 2 && refused.standardError.contains("PGPASSWORD"), "\(refused.standardError)")
+        #expect(!refused.standardError.contains(server.password))
+
+        let arguments = ["--key", "admin", "--listen", "127.0.0.1:0", "--policy", policyPath, "--policy-store", server.location] + api
+        let first = try ProxyProcess(cli: cli, arguments: arguments, socket: nil, environment: ["PGPASSWORD": server.password])
+        let second = try ProxyProcess(cli: cli, arguments: arguments, socket: nil, environment: ["PGPASSWORD": server.password])
+        let ports = [try #require(first.port), try #require(second.port)]
+        // 24 transactions of 0.001 at once, alternately through each proxy, against 0.015 a day.
+        let script = """
+            import json, threading, urllib.request, urllib.error
+            ports = \(ports)
+            statuses = []
+            lock = threading.Lock()
+            def send(index):
+                body = json.dumps({"assetId": "BTC_TEST", "amount": "0.001", "externalTxId": "shared-%d" % index,
+                                   "source": {"type": "VAULT_ACCOUNT", "id": "0"},
+                                   "destination": {"type": "VAULT_ACCOUNT", "id": "1"}}).encode()
+                request = urllib.request.Request("http://127.0.0.1:%d/v1/transactions" % ports[index % 2], data=body,
+                                                 headers={"Content-Type": "application/json"}, method="POST")
+                try:
+                    status = urllib.request.urlopen(request, timeout=60).status
+                except urllib.error.HTTPError as error:
+                    status = error.code
+                with lock:
+                    statuses.append(status)
+            threads = [threading.Thread(target=send, args=(i,)) for i in range(24)]
+            for thread in threads: thread.start()
+            for thread in threads: thread.join()
+            print(json.dumps(statuses))
+            """
+        let run = try Subprocess.run("python3", ["-c", script], environment: cli.environment(), workingDirectory: cli.files)
+        #expect(first.terminate() == 0)
+        #expect(second.terminate() == 0)
+        #expect(run.status == 0, "\(run.standardError)\n\(first.output)\n\(second.output)")
+        let statuses = try #require(try JSONSerialization.jsonObject(with: Data(run.standardOutput.utf8)) as? [Int])
+        #expect(statuses.count == 24)
+        #expect(statuses.filter { (200..<300).contains($0) }.count == 15, "exactly 0.015 of 0.024 asked: \(statuses)")
+        #expect(statuses.filter { $0 == 403 }.count == 9, "\(statuses)")
+        #expect(!first.output.contains(server.password) && !second.output.contains(server.password), "the password is never logged")
+    }
+}

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import PolicyLimits
+import SoftHSMTestSupport
 import Testing
 import TransactionPolicy
 

@@ -4,16 +4,16 @@ import Foundation
 /// `postgresql` package: initdb and pg_ctl from /usr/lib/postgresql/*/bin), password
 /// authentication (SCRAM), listening on 127.0.0.1 only, stopped and removed at the end. As root
 /// (CI), the server runs as the `postgres` user, which the package creates.
-final class ThrowawayPostgres: @unchecked Sendable {
-    let directory: String
-    let port: Int
-    let user = "fbhsm"
-    let password: String
+public final class ThrowawayPostgres: @unchecked Sendable {
+    public let directory: String
+    public let port: Int
+    public let user = "fbhsm"
+    public let password: String
     private let binaries: String
     private let asPostgres: Bool
 
     /// The newest installed server's binaries, if any.
-    static var binaries: String? {
+    public static var binaries: String? {
         let root = "/usr/lib/postgresql"
         let versions = ((try? FileManager.default.contentsOfDirectory(atPath: root)) ?? []).compactMap(Int.init).sorted()
         return versions.reversed().map { "\(root)/\($0)/bin" }.first { FileManager.default.isExecutableFile(atPath: $0 + "/initdb") }
@@ -21,9 +21,9 @@ final class ThrowawayPostgres: @unchecked Sendable {
 
     /// True when the tests can run: a server is installed, or this is CI (where a missing server
     /// is a failure, never a skip).
-    static var available: Bool { binaries != nil || ProcessInfo.processInfo.environment["CI"] != nil }
+    public static var available: Bool { binaries != nil || ProcessInfo.processInfo.environment["CI"] != nil }
 
-    init() throws {
+    public init() throws {
         guard let binaries = Self.binaries else {
             throw TestPostgresError("no PostgreSQL server installed (Debian's postgresql package; ci/install-deps installs it)")
         }
@@ -58,13 +58,13 @@ final class ThrowawayPostgres: @unchecked Sendable {
         port = started
     }
 
-    func stop() {
+    public func stop() {
         _ = try? Self.tool("pg_ctl", ["-D", directory + "/data", "-m", "immediate", "-w", "stop"], binaries: binaries, asPostgres: asPostgres)
         try? FileManager.default.removeItem(atPath: directory)
     }
 
     /// The store's address (no password: it comes from the environment).
-    var location: String { "postgres://\(user)@127.0.0.1:\(port)/postgres" }
+    public var location: String { "postgres://\(user)@127.0.0.1:\(port)/postgres" }
 
     @discardableResult
     private static func tool(_ tool: String, _ arguments: [String], binaries: String, asPostgres: Bool) throws -> String {
@@ -96,7 +96,7 @@ final class ThrowawayPostgres: @unchecked Sendable {
     }
 }
 
-struct TestPostgresError: Error, CustomStringConvertible {
-    let description: String
-    init(_ description: String) { self.description = description }
+public struct TestPostgresError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
 }
