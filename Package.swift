@@ -132,7 +132,7 @@ let package = Package(
         .target(
             name: "TransactionPolicy",
             dependencies: [
-                "ErrorShape", "ProxySettings", "HexEncoding",
+                "ErrorShape", "ProxySettings", "HexEncoding", "DurableFiles",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Yams", package: "Yams"),
             ]

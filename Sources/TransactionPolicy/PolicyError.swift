@@ -21,6 +21,9 @@ public struct PolicyError: LibraryError, Hashable {
         public static let invalidValue = Code("policyInvalidValue")
         /// The file could not be read.
         public static let unreadable = Code("policyUnreadable")
+        /// The file could be written by someone else (TrustedFile's rule): it decides what the
+        /// token signs.
+        public static let untrusted = Code("policyUntrusted")
     }
 
     public let code: Code

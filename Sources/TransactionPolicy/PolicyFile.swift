@@ -1,4 +1,5 @@
 import Crypto
+import DurableFiles
 import HexEncoding
 #if canImport(FoundationEssentials)
 import FoundationEssentials
@@ -18,12 +19,26 @@ public struct PolicyFile: Sendable {
     public let sha256: String
 
     /// Reads and parses `path`; errors carry the path and the line.
-    public init(path: String) throws(PolicyError) {
+    ///
+    /// - Parameter trusted: the file must pass TrustedFile's rule for configuration (it and its
+    ///   directory yours or root's, writable by nobody else): what the proxy enforces, since
+    ///   whoever can write the policy decides what the token signs. Checking a draft needs not.
+    public init(path: String, trusted: Bool = true) throws(PolicyError) {
         let bytes: [UInt8]
-        do {
-            bytes = Array(try Data(contentsOf: URL(fileURLWithPath: path), options: .mappedIfSafe).prefix(Policy.maximumTextSize + 1))
-        } catch {
-            throw PolicyError(.unreadable, "cannot read the policy file: \(error.localizedDescription)", path: path)
+        if trusted {
+            do {
+                bytes = try TrustedFile.read(path, for: .configures, limit: Policy.maximumTextSize + 1)
+            } catch {
+                let remedy = TrustedFile.remedy(for: error).map { " (\($0))" } ?? ""
+                throw PolicyError(error.code == .unreadable ? .unreadable : .untrusted,
+                                  "the policy file cannot be trusted or read: \(error.description)\(remedy)", path: path)
+            }
+        } else {
+            do {
+                bytes = Array(try Data(contentsOf: URL(fileURLWithPath: path), options: .mappedIfSafe).prefix(Policy.maximumTextSize + 1))
+            } catch {
+                throw PolicyError(.unreadable, "cannot read the policy file: \(error.localizedDescription)", path: path)
+            }
         }
         try self.init(path: path, bytes: bytes)
     }

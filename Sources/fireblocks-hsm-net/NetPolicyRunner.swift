@@ -10,7 +10,7 @@ import TransactionPolicy
 /// (which links the YAML parser) runs them.
 struct NetPolicyRunner: PolicyRunner {
     func check(_ command: PolicyCheckCommand) async throws {
-        let file = try Self.read(command.file)
+        let file = try Self.read(command.file, trusted: false)
         let policy = file.policy
         let clients = policy.clients.keys.sorted()
         let warnings = policy.warnings
@@ -38,7 +38,7 @@ struct NetPolicyRunner: PolicyRunner {
     }
 
     func test(_ command: PolicyTestCommand) async throws {
-        let file = try Self.read(command.file)
+        let file = try Self.read(command.file, trusted: false)
         let body: [UInt8]
         switch command.request {
         case nil:
@@ -222,13 +222,13 @@ struct NetPolicyRunner: PolicyRunner {
 
     /// The policy, or the command line's error naming the file and the line (exit 2; 3 when
     /// the file cannot be read).
-    static func read(_ path: String) throws -> PolicyFile {
+    static func read(_ path: String, trusted: Bool = true) throws -> PolicyFile {
         do {
-            return try PolicyFile(path: path)
+            return try PolicyFile(path: path, trusted: trusted)
         } catch {
             let place = [error.line.map(String.init), error.column.map(String.init)].compactMap { $0 }.joined(separator: ":")
             let message = "\(path)\(place.isEmpty ? "" : ":" + place): \(error.reason)"
-            throw CommandLineError(TerminalText.sanitized(message), exitClass: error.code == .unreadable ? .io : .usage)
+            throw CommandLineError(TerminalText.sanitized(message), exitClass: error.code == .unreadable || error.code == .untrusted ? .io : .usage)
         }
     }
 }
