@@ -116,6 +116,54 @@ struct CLIProxyPolicyTests {
     }
 }
 
+/// `kill -HUP`: a policy that validates is put in force and recorded; one that does not is
+/// refused, logged, and the one in force kept.
+@Suite("Command line: serve reloads its policy on SIGHUP")
+struct CLIProxyPolicyReloadTests {
+    @Test(.enabled(if: Subprocess.isAvailable("curl")))
+    func aHangUpReloadsAValidPolicyAndKeepsTheOldOneOtherwise() throws {
+        let (cli, sandbox, api) = try SandboxProcess.withAdmin(apiKey: UUID().uuidString.lowercased())
+        defer { sandbox.stop(); cli.remove() }
+        let path = cli.files + "/policy.yaml"
+        let readOnly = "version: 1\ndefault:\n  routes: [GET /v1/vault/accounts_paged]\n"
+        try readOnly.write(toFile: path, atomically: true, encoding: .utf8)
+        let proxy = try ProxyProcess(cli: cli, arguments: ["--key", "admin", "--listen", "127.0.0.1:0", "--policy", path,
+                                                           "--policy-store", "sqlite:" + cli.files + "/limits.sqlite"] + api, socket: nil)
+        let port = try #require(proxy.port)
+        func status(_ target: String) throws -> String {
+            try Subprocess.run("curl", ["-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "30",
+                                        "http://127.0.0.1:\(port)\(target)"]).standardOutput
+        }
+        func waitForLog(_ text: String) {
+            for _ in 0..<200 where !proxy.output.contains(text) { usleep(50_000) }
+        }
+        #expect(try status("/v1/vault/accounts_paged") == "200")
+        #expect(try status("/v1/supported_assets") == "403")
+
+        // A broken policy: refused, the one in force kept.
+        try (readOnly + "  transactionz: []\n").write(toFile: path, atomically: true, encoding: .utf8)
+        kill(proxy.process.processIdentifier, SIGHUP)
+        waitForLog("policy reload refused")
+        #expect(proxy.output.contains("policy reload refused"), "\(proxy.output)")
+        #expect(proxy.output.contains("line 4"), "the log names the line: \(proxy.output)")
+        #expect(try status("/v1/vault/accounts_paged") == "200")
+
+        // A valid one: in force for the next request.
+        try "version: 1\ndefault:\n  routes: [GET /v1/supported_assets]\n".write(toFile: path, atomically: true, encoding: .utf8)
+        kill(proxy.process.processIdentifier, SIGHUP)
+        waitForLog("policy reloaded")
+        #expect(try status("/v1/vault/accounts_paged") == "403")
+        #expect(try status("/v1/supported_assets") != "403")
+        #expect(proxy.terminate() == 0)
+
+        let audit = cli.directory.path + "/audit"
+        let log = try #require(try FileManager.default.contentsOfDirectory(atPath: audit).first { $0.hasSuffix(".jsonl") })
+        let events = try String(contentsOfFile: audit + "/" + log, encoding: .utf8).split(separator: "\n")
+            .compactMap { (try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])?["event"] as? String }
+        #expect(events.contains("proxy.policy-reload-failed") && events.contains("proxy.policy-reloaded"), "\(events)")
+    }
+}
+
 /// Two `serve` processes sharing one limit through PostgreSQL (a real server the test starts).
 @Suite("Command line: two proxies, one limit (PostgreSQL)",
        .enabled(if: ThrowawayPostgres.available, "needs Debian's postgresql package (ci/install-deps); runs always in CI"))
