@@ -57,6 +57,7 @@ package struct PolicyTestCommand: NetworkCommand {
     package static let configuration = CommandConfiguration(
         commandName: "test",
         abstract: "Judge a request against a policy: the verdict and the rule (exit 13 when denied).",
+        usage: "fireblocks-hsm policy test <file> [--client <name>] [--request <file>]\n[--method <method>] [--path <path>] [--at <time>] [--json]",
         discussion: """
             The request is a JSON body as Fireblocks' TransactionRequest for the default
             POST /v1/transactions, judged as the proxy would before signing. Rolling window
