@@ -64,6 +64,9 @@ struct NetProxyRunner: ProxyCommandRunner {
         if tokenTarget.pinSource == .prompt {
             console.diagnostic("warning: the PIN comes from a prompt: if the token logs this process out, the proxy cannot log in again and refuses to sign until restarted; a long-running proxy wants --pin-source file:PATH or env:NAME")
         }
+        if let policy = configuration.policy?.file.policy, !policy.clients.isEmpty, configuration.clients == nil {
+            console.diagnostic("warning: the policy names clients (\(policy.clients.keys.sorted().joined(separator: ", "))) but without --client-token-file every request is the policy's default")
+        }
         if case .loopback = configuration.listen, configuration.clients == nil {
             console.diagnostic("warning: listening on a TCP port without --client-token-file: every local user and process can sign as this API user; prefer a unix socket, or require client tokens")
         }
