@@ -27,6 +27,13 @@
 //                       token key as an RS256Signer); no terminal I/O, exit code or flag name
 //   ProxySettings what `serve` is told (listen address, allow rules, rate, body size, client
 //                 tokens, the loopback rule), parsed without the network stack: both executables
+//   ProxySettings -> TransactionPolicy  what each client may do, read before the token signs:
+//                 the YAML policy (Yams), routes, transaction rules on the request body, exact
+//                 decimal amounts, verdicts naming the rule (no SwiftNIO; Yams brings the full
+//                 Foundation, so only the companion links it)
+//     -> PolicyLimits  the rolling totals, reserved atomically before signing and released when
+//                      the upstream refuses: SQLite (sqlite-nio) in the state directory, or
+//                      PostgreSQL (postgres-nio) shared by several proxies
 //   HTTPServing   the connection policy both HTTP servers share (connection cap, request deadline)
 //   FireblocksHSM + HTTPServing + AsyncHTTPTransport (its one AsyncHTTPClient configuration)
 //     -> SigningProxy  `serve`: the signing proxy (policy, audit of every request, JWT per request
@@ -38,7 +45,8 @@
 //                              companion below by execv: no SwiftNIO, no HTTP client or server,
 //                              no full Foundation, so the one-shot signing commands start fast
 //     + AsyncHTTPTransport + SigningProxy -> fireblocks-hsm-net  the companion executable: the
-//                              same commands, with the network stack
+//                              same commands, with the network stack (and TransactionPolicy's
+//                              YAML parser: `policy check|test` run there too)
 //   FireblocksSandbox -> fireblocks-sandbox  the stand-in's executable
 //
 // Linux only (Debian/Ubuntu with p11-kit and SoftHSM from the distribution): no Apple platform
@@ -60,6 +68,8 @@ let package = Package(
         .library(name: "FireblocksHSM", targets: ["FireblocksHSM"]),
         .library(name: "ProxySettings", targets: ["ProxySettings"]),
         .library(name: "SigningProxy", targets: ["SigningProxy"]),
+        .library(name: "TransactionPolicy", targets: ["TransactionPolicy"]),
+        .library(name: "PolicyLimits", targets: ["PolicyLimits"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
@@ -75,6 +85,9 @@ let package = Package(
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.0.0"),
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.4.1"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.0.0"),
+        .package(url: "https://github.com/jpsim/Yams.git", from: "6.0.0"),
+        .package(url: "https://github.com/vapor/sqlite-nio.git", from: "1.13.0"),
+        .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.0"),
     ],
     targets: [
         .systemLibrary(
@@ -118,6 +131,23 @@ let package = Package(
         .target(
             name: "ProxySettings",
             dependencies: ["ErrorShape", "DurableFiles", .product(name: "Crypto", package: "swift-crypto")]
+        ),
+        .target(
+            name: "TransactionPolicy",
+            dependencies: [
+                "ErrorShape", "ProxySettings", "HexEncoding", "DurableFiles",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Yams", package: "Yams"),
+            ]
+        ),
+        .target(
+            name: "PolicyLimits",
+            dependencies: [
+                "ErrorShape", "TransactionPolicy",
+                .product(name: "SQLiteNIO", package: "sqlite-nio"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
         ),
         .target(
             name: "TransparencyLog",
@@ -204,6 +234,8 @@ let package = Package(
                 "ProxySettings",
                 "DurableFiles",
                 "ErrorShape",
+                "TransactionPolicy",
+                "PolicyLimits",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -249,6 +281,8 @@ let package = Package(
                 "FireblocksHSMCommandLine",
                 "AsyncHTTPTransport",
                 "SigningProxy",
+                "TransactionPolicy",
+                "PolicyLimits",
                 "ProxySettings",
                 "FireblocksHSM",
                 "FireblocksAPI",
@@ -268,7 +302,7 @@ let package = Package(
             ]
         ),
 
-        // Test support: throwaway SoftHSM tokens in temporary directories.
+        // Test support: throwaway SoftHSM tokens (and PostgreSQL servers) in temporary directories.
         .target(
             name: "SoftHSMTestSupport",
             dependencies: ["PKCS11"],
@@ -311,6 +345,14 @@ let package = Package(
             dependencies: ["DurableFiles", "ErrorShape"]
         ),
         .testTarget(
+            name: "TransactionPolicyTests",
+            dependencies: ["TransactionPolicy", "ProxySettings"]
+        ),
+        .testTarget(
+            name: "PolicyLimitsTests",
+            dependencies: ["PolicyLimits", "TransactionPolicy", "SoftHSMTestSupport", .product(name: "Logging", package: "swift-log")]
+        ),
+        .testTarget(
             name: "JOSETests",
             dependencies: ["JOSE"]
         ),
@@ -350,7 +392,7 @@ let package = Package(
         .testTarget(
             name: "SigningProxyTests",
             dependencies: [
-                "SigningProxy", "ProxySettings", "FireblocksHSM", "FireblocksAPI", "TokenKeys", "AuditTrail", "JOSE", "SoftHSMTestSupport",
+                "SigningProxy", "ProxySettings", "TransactionPolicy", "PolicyLimits", "FireblocksHSM", "FireblocksAPI", "TokenKeys", "AuditTrail", "JOSE", "SoftHSMTestSupport",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "_CryptoExtras", package: "swift-crypto"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),

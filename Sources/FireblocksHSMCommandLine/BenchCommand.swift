@@ -12,7 +12,7 @@ struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Measure the token: signatures through the signing pool the proxy uses.",
-        subcommands: [BenchSignCommand.self, BenchProxyCommand.self, BenchAuditFillCommand.self]
+        subcommands: [BenchSignCommand.self, BenchProxyCommand.self, BenchPolicyCommand.self, BenchAuditFillCommand.self]
     )
 }
 

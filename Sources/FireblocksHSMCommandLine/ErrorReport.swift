@@ -42,6 +42,8 @@ enum ExitStatus: Int32, CaseIterable, Sendable {
     case auditIntegrity = 11
     /// A wait ended before the API user reached the status.
     case waitTimeout = 12
+    /// The policy denies the request (`policy test`, after printing the verdict).
+    case policyDenied = 13
 
     /// The class's name in `--json` errors.
     var className: String {
@@ -59,6 +61,7 @@ enum ExitStatus: Int32, CaseIterable, Sendable {
         case .apiUnavailable: return "api-unavailable"
         case .auditIntegrity: return "audit-integrity"
         case .waitTimeout: return "wait-timeout"
+        case .policyDenied: return "policy-denied"
         }
     }
 

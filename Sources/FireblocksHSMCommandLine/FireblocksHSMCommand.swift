@@ -37,7 +37,7 @@ package struct FireblocksHSMCommand: AsyncParsableCommand {
         subcommands: [
             TokenCommand.self, KeyCommand.self, CSRSubcommand.self,
             JWTCommand.self, RequestCommand.self, APIUserCommand.self, OnboardSubcommand.self, AuditCommand.self, EvidenceCommand.self,
-            ServeCommand.self, BenchCommand.self, DoctorCommand.self, DoctorNetworkCommand.self,
+            ServeCommand.self, PolicyCommand.self, BenchCommand.self, DoctorCommand.self, DoctorNetworkCommand.self,
         ]
     )
 }

@@ -46,10 +46,14 @@ package struct Network: Sendable {
     package let transport: any HTTPTransport
     /// What runs the proxy (`serve`, `bench proxy`).
     package let proxies: any ProxyCommandRunner
+    /// What reads policies (`policy check`, `policy test`): the YAML parser needs the full
+    /// Foundation, which only the companion links.
+    package let policies: any PolicyRunner
 
-    package init(transport: any HTTPTransport, proxies: any ProxyCommandRunner) {
+    package init(transport: any HTTPTransport, proxies: any ProxyCommandRunner, policies: any PolicyRunner) {
         self.transport = transport
         self.proxies = proxies
+        self.policies = policies
     }
 }
 

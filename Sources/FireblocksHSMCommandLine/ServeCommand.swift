@@ -1,6 +1,11 @@
 import ArgumentParser
 import ProxySettings
 import Synchronization
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
 
 /// `serve`: declared here, so that `fireblocks-hsm` parses, validates (every setting, the
 /// client-token file included), completes and explains it; run by the companion executable,
@@ -55,6 +60,12 @@ package struct ServeCommand: NetworkCommand {
     @Option(name: .customLong("allow"), help: ArgumentHelp("A permitted request: 'METHOD /path' ('*' segment wildcards). Repeatable.", valueName: "rule"))
     package var allow: [String] = []
 
+    @Option(help: ArgumentHelp("A policy file (docs/policy.md): per client, the routes and the transactions it may make, read before the token signs. Instead of --allow.", valueName: "file"))
+    package var policy: String?
+
+    @Option(name: .customLong("policy-store"), help: ArgumentHelp("Where the policy's rolling totals are kept: sqlite:PATH (default: policy-limits.sqlite in the state directory) or postgres://USER@HOST[:PORT]/DATABASE shared by several proxies (password from PGPASSWORD).", valueName: "store"))
+    package var policyStore: String?
+
     @Option(name: .customLong("client-token-file"), help: ArgumentHelp("Require client tokens: a 0600 file of 'NAME TOKEN' lines.", valueName: "path"))
     package var clientTokenFile: String?
 
@@ -83,8 +94,28 @@ package struct ServeCommand: NetworkCommand {
         guard Self.logLevels.contains(logLevel) else {
             throw ValidationError("--log-level must be trace, debug, info, notice, warning, error or critical")
         }
-        guard !allow.isEmpty else {
-            throw ValidationError("give at least one --allow 'METHOD /path' rule: the proxy refuses everything else (e.g. --allow 'GET /v1/vault/accounts_paged')")
+        if let policy {
+            guard allow.isEmpty else {
+                throw ValidationError("give --policy or --allow, not both: --allow is shorthand for a one-rule policy; put its routes in the policy file")
+            }
+            guard FileManager.default.isReadableFile(atPath: policy) else {
+                throw ValidationError("--policy \(policy): no readable file there")
+            }
+        } else {
+            guard !allow.isEmpty else {
+                throw ValidationError("give at least one --allow 'METHOD /path' rule or a --policy file: the proxy refuses everything else (e.g. --allow 'GET /v1/vault/accounts_paged')")
+            }
+            guard policyStore == nil else { throw ValidationError("--policy-store is where a --policy keeps its totals: give --policy too") }
+        }
+        if let policyStore {
+            if policyStore.hasPrefix("postgres://") || policyStore.hasPrefix("postgresql://") {
+                let authority = policyStore.split(separator: "/", omittingEmptySubsequences: true).dropFirst().first ?? ""
+                if let userInfo = authority.split(separator: "@", maxSplits: 1).first, authority.contains("@"), userInfo.contains(":") {
+                    throw ValidationError("--policy-store: the address has a password; put it in PGPASSWORD instead, never on a command line")
+                }
+            } else if !policyStore.hasPrefix("sqlite:") || policyStore.count == "sqlite:".count {
+                throw ValidationError("--policy-store is sqlite:PATH or postgres://USER@HOST[:PORT]/DATABASE")
+            }
         }
         if let poolSize, !(1...1024).contains(poolSize) { throw ValidationError("--pool-size must be 1 to 1024") }
         guard (1...1_000_000).contains(checkpointEvery) else { throw ValidationError("--checkpoint-every must be 1 to 1000000 records") }
@@ -92,6 +123,12 @@ package struct ServeCommand: NetworkCommand {
         // The client-token file holds secrets: read by the process that serves (the companion,
         // once), only checked by `fireblocks-hsm` before the hand-over.
         _ = try settings(readingClientTokens: NetworkAccess.isInstalled)
+    }
+
+    /// The default policy store: `policy-limits.sqlite` in the state directory.
+    package func defaultPolicyStorePath() -> String {
+        APITargetResolution.stateDirectoryURL(flag: api.stateDirectory, environment: ProcessInfo.processInfo.environment)
+            .appendingPathComponent("policy-limits.sqlite").path
     }
 
     /// The flag that gives a setting, for the proxy's errors about it.

@@ -3,13 +3,13 @@ import FireblocksHSM
 /// terminal: control characters (ANSI/OSC escapes could forge lines or retitle the terminal)
 /// shown as escapes, and over-long text cut with a note. JSON output is not passed through
 /// here: it carries the exact strings, escaped by the JSON encoder.
-enum TerminalText {
+package enum TerminalText {
     /// The longest text printed as one piece before it is cut.
-    static let defaultLimit = 2000
+    package static let defaultLimit = 2000
 
     /// `text` with every C0/C1 control character and DEL written as `\u{…}` (tab kept as a
     /// space, newline as `\n` unless `keepNewlines`), and cut after `limit` characters.
-    static func sanitized(_ text: String, limit: Int = defaultLimit, keepNewlines: Bool = false) -> String {
+    package static func sanitized(_ text: String, limit: Int = defaultLimit, keepNewlines: Bool = false) -> String {
         var result = ""
         var count = 0
         var cut = 0

@@ -15,6 +15,9 @@ public struct ProxyConfiguration: Sendable {
     public var apiKey: String
     /// The method and path allowlist; empty refuses everything.
     public var rules: [AllowRule]
+    /// The policy read before the token signs (routes and transaction rules, with its limit
+    /// store); when set, it decides instead of ``rules``.
+    public var policy: PolicyGate?
     /// The largest request body forwarded.
     public var maximumBodySize = 1 << 20
     /// Requests per second, if limited.

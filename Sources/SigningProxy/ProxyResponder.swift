@@ -1,4 +1,5 @@
 import ProxySettings
+import PolicyLimits
 import AsyncHTTPClient
 import AsyncHTTPTransport
 import AuditTrail
@@ -153,21 +154,40 @@ struct ProxyResponder: HTTPResponder {
             return deny(400, "the header \(Self.printable(override.name.canonicalName)) asks for another method or target than the request line's, claims where the request came from, or has an underscore a front end could read as a dash: refused",
                         method: method, target: rawTarget, client: client, started: started)
         }
-        guard let rule = configuration.rules.first(where: { $0.allows(method: method, segments: path.segments) }) else {
-            return deny(403, "no rule of this proxy permits \(method) \(Self.pathOnly(uri))", method: method, target: uri,
-                        client: client, started: started)
+        // With a policy, its routes and rules decide once the body is read (below).
+        var route = "policy"
+        if configuration.policy == nil {
+            guard let rule = configuration.rules.first(where: { $0.allows(method: method, segments: path.segments) }) else {
+                return deny(403, "no rule of this proxy permits \(method) \(Self.pathOnly(uri))", method: method, target: uri,
+                            client: client, started: started)
+            }
+            route = rule.description
         }
         if let wait = configuration.rate?.take() {
             let seconds = max(1, Int(wait.rounded(.up)))
             return deny(429, "over the rate limit", method: method, target: uri, client: client, started: started,
-                        route: rule.description, extraHeaders: [.retryAfter: "\(seconds)"])
+                        route: route, extraHeaders: [.retryAfter: "\(seconds)"])
         }
         let body: [UInt8]
         do {
             body = Array(buffer: try await request.body.collect(upTo: configuration.maximumBodySize))
         } catch {
             return deny(413, "the body is over \(configuration.maximumBodySize) bytes", method: method, target: uri,
-                        client: client, started: started, route: rule.description)
+                        client: client, started: started, route: route)
+        }
+
+        // The policy reads what the token would sign, before it signs: a denial signs nothing
+        // and forwards nothing (PolicyGate.swift).
+        var reservation: ReservationID?
+        if let policy = configuration.policy {
+            let judged = await judge(policy, method: method, uri: uri, path: path, client: authenticated.flatMap { $0 }, body: body,
+                                     started: started)
+            switch judged {
+            case .answer(let response): return response
+            case .proceed(let rule, let held):
+                route = rule
+                reservation = held
+            }
         }
 
         // Recorded (and on disk) before anything is forwarded: a request whose record cannot be
@@ -178,7 +198,7 @@ struct ProxyResponder: HTTPResponder {
                                    nonce: UUID().uuidString.lowercased())
         let entry = AuditEntry(event: "proxy.request", facts: [
             "method": .string(method), "uri": .string(uri), "client": .string(client), "allowed": .bool(true),
-            "route": .string(rule.description), "bodyHash": .string(claims.bodyHash), "nonce": .string(claims.nonce),
+            "route": .string(route), "bodyHash": .string(claims.bodyHash), "nonce": .string(claims.nonce),
             "iat": .integer(claims.iat), "exp": .integer(claims.exp),
         ])
         async let recorded = Result(catching: { try await auditor.record(entry, sync: true) })
@@ -190,8 +210,9 @@ struct ProxyResponder: HTTPResponder {
             seq = value
         case .failure(let error):
             logger.error("request refused: its audit record cannot be written", metadata: ["error": "\(error)", "uri": "\(uri)"])
+            await releaseUnsent(reservation)
             return finish(Self.errorResponse(503, "the proxy cannot record this request in its audit log, so it forwards nothing (fail closed); its operator finds why in the proxy's log"),
-                          route: rule.description, started: started)
+                          route: route, started: started)
         }
         let jwt: String
         switch signature {
@@ -199,8 +220,9 @@ struct ProxyResponder: HTTPResponder {
             jwt = value
         case .failure(let error):
             logger.error("cannot sign the request's JWT", metadata: ["error": "\(error)", "uri": "\(uri)"])
+            await releaseUnsent(reservation)
             recordOutcome(seq: seq, status: 503, requestID: nil, started: started, failure: "signing: \(error)")
-            return finish(Self.errorResponse(503, "the proxy could not sign this request on its token; its operator finds why in the proxy's log"), route: rule.description, started: started)
+            return finish(Self.errorResponse(503, "the proxy could not sign this request on its token; its operator finds why in the proxy's log"), route: route, started: started)
         }
 
         var outgoing = HTTPClientRequest(url: configuration.upstream.origin + uri)
@@ -228,7 +250,7 @@ struct ProxyResponder: HTTPResponder {
                           failure: "upstream: \(AsyncHTTPClientTransport.describe(error, host: upstreamHost))")
             // One readable line (host:port and what went wrong), not the client library's dump.
             return finish(Self.errorResponse(status, "no answer from the API: \(AsyncHTTPClientTransport.describe(error, host: upstreamHost))"),
-                          route: rule.description, started: started)
+                          route: route, started: started)
         }
 
         let status = Int(answer.status.code)
@@ -237,10 +259,11 @@ struct ProxyResponder: HTTPResponder {
             health.recordServerDate(date, sentAt: forwarded, receivedAt: .now)
         }
         recordOutcome(seq: seq, status: status, requestID: requestID, started: started, failure: nil)
+        if (400..<500).contains(status) { await releaseUnsent(reservation) }  // refused: no transaction was made
         // What Fireblocks just said of the proxy's own credentials (a 401 is about them).
         health.recordUpstreamAnswer(status: status, detail: "a forwarded request got HTTP \(status) [X-Request-ID: \(requestID ?? "none")]")
         logger.info("\(method) \(Self.pathOnly(uri)) -> \(status)", metadata: [
-            "client": "\(client)", "x-request-id": "\(requestID ?? "-")", "route": "\(rule.description)",
+            "client": "\(client)", "x-request-id": "\(requestID ?? "-")", "route": "\(route)",
             "latency.ms": "\(Self.milliseconds(since: started))",
         ])
 
@@ -268,7 +291,7 @@ struct ProxyResponder: HTTPResponder {
             } catch {
                 logger.warning("the upstream answer broke off", metadata: ["error": "\(error)", "uri": "\(uri)"])
                 return finish(Self.errorResponse(502, "the answer from the API broke off: \(AsyncHTTPClientTransport.describe(error, host: upstreamHost))"),
-                              route: rule.description, started: started)
+                              route: route, started: started)
             }
         } else {
             answerBody = ResponseBody(asyncSequence: answer.body)
@@ -279,7 +302,7 @@ struct ProxyResponder: HTTPResponder {
                                          requestID: requestID, client: client)
         }
         return finish(Response(status: HTTPResponse.Status(code: status), headers: headers, body: answerBody),
-                      route: rule.description, started: started)
+                      route: route, started: started)
     }
 
     // MARK: Outcomes
@@ -336,7 +359,7 @@ struct ProxyResponder: HTTPResponder {
         auditor.recordLater(AuditEntry(event: "proxy.response", outcome: failure.map { .failed($0) } ?? .ok, facts: facts))
     }
 
-    private func finish(_ response: Response, route: String, started: ContinuousClock.Instant) -> Response {
+    func finish(_ response: Response, route: String, started: ContinuousClock.Instant) -> Response {
         metrics.request(route: route, status: Int(response.status.code), duration: started.duration(to: .now))
         return response
     }

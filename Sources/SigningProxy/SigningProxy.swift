@@ -108,12 +108,19 @@ public final class SigningProxy: Sendable {
             services: [application, CheckpointTimer(auditor: auditor, interval: configuration.checkpointInterval)],
             gracefulShutdownSignals: handlingSignals ? [.sigterm, .sigint] : [], logger: quiet))
 
-        try await auditor.record(AuditEntry(event: "proxy.started", facts: [
+        var started: [String: AuditValue] = [
             "listen": .string(configuration.listen.description), "upstream": .string(configuration.upstream.description),
             "key": .string(pair.label), "spkiSHA256": .string(usable.publicKey.fingerprint),
             "allow": .array(configuration.rules.map { .string($0.description) }),
             "clients": .integer(configuration.clients?.count ?? 0), "poolSize": .integer(pool.size),
-        ]), sync: true)
+        ]
+        if let policy = configuration.policy {
+            // Which policy governs the requests that follow (and, at each reload, the next).
+            policy.attach(auditor)
+            started["policyFile"] = .string(policy.file.path)
+            started["policySHA256"] = .string(policy.file.sha256)
+        }
+        try await auditor.record(AuditEntry(event: "proxy.started", facts: started), sync: true)
 
         let running = bound.run { try await group.run() }
         // After the server stopped (signal or shutdown): the final record and checkpoint.

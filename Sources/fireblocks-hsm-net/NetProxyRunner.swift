@@ -55,11 +55,18 @@ struct NetProxyRunner: ProxyCommandRunner {
         configuration.compensateClockSkew = !command.api.noClockSkewCompensation
         configuration.upstreamTimeout = .milliseconds(Int64(max(1, min(command.api.timeout, 3600)) * 1000))
         configuration.minimumFreeAudit = try command.audit.minimumFree()
+        if let path = command.policy {
+            configuration.policy = try await NetPolicyRunner.gate(policy: path, store: command.policyStore ?? "sqlite:" + command.defaultPolicyStorePath(),
+                                                                  logger: logger)
+        }
 
         let tokenTarget = try command.token.target(key: command.key.key ?? profile?.key, profile: profile)
         let console = Console()
         if tokenTarget.pinSource == .prompt {
             console.diagnostic("warning: the PIN comes from a prompt: if the token logs this process out, the proxy cannot log in again and refuses to sign until restarted; a long-running proxy wants --pin-source file:PATH or env:NAME")
+        }
+        if let policy = configuration.policy?.file.policy, !policy.clients.isEmpty, configuration.clients == nil {
+            console.diagnostic("warning: the policy names clients (\(policy.clients.keys.sorted().joined(separator: ", "))) but without --client-token-file every request is the policy's default")
         }
         if case .loopback = configuration.listen, configuration.clients == nil {
             console.diagnostic("warning: listening on a TCP port without --client-token-file: every local user and process can sign as this API user; prefer a unix socket, or require client tokens")
@@ -68,8 +75,13 @@ struct NetProxyRunner: ProxyCommandRunner {
             configuration: configuration, token: tokenTarget,
             auditDirectory: command.audit.directory(profile: profile), poolSize: command.poolSize, handlingSignals: true,
             observer: Console(), logger: logger)
-        console.diagnostic("serving on \(proxy.address) → \(configuration.upstream) (\(configuration.rules.count) allow rule(s), pool of \(proxy.pool.size)); SIGTERM or Ctrl-C stops")
+        let governed = configuration.policy.map { "policy \($0.file.path) sha256 \($0.file.sha256); SIGHUP reloads it" }
+            ?? "\(configuration.rules.count) allow rule(s)"
+        console.diagnostic("serving on \(proxy.address) → \(configuration.upstream) (\(governed), pool of \(proxy.pool.size)); SIGTERM or Ctrl-C stops")
+        let reloads = configuration.policy.map { NetPolicyRunner.reloadOnHangUp($0, logger: logger) }
         await proxy.waitUntilClosed()
+        reloads?.cancel()
+        await configuration.policy?.close()
     }
 
     func benchProxy(_ command: BenchProxyCommand, transport: any HTTPTransport) async throws {

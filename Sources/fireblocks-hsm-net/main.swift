@@ -5,5 +5,5 @@ import FireblocksHSMCommandLine
 // NetworkCommand to (request, api-user, onboard, serve, bench proxy). It carries the network
 // stack (SwiftNIO, AsyncHTTPClient, Hummingbird), which the signing binary leaves out, and
 // parses the very same command tree, so its usage and help read as `fireblocks-hsm …`.
-NetworkAccess.install(Network(transport: AsyncHTTPClientTransport(), proxies: NetProxyRunner()))
+NetworkAccess.install(Network(transport: AsyncHTTPClientTransport(), proxies: NetProxyRunner(), policies: NetPolicyRunner()))
 await CommandLineRunner.run(FireblocksHSMCommand.self)

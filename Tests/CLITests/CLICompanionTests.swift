@@ -120,7 +120,7 @@ struct CLICompanionTests {
     @Test func bothExecutablesParseOneTreeAndTheNetworkCommandsAreATypesProperty() throws {
         #expect(CommandTree.networkCommands() == [
             "key delete", "request", "api-user create", "api-user list", "api-user show", "api-user wait", "api-user pairing-token",
-            "onboard", "serve", "bench proxy", "doctor-network",
+            "onboard", "serve", "policy check", "policy test", "bench proxy", "bench policy", "doctor-network",
         ])
         let cli = try CLIHarness()
         defer { cli.remove() }

@@ -1,0 +1,87 @@
+import ErrorShape
+import TransactionPolicy
+
+/// Where the rolling totals of the policy's windows are kept: a reservation is checked against
+/// the window's total and recorded in one atomic step before the token signs, and released when
+/// the upstream refuses the transaction. Totals survive a restart.
+public protocol LimitStore: Sendable {
+    /// Reserves `reservation` at `secondsSince1970` when the client's total of the asset over the
+    /// window, with it, stays at or under the window's maximum; otherwise records nothing.
+    func reserve(_ reservation: WindowReservation, at secondsSince1970: Int64) async throws(LimitStoreError) -> LimitDecision
+    /// Releases a reservation (the upstream refused the transaction): it no longer counts.
+    func release(_ id: ReservationID) async throws(LimitStoreError)
+    /// Closes the store.
+    func close() async
+}
+
+/// A reservation's id in its store.
+public struct ReservationID: Sendable, Hashable, CustomStringConvertible {
+    public let value: String
+    public init(_ value: String) { self.value = value }
+    public var description: String { value }
+}
+
+/// The store's answer to a reservation.
+public enum LimitDecision: Sendable, Hashable {
+    /// Reserved: the window's total, with it, is `total`.
+    case reserved(ReservationID, total: ExactDecimal)
+    /// Refused: the window already holds `total`, and the amount would pass the maximum.
+    case exceeded(total: ExactDecimal)
+}
+
+/// The limit store cannot be used; the proxy then signs nothing that needs it.
+public struct LimitStoreError: LibraryError, Hashable {
+    public struct Code: ErrorCode {
+        public let name: String
+        private init(_ name: String) { self.name = name }
+
+        /// The store could not be opened (the file, the server, the schema).
+        public static let unavailable = Code("limitStoreUnavailable")
+        /// A reservation or release failed.
+        public static let failed = Code("limitStoreFailed")
+        /// The store holds what cannot be read back (an amount that is not a decimal).
+        public static let corrupt = Code("limitStoreCorrupt")
+        /// The store's address is not one this store takes.
+        public static let badLocation = Code("limitStoreBadLocation")
+    }
+
+    public let code: Code
+    public let reason: String
+    public let location: ErrorLocation
+    public let path: String?
+    public var facts: ErrorFacts { ErrorFacts(path: path) }
+
+    public init(_ code: Code, _ reason: String, path: String? = nil, file: String = #fileID, line: UInt = #line) {
+        self.code = code
+        self.reason = reason
+        self.path = path
+        self.location = ErrorLocation(file: file, line: line)
+    }
+
+    public var description: String { reason }
+    public static func == (lhs: Self, rhs: Self) -> Bool { lhs.code == rhs.code }
+    public func hash(into hasher: inout Hasher) { hasher.combine(code) }
+}
+
+/// One waiter at a time, first come first served: the check and the insert of a reservation
+/// are one step for the tasks of this process (the database's own lock covers other processes).
+actor SerialGate {
+    private var busy = false
+    private var waiters: [CheckedContinuation<Void, Never>] = []
+
+    func enter() async {
+        if !busy {
+            busy = true
+            return
+        }
+        await withCheckedContinuation { waiters.append($0) }
+    }
+
+    func leave() {
+        if waiters.isEmpty {
+            busy = false
+        } else {
+            waiters.removeFirst().resume()
+        }
+    }
+}

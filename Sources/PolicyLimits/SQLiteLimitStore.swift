@@ -1,0 +1,182 @@
+import SQLiteNIO
+import Synchronization
+import TransactionPolicy
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+
+/// The embedded store: one SQLite file (by default in the tool's state directory). Reservations
+/// of this process are serialised by a gate; `BEGIN IMMEDIATE` takes the database's write lock,
+/// so a second process on the same file waits rather than racing.
+///
+/// Each window's reservations and total are also kept in memory (read from the file once), so
+/// that a reservation costs the same with ten thousand in its window as with none; the cache is
+/// read again whenever another connection has written the file (`PRAGMA data_version`), a
+/// reservation was released, or the clock went back.
+public final class SQLiteLimitStore: LimitStore {
+    private let connection: SQLiteConnection
+    private let gate = SerialGate()
+    private let cache = Mutex(WindowCache())
+
+    /// The windows read so far, by client, asset and length.
+    struct WindowCache {
+        struct Window {
+            /// Reservations within the window, oldest first.
+            var entries: [(at: Int64, amount: ExactDecimal)] = []
+            var first = 0
+            var total = ExactDecimal.zero
+            var lastNow: Int64 = .min
+        }
+        var windows: [String: Window] = [:]
+        var dataVersion: Int?
+    }
+    /// The file.
+    public let path: String
+
+    private init(connection: SQLiteConnection, path: String) {
+        self.connection = connection
+        self.path = path
+    }
+
+    /// Opens (creating when absent) the store at `path`.
+    public static func open(path: String) async throws(LimitStoreError) -> SQLiteLimitStore {
+        let connection: SQLiteConnection
+        do {
+            connection = try await SQLiteConnection.open(storage: .file(path: path))
+        } catch {
+            throw LimitStoreError(.unavailable, "cannot open the limit store: \(error)", path: path)
+        }
+        do {
+            _ = try await connection.query("PRAGMA busy_timeout = 10000")
+            _ = try await connection.query("PRAGMA journal_mode = WAL")
+            _ = try await connection.query("PRAGMA synchronous = FULL")
+            _ = try await connection.query("""
+                CREATE TABLE IF NOT EXISTS window_reservations (
+                    id TEXT PRIMARY KEY,
+                    client TEXT NOT NULL,
+                    asset TEXT NOT NULL,
+                    rule TEXT NOT NULL,
+                    amount TEXT NOT NULL,
+                    reserved_at INTEGER NOT NULL
+                )
+                """)
+            _ = try await connection.query(
+                "CREATE INDEX IF NOT EXISTS window_reservations_by_window ON window_reservations (client, asset, reserved_at)")
+            _ = try await connection.query(
+                "CREATE INDEX IF NOT EXISTS window_reservations_by_time ON window_reservations (reserved_at)")
+        } catch {
+            try? await connection.close()
+            throw LimitStoreError(.unavailable, "cannot prepare the limit store: \(error)", path: path)
+        }
+        return SQLiteLimitStore(connection: connection, path: path)
+    }
+
+    public func reserve(_ reservation: WindowReservation, at now: Int64) async throws(LimitStoreError) -> LimitDecision {
+        await gate.enter()
+        let result: Result<LimitDecision, LimitStoreError>
+        do {
+            result = .success(try await reserveAlone(reservation, at: now))
+        } catch {
+            result = .failure(error)
+        }
+        await gate.leave()
+        return try result.get()
+    }
+
+    /// The check and the insert, in one transaction; the caller holds the gate.
+    private func reserveAlone(_ reservation: WindowReservation, at now: Int64) async throws(LimitStoreError) -> LimitDecision {
+        do {
+            _ = try await connection.query("BEGIN IMMEDIATE")
+            do {
+                let since = now - reservation.window.seconds
+                let key = "\(reservation.client)\u{1F}\(reservation.assetId)\u{1F}\(reservation.window.seconds)"
+                let version = try await connection.query("PRAGMA data_version").first?.column("data_version")?.integer
+                var window = cache.withLock { cache -> WindowCache.Window? in
+                    if cache.dataVersion != version {
+                        // Another connection wrote the file: what was read may be stale.
+                        cache.windows = [:]
+                        cache.dataVersion = version
+                    }
+                    return cache.windows[key]
+                }
+                if window == nil || now < window!.lastNow {
+                    let rows = try await connection.query(
+                        "SELECT amount, reserved_at FROM window_reservations WHERE client = ? AND asset = ? AND reserved_at > ? ORDER BY reserved_at",
+                        [.text(reservation.client), .text(reservation.assetId), .integer(Int(since))])
+                    var read = WindowCache.Window()
+                    for row in rows {
+                        guard let text = row.column("amount")?.string, let amount = ExactDecimal(text),
+                              let at = row.column("reserved_at")?.integer else {
+                            throw LimitStoreError(.corrupt, "a reservation's amount is not a decimal", path: path)
+                        }
+                        read.entries.append((Int64(at), amount))
+                        read.total = read.total + amount
+                    }
+                    window = read
+                }
+                guard var current = window else { throw LimitStoreError(.failed, "the window could not be read", path: path) }
+                // What the window no longer holds leaves its total.
+                while current.first < current.entries.count, current.entries[current.first].at <= since {
+                    guard let rest = ExactDecimal.subtracting(current.entries[current.first].amount, from: current.total) else {
+                        throw LimitStoreError(.corrupt, "the window's total went below zero", path: path)
+                    }
+                    current.total = rest
+                    current.first += 1
+                }
+                if current.first > 1024, current.first * 2 > current.entries.count {
+                    current.entries.removeFirst(current.first)
+                    current.first = 0
+                }
+                current.lastNow = now
+                let total = current.total
+                let after = total + reservation.amount
+                guard !(reservation.window.maximumTotal < after) else {
+                    _ = try await connection.query("ROLLBACK")
+                    let kept = current
+                    cache.withLock { $0.windows[key] = kept }
+                    return .exceeded(total: total)
+                }
+                let id = ReservationID(UUID().uuidString.lowercased())
+                _ = try await connection.query(
+                    "INSERT INTO window_reservations (id, client, asset, rule, amount, reserved_at) VALUES (?, ?, ?, ?, ?, ?)",
+                    [.text(id.value), .text(reservation.client), .text(reservation.assetId), .text(reservation.rule),
+                     .text(reservation.amount.description), .integer(Int(now))])
+                // What no window can still count (the longest is 366 days) is dropped.
+                _ = try await connection.query("DELETE FROM window_reservations WHERE reserved_at < ?", [.integer(Int(now - 367 * 86_400))])
+                _ = try await connection.query("COMMIT")
+                current.entries.append((now, reservation.amount))
+                current.total = after
+                let kept = current
+                cache.withLock { $0.windows[key] = kept }
+                return .reserved(id, total: after)
+            } catch {
+                _ = try? await connection.query("ROLLBACK")
+                throw error
+            }
+        } catch let error as LimitStoreError {
+            throw error
+        } catch {
+            throw LimitStoreError(.failed, "the reservation failed: \(error)", path: path)
+        }
+    }
+
+    public func release(_ id: ReservationID) async throws(LimitStoreError) {
+        await gate.enter()
+        var failure: (any Error)?
+        do {
+            _ = try await connection.query("DELETE FROM window_reservations WHERE id = ?", [.text(id.value)])
+        } catch {
+            failure = error
+        }
+        // Released amounts are rare (a refused transaction): the windows are read again.
+        cache.withLock { $0.windows = [:] }
+        await gate.leave()
+        if let failure { throw LimitStoreError(.failed, "the release failed: \(failure)", path: path) }
+    }
+
+    public func close() async {
+        try? await connection.close()
+    }
+}

@@ -1,0 +1,234 @@
+import ArgumentParser
+import FireblocksHSMCommandLine
+import Foundation
+import Logging
+import PolicyLimits
+import SigningProxy
+import TransactionPolicy
+
+/// What `policy check` and `policy test` do; `fireblocks-hsm` parses them, this executable
+/// (which links the YAML parser) runs them.
+struct NetPolicyRunner: PolicyRunner {
+    func check(_ command: PolicyCheckCommand) async throws {
+        let file = try Self.read(command.file, trusted: false)
+        let policy = file.policy
+        let clients = policy.clients.keys.sorted()
+        let warnings = policy.warnings
+        if command.json {
+            struct Warning: Encodable { let line: Int?; let message: String }
+            struct Report: Encodable {
+                let valid: Bool
+                let path: String
+                let sha256: String
+                let clients: [String]
+                let hasDefault: Bool
+                let transactionRules: Int
+                let warnings: [Warning]
+            }
+            Console().output(try JSONOutput.encode(Report(
+                valid: true, path: file.path, sha256: file.sha256, clients: clients, hasDefault: policy.defaultClient != nil,
+                transactionRules: policy.transactionRuleCount, warnings: warnings.map { Warning(line: $0.line, message: $0.message) })))
+        } else {
+            let console = Console()
+            for warning in warnings { console.diagnostic(TerminalText.sanitized("warning: \(file.path): \(warning)")) }
+            let named = clients.isEmpty ? "no named client" : "\(clients.count) client(s) (\(clients.joined(separator: ", ")))"
+            let withDefault = policy.defaultClient == nil ? "" : " and a default"
+            console.output(TerminalText.sanitized("\(file.path): valid: \(named)\(withDefault), \(policy.transactionRuleCount) transaction rule(s); sha256 \(file.sha256)") + "\n")
+        }
+    }
+
+    func test(_ command: PolicyTestCommand) async throws {
+        let file = try Self.read(command.file, trusted: false)
+        let body: [UInt8]
+        switch command.request {
+        case nil:
+            body = []
+        case "-"?:
+            body = Array(FileHandle.standardInput.readDataToEndOfFile().prefix(16 << 20))
+        case let path?:
+            do {
+                body = Array(try Data(contentsOf: URL(fileURLWithPath: path)).prefix(16 << 20))
+            } catch {
+                throw CommandLineError("--request: cannot read \(path): \(error.localizedDescription)", exitClass: .io)
+            }
+        }
+        let seconds: Int64
+        if let at = command.at {
+            guard let date = try? Date.ISO8601FormatStyle().parse(at) else {
+                throw CommandLineError("--at is a UTC time 'YYYY-MM-DDTHH:MM:SSZ', not '\(at)'")
+            }
+            seconds = Int64(date.timeIntervalSince1970.rounded(.down))
+        } else {
+            seconds = Int64(Date().timeIntervalSince1970.rounded(.down))
+        }
+        guard let request = PolicyRequest(method: command.method, target: command.path, client: command.client, body: body,
+                                          secondsSince1970: seconds) else {
+            throw CommandLineError("--path '\(command.path)' has an empty, '.' or '..' segment or percent-encoding: the proxy refuses it before any policy")
+        }
+        let verdict = file.policy.evaluate(request)
+        if command.json {
+            struct Reservation: Encodable { let assetId: String; let amount: String; let periodSeconds: Int64; let maxTotal: String }
+            struct Report: Encodable {
+                let allowed: Bool
+                let client: String
+                let rule: String
+                let check: String
+                let reason: String
+                let facts: TransactionFacts?
+                let window: Reservation?
+                let policySHA256: String
+            }
+            Console().output(try JSONOutput.encode(Report(
+                allowed: verdict.allowed, client: verdict.client, rule: verdict.rule, check: verdict.check, reason: verdict.reason,
+                facts: verdict.facts,
+                window: verdict.reservation.map {
+                    Reservation(assetId: $0.assetId, amount: $0.amount.description, periodSeconds: $0.window.seconds,
+                                maxTotal: $0.window.maximumTotal.description)
+                },
+                policySHA256: file.sha256)))
+        } else {
+            var line = verdict.allowed
+                ? "allowed by rule \(verdict.rule) (client \(verdict.client)): \(verdict.reason)"
+                : "denied by rule \(verdict.rule) (\(verdict.check), client \(verdict.client)): \(verdict.reason)"
+            if let reservation = verdict.reservation {
+                line += "; the proxy reserves \(reservation.amount) \(reservation.assetId) against \(reservation.window.maximumTotal) "
+                    + "per \(reservation.window.seconds) s before signing"
+            }
+            Console().output(TerminalText.sanitized(line) + "\n")
+        }
+        if !verdict.allowed { throw ExitCode(policyDeniedExitCode) }
+    }
+
+    func bench(_ command: BenchPolicyCommand) async throws {
+        // 20 rules, the one that decides last, so that every request walks them all.
+        var rules = ""
+        for index in 0..<19 {
+            rules += """
+                  - name: rule-\(index)
+                    assets: [ASSET_\(index)]
+                    maxAmount: "1000"
+                    window: { period: 24h, maxTotal: "1000000" }
+                    sourceVaultAccounts: ["\(index)"]
+                    destinationTypes: [EXTERNAL_WALLET, VAULT_ACCOUNT]
+                    externalTxId: required
+
+            """
+        }
+        let text = """
+            version: 1
+            clients:
+              payouts:
+                routes: [GET /v1/vault/accounts_paged, POST /v1/transactions, GET /v1/transactions/*]
+                transactions:
+            \(rules)      - name: usdc-payouts
+                    assets: [USDC]
+                    maxAmount: "10000"
+                    window: { period: 24h, maxTotal: "1000000000" }
+                    sourceVaultAccounts: ["3"]
+                    destinationTypes: [EXTERNAL_WALLET, VAULT_ACCOUNT]
+                    destinationIds: ["wallet-1", "wallet-2", "wallet-3"]
+                    externalTxId: required
+                    note: { required: true, pattern: "payout-[0-9]+" }
+                    hoursUTC: [{ from: "00:00", to: "24:00" }]
+
+            """
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("fireblocks-hsm-bench-policy-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let path = directory.appendingPathComponent("policy.yaml").path
+        try text.write(toFile: path, atomically: true, encoding: .utf8)
+        let file = try Self.read(path)
+        let gate = PolicyGate(file: file, store: try await SQLiteLimitStore.open(path: directory.appendingPathComponent("limits.sqlite").path))
+        let clock = ContinuousClock()
+        var nanoseconds: [Int64] = []
+        nanoseconds.reserveCapacity(command.requests)
+        var denied = 0
+        for index in 0..<command.requests {
+            let body = Array(#"{"assetId":"USDC","amount":"12.34","source":{"type":"VAULT_ACCOUNT","id":"3"},"destination":{"type":"EXTERNAL_WALLET","id":"wallet-2"},"externalTxId":"payout-\#(index)","note":"payout-\#(index)"}"#.utf8)
+            let started = clock.now
+            let request = PolicyRequest(method: "POST", segments: ["v1", "transactions"], client: "payouts", body: body,
+                                        secondsSince1970: Int64(Date().timeIntervalSince1970))
+            let (judgement, _) = await gate.judge(request)
+            let elapsed = started.duration(to: clock.now)
+            nanoseconds.append(elapsed.components.seconds * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000)
+            if case .allowed = judgement {} else { denied += 1 }
+        }
+        await gate.close()
+        guard denied == 0 else { throw CommandLineError("bench policy: \(denied) of the benchmark's requests were denied (a defect of the benchmark)") }
+        nanoseconds.sort()
+        func percentile(_ fraction: Double) -> Double {
+            Double(nanoseconds[min(nanoseconds.count - 1, Int(Double(nanoseconds.count) * fraction))]) / 1000
+        }
+        let (p50, p90, p99) = (percentile(0.5), percentile(0.9), percentile(0.99))
+        if command.json {
+            struct Report: Encodable {
+                let requests: Int; let rules: Int; let store: String
+                let p50Microseconds: Double; let p90Microseconds: Double; let p99Microseconds: Double
+            }
+            Console().output(try JSONOutput.encode(Report(requests: command.requests, rules: file.policy.transactionRuleCount, store: "sqlite",
+                                                          p50Microseconds: p50, p90Microseconds: p90, p99Microseconds: p99)))
+        } else {
+            Console().output("policy: \(command.requests) requests, \(file.policy.transactionRuleCount) rules, SQLite store: "
+                             + "p50 \(Int(p50)) µs, p90 \(Int(p90)) µs, p99 \(Int(p99)) µs added per request\n")
+        }
+    }
+
+    /// `serve --policy`: the policy and its limit store, opened before the proxy starts; errors
+    /// name the flag (and the policy's line).
+    static func gate(policy path: String, store spec: String, logger: Logger) async throws -> PolicyGate {
+        let file: PolicyFile
+        do {
+            file = try read(path)
+        } catch let error as CommandLineError {
+            throw CommandLineError("--policy \(error.message)")
+        }
+        let store: any LimitStore
+        do {
+            if spec.hasPrefix("sqlite:") {
+                let path = String(spec.dropFirst("sqlite:".count))
+                try? FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true,
+                                                         attributes: [.posixPermissions: 0o700])
+                store = try await SQLiteLimitStore.open(path: path)
+            } else {
+                let location = try PostgresLocation(parsing: spec)
+                store = try await PostgresLimitStore.open(location, password: ProcessInfo.processInfo.environment["PGPASSWORD"], logger: logger)
+            }
+        } catch {
+            throw CommandLineError("--policy-store \(TerminalText.sanitized(error.reason))", exitClass: error.code == .badLocation ? .usage : .io)
+        }
+        logger.notice("policy in force", metadata: ["policy.file": "\(file.path)", "policy.sha256": "\(file.sha256)"])
+        return PolicyGate(file: file, store: store)
+    }
+
+    /// SIGHUP reloads the policy: validated, or the old one kept (logged, recorded, counted).
+    static func reloadOnHangUp(_ gate: PolicyGate, logger: Logger) -> any DispatchSourceSignal {
+        signal(SIGHUP, SIG_IGN)
+        let source = DispatchSource.makeSignalSource(signal: SIGHUP, queue: .global())
+        source.setEventHandler {
+            Task {
+                switch await gate.reload() {
+                case .success(let file):
+                    logger.notice("policy reloaded", metadata: ["policy.file": "\(file.path)", "policy.sha256": "\(file.sha256)"])
+                case .failure(let error):
+                    logger.error("policy reload refused: the policy in force is kept", metadata: [
+                        "policy.file": "\(gate.file.path)", "policy.sha256": "\(gate.file.sha256)", "error": "\(error)",
+                    ])
+                }
+            }
+        }
+        source.resume()
+        return source
+    }
+
+    /// The policy, or the command line's error naming the file and the line (exit 2; 3 when
+    /// the file cannot be read).
+    static func read(_ path: String, trusted: Bool = true) throws -> PolicyFile {
+        do {
+            return try PolicyFile(path: path, trusted: trusted)
+        } catch {
+            let place = [error.line.map(String.init), error.column.map(String.init)].compactMap { $0 }.joined(separator: ":")
+            let message = "\(path)\(place.isEmpty ? "" : ":" + place): \(error.reason)"
+            throw CommandLineError(TerminalText.sanitized(message), exitClass: error.code == .unreadable || error.code == .untrusted ? .io : .usage)
+        }
+    }
+}

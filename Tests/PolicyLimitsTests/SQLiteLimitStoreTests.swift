@@ -1,0 +1,116 @@
+import Foundation
+import PolicyLimits
+import Testing
+import TransactionPolicy
+
+/// The embedded limit store: atomic reservations, releases, and totals that survive a restart.
+@Suite struct SQLiteLimitStoreTests {
+    static func temporaryPath() throws -> (directory: String, path: String) {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("fbhsm-limits-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        return (directory, directory + "/limits.sqlite")
+    }
+
+    static func reservation(_ amount: String, client: String = "payouts", asset: String = "USDC", maximum: String = "1000",
+                            seconds: Int64 = 86_400) -> WindowReservation {
+        WindowReservation(client: client, rule: "usdc-payouts", assetId: asset, amount: ExactDecimal(amount)!,
+                          window: RollingWindow(seconds: seconds, maximumTotal: ExactDecimal(maximum)!))
+    }
+
+    @Test func fiftyConcurrentReservationsNeverPassTheLimit() async throws {
+        let (directory, path) = try Self.temporaryPath()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let store = try await SQLiteLimitStore.open(path: path)
+        // 50 × 30.01 asked against 1000: exactly 33 fit (990.33), the 34th would make 1020.34.
+        let decisions = try await withThrowingTaskGroup(of: LimitDecision.self) { group in
+            for _ in 0..<50 {
+                group.addTask { try await store.reserve(Self.reservation("30.01"), at: 1_000_000) }
+            }
+            return try await group.reduce(into: []) { $0.append($1) }
+        }
+        let reserved = decisions.compactMap { decision -> ExactDecimal? in
+            if case .reserved(_, let total) = decision { return total }
+            return nil
+        }
+        #expect(reserved.count == 33)
+        #expect(reserved.max() == ExactDecimal("990.33"))
+        #expect(Set(reserved).count == 33, "each reservation saw the one before it")
+        await store.close()
+    }
+
+    @Test func aReleaseFreesTheAmountAndTheWindowRollsOn() async throws {
+        let (directory, path) = try Self.temporaryPath()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let store = try await SQLiteLimitStore.open(path: path)
+        guard case .reserved(let first, _) = try await store.reserve(Self.reservation("600"), at: 1000) else {
+            Issue.record("the first reservation was refused")
+            return
+        }
+        #expect(try await store.reserve(Self.reservation("400.000001"), at: 1001) == .exceeded(total: ExactDecimal("600")!))
+        try await store.release(first)
+        guard case .reserved = try await store.reserve(Self.reservation("1000"), at: 1002) else {
+            Issue.record("the released amount still counts")
+            return
+        }
+        #expect(try await store.reserve(Self.reservation("0.1"), at: 1002 + 86_399) == .exceeded(total: ExactDecimal("1000")!))
+        guard case .reserved(_, let total) = try await store.reserve(Self.reservation("0.1"), at: 1002 + 86_400) else {
+            Issue.record("a reservation a window old still counts")
+            return
+        }
+        #expect(total == ExactDecimal("0.1"))
+        // Per client and per asset.
+        guard case .reserved = try await store.reserve(Self.reservation("999", client: "other"), at: 1002 + 86_400),
+              case .reserved = try await store.reserve(Self.reservation("999", asset: "EURC"), at: 1002 + 86_400) else {
+            Issue.record("another client's or asset's total was counted")
+            return
+        }
+        await store.close()
+    }
+
+    @Test func twoStoresOnOneFileSeeEachOthersReservations() async throws {
+        let (directory, path) = try Self.temporaryPath()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let first = try await SQLiteLimitStore.open(path: path)
+        let second = try await SQLiteLimitStore.open(path: path)
+        // Each reads its window once, then learns of the other's writes (PRAGMA data_version).
+        guard case .reserved = try await first.reserve(Self.reservation("400"), at: 100) else {
+            Issue.record("refused")
+            return
+        }
+        guard case .reserved(_, let seen) = try await second.reserve(Self.reservation("400"), at: 101) else {
+            Issue.record("refused")
+            return
+        }
+        #expect(seen == ExactDecimal("800"))
+        #expect(try await first.reserve(Self.reservation("200.01"), at: 102) == .exceeded(total: ExactDecimal("800")!))
+        guard case .reserved(_, let total) = try await first.reserve(Self.reservation("200"), at: 103) else {
+            Issue.record("refused")
+            return
+        }
+        #expect(total == ExactDecimal("1000"))
+        #expect(try await second.reserve(Self.reservation("0.000001"), at: 104) == .exceeded(total: ExactDecimal("1000")!))
+        await first.close()
+        await second.close()
+    }
+
+    @Test func totalsSurviveARestart() async throws {
+        let (directory, path) = try Self.temporaryPath()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let store = try await SQLiteLimitStore.open(path: path)
+        _ = try await store.reserve(Self.reservation("900"), at: 5000)
+        await store.close()
+        let reopened = try await SQLiteLimitStore.open(path: path)
+        #expect(try await reopened.reserve(Self.reservation("100.5"), at: 5001) == .exceeded(total: ExactDecimal("900")!))
+        await reopened.close()
+    }
+
+    @Test func aStoreThatCannotBeOpenedSaysWhere() async throws {
+        do {
+            _ = try await SQLiteLimitStore.open(path: "/nonexistent-directory/limits.sqlite")
+            Issue.record("opened a store in a directory that does not exist")
+        } catch {
+            #expect(error.code == .unavailable)
+            #expect(error.path == "/nonexistent-directory/limits.sqlite")
+        }
+    }
+}
