@@ -46,7 +46,8 @@
 //                              no full Foundation, so the one-shot signing commands start fast
 //     + AsyncHTTPTransport + SigningProxy -> fireblocks-hsm-net  the companion executable: the
 //                              same commands, with the network stack (and TransactionPolicy's
-//                              YAML parser: `policy check|test` run there too)
+//                              YAML parser: `policy check`, `policy test` and `bench policy`
+//                              run there too, as NetworkCommands that open no connection)
 //   FireblocksSandbox -> fireblocks-sandbox  the stand-in's executable
 //
 // Linux only (Debian/Ubuntu with p11-kit and SoftHSM from the distribution): no Apple platform

@@ -318,8 +318,11 @@ struct SigningProxyTests {
         let started = ContinuousClock.now
         do {
             let answer = try await fixture.send(.GET, path)
-            // A sized answer is gathered before it is sent: the proxy answers 502 itself.
-            #expect(path == "/v1/stall" && answer.status == 502, "\(answer.status) \(String(decoding: answer.body, as: UTF8.self))")
+            // A sized answer is gathered before it is sent: the proxy answers 502 itself. On a
+            // loaded machine the 1-second timeout can strike before the head arrives: 504, the
+            // request not held either.
+            #expect(answer.status == 504 || (path == "/v1/stall" && answer.status == 502),
+                    "\(answer.status) \(String(decoding: answer.body, as: UTF8.self))")
         } catch {
             // A streamed one has already begun: the proxy breaks it off.
             #expect(path == "/v1/stall-chunked", "\(error)")
