@@ -17,8 +17,8 @@ struct AuditProofCommand: ParsableCommand {
             anchored checkpoint: its index, its RFC 6962 inclusion path and the signed
             checkpoint (the record's exact line is in --json, as recordBase64).
             --consistency OLD [NEW] prints the RFC 6962 consistency proof from the tree of
-            OLD records to that of NEW (default: the anchored checkpoint's size):
-            'old OLD ROOT', 'new NEW ROOT', then one base64 hash per line.
+            OLD records to that of NEW (default: the anchored checkpoint's size): a line
+            "old OLD ROOT", a line "new NEW ROOT", then one base64 hash per line.
             Both are computed from the log's tiles (a few tile reads, not the whole log) and
             verified against the token's anchored checkpoint before they are printed.
 
