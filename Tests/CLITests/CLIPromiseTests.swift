@@ -47,9 +47,16 @@ struct CLIPromiseTests {
         let run: @Sendable () throws -> ProcessResult = { try cli.runOnToken(["key", "generate", "--key", "twin", "--bits", "2048"]) }
         let results = together([run, run])
         let statuses = results.map { $0?.status ?? -1 }.sorted()
-        #expect(statuses == [0, 6], "\(results.map { ($0?.standardError ?? "did not run") + ($0?.standardOutput ?? "") })")
-        let loser = results.first { $0?.status == 6 }
-        #expect(loser??.standardError.contains("already has an object labelled 'twin'") == true)
+        // SoftHSM's race (above) can also fail the loser's C_Login itself with
+        // CKR_GENERAL_ERROR (exit 4): seen once in CI. What the tool promises holds either way:
+        // one process made the key, the other made nothing and said why.
+        let softHSMRace = statuses == [0, 4]
+            && results.contains { $0?.status == 4 && $0?.standardError.contains("C_Login: CKR_GENERAL_ERROR") == true }
+        #expect(statuses == [0, 6] || softHSMRace, "\(results.map { ($0?.standardError ?? "did not run") + ($0?.standardOutput ?? "") })")
+        if !softHSMRace {
+            let loser = results.first { $0?.status == 6 }
+            #expect(loser??.standardError.contains("already has an object labelled 'twin'") == true)
+        }
         #expect(try privateKeyLabels(cli) == ["twin"])
     }
 
