@@ -42,7 +42,8 @@ struct AuditProofCommand: ParsableCommand {
 
     func validate() throws {
         guard (index != nil) != !consistency.isEmpty else {
-            throw ValidationError("'audit proof' needs either '--index <n>' or '--consistency <old> [<new>]'")
+            throw ValidationError(index == nil ? "'audit proof' needs either '--index <n>' or '--consistency <old> [<new>]'"
+                                               : "'audit proof' proves one thing at a time: '--index <n>' or '--consistency <old> [<new>]', not both")
         }
         if let index, index < 0 { throw ValidationError("'--index' takes a record number, from 0") }
         if !consistency.isEmpty {

@@ -125,8 +125,31 @@ package enum CommandLineRunner {
     /// mistyped subcommand is named, with the nearest real one.
     private static func usageFailure(_ error: any Error, root: any ParsableCommand.Type, arguments: [String], json: Bool) -> Never {
         let text = SubcommandSuggestion.message(for: arguments, root: root)
-            ?? "\(root.message(for: error)) (see --help)"
+            ?? "\(withoutValues(root.message(for: error), arguments: arguments)) (see --help)"
         fail(ErrorReport(status: .usage, message: text), json: json)
+    }
+
+    /// `message` without any value given on the command line: a PIN or a token typed into the
+    /// wrong option (`--bits 123456`, `--audit-min-free s3cret`) must not be repeated on the
+    /// terminal, in a CI log or in `--json`. Each quoted word that is not an option's name is
+    /// replaced by its length; the option named beside it says which one it was.
+    static func withoutValues(_ message: String, arguments: [String]) -> String {
+        var values = Set<String>()
+        for word in arguments where !word.isEmpty {
+            if word.hasPrefix("-") {
+                if let equals = word.firstIndex(of: "="), word.index(after: equals) < word.endIndex {
+                    values.insert(String(word[word.index(after: equals)...]))
+                }
+            } else {
+                values.insert(word)
+            }
+        }
+        var text = message
+        // Longest first, so that a value inside another is not half replaced.
+        for value in values.sorted(by: { $0.count > $1.count }) where text.contains("'\(value)'") {
+            text = text.replacing("'\(value)'", with: "(\(value.count) characters, not shown)")
+        }
+        return text
     }
 }
 

@@ -26,6 +26,20 @@ struct CLIErrorTests {
         return line
     }
 
+    /// A PIN typed into an option that takes something else (a hurried user, a shell history
+    /// mix-up) is never repeated: not by the parser's own message, not by a validation, not in
+    /// --json. The option is named, and the value's length says which word it was.
+    @Test(arguments: [["--bits", "PIN"], ["--audit-min-free", "PIN"], ["--audit-min-free=PIN"], ["--id", "PIN"]])
+    func aSecretTypedIntoAnotherOptionIsNotRepeated(option: [String]) throws {
+        let cli = try CLIHarness()
+        defer { cli.remove() }
+        let typed = option.map { $0.replacing("PIN", with: cli.userPIN) }
+        for json in [false, true] {
+            let result = try cli.runOnToken(["key", "generate", "--key", "k"] + typed + (json ? ["--json"] : []))
+            expectFailure(result, status: 2, mentioning: [String(option[0].split(separator: "=")[0])], notMentioning: [cli.userPIN])
+        }
+    }
+
     @Test func noSuchModule() throws {
         let cli = try CLIHarness()
         defer { cli.remove() }
