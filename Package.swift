@@ -144,7 +144,7 @@ let package = Package(
         .target(
             name: "PolicyLimits",
             dependencies: [
-                "ErrorShape", "TransactionPolicy",
+                "ErrorShape", "TransactionPolicy", "DurableFiles",
                 .product(name: "SQLiteNIO", package: "sqlite-nio"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Logging", package: "swift-log"),

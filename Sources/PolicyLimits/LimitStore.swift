@@ -41,6 +41,8 @@ public struct LimitStoreError: LibraryError, Hashable {
         public static let failed = Code("limitStoreFailed")
         /// The store holds what cannot be read back (an amount that is not a decimal).
         public static let corrupt = Code("limitStoreCorrupt")
+        /// The store's file or directory could have been written by someone else.
+        public static let untrusted = Code("limitStoreUntrusted")
         /// The store's address is not one this store takes.
         public static let badLocation = Code("limitStoreBadLocation")
     }

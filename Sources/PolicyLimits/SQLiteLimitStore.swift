@@ -1,3 +1,7 @@
+import DurableFiles
+#if canImport(Glibc)
+import Glibc
+#endif
 import SQLiteNIO
 import Synchronization
 import TransactionPolicy
@@ -42,6 +46,7 @@ public final class SQLiteLimitStore: LimitStore {
 
     /// Opens (creating when absent) the store at `path`.
     public static func open(path: String) async throws(LimitStoreError) -> SQLiteLimitStore {
+        try requirePrivate(path)
         let connection: SQLiteConnection
         do {
             connection = try await SQLiteConnection.open(storage: .file(path: path))
@@ -71,6 +76,29 @@ public final class SQLiteLimitStore: LimitStore {
             throw LimitStoreError(.unavailable, "cannot prepare the limit store: \(error)", path: path)
         }
         return SQLiteLimitStore(connection: connection, path: path)
+    }
+
+    /// Whoever can write the store can lower the totals it holds, and with them every limit:
+    /// its directory and files (the database, SQLite's `-wal`, `-shm` and `-journal`) must be
+    /// this user's (or root's), writable by nobody else, never links, as the audit trail's are.
+    /// A missing database is made 0600 (SQLite gives its other files the database's mode).
+    static func requirePrivate(_ path: String) throws(LimitStoreError) {
+        let directory = URL(fileURLWithPath: path).deletingLastPathComponent().path
+        do {
+            try TrustedFile.verifyPrivateState(directory, kind: .directory)
+            for file in [path, path + "-wal", path + "-shm", path + "-journal"] {
+                try TrustedFile.verifyPrivateState(file, kind: .file)
+            }
+        } catch {
+            let fix = TrustedFile.remedy(for: error).map { "; once you know nobody else changed it, fix it with: \($0)" } ?? ""
+            throw LimitStoreError(.untrusted, "\(error): the policy's limit totals cannot be trusted when others could have written them\(fix)", path: path)
+        }
+        let descriptor = Glibc.open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
+        if descriptor >= 0 {
+            _ = Glibc.close(descriptor)
+        } else if errno != EEXIST {
+            throw LimitStoreError(.unavailable, "cannot create the limit store (\(String(cString: strerror(errno))))", path: path)
+        }
     }
 
     public func reserve(_ reservation: WindowReservation, at now: Int64) async throws(LimitStoreError) -> LimitDecision {

@@ -185,6 +185,8 @@ struct NetPolicyRunner: PolicyRunner {
         let store: any LimitStore
         do {
             if spec.hasPrefix("sqlite:") {
+                // The store makes its file (0600) and refuses it, or its directory, when others
+                // could have written them.
                 let path = String(spec.dropFirst("sqlite:".count))
                 try? FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true,
                                                          attributes: [.posixPermissions: 0o700])

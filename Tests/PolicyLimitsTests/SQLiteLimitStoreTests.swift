@@ -104,6 +104,36 @@ import TransactionPolicy
         await reopened.close()
     }
 
+    /// Whoever can write the store can lower its totals and so lift every limit: a store in a
+    /// directory others can write, a database file others can write or own, or a link is
+    /// refused, with the fix; a new database is made 0600.
+    @Test(arguments: ["open directory", "open file", "other owner", "link"])
+    func aStoreOthersCouldHaveWrittenIsRefused(change: String) async throws {
+        let (directory, path) = try Self.temporaryPath()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let store = try await SQLiteLimitStore.open(path: path)
+        await store.close()
+        var status = stat()
+        #expect(stat(path, &status) == 0 && status.st_mode & 0o077 == 0, "a new store is private")
+        switch change {
+        case "open directory": chmod(directory, 0o777)
+        case "open file": chmod(path, 0o666)
+        case "other owner":
+            guard getuid() == 0 else { return }
+            chown(path, 65534, 65534)
+        default:
+            try FileManager.default.moveItem(atPath: path, toPath: path + ".real")
+            try FileManager.default.createSymbolicLink(atPath: path, withDestinationPath: path + ".real")
+        }
+        do {
+            _ = try await SQLiteLimitStore.open(path: path)
+            Issue.record("\(change): the store was opened")
+        } catch {
+            #expect(error.code == .untrusted, "\(error)")
+            #expect(error.reason.contains("cannot be trusted"), "\(error)")
+        }
+    }
+
     @Test func aStoreThatCannotBeOpenedSaysWhere() async throws {
         do {
             _ = try await SQLiteLimitStore.open(path: "/nonexistent-directory/limits.sqlite")
