@@ -144,7 +144,7 @@ extension Policy {
         }
         guard let rule = rules.first(where: { $0.assets.contains(assetId) }) else {
             return .deny(clientName, rule: "transactions", check: "asset",
-                         "no transaction rule of client '\(clientName)' allows asset '\(assetId)'", facts: facts)
+                         "no transaction rule of client '\(clientName)' allows asset '\(shown(assetId))'", facts: facts)
         }
         return rule.evaluate(transaction, client: clientName, at: request.secondsSince1970)
     }
@@ -158,7 +158,7 @@ extension TransactionRule {
         }
         let operation = transaction.operation ?? "TRANSFER"
         guard operations.contains(operation) else {
-            return deny("operation", "operation \(operation) is not one rule '\(name)' allows (\(operations.sorted().joined(separator: ", ")))")
+            return deny("operation", "operation \(shown(operation)) is not one rule '\(name)' allows (\(operations.sorted().joined(separator: ", ")))")
         }
         guard let amount = transaction.amount else {
             return deny("maxAmount", "the transaction has no amount")
@@ -171,18 +171,18 @@ extension TransactionRule {
         }
         if let sourceVaultAccounts {
             guard transaction.sourceType == "VAULT_ACCOUNT", let id = transaction.sourceId, sourceVaultAccounts.contains(id) else {
-                let source = transaction.sourceType.map { "\($0) \(transaction.sourceId ?? "(no id)")" } ?? "no source (vault account 0)"
+                let source = transaction.sourceType.map { "\(shown($0)) \(transaction.sourceId.map(shown) ?? "(no id)")" } ?? "no source (vault account 0)"
                 return deny("source", "the source, \(source), is not a vault account rule '\(name)' allows")
             }
         }
         if let destinationTypes {
             guard let type = transaction.destinationType, destinationTypes.contains(type) else {
-                return deny("destinationType", "destination type \(transaction.destinationType ?? "(none)") is not one rule '\(name)' allows")
+                return deny("destinationType", "destination type \(transaction.destinationType.map(shown) ?? "(none)") is not one rule '\(name)' allows")
             }
         }
         if let destinationIds {
             guard let id = transaction.destinationId, destinationIds.contains(id) else {
-                return deny("destinationId", "destination \(transaction.destinationId ?? "(no id)") is not one rule '\(name)' allows")
+                return deny("destinationId", "destination \(transaction.destinationId.map(shown) ?? "(no id)") is not one rule '\(name)' allows")
             }
         }
         if requiresExternalTxId, transaction.externalTxId?.isEmpty ?? true {
@@ -240,17 +240,19 @@ struct TransactionBody {
             throw UnreadableBody(reason: "the field '\(name.prefix(64))' is given twice in one object", facts: nil)
         }
         // What can be read goes into the facts first, so that a denial records it.
-        facts.operation = fields["operation"]?.string
-        facts.assetId = fields["assetId"]?.string
-        facts.amount = fields["amount"]?.string
-        facts.externalTxId = fields["externalTxId"]?.string
+        // Bounded: they go into the 403, the proxy's log and an audit record (a line over
+        // 1 MiB would not be a record), and a client chooses them.
+        facts.operation = fields["operation"]?.string.map(shown)
+        facts.assetId = fields["assetId"]?.string.map(shown)
+        facts.amount = fields["amount"]?.string.map(shown)
+        facts.externalTxId = fields["externalTxId"]?.string.map(shown)
         if case .object(let source)? = fields["source"] {
-            facts.sourceType = source["type"]?.string
-            facts.sourceId = source["id"]?.string
+            facts.sourceType = source["type"]?.string.map(shown)
+            facts.sourceId = source["id"]?.string.map(shown)
         }
         if case .object(let destination)? = fields["destination"] {
-            facts.destinationType = destination["type"]?.string
-            facts.destinationId = destination["id"]?.string
+            facts.destinationType = destination["type"]?.string.map(shown)
+            facts.destinationId = destination["id"]?.string.map(shown)
         }
         let facts = self.facts
         func fail(_ reason: String) -> UnreadableBody { UnreadableBody(reason: reason, facts: facts) }
@@ -370,4 +372,10 @@ enum JSONMembers {
         }
         return nil
     }
+}
+
+/// A value the request chose, as a message or a record shows it: whole up to 64 characters,
+/// else its first 64 and its length.
+func shown(_ text: String) -> String {
+    text.count <= 64 ? text : "\(text.prefix(64))… (\(text.utf8.count) bytes)"
 }

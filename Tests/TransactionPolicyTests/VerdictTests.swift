@@ -42,6 +42,25 @@ import TransactionPolicy
         #expect(verdict.facts?.destinationId == "wallet-9")
     }
 
+    /// What a client chooses (an asset, an id, an operation) is shown bounded in the denial and
+    /// in the facts the proxy records: a body of a megabyte cannot make a record of one.
+    @Test(arguments: [["assetId"], ["destination"], ["operation"], ["source"]])
+    func aHugeValueIsShownBounded(field: [String]) throws {
+        let huge = String(repeating: "A", count: 200_000)
+        let change: [String: Any?] = switch field[0] {
+        case "destination": ["destination": ["type": "EXTERNAL_WALLET", "id": huge]]
+        case "source": ["source": ["type": "VAULT_ACCOUNT", "id": huge]]
+        default: [field[0]: huge]
+        }
+        // Denied or (a destination no rule restricts) allowed: either way bounded.
+        let verdict = try verdict(Self.body(change))
+        #expect(verdict.allowed == (field[0] == "destination"))
+        #expect(verdict.reason.count < 400, "\(verdict.reason.prefix(200))")
+        let facts = try #require(verdict.facts)
+        let recorded = try JSONEncoder().encode(facts)
+        #expect(recorded.count < 1_000, "\(recorded.count) bytes of facts")
+    }
+
     @Test func eachConditionDeniesNamingTheRuleAndCheck() throws {
         let cases: [(changes: [String: Any?], rule: String, check: String)] = [
             (["amount": "10000.01"], "usdc-payouts", "maxAmount"),
