@@ -118,7 +118,13 @@ public struct AuditRecord: Codable, Sendable, Equatable {
     public func line() throws -> [UInt8] {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        return Array(try encoder.encode(self))
+        let line = Array(try encoder.encode(self))
+        // Every reader takes a longer line for damage (LogScan): such a record is never written,
+        // whatever put so much into its facts; the operation fails as on a full disk.
+        guard line.count <= LogScan.maximumLineLength else {
+            throw AuditError(.unwritable, "a '\(event.prefix(64))' record of \(line.count) bytes is longer than a record may be (\(LogScan.maximumLineLength >> 20) MiB); nothing was written")
+        }
+        return line
     }
 }
 

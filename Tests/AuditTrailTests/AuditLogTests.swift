@@ -294,6 +294,21 @@ struct AuditLogTests {
         #expect(try outcome.withLock { $0 }?.get() == 6)
     }
 
+    /// A record longer than a reader takes for one is never written: the append fails and the
+    /// log stays as it was (else one oversized fact would make every later verify fail).
+    @Test func aRecordLongerThanAReaderTakesIsNeverWritten() throws {
+        let (log, anchor) = try anchored()
+        defer { try? FileManager.default.removeItem(at: log.directory) }
+        let before = try logLines(log)
+        let huge = AuditEntry(event: "test.huge", facts: ["blob": .string(String(repeating: "x", count: 1 << 20))])
+        #expect(throws: AuditError(.unwritable, "")) {
+            try log.append([huge], anchor: { anchor.checkpoint }) { tree in tree }
+        }
+        #expect(throws: AuditError(.unwritable, "")) { try log.appendUnsealed([huge]) }
+        #expect(try logLines(log) == before)
+        #expect(try log.verify(against: [("the token's", anchor.checkpoint)]).size == before.count)
+    }
+
     /// When the sealed prefix's root is not the checkpoint's, the log is read again with every
     /// record checked: the report names the first record out of place, not just "edited".
     @Test func aSealedRecordOutOfPlaceIsStillNamed() throws {
