@@ -28,7 +28,7 @@ struct CLICompanionTests {
         let refused = try cli.run(["serve", "--listen", "0.0.0.0:8787", "--allow", "GET /v1/workspace", "--env", "sandbox",
                                    "--api-key", "00000000-0000-4000-8000-000000000000"], module: nil)
         #expect(refused.status == 2, "\(refused.standardError)")
-        #expect(refused.standardError.hasPrefix("fireblocks-hsm: error: --listen '0.0.0.0:8787': the proxy listens on loopback literals only"),
+        #expect(refused.standardError.hasPrefix("fireblocks-hsm: error: --listen (12 characters, not shown): the proxy listens on loopback literals only"),
                 "\(refused.standardError)")
         // And one found by the tool itself, before the companion starts.
         let noRule = try cli.run(["serve", "--listen", "unix:/tmp/x.sock", "--json"], module: nil)
@@ -43,9 +43,9 @@ struct CLICompanionTests {
         let decoys = cli.files + "/decoys"
         try FileManager.default.createDirectory(atPath: alone, withIntermediateDirectories: true)
         try FileManager.default.createDirectory(atPath: decoys, withIntermediateDirectories: true)
-        try FileManager.default.copyItem(atPath: CLIHarness.binary, toPath: alone + "/fireblocks-hsm")
+        try Executable.copy(CLIHarness.binary, to: alone + "/fireblocks-hsm")
         let marker = cli.files + "/decoy-ran"
-        try "#!/bin/sh\ntouch \(marker)\n".write(toFile: decoys + "/fireblocks-hsm-net", atomically: true, encoding: .utf8)
+        try Executable.script("#!/bin/sh\ntouch \(marker)\n", at: decoys + "/fireblocks-hsm-net")
         try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: decoys + "/fireblocks-hsm-net")
 
         let path = decoys + ":" + (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin")
@@ -86,11 +86,11 @@ struct CLICompanionTests {
         chmod(secrets, 0o644)
         let serve = ["serve", "--allow", "GET /v1/workspace"] + api
         for (arguments, message) in [
-            (["--listen", "0.0.0.0:8787"], "--listen '0.0.0.0:8787': the proxy listens on loopback literals only"),
+            (["--listen", "0.0.0.0:8787"], "--listen (12 characters, not shown): the proxy listens on loopback literals only"),
             (["--listen", "unix:relative.sock"], "--listen unix:PATH needs an absolute socket path"),
-            (["--listen", "127.0.0.1:8787", "--allow", "GET /v1/%2e%2e"], "--allow 'GET /v1/%2e%2e': the path starts with '/'"),
-            (["--listen", "127.0.0.1:8787", "--rate", "fast"], "--rate 'fast' is not N/s"),
-            (["--listen", "127.0.0.1:8787", "--max-body", "2GiB"], "--max-body '2GiB' is over 1GiB"),
+            (["--listen", "127.0.0.1:8787", "--allow", "GET /v1/%2e%2e"], "--allow (14 characters, not shown): the path starts with '/'"),
+            (["--listen", "127.0.0.1:8787", "--rate", "fast"], "--rate (4 characters, not shown) is not N/s"),
+            (["--listen", "127.0.0.1:8787", "--max-body", "2GiB"], "--max-body (4 characters, not shown) is over 1GiB"),
             (["--listen", "127.0.0.1:8787", "--checkpoint-every", "0"], "--checkpoint-every must be 1 to 1000000"),
             (["--listen", "127.0.0.1:8787", "--client-token-file", secrets], "holds secrets and is readable by group or others"),
             (["--listen", "127.0.0.1:8787", "--client-token-file", cli.files + "/none"], "the client-token file cannot be read (No such file or directory; the value is not shown"),
@@ -155,9 +155,9 @@ struct CLICompanionTests {
         defer { cli.remove() }
         let alone = cli.files + "/alone"
         try FileManager.default.createDirectory(atPath: alone, withIntermediateDirectories: true)
-        try FileManager.default.copyItem(atPath: CLIHarness.binary, toPath: alone + "/fireblocks-hsm")
+        try Executable.copy(CLIHarness.binary, to: alone + "/fireblocks-hsm")
         let marker = cli.files + "/planted-ran"
-        try "#!/bin/sh\ntouch \(marker)\n".write(toFile: alone + "/fireblocks-hsm-net", atomically: true, encoding: .utf8)
+        try Executable.script("#!/bin/sh\ntouch \(marker)\n", at: alone + "/fireblocks-hsm-net")
         let request = ["request", "GET", "/v1/workspace", "--env", "sandbox", "--api-key", "00000000-0000-4000-8000-000000000000"]
 
         try FileManager.default.setAttributes([.posixPermissions: 0o777], ofItemAtPath: alone + "/fireblocks-hsm-net")
@@ -187,9 +187,9 @@ struct CLICompanionTests {
         let open = cli.files + "/chain/open"
         let bin = open + "/deeper/bin"
         try FileManager.default.createDirectory(atPath: bin, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o755])
-        try FileManager.default.copyItem(atPath: CLIHarness.binary, toPath: bin + "/fireblocks-hsm")
+        try Executable.copy(CLIHarness.binary, to: bin + "/fireblocks-hsm")
         let marker = cli.files + "/planted-ran"
-        try "#!/bin/sh\ntouch \(marker)\n".write(toFile: bin + "/fireblocks-hsm-net", atomically: true, encoding: .utf8)
+        try Executable.script("#!/bin/sh\ntouch \(marker)\n", at: bin + "/fireblocks-hsm-net")
         try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: bin + "/fireblocks-hsm-net")
         let request = ["request", "GET", "/v1/workspace", "--env", "sandbox", "--api-key", "00000000-0000-4000-8000-000000000000"]
 
@@ -220,11 +220,11 @@ struct CLICompanionTests {
         for directory in [prefix + "/bin", libexec, decoys, links] {
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         }
-        try FileManager.default.copyItem(atPath: CLIHarness.binary, toPath: prefix + "/bin/fireblocks-hsm")
+        try Executable.copy(CLIHarness.binary, to: prefix + "/bin/fireblocks-hsm")
         try FileManager.default.createSymbolicLink(atPath: links + "/fireblocks-hsm", withDestinationPath: prefix + "/bin/fireblocks-hsm")
         /// A stand-in companion that records which one ran, and with what.
         func companion(_ path: String, marker: String) throws {
-            try "#!/bin/sh\necho \"$0 $*\" > \(marker)\n".write(toFile: path, atomically: true, encoding: .utf8)
+            try Executable.script("#!/bin/sh\necho \"$0 $*\" > \(marker)\n", at: path)
             try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: path)
         }
         let installed = cli.files + "/libexec-ran", decoy = cli.files + "/decoy-ran", beside = cli.files + "/beside-ran"
@@ -272,7 +272,7 @@ struct CLICompanionTests {
         defer { cli.remove() }
         let alone = cli.files + "/alone"
         try FileManager.default.createDirectory(atPath: alone, withIntermediateDirectories: true)
-        try FileManager.default.copyItem(atPath: CLIHarness.binary, toPath: alone + "/fireblocks-hsm")
+        try Executable.copy(CLIHarness.binary, to: alone + "/fireblocks-hsm")
         try FileManager.default.createSymbolicLink(atPath: alone + "/fireblocks-hsm-net", withDestinationPath: "fireblocks-hsm")
         let result = try Subprocess.run(alone + "/fireblocks-hsm", ["request", "GET", "/v1/workspace", "--env", "sandbox",
                                                                      "--api-key", "00000000-0000-4000-8000-000000000000"],

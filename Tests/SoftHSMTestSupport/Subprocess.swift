@@ -16,6 +16,27 @@ public enum Subprocess {
     @discardableResult
     public static func run(_ executable: String, _ arguments: [String], environment: [String: String]? = nil,
                            input: Data? = nil, workingDirectory: String? = nil) throws -> ProcessResult {
+        // A file just written can be briefly "busy" while another test's child sits between
+        // fork and exec with the writer's descriptor (see `Executable`): wait that out.
+        var attempt = 0
+        while true {
+            do {
+                return try runOnce(executable, arguments, environment: environment, input: input, workingDirectory: workingDirectory)
+            } catch let error as NSError where attempt < 50 && Self.isTextFileBusy(error) {
+                attempt += 1
+                Thread.sleep(forTimeInterval: 0.05)
+            }
+        }
+    }
+
+    private static func isTextFileBusy(_ error: NSError) -> Bool {
+        if error.domain == NSPOSIXErrorDomain && error.code == Int(ETXTBSY) { return true }
+        guard let underlying = error.userInfo[NSUnderlyingErrorKey] as? NSError else { return false }
+        return underlying.domain == NSPOSIXErrorDomain && underlying.code == Int(ETXTBSY)
+    }
+
+    private static func runOnce(_ executable: String, _ arguments: [String], environment: [String: String]?,
+                                input: Data?, workingDirectory: String?) throws -> ProcessResult {
         let process = Process()
         if executable.contains("/") {
             process.executableURL = URL(fileURLWithPath: executable)
