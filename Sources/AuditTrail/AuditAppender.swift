@@ -31,6 +31,9 @@ public final class AuditAppender: Sendable {
         /// time (the compiler sees to it: the lock is not Sendable).
         let lock: ReusableFileLock
         var offset = 0
+        /// The active segment's first record and first byte in the log (``AuditSegments``).
+        var base = 0
+        var activeStart = 0
         /// The tree so far, as its right frontier (O(log n) memory, O(log n) root).
         var range = MerkleTree.CompactRange()
         var lastLeafHash: [UInt8] = []
@@ -54,7 +57,10 @@ public final class AuditAppender: Sendable {
         try state.withLock { state in
             try state.lock.lock(timeout: 30)
             defer { state.lock.unlock() }
-            let start = try log.frontier(anchor: anchor)
+            let segments = try log.segments()
+            let start = try log.frontier(anchor: anchor, segments: segments)
+            state.base = segments.base
+            state.activeStart = segments.baseBytes
             state.offset = start.offset
             state.range = start.range
             state.lastLeafHash = start.lastLeafHash
@@ -97,7 +103,7 @@ public final class AuditAppender: Sendable {
             var synced = sync
             let descriptor = state.descriptor
             let path = log.logPath
-            try state.tiles?.record(leaves, after: state.offset, log: descriptor, path: path) {
+            try state.tiles?.record(leaves, after: state.offset, activeStart: state.activeStart, log: descriptor, path: path) {
                 guard !synced else { return }
                 guard fdatasync(descriptor) == 0 else {
                     throw AuditError(.unwritable, "cannot sync \(path) (\(String(cString: strerror(errno))))")
@@ -108,8 +114,26 @@ public final class AuditAppender: Sendable {
             for leaf in leaves { state.range.append(leafHash: leaf.hash) }
             state.lastLeafHash = leaves.last?.hash ?? state.lastLeafHash
             state.unsynced = !synced
+            try sealSegmentIfFull(&state)
             return first
         }
+    }
+
+    /// Seals the active segment once it is full (``AuditLog/segmentRecords``): its records
+    /// synced first; the next append opens a new one.
+    private func sealSegmentIfFull(_ state: inout State) throws {
+        guard state.range.size - state.base >= log.segmentRecords else { return }
+        if state.unsynced {
+            guard fdatasync(state.descriptor) == 0 else {
+                throw AuditError(.unwritable, "cannot sync \(log.logPath) (\(String(cString: strerror(errno))))")
+            }
+            state.unsynced = false
+        }
+        guard try log.sealSegmentIfFull(size: state.range.size, base: state.base) else { return }
+        close(state.descriptor)
+        state.descriptor = -1
+        state.base = state.range.size
+        state.activeStart = state.offset
     }
 
     /// Under the log's lock, hands the tree size and root of the whole log (with whatever other
@@ -120,7 +144,7 @@ public final class AuditAppender: Sendable {
             try state.lock.lock(timeout: 30)
             defer { state.lock.unlock() }
             try catchUp(&state)
-            if state.unsynced {
+            if state.unsynced, state.descriptor >= 0 {
                 guard fdatasync(state.descriptor) == 0 else {
                     throw AuditError(.unwritable, "cannot sync \(log.logPath) (\(String(cString: strerror(errno))))")
                 }
@@ -143,10 +167,11 @@ public final class AuditAppender: Sendable {
         let path = log.logPath
         if state.descriptor >= 0 {
             var atPath = stat()
-            guard lstat(path, &atPath) == 0, (UInt(atPath.st_dev), UInt(atPath.st_ino)) == state.inode else {
-                throw AuditError(.inconsistent, "\(path) was removed or replaced by another file while this process appended to it; nothing more is appended or signed")
+            if lstat(path, &atPath) != 0 || (UInt(atPath.st_dev), UInt(atPath.st_ino)) != state.inode {
+                try followSealedSegment(&state)
             }
-        } else {
+        }
+        if state.descriptor < 0 {
             guard let descriptor = try AuditFiles.open(path, O_RDWR | O_APPEND, create: true) else {
                 throw AuditError(.unwritable, "cannot open \(path)")
             }
@@ -158,16 +183,43 @@ public final class AuditAppender: Sendable {
             state.descriptor = descriptor
             state.inode = (UInt(opened.st_dev), UInt(opened.st_ino))
         }
+        try readAppended(&state)
+    }
+
+    /// Another process sealed the active segment this one had open (renamed it into the
+    /// segment directory): what it appended before is read from the open file, which must now be
+    /// that segment; the new active segment is opened by the caller. Anything else at the
+    /// log's path is refused: what this process read and will sign over is the old one's.
+    private func followSealedSegment(_ state: inout State) throws {
+        let path = log.logPath
+        let refused = AuditError(.inconsistent, "\(path) was removed or replaced by another file while this process appended to it; nothing more is appended or signed")
+        let segments = try log.segments()
+        guard let sealed = segments.sealed.last, sealed.first == state.base, let sealedPath = sealed.path else { throw refused }
+        var status = stat()
+        guard lstat(sealedPath, &status) == 0, (UInt(status.st_dev), UInt(status.st_ino)) == state.inode else { throw refused }
+        try readAppended(&state)
+        guard state.range.size == sealed.end, state.offset == sealed.start + sealed.bytes else { throw refused }
+        close(state.descriptor)
+        state.descriptor = -1
+        state.base = sealed.end
+        state.activeStart = state.offset
+    }
+
+    /// Reads the records other processes appended to the open active segment since this one
+    /// last did.
+    private func readAppended(_ state: inout State) throws {
+        let path = log.logPath
         let descriptor = state.descriptor
+        let local = state.offset - state.activeStart
         let size = try AuditFiles.size(descriptor, path)
-        guard size >= state.offset else {
-            throw AuditError(.inconsistent, "\(path) is shorter than when this process last read it (\(size) < \(state.offset) bytes): records were cut off underneath")
+        guard size >= local else {
+            throw AuditError(.inconsistent, "\(path) is shorter than when this process last read it (\(size) < \(local) bytes): records were cut off underneath")
         }
-        guard size > state.offset else { return }
-        guard size - state.offset <= 64 << 20 else {
+        guard size > local else { return }
+        guard size - local <= 64 << 20 else {
             throw AuditError(.inconsistent, "\(path) grew by more than 64 MiB since this process last read it: no process of this tool appends that much between two of its records; nothing more is appended or signed")
         }
-        guard let bytes = AuditFiles.readFully(descriptor, at: state.offset, count: size - state.offset) else {
+        guard let bytes = AuditFiles.readFully(descriptor, at: local, count: size - local) else {
             throw AuditError(.unreadable, "cannot read \(path) (\(String(cString: strerror(errno))))")
         }
         guard bytes.last == 0x0A else {
@@ -186,6 +238,6 @@ public final class AuditAppender: Sendable {
             end += line.count + 1
             state.tiles?.append(leafHash: state.lastLeafHash, endOffset: end)
         }
-        state.offset = size
+        state.offset = state.activeStart + size
     }
 }

@@ -1,3 +1,4 @@
+import ErrorShape
 import DurableFiles
 #if canImport(FoundationEssentials)
 import FoundationEssentials
@@ -106,6 +107,19 @@ enum AuditFiles {
         } catch {
             let remedy = TrustedFile.remedy(for: error).map { "; once you know nobody else changed it, fix it with: \($0)" } ?? ""
             throw AuditError(.untrustedFile, "\(error): the audit trail cannot be trusted when others could have written it\(remedy)")
+        }
+    }
+
+    /// `fsync` of a directory: a rename or removal in it made durable (EINVAL: a file system
+    /// that cannot sync directories).
+    static func syncDirectory(_ path: String) throws {
+        let descriptor = Glibc.open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard descriptor >= 0 else {
+            throw AuditError(.unwritable, "cannot open \(path) (\(String(cString: strerror(errno))))", facts: ErrorFacts(path: path))
+        }
+        defer { close(descriptor) }
+        guard fsync(descriptor) == 0 || errno == EINVAL else {
+            throw AuditError(.unwritable, "cannot sync \(path) (\(String(cString: strerror(errno))))", facts: ErrorFacts(path: path))
         }
     }
 }

@@ -23,15 +23,18 @@ public struct AuditLog: Sendable {
     public let token: AuditRecord.Token
     /// The tool writing it.
     public let tool: AuditRecord.Tool
+    /// Records after which the active segment is sealed (``AuditSegments``).
+    public let segmentRecords: Int
 
     /// The log of `token` in `directory`.
-    public init(directory: URL, token: AuditRecord.Token, tool: AuditRecord.Tool) {
+    public init(directory: URL, token: AuditRecord.Token, tool: AuditRecord.Tool, segmentRecords: Int = AuditSegments.defaultRecords) {
         self.directory = directory
         self.token = token
         self.tool = tool
+        self.segmentRecords = max(segmentRecords, 1)
     }
 
-    /// `<serial>.jsonl`.
+    /// `<serial>.jsonl`: the active segment (the whole log, until one is sealed).
     public var logPath: String { directory.appendingPathComponent("\(Self.safeName(token.serial)).jsonl").path }
     /// `<serial>.checkpoint`.
     public var checkpointPath: String { directory.appendingPathComponent("\(Self.safeName(token.serial)).checkpoint").path }
@@ -40,6 +43,8 @@ public struct AuditLog: Sendable {
     var treePath: String { directory.appendingPathComponent("\(Self.safeName(token.serial)).tree").path }
     /// `<serial>.tiles`: the tree's hashes as C2SP tiles, and the offset index (``TileStore``).
     public var tilesPath: String { directory.appendingPathComponent("\(Self.safeName(token.serial)).tiles").path }
+    /// `<serial>.segments`: the sealed segments (``AuditSegments``).
+    public var segmentsPath: String { directory.appendingPathComponent("\(Self.safeName(token.serial)).segments").path }
     /// The lock every writer of the log holds.
     public var lockPath: String { logPath + ".lock" }
     /// The lock held while the audit key is made.
@@ -52,6 +57,22 @@ public struct AuditLog: Sendable {
     public func requireTrustedFiles() throws {
         try AuditFiles.requireTrusted(directory: directory.path, files: [logPath, checkpointPath, treePath, lockPath, keyLockPath])
         try AuditFiles.requireTrusted(directory: tilesPath, files: [tilesPath + "/offsets"])
+        try AuditFiles.requireTrusted(directory: segmentsPath, files: [])
+    }
+
+    /// The sealed segments as they are now.
+    public func segments() throws -> AuditSegments {
+        try AuditSegments.load(segmentsPath)
+    }
+
+    /// One pass over the whole log, its sealed segments then the active one (``LogScan``).
+    func scanLog(prefixSizes: Set<Int> = [], canonicalFrom: Int = .max, hashOnlyBelow: Int = 0, upTo limit: Int = .max,
+                 segments known: AuditSegments? = nil,
+                 visit: ((Int, UnsafeRawBufferPointer) throws -> Void)? = nil,
+                 leaves: ((Int, Int, MerkleTree.Hash) -> Void)? = nil) throws -> LogScan {
+        let segments = try known ?? self.segments()
+        return try LogScan.scan(parts: LogScan.parts(of: self, segments: segments), serial: token.serial, prefixSizes: prefixSizes,
+                                canonicalFrom: canonicalFrom, hashOnlyBelow: hashOnlyBelow, upTo: limit, visit: visit, leaves: leaves)
     }
 
     /// Appends the entries as consecutive records and, still holding the lock, hands the new
@@ -72,16 +93,18 @@ public struct AuditLog: Sendable {
                           seal: ((size: Int, root: [UInt8])) throws -> R) throws -> R {
         try withLock("audit append") {
             let trusted = try anchor()
-            let state = try frontier(anchor: trusted)
+            let segments = try self.segments()
+            let state = try frontier(anchor: trusted, segments: segments)
             var tiles = try TileWriter.open(log: self, at: state)
             let descriptor = try openForAppend()
             defer { close(descriptor) }
             let (bytes, range, last, leaves) = try encode(entries, after: state, now: now)
             try AuditFiles.appendWhole(bytes, descriptor: descriptor, path: logPath, sync: true)
-            try tiles.record(leaves, after: state.offset, log: descriptor, path: logPath)
+            try tiles.record(leaves, after: state.offset, activeStart: segments.baseBytes, log: descriptor, path: logPath)
             let result = try seal((range.size, range.root))
             TreeCache(size: range.size, offset: state.offset + bytes.count, lastLeafHash: hex(last),
                       frontier: range.hashes.map(hex)).save(to: treePath)
+            try sealSegmentIfFull(size: range.size, segments: segments)
             return result
         }
     }
@@ -91,13 +114,15 @@ public struct AuditLog: Sendable {
     @discardableResult
     public func appendUnsealed(_ entries: [AuditEntry], now: Date = Date()) throws -> Int {
         try withLock("audit append") {
-            let state = try frontier(anchor: nil)
+            let segments = try self.segments()
+            let state = try frontier(anchor: nil, segments: segments)
             var tiles = try TileWriter.open(log: self, at: state)
             let descriptor = try openForAppend()
             defer { close(descriptor) }
             let (bytes, range, _, leaves) = try encode(entries, after: state, now: now)
             try AuditFiles.appendWhole(bytes, descriptor: descriptor, path: logPath, sync: true)
-            try tiles.record(leaves, after: state.offset, log: descriptor, path: logPath)
+            try tiles.record(leaves, after: state.offset, activeStart: segments.baseBytes, log: descriptor, path: logPath)
+            try sealSegmentIfFull(size: range.size, segments: segments)
             return range.size
         }
     }
@@ -107,7 +132,7 @@ public struct AuditLog: Sendable {
     /// record must be in its place and the last line whole; nothing is appended.
     public func sealAsItIs<R>(_ seal: ((size: Int, root: [UInt8])) throws -> R) throws -> R {
         try withLock("audit anchor") {
-            let scan = try LogScan.scan(logPath, serial: token.serial)
+            let scan = try scanLog()
             if let damage = scan.damage { throw AuditError(.inconsistent, "record \(damage.index): \(damage.reason); nothing was signed", facts: ErrorFacts(path: logPath, recordIndex: damage.index)) }
             if scan.tornBytes > 0 { throw AuditError(.tornTail, tornMessage(at: scan.range.size)) }
             // The tiles of the log as it is (not of what it held before) exist before it is signed.
@@ -131,7 +156,7 @@ public struct AuditLog: Sendable {
     /// Returns the log's size.
     @discardableResult
     public func requireExtends(_ anchor: Checkpoint) throws -> Int {
-        try withLock("audit check") { try frontier(anchor: anchor).range.size }
+        try withLock("audit check") { try frontier(anchor: anchor, segments: try segments()).range.size }
     }
 
     /// The records as they are, checked against `checkpoints` (each must be a prefix of the
@@ -143,8 +168,9 @@ public struct AuditLog: Sendable {
                        leaves: ((_ index: Int, _ length: Int, _ leafHash: MerkleTree.Hash) -> Void)? = nil) throws -> (size: Int, root: [UInt8]) {
         // Records after the largest checkpoint are vouched for by nothing but their form.
         let sealed = checkpoints.map(\.checkpoint.treeSize).max() ?? 0
+        let segments = try self.segments()
         let scan = try scanVouched(prefixSizes: Set(checkpoints.map(\.checkpoint.treeSize)), canonicalFrom: sealed,
-                                   vouchedBy: checkpoints.map(\.checkpoint), upTo: try settledSize(), leaves: leaves)
+                                   vouchedBy: checkpoints.map(\.checkpoint), upTo: try settledSize(segments: segments), segments: segments, leaves: leaves)
         if let damage = scan.damage { throw AuditError(.inconsistent, "record \(damage.index): \(damage.reason)", facts: ErrorFacts(path: logPath, recordIndex: damage.index)) }
         if scan.tornBytes > 0 {
             throw AuditError(.tornTail, "record \(scan.range.size): the last line is torn (\(scan.tornBytes) bytes after the last whole record: an append was interrupted, or a record's end was cut)")
@@ -162,7 +188,8 @@ public struct AuditLog: Sendable {
     /// records' places are checked. Returns the bytes removed.
     public func repairTornTail(anchor: Checkpoint?) throws -> Int {
         try withLock("audit repair") {
-            let scan = try LogScan.scan(logPath, serial: token.serial, prefixSizes: anchor.map { [$0.treeSize] } ?? [])
+            let segments = try self.segments()
+            let scan = try scanLog(prefixSizes: anchor.map { [$0.treeSize] } ?? [], segments: segments)
             guard scan.tornBytes > 0 else { return 0 }
             if let anchor {
                 guard scan.range.size >= anchor.treeSize else {
@@ -173,7 +200,7 @@ public struct AuditLog: Sendable {
             if let damage = scan.damage { throw AuditError(.inconsistent, "record \(damage.index): \(damage.reason); nothing was repaired", facts: ErrorFacts(path: logPath, recordIndex: damage.index)) }
             guard let descriptor = try AuditFiles.open(logPath, O_RDWR) else { return 0 }
             defer { close(descriptor) }
-            guard ftruncate(descriptor, off_t(scan.offset)) == 0, fdatasync(descriptor) == 0 else {
+            guard scan.offset >= segments.baseBytes, ftruncate(descriptor, off_t(scan.offset - segments.baseBytes)) == 0, fdatasync(descriptor) == 0 else {
                 throw AuditError(.unwritable, "cannot cut \(logPath) (\(String(cString: strerror(errno))))")
             }
             return scan.tornBytes
@@ -196,35 +223,41 @@ public struct AuditLog: Sendable {
     /// The number of whole records and whether anything follows the last (one pass, nothing
     /// kept).
     public func summary() throws -> (records: Int, tornBytes: Int, damage: (index: Int, reason: String)?) {
-        let scan = try LogScan.scan(logPath, serial: token.serial)
+        let scan = try scanLog()
         return (scan.range.size, scan.tornBytes, scan.damage)
     }
 
     /// Whether the log holds anything at all.
     public func isEmpty() throws -> Bool {
+        guard try segments().sealed.isEmpty else { return false }
         guard let descriptor = try AuditFiles.open(logPath, O_RDONLY) else { return true }
         defer { close(descriptor) }
         return try AuditFiles.size(descriptor, logPath) == 0
     }
 
     /// The complete lines of the log, in order (a torn tail left out), each the exact bytes of
-    /// a record without its newline: the Merkle leaves.
-    public func lines() throws -> [[UInt8]] {
+    /// a record without its newline: the Merkle leaves. Refused (``AuditError/Code/unreadable``)
+    /// while a segment is archived and not back in place.
+    /// - Parameter skippingArchived: leave out the records of archived segments instead (for a
+    ///   reader that looks for records and does not need their places).
+    public func lines(skippingArchived: Bool = false) throws -> [[UInt8]] {
+        let segments = try self.segments()
+        if !skippingArchived, let away = segments.archivedAway.first { throw AuditSegments.archivedError(away, log: self) }
         var lines: [[UInt8]] = []
-        _ = try LogScan.scan(logPath, serial: token.serial) { _, line in lines.append(Array(line)) }
+        _ = try scanLog(segments: segments, visit: { _, line in lines.append(Array(line)) })
         return lines
     }
 
     /// The frontier over the whole log, the byte offset of its end and the last leaf hash (the
     /// caller holds the lock): from the cache and the lines after it, or from a full pass; with
     /// `anchor`, only a log that extends it. Refuses a torn tail and a record out of place.
-    func frontier(anchor: Checkpoint?) throws -> Frontier {
+    func frontier(anchor: Checkpoint?, segments: AuditSegments) throws -> Frontier {
         let cache = (try? AuditFiles.readSmall(treePath)).flatMap { $0.flatMap { TreeCache(text: String(decoding: $0, as: UTF8.self)) } }
         var anchoredFrontier: MerkleTree.CompactRange?
         if let cache, let range = cache.range {
             let usable = anchor.map { range.size == $0.treeSize && range.root == $0.rootHash } ?? true
             if usable, anchor != nil { anchoredFrontier = range }
-            if usable, let tail = try readTail(after: cache.offset, lastLeafHash: cache.lastLeafHash, size: range.size) {
+            if usable, let tail = try readTail(after: cache.offset, lastLeafHash: cache.lastLeafHash, size: range.size, segments: segments) {
                 if tail.torn { throw AuditError(.tornTail, tornMessage(at: range.size + tail.lines.count)) }
                 var extended = range
                 var last = cache.lastLeafHash.flatMap { bytes(fromHex: $0) } ?? []
@@ -239,7 +272,7 @@ public struct AuditLog: Sendable {
             }
         }
         let scan = try scanVouched(prefixSizes: anchor.map { [$0.treeSize] } ?? [], canonicalFrom: anchor?.treeSize ?? 0,
-                                   vouchedBy: anchor.map { [$0] } ?? [])
+                                   vouchedBy: anchor.map { [$0] } ?? [], segments: segments)
         if let anchor { try Self.requireExtends(scan, anchor, name: "the token's", knownFrontier: anchoredFrontier) }
         if let damage = scan.damage { throw AuditError(.inconsistent, "record \(damage.index): \(damage.reason); nothing was appended", facts: ErrorFacts(path: logPath, recordIndex: damage.index)) }
         if scan.tornBytes > 0 { throw AuditError(.tornTail, tornMessage(at: scan.range.size)) }
@@ -260,16 +293,16 @@ public struct AuditLog: Sendable {
     /// `leaves` sees each record once: the second pass, when there is one, only finds the
     /// record that makes the log fail.
     func scanVouched(prefixSizes: Set<Int>, canonicalFrom: Int, vouchedBy checkpoints: [Checkpoint], upTo limit: Int = .max,
-                     leaves: ((Int, Int, MerkleTree.Hash) -> Void)? = nil) throws -> LogScan {
+                     segments: AuditSegments, leaves: ((Int, Int, MerkleTree.Hash) -> Void)? = nil) throws -> LogScan {
         let vouched = checkpoints.map(\.treeSize).max() ?? 0
         let sizes = prefixSizes.union(checkpoints.map(\.treeSize))
         if vouched > 0 {
-            let fast = try LogScan.scan(logPath, serial: token.serial, prefixSizes: sizes, canonicalFrom: canonicalFrom,
-                                        hashOnlyBelow: vouched, upTo: limit, leaves: leaves)
+            let fast = try scanLog(prefixSizes: sizes, canonicalFrom: canonicalFrom, hashOnlyBelow: vouched, upTo: limit,
+                                   segments: segments, leaves: leaves)
             if checkpoints.allSatisfy({ fast.prefixes[$0.treeSize]?.root == $0.rootHash }) { return fast }
         }
-        return try LogScan.scan(logPath, serial: token.serial, prefixSizes: sizes, canonicalFrom: canonicalFrom, upTo: limit,
-                                leaves: vouched > 0 ? nil : leaves)
+        return try scanLog(prefixSizes: sizes, canonicalFrom: canonicalFrom, upTo: limit, segments: segments,
+                           leaves: vouched > 0 ? nil : leaves)
     }
 
     /// The log's length at a moment no append is under way: read holding the log's lock, which
@@ -277,15 +310,16 @@ public struct AuditLog: Sendable {
     /// running proxy then reads whole records up to there and never takes a record being written
     /// for a torn one. Whoever cannot take the lock (a read-only copy, an auditor without write
     /// access to the directory) reads to the end as it is.
-    func settledSize() throws -> Int {
-        guard let descriptor = try AuditFiles.open(logPath, O_RDONLY) else { return 0 }
+    func settledSize(segments: AuditSegments) throws -> Int {
+        guard let descriptor = try AuditFiles.open(logPath, O_RDONLY) else { return segments.sealed.isEmpty ? 0 : .max }
         defer { close(descriptor) }
         var status = stat()
         guard lstat(lockPath, &status) == 0, let lock = try? FileLock.acquire(lockPath, timeout: 30, note: "pid \(getpid()): audit verify") else {
             return .max
         }
         defer { lock.release() }
-        return try AuditFiles.size(descriptor, logPath)
+        // The active segment may have been sealed since it was opened: its length is then final.
+        return segments.baseBytes + (try AuditFiles.size(descriptor, logPath))
     }
 
     /// Where a log stands for the next append.
@@ -362,11 +396,20 @@ public struct AuditLog: Sendable {
     ///
     /// The line at the offset must also be record `size - 1` (its `seq`), and the tail at most
     /// 64 MiB (more is read by the streaming pass instead).
-    func readTail(after offset: Int, lastLeafHash: String?, size records: Int) throws -> (lines: [[UInt8]], torn: Bool, end: Int)? {
-        guard let descriptor = try AuditFiles.open(logPath, O_RDONLY) else { return offset == 0 ? ([], false, 0) : nil }
+    func readTail(after virtualOffset: Int, lastLeafHash: String?, size records: Int, segments: AuditSegments) throws -> (lines: [[UInt8]], torn: Bool, end: Int)? {
+        let activeStart = segments.baseBytes
+        let offset = virtualOffset - activeStart
+        guard records >= segments.base, offset >= 0 else { return nil }
+        if offset == 0, activeStart > 0 {
+            // Just after a segment was sealed: the cache's last line is that segment's last.
+            guard records == segments.base, let last = segments.sealed.last, let path = last.path,
+                  let ending = try lastLine(of: path, size: last.bytes),
+                  hex(MerkleTree.leafHash(ending)) == lastLeafHash, LogScan.problem(ending, at: records - 1, serial: token.serial) == nil else { return nil }
+        }
+        guard let descriptor = try AuditFiles.open(logPath, O_RDONLY) else { return offset == 0 ? ([], false, virtualOffset) : nil }
         defer { close(descriptor) }
         let size = try AuditFiles.size(descriptor, logPath)
-        guard offset >= 0, offset <= size, size - offset <= 64 << 20 else { return nil }
+        guard offset <= size, size - offset <= 64 << 20 else { return nil }
         func read(_ start: Int, _ count: Int) -> [UInt8]? { AuditFiles.readFully(descriptor, at: start, count: count) }
         if offset > 0 {
             // The line that ends at `offset` must be the one the cache last saw.
@@ -378,11 +421,48 @@ public struct AuditLog: Sendable {
                   LogScan.problem(body[start...], at: records - 1, serial: token.serial) == nil else { return nil }
         }
         guard let rest = read(offset, size - offset) else { return nil }
-        if rest.isEmpty { return ([], false, offset) }
+        if rest.isEmpty { return ([], false, virtualOffset) }
         var lines = rest.split(separator: 0x0A, omittingEmptySubsequences: false).map(Array.init)
         let torn = rest.last != 0x0A
         lines.removeLast()
-        return (lines, torn, offset + rest.count)
+        return (lines, torn, virtualOffset + rest.count)
+    }
+
+    /// The last line of a file of `size` bytes that ends in a newline (without it); nil otherwise.
+    private func lastLine(of path: String, size: Int) throws -> [UInt8]? {
+        guard size > 0, let descriptor = try AuditFiles.open(path, O_RDONLY) else { return nil }
+        defer { close(descriptor) }
+        let window = min(size, 1 << 20)
+        guard let bytes = AuditFiles.readFully(descriptor, at: size - window, count: window), bytes.last == 0x0A else { return nil }
+        let body = bytes.dropLast()
+        guard let start = body.lastIndex(of: 0x0A).map({ $0 + 1 }) ?? (window == size ? body.startIndex : nil) else { return nil }
+        return Array(body[start...])
+    }
+
+    /// Seals the active segment (the caller holds the lock, its records are on disk) when it
+    /// holds ``segmentRecords`` records or more: it is made read-only and renamed into the
+    /// segment directory, durably; the next append starts a new one. True when it did.
+    @discardableResult
+    func sealSegmentIfFull(size: Int, segments: AuditSegments) throws -> Bool {
+        try sealSegmentIfFull(size: size, base: segments.base)
+    }
+
+    /// ``sealSegmentIfFull(size:segments:)`` for a caller that knows where the active segment starts.
+    func sealSegmentIfFull(size: Int, base: Int) throws -> Bool {
+        let count = size - base
+        guard count >= segmentRecords, count > 0 else { return false }
+        try AtomicFile.makePrivateDirectory(segmentsPath)
+        let target = segmentsPath + "/" + AuditSegments.name(first: base, count: count, kind: "jsonl")
+        var status = stat()
+        guard lstat(target, &status) != 0 else {
+            throw AuditError(.inconsistent, "\(target) exists already: a segment is never replaced; nothing was sealed", facts: ErrorFacts(path: target))
+        }
+        guard chmod(logPath, 0o400) == 0, rename(logPath, target) == 0 else {
+            throw AuditError(.unwritable, "cannot seal the segment \(target) (\(String(cString: strerror(errno))))", facts: ErrorFacts(path: logPath))
+        }
+        try AuditFiles.syncDirectory(segmentsPath)
+        try AuditFiles.syncDirectory(directory.path)
+        return true
     }
 
     /// The log's records as they are on disk, checked: every line a record whose `seq` is its
@@ -390,7 +470,9 @@ public struct AuditLog: Sendable {
     /// (O(n) memory: for proofs; ``verify(against:)`` checks in O(log n)).
     public func verify() throws -> AuditVerification {
         var hashes: [[UInt8]] = []
-        let scan = try LogScan.scan(logPath, serial: token.serial) { _, line in hashes.append(MerkleTree.leafHash(line)) }
+        let segments = try self.segments()
+        if let away = segments.archivedAway.first { throw AuditSegments.archivedError(away, log: self) }
+        let scan = try scanLog(segments: segments, visit: { _, line in hashes.append(MerkleTree.leafHash(line)) })
         if let damage = scan.damage { return .damaged(firstBadRecord: damage.index, reason: damage.reason) }
         if scan.tornBytes > 0 { return .damaged(firstBadRecord: scan.range.size, reason: "the last line is torn (an append was interrupted)") }
         return .intact(leafHashes: hashes)

@@ -4,6 +4,7 @@ import Glibc
 #else
 import Foundation
 #endif
+import HexEncoding
 import TransparencyLog
 
 /// One pass over a log, front to back, in fixed-size chunks: every complete line checked as the
@@ -45,17 +46,126 @@ struct LogScan {
                      hashOnlyBelow: Int = 0, upTo limit: Int = .max,
                      visit: ((Int, UnsafeRawBufferPointer) throws -> Void)? = nil,
                      leaves: ((Int, Int, MerkleTree.Hash) -> Void)? = nil) throws -> LogScan {
+        try scan(parts: [.active(path)], serial: serial, prefixSizes: prefixSizes, canonicalFrom: canonicalFrom,
+                 hashOnlyBelow: hashOnlyBelow, upTo: limit, visit: visit, leaves: leaves)
+    }
+
+    /// One part of a log as a scan reads it.
+    enum Part {
+        /// A sealed segment's file: whole lines only, exactly `count` of them from record `first`;
+        /// with `sha256`, an archived segment put back, which must be the file archived.
+        case sealed(path: String, first: Int, count: Int, sha256: String?)
+        /// A segment that is elsewhere: its records stand in as the subtree hashes that cover
+        /// them (or their leaf hashes, when the tiles have them), and its length.
+        case archived(AuditSegments.Sealed, leafHashes: (() throws -> [MerkleTree.Hash]?)?)
+        /// The active segment (a missing file is empty); a torn tail is allowed here only.
+        case active(String)
+    }
+
+    /// The parts of `log`: its sealed segments, then its active one.
+    static func parts(of log: AuditLog, segments: AuditSegments) -> [Part] {
+        let store = TileStore(root: log.tilesPath)
+        return segments.sealed.map { segment in
+            if let path = segment.path { return .sealed(path: path, first: segment.first, count: segment.count, sha256: segment.stub?.sha256) }
+            return .archived(segment, leafHashes: { store.leafHashes(first: segment.first, count: segment.count) })
+        } + [.active(log.logPath)]
+    }
+
+    /// Reads the parts one after the other, as one log. `upTo` counts bytes from the first
+    /// part's start. `leaves` sees an archived segment's records with a negative length
+    /// (`-1 - bytes`, the segment's bytes given with its last record): their lines are not here.
+    /// Without the leaf hashes (no tiles for them) an archived segment is not seen by `leaves`
+    /// at all but as one call with index -1.
+    static func scan(parts: [Part], serial: String, prefixSizes: Set<Int> = [], canonicalFrom: Int = .max,
+                     hashOnlyBelow: Int = 0, upTo limit: Int = .max,
+                     visit: ((Int, UnsafeRawBufferPointer) throws -> Void)? = nil,
+                     leaves: ((Int, Int, MerkleTree.Hash) -> Void)? = nil) throws -> LogScan {
         var scan = LogScan()
         if prefixSizes.contains(0) { scan.prefixes[0] = scan.range }
-        guard let descriptor = try AuditFiles.open(path, O_RDONLY) else { return scan }
-        defer { close(descriptor) }
-        let chunk = 1 << 20
-        var buffer = [UInt8](repeating: 0, count: chunk)
-        var carry: [UInt8] = []
-        let decoder = JSONDecoder()
-        var remaining = limit
-        let rules = Rules(serial: serial, decoder: decoder, prefixSizes: prefixSizes, canonicalFrom: canonicalFrom,
+        let rules = Rules(serial: serial, decoder: JSONDecoder(), prefixSizes: prefixSizes, canonicalFrom: canonicalFrom,
                           hashOnlyBelow: hashOnlyBelow, visit: visit, leaves: leaves)
+        var buffer = [UInt8](repeating: 0, count: 1 << 20)
+        var remaining = limit
+        for part in parts {
+            switch part {
+            case .sealed(let path, let first, let count, let sha256):
+                guard scan.range.size == first else {
+                    return scan.damaged("segment \(path) starts at record \(first), but the segments before it end at record \(scan.range.size)")
+                }
+                guard let descriptor = try AuditFiles.open(path, O_RDONLY) else {
+                    return scan.damaged("segment \(path) vanished while the log was read")
+                }
+                defer { close(descriptor) }
+                var carry: [UInt8] = []
+                let read = try scan.feed(descriptor, path: path, limit: remaining, buffer: &buffer, carry: &carry, rules: rules)
+                if read.stopped { return scan.tooLong() }
+                remaining -= read.bytes
+                if remaining <= 0 { return scan }
+                guard carry.isEmpty else {
+                    return scan.damaged("segment \(path) ends inside a record (\(carry.count) bytes after its last newline): a sealed segment is never written again")
+                }
+                guard scan.range.size == first + count else {
+                    return scan.damaged("segment \(path) holds \(scan.range.size - first) records, not the \(count) its name says")
+                }
+                if let sha256, try AuditLog.sha256(of: path) != sha256 {
+                    var stopped = scan
+                    stopped.damage = (first, "segment \(path), put back after it was archived, is not the file archived (its SHA-256 is not the one recorded)")
+                    return stopped
+                }
+            case .archived(let segment, let leafHashes):
+                guard scan.range.size == segment.first, remaining >= segment.bytes else {
+                    return scan.damaged("the archived segment of records \(segment.first)–\(segment.end - 1) does not follow record \(scan.range.size - 1)")
+                }
+                remaining -= segment.bytes
+                if let hashes = try leafHashes?() {
+                    for (position, hash) in hashes.enumerated() {
+                        let index = scan.range.size
+                        let last = position == hashes.count - 1
+                        rules.leaves?(index, -1 - (last ? segment.bytes : 0), hash)
+                        scan.range.append(leafHash: hash)
+                        scan.lastLeafHash = hash
+                        if !rules.prefixSizes.isEmpty, rules.prefixSizes.contains(scan.range.size) { scan.prefixes[scan.range.size] = scan.range }
+                    }
+                } else {
+                    guard let stub = segment.stub else { return scan.damaged("records \(segment.first)–\(segment.end - 1) are in no file") }
+                    rules.leaves?(-1, 0, [])
+                    for (piece, hex) in zip(AuditSegments.subtrees(first: segment.first, count: segment.count), stub.subtrees) {
+                        guard let hash = bytes(fromHex: hex), scan.range.append(subtreeHash: hash, level: piece.level) else {
+                            return scan.damaged("the stub of the archived records \(segment.first)–\(segment.end - 1) does not fit the tree")
+                        }
+                        if !rules.prefixSizes.isEmpty, rules.prefixSizes.contains(scan.range.size) { scan.prefixes[scan.range.size] = scan.range }
+                    }
+                    scan.lastLeafHash = []
+                }
+                scan.offset += segment.bytes
+                scan.archived.append(segment)
+            case .active(let path):
+                guard let descriptor = try AuditFiles.open(path, O_RDONLY) else { return scan }
+                defer { close(descriptor) }
+                var carry: [UInt8] = []
+                let read = try scan.feed(descriptor, path: path, limit: remaining, buffer: &buffer, carry: &carry, rules: rules)
+                if read.stopped { return scan.tooLong() }
+                scan.tornBytes = carry.count
+            }
+        }
+        return scan
+    }
+
+    /// The archived segments the scan went past without their records.
+    var archived: [AuditSegments.Sealed] = []
+
+    private func damaged(_ reason: String) -> LogScan {
+        var stopped = self
+        if stopped.damage == nil { stopped.damage = (range.size, reason) }
+        return stopped
+    }
+
+    /// Reads one file to its end (or `limit` bytes), taking each complete line.
+    private mutating func feed(_ descriptor: Int32, path: String, limit: Int, buffer: inout [UInt8], carry: inout [UInt8],
+                               rules: Rules) throws -> (bytes: Int, stopped: Bool) {
+        let chunk = buffer.count
+        var remaining = limit
+        var total = 0
         while remaining > 0 {
             let got = buffer.withUnsafeMutableBytes { raw -> Int in
                 guard let base = raw.baseAddress else { return 0 }
@@ -65,30 +175,30 @@ struct LogScan {
             guard got >= 0 else { throw AuditError(.unreadable, "cannot read \(path) (\(String(cString: strerror(errno))))") }
             if got == 0 { break }
             remaining -= got
+            total += got
             let stopped = try buffer.withUnsafeBytes { raw -> Bool in
                 let filled = UnsafeRawBufferPointer(rebasing: raw[0..<got])
                 guard let base = filled.baseAddress else { return false }
                 var start = 0
                 while start < got, let found = memchr(base + start, 0x0A, got - start) {
                     let newline = base.distance(to: UnsafeRawPointer(found))
-                    if carry.count + (newline - start) > maximumLineLength { return true }
+                    if carry.count + (newline - start) > Self.maximumLineLength { return true }
                     if carry.isEmpty {
-                        try scan.take(UnsafeRawBufferPointer(rebasing: filled[start..<newline]), rules)
+                        try take(UnsafeRawBufferPointer(rebasing: filled[start..<newline]), rules)
                     } else {
                         carry += filled[start..<newline]
-                        try carry.withUnsafeBytes { try scan.take($0, rules) }
+                        try carry.withUnsafeBytes { try take($0, rules) }
                         carry.removeAll(keepingCapacity: true)
                     }
                     start = newline + 1
                 }
-                if carry.count + (got - start) > maximumLineLength { return true }
+                if carry.count + (got - start) > Self.maximumLineLength { return true }
                 carry += filled[start..<got]
                 return false
             }
-            if stopped { return scan.tooLong() }
+            if stopped { return (total, true) }
         }
-        scan.tornBytes = carry.count
-        return scan
+        return (total, false)
     }
 
     /// What a scan checks of each line, and what it keeps.

@@ -127,15 +127,24 @@ extension AuditLog {
     /// the index does not reach that far (tiles not built yet).
     func locate(record index: Int) throws -> (offset: Int, line: [UInt8]?)? {
         let store = TileStore(root: tilesPath)
+        let segments = try self.segments()
+        if let away = segments.archivedAway.first(where: { $0.first <= index && index < $0.end }) {
+            throw AuditSegments.archivedError(away, log: self)
+        }
         let tile = index / TileCoordinate.fullWidth
-        let base = tile * TileCoordinate.fullWidth
+        var base = tile * TileCoordinate.fullWidth
         var offset = 0
-        if tile > 0 {
+        // Where a segment starts is known too (its first record, its first byte): from there
+        // when that is nearer (and never from inside an archived segment).
+        let segmentStart: (first: Int, start: Int) = segments.sealed.first(where: { $0.first <= index && index < $0.end }).map { ($0.first, $0.start) }
+            ?? (segments.base, segments.baseBytes)
+        if segmentStart.first > base || (segmentStart.first == base && tile > 0) {
+            base = segmentStart.first
+            offset = segmentStart.start
+        } else if tile > 0 {
             guard let entry = try store.offset(tile - 1) else { return nil }
             offset = entry
-            guard let descriptor = try AuditFiles.open(logPath, O_RDONLY) else { return nil }
-            defer { close(descriptor) }
-            guard AuditFiles.readFully(descriptor, at: offset - 1, count: 1) == [0x0A] else {
+            guard try byte(at: offset - 1, segments: segments) == 0x0A else {
                 throw AuditError(.tilesUnusable, "entry \(tile - 1) of \(store.offsetsPath) (byte \(offset)) is not the start of a line of \(logPath)", facts: ErrorFacts(path: store.offsetsPath))
             }
         }
@@ -144,7 +153,7 @@ extension AuditLog {
         var found: [UInt8]?
         var problem: String?
         let decoder = JSONDecoder()
-        try LogLines.forEach(logPath, from: offset) { line, end in
+        try LogLines.forEach(self, segments: segments, from: offset) { line, end in
             if current == base || current == index, let wrong = LogScan.problem(line, at: current, serial: token.serial, decoder: decoder) {
                 problem = wrong
                 return false
@@ -166,13 +175,30 @@ extension AuditLog {
         return (start, found)
     }
 
+    /// The byte at `offset` of the whole log (nil past its end).
+    private func byte(at offset: Int, segments: AuditSegments) throws -> UInt8? {
+        guard offset >= 0 else { return nil }
+        let path: String
+        var local = offset - segments.baseBytes
+        if let segment = segments.sealed.first(where: { $0.start <= offset && offset < $0.start + $0.bytes }) {
+            guard let file = segment.path else { throw AuditSegments.archivedError(segment, log: self) }
+            path = file
+            local = offset - segment.start
+        } else {
+            path = logPath
+        }
+        guard let descriptor = try AuditFiles.open(path, O_RDONLY) else { return nil }
+        defer { close(descriptor) }
+        return AuditFiles.readFully(descriptor, at: local, count: 1)?.first
+    }
+
     /// Rebuilds the tiles from the records, replacing the directory (a person's decision, after
     /// a tile was found to differ): under the lock, once the log is found to extend `anchor`
     /// (the checkpoint the caller verified; nil only for a trail without one). Reports the old
     /// full tiles that differed.
     public func rebuildTiles(anchor: Checkpoint?) throws -> TileRebuildReport {
         try withLock("audit tiles rebuild") {
-            let state = try frontier(anchor: anchor)
+            let state = try frontier(anchor: anchor, segments: try segments())
             let outcome = try TileRebuild.run(log: self, upTo: state, replacing: true)
             return TileRebuildReport(records: state.range.size, fullTiles: outcome.fullTiles,
                                      partialTiles: TileCoordinate.rightEdge(treeSize: state.range.size).count,

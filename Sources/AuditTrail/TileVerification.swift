@@ -21,13 +21,17 @@ public struct TileCheck: Sendable, Equatable, Codable {
     public let missing: Int
     /// Entries of the offset index equal to where the records start.
     public let offsetsChecked: Int
+    /// False when the check stopped early: an archived segment whose level-0 tiles are not
+    /// there either (nothing gives its records' hashes, so the tiles after it are not compared).
+    public let complete: Bool
 
     /// A check's findings.
-    public init(present: Bool, checked: Int, missing: Int, offsetsChecked: Int) {
+    public init(present: Bool, checked: Int, missing: Int, offsetsChecked: Int, complete: Bool = true) {
         self.present = present
         self.checked = checked
         self.missing = missing
         self.offsetsChecked = offsetsChecked
+        self.complete = complete
     }
 }
 
@@ -42,17 +46,26 @@ final class TileChecker {
     private var missing = 0
     private var offsetsChecked = 0
     private var failure: (any Error)?
+    private var abandoned = false
 
     init(store: TileStore) {
         self.store = store
     }
 
-    /// One record: its line's length (newline included) and leaf hash.
+    /// One record: its line's length (newline included) and leaf hash. A record of an archived
+    /// segment comes with a negative length, `-1 - bytes` (the segment's bytes given with its
+    /// last record): its hash is the level-0 tile's own, so that tile is not compared, nor the
+    /// offsets inside. `Int.min`: an archived segment without even that; nothing after it is
+    /// compared.
     func take(length: Int, leafHash: MerkleTree.Hash) {
-        end += length
+        if length == Int.min { abandoned = true }
+        guard !abandoned else { return }
+        let archived = length < 0
+        end += archived ? -1 - length : length
         let completed = builder.append(leafHash: leafHash)
         guard failure == nil else { return }
         for (tile, hashes) in completed {
+            if archived, tile.level == 0 { continue }
             compare(tile, hashes)
             comparePartials(of: tile, with: hashes)
             if tile.level == 0 { compareOffset(tile.index) }
@@ -61,6 +74,10 @@ final class TileChecker {
 
     /// The right edge's partial tiles, then the verdict: the first difference found, thrown.
     func finish() throws -> TileCheck {
+        if abandoned {
+            if let failure { throw failure }
+            return TileCheck(present: true, checked: checked, missing: missing, offsetsChecked: offsetsChecked, complete: false)
+        }
         if failure == nil {
             for (tile, hashes) in builder.partialTiles {
                 let widths = (try? store.partialWidths(of: tile)) ?? []
@@ -158,7 +175,9 @@ extension AuditLog {
         let pipeline = TileCheckPipeline(store: store)
         let tree: (size: Int, root: [UInt8])
         do {
-            tree = try verify(against: checkpoints) { _, length, leafHash in pipeline.take(length: length, leafHash: leafHash) }
+            tree = try verify(against: checkpoints) { index, length, leafHash in
+                pipeline.take(length: index < 0 ? Int.min : length, leafHash: leafHash)
+            }
         } catch {
             _ = try? pipeline.finish()
             throw error
@@ -215,7 +234,7 @@ extension AuditLog {
         let later = others.filter { $0.checkpoint.treeSize > saved.treeSize }
         let decoder = JSONDecoder()
         var damage: AuditError?
-        let tail = try LogLines.forEach(logPath, from: start) { line, _ in
+        let tail = try LogLines.forEach(self, segments: try segments(), from: start) { line, _ in
             if let problem = LogScan.problem(line, at: index, serial: token.serial, decoder: decoder, canonical: index >= anchored.treeSize) {
                 damage = AuditError(.inconsistent, "record \(index): \(problem)", facts: ErrorFacts(path: logPath, recordIndex: index))
                 return false

@@ -104,7 +104,7 @@ struct TileWriter {
     /// thrown, so the records count only with their tiles.
     /// - Parameter syncLog: called before full tiles are written, when the records may not be
     ///   on disk yet.
-    mutating func record(_ leaves: [(hash: MerkleTree.Hash, length: Int)], after offset: Int, log descriptor: Int32, path: String,
+    mutating func record(_ leaves: [(hash: MerkleTree.Hash, length: Int)], after offset: Int, activeStart: Int, log descriptor: Int32, path: String,
                          syncLog: (() throws -> Void)? = nil) throws {
         let before = self
         var end = offset
@@ -117,7 +117,7 @@ struct TileWriter {
             try flush()
         } catch {
             self = before
-            let cut = ftruncate(descriptor, off_t(offset)) == 0 && fdatasync(descriptor) == 0
+            let cut = offset >= activeStart && ftruncate(descriptor, off_t(offset - activeStart)) == 0 && fdatasync(descriptor) == 0
             let outcome = cut ? "the records were cut back, nothing of them was kept" : "and the records could not be cut back (\(String(cString: strerror(errno)))): verify the log before anything else"
             throw AuditError((error as? AuditError)?.code ?? .unwritable, "\(error); \(outcome)", facts: ErrorFacts(path: path))
         }
@@ -157,7 +157,7 @@ enum TileRebuild {
         var differingCount = 0
         let hadOld = old.exists
         do {
-            let end = try LogLines.forEach(log.logPath, from: 0, to: frontier.offset) { line, end in
+            let end = try LogLines.forEach(log, segments: try log.segments(), from: 0, to: frontier.offset) { line, end in
                 for (tile, hashes) in builder.append(leafHash: MerkleTree.leafHash(line)) {
                     try fresh.writeFull(tile, hashes, durable: false)
                     fullTiles += 1

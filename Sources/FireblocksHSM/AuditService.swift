@@ -318,6 +318,8 @@ public final class AuditService {
         public var consistencyProof: [[UInt8]] = []
         /// What the full verification found of the tiles.
         public var tiles: TileCheck?
+        /// The archived segments: put back and read, or not read (their records' hashes kept).
+        public var archived: [ArchivedRange] = []
     }
 
     /// The whole trail, trusting only the token: the audit key meets its policy; the anchored
@@ -377,6 +379,7 @@ public final class AuditService {
                     verification.hashedFrom = outcome.hashedFrom
                     verification.recordsHashed = outcome.recordsHashed
                     verification.consistencyProof = outcome.consistencyProof
+                    verification.archived = try archivedRanges()
                     return verification
                 case .unavailable(let reason):
                     fallback = reason
@@ -391,6 +394,7 @@ public final class AuditService {
         verification.recordsHashed = tree.size
         verification.fallbackReason = fallback
         verification.tiles = tree.tiles
+        verification.archived = try archivedRanges()
         return verification
     }
 

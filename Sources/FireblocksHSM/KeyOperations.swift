@@ -303,7 +303,9 @@ public final class KeyDeletion {
         guard !waiting.isEmpty else { return }
         let decoder = JSONDecoder()
         var found: [String: (record: AuditRecord, how: String)] = [:]
-        for line in try audit.log.lines() {
+        // A record in an archived segment is not found: the user then stays unretired here
+        // (which refuses more, never less).
+        for line in try audit.log.lines(skippingArchived: true) {
             // Cheap before decoding: most records are of other events.
             guard line.count > retiredEvent.utf8.count, String(decoding: line, as: UTF8.self).contains("\"\(retiredEvent)\""),
                   let record = try? decoder.decode(AuditRecord.self, from: Data(line)),

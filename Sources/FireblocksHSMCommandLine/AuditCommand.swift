@@ -13,8 +13,8 @@ struct AuditCommand: ParsableCommand {
         commandName: "audit",
         abstract: "The token's tamper-evident audit trail: an RFC 6962 log with checkpoints signed on the token.",
         subcommands: [AuditInitCommand.self, AuditShowCommand.self, AuditCheckpointCommand.self,
-                      AuditVerifyCommand.self, AuditProofCommand.self, AuditTilesCommand.self, AuditRepairCommand.self,
-                      AuditReanchorCommand.self]
+                      AuditVerifyCommand.self, AuditProofCommand.self, AuditTilesCommand.self, AuditSegmentCommand.self,
+                      AuditArchiveCommand.self, AuditRepairCommand.self, AuditReanchorCommand.self]
     )
 }
 
@@ -324,6 +324,8 @@ struct AuditVerifyCommand: ParsableCommand {
         let fallbackReason: String?
         let consistencyProof: [String]
         let tiles: TileCheck?
+        /// Archived segments: put back and read, or not read.
+        let archived: [ArchivedRange]
     }
 
     func run() throws {
@@ -340,7 +342,8 @@ struct AuditVerifyCommand: ParsableCommand {
         let report = Report(intact: true, records: result.records, rootHex: result.rootHex, checkedAgainst: result.checkedAgainst,
                             auditKeySHA256: result.auditKeySHA256, legacyKeyIDs: result.legacyKeyIDs, mode: result.mode,
                             hashedFrom: result.hashedFrom, recordsHashed: result.recordsHashed, fallbackReason: result.fallbackReason,
-                            consistencyProof: result.consistencyProof.map { Data($0).base64EncodedString() }, tiles: result.tiles)
+                            consistencyProof: result.consistencyProof.map { Data($0).base64EncodedString() }, tiles: result.tiles,
+                            archived: result.archived)
         try output.emit(report) { report in
             var text = report.auditKeySHA256 == nil
                 ? "No audit trail yet: the token has no audit key and the log no records.\n"
@@ -357,6 +360,15 @@ struct AuditVerifyCommand: ParsableCommand {
                 text += tiles.present
                     ? "tiles: \(tiles.checked) compared with the records, all equal; \(tiles.offsetsChecked) offset index entries checked\(tiles.missing > 0 ? "; \(tiles.missing) not built yet (the next append or 'audit tiles --rebuild' builds them)" : "")\n"
                     : "tiles: none yet (the next append or 'audit tiles --rebuild' builds them)\n"
+            }
+            for range in report.archived {
+                let records = "records \(range.first)–\(range.first + range.count - 1)"
+                text += range.putBack
+                    ? "archived \(records): put back and read; it is the file archived (sha256 \(range.sha256))\n"
+                    : "archived \(records): not read (moved to \(TerminalText.sanitized(range.to))/\(TerminalText.sanitized(range.file)), sha256 \(range.sha256)); the tree used the hashes kept for them\n"
+            }
+            if let tiles = report.tiles, !tiles.complete {
+                text += "note: the tiles after an archived segment without level-0 tiles were not compared\n"
             }
             if !report.legacyKeyIDs.isEmpty {
                 text += "note: the \(report.legacyKeyIDs.joined(separator: " and ")) checkpoint carries the key ID of fireblocks-hsm before 2026-12 (name-based); outside C2SP verifiers find no signature on it until the next checkpoint is signed\n"
