@@ -108,6 +108,7 @@ public struct AuditSegments: Sendable {
             }
             var stub: ArchivedSegment?
             if let stubEntry {
+                try AuditFiles.requireTrusted(directory: directory, files: [directory + "/" + stubEntry.name])
                 stub = try ArchivedSegment.read(directory + "/" + stubEntry.name)
                 guard stub?.first == first, stub?.count == count else {
                     throw AuditError(.inconsistent, "\(directory)/\(stubEntry.name) describes other records than its name says", facts: ErrorFacts(path: directory, recordIndex: first))
@@ -117,6 +118,7 @@ public struct AuditSegments: Sendable {
             var path: String?
             if let file {
                 path = directory + "/" + file.name
+                try AuditFiles.requireTrusted(directory: directory, files: [directory + "/" + file.name])
                 guard let descriptor = try AuditFiles.open(directory + "/" + file.name, O_RDONLY) else {
                     throw AuditError(.unreadable, "\(directory)/\(file.name) vanished while the segments were read", facts: ErrorFacts(path: directory))
                 }

@@ -200,6 +200,9 @@ extension AuditLog {
     public func verifyIncrementally(from saved: Checkpoint, anchored: Checkpoint,
                                     others: [(name: String, checkpoint: Checkpoint)] = []) throws -> IncrementalVerification {
         try requireTrustedFiles()
+        if let away = try segments().archivedAway.first(where: { $0.end > saved.treeSize }) {
+            return .unavailable(reason: "records \(away.first)–\(away.end - 1), after the saved checkpoint, are archived and not here to be hashed")
+        }
         let tree = tiledTree(size: anchored.treeSize)
         var range: MerkleTree.CompactRange
         let consistency: [MerkleTree.Hash]

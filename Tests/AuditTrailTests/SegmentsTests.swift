@@ -122,7 +122,11 @@ struct SegmentsTests {
         defer { try? FileManager.default.removeItem(atPath: archive) }
         try FileManager.default.createDirectory(atPath: archive, withIntermediateDirectories: true)
         let anchor = Anchor()
-        for batch in 0..<60 { try anchor.append(log, names(5, from: batch * 5)) }
+        var early: Checkpoint?
+        for batch in 0..<60 {
+            try anchor.append(log, names(5, from: batch * 5))
+            if batch == 1 { early = anchor.checkpoint }
+        }
         let lines = try allLines(log)
         let sealed = try log.segments().sealed
         #expect(sealed.count == 15)
@@ -147,6 +151,14 @@ struct SegmentsTests {
         #expect(away?.code == .unreadable && away?.reason.contains(archive) == true, "\(String(describing: away))")
         #expect(throws: AuditError.self) { try log.inclusionProof(index: 5, anchored: anchor.checkpoint) }
         #expect(try log.inclusionProof(index: 100, anchored: anchor.checkpoint).record == lines[100])
+        // An auditor's checkpoint from before the archived records: not checked incrementally
+        // (the records after it are not all here), which a full verification then does.
+        if case .verified = try log.verifyIncrementally(from: try #require(early), anchored: anchor.checkpoint) {
+            Issue.record("records that are archived were taken as hashed")
+        }
+        if case .unavailable(let reason) = try log.verifyIncrementally(from: anchor.checkpoint, anchored: anchor.checkpoint) {
+            Issue.record("a checkpoint after the archived records is checked incrementally: \(reason)")
+        }
         // Appending goes on.
         try anchor.append(log, ["after the archive"])
 
