@@ -67,11 +67,11 @@ public struct AuditLog: Sendable {
 
     /// One pass over the whole log, its sealed segments then the active one (``LogScan``).
     func scanLog(prefixSizes: Set<Int> = [], canonicalFrom: Int = .max, hashOnlyBelow: Int = 0, upTo limit: Int = .max,
-                 segments known: AuditSegments? = nil,
+                 segments known: AuditSegments? = nil, active: Int32? = nil,
                  visit: ((Int, UnsafeRawBufferPointer) throws -> Void)? = nil,
                  leaves: ((Int, Int, MerkleTree.Hash) -> Void)? = nil) throws -> LogScan {
         let segments = try known ?? self.segments()
-        return try LogScan.scan(parts: LogScan.parts(of: self, segments: segments), serial: token.serial, prefixSizes: prefixSizes,
+        return try LogScan.scan(parts: LogScan.parts(of: self, segments: segments, active: active), serial: token.serial, prefixSizes: prefixSizes,
                                 canonicalFrom: canonicalFrom, hashOnlyBelow: hashOnlyBelow, upTo: limit, visit: visit, leaves: leaves)
     }
 
@@ -168,9 +168,11 @@ public struct AuditLog: Sendable {
                        leaves: ((_ index: Int, _ length: Int, _ leafHash: MerkleTree.Hash) -> Void)? = nil) throws -> (size: Int, root: [UInt8]) {
         // Records after the largest checkpoint are vouched for by nothing but their form.
         let sealed = checkpoints.map(\.checkpoint.treeSize).max() ?? 0
-        let segments = try self.segments()
+        let view = try settledView()
+        defer { if let active = view.active { close(active) } }
         let scan = try scanVouched(prefixSizes: Set(checkpoints.map(\.checkpoint.treeSize)), canonicalFrom: sealed,
-                                   vouchedBy: checkpoints.map(\.checkpoint), upTo: try settledSize(segments: segments), segments: segments, leaves: leaves)
+                                   vouchedBy: checkpoints.map(\.checkpoint), upTo: view.limit, segments: view.segments,
+                                   active: view.active, leaves: leaves)
         if let damage = scan.damage { throw AuditError(.inconsistent, "record \(damage.index): \(damage.reason)", facts: ErrorFacts(path: logPath, recordIndex: damage.index)) }
         if scan.tornBytes > 0 {
             throw AuditError(.tornTail, "record \(scan.range.size): the last line is torn (\(scan.tornBytes) bytes after the last whole record: an append was interrupted, or a record's end was cut)")
@@ -293,15 +295,15 @@ public struct AuditLog: Sendable {
     /// `leaves` sees each record once: the second pass, when there is one, only finds the
     /// record that makes the log fail.
     func scanVouched(prefixSizes: Set<Int>, canonicalFrom: Int, vouchedBy checkpoints: [Checkpoint], upTo limit: Int = .max,
-                     segments: AuditSegments, leaves: ((Int, Int, MerkleTree.Hash) -> Void)? = nil) throws -> LogScan {
+                     segments: AuditSegments, active: Int32? = nil, leaves: ((Int, Int, MerkleTree.Hash) -> Void)? = nil) throws -> LogScan {
         let vouched = checkpoints.map(\.treeSize).max() ?? 0
         let sizes = prefixSizes.union(checkpoints.map(\.treeSize))
         if vouched > 0 {
             let fast = try scanLog(prefixSizes: sizes, canonicalFrom: canonicalFrom, hashOnlyBelow: vouched, upTo: limit,
-                                   segments: segments, leaves: leaves)
+                                   segments: segments, active: active, leaves: leaves)
             if checkpoints.allSatisfy({ fast.prefixes[$0.treeSize]?.root == $0.rootHash }) { return fast }
         }
-        return try scanLog(prefixSizes: sizes, canonicalFrom: canonicalFrom, upTo: limit, segments: segments,
+        return try scanLog(prefixSizes: sizes, canonicalFrom: canonicalFrom, upTo: limit, segments: segments, active: active,
                            leaves: vouched > 0 ? nil : leaves)
     }
 
@@ -310,16 +312,23 @@ public struct AuditLog: Sendable {
     /// running proxy then reads whole records up to there and never takes a record being written
     /// for a torn one. Whoever cannot take the lock (a read-only copy, an auditor without write
     /// access to the directory) reads to the end as it is.
-    func settledSize(segments: AuditSegments) throws -> Int {
-        guard let descriptor = try AuditFiles.open(logPath, O_RDONLY) else { return segments.sealed.isEmpty ? 0 : .max }
-        defer { close(descriptor) }
+    ///
+    /// The segments are listed and the active segment opened under the same lock: a segment
+    /// sealed while the pass reads is still read as the file it was (the descriptor follows the
+    /// rename), never as the new active file. The caller closes `active`.
+    func settledView() throws -> (segments: AuditSegments, active: Int32?, limit: Int) {
         var status = stat()
-        guard lstat(lockPath, &status) == 0, let lock = try? FileLock.acquire(lockPath, timeout: 30, note: "pid \(getpid()): audit verify") else {
-            return .max
+        let lock = lstat(lockPath, &status) == 0 ? try? FileLock.acquire(lockPath, timeout: 30, note: "pid \(getpid()): audit verify") : nil
+        defer { lock?.release() }
+        let segments = try self.segments()
+        let active = try AuditFiles.open(logPath, O_RDONLY)
+        guard lock != nil else { return (segments, active, .max) }
+        do {
+            return (segments, active, segments.baseBytes + (try active.map { try AuditFiles.size($0, logPath) } ?? 0))
+        } catch {
+            if let active { close(active) }
+            throw error
         }
-        defer { lock.release() }
-        // The active segment may have been sealed since it was opened: its length is then final.
-        return segments.baseBytes + (try AuditFiles.size(descriptor, logPath))
     }
 
     /// Where a log stands for the next append.

@@ -58,17 +58,18 @@ struct LogScan {
         /// A segment that is elsewhere: its records stand in as the subtree hashes that cover
         /// them (or their leaf hashes, when the tiles have them), and its length.
         case archived(AuditSegments.Sealed, leafHashes: (() throws -> [MerkleTree.Hash]?)?)
-        /// The active segment (a missing file is empty); a torn tail is allowed here only.
-        case active(String)
+        /// The active segment (a missing file is empty); a torn tail is allowed here only. With
+        /// `descriptor`, read from that open file (from its start; the caller closes it).
+        case active(String, descriptor: Int32? = nil)
     }
 
     /// The parts of `log`: its sealed segments, then its active one.
-    static func parts(of log: AuditLog, segments: AuditSegments) -> [Part] {
+    static func parts(of log: AuditLog, segments: AuditSegments, active: Int32? = nil) -> [Part] {
         let store = TileStore(root: log.tilesPath)
         return segments.sealed.map { segment in
             if let path = segment.path { return .sealed(path: path, first: segment.first, count: segment.count, sha256: segment.stub?.sha256) }
             return .archived(segment, leafHashes: { store.leafHashes(first: segment.first, count: segment.count) })
-        } + [.active(log.logPath)]
+        } + [.active(log.logPath, descriptor: active)]
     }
 
     /// Reads the parts one after the other, as one log. `upTo` counts bytes from the first
@@ -139,9 +140,13 @@ struct LogScan {
                 }
                 scan.offset += segment.bytes
                 scan.archived.append(segment)
-            case .active(let path):
-                guard let descriptor = try AuditFiles.open(path, O_RDONLY) else { return scan }
-                defer { close(descriptor) }
+            case .active(let path, let given):
+                let opened = try given == nil ? AuditFiles.open(path, O_RDONLY) : nil
+                guard let descriptor = given ?? opened else { return scan }
+                defer { if let opened { close(opened) } }
+                if given != nil, lseek(descriptor, 0, SEEK_SET) != 0 {
+                    throw AuditError(.unreadable, "cannot read \(path) (\(String(cString: strerror(errno))))")
+                }
                 var carry: [UInt8] = []
                 let read = try scan.feed(descriptor, path: path, limit: remaining, buffer: &buffer, carry: &carry, rules: rules)
                 if read.stopped { return scan.tooLong() }

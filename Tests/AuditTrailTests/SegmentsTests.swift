@@ -1,6 +1,7 @@
 import AuditTrail
 import Crypto
 import Foundation
+import Synchronization
 import Testing
 import TransparencyLog
 
@@ -259,5 +260,48 @@ struct SegmentsTests {
         for index in 0..<20 { try appender.append([AuditEntry(event: "proxy.request", facts: ["path": .string("b\(index)")])]) }
         while case let batch = try follower.next(limit: 100), !batch.isEmpty { read += batch }
         #expect(read == (try allLines(log)) && follower.records == 53)
+    }
+
+    @Test func readersBesideAWriterThatSealsSegmentsSeeOneLog() throws {
+        let log = segmentedLog(16)
+        defer { try? FileManager.default.removeItem(at: log.directory) }
+        let anchor = Anchor()
+        try anchor.append(log, names(3))
+        let writing = DispatchGroup()
+        let failure = Mutex<String?>(nil)
+        writing.enter()
+        DispatchQueue.global().async {
+            defer { writing.leave() }
+            do {
+                let appender = try AuditAppender(log: log, anchor: anchor.checkpoint)
+                for index in 0..<400 {
+                    try appender.append([AuditEntry(event: "proxy.request", facts: ["path": .string("w\(index)")])], sync: false)
+                    if index % 7 == 0 { try anchor.seal(appender) }
+                }
+                try anchor.seal(appender)
+            } catch {
+                failure.withLock { $0 = "writer: \(error)" }
+            }
+        }
+        let follower = AuditLogFollower(log)
+        var followed = 0
+        var verifications = 0
+        while writing.wait(timeout: .now()) == .timedOut || verifications < 2 {
+            do {
+                let checkpoint = anchor.checkpoint
+                let verified = try log.verify(against: [("the token's", checkpoint)])
+                #expect(verified.size >= checkpoint.treeSize)
+                verifications += 1
+                followed += try follower.next(limit: 4096).count
+            } catch {
+                failure.withLock { $0 = $0 ?? "reader: \(error)" }
+                break
+            }
+        }
+        writing.wait()
+        while case let batch = try follower.next(limit: 1 << 20), !batch.isEmpty { followed += batch.count }
+        #expect(failure.withLock { $0 } == nil, "\(failure.withLock { $0 } ?? "")")
+        #expect(followed == 403 && verifications >= 2)
+        #expect(try segmentFiles(log).count >= 20)
     }
 }

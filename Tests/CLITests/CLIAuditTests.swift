@@ -78,12 +78,14 @@ struct CLIAuditTests {
         writer.executableURL = URL(fileURLWithPath: "/bin/sh")
         writer.arguments = ["-c", "for i in $(seq 40); do \"$0\" jwt --key k --api-key 00000000-0000-4000-8000-000000000000 --path /v1/workspace --token \"$1\" --pin-source env:TEST_HSM_PIN --module \"$2\" > /dev/null 2>> \"$3\" && echo sealed >> \"$3.count\"; done",
                             CLIHarness.binary, cli.label, SoftHSM.modulePath, cli.directory.path + "/writer.err"]
-        writer.environment = cli.environment()
+        // Segments of 16 records: the writer seals one every few runs, under the readers' feet.
+        let segments = ["FIREBLOCKS_HSM_AUDIT_SEGMENT_RECORDS": "16"]
+        writer.environment = cli.environment(segments)
         try writer.run()
         var runs = 0
         var failures: [String] = []
         while writer.isRunning || runs < 3 {
-            let verify = try cli.runOnToken(["audit", "verify"])
+            let verify = try cli.runOnToken(["audit", "verify"], environment: segments)
             if verify.status != 0 { failures.append(verify.standardError) }
             runs += 1
         }
@@ -94,6 +96,8 @@ struct CLIAuditTests {
         let sealed = ((try? String(contentsOfFile: cli.directory.path + "/writer.err.count", encoding: .utf8)) ?? "").split(separator: "\n").count
         #expect(sealed >= 30, "\(sealed) of 40 seals: \((try? String(contentsOfFile: cli.directory.path + "/writer.err", encoding: .utf8)) ?? "")")
         #expect(failures.isEmpty, "\(failures.count) of \(runs) verifications failed: \(failures.prefix(3))")
+        let sealedSegments = try FileManager.default.contentsOfDirectory(atPath: String(try cli.auditLogPath().dropLast(".jsonl".count)) + ".segments")
+        #expect(sealedSegments.count >= 2, "\(sealedSegments)")
     }
 
     @Test func aProfileCanSayWhereTheAuditLogsGo() throws {
