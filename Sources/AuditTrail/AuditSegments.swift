@@ -281,24 +281,22 @@ extension AuditSegments {
 }
 
 extension TileStore {
-    /// The leaf hashes of records `[first, first + count)` from the level-0 tiles; nil when a
-    /// tile they need is not there or not usable (the caller then does without them).
-    func leafHashes(first: Int, count: Int) -> [MerkleTree.Hash]? {
-        guard count > 0, exists else { return nil }
+    /// Calls `body` with the leaf hashes of records `[first, first + count)`, read from the
+    /// level-0 tiles one tile at a time (256 hashes in memory, whatever the count). False when a
+    /// tile they need is not there or not usable: `body` may then have seen some of them.
+    func forEachLeafHash(first: Int, count: Int, _ body: (MerkleTree.Hash) -> Void) -> Bool {
+        guard count > 0, exists else { return false }
         let width = TileCoordinate.fullWidth
-        var hashes: [MerkleTree.Hash] = []
-        hashes.reserveCapacity(count)
         var tile = first / width
         while tile * width < first + count {
             let needed = min(width, first + count - tile * width)
-            guard let coordinate = TileCoordinate(level: 0, index: tile, width: needed) else { return nil }
+            guard let coordinate = TileCoordinate(level: 0, index: tile, width: needed) else { return false }
             let found: [MerkleTree.Hash]?
-            do { found = try readPrefix(coordinate) } catch { return nil }
-            guard let found, found.count == needed else { return nil }
-            let from = max(first - tile * width, 0)
-            hashes += found[from..<needed]
+            do { found = try readPrefix(coordinate) } catch { return false }
+            guard let found, found.count == needed else { return false }
+            for hash in found[max(first - tile * width, 0)..<needed] { body(hash) }
             tile += 1
         }
-        return hashes.count == count ? hashes : nil
+        return true
     }
 }

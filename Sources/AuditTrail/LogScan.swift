@@ -57,7 +57,7 @@ struct LogScan {
         case sealed(path: String, first: Int, count: Int, sha256: String?)
         /// A segment that is elsewhere: its records stand in as the subtree hashes that cover
         /// them (or their leaf hashes, when the tiles have them), and its length.
-        case archived(AuditSegments.Sealed, leafHashes: (() throws -> [MerkleTree.Hash]?)?)
+        case archived(AuditSegments.Sealed, leafHashes: ((_ body: (MerkleTree.Hash) -> Void) -> Bool)?)
         /// The active segment (a missing file is empty); a torn tail is allowed here only. With
         /// `descriptor`, read from that open file (from its start; the caller closes it).
         case active(String, descriptor: Int32? = nil)
@@ -68,7 +68,7 @@ struct LogScan {
         let store = TileStore(root: log.tilesPath)
         return segments.sealed.map { segment in
             if let path = segment.path { return .sealed(path: path, first: segment.first, count: segment.count, sha256: segment.stub?.sha256) }
-            return .archived(segment, leafHashes: { store.leafHashes(first: segment.first, count: segment.count) })
+            return .archived(segment, leafHashes: { store.forEachLeafHash(first: segment.first, count: segment.count, $0) })
         } + [.active(log.logPath, descriptor: active)]
     }
 
@@ -118,16 +118,20 @@ struct LogScan {
                     return scan.damaged("the archived segment of records \(segment.first)–\(segment.end - 1) does not follow record \(scan.range.size - 1)")
                 }
                 remaining -= segment.bytes
-                if let hashes = try leafHashes?() {
-                    for (position, hash) in hashes.enumerated() {
+                let before = scan
+                var fromTiles = false
+                if let leafHashes {
+                    fromTiles = leafHashes { hash in
                         let index = scan.range.size
-                        let last = position == hashes.count - 1
-                        rules.leaves?(index, -1 - (last ? segment.bytes : 0), hash)
+                        rules.leaves?(index, -1 - (index == segment.end - 1 ? segment.bytes : 0), hash)
                         scan.range.append(leafHash: hash)
                         scan.lastLeafHash = hash
                         if !rules.prefixSizes.isEmpty, rules.prefixSizes.contains(scan.range.size) { scan.prefixes[scan.range.size] = scan.range }
                     }
-                } else {
+                    // A tile missing part-way: start the segment again from the stub.
+                    if !fromTiles { scan = before }
+                }
+                if !fromTiles {
                     guard let stub = segment.stub else { return scan.damaged("records \(segment.first)–\(segment.end - 1) are in no file") }
                     rules.leaves?(-1, 0, [])
                     for (piece, hex) in zip(AuditSegments.subtrees(first: segment.first, count: segment.count), stub.subtrees) {
