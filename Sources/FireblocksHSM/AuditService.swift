@@ -391,10 +391,11 @@ public final class AuditService {
         let tree = try log.verifyWithTiles(against: checks)
         var verification = Verification(records: tree.size, rootHex: hex(tree.root), checkedAgainst: checked,
                                         auditKeySHA256: key.fingerprint, legacyKeyIDs: legacy)
-        verification.recordsHashed = tree.size
+        verification.archived = try archivedRanges()
+        // Records of archived segments not put back were not read: their hashes were.
+        verification.recordsHashed = tree.size - verification.archived.filter { !$0.putBack }.reduce(0) { $0 + $1.count }
         verification.fallbackReason = fallback
         verification.tiles = tree.tiles
-        verification.archived = try archivedRanges()
         return verification
     }
 

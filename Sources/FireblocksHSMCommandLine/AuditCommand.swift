@@ -351,7 +351,9 @@ struct AuditVerifyCommand: ParsableCommand {
             if report.auditKeySHA256 != nil {
                 text += report.mode == "incremental"
                     ? "checked: records \(report.hashedFrom)–\(report.records - 1) hashed (\(report.recordsHashed) of \(report.records)); records before \(report.hashedFrom) proven by a consistency proof (\(report.consistencyProof.count) hashes, from the tiles) from your checkpoint to the token's\n"
-                    : "checked: all \(report.recordsHashed) records hashed\n"
+                    : report.recordsHashed == report.records
+                        ? "checked: all \(report.recordsHashed) records hashed\n"
+                        : "checked: \(report.recordsHashed) records hashed; the other \(report.records - report.recordsHashed) are archived (below)\n"
             }
             if let reason = report.fallbackReason {
                 text += "note: your checkpoint could not be checked from the tiles alone (\(reason)), so every record was hashed\n"

@@ -63,6 +63,7 @@ struct CLIAuditSegmentTests {
         let verified = try cli.runOnToken(["audit", "verify"], environment: every)
         #expect(verified.status == 0, "\(verified.standardError)")
         #expect(verified.standardOutput.contains("archived records 0–63: not read (moved to \(archive)/"), "\(verified.standardOutput)")
+        #expect(verified.standardOutput.contains("checked: 27 records hashed; the other 576 are archived"), "\(verified.standardOutput)")
         // A proof of a record still here verifies with code we did not write; one archived says where it went.
         let proof = try cli.runOnToken(["audit", "proof", "--index", "590"], environment: every)
         #expect(proof.status == 0, "\(proof.standardError)")
