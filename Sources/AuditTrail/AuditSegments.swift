@@ -247,22 +247,33 @@ extension LogLines {
                         _ body: (ArraySlice<UInt8>, Int) throws -> Bool) throws -> (offset: Int, tornBytes: Int) {
         var stopped = false
         var position = start
-        for segment in segments.sealed where segment.start + segment.bytes > position {
-            if let limit, segment.start >= limit { return (position, 0) }
-            guard let path = segment.path else { throw AuditSegments.archivedError(segment, log: log) }
-            let local = try forEach(path, from: position - segment.start, to: limit.map { $0 - segment.start }) { line, end in
-                let more = try body(line, end + segment.start)
-                if !more { stopped = true }
-                return more
+        var current = segments
+        while true {
+            for segment in current.sealed where segment.start + segment.bytes > position {
+                if let limit, segment.start >= limit { return (position, 0) }
+                guard let path = segment.path else { throw AuditSegments.archivedError(segment, log: log) }
+                let local = try forEach(path, from: position - segment.start, to: limit.map { $0 - segment.start }) { line, end in
+                    let more = try body(line, end + segment.start)
+                    if !more { stopped = true }
+                    return more
+                }
+                position = local.offset + segment.start
+                if stopped { return (position, 0) }
+                if local.tornBytes > 0 {
+                    if let limit, limit < segment.start + segment.bytes { return (position, local.tornBytes) }
+                    throw AuditError(.inconsistent, "segment \(path) ends inside a record: a sealed segment is never written again", facts: ErrorFacts(path: path))
+                }
             }
-            position = local.offset + segment.start
-            if stopped { return (position, 0) }
-            if local.tornBytes > 0 {
-                if let limit, limit < segment.start + segment.bytes { return (position, local.tornBytes) }
-                throw AuditError(.inconsistent, "segment \(path) ends inside a record: a sealed segment is never written again", facts: ErrorFacts(path: path))
+            // The active segment may have been sealed since the segments were listed (a reader
+            // does not hold the writers' lock): then it is read as the segment it became.
+            let now = try log.segments()
+            guard now.baseBytes <= current.baseBytes else {
+                current = now
+                continue
             }
+            break
         }
-        let active = segments.baseBytes
+        let active = current.baseBytes
         guard position >= active else { return (position, 0) }
         let local = try forEach(log.logPath, from: position - active, to: limit.map { $0 - active }) { line, end in
             try body(line, end + active)
