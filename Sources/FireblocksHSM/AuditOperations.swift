@@ -80,6 +80,10 @@ public enum AuditOperations {
             follower = AuditLogFollower(audit.log)
         }
 
+        /// The archived segments passed over so far (their records are elsewhere): each one's
+        /// first record and count.
+        public var archivedPassed: [(first: Int, count: Int)] { follower.archivedPassed }
+
         /// What one read gives.
         public struct Batch: Sendable {
             /// The records the query selects among those read.

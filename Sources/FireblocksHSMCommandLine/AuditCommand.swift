@@ -132,6 +132,15 @@ struct AuditShowCommand: ParsableCommand {
         let reader = try AuditOperations.AuditReader(target: try token.target(profile: profile), directory: audit.directory(profile: profile),
                                                      observer: console)
         let query = query
+        var archivedNoted = 0
+        /// Says once which records were passed over because their segment is archived.
+        func noteArchived() {
+            for range in reader.archivedPassed.dropFirst(archivedNoted) {
+                console.note("records \(range.first)–\(range.first + range.count - 1) are archived (not shown): put their segment back in the log's segment directory to show them")
+            }
+            archivedNoted = reader.archivedPassed.count
+        }
+        defer { noteArchived() }
         if output.json {
             try output.emit(try reader.read(query: query).records.map(\.record)) { _ in "" }
             return

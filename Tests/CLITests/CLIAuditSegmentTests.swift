@@ -58,6 +58,7 @@ struct CLIAuditSegmentTests {
         // …and the record that says so is in the log, sealed.
         let shown = try cli.runOnToken(["audit", "show", "--event", "audit.archived", "--json"], environment: every)
         #expect(shown.status == 0 && shown.standardOutput.contains(first["sha256"] as? String ?? "-"), "\(shown.standardError)")
+        #expect(shown.standardError.contains("records 0–63 are archived (not shown)"), "\(shown.standardError)")
 
         // Verify: the tree is intact, and says which records it did not read.
         let verified = try cli.runOnToken(["audit", "verify"], environment: every)
