@@ -263,6 +263,9 @@ extension TrustedFile {
         case .directory: guard type == S_IFDIR else { throw TrustedFileError(.notADirectory, .directory(path)) }
         case .file:
             guard type == S_IFREG else { throw TrustedFileError(.notARegularFile, .file(path)) }
+            // No name left: it was removed while it was looked at (unlink can be seen between
+            // dropping the link count and dropping the name), as if it was not there.
+            if status.st_nlink == 0 { return }
             // A hard link would make writes to this file (a cache rewritten in place, a lock's
             // note) land in another file of this user's.
             guard status.st_nlink == 1 else { throw TrustedFileError(.hardLinked, .file(path), links: UInt(status.st_nlink)) }
