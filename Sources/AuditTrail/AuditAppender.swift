@@ -34,6 +34,8 @@ public final class AuditAppender: Sendable {
         /// The active segment's first record and first byte in the log (``AuditSegments``).
         var base = 0
         var activeStart = 0
+        /// The UTC day of the active segment's first record, once read (``AuditLog/sealsDaily``).
+        var activeDay: Int?
         /// The tree so far, as its right frontier (O(log n) memory, O(log n) root).
         var range = MerkleTree.CompactRange()
         var lastLeafHash: [UInt8] = []
@@ -87,6 +89,7 @@ public final class AuditAppender: Sendable {
             try state.lock.lock(timeout: 30)
             defer { state.lock.unlock() }
             try catchUp(&state)
+            try sealDayIfOver(&state, now: now)
             let first = state.range.size
             let time = AuditRecord.timestamp(now)
             var bytes: [UInt8] = []
@@ -123,17 +126,32 @@ public final class AuditAppender: Sendable {
     /// synced first; the next append opens a new one.
     private func sealSegmentIfFull(_ state: inout State) throws {
         guard state.range.size - state.base >= log.segmentRecords else { return }
+        try sealActive(&state)
+    }
+
+    /// Before an append at `now`: seals the active segment when it holds records of an earlier
+    /// UTC day (``AuditLog/sealsDaily``), and opens a new one.
+    private func sealDayIfOver(_ state: inout State, now: Date) throws {
+        guard log.sealsDaily, state.range.size > state.base else { return }
+        if state.activeDay == nil { state.activeDay = try log.firstRecordTime().map(AuditLog.day(of:)) }
+        guard let day = state.activeDay, day < AuditLog.day(of: now) else { return }
+        try sealActive(&state)
+        try catchUp(&state)
+    }
+
+    private func sealActive(_ state: inout State) throws {
         if state.unsynced {
             guard fdatasync(state.descriptor) == 0 else {
                 throw AuditError(.unwritable, "cannot sync \(log.logPath) (\(String(cString: strerror(errno))))")
             }
             state.unsynced = false
         }
-        guard try log.sealSegmentIfFull(size: state.range.size, base: state.base) else { return }
+        try log.sealSegment(size: state.range.size, base: state.base)
         close(state.descriptor)
         state.descriptor = -1
         state.base = state.range.size
         state.activeStart = state.offset
+        state.activeDay = nil
     }
 
     /// Under the log's lock, hands the tree size and root of the whole log (with whatever other
@@ -203,6 +221,7 @@ public final class AuditAppender: Sendable {
         state.descriptor = -1
         state.base = sealed.end
         state.activeStart = state.offset
+        state.activeDay = nil
     }
 
     /// Reads the records other processes appended to the open active segment since this one

@@ -25,13 +25,19 @@ public struct AuditLog: Sendable {
     public let tool: AuditRecord.Tool
     /// Records after which the active segment is sealed (``AuditSegments``).
     public let segmentRecords: Int
+    /// Whether the first append of a UTC day seals the active segment when it holds records of
+    /// an earlier day (so that `audit archive --before` finds whole days however few records
+    /// a day brings).
+    public let sealsDaily: Bool
 
     /// The log of `token` in `directory`.
-    public init(directory: URL, token: AuditRecord.Token, tool: AuditRecord.Tool, segmentRecords: Int = AuditSegments.defaultRecords) {
+    public init(directory: URL, token: AuditRecord.Token, tool: AuditRecord.Tool, segmentRecords: Int = AuditSegments.defaultRecords,
+                sealsDaily: Bool = true) {
         self.directory = directory
         self.token = token
         self.tool = tool
         self.segmentRecords = max(segmentRecords, 1)
+        self.sealsDaily = sealsDaily
     }
 
     /// `<serial>.jsonl`: the active segment (the whole log, until one is sealed).
@@ -93,8 +99,9 @@ public struct AuditLog: Sendable {
                           seal: ((size: Int, root: [UInt8])) throws -> R) throws -> R {
         try withLock("audit append") {
             let trusted = try anchor()
-            let segments = try self.segments()
+            var segments = try self.segments()
             let state = try frontier(anchor: trusted, segments: segments)
+            segments = try sealDayIfOver(state, segments: segments, now: now)
             var tiles = try TileWriter.open(log: self, at: state)
             let descriptor = try openForAppend()
             defer { close(descriptor) }
@@ -114,8 +121,9 @@ public struct AuditLog: Sendable {
     @discardableResult
     public func appendUnsealed(_ entries: [AuditEntry], now: Date = Date()) throws -> Int {
         try withLock("audit append") {
-            let segments = try self.segments()
+            var segments = try self.segments()
             let state = try frontier(anchor: nil, segments: segments)
+            segments = try sealDayIfOver(state, segments: segments, now: now)
             var tiles = try TileWriter.open(log: self, at: state)
             let descriptor = try openForAppend()
             defer { close(descriptor) }
@@ -458,8 +466,45 @@ public struct AuditLog: Sendable {
 
     /// ``sealSegmentIfFull(size:segments:)`` for a caller that knows where the active segment starts.
     func sealSegmentIfFull(size: Int, base: Int) throws -> Bool {
+        guard size - base >= segmentRecords else { return false }
+        try sealSegment(size: size, base: base)
+        return true
+    }
+
+    /// Before an append at `now`: seals the active segment when its first record is of an
+    /// earlier UTC day (``sealsDaily``). Returns the segments as they are then.
+    func sealDayIfOver(_ state: Frontier, segments: AuditSegments, now: Date) throws -> AuditSegments {
+        guard sealsDaily, state.range.size > segments.base, let first = try firstRecordTime(),
+              Self.day(of: first) < Self.day(of: now) else { return segments }
+        try sealSegment(size: state.range.size, base: segments.base)
+        return try self.segments()
+    }
+
+    /// The UTC day of a time (days since 1970).
+    static func day(of date: Date) -> Int {
+        let seconds = date.timeIntervalSince1970
+        guard seconds.isFinite, abs(seconds) < 1e15 else { return 0 }
+        return Int((seconds / 86_400).rounded(.down))
+    }
+
+    /// The `time` of the active segment's first record (nil: none, or not readable as one).
+    func firstRecordTime() throws -> Date? {
+        guard let descriptor = try AuditFiles.open(logPath, O_RDONLY) else { return nil }
+        defer { close(descriptor) }
+        let size = try AuditFiles.size(descriptor, logPath)
+        let window = min(size, 64 * 1024)
+        guard window > 0, let bytes = AuditFiles.readFully(descriptor, at: 0, count: window),
+              let newline = bytes.firstIndex(of: 0x0A) else { return nil }
+        struct Time: Decodable { let time: String }
+        guard let time = try? JSONDecoder().decode(Time.self, from: Data(bytes[..<newline])) else { return nil }
+        return try? Date(time.time, strategy: .iso8601)
+    }
+
+    /// Seals the active segment of records `[base, size)` (the caller holds the lock, they
+    /// are on disk).
+    func sealSegment(size: Int, base: Int) throws {
         let count = size - base
-        guard count >= segmentRecords, count > 0 else { return false }
+        guard count > 0 else { return }
         try AtomicFile.makePrivateDirectory(segmentsPath)
         let target = segmentsPath + "/" + AuditSegments.name(first: base, count: count, kind: "jsonl")
         var status = stat()
@@ -471,7 +516,6 @@ public struct AuditLog: Sendable {
         }
         try AuditFiles.syncDirectory(segmentsPath)
         try AuditFiles.syncDirectory(directory.path)
-        return true
     }
 
     /// The log's records as they are on disk, checked: every line a record whose `seq` is its

@@ -13,13 +13,14 @@ struct AuditSegmentCommand: ParsableCommand {
         abstract: "Cut a log written before segments into sealed segments, in place (no record, root or proof changes).",
         usage: "fireblocks-hsm audit segment [--module <path|name>] [--token <label|uri>]\n[--pin-source <source>] [--profile <name>] [--audit-dir <path>]\n[--audit-min-free <size|N%>] [--json]",
         discussion: """
-            Appends seal the log's active file into <serial>.segments/ every 2^20 records
-            (FIREBLOCKS_HSM_AUDIT_SEGMENT_RECORDS sets another count). A log written before
-            that is one file: this cuts it the same way, once it is found to extend the
-            token's anchored checkpoint, and records 'audit.segmented'. Each segment is
-            written and synced before it is named, and the log's file is replaced last: run
-            it again after an interruption and it completes. Stop the proxy first (it keeps
-            the log's file open).
+            Appends seal the log's active file into <serial>.segments/ every 2^20
+            records (FIREBLOCKS_HSM_AUDIT_SEGMENT_RECORDS sets another count) and at the
+            first append of each UTC day. A log written before that is one file: this
+            cuts it by the count (its records' days are not looked at), once it is found
+            to extend the token's anchored checkpoint, and records 'audit.segmented'.
+            Each segment is written and synced before it is named, and the log's file is
+            replaced last: run it again after an interruption and it completes. Stop the
+            proxy first (it keeps the log's file open).
 
             Examples:
               fireblocks-hsm audit segment --token fb
@@ -48,17 +49,18 @@ struct AuditArchiveCommand: ParsableCommand {
         abstract: "Move sealed segments older than a date to other storage, and record that they were moved.",
         usage: "fireblocks-hsm audit archive [--module <path|name>] [--token <label|uri>]\n[--pin-source <source>] [--profile <name>] [--audit-dir <path>]\n[--audit-min-free <size|N%>] --before <date> --to <directory> [--json]",
         discussion: """
-            Each sealed segment whose records are all older than --before (a day, YYYY-MM-DD
-            UTC, or an age such as 90d) is copied to --to and read back; then the record
-            'audit.archived' names them with their SHA-256s and is sealed on the token; then
-            each segment's file here is replaced by a stub that keeps the hashes the tree
-            needs. Every root, checkpoint and proof stays valid. 'audit verify' says which
-            records it could not read; put a segment back (the same name, in
-            <serial>.segments/) and verify reads it and checks it is the file archived.
+            Each sealed segment whose records are all older than --before (a day,
+            YYYY-MM-DD UTC, or an age such as 90d) is copied to --to and read back;
+            then the record 'audit.archived' names them with their SHA-256s and is
+            sealed on the token; then each segment's file here is replaced by a stub
+            that keeps the hashes the tree needs. Every root, checkpoint and proof stays
+            valid. 'audit verify' says which records it could not read; put a segment
+            back (the same name, in <serial>.segments/) and verify reads it and checks
+            it is the file archived.
 
             Examples:
-              fireblocks-hsm audit archive --token fb --before 2026-01-01 --to /mnt/archive/fb
-              fireblocks-hsm audit archive --token fb --before 365d --to /mnt/archive/fb --json
+              fireblocks-hsm audit archive --token fb --before 2026-01-01 --to /srv/a
+              fireblocks-hsm audit archive --token fb --before 365d --to /srv/a --json
             """
     )
 

@@ -12,9 +12,11 @@ struct SegmentsTests {
     private static let serial = "0123456789abcdef"
 
     /// A log in a fresh directory, sealing a segment every `every` records.
-    private func segmentedLog(_ every: Int, directory: URL? = nil) -> AuditLog {
+    /// (Not sealed by the day: a test that runs over midnight UTC must not see one more seal.)
+    private func segmentedLog(_ every: Int, directory: URL? = nil, daily: Bool = false) -> AuditLog {
         AuditLog(directory: directory ?? FileManager.default.temporaryDirectory.appendingPathComponent("segments-\(UUID())"),
-                 token: .init(serial: Self.serial, label: "fb"), tool: .init(name: "fireblocks-hsm", version: "test"), segmentRecords: every)
+                 token: .init(serial: Self.serial, label: "fb"), tool: .init(name: "fireblocks-hsm", version: "test"), segmentRecords: every,
+                 sealsDaily: daily)
     }
 
     private func names(_ count: Int, from start: Int = 0) -> [String] { (start..<(start + count)).map { "r\($0)" } }
@@ -303,5 +305,40 @@ struct SegmentsTests {
         #expect(failure.withLock { $0 } == nil, "\(failure.withLock { $0 } ?? "")")
         #expect(followed == 403 && verifications >= 2)
         #expect(try segmentFiles(log).count >= 20)
+    }
+
+    @Test func theFirstAppendOfADaySealsTheDaysBefore() throws {
+        let log = segmentedLog(1 << 20, daily: true)
+        defer { try? FileManager.default.removeItem(at: log.directory) }
+        let anchor = Anchor()
+        // 2026-12-01T10:00:00Z, then later that day, then the next days.
+        let first = Date(timeIntervalSince1970: 1_796_119_200)
+        func append(_ count: Int, at date: Date) throws {
+            try log.append((0..<count).map { AuditEntry(event: "proxy.request", facts: ["n": .integer($0)]) }, now: date,
+                           anchor: { anchor.checkpoint }) { tree in
+                anchor.checkpoint = try Checkpoint(origin: Anchor.origin, treeSize: tree.size, rootHash: tree.root)
+            }
+        }
+        try append(3, at: first)
+        try append(2, at: first.addingTimeInterval(13 * 3600))
+        #expect(segmentFiles(log).isEmpty)
+        try append(1, at: first.addingTimeInterval(86_400))
+        #expect(segmentFiles(log) == ["000000000000-5.jsonl"])
+        // What archival by date then finds: the whole first day, not the second.
+        let secondDay = Date(timeIntervalSince1970: 1_796_169_600)
+        #expect(try log.segmentsToArchive(before: secondDay).map(\.count) == [5])
+        // The proxy's appender seals by the day too.
+        let appender = try AuditAppender(log: log, anchor: anchor.checkpoint)
+        try appender.append([AuditEntry(event: "proxy.request")], now: first.addingTimeInterval(86_400 + 60))
+        try appender.append([AuditEntry(event: "proxy.request")], now: first.addingTimeInterval(2 * 86_400))
+        try anchor.seal(appender)
+        #expect(segmentFiles(log) == ["000000000000-5.jsonl", "000000000005-2.jsonl"])
+        #expect(try verify(log, anchor).size == 8)
+        // Not by the day: nothing sealed before the count.
+        let counted = segmentedLog(1 << 20)
+        defer { try? FileManager.default.removeItem(at: counted.directory) }
+        try counted.append([AuditEntry(event: "a")], now: first, anchor: { try Checkpoint(origin: Anchor.origin, treeSize: 0, rootHash: MerkleTree.root([])) }) { _ in }
+        try counted.appendUnsealed([AuditEntry(event: "b")], now: first.addingTimeInterval(86_400))
+        #expect(segmentFiles(counted).isEmpty)
     }
 }
