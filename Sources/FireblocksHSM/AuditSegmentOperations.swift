@@ -30,7 +30,8 @@ public struct ArchiveReport: Codable, Sendable, Equatable {
     public let segments: [ArchivedRange]
     /// Where they went.
     public let to: String
-    /// The `audit.archived` record's index (nil when nothing was archived).
+    /// The (last) `audit.archived` record's index: one is made per 64 segments (nil when
+    /// nothing was archived).
     public let recordIndex: Int?
 }
 
@@ -81,19 +82,28 @@ extension AuditService {
             throw OperationError(.invalidInput, "the archive directory is the log's own segment directory: archive to other storage")
         }
         try AtomicFile.makePrivateDirectory(target)
-        let stubs = try chosen.map { try log.copySegment($0, to: target) }
-        let facts: [String: AuditValue] = [
-            "to": .string(target),
-            "before": .string(AuditRecord.timestamp(date)),
-            "segments": .array(stubs.map { stub in
-                .object(["first": .integer(stub.first), "count": .integer(stub.count), "bytes": .integer(stub.bytes),
-                         "sha256": .string(stub.sha256), "file": .string(stub.file), "subtrees": .array(stub.subtrees.map { .string($0) })])
-            }),
-        ]
-        let note = try record([AuditEntry(event: "audit.archived", facts: facts)])
-        try log.leaveStubs(stubs)
-        let index = (try? Checkpoint(noteText: note.text)).map { $0.treeSize - 1 }
-        return ArchiveReport(segments: stubs.map { ArchivedRange(first: $0.first, count: $0.count, to: $0.to, file: $0.file, sha256: $0.sha256, putBack: false) },
+        var archived: [ArchivedSegment] = []
+        var index: Int?
+        // One record per 64 segments: a record stays far under the 1 MiB a reader takes for one.
+        var pending = chosen[...]
+        while !pending.isEmpty {
+            let batch = pending.prefix(64)
+            pending = pending.dropFirst(batch.count)
+            let stubs = try batch.map { try log.copySegment($0, to: target) }
+            let facts: [String: AuditValue] = [
+                "to": .string(target),
+                "before": .string(AuditRecord.timestamp(date)),
+                "segments": .array(stubs.map { stub in
+                    .object(["first": .integer(stub.first), "count": .integer(stub.count), "bytes": .integer(stub.bytes),
+                             "sha256": .string(stub.sha256), "file": .string(stub.file), "subtrees": .array(stub.subtrees.map { .string($0) })])
+                }),
+            ]
+            let note = try record([AuditEntry(event: "audit.archived", facts: facts)])
+            try log.leaveStubs(stubs)
+            index = (try? Checkpoint(noteText: note.text)).map { $0.treeSize - 1 }
+            archived += stubs
+        }
+        return ArchiveReport(segments: archived.map { ArchivedRange(first: $0.first, count: $0.count, to: $0.to, file: $0.file, sha256: $0.sha256, putBack: false) },
                              to: target, recordIndex: index)
     }
 }
