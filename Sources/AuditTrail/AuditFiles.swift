@@ -122,4 +122,27 @@ enum AuditFiles {
             throw AuditError(.unwritable, "cannot sync \(path) (\(String(cString: strerror(errno))))", facts: ErrorFacts(path: path))
         }
     }
+
+    /// Writes `bytes` whole to `temporary` (made afresh, 0600), syncs it, and renames it to
+    /// `path`: `path` is then the old file or the new one, never a part of it. The caller syncs
+    /// the directory when the rename must last.
+    static func putInPlace(_ bytes: [UInt8], at path: String, through temporary: String) throws {
+        _ = unlink(temporary)
+        guard let descriptor = try open(temporary, O_WRONLY | O_EXCL, create: true) else {
+            throw AuditError(.unwritable, "cannot create \(temporary)", facts: ErrorFacts(path: temporary))
+        }
+        do {
+            try appendWhole(bytes, descriptor: descriptor, path: temporary, sync: true)
+            close(descriptor)
+        } catch {
+            close(descriptor)
+            _ = unlink(temporary)
+            throw error
+        }
+        guard rename(temporary, path) == 0 else {
+            let code = errno
+            _ = unlink(temporary)
+            throw AuditError(.unwritable, "cannot put \(temporary) in place of \(path) (\(String(cString: strerror(code))))", facts: ErrorFacts(path: path))
+        }
+    }
 }

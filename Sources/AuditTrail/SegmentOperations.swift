@@ -139,23 +139,7 @@ extension AuditLog {
         writer?.abandon()
         writer = nil
         // The rest, the new active file: written aside, synced, then put in place.
-        let rest = try restOfActive(from: consumed)
-        let fresh = logPath + ".new"
-        _ = unlink(fresh)
-        guard let descriptor = try AuditFiles.open(fresh, O_WRONLY | O_EXCL, create: true) else {
-            throw AuditError(.unwritable, "cannot create \(fresh)")
-        }
-        do {
-            try AuditFiles.appendWhole(rest, descriptor: descriptor, path: fresh, sync: true)
-            close(descriptor)
-        } catch {
-            close(descriptor)
-            _ = unlink(fresh)
-            throw error
-        }
-        guard rename(fresh, logPath) == 0 else {
-            throw AuditError(.unwritable, "cannot put \(fresh) in place (\(String(cString: strerror(errno))))", facts: ErrorFacts(path: logPath))
-        }
+        try AuditFiles.putInPlace(try restOfActive(from: consumed), at: logPath, through: logPath + ".new")
         try AuditFiles.syncDirectory(directory.path)
         let after = try self.segments()
         return SegmentSplitReport(records: index, segmentsWritten: written, segments: after.sealed.count, activeRecords: index - after.base)
@@ -307,22 +291,7 @@ extension AuditLog {
     public func leaveStubs(_ stubs: [ArchivedSegment]) throws {
         for stub in stubs {
             let stubPath = segmentsPath + "/" + AuditSegments.name(first: stub.first, count: stub.count, kind: "archived")
-            let temporary = stubPath + ".tmp"
-            _ = unlink(temporary)
-            guard let descriptor = try AuditFiles.open(temporary, O_WRONLY | O_EXCL, create: true) else {
-                throw AuditError(.unwritable, "cannot create \(temporary)")
-            }
-            do {
-                try AuditFiles.appendWhole(try stub.encoded(), descriptor: descriptor, path: temporary, sync: true)
-                close(descriptor)
-            } catch {
-                close(descriptor)
-                _ = unlink(temporary)
-                throw error
-            }
-            guard rename(temporary, stubPath) == 0 else {
-                throw AuditError(.unwritable, "cannot name \(stubPath) (\(String(cString: strerror(errno))))", facts: ErrorFacts(path: stubPath))
-            }
+            try AuditFiles.putInPlace(try stub.encoded(), at: stubPath, through: stubPath + ".tmp")
         }
         try AuditFiles.syncDirectory(segmentsPath)
         for stub in stubs {
