@@ -93,8 +93,11 @@ public struct AuditLog: Sendable {
                           seal: ((size: Int, root: [UInt8])) throws -> R) throws -> R {
         try withLock("audit append") {
             let trusted = try anchor()
-            let segments = try self.segments()
+            var segments = try self.segments()
             let state = try frontier(anchor: trusted, segments: segments)
+            // A seal interrupted between its chmod and its rename left a full, read-only active
+            // file: sealed now, before anything is appended to it.
+            if try sealSegmentIfFull(size: state.range.size, segments: segments) { segments = try self.segments() }
             var tiles = try TileWriter.open(log: self, at: state)
             let descriptor = try openForAppend()
             defer { close(descriptor) }
@@ -114,8 +117,9 @@ public struct AuditLog: Sendable {
     @discardableResult
     public func appendUnsealed(_ entries: [AuditEntry], now: Date = Date()) throws -> Int {
         try withLock("audit append") {
-            let segments = try self.segments()
+            var segments = try self.segments()
             let state = try frontier(anchor: nil, segments: segments)
+            if try sealSegmentIfFull(size: state.range.size, segments: segments) { segments = try self.segments() }
             var tiles = try TileWriter.open(log: self, at: state)
             let descriptor = try openForAppend()
             defer { close(descriptor) }
@@ -169,6 +173,7 @@ public struct AuditLog: Sendable {
         // Records after the largest checkpoint are vouched for by nothing but their form.
         let sealed = checkpoints.map(\.checkpoint.treeSize).max() ?? 0
         let segments = try self.segments()
+        try segments.requireArchived(within: sealed, by: "the largest")
         let scan = try scanVouched(prefixSizes: Set(checkpoints.map(\.checkpoint.treeSize)), canonicalFrom: sealed,
                                    vouchedBy: checkpoints.map(\.checkpoint), upTo: try settledSize(segments: segments), segments: segments, leaves: leaves)
         if let damage = scan.damage { throw AuditError(.inconsistent, "record \(damage.index): \(damage.reason)", facts: ErrorFacts(path: logPath, recordIndex: damage.index)) }
@@ -252,6 +257,7 @@ public struct AuditLog: Sendable {
     /// caller holds the lock): from the cache and the lines after it, or from a full pass; with
     /// `anchor`, only a log that extends it. Refuses a torn tail and a record out of place.
     func frontier(anchor: Checkpoint?, segments: AuditSegments) throws -> Frontier {
+        if let anchor { try segments.requireArchived(within: anchor.treeSize, by: "the token's") }
         let cache = (try? AuditFiles.readSmall(treePath)).flatMap { $0.flatMap { TreeCache(text: String(decoding: $0, as: UTF8.self)) } }
         var anchoredFrontier: MerkleTree.CompactRange?
         if let cache, let range = cache.range {
@@ -319,7 +325,8 @@ public struct AuditLog: Sendable {
         }
         defer { lock.release() }
         // The active segment may have been sealed since it was opened: its length is then final.
-        return segments.baseBytes + (try AuditFiles.size(descriptor, logPath))
+        let (sum, overflow) = segments.baseBytes.addingReportingOverflow(try AuditFiles.size(descriptor, logPath))
+        return overflow ? .max : sum
     }
 
     /// Where a log stands for the next append.

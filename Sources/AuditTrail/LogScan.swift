@@ -117,7 +117,12 @@ struct LogScan {
                     return scan.damaged("the archived segment of records \(segment.first)–\(segment.end - 1) does not follow record \(scan.range.size - 1)")
                 }
                 remaining -= segment.bytes
-                if let hashes = try leafHashes?() {
+                var fromTiles = try leafHashes?()
+                // The tiles' hashes only when they give the stub's subtrees: a tile edited for
+                // records that are not here would otherwise condemn the records (another root),
+                // and nothing could rebuild it without them. Either way the root decides.
+                if let hashes = fromTiles, let stub = segment.stub, !Self.hashes(hashes, give: stub, first: segment.first) { fromTiles = nil }
+                if let hashes = fromTiles {
                     for (position, hash) in hashes.enumerated() {
                         let index = scan.range.size
                         let last = position == hashes.count - 1
@@ -149,6 +154,17 @@ struct LogScan {
             }
         }
         return scan
+    }
+
+    /// Whether the leaf hashes of records `first…` have the stub's subtree hashes.
+    static func hashes(_ leaves: [MerkleTree.Hash], give stub: ArchivedSegment, first: Int) -> Bool {
+        let pieces = AuditSegments.subtrees(first: first, count: leaves.count)
+        guard pieces.count == stub.subtrees.count else { return false }
+        for (piece, expected) in zip(pieces, stub.subtrees) {
+            let from = piece.first - first
+            guard MerkleTree.root(leaves[from..<(from + (1 << piece.level))]) == bytes(fromHex: expected) else { return false }
+        }
+        return true
     }
 
     /// The archived segments the scan went past without their records.

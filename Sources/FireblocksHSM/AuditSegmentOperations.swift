@@ -72,7 +72,7 @@ extension AuditService {
         }
         // Every record is read and checked against the anchor first (not only those after a
         // cached frontier): the hashes recorded for what leaves are the sealed records'.
-        _ = try log.verify(against: [("the token's", try verifiedAnchor(key: key).checkpoint)])
+        let verified = try log.verify(against: [("the token's", try verifiedAnchor(key: key).checkpoint)])
         try requireFreeSpace()
         let target = URL(fileURLWithPath: directory).standardizedFileURL.path
         let chosen = try log.segmentsToArchive(before: date)
@@ -82,6 +82,8 @@ extension AuditService {
         }
         try AtomicFile.makePrivateDirectory(target)
         let stubs = try chosen.map { try log.copySegment($0, to: target) }
+        // What is recorded is what was verified: the stubs give the anchored root.
+        try log.requireStubs(stubs, keep: verified)
         let facts: [String: AuditValue] = [
             "to": .string(target),
             "before": .string(AuditRecord.timestamp(date)),
