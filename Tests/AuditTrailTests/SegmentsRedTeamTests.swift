@@ -309,4 +309,28 @@ struct SegmentsRedTeamTests {
         let stubs = [try log.copySegment(try log.segments().sealed[0], to: archive)]
         #expect(throws: AuditError.self) { try log.requireStubs(stubs, keep: verified) }
     }
+
+    /// NOT FIXED (a design change): a sealed, anchored segment replaced by a stub that no
+    /// `audit.archived` record names (its subtree hashes computed from the file, as anyone who
+    /// can read it can) is the deletion of signed records, and verify calls the trail intact,
+    /// "archived". Recommended: each `audit.archived` record lists every segment archived so far
+    /// (the latest one is always readable: it follows every segment it names), and verify
+    /// requires each stub to be in the latest one, facts equal.
+    @Test func aSegmentDeletedBehindAStubNoRecordNamesIsRefused() throws {
+        let log = segmentedLog(16)
+        defer { try? FileManager.default.removeItem(at: log.directory) }
+        let elsewhere = FileManager.default.temporaryDirectory.appendingPathComponent("gone-rt-\(UUID())").path
+        defer { try? FileManager.default.removeItem(atPath: elsewhere) }
+        try FileManager.default.createDirectory(atPath: elsewhere, withIntermediateDirectories: true)
+        let anchor = Anchor()
+        try anchor.append(log, names(20), event: "api-user.onboarded")
+        try anchor.append(log, names(20, from: 20))
+        try anchor.append(log, names(3, from: 40))
+        // The attacker's "archive": no record of it in the log.
+        try log.leaveStubs([try log.copySegment(try log.segments().sealed[0], to: elsewhere)])
+        try FileManager.default.removeItem(atPath: elsewhere)
+        withKnownIssue("a stub is trusted without the audit.archived record that should name it") {
+            #expect(throws: AuditError.self) { try verify(log, anchor) }
+        }
+    }
 }
