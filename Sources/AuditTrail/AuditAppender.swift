@@ -63,6 +63,11 @@ public final class AuditAppender: Sendable {
             let start = try log.frontier(anchor: anchor, segments: segments)
             state.base = segments.base
             state.activeStart = segments.baseBytes
+            // A seal interrupted before its rename: completed before this process appends.
+            if try log.sealSegmentIfFull(size: start.range.size, base: segments.base) {
+                state.base = start.range.size
+                state.activeStart = start.offset
+            }
             state.offset = start.offset
             state.range = start.range
             state.lastLeafHash = start.lastLeafHash
@@ -212,7 +217,7 @@ public final class AuditAppender: Sendable {
         let path = log.logPath
         let refused = AuditError(.inconsistent, "\(path) was removed or replaced by another file while this process appended to it; nothing more is appended or signed")
         let segments = try log.segments()
-        guard let sealed = segments.sealed.last, sealed.first == state.base, let sealedPath = sealed.path else { throw refused }
+        guard let sealed = segments.sealed.first(where: { $0.first == state.base }), let sealedPath = sealed.path else { throw refused }
         var status = stat()
         guard lstat(sealedPath, &status) == 0, (UInt(status.st_dev), UInt(status.st_ino)) == state.inode else { throw refused }
         try readAppended(&state)
@@ -222,6 +227,29 @@ public final class AuditAppender: Sendable {
         state.base = sealed.end
         state.activeStart = state.offset
         state.activeDay = nil
+        // Others may have sealed more segments since (each one whole appends of theirs): read
+        // in order, each record checked in its place as in the active file.
+        let before = state
+        do {
+            for later in segments.sealed where later.first >= state.base {
+                guard later.first == state.range.size, later.start == state.offset, let laterPath = later.path,
+                      let file = try AuditFiles.open(laterPath, O_RDONLY) else { throw refused }
+                state.descriptor = file
+                state.activeStart = later.start
+                defer {
+                    close(file)
+                    state.descriptor = -1
+                }
+                try readAppended(&state)
+                guard state.range.size == later.end, state.offset == later.start + later.bytes else { throw refused }
+                state.base = later.end
+                state.activeStart = state.offset
+                state.activeDay = nil
+            }
+        } catch {
+            state = before
+            throw error
+        }
     }
 
     /// Reads the records other processes appended to the open active segment since this one

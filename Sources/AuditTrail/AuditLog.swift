@@ -101,6 +101,9 @@ public struct AuditLog: Sendable {
             let trusted = try anchor()
             var segments = try self.segments()
             let state = try frontier(anchor: trusted, segments: segments)
+            // A seal interrupted between its chmod and its rename left a full, read-only active
+            // file: sealed now, before anything is appended to it.
+            if try sealSegmentIfFull(size: state.range.size, segments: segments) { segments = try self.segments() }
             segments = try sealDayIfOver(state, segments: segments, now: now)
             var tiles = try TileWriter.open(log: self, at: state)
             let descriptor = try openForAppend()
@@ -123,6 +126,7 @@ public struct AuditLog: Sendable {
         try withLock("audit append") {
             var segments = try self.segments()
             let state = try frontier(anchor: nil, segments: segments)
+            if try sealSegmentIfFull(size: state.range.size, segments: segments) { segments = try self.segments() }
             segments = try sealDayIfOver(state, segments: segments, now: now)
             var tiles = try TileWriter.open(log: self, at: state)
             let descriptor = try openForAppend()
@@ -178,6 +182,7 @@ public struct AuditLog: Sendable {
         let sealed = checkpoints.map(\.checkpoint.treeSize).max() ?? 0
         let view = try settledView()
         defer { if let active = view.active { close(active) } }
+        try view.segments.requireArchived(within: sealed, by: "the largest")
         let scan = try scanVouched(prefixSizes: Set(checkpoints.map(\.checkpoint.treeSize)), canonicalFrom: sealed,
                                    vouchedBy: checkpoints.map(\.checkpoint), upTo: view.limit, segments: view.segments,
                                    active: view.active, leaves: leaves)
@@ -262,6 +267,7 @@ public struct AuditLog: Sendable {
     /// caller holds the lock): from the cache and the lines after it, or from a full pass; with
     /// `anchor`, only a log that extends it. Refuses a torn tail and a record out of place.
     func frontier(anchor: Checkpoint?, segments: AuditSegments) throws -> Frontier {
+        if let anchor { try segments.requireArchived(within: anchor.treeSize, by: "the token's") }
         let cache = (try? AuditFiles.readSmall(treePath)).flatMap { $0.flatMap { TreeCache(text: String(decoding: $0, as: UTF8.self)) } }
         var anchoredFrontier: MerkleTree.CompactRange?
         if let cache, let range = cache.range {

@@ -157,10 +157,17 @@ public final class AuditLogFollower {
         var status = stat()
         if lstat(path, &status) == 0, UInt64(status.st_dev) == identity.device, UInt64(status.st_ino) == identity.inode { return true }
         let code = errno
-        if sealedEnd == nil, let sealed = try log.segments().sealed.first(where: { $0.first == fileFirst }), let file = sealed.path,
+        let segment = try log.segments().sealed.first(where: { $0.first == fileFirst })
+        if sealedEnd == nil, let sealed = segment, let file = sealed.path,
            lstat(file, &status) == 0, UInt64(status.st_dev) == identity.device, UInt64(status.st_ino) == identity.inode {
             // The active segment was sealed: the same file, under its segment name.
             path = file
+            sealedEnd = sealed.end
+            return true
+        }
+        if let sealed = segment, sealed.path == nil, sealedEnd == nil || sealedEnd == sealed.end {
+            // Archived (a stub in its place) while this reader was in it: the open file is still
+            // that segment, read to the end its name gives.
             sealedEnd = sealed.end
             return true
         }

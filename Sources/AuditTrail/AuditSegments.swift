@@ -58,6 +58,12 @@ public struct AuditSegments: Sendable {
         public var end: Int { first + count }
     }
 
+    /// The most bytes the sealed segments hold together (1 PiB): what a stub claims is bounded,
+    /// so that offsets after it never overflow.
+    static let maximumBytes = 1 << 50
+    /// The largest first record and count a name can give (12 digits).
+    static let maximumNumber = 999_999_999_999
+
     /// The directory, `<serial>.segments`.
     public let directory: String
     /// The sealed segments, in order.
@@ -69,6 +75,16 @@ public struct AuditSegments: Sendable {
     public var baseBytes: Int { sealed.last.map { $0.start + $0.bytes } ?? 0 }
     /// The archived segments that are not back in place.
     public var archivedAway: [Sealed] { sealed.filter { $0.path == nil } }
+
+    /// Refuses an archived segment that is not back in place with records after the first
+    /// `size` (the records a signed checkpoint vouches for): `audit archive` leaves a stub only
+    /// once the `audit.archived` record after the segment is sealed, so such a stub stands for
+    /// records nothing checked, and a tree with it must never be signed or called intact.
+    func requireArchived(within size: Int, by what: String) throws {
+        guard let away = archivedAway.first(where: { $0.end > size }) else { return }
+        throw AuditError(.inconsistent, "records \(away.first)–\(away.end - 1) are archived (a stub in \(directory)), but \(what) checkpoint seals only \(size) records: a segment is archived only after its records are sealed, so nothing checked these; nothing was appended or signed",
+                         facts: ErrorFacts(path: directory, recordIndex: away.first))
+    }
 
     /// The segments of the log in `directory` (none when it does not exist). Refuses a
     /// directory that could have been written by others, a name out of the scheme, and
@@ -90,6 +106,18 @@ public struct AuditSegments: Sendable {
             guard let (first, count, kind) = parse(name) else {
                 throw AuditError(.inconsistent, "\(directory)/\(name) is not a segment of the log (names are <first record, 12 digits>-<records>.jsonl or .archived); nothing in the segment directory is skipped", facts: ErrorFacts(path: directory))
             }
+            // The trail's rule for each file: nobody else could have written it (a sealed
+            // segment may hold records no checkpoint covers yet). Links are allowed: a segment is
+            // never written again, and backups link unchanged files.
+            var status = stat()
+            if lstat(directory + "/" + name, &status) == 0, (status.st_uid != 0 && status.st_uid != getuid()) || status.st_mode & 0o022 != 0 {
+                throw AuditError(.untrustedFile, "\(directory)/\(name) could have been written by others (owner \(status.st_uid), mode \(String(status.st_mode & 0o7777, radix: 8))): the audit trail cannot be trusted when others could have written it; once you know nobody else changed it, fix it with: chmod go-w '\(directory)/\(name)'",
+                                 facts: ErrorFacts(path: directory + "/" + name))
+            }
+            // Two names for one first record (other counts): one of them would go unread.
+            if let other = kind == "jsonl" ? files[first] : stubs[first] {
+                throw AuditError(.inconsistent, "\(directory): \(other.name) and \(name) both start at record \(first); nothing in the segment directory is skipped", facts: ErrorFacts(path: directory, recordIndex: first))
+            }
             if kind == "jsonl" { files[first] = (count, name) } else { stubs[first] = (count, name) }
         }
         var sealed: [Sealed] = []
@@ -108,7 +136,6 @@ public struct AuditSegments: Sendable {
             }
             var stub: ArchivedSegment?
             if let stubEntry {
-                try AuditFiles.requireTrusted(directory: directory, files: [directory + "/" + stubEntry.name])
                 stub = try ArchivedSegment.read(directory + "/" + stubEntry.name)
                 guard stub?.first == first, stub?.count == count else {
                     throw AuditError(.inconsistent, "\(directory)/\(stubEntry.name) describes other records than its name says", facts: ErrorFacts(path: directory, recordIndex: first))
@@ -118,7 +145,6 @@ public struct AuditSegments: Sendable {
             var path: String?
             if let file {
                 path = directory + "/" + file.name
-                try AuditFiles.requireTrusted(directory: directory, files: [directory + "/" + file.name])
                 guard let descriptor = try AuditFiles.open(directory + "/" + file.name, O_RDONLY) else {
                     throw AuditError(.unreadable, "\(directory)/\(file.name) vanished while the segments were read", facts: ErrorFacts(path: directory))
                 }
@@ -127,8 +153,11 @@ public struct AuditSegments: Sendable {
             }
             sealed.append(Sealed(first: first, count: count, bytes: bytes, start: offset, path: path, stub: stub))
             next = first + count
+            // A stub's length is what it says: bounded, so that no offset after it overflows.
             let (sum, overflow) = offset.addingReportingOverflow(bytes)
-            guard !overflow else { throw AuditError(.inconsistent, "\(directory): the segments' lengths overflow", facts: ErrorFacts(path: directory)) }
+            guard !overflow, sum <= maximumBytes else {
+                throw AuditError(.inconsistent, "\(directory): the segments up to record \(next - 1) claim more than \(maximumBytes >> 50) PiB: not a log's segments", facts: ErrorFacts(path: directory, recordIndex: first))
+            }
             offset = sum
         }
         return AuditSegments(directory: directory, sealed: sealed)
@@ -200,8 +229,10 @@ public struct ArchivedSegment: Codable, Sendable, Equatable {
         guard let data = try AuditFiles.readSmall(path) else {
             throw AuditError(.unreadable, "\(path) vanished while the segments were read", facts: ErrorFacts(path: path))
         }
+        // The numbers are bounded before anything is computed from them (first + count).
         guard let stub = try? JSONDecoder().decode(ArchivedSegment.self, from: Data(data)),
-              stub.bytes >= 0, stub.count > 0,
+              (0...AuditSegments.maximumBytes).contains(stub.bytes), (0...AuditSegments.maximumNumber).contains(stub.first),
+              (1...AuditSegments.maximumNumber).contains(stub.count),
               stub.subtrees.count == AuditSegments.subtrees(first: stub.first, count: stub.count).count,
               stub.subtrees.allSatisfy({ HexEncoding.bytes(fromHex: $0)?.count == 32 }), HexEncoding.bytes(fromHex: stub.sha256)?.count == 32 else {
             throw AuditError(.inconsistent, "\(path) is not the stub of an archived segment", facts: ErrorFacts(path: path))

@@ -121,14 +121,28 @@ struct LogScan {
                 let before = scan
                 var fromTiles = false
                 if let leafHashes {
+                    // The tiles' hashes only when they give the stub's subtrees: a tile edited for
+                    // records that are not here would otherwise condemn the records (another root),
+                    // and nothing could rebuild it without them. Either way the root decides.
+                    var pieces = AuditSegments.subtrees(first: segment.first, count: segment.count)[...]
+                    var piece = MerkleTree.CompactRange()
+                    var roots: [String] = []
                     fromTiles = leafHashes { hash in
                         let index = scan.range.size
                         rules.leaves?(index, -1 - (index == segment.end - 1 ? segment.bytes : 0), hash)
                         scan.range.append(leafHash: hash)
                         scan.lastLeafHash = hash
                         if !rules.prefixSizes.isEmpty, rules.prefixSizes.contains(scan.range.size) { scan.prefixes[scan.range.size] = scan.range }
+                        piece.append(leafHash: hash)
+                        if let next = pieces.first, piece.size == 1 << next.level {
+                            roots.append(hex(piece.root))
+                            piece = MerkleTree.CompactRange()
+                            pieces.removeFirst()
+                        }
                     }
-                    // A tile missing part-way: start the segment again from the stub.
+                    if fromTiles, let stub = segment.stub, roots != stub.subtrees { fromTiles = false }
+                    // A tile missing part-way, or tiles the stub disagrees with: the stub's hashes
+                    // instead (the tile check, fed some of them, stops there).
                     if !fromTiles { scan = before }
                 }
                 if !fromTiles {

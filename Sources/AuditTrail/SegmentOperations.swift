@@ -74,6 +74,7 @@ extension AuditLog {
         defer { close(active) }
         var offset = 0
         for segment in sealed {
+            var lines = 0
             guard let path = segment.path, let file = try AuditFiles.open(path, O_RDONLY) else {
                 throw AuditError(.inconsistent, "records \(segment.first)–\(segment.end - 1) are archived but \(logPath) still holds them: nothing was changed")
             }
@@ -85,7 +86,13 @@ extension AuditLog {
                       let theirs = AuditFiles.readFully(active, at: offset + position, count: count), mine == theirs else {
                     throw AuditError(.inconsistent, "segment \(path) is not the start of \(logPath) (an interrupted split leaves only copies): nothing was changed", facts: ErrorFacts(path: path))
                 }
+                lines += mine.reduce(0) { $0 + ($1 == 0x0A ? 1 : 0) }
+                if position + count == segment.bytes, mine.last != 0x0A { lines = -1 }
                 position += count
+            }
+            // Its records are the ones its name says, whole: the split goes on after them.
+            guard lines == segment.count else {
+                throw AuditError(.inconsistent, "segment \(path) does not hold the \(segment.count) whole records its name says: it is not what a split writes; nothing was changed", facts: ErrorFacts(path: path))
             }
             offset += segment.bytes
         }
@@ -96,6 +103,7 @@ extension AuditLog {
     /// holds from record `first` on, then the rest as the new active file.
     private func split(segments: AuditSegments, first: Int, anchor: Checkpoint?) throws -> SegmentSplitReport {
         do {
+            if let anchor { try segments.requireArchived(within: anchor.treeSize, by: "the token's") }
             // The log as it will be: the segments before `first`, then the active file.
             let parts = LogScan.parts(of: self, segments: AuditSegments(directory: segments.directory, sealed: segments.sealed.filter { $0.first < first }))
             let scan = try LogScan.scan(parts: parts, serial: token.serial, prefixSizes: anchor.map { [$0.treeSize] } ?? [],
@@ -109,17 +117,19 @@ extension AuditLog {
         var written = 0
         var index = first
         var consumed = 0
-        let existing = Set(segments.sealed.map(\.first))
+        // Segments an interrupted split wrote (found equal to the file's start): kept as they are,
+        // and the next segment starts where each ends, whatever the count this run uses.
+        let existing = Dictionary(segments.sealed.filter { $0.first >= first }.map { ($0.first, $0.count) }, uniquingKeysWith: { a, _ in a })
         // Segments end at multiples of segmentRecords (the first may be shorter, for a log whose
         // earlier segments were sealed by appends).
         func boundary(after start: Int) -> Int { (start / segmentRecords + 1) * segmentRecords }
-        var nextBoundary = boundary(after: first)
+        var nextBoundary = existing[first].map { first + $0 } ?? boundary(after: first)
         var writer: SegmentWriter?
         defer { writer?.abandon() }
         var chunkFirst = first
         _ = try LogLines.forEach(logPath, from: 0) { line, end in
             // A segment an interrupted split wrote is there already (and was found equal).
-            if index == chunkFirst, !existing.contains(index) {
+            if index == chunkFirst, existing[index] == nil {
                 writer = try SegmentWriter(directory: segmentsPath, first: index, count: nextBoundary - index)
             }
             try writer?.add(line)
@@ -132,7 +142,7 @@ extension AuditLog {
                 }
                 consumed = end
                 chunkFirst = index
-                nextBoundary = boundary(after: index)
+                nextBoundary = existing[index].map { index + $0 } ?? boundary(after: index)
             }
             return true
         }
@@ -283,6 +293,27 @@ extension AuditLog {
             }
         }
         return stub
+    }
+
+    /// Throws unless the log with `stubs` in place of their segments still has, over its first
+    /// `verified.size` records, the root a verification just found: the hashes taken from the
+    /// copies are those of the records verified (a segment swapped between the verification
+    /// and the copy gives others), before they are recorded and the segments' files removed.
+    public func requireStubs(_ stubs: [ArchivedSegment], keep verified: (size: Int, root: [UInt8])) throws {
+        let segments = try self.segments()
+        let byFirst = Dictionary(stubs.map { ($0.first, $0) }, uniquingKeysWith: { first, _ in first })
+        let parts: [LogScan.Part] = segments.sealed.map { segment in
+            if let stub = byFirst[segment.first], stub.count == segment.count {
+                return .archived(AuditSegments.Sealed(first: segment.first, count: segment.count, bytes: stub.bytes, start: segment.start, path: nil, stub: stub),
+                                 leafHashes: nil)
+            }
+            if let path = segment.path { return .sealed(path: path, first: segment.first, count: segment.count, sha256: segment.stub?.sha256) }
+            return .archived(segment, leafHashes: nil)
+        } + [.active(logPath)]
+        let scan = try LogScan.scan(parts: parts, serial: token.serial, prefixSizes: [verified.size], hashOnlyBelow: verified.size)
+        guard scan.prefixes[verified.size]?.root == verified.root else {
+            throw AuditError(.inconsistent, "the hashes taken from the copies do not give the root the log was just verified to have: a segment changed after it was verified; nothing was archived (the copies may stay)")
+        }
     }
 
     /// Writes the stubs (each whole, synced, renamed) and then removes the segments' files here:

@@ -200,8 +200,9 @@ extension AuditLog {
     public func verifyIncrementally(from saved: Checkpoint, anchored: Checkpoint,
                                     others: [(name: String, checkpoint: Checkpoint)] = []) throws -> IncrementalVerification {
         try requireTrustedFiles()
+        // The records after the saved checkpoint are read: none of them may be away.
         if let away = try segments().archivedAway.first(where: { $0.end > saved.treeSize }) {
-            return .unavailable(reason: "records \(away.first)–\(away.end - 1), after the saved checkpoint, are archived and not here to be hashed")
+            return .unavailable(reason: "records \(away.first)–\(away.end - 1), after the saved checkpoint's \(saved.treeSize), are archived: they are not here to be read")
         }
         let tree = tiledTree(size: anchored.treeSize)
         var range: MerkleTree.CompactRange

@@ -73,7 +73,7 @@ extension AuditService {
         }
         // Every record is read and checked against the anchor first (not only those after a
         // cached frontier): the hashes recorded for what leaves are the sealed records'.
-        _ = try log.verify(against: [("the token's", try verifiedAnchor(key: key).checkpoint)])
+        let verified = try log.verify(against: [("the token's", try verifiedAnchor(key: key).checkpoint)])
         try requireFreeSpace()
         let target = URL(fileURLWithPath: directory).standardizedFileURL.path
         let chosen = try log.segmentsToArchive(before: date)
@@ -90,6 +90,8 @@ extension AuditService {
             let batch = pending.prefix(64)
             pending = pending.dropFirst(batch.count)
             let stubs = try batch.map { try log.copySegment($0, to: target) }
+            // What is recorded is what was verified: the stubs give the anchored root.
+            try log.requireStubs(stubs, keep: verified)
             let facts: [String: AuditValue] = [
                 "to": .string(target),
                 "before": .string(AuditRecord.timestamp(date)),
