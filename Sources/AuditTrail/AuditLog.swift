@@ -183,9 +183,14 @@ public struct AuditLog: Sendable {
         let view = try settledView()
         defer { if let active = view.active { close(active) } }
         try view.segments.requireArchived(within: sealed, by: "the largest")
+        // The newest `audit.archived` record a stub names says which segments were archived.
+        let stubs = view.segments.sealed.compactMap(\.stub)
+        let newest = stubs.compactMap(\.record).max()
+        var named: [UInt8]?
         let scan = try scanVouched(prefixSizes: Set(checkpoints.map(\.checkpoint.treeSize)), canonicalFrom: sealed,
                                    vouchedBy: checkpoints.map(\.checkpoint), upTo: view.limit, segments: view.segments,
-                                   active: view.active, leaves: leaves)
+                                   active: view.active, visit: newest.map { wanted in { index, line in if index == wanted { named = Array(line) } } },
+                                   leaves: leaves)
         if let damage = scan.damage { throw AuditError(.inconsistent, "record \(damage.index): \(damage.reason)", facts: ErrorFacts(path: logPath, recordIndex: damage.index)) }
         if scan.tornBytes > 0 {
             throw AuditError(.tornTail, "record \(scan.range.size): the last line is torn (\(scan.tornBytes) bytes after the last whole record: an append was interrupted, or a record's end was cut)")
@@ -193,6 +198,7 @@ public struct AuditLog: Sendable {
         for (name, checkpoint) in checkpoints {
             try Self.requireExtends(scan, checkpoint, name: name, knownFrontier: nil)
         }
+        try Self.requireRecorded(stubs, newest: newest, line: named, sealed: sealed, directory: view.segments.directory)
         return (scan.range.size, scan.range.root)
     }
 
@@ -309,16 +315,17 @@ public struct AuditLog: Sendable {
     /// `leaves` sees each record once: the second pass, when there is one, only finds the
     /// record that makes the log fail.
     func scanVouched(prefixSizes: Set<Int>, canonicalFrom: Int, vouchedBy checkpoints: [Checkpoint], upTo limit: Int = .max,
-                     segments: AuditSegments, active: Int32? = nil, leaves: ((Int, Int, MerkleTree.Hash) -> Void)? = nil) throws -> LogScan {
+                     segments: AuditSegments, active: Int32? = nil, visit: ((Int, UnsafeRawBufferPointer) throws -> Void)? = nil,
+                     leaves: ((Int, Int, MerkleTree.Hash) -> Void)? = nil) throws -> LogScan {
         let vouched = checkpoints.map(\.treeSize).max() ?? 0
         let sizes = prefixSizes.union(checkpoints.map(\.treeSize))
         if vouched > 0 {
             let fast = try scanLog(prefixSizes: sizes, canonicalFrom: canonicalFrom, hashOnlyBelow: vouched, upTo: limit,
-                                   segments: segments, active: active, leaves: leaves)
+                                   segments: segments, active: active, visit: visit, leaves: leaves)
             if checkpoints.allSatisfy({ fast.prefixes[$0.treeSize]?.root == $0.rootHash }) { return fast }
         }
         return try scanLog(prefixSizes: sizes, canonicalFrom: canonicalFrom, upTo: limit, segments: segments, active: active,
-                           leaves: vouched > 0 ? nil : leaves)
+                           visit: visit, leaves: vouched > 0 ? nil : leaves)
     }
 
     /// The log's length at a moment no append is under way: read holding the log's lock, which
@@ -342,6 +349,34 @@ public struct AuditLog: Sendable {
         } catch {
             if let active { close(active) }
             throw error
+        }
+    }
+
+    /// Every stub must be one of the segments the newest `audit.archived` record any stub names
+    /// (`line`, read by the pass: a sealed record, so the tree vouches for it) says were
+    /// archived so far: its `archivedSoFar` counts them and hashes their facts
+    /// (``ArchivedSegment/digest(_:)``). A stub that no such record covers (a sealed segment
+    /// deleted behind a stub computed from it, a stub changed, one left out) is refused. That
+    /// record comes after every segment it names, so it is never itself archived without a newer
+    /// one.
+    static func requireRecorded(_ stubs: [ArchivedSegment], newest: Int?, line: [UInt8]?, sealed: Int, directory: String) throws {
+        guard !stubs.isEmpty else { return }
+        func refused(_ why: String) -> AuditError {
+            AuditError(.inconsistent, "\(directory): \(why): a sealed segment was removed behind a stub, or a stub was changed; the records it stands for are not proven archived", facts: ErrorFacts(path: directory))
+        }
+        if let unnamed = stubs.first(where: { $0.record == nil }) {
+            throw refused("the stub of records \(unnamed.first)–\(unnamed.first + unnamed.count - 1) names no audit.archived record")
+        }
+        guard let newest, newest < sealed else {
+            throw refused("the audit.archived record the stubs name (record \(newest ?? -1)) is not among the \(sealed) records a signed checkpoint seals")
+        }
+        guard let line, let record = try? JSONDecoder().decode(AuditRecord.self, from: Data(line)), record.event == "audit.archived",
+              case .object(let soFar)? = record.facts["archivedSoFar"], case .integer(let count)? = soFar["segments"],
+              case .string(let digest)? = soFar["sha256"] else {
+            throw refused("record \(newest), which the stubs name, is not an audit.archived record that lists what was archived")
+        }
+        guard count == stubs.count, digest == ArchivedSegment.digest(stubs) else {
+            throw refused("the \(stubs.count) archived segments here are not the \(count) that record \(newest) (audit.archived) says were archived")
         }
     }
 

@@ -1,5 +1,6 @@
 import ErrorShape
 import DurableFiles
+import Crypto
 #if canImport(FoundationEssentials)
 import FoundationEssentials
 import Glibc
@@ -214,8 +215,11 @@ public struct ArchivedSegment: Codable, Sendable, Equatable {
     public let to: String
     /// The file name it has there.
     public let file: String
+    /// The `audit.archived` record that names it (and, in its `archivedSoFar`, every segment
+    /// archived until then): nil until that record is sealed.
+    public let record: Int?
 
-    public init(first: Int, count: Int, bytes: Int, sha256: String, subtrees: [String], to: String, file: String) {
+    public init(first: Int, count: Int, bytes: Int, sha256: String, subtrees: [String], to: String, file: String, record: Int? = nil) {
         self.first = first
         self.count = count
         self.bytes = bytes
@@ -223,6 +227,23 @@ public struct ArchivedSegment: Codable, Sendable, Equatable {
         self.subtrees = subtrees
         self.to = to
         self.file = file
+        self.record = record
+    }
+
+    /// The same stub, naming the record that archived it.
+    public func named(by record: Int) -> ArchivedSegment {
+        ArchivedSegment(first: first, count: count, bytes: bytes, sha256: sha256, subtrees: subtrees, to: to, file: file, record: record)
+    }
+
+    /// What `archivedSoFar.sha256` of an `audit.archived` record covers: one line per archived
+    /// segment, in record order, `<first> <count> <bytes> <sha256> <subtree>,<subtree>…\n`,
+    /// hashed with SHA-256 (hex). Where a segment went is not in it (the archive may move).
+    public static func digest(_ stubs: [ArchivedSegment]) -> String {
+        var hash = SHA256()
+        for stub in stubs.sorted(by: { $0.first < $1.first }) {
+            hash.update(data: Array("\(stub.first) \(stub.count) \(stub.bytes) \(stub.sha256) \(stub.subtrees.joined(separator: ","))\n".utf8))
+        }
+        return hex(Array(hash.finalize()))
     }
 
     static func read(_ path: String) throws -> ArchivedSegment {
@@ -233,6 +254,7 @@ public struct ArchivedSegment: Codable, Sendable, Equatable {
         guard let stub = try? JSONDecoder().decode(ArchivedSegment.self, from: Data(data)),
               (0...AuditSegments.maximumBytes).contains(stub.bytes), (0...AuditSegments.maximumNumber).contains(stub.first),
               (1...AuditSegments.maximumNumber).contains(stub.count),
+              stub.record.map({ (0...(2 * AuditSegments.maximumNumber)).contains($0) }) ?? true,
               stub.subtrees.count == AuditSegments.subtrees(first: stub.first, count: stub.count).count,
               stub.subtrees.allSatisfy({ HexEncoding.bytes(fromHex: $0)?.count == 32 }), HexEncoding.bytes(fromHex: stub.sha256)?.count == 32 else {
             throw AuditError(.inconsistent, "\(path) is not the stub of an archived segment", facts: ErrorFacts(path: path))

@@ -92,6 +92,8 @@ extension AuditService {
             let stubs = try batch.map { try log.copySegment($0, to: target) }
             // What is recorded is what was verified: the stubs give the anchored root.
             try log.requireStubs(stubs, keep: verified)
+            // Every segment archived so far, this batch's included (earlier ones: their stubs).
+            let soFar = try log.segments().sealed.compactMap(\.stub).filter { old in !stubs.contains { $0.first == old.first } } + stubs
             let facts: [String: AuditValue] = [
                 "to": .string(target),
                 "before": .string(AuditRecord.timestamp(date)),
@@ -99,10 +101,16 @@ extension AuditService {
                     .object(["first": .integer(stub.first), "count": .integer(stub.count), "bytes": .integer(stub.bytes),
                              "sha256": .string(stub.sha256), "file": .string(stub.file), "subtrees": .array(stub.subtrees.map { .string($0) })])
                 }),
+                "archivedSoFar": .object(["segments": .integer(soFar.count), "sha256": .string(ArchivedSegment.digest(soFar))]),
             ]
             let note = try record([AuditEntry(event: "audit.archived", facts: facts)])
-            try log.leaveStubs(stubs)
-            index = (try? Checkpoint(noteText: note.text)).map { $0.treeSize - 1 }
+            guard let recordIndex = (try? Checkpoint(noteText: note.text)).map({ $0.treeSize - 1 }) else {
+                throw OperationError(.auditInconsistent, "the checkpoint just signed does not parse: nothing more was archived")
+            }
+            // This batch's stubs name the record; verify checks the newest one a stub names, which
+            // lists them all (earlier stubs keep naming theirs).
+            try log.leaveStubs(stubs.map { $0.named(by: recordIndex) })
+            index = recordIndex
             archived += stubs
         }
         return ArchiveReport(segments: archived.map { ArchivedRange(first: $0.first, count: $0.count, to: $0.to, file: $0.file, sha256: $0.sha256, putBack: false) },

@@ -469,6 +469,9 @@ public final class AuditService {
             break
         }
         if torn > 0 { cannotProve.append("what the torn last line of \(torn) bytes was meant to record (it was cut off)") }
+        for away in try log.segments().archivedAway {
+            cannotProve.append("that records \(away.first)–\(away.end - 1), archived and not read, are the ones their stub's hashes stand for (put the segment back and verify)")
+        }
         let keyCreated = key == nil
         if keyCreated {
             cannotProve.append("that checkpoints signed by an earlier audit key belong to this log: a new audit key signs from here on")

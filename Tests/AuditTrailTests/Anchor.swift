@@ -54,3 +54,20 @@ func rewriteLog(_ log: AuditLog, _ lines: [String], newline: Bool = true) throws
     try handle.write(contentsOf: bytes)
     try handle.close()
 }
+
+/// What `audit archive` does, for a log of these tests: the segments copied to `directory`,
+/// the `audit.archived` record (listing every segment archived so far) appended and sealed,
+/// then their stubs, naming that record, in place of their files.
+@discardableResult
+func archiveSegments(_ log: AuditLog, _ anchor: Anchor, _ segments: [AuditSegments.Sealed], to directory: String) throws -> [ArchivedSegment] {
+    let stubs = try segments.map { try log.copySegment($0, to: directory) }
+    let soFar = try log.segments().sealed.compactMap(\.stub).filter { old in !stubs.contains { $0.first == old.first } } + stubs
+    let facts: [String: AuditValue] = ["archivedSoFar": .object(["segments": .integer(soFar.count), "sha256": .string(ArchivedSegment.digest(soFar))])]
+    let tree = try log.append([AuditEntry(event: "audit.archived", facts: facts)], anchor: { anchor.checkpoint }) { tree in
+        anchor.checkpoint = try Checkpoint(origin: Anchor.origin, treeSize: tree.size, rootHash: tree.root)
+        return tree
+    }
+    let named = stubs.map { $0.named(by: tree.size - 1) }
+    try log.leaveStubs(named)
+    return named
+}

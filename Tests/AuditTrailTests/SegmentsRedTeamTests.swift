@@ -203,7 +203,7 @@ struct SegmentsRedTeamTests {
         let saved = anchor.checkpoint
         for batch in 0..<5 { try anchor.append(log, names(10, from: 10 + batch * 10)) }
         let sealed = try log.segments().sealed
-        try log.leaveStubs(try sealed.prefix(2).map { try log.copySegment($0, to: archive) })
+        try archiveSegments(log, anchor, Array(sealed.prefix(2)), to: archive)
         let outcome = try log.verifyIncrementally(from: saved, anchored: anchor.checkpoint)
         if case .verified = outcome { Issue.record("verified without the records after the saved checkpoint") }
         #expect(try verify(log, anchor).root == anchor.checkpoint.rootHash)
@@ -220,7 +220,7 @@ struct SegmentsRedTeamTests {
         let anchor = Anchor()
         for batch in 0..<60 { try anchor.append(log, names(5, from: batch * 5)) }
         let sealed = try log.segments().sealed
-        try log.leaveStubs(try sealed.prefix(2).map { try log.copySegment($0, to: archive) })
+        try archiveSegments(log, anchor, Array(sealed.prefix(2)), to: archive)
         // The level-0 tile 0 (records 0–255) has one hash changed: record 3's.
         let tile = log.tilesPath + "/tile/0/000"
         var bytes = try Data(contentsOf: URL(fileURLWithPath: tile))
@@ -263,10 +263,10 @@ struct SegmentsRedTeamTests {
         let follower = AuditLogFollower(log)
         #expect(try follower.next(limit: 1).count == 1)
         let sealed = try log.segments().sealed
-        try log.leaveStubs([try log.copySegment(sealed[0], to: archive)])
+        try archiveSegments(log, anchor, [sealed[0]], to: archive)
         var read = 1
         while case let batch = try follower.next(limit: 100), !batch.isEmpty { read += batch.count }
-        #expect(read == 23)
+        #expect(read == 24, "the 23 records and the audit.archived one")
     }
 
     /// A sealed segment others could write: records in it that no checkpoint covers yet (the
@@ -310,12 +310,10 @@ struct SegmentsRedTeamTests {
         #expect(throws: AuditError.self) { try log.requireStubs(stubs, keep: verified) }
     }
 
-    /// NOT FIXED (a design change): a sealed, anchored segment replaced by a stub that no
-    /// `audit.archived` record names (its subtree hashes computed from the file, as anyone who
-    /// can read it can) is the deletion of signed records, and verify calls the trail intact,
-    /// "archived". Recommended: each `audit.archived` record lists every segment archived so far
-    /// (the latest one is always readable: it follows every segment it names), and verify
-    /// requires each stub to be in the latest one, facts equal.
+    /// A sealed, anchored segment replaced by a stub that no `audit.archived` record names (its
+    /// subtree hashes computed from the file, as anyone who can read it can) is the deletion of
+    /// signed records: refused. Each stub names its `audit.archived` record; the newest named
+    /// one lists (counts and hashes) every segment archived so far.
     @Test func aSegmentDeletedBehindAStubNoRecordNamesIsRefused() throws {
         let log = segmentedLog(16)
         defer { try? FileManager.default.removeItem(at: log.directory) }
@@ -329,8 +327,7 @@ struct SegmentsRedTeamTests {
         // The attacker's "archive": no record of it in the log.
         try log.leaveStubs([try log.copySegment(try log.segments().sealed[0], to: elsewhere)])
         try FileManager.default.removeItem(atPath: elsewhere)
-        withKnownIssue("a stub is trusted without the audit.archived record that should name it") {
-            #expect(throws: AuditError.self) { try verify(log, anchor) }
-        }
+        let unnamed = #expect(throws: AuditError.self) { try verify(log, anchor) }
+        #expect(unnamed?.code == .inconsistent && unnamed?.reason.contains("names no audit.archived record") == true, "\(String(describing: unnamed))")
     }
 }

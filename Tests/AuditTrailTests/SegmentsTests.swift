@@ -136,19 +136,19 @@ struct SegmentsTests {
 
         let chosen = try log.segmentsToArchive(before: Date().addingTimeInterval(3600))
         #expect(chosen.count == 15)
-        let stubs = try chosen.prefix(3).map { try log.copySegment($0, to: archive) }
-        for (stub, segment) in zip(stubs, sealed) {
+        let originals = try sealed.prefix(3).map { try Data(contentsOf: URL(fileURLWithPath: try #require($0.path))) }
+        let stubs = try archiveSegments(log, anchor, Array(chosen.prefix(3)), to: archive)
+        for (stub, original) in zip(stubs, originals) {
             // The copy is the file, byte for byte, and the stub's digest is an outside SHA-256 of it.
             let copy = try Data(contentsOf: URL(fileURLWithPath: archive + "/" + stub.file))
-            #expect(copy == (try Data(contentsOf: URL(fileURLWithPath: try #require(segment.path)))))
+            #expect(copy == original)
             #expect(stub.sha256 == SHA256.hash(data: copy).map { String(format: "%02x", $0) }.joined())
         }
-        try log.leaveStubs(stubs)
         #expect(segmentFiles(log).prefix(3) == ["000000000000-20.archived", "000000000020-20.archived", "000000000040-20.archived"])
 
         // The tree is the one signed, with records 0–59 read from nowhere.
         let verified = try verify(log, anchor)
-        #expect(verified.root == anchor.checkpoint.rootHash && verified.size == 300)
+        #expect(verified.root == anchor.checkpoint.rootHash && verified.size == 301)
         // Readers that need the records say where they went.
         let away = #expect(throws: AuditError.self) { try log.lines() }
         #expect(away?.code == .unreadable && away?.reason.contains(archive) == true, "\(String(describing: away))")
@@ -340,5 +340,29 @@ struct SegmentsTests {
         try counted.append([AuditEntry(event: "a")], now: first, anchor: { try Checkpoint(origin: Anchor.origin, treeSize: 0, rootHash: MerkleTree.root([])) }) { _ in }
         try counted.appendUnsealed([AuditEntry(event: "b")], now: first.addingTimeInterval(86_400))
         #expect(segmentFiles(counted).isEmpty)
+    }
+
+    /// A sealed segment deleted behind a stub an attacker computed from it, naming a genuine
+    /// `audit.archived` record: that record's list of what was archived does not hold it.
+    @Test func aStubThatNamesAGenuineRecordWhichDoesNotListItIsRefused() throws {
+        let log = segmentedLog(16)
+        defer { try? FileManager.default.removeItem(at: log.directory) }
+        let archive = FileManager.default.temporaryDirectory.appendingPathComponent("archive-\(UUID())").path
+        defer { try? FileManager.default.removeItem(atPath: archive) }
+        try FileManager.default.createDirectory(atPath: archive, withIntermediateDirectories: true)
+        let anchor = Anchor()
+        for batch in 0..<3 { try anchor.append(log, names(20, from: batch * 20)) }
+        let sealed = try log.segments().sealed
+        let genuine = try archiveSegments(log, anchor, [sealed[0]], to: archive)
+        let record = try #require(genuine.first?.record)
+        #expect(try verify(log, anchor).size == 61)
+        // The attacker's stub for the next segment, naming the genuine record; the file removed.
+        let forged = try log.copySegment(sealed[1], to: archive).named(by: record)
+        try log.leaveStubs([forged])
+        let refused = #expect(throws: AuditError.self) { try verify(log, anchor) }
+        #expect(refused?.code == .inconsistent && refused?.reason.contains("are not the 1 that record \(record)") == true, "\(String(describing: refused))")
+        // Naming a record that is not an audit.archived one is no better.
+        try log.leaveStubs([forged.named(by: 5)])
+        #expect(throws: AuditError.self) { try verify(log, anchor) }
     }
 }
