@@ -34,11 +34,20 @@ import TransparencyLog
 public struct AuditSegments: Sendable {
     /// Records after which the active segment is sealed: `FIREBLOCKS_HSM_AUDIT_SEGMENT_RECORDS`
     /// (16 to 2^30), or 2^20 (about 470 MiB of proxy records).
+    /// (The command line refuses a value that is not one: ``records(parsing:)``.)
     public static let defaultRecords: Int = {
-        guard let text = ProcessInfo.processInfo.environment["FIREBLOCKS_HSM_AUDIT_SEGMENT_RECORDS"],
-              let value = Int(text), value >= 16, value <= 1 << 30 else { return 1 << 20 }
-        return value
+        ProcessInfo.processInfo.environment[recordsVariable].flatMap(records(parsing:)) ?? 1 << 20
     }()
+
+    /// The environment variable that sets the records per segment.
+    public static let recordsVariable = "FIREBLOCKS_HSM_AUDIT_SEGMENT_RECORDS"
+
+    /// A count of records per segment: a whole number of decimal digits from 16 to 2^30.
+    public static func records(parsing text: String) -> Int? {
+        guard !text.isEmpty, text.count <= 10, text.utf8.allSatisfy({ (0x30...0x39).contains($0) }),
+              let value = Int(text), (16...(1 << 30)).contains(value) else { return nil }
+        return value
+    }
 
     /// One sealed segment.
     public struct Sealed: Sendable, Equatable {

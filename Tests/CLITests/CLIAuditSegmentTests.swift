@@ -96,6 +96,11 @@ struct CLIAuditSegmentTests {
         #expect(wrong.status == 11, "\(wrong.standardOutput)\(wrong.standardError)")
         try FileManager.default.removeItem(atPath: segments + "/000000000064-64.jsonl")
 
+        // A segment count that is none is a usage error, not 2^20 in silence.
+        for value in ["16k", "0", " 64", "8", "2147483648"] {
+            let refused = try cli.runOnToken(["audit", "verify"], environment: ["FIREBLOCKS_HSM_AUDIT_SEGMENT_RECORDS": value])
+            #expect(refused.status == 2 && refused.standardError.contains("FIREBLOCKS_HSM_AUDIT_SEGMENT_RECORDS"), "\(value): \(refused.standardError)")
+        }
         // Usage: a date that is none, and no --to.
         #expect(try cli.runOnToken(["audit", "archive", "--before", "soon", "--to", archive]).status == 2)
         #expect(try cli.runOnToken(["audit", "archive", "--before", "90d"]).status == 2)

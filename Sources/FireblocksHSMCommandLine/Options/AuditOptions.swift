@@ -57,5 +57,9 @@ package struct AuditOptions: ParsableArguments {
     /// so it keeps the same.
     package func validate() throws {
         AuditDiskThreshold.processWide = try minimumFree()
+        // Read once, where appends seal segments: a value that is none would silently mean 2^20.
+        if let value = ProcessInfo.processInfo.environment[AuditSegments.recordsVariable], AuditSegments.records(parsing: value) == nil {
+            throw ValidationError("\(AuditSegments.recordsVariable) (\(value.count) characters, not shown) is not a whole number of records from 16 to 1073741824")
+        }
     }
 }
