@@ -157,13 +157,23 @@ struct SigningProxyTests {
             return try #require(try JSONSerialization.jsonObject(with: payload) as? [String: Any])
         }
 
+        private var stopped = false
+
         func stop() async {
+            stopped = true
             await proxy?.shutdown()
             upstream.stop()
             try? await client.shutdown()
         }
 
         deinit {
+            // A test that threw before stop(): the client is shut down all the same (its
+            // deinit traps in debug builds otherwise, which ends the whole test run), and the
+            // upstream closed; the proxy is left to the process's end.
+            if !stopped {
+                client.shutdown { _ in }
+                upstream.stop()
+            }
             try? FileManager.default.removeItem(at: directory)
         }
     }
