@@ -380,6 +380,9 @@ let package = Package(
             name: "FireblocksSandboxTests",
             dependencies: [
                 "FireblocksSandbox", "FireblocksAPI", "JOSE", "APITestSupport", "AsyncHTTPTransport", "SoftHSMTestSupport",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "_CryptoExtras", package: "swift-crypto"),
+                .product(name: "X509", package: "swift-certificates"),
             ]
         ),
         .testTarget(
