@@ -183,12 +183,12 @@ public struct ApprovalPayload: Sendable, Equatable {
     /// `expiresAt`, epoch seconds.
     public let expiresAt: Int64?
     /// `requestData`, as a JSON value (nil when absent).
-    public let requestData: JSONValue?
+    public let requestData: PayloadValue?
 
     /// Reads the payload text; nil unless it is a JSON object with a string `requestId` and
     /// `requestType`.
     public init?(text: String) {
-        guard let object = try? JSONDecoder().decode([String: JSONValue].self, from: Data(text.utf8)),
+        guard let object = try? JSONDecoder().decode([String: PayloadValue].self, from: Data(text.utf8)),
               case .string(let id)? = object["requestId"], case .string(let type)? = object["requestType"] else { return nil }
         requestId = id
         requestType = type
@@ -205,14 +205,14 @@ public struct ApprovalPayload: Sendable, Equatable {
 }
 
 /// A JSON value, read without losing what a number was written as.
-public enum JSONValue: Codable, Equatable, Sendable {
+public enum PayloadValue: Codable, Equatable, Sendable {
     case null
     case bool(Bool)
     /// A number, as its decimal text.
     case number(String)
     case string(String)
-    case array([JSONValue])
-    case object([String: JSONValue])
+    case array([PayloadValue])
+    case object([String: PayloadValue])
 
     public init(from decoder: any Decoder) throws {
         let container = try decoder.singleValueContainer()
@@ -221,8 +221,8 @@ public enum JSONValue: Codable, Equatable, Sendable {
         if let value = try? container.decode(Int64.self) { self = .number(String(value)); return }
         if let value = try? container.decode(Decimal.self) { self = .number("\(value)"); return }
         if let value = try? container.decode(String.self) { self = .string(value); return }
-        if let value = try? container.decode([JSONValue].self) { self = .array(value); return }
-        self = .object(try container.decode([String: JSONValue].self))
+        if let value = try? container.decode([PayloadValue].self) { self = .array(value); return }
+        self = .object(try container.decode([String: PayloadValue].self))
     }
 
     public func encode(to encoder: any Encoder) throws {

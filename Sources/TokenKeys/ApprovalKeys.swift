@@ -159,6 +159,11 @@ public enum ApprovalKeys {
         }
     }
 
+    /// The private key `handle` read as an approval key and judged (throws when it is not one).
+    public static func load(privateKeyHandle handle: ObjectHandle, in session: Session) throws -> ApprovalKeyPair {
+        try load(privateKey: handle, in: session)
+    }
+
     static func load(privateKey: ObjectHandle, in session: Session) throws -> ApprovalKeyPair {
         let token = try session.slot.tokenInfo()
         let privateAttributes = try session.attributes(KeyPolicy.privateKeyAttributesToRead + [.label, .id], of: privateKey)

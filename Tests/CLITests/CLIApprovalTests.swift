@@ -1,0 +1,121 @@
+import Foundation
+import SoftHSMTestSupport
+import Testing
+
+/// `approval-key` and `approvals` end to end: SoftHSM, both executables, the stand-in over
+/// loopback, requests added with `fireblocks-sandbox approvals add`, the audit log read back.
+@Suite("Command line: approvals")
+struct CLIApprovalTests {
+    let apiKey = UUID().uuidString.lowercased()
+
+    private func add(_ cli: CLIHarness, _ sandbox: SandboxProcess, data: String, expiresIn: String = "10m") throws -> String {
+        let added = try cli.runSandbox(["approvals", "add", "--type", "TAG_UPDATE", "--data", data, "--expires-in", expiresIn,
+                                        "--state", sandbox.stateFile])
+        #expect(added.status == 0, "\(added.standardError)")
+        return added.standardOutput.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    private func approvalState(_ sandbox: SandboxProcess, _ id: String) throws -> String? {
+        ((try sandbox.state()["approvals"] as? [[String: Any]])?.first { $0["id"] as? String == id })?["state"] as? String
+    }
+
+    @Test func registerApproveRejectAndTheAuditTrail() throws {
+        let (cli, sandbox, api) = try SandboxProcess.withAdmin(apiKey: apiKey, role: "SIGNER")
+        defer { sandbox.stop(); cli.remove() }
+        let signer = ["--as", "admin"] + api
+
+        let created = try cli.runOnToken(["approval-key", "create", "--key", "approver-1", "--json"] + signer)
+        #expect(created.status == 0, "\(created.standardError)")
+        let report = try #require(try created.json() as? [String: Any])
+        #expect(report["result"] as? String == "registered" && report["key"] as? String == "generated")
+        #expect(report["algorithm"] as? String == "ECDSA_SECP256R1" && report["ccrIdPendingRegistration"] as? String == "")
+        let keyID = try #require(report["keyID"] as? String)
+
+        // A re-run registers nothing new and makes no second key.
+        let again = try cli.runOnToken(["approval-key", "create", "--key", "approver-1", "--json"] + signer)
+        #expect(again.status == 0, "\(again.standardError)")
+        #expect((try again.json() as? [String: Any])?["result"] as? String == "already-registered")
+        #expect((try again.json() as? [String: Any])?["keyID"] as? String == keyID)
+
+        let listedKeys = try cli.runOnToken(["approval-key", "list", "--json"] + signer)
+        let keys = try #require(try listedKeys.json() as? [[String: Any]])
+        #expect(keys.count == 1 && keys.first?["tokenLabel"] as? String == "approver-1", "\(listedKeys.standardOutput)")
+
+        // Whitespace and key order the tool would never produce: signed byte for byte.
+        let id = try add(cli, sandbox, data: "{ \"tagId\" :\"t-1\",\n   \"name\": \"hot\" }")
+        let listed = try cli.runOnToken(["approvals", "list", "--json"] + signer)
+        #expect(listed.status == 0, "\(listed.standardError)")
+        let items = try #require(try listed.json() as? [[String: Any]])
+        let payload = try #require(items.first?["requestPayload"] as? String)
+        #expect(payload.contains("{ \"tagId\" :\"t-1\",\n   \"name\": \"hot\" }"))
+        let shown = try cli.runOnToken(["approvals", "show", id] + signer)
+        #expect(shown.status == 0 && shown.standardOutput.contains("TAG_UPDATE") && shown.standardOutput.contains("tagId: \"t-1\""), "\(shown.standardOutput)")
+
+        let approved = try cli.runOnToken(["approvals", "approve", id, "--key", "approver-1", "--json"] + signer)
+        #expect(approved.status == 0, "\(approved.standardError)")
+        let decision = try #require(try approved.json() as? [String: Any])
+        #expect(decision["keyID"] as? String == keyID)
+        #expect(try approvalState(sandbox, id) == "APPROVED")
+
+        // Expired: refused before the token signs; nothing is sent.
+        let expired = try add(cli, sandbox, data: "{}", expiresIn: "0s")
+        let late = try cli.runOnToken(["approvals", "approve", expired, "--key", "approver-1"] + signer)
+        #expect(late.status != 0 && late.standardError.contains("expired"), "\(late.standardError)")
+        // The command has ended, so any request it sent has been answered and logged.
+        #expect(!(try String(contentsOfFile: sandbox.log, encoding: .utf8)).contains("/v1/approvals/\(expired)/approve"))
+        #expect(sandbox.logShows("GET /v1/approvals/\(expired)"), "the log names requests, so the line above could fail")
+
+        let unwanted = try add(cli, sandbox, data: "{\"tagId\":\"t-2\"}")
+        let rejected = try cli.runOnToken(["approvals", "reject", unwanted, "--reason", "not in the change plan"] + signer)
+        #expect(rejected.status == 0, "\(rejected.standardError)")
+        #expect(try approvalState(sandbox, unwanted) == "REJECTED")
+
+        // The audit trail: registration, approval (id, type, payload digest), rejection with its reason; never a JWT.
+        let log = try String(contentsOfFile: try cli.auditLogPath(), encoding: .utf8)
+        let records = log.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+        let events = records.compactMap { $0["event"] as? String }
+        #expect(events.contains("approval-key.generated") && events.contains("approval-key.registered"), "\(events)")
+        let approval = try #require(records.first { $0["event"] as? String == "approval.approved" })
+        let facts = try #require(approval["facts"] as? [String: Any])
+        #expect(facts["requestId"] as? String == id && facts["requestType"] as? String == "TAG_UPDATE")
+        #expect(facts["payloadSHA256"] as? String == decision["payloadSHA256"] as? String)
+        let rejection = try #require(records.first { $0["event"] as? String == "approval.rejected" })
+        #expect((rejection["facts"] as? [String: Any])?["reason"] as? String == "not in the change plan")
+        #expect(!log.contains("eyJ"), "no JWT in the audit log")
+        #expect(try cli.runOnToken(["audit", "verify"]).status == 0)
+
+        // Deleting the only key waits for approval.
+        let deleted = try cli.runOnToken(["approval-key", "delete", "--key", "approver-1", "--json"] + signer)
+        #expect(deleted.status == 0, "\(deleted.standardError)")
+        #expect(((try deleted.json() as? [String: Any])?["ccrIdPendingDeletion"] as? String)?.isEmpty == false)
+    }
+
+    @Test(arguments: [["--algorithm", "ECDSA_SECP384R1"], ["--algorithm", "RSA_PS256"], ["--algorithm", "EDDSA_ED25519"]])
+    func otherAlgorithmsApproveThroughTheCommandLine(algorithm: [String]) throws {
+        let (cli, sandbox, api) = try SandboxProcess.withAdmin(apiKey: apiKey, role: "SIGNER",
+                                                               sandboxArguments: ["--approval-key-registration", "pending"])
+        defer { sandbox.stop(); cli.remove() }
+        let signer = ["--as", "admin"] + api
+        let created = try cli.runOnToken(["approval-key", "create", "--key", "approver", "--json"] + algorithm + signer)
+        #expect(created.status == 0, "\(created.standardError)")
+        let ccr = try #require((try created.json() as? [String: Any])?["ccrIdPendingRegistration"] as? String)
+        #expect(!ccr.isEmpty, "registration waits for approval")
+        let id = try add(cli, sandbox, data: "[1, 2,  3]")
+        let early = try cli.runOnToken(["approvals", "approve", id, "--key", "approver"] + signer)
+        #expect(early.status != 0, "a key pending registration cannot sign: \(early.standardError)")
+        #expect(try cli.runSandbox(["approvals", "approve", ccr, "--state", sandbox.stateFile]).status == 0)
+        let approved = try cli.runOnToken(["approvals", "approve", id, "--key", "approver"] + signer)
+        #expect(approved.status == 0, "\(approved.standardError)")
+        #expect(try approvalState(sandbox, id) == "APPROVED")
+    }
+
+    @Test func usageErrorsComeBeforeAnything() throws {
+        let cli = try CLIHarness()
+        defer { cli.remove() }
+        #expect(try cli.run(["approval-key", "create", "--as", "admin", "--env", "sandbox"]).status == 2)
+        #expect(try cli.run(["approval-key", "create", "--key", "a", "--algorithm", "ES256"]).status == 2)
+        #expect(try cli.run(["approval-key", "create", "--key", "a", "--bits", "4096"]).status == 2)
+        #expect(try cli.run(["approvals", "approve", "../x", "--key", "a"]).status == 2)
+        #expect(try cli.run(["approvals", "reject", "x", "--reason", ""]).status == 2)
+    }
+}
