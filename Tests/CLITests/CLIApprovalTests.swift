@@ -118,4 +118,46 @@ struct CLIApprovalTests {
         #expect(try cli.run(["approvals", "approve", "../x", "--key", "a"]).status == 2)
         #expect(try cli.run(["approvals", "reject", "x", "--reason", ""]).status == 2)
     }
+
+    /// The official Python SDK, unmodified, parses what the stand-in answers with its own models
+    /// (ListApprovalsResponse, ApprovalRequestItem, ListApprovalApiKeysResponse), through the
+    /// proxy that signs on the token: the payload arrives byte for byte as the stand-in wrote it.
+    @Test(.enabled(if: ProcessInfo.processInfo.environment["FIREBLOCKS_PY_SDK"] != nil && Subprocess.isAvailable("openssl")))
+    func theOfficialPythonSDKReadsApprovalsThroughTheProxy() throws {
+        let sdk = try #require(ProcessInfo.processInfo.environment["FIREBLOCKS_PY_SDK"])
+        let (cli, sandbox, api) = try SandboxProcess.withAdmin(apiKey: apiKey, role: "SIGNER")
+        defer { sandbox.stop(); cli.remove() }
+        #expect(try cli.runOnToken(["approval-key", "create", "--key", "approver", "--as", "admin"] + api).status == 0)
+        let id = try add(cli, sandbox, data: "{ \"tagId\" :\"t-1\" }")
+        let placeholder = try Subprocess.run("openssl", ["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048",
+                                                         "-out", cli.files + "/placeholder.pem"])
+        #expect(placeholder.status == 0)
+        let proxy = try ProxyProcess(cli: cli, arguments: ["--key", "admin", "--listen", "127.0.0.1:0", "--allow", "GET /v1/approvals",
+                                                           "--allow", "GET /v1/approvals/*", "--allow", "GET /v1/management/api_users/*/approval_keys"] + api,
+                                     socket: nil)
+        let port = try #require(proxy.port)
+        let script = """
+            import json
+            from fireblocks.client import Fireblocks
+            from fireblocks.client_configuration import ClientConfiguration
+            configuration = ClientConfiguration(api_key="placeholder", secret_key=open("placeholder.pem").read(),
+                                                base_path="http://127.0.0.1:\(port)/v1")
+            with Fireblocks(configuration) as fireblocks:
+                listed = fireblocks.approvals_beta.get_approvals(quorum_status_mode="SUMMARY").result().data
+                one = fireblocks.approvals_beta.get_approval_by_id(request_id="\(id)").result().data
+                keys = fireblocks.approvals_beta.get_approval_keys(user_id="\(apiKey)").result().data
+                print(json.dumps({"payloads": [item.request_payload for item in listed.data], "one": one.request_payload,
+                                  "status": one.user_status, "quorum": listed.data[0].quorum_status.request_status.value,
+                                  "keys": [[k.name, k.status, k.approval_api_public_key.algorithm] for k in keys.data]}))
+            """
+        let run = try Subprocess.run("python3", ["-c", script], environment: cli.environment(["PYTHONPATH": sdk]), workingDirectory: cli.files)
+        let exit = proxy.terminate()
+        #expect(run.status == 0, "\(run.standardError)\n\(proxy.output)")
+        let result = try #require(try JSONSerialization.jsonObject(with: Data(run.standardOutput.utf8)) as? [String: Any])
+        let stored = try #require(((try sandbox.state()["approvals"] as? [[String: Any]])?.first)?["payload"] as? String)
+        #expect(result["payloads"] as? [String] == [stored] && result["one"] as? String == stored, "\(result)")
+        #expect(result["status"] as? String == "USER_NOT_APPROVED" && result["quorum"] as? String == "PENDING", "\(result)")
+        #expect((result["keys"] as? [[String]]) == [["approver", "APPROVAL_API_KEY_STATUS_ENABLED", "ECDSA_SECP256R1"]], "\(result)")
+        #expect(exit == 0)
+    }
 }
