@@ -160,4 +160,21 @@ struct CLIApprovalTests {
         #expect((result["keys"] as? [[String]]) == [["approver", "APPROVAL_API_KEY_STATUS_ENABLED", "ECDSA_SECP256R1"]], "\(result)")
         #expect(exit == 0)
     }
+
+    /// Ed25519 only where the token offers CKM_EDDSA: elsewhere it is refused before anything is
+    /// generated or sent.
+    @Test func ed25519IsRefusedOnATokenWithoutEdDSA() throws {
+        let cli = try CLIHarness(mechanisms: "CKM_RSA_PKCS_KEY_PAIR_GEN,CKM_SHA256_RSA_PKCS,CKM_RSA_PKCS,CKM_EC_KEY_PAIR_GEN,CKM_ECDSA")
+        #expect(try cli.runOnToken(["key", "generate", "--key", "admin", "--bits", "2048"]).status == 0)
+        #expect(try cli.runOnToken(["key", "export", "--key", "admin", "--out", "admin.pub"]).status == 0)
+        let sandbox = try SandboxProcess(cli: cli, trust: ["admin.pub=\(apiKey):SIGNER"])
+        defer { sandbox.stop(); cli.remove() }
+        let api = ["--as", "admin", "--api-key", apiKey, "--base-url", sandbox.baseURL]
+        let refused = try cli.runOnToken(["approval-key", "create", "--key", "ed", "--algorithm", "EDDSA_ED25519"] + api)
+        #expect(refused.status == 4 && refused.standardError.contains("CKM_EDDSA"), "\(refused.status) \(refused.standardError)")
+        #expect(!(try String(contentsOfFile: sandbox.log, encoding: .utf8)).contains("approval_keys"))
+        let p256 = try cli.runOnToken(["approval-key", "create", "--key", "ec"] + api)
+        #expect(p256.status == 0, "P-256 needs only CKM_ECDSA: \(p256.standardError)")
+        #expect(sandbox.logShows("approval_keys"), "the log names these requests, so the check above could fail")
+    }
 }
