@@ -108,8 +108,14 @@ public enum ApprovalOperations {
     /// `approval-key.generated` (the attributes read back) and `approval-key.registered`.
     public static func createKey(token: TokenTarget, api: APITarget, label: String, choice: ApprovalKeyChoice, name: String?,
                                  observer: any OperationObserver) async throws -> ApprovalKeyCreationReport {
-        let userID = api.apiKey
         let session = try await APISession.open(token: token, api: api, observer: observer)
+        return try await register(session, api: api, label: label, choice: choice, name: name, observer: observer).report
+    }
+
+    /// The steps of ``createKey(token:api:label:choice:name:observer:)`` on an open session.
+    static func register(_ session: APISession, api: APITarget, label: String, choice: ApprovalKeyChoice, name: String?,
+                         observer: any OperationObserver) async throws -> (report: ApprovalKeyCreationReport, pair: ApprovalKeyPair) {
+        let userID = api.apiKey
         let tokenLabel = session.token.token.info.label
         let (pair, made) = try session.token.recordingFailure(of: "approval-key create", auditDirectory: api.auditDirectory) {
             () throws -> (ApprovalKeyPair, Bool) in
@@ -130,6 +136,7 @@ public enum ApprovalOperations {
             }
             try session.audit?.recordDone([AuditEntry(event: "approval-key.generated", facts: facts(pair))],
                                           done: "approval key '\(label)' was generated on token '\(tokenLabel)'")
+            try FaultInjection.point("approval-key-generated")
             return (pair, true)
         }
         let algorithm = ApprovalKeyChoice.algorithm(of: pair.type)
@@ -153,7 +160,7 @@ public enum ApprovalOperations {
                 "publicKeyPem": .string(pair.publicKeyPEM),
             ]) { $1 })], done: "approval key '\(label)' was registered")
         }
-        return report
+        return (report, pair)
     }
 
     /// SHA-256 of the exact bytes of an item's `requestPayload`, lowercase hex.

@@ -43,7 +43,8 @@ package struct ApprovalKeyCommand: ParsableCommand {
     package static let configuration = CommandConfiguration(
         commandName: "approval-key",
         abstract: "Generate approval keys on the token and register, list, show and delete them (Approvals API, early availability).",
-        subcommands: [ApprovalKeyCreateCommand.self, ApprovalKeyListCommand.self, ApprovalKeyShowCommand.self, ApprovalKeyDeleteCommand.self]
+        subcommands: [ApprovalKeyCreateCommand.self, ApprovalKeyListCommand.self, ApprovalKeyShowCommand.self, ApprovalKeyDeleteCommand.self,
+                      ApprovalKeyRotateCommand.self]
     )
 }
 
@@ -93,7 +94,9 @@ struct ApprovalKeyCreateCommand: NetworkCommand {
         _ = try choice()
     }
 
-    func choice() throws -> ApprovalKeyChoice {
+    func choice() throws -> ApprovalKeyChoice { try Self.choice(algorithm: algorithm, bits: bits) }
+
+    static func choice(algorithm: String, bits: UInt?) throws -> ApprovalKeyChoice {
         let parsed: ApprovalKeyAlgorithm
         do { parsed = try ApprovalKeyAlgorithm(validating: algorithm) } catch { throw ValidationError("--algorithm: \(error.reason)") }
         if let bits, parsed != .RSA_PS256 { throw ValidationError("--bits is for RSA_PS256 only (\(bits))") }
@@ -122,6 +125,85 @@ struct ApprovalKeyCreateCommand: NetworkCommand {
             let verb = report.result == "registered" ? "Registered" : "Already registered (nothing sent):"
             return TerminalText.sanitized("\(verb) approval key '\(report.label)' (\(report.algorithm), \(report.key) on the token) for API user \(report.userID): key id \(report.keyID), \(state).") + "\n"
                 + "Public key SHA-256: \(report.spkiSHA256)\n"
+        }
+    }
+}
+
+struct ApprovalKeyRotateCommand: NetworkCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "rotate",
+        abstract: "Replace an approval key: register the new one, wait until it is enabled, delete the old one's registration.",
+        usage: "fireblocks-hsm approval-key rotate [<options>] --from <label> --to <label>\n[--as <label|uri>] [--algorithm <algorithm>]",
+        discussion: """
+            The two-key overlap (an API user has at most two approval keys): the new key is
+            generated on the token and registered (as 'approval-key create' does), the API
+            is polled until it lists the new key ENABLED (its registration may wait for an
+            approval request; --timeout, exit 12), then the old key's registration is
+            deleted (that may wait for an approval request too; the old key stays active
+            until then). Each step reads where things are first, so an interrupted
+            rotation is resumed by running the same command again. The old key stays on
+            the token: delete it with 'key delete' once it is no longer registered.
+
+            Examples:
+              fireblocks-hsm approval-key rotate --from approver-1 --to approver-2 \\
+                  --profile ci-bot --timeout 2h
+            """
+    )
+
+    @Option(help: ArgumentHelp("The approval key being replaced (its label on the token).", valueName: "label"))
+    var from: String
+
+    @Option(help: ArgumentHelp("The new approval key's label (generated, or taken from an earlier run).", valueName: "label"))
+    var to: String
+
+    @OptionGroup var signer: ApprovalSignerOptions
+    @OptionGroup var token: TokenOptions
+    @OptionGroup var api: APIOptions
+    @OptionGroup var audit: AuditOptions
+
+    @Option(help: ArgumentHelp("The new key's algorithm: ECDSA_SECP256R1 (default), ECDSA_SECP384R1, RSA_PS256 or EDDSA_ED25519.", valueName: "algorithm"))
+    var algorithm = "ECDSA_SECP256R1"
+
+    @Option(help: ArgumentHelp("RSA_PS256 key size: 3072 (default) or 4096.", valueName: "bits"))
+    var bits: UInt?
+
+    @Option(help: ArgumentHelp("The name registered (default: the label).", valueName: "name"))
+    var name: String?
+
+    @OptionGroup var wait: WaitOptions
+    @OptionGroup var output: OutputOptions
+
+    func validate() throws {
+        guard from != to else { throw ValidationError("--from and --to name the same key") }
+        _ = try ApprovalKeyCreateCommand.choice(algorithm: algorithm, bits: bits)
+        _ = try wait.policy()
+    }
+
+    func run(network: Network) async throws {
+        let profile = try token.loadProfile()
+        let console = Console()
+        let report = try await ApprovalOperations.rotate(
+            token: try signer.target(token, profile: profile),
+            api: try api.target(profile: profile, auditDirectory: audit.directory(profile: profile), transport: network.transport),
+            from: from, to: to, choice: try ApprovalKeyCreateCommand.choice(algorithm: algorithm, bits: bits), name: name,
+            wait: try wait.policy(), observer: console) { event in
+                switch event {
+                case .registered(let report):
+                    console.note(TerminalText.sanitized("new approval key '\(report.label)': \(report.result), key id \(report.keyID)"))
+                case .status(let status, _):
+                    console.note(TerminalText.sanitized("new approval key: \(status)"))
+                case .backingOff(let seconds, let reason):
+                    console.note(TerminalText.sanitized("backing off \(Int(seconds.rounded())) s: \(reason)"))
+                }
+            }
+        try output.emit(report) { report in
+            let old: String
+            switch report.oldKey {
+            case "deleted": old = "the old key's registration (\(report.oldKeyID ?? "?")) was deleted"
+            case "already-deleted": old = "the old key was no longer registered"
+            default: old = "the old key's deletion waits for approval request \(report.ccrIdPendingDeletion.isEmpty ? "(already requested)" : report.ccrIdPendingDeletion); it stays active until then"
+            }
+            return TerminalText.sanitized("Rotated '\(report.oldLabel)' to '\(report.new.label)' (key id \(report.new.keyID), enabled); \(old).") + "\n"
         }
     }
 }

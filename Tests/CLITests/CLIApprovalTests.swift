@@ -177,4 +177,83 @@ struct CLIApprovalTests {
         #expect(p256.status == 0, "P-256 needs only CKM_ECDSA: \(p256.standardError)")
         #expect(sandbox.logShows("approval_keys"), "the log names these requests, so the check above could fail")
     }
+
+    private func registered(_ cli: CLIHarness, _ signer: [String]) throws -> [[String: Any]] {
+        let listed = try cli.runOnToken(["approval-key", "list", "--json"] + signer)
+        #expect(listed.status == 0, "\(listed.standardError)")
+        return try listed.json() as? [[String: Any]] ?? []
+    }
+
+    private func generatedLabels(_ cli: CLIHarness) throws -> [String] {
+        let log = try String(contentsOfFile: try cli.auditLogPath(), encoding: .utf8)
+        return log.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+            .filter { $0["event"] as? String == "approval-key.generated" }
+            .compactMap { ($0["facts"] as? [String: Any])?["label"] as? String }
+    }
+
+    /// A rotation killed (SIGKILL) after any of its steps is finished by running it again: one
+    /// new key generated, registered once, the old registration deleted.
+    @Test(.enabled(if: FaultInjectionAvailable.inDebugBuilds),
+          arguments: ["approval-key-generated", "approval-key-rotate-registered", "approval-key-rotate-enabled"])
+    func aRotationKilledAtEachStepResumes(point: String) throws {
+        let (cli, sandbox, api) = try SandboxProcess.withAdmin(apiKey: apiKey, role: "SIGNER")
+        defer { sandbox.stop(); cli.remove() }
+        let signer = ["--as", "admin"] + api
+        #expect(try cli.runOnToken(["approval-key", "create", "--key", "approver-1"] + signer).status == 0)
+        let rotate = ["approval-key", "rotate", "--from", "approver-1", "--to", "approver-2", "--json"] + signer
+        let killed = try cli.runOnToken(rotate, environment: ["FIREBLOCKS_HSM_FAULT": point])
+        #expect(killed.status == SIGKILL, "\(killed.standardError)")
+        let resumed = try cli.runOnToken(rotate)
+        #expect(resumed.status == 0, "\(resumed.standardError)")
+        let report = try #require(try resumed.json() as? [String: Any])
+        #expect(report["oldKey"] as? String == "deleted", "\(report)")
+        let keys = try registered(cli, signer)
+        #expect(keys.count == 1 && keys.first?["tokenLabel"] as? String == "approver-2", "\(keys)")
+        #expect(((keys.first?["key"] as? [String: Any])?["status"] as? String) == "APPROVAL_API_KEY_STATUS_ENABLED")
+        #expect(try generatedLabels(cli) == ["approver-1", "approver-2"], "the new key was generated once")
+        // Once more: nothing left to do.
+        let again = try cli.runOnToken(rotate)
+        #expect((try again.json() as? [String: Any])?["oldKey"] as? String == "already-deleted", "\(again.standardError)")
+    }
+
+    /// With registrations behind approval requests: the rotation waits (and gives up at
+    /// --timeout with the old key still registered), and a re-run once the new key is approved
+    /// asks for the old key's deletion, which waits for approval too.
+    @Test func aRotationWaitsForApprovalAndResumes() throws {
+        let (cli, sandbox, api) = try SandboxProcess.withAdmin(apiKey: apiKey, role: "SIGNER",
+                                                               sandboxArguments: ["--approval-key-registration", "pending"])
+        defer { sandbox.stop(); cli.remove() }
+        let signer = ["--as", "admin"] + api
+        let created = try cli.runOnToken(["approval-key", "create", "--key", "approver-1", "--json"] + signer)
+        let first = try #require((try created.json() as? [String: Any])?["ccrIdPendingRegistration"] as? String)
+        #expect(try cli.runSandbox(["approvals", "approve", first, "--state", sandbox.stateFile]).status == 0)
+
+        let rotate = ["approval-key", "rotate", "--from", "approver-1", "--to", "approver-2", "--interval", "0.1s", "--json"] + signer
+        let waited = try cli.runOnToken(rotate + ["--timeout", "1s"])
+        #expect(waited.status == 12, "\(waited.standardError)")
+        #expect(waited.standardError.contains("old key is still registered"), "\(waited.standardError)")
+        #expect(try registered(cli, signer).count == 2)
+
+        let pending = try #require((try sandbox.state()["approvalKeys"] as? [[String: Any]])?.compactMap { $0["pendingRequestID"] as? String }.first)
+        #expect(try cli.runSandbox(["approvals", "approve", pending, "--state", sandbox.stateFile]).status == 0)
+        let resumed = try cli.runOnToken(rotate)
+        #expect(resumed.status == 0, "\(resumed.standardError)")
+        let report = try #require(try resumed.json() as? [String: Any])
+        #expect(report["oldKey"] as? String == "pending-deletion", "\(report)")
+        let deletion = try #require(report["ccrIdPendingDeletion"] as? String)
+        #expect(try cli.runSandbox(["approvals", "approve", deletion, "--state", sandbox.stateFile]).status == 0)
+        let keys = try registered(cli, signer)
+        #expect(keys.count == 1 && keys.first?["tokenLabel"] as? String == "approver-2", "\(keys)")
+    }
+}
+
+/// Whether this build dies at fault points (debug builds: what `swift test` builds).
+enum FaultInjectionAvailable {
+    static var inDebugBuilds: Bool {
+        #if DEBUG
+        return true
+        #else
+        return false
+        #endif
+    }
 }

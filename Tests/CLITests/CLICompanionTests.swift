@@ -120,7 +120,7 @@ struct CLICompanionTests {
     @Test func bothExecutablesParseOneTreeAndTheNetworkCommandsAreATypesProperty() throws {
         #expect(CommandTree.networkCommands() == [
             "key delete", "request", "api-user create", "api-user list", "api-user show", "api-user wait", "api-user pairing-token",
-            "approval-key create", "approval-key list", "approval-key show", "approval-key delete",
+            "approval-key create", "approval-key list", "approval-key show", "approval-key delete", "approval-key rotate",
             "approvals list", "approvals show", "approvals approve", "approvals reject",
             "onboard", "serve", "policy check", "policy test", "bench proxy", "bench policy", "doctor-network",
         ])
