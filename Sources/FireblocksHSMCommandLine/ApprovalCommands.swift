@@ -6,6 +6,11 @@ import FoundationEssentials
 #else
 import Foundation
 #endif
+import Dispatch
+#if canImport(Glibc)
+import Glibc
+#endif
+import Synchronization
 
 // `approval-key` and `approvals` (Fireblocks' Approvals API, early availability): approval keys
 // generated and used on the token, and the requests they approve. Network commands: they run in
@@ -341,7 +346,8 @@ package struct ApprovalsCommand: ParsableCommand {
     package static let configuration = CommandConfiguration(
         commandName: "approvals",
         abstract: "List, show, approve (signed on the token) and reject pending approval requests (early availability).",
-        subcommands: [ApprovalsListCommand.self, ApprovalsShowCommand.self, ApprovalsApproveCommand.self, ApprovalsRejectCommand.self]
+        subcommands: [ApprovalsListCommand.self, ApprovalsShowCommand.self, ApprovalsApproveCommand.self, ApprovalsRejectCommand.self,
+                      ApprovalsWatchCommand.self]
     )
 }
 
@@ -503,6 +509,90 @@ struct ApprovalsRejectCommand: NetworkCommand {
             TerminalText.sanitized("Rejected \(report.requestID) (\(report.requestType)) [X-Request-ID: \(report.xRequestID ?? "none")].") + "\n"
         }
     }
+}
+
+struct ApprovalsWatchCommand: NetworkCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "watch",
+        abstract: "The automated approver: decide each pending request by a written policy (approve, reject, or leave it for people).",
+        usage: "fireblocks-hsm approvals watch [<options>] --policy <path> --key <label>\n[--once] [--interval <duration>]",
+        discussion: """
+            Polls GET /v1/approvals (every --interval, ±20% jitter, slower while the API
+            answers 429 or 5xx) until SIGTERM or SIGINT; --once makes one pass. Each request
+            not decided before is judged by the approval policy (docs/approvals.md: rules on
+            requestType and fields of requestData, exact decimal amounts; the first rule
+            that matches decides, else 'default'); an expired one is left. The decision is
+            written to the state directory before anything is signed or sent, so a request
+            is never decided or signed twice, across restarts too. Approvals are signed on
+            the token with --key; every decision, skips included, is an audit record naming
+            the rule. The policy file must pass the trust rule for configuration.
+
+            Examples:
+              fireblocks-hsm approvals watch --policy approvals.yaml --key approver-1 \\
+                  --profile ci-bot --interval 30s
+              fireblocks-hsm approvals watch --policy approvals.yaml --key approver-1 \\
+                  --profile ci-bot --once --json
+            """
+    )
+
+    @Option(help: ArgumentHelp("The approval policy (YAML).", valueName: "path"))
+    var policy: String
+
+    @OptionGroup var approvalKey: ApprovalKeyLabelOption
+    @OptionGroup var signer: ApprovalSignerOptions
+    @OptionGroup var token: TokenOptions
+    @OptionGroup var api: APIOptions
+    @OptionGroup var audit: AuditOptions
+
+    @Flag(help: "One pass, then exit.")
+    var once = false
+
+    @Option(help: ArgumentHelp("Time between passes (±20% jitter).", valueName: "duration"))
+    var interval = "30s"
+
+    @OptionGroup var output: OutputOptions
+
+    func validate() throws {
+        guard approvalKey.key != nil else { throw ValidationError("give the approval key that signs: --key LABEL") }
+        let seconds = try DurationText.seconds(interval, flag: "--interval")
+        guard seconds >= 1 else { throw ValidationError("--interval must be at least 1s") }
+    }
+
+    func run(network: Network) async throws {
+        let (judge, sha256) = try network.policies.approvalJudge(path: policy)
+        let profile = try token.loadProfile()
+        let console = Console()
+        // SIGINT and SIGTERM end the loop after the pass under way (systemd's stop).
+        let stopped = StopFlag()
+        let signals = once ? [] : [SIGINT, SIGTERM].map { number -> any DispatchSourceSignal in
+            signal(number, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+            source.setEventHandler { stopped.set() }
+            source.resume()
+            return source
+        }
+        console.note(TerminalText.sanitized("approvals watch: policy \(policy) (sha256 \(sha256))\(once ? ", one pass" : ", every \(interval)")"))
+        let json = output.json
+        let total = try await ApprovalOperations.watch(
+            token: try signer.target(token, profile: profile),
+            api: try api.target(profile: profile, auditDirectory: audit.directory(profile: profile), transport: network.transport),
+            label: approvalKey.key ?? "", interval: try DurationText.seconds(interval, flag: "--interval"), once: once, judge: judge,
+            shouldStop: { stopped.isSet }, observer: console) { pass in
+                guard !json else { return }
+                for decision in pass.decided {
+                    console.output(TerminalText.sanitized("\(decision.requestId) \(decision.requestType): \(decision.decision) by rule '\(decision.rule)' (\(decision.state))") + "\n")
+                }
+            }
+        if json { console.output(try JSONOutput.encode(total)) }
+        withExtendedLifetime(signals) {}
+    }
+}
+
+/// A flag set once, from a signal handler's queue.
+final class StopFlag: Sendable {
+    private let flag = Mutex(false)
+    var isSet: Bool { flag.withLock { $0 } }
+    func set() { flag.withLock { $0 = true } }
 }
 
 /// Text for approval reports.
