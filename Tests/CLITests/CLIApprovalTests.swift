@@ -245,6 +245,123 @@ struct CLIApprovalTests {
         let keys = try registered(cli, signer)
         #expect(keys.count == 1 && keys.first?["tokenLabel"] as? String == "approver-2", "\(keys)")
     }
+
+    static let watchPolicy = """
+        version: 1
+        rules:
+          - name: small-updates
+            requestTypes: [TAG_UPDATE]
+            when:
+              - { field: amount, max: "100" }
+            decision: approve
+          - name: no-deletions
+            requestTypes: [TAG_DELETE]
+            decision: reject
+            reason: "deletions are for people"
+        default: skip
+        """
+
+    private func add(_ cli: CLIHarness, _ sandbox: SandboxProcess, type: String, data: String, expiresIn: String = "10m") throws -> String {
+        let added = try cli.runSandbox(["approvals", "add", "--type", type, "--data", data, "--expires-in", expiresIn, "--state", sandbox.stateFile])
+        #expect(added.status == 0, "\(added.standardError)")
+        return added.standardOutput.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    private func auditEvents(_ cli: CLIHarness) throws -> [[String: Any]] {
+        let log = try String(contentsOfFile: try cli.auditLogPath(), encoding: .utf8)
+        return log.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+    }
+
+    /// Under a policy, `watch --once` approves, rejects and leaves requests as written, and a
+    /// second run decides nothing again.
+    @Test func watchDecidesByThePolicyOnce() throws {
+        let (cli, sandbox, api) = try SandboxProcess.withAdmin(apiKey: apiKey, role: "SIGNER")
+        defer { sandbox.stop(); cli.remove() }
+        let signer = ["--as", "admin"] + api
+        #expect(try cli.runOnToken(["approval-key", "create", "--key", "approver"] + signer).status == 0)
+        try Data(Self.watchPolicy.utf8).write(to: URL(fileURLWithPath: cli.files + "/approvals.yaml"))
+        try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: cli.files + "/approvals.yaml")
+        let small = try add(cli, sandbox, type: "TAG_UPDATE", data: "{ \"amount\": \"99.99\" }")
+        let large = try add(cli, sandbox, type: "TAG_UPDATE", data: "{\"amount\":\"100.000000000000000001\"}")
+        let deletion = try add(cli, sandbox, type: "TAG_DELETE", data: "{}")
+        let other = try add(cli, sandbox, type: "TAG_ATTACH_DETACH", data: "{}")
+
+        let watch = ["approvals", "watch", "--policy", "approvals.yaml", "--key", "approver", "--once", "--json"] + signer
+        let first = try cli.runOnToken(watch)
+        #expect(first.status == 0, "\(first.standardError)")
+        let decided = try #require((try first.json() as? [String: Any])?["decided"] as? [[String: Any]])
+        let byID = Dictionary(uniqueKeysWithValues: decided.compactMap { d in (d["requestId"] as? String).map { ($0, d) } })
+        #expect(byID[small]?["decision"] as? String == "approve" && byID[small]?["rule"] as? String == "small-updates")
+        #expect(byID[large]?["decision"] as? String == "skip" && byID[large]?["rule"] as? String == "default")
+        #expect(byID[deletion]?["decision"] as? String == "reject" && byID[deletion]?["rule"] as? String == "no-deletions")
+        #expect(byID[other]?["decision"] as? String == "skip")
+        #expect(decided.allSatisfy { $0["state"] as? String == "done" }, "\(decided)")
+        #expect(try approvalState(sandbox, small) == "APPROVED")
+        #expect(try approvalState(sandbox, deletion) == "REJECTED")
+        #expect(try approvalState(sandbox, large) == "PENDING" && (try approvalState(sandbox, other)) == "PENDING")
+
+        let second = try cli.runOnToken(watch)
+        #expect(second.status == 0, "\(second.standardError)")
+        let again = try #require(try second.json() as? [String: Any])
+        #expect((again["decided"] as? [Any])?.isEmpty == true && again["alreadyDecided"] as? Int == 2, "\(again)")
+
+        let events = try auditEvents(cli)
+        let skipped = events.filter { $0["event"] as? String == "approval.skipped" }
+        #expect(skipped.count == 2, "skips are recorded once each")
+        #expect(skipped.allSatisfy { ($0["facts"] as? [String: Any])?["rule"] as? String == "default" })
+        let approved = try #require(events.first { $0["event"] as? String == "approval.approved" })
+        #expect((approved["facts"] as? [String: Any])?["rule"] as? String == "small-updates")
+    }
+
+    /// Killed right after the token signed, before the approval was sent: the next run does not
+    /// sign that request again (it is left for people), and goes on with the others.
+    @Test(.enabled(if: FaultInjectionAvailable.inDebugBuilds))
+    func watchNeverSignsTwiceAcrossARestart() throws {
+        let (cli, sandbox, api) = try SandboxProcess.withAdmin(apiKey: apiKey, role: "SIGNER")
+        defer { sandbox.stop(); cli.remove() }
+        let signer = ["--as", "admin"] + api
+        #expect(try cli.runOnToken(["approval-key", "create", "--key", "approver"] + signer).status == 0)
+        try Data(Self.watchPolicy.utf8).write(to: URL(fileURLWithPath: cli.files + "/approvals.yaml"))
+        try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: cli.files + "/approvals.yaml")
+        let first = try add(cli, sandbox, type: "TAG_UPDATE", data: "{\"amount\":\"1\"}")
+        let watch = ["approvals", "watch", "--policy", "approvals.yaml", "--key", "approver", "--once", "--json"] + signer
+        let killed = try cli.runOnToken(watch, environment: ["FIREBLOCKS_HSM_FAULT": "approvals-watch-signed"])
+        #expect(killed.status == SIGKILL, "\(killed.standardError)")
+        #expect(try approvalState(sandbox, first) == "PENDING")
+
+        let second = try add(cli, sandbox, type: "TAG_UPDATE", data: "{\"amount\":\"2\"}")
+        let resumed = try cli.runOnToken(watch)
+        #expect(resumed.status == 0, "\(resumed.standardError)")
+        let report = try #require(try resumed.json() as? [String: Any])
+        #expect((report["decided"] as? [[String: Any]])?.compactMap { $0["requestId"] as? String } == [second], "\(report)")
+        #expect(report["alreadyDecided"] as? Int == 1)
+        #expect(try approvalState(sandbox, first) == "PENDING", "never signed and sent a second time")
+        #expect(try approvalState(sandbox, second) == "APPROVED")
+    }
+
+    /// Without --once it runs until SIGTERM (systemd's stop), and exits 0.
+    @Test func watchStopsOnSIGTERM() throws {
+        let (cli, sandbox, api) = try SandboxProcess.withAdmin(apiKey: apiKey, role: "SIGNER")
+        defer { sandbox.stop(); cli.remove() }
+        let signer = ["--as", "admin"] + api
+        #expect(try cli.runOnToken(["approval-key", "create", "--key", "approver"] + signer).status == 0)
+        try Data(Self.watchPolicy.utf8).write(to: URL(fileURLWithPath: cli.files + "/approvals.yaml"))
+        try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: cli.files + "/approvals.yaml")
+        let id = try add(cli, sandbox, type: "TAG_UPDATE", data: "{\"amount\":\"1\"}")
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: CLIHarness.binary)
+        process.arguments = ["approvals", "watch", "--policy", "approvals.yaml", "--key", "approver", "--interval", "1s",
+                             "--token", cli.label, "--pin-source", "env:TEST_HSM_PIN", "--module", SoftHSM.modulePath] + signer
+        process.currentDirectoryURL = URL(fileURLWithPath: cli.files)
+        process.environment = cli.environment()
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        #expect(CLIHarness.eventually(within: 30) { (try? approvalState(sandbox, id)) == "APPROVED" }, "the first pass approved it")
+        process.terminate()
+        process.waitUntilExit()
+        #expect(process.terminationReason == .exit && process.terminationStatus == 0)
+    }
 }
 
 /// Whether this build dies at fault points (debug builds: what `swift test` builds).
