@@ -138,7 +138,7 @@ struct ApprovalKeyRotateCommand: NetworkCommand {
     static let configuration = CommandConfiguration(
         commandName: "rotate",
         abstract: "Replace an approval key: register the new one, wait until it is enabled, delete the old one's registration.",
-        usage: "fireblocks-hsm approval-key rotate [<options>] --from <label> --to <label>\n[--as <label|uri>] [--algorithm <algorithm>]",
+        usage: "fireblocks-hsm approval-key rotate [<options>] --from <label>\n--to <label> [--as <label|uri>] [--algorithm <algorithm>]",
         discussion: """
             The two-key overlap (an API user has at most two approval keys): the new key is
             generated on the token and registered (as 'approval-key create' does), the API
