@@ -92,7 +92,7 @@ extension ApprovalOperations {
                     observer.note("an approval request's payload is not the documented JSON (SHA-256 \(digest)): left for people")
                     continue
                 }
-                let seconds = Int64(now().timeIntervalSince1970)
+                let seconds = Int64(now().timeIntervalSince1970.rounded(.down))
                 let expired = payload.isExpired(at: now())
                 let judgement = expired ? ApprovalJudgement(decision: "expired", rule: "expiresAt", reason: "expired at \(payload.expiresAt ?? 0)")
                     : judge(payload)
@@ -101,7 +101,7 @@ extension ApprovalOperations {
                                              expiresAt: payload.expiresAt ?? 0, state: "deciding")
                 // Written before anything is signed or sent; a request already in the file is not decided again.
                 let fresh = try store.update { decisions -> Bool in
-                    decisions = decisions.filter { $0.value.expiresAt == 0 || $0.value.expiresAt + decisionRetention > seconds }
+                    decisions = decisions.filter { $0.value.expiresAt == 0 || $0.value.expiresAt > seconds - decisionRetention }
                     guard decisions[payload.requestId] == nil else { return false }
                     decisions[payload.requestId] = decision
                     return true

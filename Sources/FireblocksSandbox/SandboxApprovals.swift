@@ -126,9 +126,17 @@ extension SandboxService {
         return .respond(status: 200, headers: Self.baseHeaders(requestID: requestID, now: now) + [("Content-Type", "application/json")], body: body)
     }
 
+    /// Whole seconds since the epoch, clamped: a date from a state file edited elsewhere must
+    /// not trap.
+    static func epochSeconds(_ date: Date) -> Int64 {
+        let seconds = date.timeIntervalSince1970.rounded(.down)
+        guard seconds.isFinite else { return 0 }
+        return Int64(min(max(seconds, -1e15), 1e15))
+    }
+
     static func keyDocument(_ key: SandboxState.ApprovalKeyRecord) -> [String: Any] {
-        ["id": key.id, "name": key.name, "createdAt": String(Int64(key.createdAt.timeIntervalSince1970)),
-         "lastUsedAt": String(Int64(key.lastUsedAt?.timeIntervalSince1970 ?? 0)),
+        ["id": key.id, "name": key.name, "createdAt": String(epochSeconds(key.createdAt)),
+         "lastUsedAt": String(key.lastUsedAt.map(epochSeconds) ?? 0),
          "approvalApiPublicKey": ["algorithm": key.algorithm, "publicKeyPem": key.publicKeyPem], "userId": key.userId, "status": key.status]
     }
 
@@ -287,7 +295,7 @@ extension SandboxService {
             return Self.errorResponse(409, "CONFLICT", "Approval request \(id) is \(record.state), no longer pending", requestID: requestID, now: now)
         }
         guard record.expiresAt > now else {
-            return Self.errorResponse(400, "VALIDATION", "Approval request \(id) expired at \(Int64(record.expiresAt.timeIntervalSince1970))", requestID: requestID, now: now)
+            return Self.errorResponse(400, "VALIDATION", "Approval request \(id) expired at \(Self.epochSeconds(record.expiresAt))", requestID: requestID, now: now)
         }
         guard !record.approvedBy.contains(caller.apiKey) else {
             return Self.errorResponse(409, "CONFLICT", "This API user already approved request \(id)", requestID: requestID, now: now)

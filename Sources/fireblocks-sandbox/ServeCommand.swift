@@ -17,8 +17,11 @@ struct ServeCommand: AsyncParsableCommand {
             /v1/workspace, and the API user lifecycle: a new user awaits approval
             (--auto-approve-after, or 'fireblocks-sandbox approve'), is then
             PENDING_ACTIVATION (--initial-status), and after a pairing token
-            PENDING_DEVICE_PAIRING, then READY (--pair-after). Prints its base URL on
-            stdout. See docs/sandbox.md.
+            PENDING_DEVICE_PAIRING, then READY (--pair-after). The Approvals API:
+            approval keys (--approval-key-registration), GET /v1/approvals, approve
+            (signatures checked over the exact payload) and reject; requests come from
+            'fireblocks-sandbox approvals add'. Prints its base URL on stdout. See
+            docs/sandbox.md.
 
             Examples:
               fireblocks-hsm key export --token fb --key admin --out admin.pub
