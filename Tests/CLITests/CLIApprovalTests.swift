@@ -161,6 +161,23 @@ struct CLIApprovalTests {
         #expect(exit == 0)
     }
 
+    /// A token without CKM_SHA256_RSA_PKCS_PSS signs RSA_PS256 with CKM_RSA_PKCS_PSS over the
+    /// SHA-256 the host computes: the stand-in accepts it the same.
+    @Test func rsaPSSWorksWithTheRawPSSMechanismToo() throws {
+        let cli = try CLIHarness(mechanisms: "CKM_RSA_PKCS_KEY_PAIR_GEN,CKM_SHA256_RSA_PKCS,CKM_RSA_PKCS,CKM_RSA_PKCS_PSS,CKM_EC_KEY_PAIR_GEN,CKM_ECDSA")
+        #expect(try cli.runOnToken(["key", "generate", "--key", "admin", "--bits", "2048"]).status == 0)
+        #expect(try cli.runOnToken(["key", "export", "--key", "admin", "--out", "admin.pub"]).status == 0)
+        let sandbox = try SandboxProcess(cli: cli, trust: ["admin.pub=\(apiKey):SIGNER"])
+        defer { sandbox.stop(); cli.remove() }
+        let api = ["--as", "admin", "--api-key", apiKey, "--base-url", sandbox.baseURL]
+        let created = try cli.runOnToken(["approval-key", "create", "--key", "rsa", "--algorithm", "RSA_PS256"] + api)
+        #expect(created.status == 0, "\(created.standardError)")
+        let id = try add(cli, sandbox, data: "{\"x\": 1}")
+        let approved = try cli.runOnToken(["approvals", "approve", id, "--key", "rsa"] + api)
+        #expect(approved.status == 0, "\(approved.standardError)")
+        #expect(try approvalState(sandbox, id) == "APPROVED")
+    }
+
     /// Ed25519 only where the token offers CKM_EDDSA: elsewhere it is refused before anything is
     /// generated or sent.
     @Test func ed25519IsRefusedOnATokenWithoutEdDSA() throws {
