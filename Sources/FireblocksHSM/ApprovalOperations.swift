@@ -59,8 +59,11 @@ public struct ApprovalKeyCreationReport: Codable, Sendable, Equatable {
     public let result: String
     /// The registered key's id.
     public let keyID: String
-    /// The approval request the registration waits for (empty: active at once).
+    /// The approval request the registration waits for (empty: active at once, or a key
+    /// registered by an earlier run: see ``status``).
     public let ccrIdPendingRegistration: String
+    /// The key's status as registered or listed (`APPROVAL_API_KEY_STATUS_…`).
+    public let status: String
     /// The API user.
     public let userID: String
     /// X-Request-ID of the registration.
@@ -141,17 +144,19 @@ public enum ApprovalOperations {
         }
         let algorithm = ApprovalKeyChoice.algorithm(of: pair.type)
         let body = try RegisterApprovalKey(name: name ?? label, publicKey: ApprovalPublicKey(algorithm: algorithm, publicKeyPem: pair.publicKeyPEM))
-        let outcome: (keyID: String, ccr: String, requestID: String?, result: String) = try await session.recording {
+        let outcome: (keyID: String, ccr: String, requestID: String?, result: String, status: String) = try await session.recording {
             let (keys, _) = try await session.client.listApprovalKeys(userID: userID)
             if let listed = keys.first(where: { spkiSHA256(pem: $0.approvalApiPublicKey.publicKeyPem) == pair.fingerprint }) {
-                return (listed.id, listed.status == "APPROVAL_API_KEY_STATUS_PENDING_REGISTRATION" ? "pending" : "", nil, "already-registered")
+                return (listed.id, "", nil, "already-registered", listed.status)
             }
             let (answer, response) = try await session.client.registerApprovalKey(userID: userID, body, idempotencyKey: UUID().uuidString.lowercased())
-            return (answer.keyId, answer.ccrIdPendingRegistration, response.requestID, "registered")
+            return (answer.keyId, answer.ccrIdPendingRegistration, response.requestID, "registered",
+                    answer.ccrIdPendingRegistration.isEmpty ? "APPROVAL_API_KEY_STATUS_ENABLED" : "APPROVAL_API_KEY_STATUS_PENDING_REGISTRATION")
         }
         let report = ApprovalKeyCreationReport(label: pair.label, algorithm: algorithm.rawValue, spkiSHA256: pair.fingerprint,
                                                key: made ? "generated" : "existing", result: outcome.result, keyID: outcome.keyID,
-                                               ccrIdPendingRegistration: outcome.ccr, userID: userID, requestID: outcome.requestID)
+                                               ccrIdPendingRegistration: outcome.ccr, status: outcome.status, userID: userID,
+                                               requestID: outcome.requestID)
         if outcome.result == "registered" {
             try session.audit?.recordDone([AuditEntry(event: "approval-key.registered", facts: facts(pair).merging([
                 "algorithm": .string(algorithm.rawValue), "keyId": .string(String(outcome.keyID.prefix(128))),

@@ -83,8 +83,13 @@ extension ApprovalOperations {
         let store = watchState(api)
         var pass = WatchPass()
         try await session.recording {
+            // The key must be registered before anything is decided: a pass that could not sign
+            // decides nothing (each decision is made once).
+            let (keys, _) = try await session.client.listApprovalKeys(userID: api.apiKey)
+            guard let keyID = keys.first(where: { spkiSHA256(pem: $0.approvalApiPublicKey.publicKeyPem) == pair.fingerprint })?.id else {
+                throw OperationError(.keyNotFound, "the approval key '\(label)' is not registered for API user \(api.apiKey): nothing was decided")
+            }
             let items = try await session.client.listAllApprovals(includeUserApproved: false)
-            var registeredID: String?
             for item in items {
                 let digest = payloadSHA256(item)
                 guard let payload = item.payload,
@@ -118,13 +123,6 @@ extension ApprovalOperations {
                 do {
                     switch judgement.decision {
                     case "approve":
-                        if registeredID == nil {
-                            let (keys, _) = try await session.client.listApprovalKeys(userID: api.apiKey)
-                            registeredID = keys.first { spkiSHA256(pem: $0.approvalApiPublicKey.publicKeyPem) == pair.fingerprint }?.id
-                        }
-                        guard let keyID = registeredID else {
-                            throw OperationError(.keyNotFound, "the approval key '\(label)' is not registered for API user \(api.apiKey)")
-                        }
                         let bytes = Array(item.requestPayload.utf8)
                         let signature = try during("signing approval request \(payload.requestId)", token: tokenLabel, key: label) {
                             try ApprovalKeys.sign(bytes, with: pair, in: session.token.session)

@@ -120,8 +120,9 @@ struct ApprovalKeyCreateCommand: NetworkCommand {
             api: try api.target(profile: profile, auditDirectory: audit.directory(profile: profile), transport: network.transport),
             label: approvalKey.key ?? "", choice: try choice(), name: name, observer: Console())
         try output.emit(report) { report in
-            let state = report.ccrIdPendingRegistration.isEmpty
-                ? "active now" : "pending: approval request \(report.ccrIdPendingRegistration) must be approved first"
+            let state = report.status == "APPROVAL_API_KEY_STATUS_ENABLED" ? "active now"
+                : report.ccrIdPendingRegistration.isEmpty ? "status \(report.status)"
+                : "pending: approval request \(report.ccrIdPendingRegistration) must be approved first"
             let verb = report.result == "registered" ? "Registered" : "Already registered (nothing sent):"
             return TerminalText.sanitized("\(verb) approval key '\(report.label)' (\(report.algorithm), \(report.key) on the token) for API user \(report.userID): key id \(report.keyID), \(state).") + "\n"
                 + "Public key SHA-256: \(report.spkiSHA256)\n"

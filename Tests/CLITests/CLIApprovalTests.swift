@@ -28,6 +28,7 @@ struct CLIApprovalTests {
         #expect(created.status == 0, "\(created.standardError)")
         let report = try #require(try created.json() as? [String: Any])
         #expect(report["result"] as? String == "registered" && report["key"] as? String == "generated")
+        #expect(report["status"] as? String == "APPROVAL_API_KEY_STATUS_ENABLED")
         #expect(report["algorithm"] as? String == "ECDSA_SECP256R1" && report["ccrIdPendingRegistration"] as? String == "")
         let keyID = try #require(report["keyID"] as? String)
 
@@ -354,6 +355,22 @@ struct CLIApprovalTests {
         #expect(report["alreadyDecided"] as? Int == 1)
         #expect(try approvalState(sandbox, first) == "PENDING", "never signed and sent a second time")
         #expect(try approvalState(sandbox, second) == "APPROVED")
+    }
+
+    /// A key that is not a registered approval key decides nothing: no request is judged,
+    /// recorded as decided, or sent.
+    @Test func watchWithAnUnregisteredKeyDecidesNothing() throws {
+        let (cli, sandbox, api) = try SandboxProcess.withAdmin(apiKey: apiKey, role: "SIGNER")
+        defer { sandbox.stop(); cli.remove() }
+        let signer = ["--as", "admin"] + api
+        try Data(Self.watchPolicy.utf8).write(to: URL(fileURLWithPath: cli.files + "/approvals.yaml"))
+        try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: cli.files + "/approvals.yaml")
+        let id = try add(cli, sandbox, type: "TAG_DELETE", data: "{}")
+        let refused = try cli.runOnToken(["approvals", "watch", "--policy", "approvals.yaml", "--key", "admin", "--once"] + signer)
+        #expect(refused.status != 0 && refused.standardError.contains("not registered"), "\(refused.standardError)")
+        #expect(try approvalState(sandbox, id) == "PENDING")
+        let decided = try cli.runOnToken(["approvals", "watch", "--policy", "approvals.yaml", "--key", "admin", "--once"] + signer)
+        #expect(decided.standardError.contains("not registered"), "still nothing decided: \(decided.standardError)")
     }
 
     /// Without --once it runs until SIGTERM (systemd's stop), and exits 0.
