@@ -118,6 +118,13 @@ struct CLIApprovalTests {
         #expect(try cli.run(["approval-key", "create", "--key", "a", "--bits", "4096"]).status == 2)
         #expect(try cli.run(["approvals", "approve", "../x", "--key", "a"]).status == 2)
         #expect(try cli.run(["approvals", "reject", "x", "--reason", ""]).status == 2)
+        // The stand-in's side: JSON that is not, a missing state file, an unknown request.
+        let state = cli.files + "/sandbox.json"
+        #expect(try cli.runSandbox(["approvals", "add", "--type", "T", "--data", "{not json", "--state", state]).status == 2)
+        #expect(try cli.runSandbox(["approvals", "add", "--type", "T", "--state", state]).status == 3, "no state file")
+        try Data(#"{"workspace": {"id": "w", "name": "n"}, "users": [], "idempotency": []}"#.utf8).write(to: URL(fileURLWithPath: state))
+        let unknown = try cli.runSandbox(["approvals", "approve", "nope", "--state", state])
+        #expect(unknown.status != 0 && unknown.standardError.contains("no open approval request"), "\(unknown.standardError)")
     }
 
     /// The official Python SDK, unmodified, parses what the stand-in answers with its own models
