@@ -208,7 +208,10 @@ public struct ApprovalPayload: Sendable, Equatable {
 public enum PayloadValue: Codable, Equatable, Sendable {
     case null
     case bool(Bool)
-    /// A number, as its decimal text.
+    /// A number, as JSONDecoder reads it: through binary types that may round (it reads
+    /// 100.000…0001 as the integer 100), so it is shown, and used for times (`expiresAt`), but
+    /// never compared against a policy's values (amounts are decimal strings in Fireblocks' API,
+    /// and those are compared exactly).
     case number(String)
     case string(String)
     case array([PayloadValue])
