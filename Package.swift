@@ -40,7 +40,7 @@
 //                      from the SigningPool, AsyncHTTPClient upstream, /healthz, /metrics)
 //   FireblocksHSM -> FireblocksHSMCommandLine  the command line: flags, console, reports, exit codes
 //     -> fireblocks-hsm        every command; what talks to the network (`request`, `api-user`,
-//                              `onboard`, `key delete`, `serve`, `bench proxy`, and the hidden
+//                              `approval-key`, `approvals`, `onboard`, `key delete`, `serve`, `bench proxy`, and the hidden
 //                              `doctor-network` that `doctor` runs: NetworkCommand) it hands to the
 //                              companion below by execv: no SwiftNIO, no HTTP client or server,
 //                              no full Foundation, so the one-shot signing commands start fast
@@ -380,6 +380,9 @@ let package = Package(
             name: "FireblocksSandboxTests",
             dependencies: [
                 "FireblocksSandbox", "FireblocksAPI", "JOSE", "APITestSupport", "AsyncHTTPTransport", "SoftHSMTestSupport",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "_CryptoExtras", package: "swift-crypto"),
+                .product(name: "X509", package: "swift-certificates"),
             ]
         ),
         .testTarget(

@@ -36,7 +36,7 @@ package struct FireblocksHSMCommand: AsyncParsableCommand {
         version: FireblocksHSMVersion.current,
         subcommands: [
             TokenCommand.self, KeyCommand.self, CSRSubcommand.self,
-            JWTCommand.self, RequestCommand.self, APIUserCommand.self, OnboardSubcommand.self, AuditCommand.self, EvidenceCommand.self,
+            JWTCommand.self, RequestCommand.self, APIUserCommand.self, ApprovalKeyCommand.self, ApprovalsCommand.self, OnboardSubcommand.self, AuditCommand.self, EvidenceCommand.self,
             ServeCommand.self, PolicyCommand.self, BenchCommand.self, DoctorCommand.self, DoctorNetworkCommand.self,
         ]
     )

@@ -1,4 +1,6 @@
 import ArgumentParser
+import FireblocksAPI
+import FireblocksHSM
 
 /// `policy`: check a proxy policy and try requests against it (docs/policy.md).
 ///
@@ -137,6 +139,9 @@ package protocol PolicyRunner: Sendable {
     func check(_ command: PolicyCheckCommand) async throws
     func test(_ command: PolicyTestCommand) async throws
     func bench(_ command: BenchPolicyCommand) async throws
+    /// The judge of `approvals watch` from the approval policy at `path` (read under the trust
+    /// rule for configuration), and the SHA-256 of the file.
+    func approvalJudge(path: String) throws -> (judge: @Sendable (ApprovalPayload) -> ApprovalJudgement, sha256: String)
 }
 
 extension PolicyCheckCommand: JSONReporting { package var wantsJSON: Bool { json } }

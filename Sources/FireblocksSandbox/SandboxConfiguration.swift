@@ -84,6 +84,12 @@ public struct SandboxConfiguration: Sendable {
     public var whitelist: [String: [String]] = [:]
     /// How much of what requests make grow the stand-in keeps.
     public var limits = SandboxLimits()
+    /// Whether a registered approval key is active at once (false: it waits for an approval
+    /// request, `ccrIdPendingRegistration`, that `fireblocks-sandbox approvals approve` or
+    /// another API user approves).
+    public var approvalKeysActiveAtOnce = true
+    /// How long an approval request the stand-in makes (a key registration or deletion) lives.
+    public var approvalRequestLifetime: TimeInterval = 86_400
 
     /// Refuses values the stand-in cannot honour (negative counts, infinite or huge delays and
     /// offsets) before anything starts.
@@ -111,7 +117,8 @@ public struct SandboxConfiguration: Sendable {
             throw SandboxError("the transaction step must be 0 to 86400 seconds", setting: "transactionStep")
         }
         for (setting, limit) in [("limits.users", limits.users), ("limits.transactions", limits.transactions),
-                                 ("limits.idempotencyAnswers", limits.idempotencyAnswers), ("limits.nonces", limits.nonces)] where limit < 1 {
+                                 ("limits.idempotencyAnswers", limits.idempotencyAnswers), ("limits.nonces", limits.nonces),
+                                 ("limits.approvals", limits.approvals)] where limit < 1 {
             throw SandboxError("a limit must be at least 1", setting: setting)
         }
         guard APIUserStatus(rawValue: initialStatus) != nil else {
@@ -158,6 +165,11 @@ public struct SandboxLimits: Sendable, Equatable {
     /// `Retry-After` until the oldest is forgotten: forgetting a live nonce would let a replay
     /// through.
     public var nonces = 100_000
+    /// Approval requests. At the bound the oldest one no longer open (approved, rejected or
+    /// expired: it only answers reads) is forgotten; while every one is open, a new one is
+    /// refused (429 `RATE_LIMIT` for a key registration or deletion; an error for
+    /// `fireblocks-sandbox approvals add`): forgetting an open request would drop a decision.
+    public var approvals = 1_000
 
     /// The default bounds.
     public init() {}

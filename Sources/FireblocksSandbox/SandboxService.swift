@@ -156,6 +156,7 @@ public final class SandboxService: Sendable {
         case ("GET", let path) where path.count == 3 && path[0] == "v1" && path[1] == "transactions":
             return transaction(id: path[2], state: state, requestID: requestID, now: now)
         default:
+            if let reply = routeApprovals(request, caller: caller, state: &state, requestID: requestID, now: now) { return reply }
             return Self.errorResponse(404, "NOT_FOUND", "No route for \(request.method) \(request.path)", requestID: requestID, now: now)
         }
     }
@@ -316,6 +317,15 @@ public final class SandboxService: Sendable {
             return Self.errorResponse(404, "NOT_FOUND", "No API user \(userID)", requestID: requestID, now: now)
         }
         return Self.json(200, ["userId": user.id, "whitelistedIps": configuration.whitelist[user.name] ?? []], requestID: requestID, now: now)
+    }
+
+    /// Changes the state under the service's lock and writes it.
+    func mutate<R>(_ change: (inout SandboxState) -> R) -> R {
+        state.withLock { state in
+            let result = change(&state.persistent)
+            persist(&state)
+            return result
+        }
     }
 
     private func persist(_ state: inout Mutable) {

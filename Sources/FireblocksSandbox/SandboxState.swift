@@ -83,11 +83,15 @@ public struct SandboxState: Codable, Equatable, Sendable {
     public var vaultAccounts: [VaultAccount]?
     /// Transactions created (nil in a state file from before transactions were simulated).
     public var transactions: [Transaction]?
+    /// Approval keys registered (nil in a state file from before they were simulated).
+    public var approvalKeys: [ApprovalKeyRecord]?
+    /// Approval requests (nil in a state file from before they were simulated).
+    public var approvals: [ApprovalRecord]?
 
     /// A new workspace with no users.
     public static func empty() -> SandboxState {
         SandboxState(workspace: Workspace(id: UUID().uuidString.lowercased(), name: "fireblocks-hsm sandbox"),
-                     users: [], idempotency: [], vaultAccounts: nil, transactions: nil)
+                     users: [], idempotency: [], vaultAccounts: nil, transactions: nil, approvalKeys: nil, approvals: nil)
     }
 
     /// Moves every user along the simulated lifecycle to where it is at `now`: an approval that

@@ -181,6 +181,8 @@ public struct KeyType: RawRepresentable, Hashable, Sendable, CustomStringConvert
     public static let ec = Self(rawValue: UInt(CKK_EC))
     /// `CKK_AES`.
     public static let aes = Self(rawValue: UInt(CKK_AES))
+    /// `CKK_EC_EDWARDS` (Ed25519, Ed448).
+    public static let ecEdwards = Self(rawValue: UInt(CKK_EC_EDWARDS))
 
     /// How it reads in messages.
     public var description: String {
@@ -188,6 +190,7 @@ public struct KeyType: RawRepresentable, Hashable, Sendable, CustomStringConvert
         case .rsa: return "RSA"
         case .ec: return "EC"
         case .aes: return "AES"
+        case .ecEdwards: return "EC_EDWARDS"
         default: return "CKK_0x" + String(rawValue, radix: 16)
         }
     }

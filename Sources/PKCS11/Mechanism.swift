@@ -25,6 +25,14 @@ public struct MechanismType: RawRepresentable, Hashable, Sendable, CustomStringC
     public static let ecKeyPairGen = Self(rawValue: UInt(CKM_EC_KEY_PAIR_GEN))
     /// `CKM_ECDSA`: ECDSA over a digest the caller supplies; the signature is `r ‖ s`.
     public static let ecdsa = Self(rawValue: UInt(CKM_ECDSA))
+    /// `CKM_RSA_PKCS_PSS`: RSASSA-PSS over a digest the caller supplies (needs ``MechanismParameter/rsaPSS(hash:maskGeneration:saltLength:)``).
+    public static let rsaPKCSPSS = Self(rawValue: UInt(CKM_RSA_PKCS_PSS))
+    /// `CKM_SHA384`.
+    public static let sha384 = Self(rawValue: UInt(CKM_SHA384))
+    /// `CKM_EC_EDWARDS_KEY_PAIR_GEN`: an Edwards-curve key pair (Ed25519 with the curve's OID).
+    public static let ecEdwardsKeyPairGen = Self(rawValue: UInt(CKM_EC_EDWARDS_KEY_PAIR_GEN))
+    /// `CKM_EDDSA`: pure EdDSA over the whole message.
+    public static let eddsa = Self(rawValue: UInt(CKM_EDDSA))
 
     private static let names: [UInt: String] = [
         UInt(CKM_RSA_PKCS_KEY_PAIR_GEN): "CKM_RSA_PKCS_KEY_PAIR_GEN",
@@ -44,12 +52,33 @@ public struct MechanismType: RawRepresentable, Hashable, Sendable, CustomStringC
         UInt(CKM_EC_KEY_PAIR_GEN): "CKM_EC_KEY_PAIR_GEN",
         UInt(CKM_ECDSA): "CKM_ECDSA",
         UInt(CKM_AES_KEY_GEN): "CKM_AES_KEY_GEN",
+        UInt(CKM_EC_EDWARDS_KEY_PAIR_GEN): "CKM_EC_EDWARDS_KEY_PAIR_GEN",
+        UInt(CKM_EDDSA): "CKM_EDDSA",
     ]
 
     /// The specification's name, e.g. `CKM_SHA256_RSA_PKCS`.
     public var name: String { Self.names[rawValue] ?? "CKM_0x" + String(rawValue, radix: 16) }
     /// How it reads in messages.
     public var description: String { name }
+}
+
+/// A mask generation function of RSASSA-PSS (`CK_RSA_PKCS_MGF_TYPE`).
+public struct MaskGenerationFunction: RawRepresentable, Hashable, Sendable {
+    /// The number PKCS#11 uses.
+    public let rawValue: UInt
+    /// The value with this number.
+    public init(rawValue: UInt) { self.rawValue = rawValue }
+
+    /// `CKG_MGF1_SHA256`.
+    public static let mgf1SHA256 = Self(rawValue: UInt(CKG_MGF1_SHA256))
+    /// `CKG_MGF1_SHA384`.
+    public static let mgf1SHA384 = Self(rawValue: UInt(CKG_MGF1_SHA384))
+}
+
+/// The parameter a mechanism takes (`pParameter` of `CK_MECHANISM`).
+public enum MechanismParameter: Hashable, Sendable {
+    /// `CK_RSA_PKCS_PSS_PARAMS`: the hash, the mask generation function and the salt length in bytes.
+    case rsaPSS(hash: MechanismType, maskGeneration: MaskGenerationFunction, saltLength: UInt)
 }
 
 /// `CK_MECHANISM_INFO`.

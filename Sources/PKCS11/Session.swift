@@ -317,12 +317,23 @@ public final class Session {
     /// `C_SignInit` + `C_Sign` with the two-call length pattern; with `expectedLength` (an RSA
     /// key's modulus length, say) one `C_Sign` into a buffer of that size, falling back to the
     /// two-call pattern on `CKR_BUFFER_TOO_SMALL` (which leaves the operation active).
-    public func sign(mechanism: MechanismType, key: ObjectHandle, data: some Collection<UInt8>,
+    public func sign(mechanism: MechanismType, parameter: MechanismParameter? = nil, key: ObjectHandle, data: some Collection<UInt8>,
                      expectedLength: Int? = nil) throws -> [UInt8] {
         let signInit = try loaded.function(\.C_SignInit, "C_SignInit")
         let sign = try loaded.function(\.C_Sign, "C_Sign")
-        var cMechanism = CK_MECHANISM(mechanism: CK_MECHANISM_TYPE(mechanism.rawValue), pParameter: nil, ulParameterLen: 0)
-        try check("C_SignInit", signInit(handle, &cMechanism, CK_OBJECT_HANDLE(key.rawValue)))
+        switch parameter {
+        case nil:
+            var cMechanism = CK_MECHANISM(mechanism: CK_MECHANISM_TYPE(mechanism.rawValue), pParameter: nil, ulParameterLen: 0)
+            try check("C_SignInit", signInit(handle, &cMechanism, CK_OBJECT_HANDLE(key.rawValue)))
+        case .rsaPSS(let hash, let maskGeneration, let saltLength)?:
+            var parameters = CK_RSA_PKCS_PSS_PARAMS(hashAlg: CK_MECHANISM_TYPE(hash.rawValue), mgf: CK_RSA_PKCS_MGF_TYPE(maskGeneration.rawValue),
+                                                    sLen: CK_ULONG(saltLength))
+            try withUnsafeMutableBytes(of: &parameters) { raw in
+                var cMechanism = CK_MECHANISM(mechanism: CK_MECHANISM_TYPE(mechanism.rawValue), pParameter: raw.baseAddress,
+                                              ulParameterLen: CK_ULONG(raw.count))
+                try check("C_SignInit", signInit(handle, &cMechanism, CK_OBJECT_HANDLE(key.rawValue)))
+            }
+        }
 
         var input = Array(data)
         var length: CK_ULONG = 0

@@ -65,7 +65,7 @@ public let transactionOperations: Set<String> = [
 ]
 
 /// Reads the node tree Yams composed into a ``Policy``, refusing what the language lacks.
-private struct PolicyReader {
+struct PolicyReader {
     func policy(_ root: Node) throws(PolicyError) -> Policy {
         let fields = try mapping(root, what: "the policy", keys: ["version", "default", "clients"], required: ["version"])
         let version = try scalar(fields["version"]!, what: "version")

@@ -1,4 +1,6 @@
 import ArgumentParser
+import FireblocksAPI
+import FireblocksHSM
 import FireblocksHSMCommandLine
 import Foundation
 import Logging
@@ -224,6 +226,35 @@ struct NetPolicyRunner: PolicyRunner {
 
     /// The policy, or the command line's error naming the file and the line (exit 2; 3 when
     /// the file cannot be read).
+    func approvalJudge(path: String) throws -> (judge: @Sendable (ApprovalPayload) -> ApprovalJudgement, sha256: String) {
+        let loaded: (policy: ApprovalPolicy, sha256: String)
+        do {
+            loaded = try ApprovalPolicy.load(path: path)
+        } catch {
+            let place = [error.line.map(String.init), error.column.map(String.init)].compactMap { $0 }.joined(separator: ":")
+            throw CommandLineError(TerminalText.sanitized("\(path)\(place.isEmpty ? "" : ":" + place): \(error.reason)"),
+                                   exitClass: error.code == .unreadable || error.code == .untrusted ? .io : .usage)
+        }
+        let policy = loaded.policy
+        return ({ payload in
+            let verdict = policy.evaluate(requestType: payload.requestType, requestData: payload.requestData.map(Self.value))
+            return ApprovalJudgement(decision: verdict.decision.rawValue, rule: verdict.rule, reason: verdict.reason)
+        }, loaded.sha256)
+    }
+
+    /// A payload's value as the approval policy reads it (numbers keep their text).
+    static func value(_ payload: PayloadValue) -> ApprovalPolicy.Value {
+        switch payload {
+        case .null: return .null
+        case .bool(let flag): return .bool(flag)
+        // Never compared: JSONDecoder may have rounded it (docs/approvals.md).
+        case .number: return .null
+        case .string(let text): return .string(text)
+        case .array(let items): return .array(items.map(value))
+        case .object(let fields): return .object(fields.mapValues(value))
+        }
+    }
+
     static func read(_ path: String, trusted: Bool = true) throws -> PolicyFile {
         do {
             return try PolicyFile(path: path, trusted: trusted)

@@ -18,7 +18,7 @@ struct SandboxMain: AsyncParsableCommand {
               fireblocks-sandbox serve --port 8088 --trust admin.pub=$ADMIN_API_KEY:ADMIN
             """,
         version: "0.3.0",
-        subcommands: [ServeCommand.self, ApproveCommand.self, SetUserCommand.self]
+        subcommands: [ServeCommand.self, ApproveCommand.self, SetUserCommand.self, ApprovalsCommand.self]
     )
 
     /// One line on stderr and a documented exit code for every failure (docs/exit-codes.md).

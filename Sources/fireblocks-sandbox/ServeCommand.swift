@@ -17,8 +17,11 @@ struct ServeCommand: AsyncParsableCommand {
             /v1/workspace, and the API user lifecycle: a new user awaits approval
             (--auto-approve-after, or 'fireblocks-sandbox approve'), is then
             PENDING_ACTIVATION (--initial-status), and after a pairing token
-            PENDING_DEVICE_PAIRING, then READY (--pair-after). Prints its base URL on
-            stdout. See docs/sandbox.md.
+            PENDING_DEVICE_PAIRING, then READY (--pair-after). The Approvals API:
+            approval keys (--approval-key-registration), GET /v1/approvals, approve
+            (signatures checked over the exact payload) and reject; requests come from
+            'fireblocks-sandbox approvals add'. Prints its base URL on stdout. See
+            docs/sandbox.md.
 
             Examples:
               fireblocks-hsm key export --token fb --key admin --out admin.pub
@@ -77,7 +80,11 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Whitelisted IPs of a user: NAME=IP,IP (repeatable; none: any IP).", valueName: "name=ips"))
     var whitelist: [String] = []
 
+    @Option(name: .customLong("approval-key-registration"), help: ArgumentHelp("'immediate': a registered approval key is active at once; 'pending': it waits for an approval request ('fireblocks-sandbox approvals approve').", valueName: "immediate|pending"))
+    var approvalKeyRegistration = "immediate"
+
     func validate() throws {
+        guard ["immediate", "pending"].contains(approvalKeyRegistration) else { throw ValidationError("'--approval-key-registration' is 'immediate' or 'pending'") }
         guard !trust.isEmpty else { throw ValidationError("give at least one '--trust PUBLIC_KEY_PEM=API_KEY:ROLE'") }
         guard (0...65535).contains(port) else { throw ValidationError("'--port' must be 0 to 65535 (0: any free port)") }
     }
@@ -92,6 +99,7 @@ struct ServeCommand: AsyncParsableCommand {
         lifecycle.initialStatus = initialStatus.uppercased()
         lifecycle.pairAfter = try DurationText.seconds(pairAfter, flag: "--pair-after")
         lifecycle.transactionStep = try DurationText.seconds(transactionStep, flag: "--transaction-step")
+        lifecycle.approvalKeysActiveAtOnce = approvalKeyRegistration == "immediate"
         for entry in whitelist {
             let parts = entry.split(separator: "=", maxSplits: 1).map(String.init)
             guard parts.count == 2, !parts[0].isEmpty else { throw ValidationError("--whitelist takes NAME=IP,IP") }

@@ -120,6 +120,8 @@ struct CLICompanionTests {
     @Test func bothExecutablesParseOneTreeAndTheNetworkCommandsAreATypesProperty() throws {
         #expect(CommandTree.networkCommands() == [
             "key delete", "request", "api-user create", "api-user list", "api-user show", "api-user wait", "api-user pairing-token",
+            "approval-key create", "approval-key list", "approval-key show", "approval-key delete", "approval-key rotate",
+            "approvals list", "approvals show", "approvals approve", "approvals reject", "approvals watch",
             "onboard", "serve", "policy check", "policy test", "bench proxy", "bench policy", "doctor-network",
         ])
         let cli = try CLIHarness()
