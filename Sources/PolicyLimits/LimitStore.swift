@@ -1,4 +1,5 @@
 import ErrorShape
+import Synchronization
 import TransactionPolicy
 
 /// Where the rolling totals of the policy's windows are kept: a reservation is checked against
@@ -100,23 +101,45 @@ public struct LimitStoreError: LibraryError, Hashable {
 
 /// One waiter at a time, first come first served: the check and the insert of a reservation
 /// are one step for the tasks of this process (the database's own lock covers other processes).
-actor SerialGate {
-    private var busy = false
-    private var waiters: [CheckedContinuation<Void, Never>] = []
+/// A free gate is taken without suspending (no hop to another executor on the request's path).
+final class SerialGate: Sendable {
+    private struct State {
+        var busy = false
+        var waiters: [CheckedContinuation<Void, Never>] = []
+    }
+    private let state = Mutex(State())
 
     func enter() async {
-        if !busy {
-            busy = true
-            return
+        let taken = state.withLock { state -> Bool in
+            guard state.busy else {
+                state.busy = true
+                return true
+            }
+            return false
         }
-        await withCheckedContinuation { waiters.append($0) }
+        if taken { return }
+        await withCheckedContinuation { continuation in
+            // Freed meanwhile: taken now; otherwise queued, and handed the gate by `leave`.
+            let now = state.withLock { state -> Bool in
+                guard state.busy else {
+                    state.busy = true
+                    return true
+                }
+                state.waiters.append(continuation)
+                return false
+            }
+            if now { continuation.resume() }
+        }
     }
 
     func leave() {
-        if waiters.isEmpty {
-            busy = false
-        } else {
-            waiters.removeFirst().resume()
+        let next = state.withLock { state -> CheckedContinuation<Void, Never>? in
+            if state.waiters.isEmpty {
+                state.busy = false
+                return nil
+            }
+            return state.waiters.removeFirst()
         }
+        next?.resume()
     }
 }

@@ -107,6 +107,14 @@ public final class SQLiteLimitStore: LimitStore {
         }
     }
 
+    /// One statement, its rows read on sqlite-nio's thread pool: one hop there and back (the
+    /// `[SQLiteRow]` form of `query` also goes through the connection's event loop).
+    private func run(_ sql: String, _ binds: [SQLiteData] = []) async throws -> [SQLiteRow] {
+        nonisolated(unsafe) var rows: [SQLiteRow] = []
+        try await connection.query(sql, binds) { rows.append($0) }
+        return rows
+    }
+
     public func reserve(_ reservation: WindowReservation, at now: Int64) async throws(LimitStoreError) -> LimitDecision {
         let (decision, commit) = try await decide(reservation, at: now)
         try await commit.wait()
@@ -124,14 +132,14 @@ public final class SQLiteLimitStore: LimitStore {
         do {
             decided = try await decideAlone(reservation, at: now)
         } catch {
-            _ = try? await connection.query("ROLLBACK")
+            _ = try? await run("ROLLBACK")
             cache.withLock { $0.windows = [:] }
-            await gate.leave()
+            gate.leave()
             throw error
         }
         let commit = Task { [self] () -> LimitStoreError? in
             let failure = await self.complete(decided, reservation, at: now)
-            await self.gate.leave()
+            self.gate.leave()
             return failure
         }
         switch decided.decision {
@@ -151,10 +159,10 @@ public final class SQLiteLimitStore: LimitStore {
     /// already counts the reservation when it is made.
     private func decideAlone(_ reservation: WindowReservation, at now: Int64) async throws(LimitStoreError) -> Decided {
         do {
-            _ = try await connection.query("BEGIN IMMEDIATE")
+            _ = try await run("BEGIN IMMEDIATE")
             let since = now - reservation.window.seconds
             let key = "\(reservation.client)\u{1F}\(reservation.assetId)\u{1F}\(reservation.window.seconds)"
-            let version = try await connection.query("PRAGMA data_version").first?.column("data_version")?.integer
+            let version = try await run("PRAGMA data_version").first?.column("data_version")?.integer
             var window = cache.withLock { cache -> WindowCache.Window? in
                 if cache.dataVersion != version {
                     // Another connection wrote the file: what was read may be stale.
@@ -164,7 +172,7 @@ public final class SQLiteLimitStore: LimitStore {
                 return cache.windows[key]
             }
             if window == nil || now < window!.lastNow {
-                let rows = try await connection.query(
+                let rows = try await run(
                     "SELECT amount, reserved_at FROM window_reservations WHERE client = ? AND asset = ? AND reserved_at > ? ORDER BY reserved_at",
                     [.text(reservation.client), .text(reservation.assetId), .integer(Int(since))])
                 var read = WindowCache.Window()
@@ -218,23 +226,23 @@ public final class SQLiteLimitStore: LimitStore {
     /// gate.
     private func complete(_ decided: Decided, _ reservation: WindowReservation, at now: Int64) async -> LimitStoreError? {
         guard let id = decided.id else {
-            _ = try? await connection.query("ROLLBACK")
+            _ = try? await run("ROLLBACK")
             return nil
         }
         do {
-            _ = try await connection.query(
+            _ = try await run(
                 "INSERT INTO window_reservations (id, client, asset, rule, amount, reserved_at) VALUES (?, ?, ?, ?, ?, ?)",
                 [.text(id.value), .text(reservation.client), .text(reservation.assetId), .text(reservation.rule),
                  .text(reservation.amount.description), .integer(Int(now))])
             if cache.withLock({ now >= $0.nextPurge }) {
                 // What no window can still count (the longest is 366 days) is dropped, once an hour.
-                _ = try await connection.query("DELETE FROM window_reservations WHERE reserved_at < ?", [.integer(Int(now - 367 * 86_400))])
+                _ = try await run("DELETE FROM window_reservations WHERE reserved_at < ?", [.integer(Int(now - 367 * 86_400))])
                 cache.withLock { $0.nextPurge = now + 3600 }
             }
-            _ = try await connection.query("COMMIT")
+            _ = try await run("COMMIT")
             return nil
         } catch {
-            _ = try? await connection.query("ROLLBACK")
+            _ = try? await run("ROLLBACK")
             cache.withLock { $0.windows = [:]; $0.nextPurge = .min }
             return LimitStoreError(.failed, "the reservation could not be committed: \(error)", path: path)
         }
@@ -244,13 +252,13 @@ public final class SQLiteLimitStore: LimitStore {
         await gate.enter()
         var failure: (any Error)?
         do {
-            _ = try await connection.query("DELETE FROM window_reservations WHERE id = ?", [.text(id.value)])
+            _ = try await run("DELETE FROM window_reservations WHERE id = ?", [.text(id.value)])
         } catch {
             failure = error
         }
         // Released amounts are rare (a refused transaction): the windows are read again.
         cache.withLock { $0.windows = [:] }
-        await gate.leave()
+        gate.leave()
         if let failure { throw LimitStoreError(.failed, "the release failed: \(failure)", path: path) }
     }
 
@@ -258,6 +266,6 @@ public final class SQLiteLimitStore: LimitStore {
         // After the commit under way, if any.
         await gate.enter()
         try? await connection.close()
-        await gate.leave()
+        gate.leave()
     }
 }
