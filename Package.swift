@@ -351,7 +351,8 @@ let package = Package(
         ),
         .testTarget(
             name: "PolicyLimitsTests",
-            dependencies: ["PolicyLimits", "TransactionPolicy", "SoftHSMTestSupport", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["PolicyLimits", "TransactionPolicy", "SoftHSMTestSupport", .product(name: "Logging", package: "swift-log"),
+                           .product(name: "SQLiteNIO", package: "sqlite-nio")]
         ),
         .testTarget(
             name: "JOSETests",
@@ -405,6 +406,7 @@ let package = Package(
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "SQLiteNIO", package: "sqlite-nio"),
             ]
         ),
         .testTarget(

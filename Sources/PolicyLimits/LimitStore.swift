@@ -1,4 +1,5 @@
 import ErrorShape
+import Synchronization
 import TransactionPolicy
 
 /// Where the rolling totals of the policy's windows are kept: a reservation is checked against
@@ -7,11 +8,44 @@ import TransactionPolicy
 public protocol LimitStore: Sendable {
     /// Reserves `reservation` at `secondsSince1970` when the client's total of the asset over the
     /// window, with it, stays at or under the window's maximum; otherwise records nothing.
+    /// Returns once the reservation is durable.
     func reserve(_ reservation: WindowReservation, at secondsSince1970: Int64) async throws(LimitStoreError) -> LimitDecision
+    /// The same decision, returned as soon as it is made and before it is durable: the
+    /// reservation counts for every later decision from then on, and `PendingCommit.wait()`
+    /// returns once it is durable, or throws when it could not be made durable (then it does not
+    /// count, as if refused). Nothing that relies on the reservation may leave the process before
+    /// `wait()` returned. A store that cannot tell the two apart returns `PendingCommit.done`
+    /// after `reserve` (the default).
+    func decide(_ reservation: WindowReservation, at secondsSince1970: Int64) async throws(LimitStoreError) -> (LimitDecision, PendingCommit)
     /// Releases a reservation (the upstream refused the transaction): it no longer counts.
     func release(_ id: ReservationID) async throws(LimitStoreError)
     /// Closes the store.
     func close() async
+}
+
+extension LimitStore {
+    public func decide(_ reservation: WindowReservation, at secondsSince1970: Int64) async throws(LimitStoreError) -> (LimitDecision, PendingCommit) {
+        (try await reserve(reservation, at: secondsSince1970), .done)
+    }
+}
+
+/// What remains of a decision once it is made: its commit, which may still be under way.
+public struct PendingCommit: Sendable {
+    private let commit: Task<LimitStoreError?, Never>?
+
+    /// Nothing remains: durable already (or nothing was written).
+    public static let done = PendingCommit(commit: nil)
+
+    /// A commit under way: `commit` returns its failure, or nil once durable.
+    public init(_ commit: Task<LimitStoreError?, Never>) { self.commit = commit }
+
+    private init(commit: Task<LimitStoreError?, Never>?) { self.commit = commit }
+
+    /// Returns once the reservation is durable; throws when it could not be made so (the
+    /// reservation then does not count, and whatever relied on it must not go out).
+    public func wait() async throws(LimitStoreError) {
+        if let failure = await commit?.value { throw failure }
+    }
 }
 
 /// A reservation's id in its store.
@@ -67,23 +101,45 @@ public struct LimitStoreError: LibraryError, Hashable {
 
 /// One waiter at a time, first come first served: the check and the insert of a reservation
 /// are one step for the tasks of this process (the database's own lock covers other processes).
-actor SerialGate {
-    private var busy = false
-    private var waiters: [CheckedContinuation<Void, Never>] = []
+/// A free gate is taken without suspending (no hop to another executor on the request's path).
+final class SerialGate: Sendable {
+    private struct State {
+        var busy = false
+        var waiters: [CheckedContinuation<Void, Never>] = []
+    }
+    private let state = Mutex(State())
 
     func enter() async {
-        if !busy {
-            busy = true
-            return
+        let taken = state.withLock { state -> Bool in
+            guard state.busy else {
+                state.busy = true
+                return true
+            }
+            return false
         }
-        await withCheckedContinuation { waiters.append($0) }
+        if taken { return }
+        await withCheckedContinuation { continuation in
+            // Freed meanwhile: taken now; otherwise queued, and handed the gate by `leave`.
+            let now = state.withLock { state -> Bool in
+                guard state.busy else {
+                    state.busy = true
+                    return true
+                }
+                state.waiters.append(continuation)
+                return false
+            }
+            if now { continuation.resume() }
+        }
     }
 
     func leave() {
-        if waiters.isEmpty {
-            busy = false
-        } else {
-            waiters.removeFirst().resume()
+        let next = state.withLock { state -> CheckedContinuation<Void, Never>? in
+            if state.waiters.isEmpty {
+                state.busy = false
+                return nil
+            }
+            return state.waiters.removeFirst()
         }
+        next?.resume()
     }
 }

@@ -15,6 +15,10 @@ import Foundation
 /// of this process are serialised by a gate; `BEGIN IMMEDIATE` takes the database's write lock,
 /// so a second process on the same file waits rather than racing.
 ///
+/// A reservation is decided before it is durable (`decide`): the insert and the commit, with its
+/// fsync, follow while the proxy records and signs, and the proxy forwards nothing before they
+/// ended well (docs/policy.md).
+///
 /// Each window's reservations and total are also kept in memory (read from the file once), so
 /// that a reservation costs the same with ten thousand in its window as with none; the cache is
 /// read again whenever another connection has written the file (`PRAGMA data_version`), a
@@ -35,6 +39,8 @@ public final class SQLiteLimitStore: LimitStore {
         }
         var windows: [String: Window] = [:]
         var dataVersion: Int?
+        /// When reservations no window can count are next dropped.
+        var nextPurge: Int64 = .min
     }
     /// The file.
     public let path: String
@@ -101,88 +107,112 @@ public final class SQLiteLimitStore: LimitStore {
         }
     }
 
-    public func reserve(_ reservation: WindowReservation, at now: Int64) async throws(LimitStoreError) -> LimitDecision {
-        await gate.enter()
-        let result: Result<LimitDecision, LimitStoreError>
-        do {
-            result = .success(try await reserveAlone(reservation, at: now))
-        } catch {
-            result = .failure(error)
-        }
-        await gate.leave()
-        return try result.get()
+    /// One statement, its rows read on sqlite-nio's thread pool: one hop there and back (the
+    /// `[SQLiteRow]` form of `query` also goes through the connection's event loop).
+    private func run(_ sql: String, _ binds: [SQLiteData] = []) async throws -> [SQLiteRow] {
+        nonisolated(unsafe) var rows: [SQLiteRow] = []
+        try await connection.query(sql, binds) { rows.append($0) }
+        return rows
     }
 
-    /// The check and the insert, in one transaction; the caller holds the gate.
-    private func reserveAlone(_ reservation: WindowReservation, at now: Int64) async throws(LimitStoreError) -> LimitDecision {
+    public func reserve(_ reservation: WindowReservation, at now: Int64) async throws(LimitStoreError) -> LimitDecision {
+        let (decision, commit) = try await decide(reservation, at: now)
+        try await commit.wait()
+        return decision
+    }
+
+    /// The decision under the database's write lock (`BEGIN IMMEDIATE`, then `PRAGMA
+    /// data_version` and, when the window is not in memory, its reservations), returned at once;
+    /// the insert and the `COMMIT` with its fsync (`synchronous = FULL`) follow in the background
+    /// while the caller records and signs. The gate and the write lock are held until that
+    /// commit ends, so the next decision, in this process or another, sees it or its failure.
+    public func decide(_ reservation: WindowReservation, at now: Int64) async throws(LimitStoreError) -> (LimitDecision, PendingCommit) {
+        await gate.enter()
+        let decided: Decided
         do {
-            _ = try await connection.query("BEGIN IMMEDIATE")
-            do {
-                let since = now - reservation.window.seconds
-                let key = "\(reservation.client)\u{1F}\(reservation.assetId)\u{1F}\(reservation.window.seconds)"
-                let version = try await connection.query("PRAGMA data_version").first?.column("data_version")?.integer
-                var window = cache.withLock { cache -> WindowCache.Window? in
-                    if cache.dataVersion != version {
-                        // Another connection wrote the file: what was read may be stale.
-                        cache.windows = [:]
-                        cache.dataVersion = version
+            decided = try await decideAlone(reservation, at: now)
+        } catch {
+            _ = try? await run("ROLLBACK")
+            cache.withLock { $0.windows = [:] }
+            gate.leave()
+            throw error
+        }
+        let commit = Task { [self] () -> LimitStoreError? in
+            let failure = await self.complete(decided, reservation, at: now)
+            self.gate.leave()
+            return failure
+        }
+        switch decided.decision {
+        case .reserved: return (decided.decision, PendingCommit(commit))
+        // Nothing was written: the rollback that follows is no one's concern.
+        case .exceeded: return (decided.decision, .done)
+        }
+    }
+
+    /// A decision made, its transaction still open.
+    private struct Decided: Sendable {
+        let decision: LimitDecision
+        let id: ReservationID?
+    }
+
+    /// The check, in the transaction it opens; the caller holds the gate. The window in memory
+    /// already counts the reservation when it is made.
+    private func decideAlone(_ reservation: WindowReservation, at now: Int64) async throws(LimitStoreError) -> Decided {
+        do {
+            _ = try await run("BEGIN IMMEDIATE")
+            let since = now - reservation.window.seconds
+            let key = "\(reservation.client)\u{1F}\(reservation.assetId)\u{1F}\(reservation.window.seconds)"
+            let version = try await run("PRAGMA data_version").first?.column("data_version")?.integer
+            var window = cache.withLock { cache -> WindowCache.Window? in
+                if cache.dataVersion != version {
+                    // Another connection wrote the file: what was read may be stale.
+                    cache.windows = [:]
+                    cache.dataVersion = version
+                }
+                return cache.windows[key]
+            }
+            if window == nil || now < window!.lastNow {
+                let rows = try await run(
+                    "SELECT amount, reserved_at FROM window_reservations WHERE client = ? AND asset = ? AND reserved_at > ? ORDER BY reserved_at",
+                    [.text(reservation.client), .text(reservation.assetId), .integer(Int(since))])
+                var read = WindowCache.Window()
+                for row in rows {
+                    guard let text = row.column("amount")?.string, let amount = ExactDecimal(text),
+                          let at = row.column("reserved_at")?.integer else {
+                        throw LimitStoreError(.corrupt, "a reservation's amount is not a decimal", path: path)
                     }
-                    return cache.windows[key]
+                    read.entries.append((Int64(at), amount))
+                    read.total = read.total + amount
                 }
-                if window == nil || now < window!.lastNow {
-                    let rows = try await connection.query(
-                        "SELECT amount, reserved_at FROM window_reservations WHERE client = ? AND asset = ? AND reserved_at > ? ORDER BY reserved_at",
-                        [.text(reservation.client), .text(reservation.assetId), .integer(Int(since))])
-                    var read = WindowCache.Window()
-                    for row in rows {
-                        guard let text = row.column("amount")?.string, let amount = ExactDecimal(text),
-                              let at = row.column("reserved_at")?.integer else {
-                            throw LimitStoreError(.corrupt, "a reservation's amount is not a decimal", path: path)
-                        }
-                        read.entries.append((Int64(at), amount))
-                        read.total = read.total + amount
-                    }
-                    window = read
+                window = read
+            }
+            guard var current = window else { throw LimitStoreError(.failed, "the window could not be read", path: path) }
+            // What the window no longer holds leaves its total.
+            while current.first < current.entries.count, current.entries[current.first].at <= since {
+                guard let rest = ExactDecimal.subtracting(current.entries[current.first].amount, from: current.total) else {
+                    throw LimitStoreError(.corrupt, "the window's total went below zero", path: path)
                 }
-                guard var current = window else { throw LimitStoreError(.failed, "the window could not be read", path: path) }
-                // What the window no longer holds leaves its total.
-                while current.first < current.entries.count, current.entries[current.first].at <= since {
-                    guard let rest = ExactDecimal.subtracting(current.entries[current.first].amount, from: current.total) else {
-                        throw LimitStoreError(.corrupt, "the window's total went below zero", path: path)
-                    }
-                    current.total = rest
-                    current.first += 1
-                }
-                if current.first > 1024, current.first * 2 > current.entries.count {
-                    current.entries.removeFirst(current.first)
-                    current.first = 0
-                }
-                current.lastNow = now
-                let total = current.total
-                let after = total + reservation.amount
-                guard !(reservation.window.maximumTotal < after) else {
-                    _ = try await connection.query("ROLLBACK")
-                    let kept = current
-                    cache.withLock { $0.windows[key] = kept }
-                    return .exceeded(total: total)
-                }
-                let id = ReservationID(UUID().uuidString.lowercased())
-                _ = try await connection.query(
-                    "INSERT INTO window_reservations (id, client, asset, rule, amount, reserved_at) VALUES (?, ?, ?, ?, ?, ?)",
-                    [.text(id.value), .text(reservation.client), .text(reservation.assetId), .text(reservation.rule),
-                     .text(reservation.amount.description), .integer(Int(now))])
-                // What no window can still count (the longest is 366 days) is dropped.
-                _ = try await connection.query("DELETE FROM window_reservations WHERE reserved_at < ?", [.integer(Int(now - 367 * 86_400))])
-                _ = try await connection.query("COMMIT")
-                current.entries.append((now, reservation.amount))
-                current.total = after
+                current.total = rest
+                current.first += 1
+            }
+            if current.first > 1024, current.first * 2 > current.entries.count {
+                current.entries.removeFirst(current.first)
+                current.first = 0
+            }
+            current.lastNow = now
+            let total = current.total
+            let after = total + reservation.amount
+            guard !(reservation.window.maximumTotal < after) else {
                 let kept = current
                 cache.withLock { $0.windows[key] = kept }
-                return .reserved(id, total: after)
-            } catch {
-                _ = try? await connection.query("ROLLBACK")
-                throw error
+                return Decided(decision: .exceeded(total: total), id: nil)
             }
+            let id = ReservationID(UUID().uuidString.lowercased())
+            current.entries.append((now, reservation.amount))
+            current.total = after
+            let kept = current
+            cache.withLock { $0.windows[key] = kept }
+            return Decided(decision: .reserved(id, total: after), id: id)
         } catch let error as LimitStoreError {
             throw error
         } catch {
@@ -190,21 +220,52 @@ public final class SQLiteLimitStore: LimitStore {
         }
     }
 
+    /// Ends the transaction `decideAlone` opened: a reservation is inserted and committed (the
+    /// fsync), a refusal rolled back. On failure nothing was written, and the windows in memory
+    /// (which counted the reservation) are read again by the next decision. The caller holds the
+    /// gate.
+    private func complete(_ decided: Decided, _ reservation: WindowReservation, at now: Int64) async -> LimitStoreError? {
+        guard let id = decided.id else {
+            _ = try? await run("ROLLBACK")
+            return nil
+        }
+        do {
+            _ = try await run(
+                "INSERT INTO window_reservations (id, client, asset, rule, amount, reserved_at) VALUES (?, ?, ?, ?, ?, ?)",
+                [.text(id.value), .text(reservation.client), .text(reservation.assetId), .text(reservation.rule),
+                 .text(reservation.amount.description), .integer(Int(now))])
+            if cache.withLock({ now >= $0.nextPurge }) {
+                // What no window can still count (the longest is 366 days) is dropped, once an hour.
+                _ = try await run("DELETE FROM window_reservations WHERE reserved_at < ?", [.integer(Int(now - 367 * 86_400))])
+                cache.withLock { $0.nextPurge = now + 3600 }
+            }
+            _ = try await run("COMMIT")
+            return nil
+        } catch {
+            _ = try? await run("ROLLBACK")
+            cache.withLock { $0.windows = [:]; $0.nextPurge = .min }
+            return LimitStoreError(.failed, "the reservation could not be committed: \(error)", path: path)
+        }
+    }
+
     public func release(_ id: ReservationID) async throws(LimitStoreError) {
         await gate.enter()
         var failure: (any Error)?
         do {
-            _ = try await connection.query("DELETE FROM window_reservations WHERE id = ?", [.text(id.value)])
+            _ = try await run("DELETE FROM window_reservations WHERE id = ?", [.text(id.value)])
         } catch {
             failure = error
         }
         // Released amounts are rare (a refused transaction): the windows are read again.
         cache.withLock { $0.windows = [:] }
-        await gate.leave()
+        gate.leave()
         if let failure { throw LimitStoreError(.failed, "the release failed: \(failure)", path: path) }
     }
 
     public func close() async {
+        // After the commit under way, if any.
+        await gate.enter()
         try? await connection.close()
+        gate.leave()
     }
 }

@@ -56,24 +56,27 @@ public final class PolicyGate: Sendable {
 
     /// What the gate decides for one request.
     package enum Judgement: Sendable {
-        /// Allowed; a window's reservation, when the rule has one, is held until released.
-        case allowed(Verdict, reservation: ReservationID?)
+        /// Allowed; a window's reservation, when the rule has one, is held until released. It
+        /// may not be durable yet: nothing goes upstream before `commit.wait()` returned.
+        case allowed(Verdict, reservation: ReservationID?, commit: PendingCommit)
         /// Denied by the policy (or by a window that is full).
         case denied(Verdict)
         /// The limit store failed: nothing is signed (fail closed).
         case unavailable(String)
     }
 
-    /// Judges `request` and, when the rule has a window, reserves its amount.
+    /// Judges `request` and, when the rule has a window, reserves its amount: returned once
+    /// decided, the reservation's commit possibly still under way (see `Judgement.allowed`).
     package func judge(_ request: PolicyRequest) async -> (Judgement, sha256: String) {
         let file = self.file
         let verdict = file.policy.evaluate(request)
         guard verdict.allowed else { return (.denied(verdict), file.sha256) }
-        guard let reservation = verdict.reservation else { return (.allowed(verdict, reservation: nil), file.sha256) }
+        guard let reservation = verdict.reservation else { return (.allowed(verdict, reservation: nil, commit: .done), file.sha256) }
         do {
-            switch try await store.reserve(reservation, at: request.secondsSince1970) {
+            let (decision, commit) = try await store.decide(reservation, at: request.secondsSince1970)
+            switch decision {
             case .reserved(let id, _):
-                return (.allowed(verdict, reservation: id), file.sha256)
+                return (.allowed(verdict, reservation: id, commit: commit), file.sha256)
             case .exceeded(let total):
                 let window = reservation.window
                 let full = Verdict(allowed: false, client: verdict.client, rule: verdict.rule, check: "window",
@@ -130,8 +133,9 @@ extension ProxyResponder {
     enum PolicyOutcome {
         /// Answer this (a denial, or the store failing), signing and forwarding nothing.
         case answer(Response)
-        /// Go on, under this rule, holding this reservation.
-        case proceed(rule: String, reservation: ReservationID?)
+        /// Go on, under this rule, holding this reservation; forward only once `commit.wait()`
+        /// returned (the record and the signature are made meanwhile).
+        case proceed(rule: String, reservation: ReservationID?, commit: PendingCommit)
     }
 
     func judge(_ policy: PolicyGate, method: String, uri: String, path: RequestPath, client: String?, body: [UInt8],
@@ -140,8 +144,8 @@ extension ProxyResponder {
                                     secondsSince1970: Int64(Date().timeIntervalSince1970.rounded(.down)))
         let (judgement, sha256) = await policy.judge(request)
         switch judgement {
-        case .allowed(let verdict, let reservation):
-            return .proceed(rule: verdict.rule, reservation: reservation)
+        case .allowed(let verdict, let reservation, let commit):
+            return .proceed(rule: verdict.rule, reservation: reservation, commit: commit)
         case .denied(let verdict):
             Counter(label: "fireblocks_hsm_proxy_policy_denied_total", dimensions: [("check", verdict.check)]).increment()
             logger.notice("\(Self.printable(method)) \(Self.pathOnly(uri)) -> 403 denied by policy", metadata: [

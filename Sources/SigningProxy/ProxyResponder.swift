@@ -179,14 +179,16 @@ struct ProxyResponder: HTTPResponder {
         // The policy reads what the token would sign, before it signs: a denial signs nothing
         // and forwards nothing (PolicyGate.swift).
         var reservation: ReservationID?
+        var reservationCommit = PendingCommit.done
         if let policy = configuration.policy {
             let judged = await judge(policy, method: method, uri: uri, path: path, client: authenticated.flatMap { $0 }, body: body,
                                      started: started)
             switch judged {
             case .answer(let response): return response
-            case .proceed(let rule, let held):
+            case .proceed(let rule, let held, let commit):
                 route = rule
                 reservation = held
+                reservationCommit = commit
             }
         }
 
@@ -223,6 +225,19 @@ struct ProxyResponder: HTTPResponder {
             await releaseUnsent(reservation)
             recordOutcome(seq: seq, status: 503, requestID: nil, started: started, failure: "signing: \(error)")
             return finish(Self.errorResponse(503, "the proxy could not sign this request on its token; its operator finds why in the proxy's log"), route: route, started: started)
+        }
+        // The window's reservation was decided before the record and the signature; its commit
+        // (and fsync) ran while they were made. Nothing goes upstream before it is durable: when
+        // it failed, the signed JWT is thrown away unsent and the failure recorded.
+        do {
+            try await reservationCommit.wait()
+        } catch {
+            logger.error("request refused: its reservation against the policy's limits could not be committed", metadata: [
+                "error": "\(error.reason)", "uri": "\(uri)",
+            ])
+            recordOutcome(seq: seq, status: 503, requestID: nil, started: started, failure: "limit store: \(Self.printable(error.reason))")
+            return finish(Self.errorResponse(503, "the proxy cannot reserve this transaction against its policy's limits, so it forwards nothing (fail closed); its operator finds why in the proxy's log"),
+                          route: route, started: started)
         }
 
         var outgoing = HTTPClientRequest(url: configuration.upstream.origin + uri)

@@ -141,9 +141,16 @@ struct NetPolicyRunner: PolicyRunner {
         try text.write(toFile: path, atomically: true, encoding: .utf8)
         let file = try Self.read(path)
         let gate = PolicyGate(file: file, store: try await SQLiteLimitStore.open(path: directory.appendingPathComponent("limits.sqlite").path))
+        // The request's own record, as the proxy makes it while the reservation commits: an
+        // append and fdatasync of a file beside the store (the audit log's cost, on that disk).
+        let record = open(directory.appendingPathComponent("records.jsonl").path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
+        guard record >= 0 else { throw CommandLineError("bench policy: cannot create its record file", exitClass: .io) }
+        defer { close(record) }
+        let line = Array(String(repeating: "r", count: 400).utf8) + [0x0A]
         let clock = ContinuousClock()
-        var nanoseconds: [Int64] = []
-        nanoseconds.reserveCapacity(command.requests)
+        let signature = Duration.nanoseconds(Int64(command.signatureMs * 1_000_000))
+        var added: [Duration] = [], decisions: [Duration] = [], durable: [Duration] = [], evaluations: [Duration] = []
+        added.reserveCapacity(command.requests); decisions.reserveCapacity(command.requests); durable.reserveCapacity(command.requests)
         var denied = 0
         for index in 0..<command.requests {
             let body = Array(#"{"assetId":"USDC","amount":"12.34","source":{"type":"VAULT_ACCOUNT","id":"3"},"destination":{"type":"EXTERNAL_WALLET","id":"wallet-2"},"externalTxId":"payout-\#(index)","note":"payout-\#(index)"}"#.utf8)
@@ -151,27 +158,60 @@ struct NetPolicyRunner: PolicyRunner {
             let request = PolicyRequest(method: "POST", segments: ["v1", "transactions"], client: "payouts", body: body,
                                         secondsSince1970: Int64(Date().timeIntervalSince1970))
             let (judgement, _) = await gate.judge(request)
-            let elapsed = started.duration(to: clock.now)
-            nanoseconds.append(elapsed.components.seconds * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000)
-            if case .allowed = judgement {} else { denied += 1 }
+            let decided = clock.now
+            guard case .allowed(_, _, let commit) = judgement else {
+                denied += 1
+                continue
+            }
+            let recorded = Task.detached { () -> ContinuousClock.Instant? in
+                let written = line.withUnsafeBytes { write(record, $0.baseAddress, $0.count) }
+                guard written == line.count, fdatasync(record) == 0 else { return nil }
+                return ContinuousClock.now
+            }
+            do {
+                try await commit.wait()
+            } catch {
+                throw CommandLineError("bench policy: a reservation could not be committed: \(error.reason)", exitClass: .io)
+            }
+            let committed = clock.now
+            guard let recordedAt = await recorded.value else { throw CommandLineError("bench policy: cannot write its record file", exitClass: .io) }
+            // What the request waits for because of the policy: the decision, and the part of the
+            // commit that outlasts the record and the signature it makes anyway.
+            let ownWork = max(recordedAt, decided + signature)
+            added.append(started.duration(to: decided) + max(.zero, ownWork.duration(to: committed)))
+            decisions.append(started.duration(to: decided))
+            durable.append(started.duration(to: committed))
+            // The rules alone, for the record of where the decision's time goes.
+            let evaluating = clock.now
+            _ = file.policy.evaluate(request)
+            evaluations.append(evaluating.duration(to: clock.now))
         }
         await gate.close()
         guard denied == 0 else { throw CommandLineError("bench policy: \(denied) of the benchmark's requests were denied (a defect of the benchmark)") }
-        nanoseconds.sort()
-        func percentile(_ fraction: Double) -> Double {
-            Double(nanoseconds[min(nanoseconds.count - 1, Int(Double(nanoseconds.count) * fraction))]) / 1000
+        func percentile(_ values: [Duration], _ fraction: Double) -> Double {
+            let sorted = values.sorted()
+            let value = sorted[min(sorted.count - 1, Int(Double(sorted.count) * fraction))]
+            return Double(value.components.seconds) * 1e6 + Double(value.components.attoseconds) / 1e12
         }
-        let (p50, p90, p99) = (percentile(0.5), percentile(0.9), percentile(0.99))
+        let (p50, p90, p99) = (percentile(added, 0.5), percentile(added, 0.9), percentile(added, 0.99))
+        let (decisionP50, durableP50, durableP99) = (percentile(decisions, 0.5), percentile(durable, 0.5), percentile(durable, 0.99))
+        let evaluationP50 = percentile(evaluations, 0.5)
         if command.json {
             struct Report: Encodable {
-                let requests: Int; let rules: Int; let store: String
+                let requests: Int; let rules: Int; let store: String; let signatureMs: Double
                 let p50Microseconds: Double; let p90Microseconds: Double; let p99Microseconds: Double
+                let decisionP50Microseconds: Double; let durableP50Microseconds: Double; let durableP99Microseconds: Double
+                let evaluationP50Microseconds: Double
             }
             Console().output(try JSONOutput.encode(Report(requests: command.requests, rules: file.policy.transactionRuleCount, store: "sqlite",
-                                                          p50Microseconds: p50, p90Microseconds: p90, p99Microseconds: p99)))
+                                                          signatureMs: command.signatureMs, p50Microseconds: p50, p90Microseconds: p90,
+                                                          p99Microseconds: p99, decisionP50Microseconds: decisionP50,
+                                                          durableP50Microseconds: durableP50, durableP99Microseconds: durableP99,
+                                                          evaluationP50Microseconds: evaluationP50)))
         } else {
-            Console().output("policy: \(command.requests) requests, \(file.policy.transactionRuleCount) rules, SQLite store: "
-                             + "p50 \(Int(p50)) µs, p90 \(Int(p90)) µs, p99 \(Int(p99)) µs added per request\n")
+            Console().output("policy: \(command.requests) requests, \(file.policy.transactionRuleCount) rules, SQLite store, signature \(command.signatureMs) ms: "
+                             + "added p50 \(Int(p50)) µs, p90 \(Int(p90)) µs, p99 \(Int(p99)) µs per request; "
+                             + "decided in \(Int(decisionP50)) µs (the rules alone: \(Int(evaluationP50)) µs), durable after \(Int(durableP50)) µs (p50)\n")
         }
     }
 

@@ -1,5 +1,6 @@
 import Foundation
 import PolicyLimits
+import SQLiteNIO
 import Testing
 import TransactionPolicy
 
@@ -91,6 +92,60 @@ import TransactionPolicy
         #expect(try await second.reserve(Self.reservation("0.000001"), at: 104) == .exceeded(total: ExactDecimal("1000")!))
         await first.close()
         await second.close()
+    }
+
+    /// Runs `sql` on the store's file through a connection of its own, as another process would.
+    static func onTheFile(_ path: String, _ sql: String) async throws {
+        let connection = try await SQLiteConnection.open(storage: .file(path: path))
+        do {
+            _ = try await connection.query("PRAGMA busy_timeout = 10000")
+            _ = try await connection.query(sql)
+        } catch {
+            try? await connection.close()
+            throw error
+        }
+        try await connection.close()
+    }
+
+    static let refuseInserts = "CREATE TRIGGER refuse BEFORE INSERT ON window_reservations BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"
+
+    /// The decision is returned before its commit; a commit that fails (here its insert,
+    /// refused by a trigger another connection put on the table) throws from `wait()` and from
+    /// `reserve`, and the reservation, which the window in memory had counted, does not count.
+    @Test func aReservationWhoseCommitFailsDoesNotCount() async throws {
+        let (directory, path) = try Self.temporaryPath()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let store = try await SQLiteLimitStore.open(path: path)
+        guard case .reserved = try await store.reserve(Self.reservation("600"), at: 1000) else {
+            Issue.record("refused")
+            return
+        }
+        try await Self.onTheFile(path, Self.refuseInserts)
+        let (decision, commit) = try await store.decide(Self.reservation("400"), at: 1001)
+        guard case .reserved(_, let total) = decision else {
+            Issue.record("refused before its commit: \(decision)")
+            return
+        }
+        #expect(total == ExactDecimal("1000"))
+        do {
+            try await commit.wait()
+            Issue.record("a commit the database refused was called durable")
+        } catch {
+            #expect(error.code == .failed, "\(error)")
+            #expect(error.reason.contains("committed"), "\(error)")
+        }
+        await #expect(throws: LimitStoreError.self) { try await store.reserve(Self.reservation("1"), at: 1002) }
+        try await Self.onTheFile(path, "DROP TRIGGER refuse")
+        // Neither failed reservation counts, in this store or in one opened afresh.
+        guard case .reserved(_, let after) = try await store.reserve(Self.reservation("400"), at: 1003) else {
+            Issue.record("a reservation whose commit failed still counts")
+            return
+        }
+        #expect(after == ExactDecimal("1000"))
+        await store.close()
+        let reopened = try await SQLiteLimitStore.open(path: path)
+        #expect(try await reopened.reserve(Self.reservation("0.01"), at: 1004) == .exceeded(total: ExactDecimal("1000")!))
+        await reopened.close()
     }
 
     @Test func totalsSurviveARestart() async throws {

@@ -4,6 +4,7 @@ import NIOCore
 import PolicyLimits
 import ProxySettings
 import SigningProxy
+import SQLiteNIO
 import Testing
 import TransactionPolicy
 
@@ -128,6 +129,45 @@ struct ProxyPolicyTests {
         await gate.close()
         #expect(statuses.prefix(10).allSatisfy { $0 == 201 }, "the refused ones no longer count: \(statuses)")
         #expect(statuses.last == 403, "the window is then full")
+    }
+
+    /// The window's reservation is decided before the record and the signature and committed
+    /// while they are made; a commit that fails (its insert refused by a trigger another
+    /// connection put on the store's table) fails the request closed: 503, nothing forwarded,
+    /// the signed JWT thrown away, the failure recorded, and the amount not counted.
+    @Test func aReservationThatCannotBeCommittedForwardsNothing() async throws {
+        let fixture = try SigningProxyTests.Fixture("policy-commit")
+        let gate = try await start(fixture)
+        let limits = fixture.directory.appendingPathComponent("limits.sqlite").path
+        func onTheStore(_ sql: String) async throws {
+            let connection = try await SQLiteConnection.open(storage: .file(path: limits))
+            _ = try? await connection.query("PRAGMA busy_timeout = 10000")
+            do {
+                _ = try await connection.query(sql)
+            } catch {
+                try? await connection.close()
+                throw error
+            }
+            try await connection.close()
+        }
+        let first = try await fixture.send(.POST, "/v1/transactions", body: Self.transaction("100"))
+        try await onTheStore("CREATE TRIGGER refuse BEFORE INSERT ON window_reservations BEGIN SELECT RAISE(ABORT, 'refused by the test'); END")
+        let refused = try await fixture.send(.POST, "/v1/transactions", body: Self.transaction("100"))
+        try await onTheStore("DROP TRIGGER refuse")
+        var statuses: [Int] = []
+        for _ in 0..<10 { statuses.append(try await fixture.send(.POST, "/v1/transactions", body: Self.transaction("100")).status) }
+        await fixture.stop()
+        await gate.close()
+
+        #expect(first.status == 201)
+        #expect(refused.status == 503)
+        #expect(String(decoding: refused.body, as: UTF8.self).contains("forwards nothing"))
+        #expect(statuses.prefix(9).allSatisfy { $0 == 201 } && statuses.last == 403, "the refused amount does not count: \(statuses)")
+        #expect(fixture.upstream.requests.count == 10, "the request whose reservation failed was not forwarded")
+        let records = try fixture.records()
+        #expect(records.filter { $0["event"] as? String == "proxy.request" }.count == 11, "recorded and signed, then thrown away")
+        let failures = records.filter { $0["event"] as? String == "proxy.response" && String(describing: $0).contains("limit store") }
+        #expect(failures.count == 1, "the failure is recorded")
     }
 
     @Test func aReloadThatFailsKeepsThePolicyInForce() async throws {
