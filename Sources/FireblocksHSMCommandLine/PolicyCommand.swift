@@ -108,6 +108,7 @@ package struct BenchPolicyCommand: NetworkCommand {
     package static let configuration = CommandConfiguration(
         commandName: "policy",
         abstract: "Measure the policy's added latency per request: a 20-rule policy, its SQLite limit store.",
+        usage: "fireblocks-hsm bench policy [--requests <n>] [--signature-ms <ms>]\n[--json]",
         discussion: """
             Judges POST /v1/transactions requests one after another as the proxy does before
             signing (the body read against the rules, a window's amount decided in a new

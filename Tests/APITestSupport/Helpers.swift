@@ -108,7 +108,7 @@ public struct RunningSandbox {
         try? FileManager.default.removeItem(at: stateDirectory)
     }
 
-    public static func fastOptions(attempts: Int = 4, timeout: TimeInterval = 10, compensate: Bool = true) -> ClientOptions {
+    public static func fastOptions(attempts: Int = 4, timeout: TimeInterval = 30, compensate: Bool = true) -> ClientOptions {
         ClientOptions(timeout: timeout, retryPolicy: RetryPolicy(maximumAttempts: attempts, initialDelay: 0.01, maximumDelay: 0.05),
                       compensateClockSkew: compensate, sleep: { try await Task.sleep(nanoseconds: UInt64(min($0, 0.05) * 1e9)) })
     }
