@@ -494,6 +494,14 @@ struct CLIApprovalTests {
         let tool = try cli.run(["evidence", "verify", folder, "--audit-key", cli.files + "/trusted-audit.pub", "--json"], module: nil)
         #expect(tool.status == 0, "\(tool.standardError)")
         #expect((try tool.json() as? [String: Any])?["kind"] as? String == "approval-key")
+        // VERIFY.md's convenience copy of the commands passes too, in a copy of the folder.
+        let script = try #require(try String(contentsOfFile: folder + "/VERIFY.md", encoding: .utf8).components(separatedBy: "```\n").dropFirst().first)
+        #expect(script.contains("keySPKISHA256") && !script.contains("api_user.csr"), "\(script)")
+        let scratch = folder + "-verify"
+        try FileManager.default.copyItem(atPath: folder, toPath: scratch)
+        let run = try Subprocess.run("bash", ["-euo", "pipefail", "-c", script], environment: ["FINGERPRINT": fingerprint, "PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"],
+                                     workingDirectory: scratch)
+        #expect(run.status == 0 && run.standardOutput.components(separatedBy: "Verified OK").count - 1 == 3, "\(run.standardOutput)\n\(run.standardError)")
 
         // The key is the one registered and reported, with the attributes the policy wants.
         let spki = try Subprocess.run("bash", ["-c", "openssl pkey -pubin -in public-key.pem -outform DER | sha256sum | cut -d' ' -f1"],
