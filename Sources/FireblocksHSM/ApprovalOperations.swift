@@ -68,6 +68,8 @@ public struct ApprovalKeyCreationReport: Codable, Sendable, Equatable {
     public let userID: String
     /// X-Request-ID of the registration.
     public let requestID: String?
+    /// The evidence bundle written (`--evidence`), if any.
+    public var evidence: String?
 }
 
 /// A registered approval key as `approval-key list|show` reports it.
@@ -109,10 +111,25 @@ public enum ApprovalOperations {
     /// that label, from an earlier run that did not finish), then registers it for the API user,
     /// unless its public key is already listed (then nothing is sent). Recorded as
     /// `approval-key.generated` (the attributes read back) and `approval-key.registered`.
+    /// With `evidence`, then writes the evidence bundle of the key there (or beside it: a bundle
+    /// is never rewritten), as an onboarding does (docs/auditor-guide.md).
     public static func createKey(token: TokenTarget, api: APITarget, label: String, choice: ApprovalKeyChoice, name: String?,
-                                 observer: any OperationObserver) async throws -> ApprovalKeyCreationReport {
+                                 evidence: String? = nil, observer: any OperationObserver) async throws -> ApprovalKeyCreationReport {
         let session = try await APISession.open(token: token, api: api, observer: observer)
-        return try await register(session, api: api, label: label, choice: choice, name: name, observer: observer).report
+        let (registered, pair) = try await register(session, api: api, label: label, choice: choice, name: name, observer: observer)
+        var report = registered
+        guard let evidence else { return report }
+        guard let audit = session.audit else {
+            throw OperationError(.auditUnwritable, "the approval key '\(label)' was registered, but no evidence can be written without the audit trail")
+        }
+        // What was sent: the same body as the registration's (nothing when the key was listed already).
+        let request = report.result == "registered"
+            ? try RegisterApprovalKey(name: name ?? label, publicKey: ApprovalPublicKey(algorithm: ApprovalKeyChoice.algorithm(of: pair.type),
+                                                                                        publicKeyPem: pair.publicKeyPEM))
+            : nil
+        let folder = try audit.writeApprovalKeyEvidence(to: evidence, pair: pair, report: report, request: request, baseURL: api.baseURL.description)
+        report.evidence = URL(fileURLWithPath: folder).standardizedFileURL.path
+        return report
     }
 
     /// The steps of ``createKey(token:api:label:choice:name:observer:)`` on an open session.

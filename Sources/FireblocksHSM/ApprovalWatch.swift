@@ -162,9 +162,12 @@ extension ApprovalOperations {
 
     /// `approvals watch`: passes every `interval` (±20 % jitter; slower while the API answers
     /// 429 or 5xx or cannot be reached) until `shouldStop` says so; with `once`, one pass.
+    /// `events` (the `--listen` endpoint's /healthz and /metrics) hears of each pass and of each
+    /// pass that failed and is tried again.
     public static func watch(token: TokenTarget, api: APITarget, label: String, interval: TimeInterval, once: Bool,
                              judge: @escaping @Sendable (ApprovalPayload) -> ApprovalJudgement, shouldStop: @escaping @Sendable () -> Bool,
-                             observer: any OperationObserver, onPass: @escaping @Sendable (WatchPass) -> Void) async throws -> WatchPass {
+                             observer: any OperationObserver, events: (any WatchEvents)? = nil,
+                             onPass: @escaping @Sendable (WatchPass) -> Void) async throws -> WatchPass {
         let session = try await APISession.open(token: token, api: api, observer: observer)
         var total = WatchPass()
         var delay = interval
@@ -173,13 +176,16 @@ extension ApprovalOperations {
                 let pass = try await watchPass(session: session, api: api, label: label, judge: judge, observer: observer)
                 total.decided += pass.decided
                 total.alreadyDecided = pass.alreadyDecided
+                events?.passed(pass, at: Date())
                 onPass(pass)
                 delay = interval
             } catch let error as FireblocksAPIError where !once && (error.status == 429 || error.isServerSide) {
                 delay = min(max(interval, 300), delay * 2)
+                events?.passFailed("HTTP \(error.status)", at: Date())
                 observer.note("HTTP \(error.status) [X-Request-ID: \(error.requestID ?? "none")]: next pass in \(Int(delay.rounded())) s")
             } catch let error as APIClientError where !once && (error.code == .network || error.code == .timeout) {
                 delay = min(max(interval, 300), delay * 2)
+                events?.passFailed(String(error.reason.prefix(256)), at: Date())
                 observer.note("\(error.reason): next pass in \(Int(delay.rounded())) s")
             }
             if once || shouldStop() { return total }
@@ -188,4 +194,12 @@ extension ApprovalOperations {
             if shouldStop() { return total }
         }
     }
+}
+
+/// What `approvals watch --listen` reports: told of every pass by ``ApprovalOperations/watch``.
+public protocol WatchEvents: Sendable {
+    /// A pass listed the requests and made `pass`'s decisions.
+    func passed(_ pass: WatchPass, at time: Date)
+    /// A pass failed (429, 5xx, network) and will be tried again; `reason` names no secret.
+    func passFailed(_ reason: String, at time: Date)
 }

@@ -2,6 +2,7 @@ import ErrorShape
 import AuditTrail
 import Crypto
 import DurableFiles
+import FireblocksAPI
 #if canImport(FoundationEssentials)
 import FoundationEssentials
 import Glibc
@@ -279,6 +280,18 @@ public final class AuditService {
         return try EvidenceBundle.write(to: directory, csrPEM: csrPEM, pair: pair, publicKey: publicKey, submission: submission,
                                  userID: userID, replaces: replaces, replacesUserID: replacesUserID, audit: self, checkpoint: checkpoint, auditKey: key,
                                  signerSlot: PKCS11SlotReference(signer: try ECSigner(key: key, slot: opened.token.slot)))
+    }
+
+    /// Writes the evidence of approval key `pair`'s registration, vouched for by the audit key
+    /// and the checkpoint on the token; returns the folder written.
+    func writeApprovalKeyEvidence(to directory: String, pair: ApprovalKeyPair, report: ApprovalKeyCreationReport,
+                                  request: RegisterApprovalKey?, baseURL: String) throws -> String {
+        guard let key = try auditKey(create: false), let checkpoint = try tokenCheckpoint() else {
+            throw OperationError(.auditInconsistent, "no audit key or checkpoint on the token to vouch for the evidence")
+        }
+        return try EvidenceBundle.writeApprovalKey(to: directory, pair: pair, report: report, request: request, baseURL: baseURL,
+                                                   audit: self, checkpoint: checkpoint, auditKey: key,
+                                                   signerSlot: PKCS11SlotReference(signer: try ECSigner(key: key, slot: opened.token.slot)))
     }
 
     /// Where the key of a CSR lives (this token, or elsewhere), read with this trail's session.

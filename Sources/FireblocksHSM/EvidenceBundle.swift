@@ -57,17 +57,10 @@ public enum EvidenceBundle {
         return ("\(requested).\(number)", digest)
     }
 
-    /// Writes a new bundle at `requested` (or beside it, see ``placement(_:)``); returns its folder.
-    static func write(to requested: String, csrPEM: String, pair: TokenKeyPair, publicKey: TokenRSAPublicKey,
-                      submission: APIUserCreationReport?, userID: String?, replaces: String? = nil, replacesUserID: String? = nil,
-                      audit: AuditService, checkpoint: SignedNote,
-                      auditKey: ECKeyPair, signerSlot: PKCS11SlotReference) throws -> String {
-        let (directory, previousStatement) = placement(requested)
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-
-        // This key's records, each with its tlog-proof against the checkpoint, which the log
-        // must still extend (its root over the first treeSize records).
+    /// The records whose `spkiSHA256` is `fingerprint`, each with its tlog-proof against the
+    /// checkpoint, which the log must still extend (its root over the first treeSize records).
+    static func provenRecords(of fingerprint: String, audit: AuditService, checkpoint: SignedNote) throws
+        -> (checkpoint: Checkpoint, records: [[UInt8]], contents: [String: [UInt8]], names: [String]) {
         let parsed = try Checkpoint(noteText: checkpoint.text)
         guard case .intact(let hashes) = try audit.log.verify(), hashes.count >= parsed.treeSize,
               MerkleTree.root(hashes[..<parsed.treeSize]) == parsed.rootHash else {
@@ -79,7 +72,7 @@ public enum EvidenceBundle {
         var recordNames: [String] = []
         for (index, line) in lines.enumerated() where index < parsed.treeSize {
             guard let record = try? JSONDecoder().decode(AuditRecord.self, from: Data(line)),
-                  record.facts["spkiSHA256"] == AuditValue.string(publicKey.fingerprint) else { continue }
+                  record.facts["spkiSHA256"] == AuditValue.string(fingerprint) else { continue }
             records.append(line)
             let proof = try TlogProof(index: index, path: MerkleTree.inclusionProof(index: index, hashes[..<parsed.treeSize]) ?? [],
                                       checkpoint: checkpoint)
@@ -88,6 +81,19 @@ public enum EvidenceBundle {
             contents[names.proof] = Array(proof.formatted.utf8)
             recordNames += [names.record, names.proof]
         }
+        return (parsed, records, contents, recordNames)
+    }
+
+    /// Writes a new bundle at `requested` (or beside it, see ``placement(_:)``); returns its folder.
+    static func write(to requested: String, csrPEM: String, pair: TokenKeyPair, publicKey: TokenRSAPublicKey,
+                      submission: APIUserCreationReport?, userID: String?, replaces: String? = nil, replacesUserID: String? = nil,
+                      audit: AuditService, checkpoint: SignedNote,
+                      auditKey: ECKeyPair, signerSlot: PKCS11SlotReference) throws -> String {
+        let (directory, previousStatement) = placement(requested)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        let (parsed, records, proven, recordNames) = try provenRecords(of: publicKey.fingerprint, audit: audit, checkpoint: checkpoint)
+        var contents = proven
         var attributes: [String: Bool] = [:]
         for (type, reading) in pair.provenance.privateKeyAttributes {
             if case .value(.bool(_, let value)) = reading { attributes[type.name] = value }
@@ -115,6 +121,14 @@ public enum EvidenceBundle {
                        auditKey: auditKey, signer: signerSlot)
         return directory
     }
+
+    /// Step 4 of an onboarding's VERIFY.md.
+    static let csrStep = """
+        # 4. The CSR's self-signature, and the CSR's key is public-key.pem:
+        openssl req -in api_user.csr -verify -noout
+        test "$(openssl req -in api_user.csr -pubkey -noout | openssl pkey -pubin -outform DER | sha256sum)" \\
+           = "$(openssl pkey -pubin -in public-key.pem -outform DER | sha256sum)"
+        """
 
     /// The in-toto predicate type of a lifecycle milestone added to a bundle after it was written.
     public static let milestonePredicateType = "urn:fireblocks-hsm:predicate:lifecycle-milestone:v1"
@@ -159,7 +173,8 @@ public enum EvidenceBundle {
     /// over them (subjects in `order`), its DSSE envelope signed by the audit key, VERIFY.md, and
     /// SHA256SUMS over every file with its signature by the same key.
     static func sealFolder(_ directory: String, contents base: [String: [UInt8]], order: [String], predicateType: String,
-                           predicate: some Encodable, auditKey: ECKeyPair, signer: PKCS11SlotReference) throws {
+                           predicate: some Encodable, auditKey: ECKeyPair, signer: PKCS11SlotReference,
+                           guide: String = verifyGuide()) throws {
         var contents = base
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
@@ -175,7 +190,7 @@ public enum EvidenceBundle {
         contents["statement.json"] = statement
         contents["envelope.sig.der"] = signature
         contents["envelope.dsse.json"] = Array(try encoder.encode(envelope)) + [0x0A]
-        contents["VERIFY.md"] = Array(verifyGuide().utf8)
+        contents["VERIFY.md"] = Array(guide.utf8)
 
         // SHA256SUMS over every file, signed by the audit key: what an auditor compares.
         let summed = order + ["statement.json", "envelope.dsse.json", "envelope.sig.der", "VERIFY.md"]
@@ -196,7 +211,7 @@ public enum EvidenceBundle {
 
     /// VERIFY.md: a convenience copy of the auditor's commands; docs/auditor-guide.md (of the
     /// tool's version that wrote the bundle) is the reference.
-    static func verifyGuide() -> String {
+    static func verifyGuide(keyStep: String = csrStep) -> String {
         """
             # Verifying this evidence
 
@@ -218,10 +233,7 @@ public enum EvidenceBundle {
             cat statement.json >> pae.bin
             openssl dgst -sha256 -verify audit-key.pem -signature envelope.sig.der pae.bin
 
-            # 4. The CSR's self-signature, and the CSR's key is public-key.pem:
-            openssl req -in api_user.csr -verify -noout
-            test "$(openssl req -in api_user.csr -pubkey -noout | openssl pkey -pubin -outform DER | sha256sum)" \\
-               = "$(openssl pkey -pubin -in public-key.pem -outform DER | sha256sum)"
+            \(keyStep)
 
             # 5. The checkpoint is signed by the audit key (C2SP signed note, ECDSA, key ID =
             #    first 4 bytes of SHA-256 of the key's DER):
@@ -348,10 +360,11 @@ extension EvidenceBundle {
             throw fail("statement.json is not the envelope's signed payload: what an auditor reads there is not what was signed")
         }
         guard let statement = try? JSONDecoder().decode(StatementHeader.self, from: Data(payload)), statement.type == inTotoType,
-              [predicateType, milestonePredicateType].contains(statement.predicateType) else {
-            throw fail("the envelope's payload is not an in-toto Statement v1 of an onboarding or of its milestone")
+              [predicateType, milestonePredicateType, approvalKeyPredicateType].contains(statement.predicateType) else {
+            throw fail("the envelope's payload is not an in-toto Statement v1 of an onboarding, of its milestone or of an approval key")
         }
         let isOnboarding = statement.predicateType == predicateType
+        let isApprovalKey = statement.predicateType == approvalKeyPredicateType
 
         // SHA256SUMS, signed by the audit key, names every file's digest.
         let sums = try read("SHA256SUMS")
@@ -377,7 +390,7 @@ extension EvidenceBundle {
             guard summed[name] == digest else { throw fail("SHA256SUMS and the statement disagree about \(name)") }
             checked.append(name)
         }
-        for required in isOnboarding ? files : ["checkpoint", "audit-key.pem"] where !checked.contains(required) {
+        for required in isOnboarding ? files : isApprovalKey ? approvalKeyFiles : ["checkpoint", "audit-key.pem"] where !checked.contains(required) {
             throw fail("the statement does not cover \(required)")
         }
 
@@ -387,6 +400,16 @@ extension EvidenceBundle {
                   CSRBuilder.hasValidSelfSignature(csr) else { throw fail("api_user.csr is not a CSR whose self-signature verifies") }
             guard let publicKey = try? Certificate.PublicKey(pemEncoded: String(decoding: try read("public-key.pem"), as: UTF8.self)),
                   publicKey == csr.publicKey else { throw fail("the CSR's key is not public-key.pem") }
+        }
+
+        // An approval key's bundle: public-key.pem is the key its attributes describe.
+        if isApprovalKey {
+            struct Described: Decodable { let spkiSHA256: String }
+            guard let spki = ApprovalOperations.spkiSHA256(pem: String(decoding: try read("public-key.pem"), as: UTF8.self)),
+                  let described = try? JSONDecoder().decode(Described.self, from: Data(try read("key-attributes.json"))),
+                  spki == described.spkiSHA256 else {
+                throw fail("public-key.pem is not the key key-attributes.json describes")
+            }
         }
 
         // The checkpoint, signed by the audit key; each record's tlog-proof leads to it.
@@ -424,6 +447,6 @@ extension EvidenceBundle {
             }
         }
         return Verification(auditKeySHA256: fingerprint, files: checked, records: records, treeSize: checkpoint.treeSize,
-                            kind: isOnboarding ? "onboarding" : "milestone", milestones: milestones)
+                            kind: isOnboarding ? "onboarding" : isApprovalKey ? "approval-key" : "milestone", milestones: milestones)
     }
 }

@@ -52,7 +52,7 @@ struct ApprovalKeyCreateCommand: NetworkCommand {
     static let configuration = CommandConfiguration(
         commandName: "create",
         abstract: "Generate an approval key on the token and register it for the API user.",
-        usage: "fireblocks-hsm approval-key create [<options>] --key <label>\n[--as <label|uri>] [--algorithm <algorithm>]",
+        usage: "fireblocks-hsm approval-key create [<options>] --key <label>\n[--as <label|uri>] [--algorithm <algorithm>] [--evidence <dir>]",
         discussion: """
             The key is made on the token under the key policy (sign-only, sensitive,
             private, never extractable; read back and judged) and its public key is
@@ -62,7 +62,8 @@ struct ApprovalKeyCreateCommand: NetworkCommand {
             (--bits 3072 or 4096) and EDDSA_ED25519 (where the token offers CKM_EDDSA).
             A re-run after an interruption takes the key already on the token and does
             not register a public key that is already listed. The registration may wait
-            for an approval request (ccrIdPendingRegistration).
+            for an approval request (ccrIdPendingRegistration). --evidence DIR writes the
+            key's evidence bundle, checked as an onboarding's (docs/auditor-guide.md).
 
             Examples:
               fireblocks-hsm approval-key create --token fb --key approver-1 \\
@@ -86,6 +87,9 @@ struct ApprovalKeyCreateCommand: NetworkCommand {
 
     @Option(help: ArgumentHelp("The name registered (default: the label).", valueName: "name"))
     var name: String?
+
+    @Option(help: ArgumentHelp("Write the key's evidence bundle there (public key, attributes read back, registration, audit records with proofs; docs/auditor-guide.md).", valueName: "dir"))
+    var evidence: String?
 
     @OptionGroup var output: OutputOptions
 
@@ -118,7 +122,7 @@ struct ApprovalKeyCreateCommand: NetworkCommand {
         let report = try await ApprovalOperations.createKey(
             token: try signer.target(token, profile: profile),
             api: try api.target(profile: profile, auditDirectory: audit.directory(profile: profile), transport: network.transport),
-            label: approvalKey.key ?? "", choice: try choice(), name: name, observer: Console())
+            label: approvalKey.key ?? "", choice: try choice(), name: name, evidence: evidence, observer: Console())
         try output.emit(report) { report in
             let state = report.status == "APPROVAL_API_KEY_STATUS_ENABLED" ? "active now"
                 : report.ccrIdPendingRegistration.isEmpty ? "status \(report.status)"
@@ -126,6 +130,7 @@ struct ApprovalKeyCreateCommand: NetworkCommand {
             let verb = report.result == "registered" ? "Registered" : "Already registered (nothing sent):"
             return TerminalText.sanitized("\(verb) approval key '\(report.label)' (\(report.algorithm), \(report.key) on the token) for API user \(report.userID): key id \(report.keyID), \(state).") + "\n"
                 + "Public key SHA-256: \(report.spkiSHA256)\n"
+                + (report.evidence.map { TerminalText.sanitized("Evidence: \($0)") + "\n" } ?? "")
         }
     }
 }

@@ -10,6 +10,7 @@ import Foundation
 #if canImport(Glibc)
 import Glibc
 #endif
+import ProxySettings
 import Synchronization
 
 // `approvals list|show|approve|reject|watch` (Fireblocks' Approvals API, early availability):
@@ -190,7 +191,7 @@ struct ApprovalsWatchCommand: NetworkCommand {
     static let configuration = CommandConfiguration(
         commandName: "watch",
         abstract: "The automated approver: decide each pending request by a written policy (approve, reject, or leave it for people).",
-        usage: "fireblocks-hsm approvals watch [<options>] --policy <path> --key <label>\n[--once] [--interval <duration>]",
+        usage: "fireblocks-hsm approvals watch [<options>] --policy <path> --key <label>\n[--once] [--interval <duration>] [--listen <address>]",
         discussion: """
             Polls GET /v1/approvals (every --interval, ±20% jitter, slower while the API
             answers 429 or 5xx) until SIGTERM or SIGINT; --once makes one pass. Each request
@@ -202,9 +203,14 @@ struct ApprovalsWatchCommand: NetworkCommand {
             the token with --key; every decision, skips included, is an audit record naming
             the rule. The policy file must pass the trust rule for configuration.
 
+            With --listen (a loopback HOST:PORT or unix:PATH, as for serve) it answers
+            GET /healthz (200 while the last pass succeeded and is recent, else 503) and
+            GET /metrics (Prometheus: passes, decisions by outcome, errors) for systemd and
+            monitoring.
+
             Examples:
               fireblocks-hsm approvals watch --policy approvals.yaml --key approver-1 \\
-                  --profile ci-bot --interval 30s
+                  --profile ci-bot --interval 30s --listen 127.0.0.1:9464
               fireblocks-hsm approvals watch --policy approvals.yaml --key approver-1 \\
                   --profile ci-bot --once --json
             """
@@ -225,10 +231,18 @@ struct ApprovalsWatchCommand: NetworkCommand {
     @Option(help: ArgumentHelp("Time between passes (±20% jitter).", valueName: "duration"))
     var interval = "30s"
 
+    @Option(help: ArgumentHelp("Serve GET /healthz and GET /metrics on a loopback address or a unix socket (not with --once).",
+                               valueName: "127.0.0.1:PORT|unix:PATH"))
+    var listen: String?
+
     @OptionGroup var output: OutputOptions
 
     func validate() throws {
         guard approvalKey.key != nil else { throw ValidationError("give the approval key that signs: --key LABEL") }
+        if let listen {
+            guard !once else { throw ValidationError("--listen serves a running watch; --once makes one pass") }
+            do { _ = try ListenAddress(parsing: listen) } catch { throw ValidationError("--listen \(error.reason)") }
+        }
         let seconds = try DurationText.seconds(interval, flag: "--interval")
         guard seconds >= 1 else { throw ValidationError("--interval must be at least 1s") }
     }
@@ -248,16 +262,30 @@ struct ApprovalsWatchCommand: NetworkCommand {
         }
         console.note(TerminalText.sanitized("approvals watch: policy \(policy) (sha256 \(sha256))\(once ? ", one pass" : ", every \(interval)")"))
         let json = output.json
-        let total = try await ApprovalOperations.watch(
-            token: try signer.target(token, profile: profile),
-            api: try api.target(profile: profile, auditDirectory: audit.directory(profile: profile), transport: network.transport),
-            label: approvalKey.key ?? "", interval: try DurationText.seconds(interval, flag: "--interval"), once: once, judge: judge,
-            shouldStop: { stopped.isSet }, observer: console) { pass in
-                guard !json else { return }
-                for decision in pass.decided {
-                    console.output(TerminalText.sanitized("\(decision.requestId) \(decision.requestType): \(decision.decision) by rule '\(decision.rule)' (\(decision.state))") + "\n")
+        let seconds = try DurationText.seconds(interval, flag: "--interval")
+        let tokenTarget = try signer.target(token, profile: profile)
+        let apiTarget = try api.target(profile: profile, auditDirectory: audit.directory(profile: profile), transport: network.transport)
+        var endpoint: (any WatchStatusEndpoint)?
+        if let listen {
+            let bound = try await network.proxies.watchStatus(listen: listen, interval: seconds)
+            console.note(TerminalText.sanitized("approvals watch: /healthz and /metrics on \(bound.listening)"))
+            endpoint = bound
+        }
+        let total: WatchPass
+        do {
+            total = try await ApprovalOperations.watch(
+                token: tokenTarget, api: apiTarget, label: approvalKey.key ?? "", interval: seconds, once: once, judge: judge,
+                shouldStop: { stopped.isSet }, observer: console, events: endpoint.map { $0 as any WatchEvents }) { pass in
+                    guard !json else { return }
+                    for decision in pass.decided {
+                        console.output(TerminalText.sanitized("\(decision.requestId) \(decision.requestType): \(decision.decision) by rule '\(decision.rule)' (\(decision.state))") + "\n")
+                    }
                 }
-            }
+        } catch {
+            await endpoint?.shutdown()
+            throw error
+        }
+        await endpoint?.shutdown()
         if json { console.output(try JSONOutput.encode(total)) }
         withExtendedLifetime(signals) {}
     }

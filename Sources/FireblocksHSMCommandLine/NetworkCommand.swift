@@ -1,5 +1,11 @@
 import ArgumentParser
 import FireblocksAPI
+import FireblocksHSM
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
 import Synchronization
 
 /// A command that talks to the network. Conforming is the only way to reach it: the protocol's
@@ -84,4 +90,15 @@ package protocol ProxyCommandRunner: Sendable {
     func serve(_ command: ServeCommand, transport: any HTTPTransport) async throws
     /// `bench proxy`, parsed and validated.
     func benchProxy(_ command: BenchProxyCommand, transport: any HTTPTransport) async throws
+    /// `approvals watch --listen`: serves /healthz and /metrics on `listen` (validated) until
+    /// the endpoint is shut down; returns once it is bound.
+    func watchStatus(listen: String, interval: TimeInterval) async throws -> any WatchStatusEndpoint
+}
+
+/// The `approvals watch --listen` endpoint: hears of every pass, serves /healthz and /metrics.
+package protocol WatchStatusEndpoint: WatchEvents {
+    /// Where it listens (`HOST:PORT` with the port bound, or `unix:PATH`).
+    var listening: String { get }
+    /// Stops serving and removes a unix socket.
+    func shutdown() async
 }

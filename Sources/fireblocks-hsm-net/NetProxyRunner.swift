@@ -11,6 +11,20 @@ import SigningProxy
 /// What `serve` and `bench proxy` do; `fireblocks-hsm` parses and validates them, this
 /// executable runs them.
 struct NetProxyRunner: ProxyCommandRunner {
+    func watchStatus(listen: String, interval: TimeInterval) async throws -> any WatchStatusEndpoint {
+        let address: ListenAddress
+        do {
+            address = try ListenAddress(parsing: listen)
+        } catch {
+            throw CommandLineError("--listen \(error.reason)")  // a usage error (exit 2)
+        }
+        do {
+            return try await WatchStatusServer.start(listen: address, interval: interval, logger: Logger(label: "fireblocks-hsm.approvals-watch"))
+        } catch let error as ProxyConfigurationError {
+            throw Self.commandLineError(error)
+        }
+    }
+
     func serve(_ command: ServeCommand, transport: any HTTPTransport) async throws {
         do {
             try await start(command, transport: transport)
@@ -112,4 +126,8 @@ struct NetProxyRunner: ProxyCommandRunner {
                 result.proxiedRequestsPerSecond, result.proxiedP50Ms, result.proxiedP99Ms, result.addedLatencyP50Ms))
         }
     }
+}
+
+extension WatchStatusServer: WatchStatusEndpoint {
+    package var listening: String { address.description }
 }

@@ -403,6 +403,135 @@ struct CLIApprovalTests {
         process.waitUntilExit()
         #expect(process.terminationReason == .exit && process.terminationStatus == 0)
     }
+
+    /// With --listen, /healthz says ok with the last pass and the decisions made, /metrics
+    /// counts passes and decisions by outcome, both over a unix socket; /healthz turns 503 once
+    /// a pass fails (the API gone); SIGTERM still ends it with 0 and removes the socket.
+    @Test(.enabled(if: Subprocess.isAvailable("curl")))
+    func watchServesHealthAndMetrics() throws {
+        let (cli, sandbox, api) = try SandboxProcess.withAdmin(apiKey: apiKey, role: "SIGNER")
+        defer { sandbox.stop(); cli.remove() }
+        let signer = ["--as", "admin"] + api
+        #expect(try cli.runOnToken(["approval-key", "create", "--key", "approver"] + signer).status == 0)
+        try Data(Self.watchPolicy.utf8).write(to: URL(fileURLWithPath: cli.files + "/approvals.yaml"))
+        try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: cli.files + "/approvals.yaml")
+        let approved = try add(cli, sandbox, type: "TAG_UPDATE", data: "{\"amount\":\"1\"}")
+        let rejected = try add(cli, sandbox, type: "TAG_DELETE", data: "{}")
+        let watch = ["approvals", "watch", "--policy", "approvals.yaml", "--key", "approver", "--interval", "1s"] + signer
+
+        // Where it may listen is checked before anything runs, as for serve.
+        let wide = try cli.runOnToken(watch + ["--listen", "0.0.0.0:9464"])
+        #expect(wide.status == 2 && wide.standardError.contains("loopback"), "\(wide.standardError)")
+        let once = try cli.runOnToken(watch + ["--listen", "127.0.0.1:0", "--once"])
+        #expect(once.status == 2 && once.standardError.contains("--once"), "\(once.standardError)")
+
+        let socket = cli.directory.path + "/run/watch.sock"
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: CLIHarness.binary)
+        process.arguments = watch + ["--listen", "unix:\(socket)", "--token", cli.label, "--pin-source", "env:TEST_HSM_PIN", "--module", SoftHSM.modulePath]
+        process.currentDirectoryURL = URL(fileURLWithPath: cli.files)
+        process.environment = cli.environment()
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        defer { if process.isRunning { process.terminate(); process.waitUntilExit() } }
+        func curl(_ path: String) -> (status: Int, body: String) {
+            guard let result = try? Subprocess.run("curl", ["-sS", "--max-time", "30", "--unix-socket", socket, "-o", "-", "-w", "\n%{http_code}", "http://watch" + path]) else { return (0, "") }
+            let lines = result.standardOutput.split(separator: "\n", omittingEmptySubsequences: false)
+            return (Int(lines.last ?? "") ?? 0, lines.dropLast().joined(separator: "\n"))
+        }
+        #expect(CLIHarness.eventually(within: 60) { curl("/healthz").status == 200 }, "healthy after the first pass: \(curl("/healthz"))")
+        let health = curl("/healthz")
+        let document = try #require(try JSONSerialization.jsonObject(with: Data(health.body.utf8)) as? [String: Any], "\(health)")
+        #expect(document["status"] as? String == "ok" && document["lastSuccessfulPoll"] is String, "\(document)")
+        let decisions = try #require(document["decisions"] as? [String: Int], "\(document)")
+        #expect(decisions["approve"] == 1 && decisions["reject"] == 1 && document["decisionsMade"] as? Int == 2, "\(document)")
+        #expect(try approvalState(sandbox, approved) == "APPROVED" && (try approvalState(sandbox, rejected)) == "REJECTED")
+        let metrics = curl("/metrics")
+        #expect(metrics.status == 200)
+        let lines = Set(metrics.body.split(separator: "\n").map(String.init))
+        #expect(lines.contains("fireblocks_hsm_approvals_watch_decisions_total{outcome=\"approve\"} 1"), "\(metrics.body)")
+        #expect(lines.contains("fireblocks_hsm_approvals_watch_decisions_total{outcome=\"reject\"} 1"), "\(metrics.body)")
+        #expect(lines.contains("fireblocks_hsm_approvals_watch_decisions_total{outcome=\"skip\"} 0"), "\(metrics.body)")
+        #expect(lines.contains { $0.hasPrefix("fireblocks_hsm_approvals_watch_polls_total{result=\"ok\"} ") && !$0.hasSuffix(" 0") }, "\(metrics.body)")
+        #expect(curl("/v1/approvals").status == 404, "it answers nothing but its two paths")
+
+        // The API gone: the next pass fails, and /healthz says so.
+        sandbox.stop()
+        #expect(CLIHarness.eventually(within: 120) { curl("/healthz").status == 503 }, "\(curl("/healthz"))")
+        let failing = try #require(try JSONSerialization.jsonObject(with: Data(curl("/healthz").body.utf8)) as? [String: Any])
+        #expect((failing["status"] as? String)?.hasPrefix("failing: the last pass failed") == true && failing["lastFailure"] != nil, "\(failing)")
+        #expect(curl("/metrics").body.contains("fireblocks_hsm_approvals_watch_errors_total{kind=\"poll\"} "), "counted")
+
+        process.terminate()
+        process.waitUntilExit()
+        #expect(process.terminationReason == .exit && process.terminationStatus == 0)
+        #expect(!FileManager.default.fileExists(atPath: socket), "the socket is removed")
+    }
+
+    /// `approval-key create --evidence` writes a bundle that the auditor's procedure (openssl,
+    /// coreutils, python3) and `evidence verify` accept: the key registered is public-key.pem,
+    /// its attributes read back say sensitive and never extractable, the registration body
+    /// sent carries that PEM, and no JWT is in it. An edited registration is caught by both.
+    @Test(.enabled(if: Subprocess.isAvailable("openssl") && Subprocess.isAvailable("python3")))
+    func createWritesEvidenceAnAuditorChecks() throws {
+        let (cli, sandbox, api) = try SandboxProcess.withAdmin(apiKey: apiKey, role: "SIGNER")
+        defer { sandbox.stop(); cli.remove() }
+        let auditKey = try #require(try cli.runOnToken(["audit", "init", "--json"]).json() as? [String: Any])
+        let fingerprint = try #require(auditKey["spkiSHA256"] as? String)
+        try (auditKey["publicKeyPEM"] as? String ?? "").write(toFile: cli.files + "/trusted-audit.pub", atomically: true, encoding: .utf8)
+        let created = try cli.runOnToken(["approval-key", "create", "--key", "approver", "--evidence", "approver-evidence", "--json",
+                                          "--as", "admin"] + api)
+        #expect(created.status == 0, "\(created.standardError)")
+        let report = try #require(try created.json() as? [String: Any])
+        let folder = try #require(report["evidence"] as? String)
+        #expect(folder == URL(fileURLWithPath: cli.files + "/approver-evidence").standardizedFileURL.path)
+
+        let guide = try CLIEvidenceTests.runGuide(folder, fingerprint: fingerprint)
+        #expect(guide.status == 0 && guide.standardOutput.contains("ALL CHECKS PASSED"), "\(guide.standardOutput)\n\(guide.standardError)")
+        #expect(guide.standardOutput.contains("4. public-key.pem is the approval key") && guide.standardOutput.contains("2 audit records"),
+                "\(guide.standardOutput)")
+        let tool = try cli.run(["evidence", "verify", folder, "--audit-key", cli.files + "/trusted-audit.pub", "--json"], module: nil)
+        #expect(tool.status == 0, "\(tool.standardError)")
+        #expect((try tool.json() as? [String: Any])?["kind"] as? String == "approval-key")
+        // VERIFY.md's convenience copy of the commands passes too, in a copy of the folder.
+        let script = try #require(try String(contentsOfFile: folder + "/VERIFY.md", encoding: .utf8).components(separatedBy: "```\n").dropFirst().first)
+        #expect(script.contains("keySPKISHA256") && !script.contains("api_user.csr"), "\(script)")
+        let scratch = folder + "-verify"
+        try FileManager.default.copyItem(atPath: folder, toPath: scratch)
+        let run = try Subprocess.run("bash", ["-euo", "pipefail", "-c", script], environment: ["FINGERPRINT": fingerprint, "PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"],
+                                     workingDirectory: scratch)
+        #expect(run.status == 0 && run.standardOutput.components(separatedBy: "Verified OK").count - 1 == 3, "\(run.standardOutput)\n\(run.standardError)")
+
+        // The key is the one registered and reported, with the attributes the policy wants.
+        let spki = try Subprocess.run("bash", ["-c", "openssl pkey -pubin -in public-key.pem -outform DER | sha256sum | cut -d' ' -f1"],
+                                      workingDirectory: folder).standardOutput.trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(spki == report["spkiSHA256"] as? String)
+        let registration = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: folder + "/registration.json"))) as? [String: Any])
+        let sent = try #require((registration["request"] as? [String: Any])?["approvalApiPublicKey"] as? [String: Any])
+        let pem = try String(contentsOfFile: folder + "/public-key.pem", encoding: .utf8)
+        #expect((sent["publicKeyPem"] as? String).map { $0.trimmingCharacters(in: .whitespacesAndNewlines) } == pem.trimmingCharacters(in: .whitespacesAndNewlines))
+        #expect(registration["keyId"] as? String == report["keyID"] as? String && registration["result"] as? String == "registered")
+        let attributes = try #require((try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: folder + "/key-attributes.json"))) as? [String: Any])?["privateKeyAttributes"] as? [String: Bool])
+        #expect(attributes["CKA_SENSITIVE"] == true && attributes["CKA_EXTRACTABLE"] == false, "\(attributes)")
+        for name in try FileManager.default.contentsOfDirectory(atPath: folder) {
+            let text = String(decoding: try Data(contentsOf: URL(fileURLWithPath: folder + "/" + name)), as: UTF8.self)
+            #expect(!text.contains("eyJhbGci") && !text.contains("Bearer"), "no JWT (its header {\"alg\": in base64url) in \(name)")
+        }
+
+        // An edited key id (SHA256SUMS rewritten to match) is caught.
+        let edited = folder + "-edited"
+        try FileManager.default.copyItem(atPath: folder, toPath: edited)
+        let path = edited + "/registration.json"
+        try (try String(contentsOfFile: path, encoding: .utf8)).replacingOccurrences(of: report["keyID"] as? String ?? "-", with: "attacker-key")
+            .write(toFile: path, atomically: true, encoding: .utf8)
+        let digest = try Subprocess.run("bash", ["-c", "sha256sum registration.json | cut -d' ' -f1"], workingDirectory: edited).standardOutput.prefix(64)
+        let sums = try String(contentsOfFile: edited + "/SHA256SUMS", encoding: .utf8).split(separator: "\n")
+            .map { $0.hasSuffix("  registration.json") ? "\(digest)  registration.json" : String($0) }
+        try (sums.joined(separator: "\n") + "\n").write(toFile: edited + "/SHA256SUMS", atomically: true, encoding: .utf8)
+        #expect(try CLIEvidenceTests.runGuide(edited, fingerprint: fingerprint).status != 0)
+        #expect(try cli.run(["evidence", "verify", edited, "--audit-key", cli.files + "/trusted-audit.pub"], module: nil).status == 11)
+    }
 }
 
 /// Whether this build dies at fault points (debug builds: what `swift test` builds).
