@@ -171,7 +171,7 @@ public final class SQLiteLimitStore: LimitStore {
                 }
                 return cache.windows[key]
             }
-            if window == nil || now < window!.lastNow {
+            if window.map({ now < $0.lastNow }) ?? true {
                 let rows = try await run(
                     "SELECT amount, reserved_at FROM window_reservations WHERE client = ? AND asset = ? AND reserved_at > ? ORDER BY reserved_at",
                     [.text(reservation.client), .text(reservation.assetId), .integer(Int(since))])

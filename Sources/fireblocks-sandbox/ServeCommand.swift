@@ -19,9 +19,9 @@ struct ServeCommand: AsyncParsableCommand {
             PENDING_ACTIVATION (--initial-status), and after a pairing token
             PENDING_DEVICE_PAIRING, then READY (--pair-after). The Approvals API:
             approval keys (--approval-key-registration), GET /v1/approvals, approve
-            (signatures checked over the exact payload) and reject; requests come from
-            'fireblocks-sandbox approvals add'. Prints its base URL on stdout. See
-            docs/sandbox.md.
+            (signatures checked over the exact payload) and reject; its requests
+            come from 'fireblocks-sandbox approvals add'. Prints its base URL on
+            stdout. See docs/sandbox.md.
 
             Examples:
               fireblocks-hsm key export --token fb --key admin --out admin.pub
