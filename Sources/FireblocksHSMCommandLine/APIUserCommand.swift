@@ -296,8 +296,9 @@ struct APIUserPairingTokenCommand: NetworkCommand {
         discussion: """
             POST /v1/management/api_users/{id}/pairing_token with an Idempotency-Key
             (--idempotency-key, or one derived from the user's id, so that a re-run after
-            a crash or a lost answer gets the same token). Only a user in PENDING_ACTIVATION gets one (otherwise: exit 9, with the
-            user's current status). The token is valid for one hour: it is written to
+            a crash or a lost answer gets the same token). Only a user in
+            PENDING_ACTIVATION gets one (otherwise: exit 9, with the user's current
+            status). The token is valid for one hour: it is written to
             --out (created 0600; an existing file needs --force), or to stdout only when
             stdout is not a terminal or --show is given. It is never logged, and the audit
             log records only that one was issued.

@@ -424,15 +424,17 @@ struct AuditReanchorCommand: ParsableCommand {
         abstract: "Accept the log as it is now: sign and anchor a checkpoint over it, recorded with your reason.",
         usage: "fireblocks-hsm audit reanchor [--module <path|name>]\n[--token <label|uri>] [--pin-source <source>] [--profile <name>]\n[--audit-dir <path>] [--audit-min-free <size|N%>] [--accept-current]\n--reason <text> [--json]",
         discussion: """
-            For a trail the tool refuses to extend because its anchor on the token is gone (or
-            its audit key is): after you have found out why, this signs a checkpoint over the
-            log's records as they are, records 'audit.reanchored' with the reason, and prints
-            what nobody can prove about the records it accepted. It makes a new audit key if
-            the old one is gone (give its fingerprint to your auditors). Records out of place
-            are still refused: it accepts records, it never renumbers them.
+            For a trail the tool refuses to extend because its anchor on the token is
+            gone (or its audit key is): after you have found out why, this signs a
+            checkpoint over the log's records as they are, records 'audit.reanchored'
+            with the reason, and prints what nobody can prove about the records it
+            accepted. It makes a new audit key if the old one is gone (give its
+            fingerprint to your auditors). Records out of place are still refused: it
+            accepts records, it never renumbers them.
 
             Examples:
-              fireblocks-hsm audit reanchor --token fb --accept-current --reason "anchor deleted by INC-4711"
+              fireblocks-hsm audit reanchor --token fb --accept-current \\
+                  --reason "anchor deleted by INC-4711"
             """
     )
 

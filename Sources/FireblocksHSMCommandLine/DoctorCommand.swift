@@ -22,16 +22,18 @@ struct DoctorCommand: AsyncParsableCommand {
         commandName: "doctor",
         abstract: "Check the module, token, PIN source, key, companion, audit trail and the API, with fixes.",
         discussion: """
-            One line per check: ✓ it holds, ✗ it does not (and what fixes it), – it was not
-            checked (and why). The PIN source is read, never shown; the token is logged in to
-            only to check a key (--key) and the audit trail's anchor. With an API (--env,
-            --base-url, their variables or a profile) the companion also checks the clock
-            against the API's Date header, that the API answers, and that it accepts the API
-            key. Exits 0 when every check holds, else with the first failure's exit code.
+            One line per check: ✓ it holds, ✗ it does not (and what fixes it), – it was
+            not checked (and why). The PIN source is read, never shown; the token is
+            logged in to only to check a key (--key) and the audit trail's anchor. With
+            an API (--env, --base-url, their variables or a profile) the companion also
+            checks the clock against the API's Date header, that the API answers, and
+            that it accepts the API key. Exits 0 when every check holds, else with the
+            first failure's exit code.
 
             Examples:
               fireblocks-hsm doctor --module softhsm2 --token fb --pin-source env:HSM_PIN
-              fireblocks-hsm doctor --token fb --key ci-bot --api-key "$KEY" --env sandbox --json
+              fireblocks-hsm doctor --token fb --key ci-bot --api-key "$KEY" \\
+                  --env sandbox --json
             """
     )
 

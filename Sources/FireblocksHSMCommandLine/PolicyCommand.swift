@@ -15,10 +15,11 @@ package struct PolicyCommand: AsyncParsableCommand {
         commandName: "policy",
         abstract: "Check a proxy policy, and try requests against it.",
         discussion: """
-            A policy says per client which routes it may call and which transactions it may
-            create (assets, amounts, rolling totals, sources, destinations, externalTxId,
-            note, UTC hours); `serve --policy FILE` enforces it before the token signs.
-            The language: docs/policy.md; a JSON Schema for editors: docs/policy.schema.json.
+            A policy says per client which routes it may call and which transactions it
+            may create (assets, amounts, rolling totals, sources, destinations,
+            externalTxId, note, UTC hours); `serve --policy FILE` enforces it before
+            the token signs. The language: docs/policy.md; a JSON Schema for editors:
+            docs/policy.schema.json.
             """,
         subcommands: [PolicyCheckCommand.self, PolicyTestCommand.self]
     )
@@ -110,16 +111,18 @@ package struct BenchPolicyCommand: NetworkCommand {
         abstract: "Measure the policy's added latency per request: a 20-rule policy, its SQLite limit store.",
         usage: "fireblocks-hsm bench policy [--requests <n>] [--signature-ms <ms>]\n[--json]",
         discussion: """
-            Judges POST /v1/transactions requests one after another as the proxy does before
-            signing (the body read against the rules, a window's amount decided in a new
-            SQLite store in a temporary directory), then, as the proxy does, makes the
-            request's record (an append and fdatasync of a file beside the store) while the
-            reservation commits, and waits for both. Per request, the policy's added latency
-            is the decision plus whatever of the commit outlasts the work the request does
-            anyway: its record, and its signature (--signature-ms, the token's measured
-            signing time; 0 counts the record alone). Prints the percentiles of the added
-            latency, of the decision, and of the reservation made durable with nothing
-            overlapping it.
+            Judges POST /v1/transactions requests one after another as the proxy
+            does before signing (the body read against the rules, a window's amount
+            decided in a new SQLite store in a temporary directory), then, as the
+            proxy does, makes the request's record (an append and fdatasync of a
+            file beside the store) while the reservation commits, and waits for
+            both. Per request, the policy's added latency is the decision plus
+            whatever of the commit outlasts the work the request does anyway: its
+            record, and its signature (--signature-ms, the token's measured signing
+            time; 0 counts the record alone). Prints the percentiles of the added
+            latency, of the decision (also of its last tenth, made with the window
+            already holding the others), and of the reservation made durable with
+            nothing overlapping it.
 
             Example:
               fireblocks-hsm bench policy --requests 5000 --signature-ms 4.3 --json

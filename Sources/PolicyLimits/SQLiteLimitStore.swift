@@ -163,13 +163,16 @@ public final class SQLiteLimitStore: LimitStore {
             let since = now - reservation.window.seconds
             let key = "\(reservation.client)\u{1F}\(reservation.assetId)\u{1F}\(reservation.window.seconds)"
             let version = try await run("PRAGMA data_version").first?.column("data_version")?.integer
+            // Taken out of the cache while it is changed (and put back below), so that it is
+            // changed in place: a copy shared with the cache would copy every entry of the window
+            // on each reservation. A decision that throws leaves it out, to be read again.
             var window = cache.withLock { cache -> WindowCache.Window? in
                 if cache.dataVersion != version {
                     // Another connection wrote the file: what was read may be stale.
                     cache.windows = [:]
                     cache.dataVersion = version
                 }
-                return cache.windows[key]
+                return cache.windows.removeValue(forKey: key)
             }
             if window.map({ now < $0.lastNow }) ?? true {
                 let rows = try await run(
@@ -186,7 +189,7 @@ public final class SQLiteLimitStore: LimitStore {
                 }
                 window = read
             }
-            guard var current = window else { throw LimitStoreError(.failed, "the window could not be read", path: path) }
+            guard var current = window.take() else { throw LimitStoreError(.failed, "the window could not be read", path: path) }
             // What the window no longer holds leaves its total.
             while current.first < current.entries.count, current.entries[current.first].at <= since {
                 guard let rest = ExactDecimal.subtracting(current.entries[current.first].amount, from: current.total) else {
@@ -202,17 +205,17 @@ public final class SQLiteLimitStore: LimitStore {
             current.lastNow = now
             let total = current.total
             let after = total + reservation.amount
-            guard !(reservation.window.maximumTotal < after) else {
-                let kept = current
-                cache.withLock { $0.windows[key] = kept }
-                return Decided(decision: .exceeded(total: total), id: nil)
+            let decided: Decided
+            if reservation.window.maximumTotal < after {
+                decided = Decided(decision: .exceeded(total: total), id: nil)
+            } else {
+                let id = ReservationID(UUID().uuidString.lowercased())
+                current.entries.append((now, reservation.amount))
+                current.total = after
+                decided = Decided(decision: .reserved(id, total: after), id: id)
             }
-            let id = ReservationID(UUID().uuidString.lowercased())
-            current.entries.append((now, reservation.amount))
-            current.total = after
-            let kept = current
-            cache.withLock { $0.windows[key] = kept }
-            return Decided(decision: .reserved(id, total: after), id: id)
+            cache.withLock { $0.windows[key] = current }
+            return decided
         } catch let error as LimitStoreError {
             throw error
         } catch {

@@ -231,7 +231,10 @@ struct TransactionBody {
 
     init(_ body: [UInt8]) throws(UnreadableBody) {
         guard !body.isEmpty else { throw UnreadableBody(reason: "the body is empty", facts: nil) }
-        guard case .object(let fields)? = try? JSONDecoder().decode(JSONNode.self, from: Data(body)) else {
+        let read: BodyMembers
+        do {
+            read = try JSONDecoder().decode(BodyMembers.self, from: Data(body))
+        } catch {
             throw UnreadableBody(reason: "the body is not a JSON object", facts: nil)
         }
         // JSONDecoder keeps the first of two members with one name; a server may keep the last:
@@ -242,56 +245,63 @@ struct TransactionBody {
         // What can be read goes into the facts first, so that a denial records it.
         // Bounded: they go into the 403, the proxy's log and an audit record (a line over
         // 1 MiB would not be a record), and a client chooses them.
-        facts.operation = fields["operation"]?.string.map(shown)
-        facts.assetId = fields["assetId"]?.string.map(shown)
-        facts.amount = fields["amount"]?.string.map(shown)
-        facts.externalTxId = fields["externalTxId"]?.string.map(shown)
-        if case .object(let source)? = fields["source"] {
-            facts.sourceType = source["type"]?.string.map(shown)
-            facts.sourceId = source["id"]?.string.map(shown)
+        facts.operation = read.operation.string.map(shown)
+        facts.assetId = read.assetId.string.map(shown)
+        facts.amount = read.amount.string.map(shown)
+        facts.externalTxId = read.externalTxId.string.map(shown)
+        if case .object(let source) = read.source {
+            facts.sourceType = source.type.string.map(shown)
+            facts.sourceId = source.id.string.map(shown)
         }
-        if case .object(let destination)? = fields["destination"] {
-            facts.destinationType = destination["type"]?.string.map(shown)
-            facts.destinationId = destination["id"]?.string.map(shown)
+        if case .object(let destination) = read.destination {
+            facts.destinationType = destination.type.string.map(shown)
+            facts.destinationId = destination.id.string.map(shown)
         }
         let facts = self.facts
         func fail(_ reason: String) -> UnreadableBody { UnreadableBody(reason: reason, facts: facts) }
 
-        if let unknown = fields.keys.sorted().first(where: { !Self.knownFields.contains($0) }) {
+        if let unknown = read.names.sorted().first(where: { !Self.knownFields.contains($0) }) {
             throw fail("field '\(unknown.prefix(64))' is not one of Fireblocks' TransactionRequest the policy knows")
         }
-        guard fields["destinations"] == nil else {
+        guard read.destinations == .absent || read.destinations == .null else {
             throw fail("a transaction to several destinations ('destinations') is not evaluated: send one per destination")
         }
-        func string(_ key: String, in object: [String: JSONNode], of what: String = "") throws(UnreadableBody) -> String? {
-            guard let value = object[key], value != .null else { return nil }
-            guard case .string(let text) = value else { throw fail("\(what)\(key) is not a string") }
-            return text
-        }
-        operation = try string("operation", in: fields)
-        assetId = try string("assetId", in: fields)
-        externalTxId = try string("externalTxId", in: fields)
-        note = try string("note", in: fields)
-        if let value = fields["amount"], value != .null {
-            guard case .string(let text) = value else {
-                throw fail("amount is a JSON number: amounts are compared exactly, so send it as a decimal string (\"0.5\")")
+        func string(_ value: BodyMembers.Value, _ name: String) throws(UnreadableBody) -> String? {
+            switch value {
+            case .absent, .null: return nil
+            case .string(let text): return text
+            case .number, .other: throw fail("\(name) is not a string")
             }
+        }
+        operation = try string(read.operation, "operation")
+        assetId = try string(read.assetId, "assetId")
+        externalTxId = try string(read.externalTxId, "externalTxId")
+        note = try string(read.note, "note")
+        switch read.amount {
+        case .absent, .null: break
+        case .number: throw fail("amount is a JSON number: amounts are compared exactly, so send it as a decimal string (\"0.5\")")
+        case .other: throw fail("amount is not a string")
+        case .string(let text):
             guard let parsed = ExactDecimal(text) else {
                 throw fail("amount '\(text.prefix(80))' is not a decimal amount")
             }
             amount = parsed
         }
-        for (key, isDestination) in [("source", false), ("destination", true)] {
-            guard let value = fields[key], value != .null else { continue }
-            guard case .object(let peer) = value else { throw fail("\(key) is not an object") }
-            if let unknown = peer.keys.sorted().first(where: { !Self.peerFields.contains($0) }) {
+        for (key, value, isDestination) in [("source", read.source, false), ("destination", read.destination, true)] {
+            let peer: BodyMembers.Peer
+            switch value {
+            case .absent, .null: continue
+            case .notAnObject: throw fail("\(key) is not an object")
+            case .object(let object): peer = object
+            }
+            if let unknown = peer.names.sorted().first(where: { !Self.peerFields.contains($0) }) {
                 throw fail("\(key).\(unknown.prefix(64)) is not a field of a TransferPeerPath")
             }
-            let type = try string("type", in: peer, of: "\(key).")
-            let id = try string("id", in: peer, of: "\(key).")
+            let type = try string(peer.type, "\(key).type")
+            let id = try string(peer.id, "\(key).id")
             guard let type else { throw fail("\(key) has no type") }
             guard transferPeerPathTypes.contains(type) else { throw fail("\(key).type '\(type.prefix(64))' is not a TransferPeerPathType") }
-            if peer["oneTimeAddress"] != nil, peer["oneTimeAddress"] != .null, type != "ONE_TIME_ADDRESS" {
+            if peer.hasOneTimeAddress, type != "ONE_TIME_ADDRESS" {
                 throw fail("\(key) has a oneTimeAddress but its type is \(type)")
             }
             if isDestination {
@@ -305,23 +315,74 @@ struct TransactionBody {
     }
 }
 
-/// A JSON value, enough to check shapes (numbers are kept only as "a number": amounts are read
-/// from strings).
-enum JSONNode: Decodable, Equatable {
-    case null, bool(Bool), number, string(String), array([JSONNode]), object([String: JSONNode])
-
-    init(from decoder: any Decoder) throws {
-        let container = try decoder.singleValueContainer()
-        if container.decodeNil() { self = .null }
-        else if let value = try? container.decode(Bool.self) { self = .bool(value) }
-        else if let value = try? container.decode(String.self) { self = .string(value) }
-        else if (try? container.decode(Decimal.self)) != nil { self = .number }
-        else if let value = try? container.decode([JSONNode].self) { self = .array(value) }
-        else { self = .object(try container.decode([String: JSONNode].self)) }
+/// What the policy reads of a transaction body, as JSONDecoder reads it: the top-level object's
+/// member names, and each member the rules read, as what it is. Members the rules do not read are
+/// not decoded (JSONDecoder has checked the whole text's syntax); a member's shape is told apart
+/// by trying the kinds in turn, so a well-formed body costs no thrown error.
+struct BodyMembers: Decodable {
+    /// A member the rules read as a string.
+    enum Value: Equatable {
+        case absent, null, string(String), number, other
+    }
+    /// `source` or `destination` (a `TransferPeerPath`).
+    struct Peer {
+        var names: [String]
+        var type: Value
+        var id: Value
+        var hasOneTimeAddress: Bool
+    }
+    enum PeerValue {
+        case absent, null, notAnObject, object(Peer)
+    }
+    struct Key: CodingKey {
+        let stringValue: String
+        init(stringValue: String) { self.stringValue = stringValue }
+        init?(intValue: Int) { nil }
+        var intValue: Int? { nil }
     }
 
+    var names: [String]
+    var operation: Value, assetId: Value, amount: Value, externalTxId: Value, note: Value, destinations: Value
+    var source: PeerValue, destination: PeerValue
+
+    init(from decoder: any Decoder) throws {
+        let object = try decoder.container(keyedBy: Key.self)
+        names = object.allKeys.map(\.stringValue)
+        operation = Self.value("operation", in: object)
+        assetId = Self.value("assetId", in: object)
+        amount = Self.value("amount", in: object)
+        externalTxId = Self.value("externalTxId", in: object)
+        note = Self.value("note", in: object)
+        destinations = Self.value("destinations", in: object)
+        source = Self.peer("source", in: object)
+        destination = Self.peer("destination", in: object)
+    }
+
+    static func value(_ name: String, in object: KeyedDecodingContainer<Key>) -> Value {
+        let key = Key(stringValue: name)
+        guard object.contains(key) else { return .absent }
+        if (try? object.decodeNil(forKey: key)) == true { return .null }
+        if let text = try? object.decode(String.self, forKey: key) { return .string(text) }
+        if (try? object.decode(Decimal.self, forKey: key)) != nil { return .number }
+        return .other
+    }
+
+    static func peer(_ name: String, in object: KeyedDecodingContainer<Key>) -> PeerValue {
+        let key = Key(stringValue: name)
+        guard object.contains(key) else { return .absent }
+        if (try? object.decodeNil(forKey: key)) == true { return .null }
+        guard let peer = try? object.nestedContainer(keyedBy: Key.self, forKey: key) else { return .notAnObject }
+        let oneTimeAddress = Key(stringValue: "oneTimeAddress")
+        let hasOneTimeAddress = peer.contains(oneTimeAddress) && (try? peer.decodeNil(forKey: oneTimeAddress)) != true
+        return .object(Peer(names: peer.allKeys.map(\.stringValue), type: value("type", in: peer), id: value("id", in: peer),
+                            hasOneTimeAddress: hasOneTimeAddress))
+    }
+}
+
+extension BodyMembers.Value {
+    /// The text of a string member, for the facts.
     var string: String? {
-        if case .string(let text) = self { return String(text.prefix(128)) }
+        if case .string(let text) = self { return text }
         return nil
     }
 }

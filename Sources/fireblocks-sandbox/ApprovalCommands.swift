@@ -24,7 +24,8 @@ struct ApprovalsAddCommand: ParsableCommand {
 
             Example:
               fireblocks-sandbox approvals add --type TAG_UPDATE \\
-                  --data '{"tagId": "t-1", "name":"hot"}' --expires-in 10m --state sandbox.json
+                  --data '{"tagId": "t-1", "name":"hot"}' --expires-in 10m \\
+                  --state sandbox.json
             """
     )
 

@@ -1,3 +1,4 @@
+import ArgumentParser
 @testable import FireblocksHSMCommandLine
 import Foundation
 import SoftHSMTestSupport
@@ -44,6 +45,22 @@ struct CLIAdviceTests {
         let refused = try cli.runOnToken(["request", "GET", "/v1/workspace", "--key", "admin", "--attempts", "1"] + closed)
         #expect(refused.status == 10, "\(refused.standardError)")
         #expect(refused.standardError.contains("127.0.0.1:\(port): connection refused"), "\(refused.standardError)")
+    }
+
+    /// ArgumentParser wraps a discussion's lines at 80 columns where they are longer, which
+    /// leaves a word or two on a line of its own and breaks an example's command line: every
+    /// line of every command's discussion (groups too) fits 80 columns as written.
+    @Test func everyDiscussionFitsEightyColumns() {
+        func walk(_ command: any ParsableCommand.Type, _ path: [String]) -> [(String, any ParsableCommand.Type)] {
+            [(path.joined(separator: " "), command)] + command.configuration.subcommands.flatMap { walk($0, path + [$0._commandName]) }
+        }
+        let commands = walk(FireblocksHSMCommand.self, [])
+        #expect(commands.count > 40, "the whole tree is walked")
+        for (path, command) in commands {
+            for line in command.configuration.discussion.split(separator: "\n") {
+                #expect(line.count <= 80, "'\(path)': \(line.count) columns: \(line)")
+            }
+        }
     }
 
     /// ArgumentParser prints USAGE as one line however wide; the long ones are given by hand.

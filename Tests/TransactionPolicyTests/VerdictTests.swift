@@ -116,6 +116,53 @@ import TransactionPolicy
         }
     }
 
+    /// Each member the rules read, in every JSON shape that is not its own, is denied as a body
+    /// that cannot be evaluated, naming the member; `null` is read as absent; members the rules
+    /// do not read may have any shape.
+    @Test func everyShapeOfAReadMemberIsToldApart() throws {
+        let good = #"{"assetId":"USDC","amount":"2500.75","source":{"type":"VAULT_ACCOUNT","id":"3"},"destination":{"type":"EXTERNAL_WALLET","id":"wallet-9"},"externalTxId":"payout-2026-0001","note":"payout-17"}"#
+        #expect(try verdict(Array(good.utf8)).allowed)
+        func replacing(_ member: String, with value: String, in text: String = good) throws -> [UInt8] {
+            var object = try #require(try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any])
+            object[member] = try JSONSerialization.jsonObject(with: Data(value.utf8), options: .fragmentsAllowed)
+            return Array(try JSONSerialization.data(withJSONObject: object))
+        }
+        let wrongShapes = ["true", "12", "[\"USDC\"]", #"{"a":"USDC"}"#]
+        for member in ["assetId", "externalTxId", "note", "operation", "amount"] {
+            for shape in wrongShapes {
+                let verdict = try verdict(try replacing(member, with: shape))
+                #expect(!verdict.allowed && verdict.check == "body", "\(member): \(shape): \(verdict)")
+                #expect(verdict.reason.contains(member), "\(member): \(shape): \(verdict.reason)")
+            }
+        }
+        for member in ["source", "destination"] {
+            for shape in ["true", "12", #""VAULT_ACCOUNT""#, #"[{"type":"VAULT_ACCOUNT","id":"3"}]"#] {
+                let verdict = try verdict(try replacing(member, with: shape))
+                #expect(!verdict.allowed && verdict.check == "body", "\(member): \(shape): \(verdict)")
+                #expect(verdict.reason.contains("\(member) is not an object"), "\(member): \(shape): \(verdict.reason)")
+            }
+            for shape in wrongShapes {
+                for field in ["type", "id"] {
+                    var peer: [String: Any] = ["type": "EXTERNAL_WALLET", "id": "wallet-9"]
+                    peer[field] = try JSONSerialization.jsonObject(with: Data(shape.utf8), options: .fragmentsAllowed)
+                    let text = String(decoding: try JSONSerialization.data(withJSONObject: peer), as: UTF8.self)
+                    let verdict = try verdict(try replacing(member, with: text))
+                    #expect(!verdict.allowed && verdict.check == "body", "\(member).\(field): \(shape): \(verdict)")
+                    #expect(verdict.reason.contains("\(member).\(field)"), "\(member).\(field): \(shape): \(verdict.reason)")
+                }
+            }
+        }
+        // null is absent: no destinations, no one-time address, no operation (a TRANSFER).
+        for (member, value) in [("destinations", "null"), ("operation", "null"), ("feeLevel", #"{"any":["shape",1,true]}"#)] {
+            let verdict = try verdict(try replacing(member, with: value))
+            #expect(verdict.allowed, "\(member): \(value): \(verdict)")
+        }
+        let nullAddress = try replacing("destination", with: #"{"type":"EXTERNAL_WALLET","id":"wallet-9","oneTimeAddress":null}"#)
+        #expect(try verdict(nullAddress).allowed, "a null oneTimeAddress is none")
+        let noAmount = try verdict(try replacing("amount", with: "null"))
+        #expect(noAmount.check == "maxAmount", "a null amount is no amount: \(noAmount)")
+    }
+
     @Test func aDuplicatedFieldIsNotReadTwoWays() throws {
         // Read one way by the policy, another by the server: refused, or read as the larger.
         let body = Array(#"{"assetId":"USDC","amount":"1","amount":"999999","source":{"type":"VAULT_ACCOUNT","id":"3"},"destination":{"type":"EXTERNAL_WALLET","id":"w"},"externalTxId":"x","note":"payout-1"}"#.utf8)
