@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import Logging
 import PostgresNIO
 import TransactionPolicy
@@ -7,11 +10,29 @@ import FoundationEssentials
 import Foundation
 #endif
 
-/// Where a shared store is: `postgres://USER@HOST[:PORT]/DATABASE`, or a unix socket's
-/// directory as libpq writes it (`postgres://USER@/DATABASE?host=/run/postgresql`). A password
-/// is never part of it (it would be in argv and logs): it comes from the environment
+/// Where a shared store is: `postgres://USER@HOST[:PORT]/DATABASE[?PARAMETERS]`, or a unix
+/// socket's directory as libpq writes it (`postgres://USER@/DATABASE?host=/run/postgresql`). A
+/// password is never part of it (it would be in argv and logs): it comes from the environment
 /// (`PGPASSWORD`, as libpq reads it).
+///
+/// TLS takes libpq's parameter names. A host that is not on loopback is reached only over TLS
+/// with the server's certificate checked against its name or address (`sslmode=verify-full`, the
+/// default there), trusting `sslrootcert` (a PEM file) or else the system's trust store; a
+/// client certificate is `sslcert` with its key `sslkey` (a file only its owner may read). On
+/// loopback TLS is off unless `sslmode=verify-full` asks for it; a unix socket has none. The
+/// weaker modes (`require`, `verify-ca`, `prefer`, `allow`) are refused: a server whose name is
+/// not checked could be anyone on the path, and it would be given the password and the limits.
 public struct PostgresLocation: Sendable, Hashable, CustomStringConvertible {
+    /// How the connection is protected.
+    public enum Security: Sendable, Hashable {
+        /// No TLS: loopback or a unix socket only.
+        case plain
+        /// TLS, the server's certificate verified against `rootCertificates` (a PEM file; nil:
+        /// the system's trust store) and against the host's name or address; a client
+        /// certificate (a PEM file and its key's) when both are given.
+        case verifyFull(rootCertificates: String?, clientCertificate: String?, clientKey: String?)
+    }
+
     public let user: String
     public let database: String
     /// A TCP host, or nil for a unix socket.
@@ -19,8 +40,12 @@ public struct PostgresLocation: Sendable, Hashable, CustomStringConvertible {
     public let port: Int
     /// The unix socket's directory, when no TCP host.
     public let socketDirectory: String?
+    public let security: Security
 
-    /// Parses the location; nil reasons name what is wrong (never echoing a password).
+    /// The parameters an address takes (libpq's names).
+    static let parameters: Set<String> = ["host", "sslmode", "sslrootcert", "sslcert", "sslkey"]
+
+    /// Parses the location; reasons name what is wrong (never echoing a password).
     public init(parsing text: String) throws(LimitStoreError) {
         guard text.hasPrefix("postgres://") || text.hasPrefix("postgresql://"),
               let components = URLComponents(string: text) else {
@@ -36,22 +61,61 @@ public struct PostgresLocation: Sendable, Hashable, CustomStringConvertible {
         guard !database.isEmpty, !database.contains("/") else {
             throw LimitStoreError(.badLocation, "the PostgreSQL store's address names no database (postgres://USER@HOST/DATABASE)")
         }
-        var socketDirectory: String?
+        var given: [String: String] = [:]
         for item in components.queryItems ?? [] {
-            guard item.name == "host", let value = item.value, value.hasPrefix("/") else {
-                throw LimitStoreError(.badLocation, "the PostgreSQL store's address takes one parameter, host=/socket/directory")
+            guard Self.parameters.contains(item.name) else {
+                throw LimitStoreError(.badLocation, "the PostgreSQL store's address takes the parameters \(Self.parameters.sorted().joined(separator: ", ")), not '\(item.name.prefix(32))'")
             }
-            socketDirectory = value
+            guard given[item.name] == nil else {
+                throw LimitStoreError(.badLocation, "the PostgreSQL store's address gives \(item.name) twice")
+            }
+            guard let value = item.value, value.hasPrefix("/") || item.name == "sslmode" else {
+                throw LimitStoreError(.badLocation, "the PostgreSQL store's parameter \(item.name) is an absolute path (\(item.name)=/…)")
+            }
+            given[item.name] = value
         }
+        let socketDirectory = given["host"]
         let host = components.host.flatMap { $0.isEmpty ? nil : $0 }
         guard (host == nil) != (socketDirectory == nil) else {
             throw LimitStoreError(.badLocation, "the PostgreSQL store's address names a TCP host or a socket directory (?host=/dir), one of them")
         }
-        if let host {
-            // TLS is not configured yet: a password and the limits may cross only loopback.
-            guard host == "localhost" || host == "::1" || host == "[::1]" || host.hasPrefix("127.") else {
-                throw LimitStoreError(.badLocation, "the PostgreSQL store at \(host) is not on loopback; without TLS only a loopback address or a unix socket is used")
+        let files = (root: given["sslrootcert"], certificate: given["sslcert"], key: given["sslkey"])
+        guard (files.certificate == nil) == (files.key == nil) else {
+            throw LimitStoreError(.badLocation, "the PostgreSQL store's client certificate needs both sslcert and sslkey")
+        }
+        let anyFile = files.root != nil || files.certificate != nil
+        let loopback = host.map { $0 == "localhost" || $0 == "::1" || $0 == "[::1]" || $0.hasPrefix("127.") } ?? true
+        switch given["sslmode"] {
+        case "verify-full"?:
+            guard host != nil else {
+                throw LimitStoreError(.badLocation, "the PostgreSQL store's unix socket has no TLS: sslmode=verify-full is for a TCP host")
             }
+            security = .verifyFull(rootCertificates: files.root, clientCertificate: files.certificate, clientKey: files.key)
+        case "disable"?:
+            guard let host else {
+                throw LimitStoreError(.badLocation, "the PostgreSQL store's unix socket has no TLS to disable: leave sslmode out")
+            }
+            guard loopback else {
+                throw LimitStoreError(.badLocation, "the PostgreSQL store at \(host) is not on loopback: its password and totals would cross the network in clear; leave sslmode out (verify-full)")
+            }
+            guard !anyFile else {
+                throw LimitStoreError(.badLocation, "the PostgreSQL store's sslrootcert, sslcert and sslkey are for TLS, which sslmode=disable turns off")
+            }
+            security = .plain
+        case nil:
+            if host == nil, anyFile {
+                throw LimitStoreError(.badLocation, "the PostgreSQL store's unix socket has no TLS: sslrootcert, sslcert and sslkey are for a TCP host")
+            }
+            if loopback {
+                guard !anyFile else {
+                    throw LimitStoreError(.badLocation, "the PostgreSQL store's sslrootcert, sslcert and sslkey are for TLS: on loopback add sslmode=verify-full")
+                }
+                security = .plain
+            } else {
+                security = .verifyFull(rootCertificates: files.root, clientCertificate: files.certificate, clientKey: files.key)
+            }
+        case let mode?:
+            throw LimitStoreError(.badLocation, "the PostgreSQL store's sslmode=\(mode.prefix(32)) is not taken: verify-full (the server's certificate checked against its name) or, on loopback, disable; a server whose name is not checked could be anyone on the path")
         }
         let port = components.port ?? 5432
         guard (1...65535).contains(port) else { throw LimitStoreError(.badLocation, "the PostgreSQL store's port is 1 to 65535") }
@@ -62,10 +126,13 @@ public struct PostgresLocation: Sendable, Hashable, CustomStringConvertible {
         self.socketDirectory = socketDirectory
     }
 
-    /// The address, without a password (there is none).
+    /// The address, without a password (there is none), with how it is protected.
     public var description: String {
-        if let host { return "postgres://\(user)@\(host):\(port)/\(database)" }
-        return "postgres://\(user)@/\(database)?host=\(socketDirectory ?? "")"
+        guard let host else { return "postgres://\(user)@/\(database)?host=\(socketDirectory ?? "")" }
+        switch security {
+        case .plain: return "postgres://\(user)@\(host):\(port)/\(database)"
+        case .verifyFull: return "postgres://\(user)@\(host):\(port)/\(database)?sslmode=verify-full"
+        }
     }
 }
 
@@ -95,8 +162,11 @@ public final class PostgresLimitStore: LimitStore {
         let configuration: PostgresClient.Configuration
         if let host = location.host {
             let bare = host == "[::1]" ? "::1" : host
-            single = .init(host: bare, port: location.port, username: location.user, password: password, database: location.database, tls: .disable)
-            configuration = .init(host: bare, port: location.port, username: location.user, password: password, database: location.database, tls: .disable)
+            let tls = try Self.tls(location)
+            single = .init(host: bare, port: location.port, username: location.user, password: password, database: location.database,
+                           tls: tls.map { .require($0.context) } ?? .disable)
+            configuration = .init(host: bare, port: location.port, username: location.user, password: password, database: location.database,
+                                  tls: tls.map { .require($0.configuration) } ?? .disable)
         } else {
             let socket = "\(location.socketDirectory ?? "")/.s.PGSQL.\(location.port)"
             single = .init(unixSocketPath: socket, username: location.user, password: password, database: location.database)
@@ -135,6 +205,51 @@ public final class PostgresLimitStore: LimitStore {
         let runner = Task { await client.run() }
         let store = PostgresLimitStore(client: client, runner: runner, logger: logger, location: location)
         return store
+    }
+
+    /// The TLS context for `sslmode=verify-full` (nil without TLS): TLS 1.2 or later, the
+    /// server's chain verified against the given roots (or the system's) and its name or address
+    /// against the host, and the client's certificate when given. A client key that others may
+    /// read is refused, as libpq refuses it.
+    static func tls(_ location: PostgresLocation) throws(LimitStoreError) -> (configuration: TLSConfiguration, context: NIOSSLContext)? {
+        guard case .verifyFull(let roots, let certificate, let key) = location.security else { return nil }
+        var configuration = TLSConfiguration.makeClientConfiguration()
+        configuration.certificateVerification = .fullVerification
+        configuration.minimumTLSVersion = .tlsv12
+        var reading = (path: "", what: "")
+        do {
+            if let roots {
+                reading = (roots, "sslrootcert")
+                configuration.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(roots))
+            }
+            if let certificate, let key {
+                reading = (certificate, "sslcert")
+                configuration.certificateChain = try NIOSSLCertificate.fromPEMFile(certificate).map { .certificate($0) }
+                reading = (key, "sslkey")
+                try requirePrivateKeyFile(key)
+                configuration.privateKey = .privateKey(try NIOSSLPrivateKey(file: key, format: .pem))
+            }
+            return (configuration, try NIOSSLContext(configuration: configuration))
+        } catch let error as LimitStoreError {
+            throw error
+        } catch {
+            let what = reading.what.isEmpty ? "the TLS settings" : "\(reading.what) (\(reading.path))"
+            throw LimitStoreError(.unavailable, "cannot use \(what) for the PostgreSQL store (a readable PEM file is needed): \(error)")
+        }
+    }
+
+    /// The client key is a secret: a regular file (links followed) that only its owner may read,
+    /// or, owned by root, its group too (libpq's rule).
+    static func requirePrivateKeyFile(_ path: String) throws(LimitStoreError) {
+        var status = stat()
+        guard stat(path, &status) == 0 else {
+            throw LimitStoreError(.unavailable, "cannot read sslkey (\(path)): \(String(cString: strerror(errno)))")
+        }
+        let mode = status.st_mode & 0o777
+        let allowed: mode_t = status.st_uid == 0 ? 0o740 : 0o700
+        guard status.st_mode & S_IFMT == S_IFREG, mode & ~allowed == 0, status.st_uid == 0 || status.st_uid == geteuid() else {
+            throw LimitStoreError(.untrusted, "sslkey (\(path)) is a key others can read (mode \(String(mode, radix: 8))): make it 0600 and this user's (or 0640 and root's)")
+        }
     }
 
     public func reserve(_ reservation: WindowReservation, at now: Int64) async throws(LimitStoreError) -> LimitDecision {
@@ -190,6 +305,16 @@ public final class PostgresLimitStore: LimitStore {
     static func describe(_ error: any Error) -> String {
         if let error = error as? PSQLError {
             if let message = error.serverInfo?[.message] { return message }
+            // A failed TLS handshake or connection: what went wrong is the underlying error.
+            if let underlying = error.underlying {
+                if let extra = underlying as? NIOSSLExtraError, extra == .failedToValidateHostname {
+                    return "the server's certificate does not name the address's host (sslmode=verify-full): \(underlying)"
+                }
+                if case .handshakeFailed(let detail)? = underlying as? NIOSSLError, "\(detail)".contains("CERTIFICATE_VERIFY_FAILED") {
+                    return "the server's certificate is not one sslrootcert (or, without it, the system's trust store) vouches for: \(underlying)"
+                }
+                return "\(error.code): \(underlying)"
+            }
             return "\(error.code)"
         }
         return "\(error)"

@@ -168,8 +168,10 @@ struct CLIProxyPolicyReloadTests {
 @Suite("Command line: two proxies, one limit (PostgreSQL)",
        .enabled(if: ThrowawayPostgres.available, "needs Debian's postgresql package (ci/install-deps); runs always in CI"))
 struct CLIProxySharedLimitTests {
+    /// Over TLS, as two hosts would share it: the server takes TCP over TLS only, and each
+    /// proxy checks its certificate against the test's CA and the name `localhost`.
     @Test func twoProxiesSharingPostgreSQLNeverPassTheLimitTogether() throws {
-        let server = try ThrowawayPostgres()
+        let server = try ThrowawayPostgres(tls: true)
         defer { server.stop() }
         let (cli, sandbox, api) = try SandboxProcess.withAdmin(apiKey: UUID().uuidString.lowercased())
         defer { sandbox.stop(); cli.remove() }
@@ -181,6 +183,12 @@ struct CLIProxySharedLimitTests {
                                    "--policy-store", "postgres://\(server.user):\(server.password)@127.0.0.1:\(server.port)/postgres"] + api)
         #expect(refused.status == 2 && refused.standardError.contains("PGPASSWORD"), "\(refused.standardError)")
         #expect(!refused.standardError.contains(server.password))
+        // A TLS mode that does not check the server's name is refused, naming the one taken.
+        let unchecked = try cli.run(["serve", "--token", cli.label, "--pin-source", "env:TEST_HSM_PIN", "--key", "admin",
+                                     "--listen", "127.0.0.1:0", "--policy", policyPath,
+                                     "--policy-store", "postgres://\(server.user)@localhost:\(server.port)/postgres?sslmode=require"] + api,
+                                    environment: ["PGPASSWORD": server.password])
+        #expect(unchecked.status == 2 && unchecked.standardError.contains("verify-full"), "\(unchecked.standardError)")
 
         let arguments = ["--key", "admin", "--listen", "127.0.0.1:0", "--policy", policyPath, "--policy-store", server.location] + api
         let first = try ProxyProcess(cli: cli, arguments: arguments, socket: nil, environment: ["PGPASSWORD": server.password])

@@ -23,7 +23,24 @@ public final class ThrowawayPostgres: @unchecked Sendable {
     /// is a failure, never a skip).
     public static var available: Bool { binaries != nil || ProcessInfo.processInfo.environment["CI"] != nil }
 
-    public init() throws {
+    /// With TLS: the server's certificate (names `localhost` only, not 127.0.0.1), the CA that
+    /// issued it, and a client's certificate and key (CN = ``user``) in a directory of the
+    /// test's own (the server's files belong to the server's user).
+    public struct TLSFiles: Sendable {
+        public let certificateAuthority: String
+        /// A CA that issued nothing this server has.
+        public let otherCertificateAuthority: String
+        public let clientCertificate: String
+        public let clientKey: String
+        public let directory: String
+    }
+    /// Set when the server was started with TLS: then it accepts TCP connections over TLS only.
+    public let tls: TLSFiles?
+
+    /// A new server. With `tls`, TCP connections are accepted over TLS only (`hostssl`); with
+    /// `clientCertificates` too, a client must also show a certificate the test's CA issued for
+    /// its user name (`clientcert=verify-full`), besides its password.
+    public init(tls withTLS: Bool = false, clientCertificates: Bool = false) throws {
         guard let binaries = Self.binaries else {
             throw TestPostgresError("no PostgreSQL server installed (Debian's postgresql package; ci/install-deps installs it)")
         }
@@ -34,6 +51,15 @@ public final class ThrowawayPostgres: @unchecked Sendable {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: false, attributes: [.posixPermissions: 0o700])
         let passwordFile = directory + "/pw"
         try password.write(toFile: passwordFile, atomically: true, encoding: .utf8)
+        var serverOptions = ""
+        if withTLS {
+            let files = try Self.makeCertificates(server: directory + "/tls", client: directory + "-client", user: user)
+            tls = files
+            serverOptions = " -c ssl=on -c ssl_cert_file=\(directory)/tls/server.pem -c ssl_key_file=\(directory)/tls/server.key"
+                + " -c ssl_ca_file=\(directory)/tls/ca.pem"
+        } else {
+            tls = nil
+        }
         if asPostgres { try Self.run("/bin/chown", ["-R", "postgres:postgres", directory]) }
         let asPostgres = self.asPostgres
         func run(_ tool: String, _ arguments: [String]) throws {
@@ -42,10 +68,19 @@ public final class ThrowawayPostgres: @unchecked Sendable {
         try run("initdb", ["-D", directory + "/data", "-U", user, "--auth=scram-sha-256", "--pwfile=" + passwordFile, "-E", "UTF8",
                            "--no-sync", "--no-instructions"])
         try? FileManager.default.removeItem(atPath: passwordFile)
+        if withTLS {
+            // TCP over TLS only: a connection that succeeds was encrypted.
+            let clientCertificate = clientCertificates ? " clientcert=verify-full" : ""
+            try """
+                local all all scram-sha-256
+                hostssl all all 127.0.0.1/32 scram-sha-256\(clientCertificate)
+
+                """.write(toFile: directory + "/data/pg_hba.conf", atomically: false, encoding: .utf8)
+        }
         var started: Int?
         for _ in 0..<5 {
             let candidate = Int.random(in: 20_000...45_000)
-            let options = "-c listen_addresses=127.0.0.1 -p \(candidate) -k \(directory) -c fsync=off -c max_connections=60"
+            let options = "-c listen_addresses=127.0.0.1 -p \(candidate) -k \(directory) -c fsync=off -c max_connections=60" + serverOptions
             if (try? run("pg_ctl", ["-D", directory + "/data", "-l", directory + "/server.log", "-o", options, "-w", "-t", "60", "start"])) != nil {
                 started = candidate
                 break
@@ -61,10 +96,44 @@ public final class ThrowawayPostgres: @unchecked Sendable {
     public func stop() {
         _ = try? Self.tool("pg_ctl", ["-D", directory + "/data", "-m", "immediate", "-w", "stop"], binaries: binaries, asPostgres: asPostgres)
         try? FileManager.default.removeItem(atPath: directory)
+        if let tls { try? FileManager.default.removeItem(atPath: tls.directory) }
     }
 
-    /// The store's address (no password: it comes from the environment).
-    public var location: String { "postgres://\(user)@127.0.0.1:\(port)/postgres" }
+    /// A test CA, the server's certificate for `localhost` (its key 0600), another CA, and a
+    /// client certificate for `user` with its key (0600), made with openssl.
+    private static func makeCertificates(server: String, client: String, user: String) throws -> TLSFiles {
+        for path in [server, client] {
+            try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: false, attributes: [.posixPermissions: 0o700])
+        }
+        func openssl(_ arguments: [String]) throws { try run("/usr/bin/openssl", arguments) }
+        let key = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
+        for name in ["ca", "other-ca"] {
+            try openssl(["req", "-x509"] + key + ["-keyout", "\(client)/\(name).key", "-out", "\(client)/\(name).pem", "-days", "2",
+                                                  "-subj", "/CN=fireblocks-hsm test \(name)"])
+        }
+        func issue(_ name: String, in directory: String, subject: String, extensions: String) throws {
+            try openssl(["req"] + key + ["-keyout", "\(directory)/\(name).key", "-out", "\(directory)/\(name).csr", "-subj", subject])
+            try extensions.write(toFile: "\(directory)/\(name).ext", atomically: true, encoding: .utf8)
+            try openssl(["x509", "-req", "-in", "\(directory)/\(name).csr", "-CA", "\(client)/ca.pem", "-CAkey", "\(client)/ca.key",
+                         "-CAcreateserial", "-CAserial", "\(client)/ca.srl", "-out", "\(directory)/\(name).pem", "-days", "2",
+                         "-extfile", "\(directory)/\(name).ext"])
+            chmod("\(directory)/\(name).key", 0o600)
+        }
+        try issue("server", in: server, subject: "/CN=localhost",
+                  extensions: "subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n")
+        try issue("client", in: client, subject: "/CN=\(user)",
+                  extensions: "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n")
+        try FileManager.default.copyItem(atPath: "\(client)/ca.pem", toPath: "\(server)/ca.pem")
+        return TLSFiles(certificateAuthority: "\(client)/ca.pem", otherCertificateAuthority: "\(client)/other-ca.pem",
+                        clientCertificate: "\(client)/client.pem", clientKey: "\(client)/client.key", directory: client)
+    }
+
+    /// The store's address (no password: it comes from the environment); with TLS, by the
+    /// name the server's certificate holds, verified against the test's CA.
+    public var location: String {
+        guard let tls else { return "postgres://\(user)@127.0.0.1:\(port)/postgres" }
+        return "postgres://\(user)@localhost:\(port)/postgres?sslmode=verify-full&sslrootcert=\(tls.certificateAuthority)"
+    }
 
     @discardableResult
     private static func tool(_ tool: String, _ arguments: [String], binaries: String, asPostgres: Bool) throws -> String {
