@@ -288,7 +288,7 @@ struct ApprovalKeyShowCommand: NetworkCommand {
                 ["Status", entry.key.status], ["Created", ApprovalText.time(seconds: entry.key.createdAt)],
                 ["Last used", ApprovalText.time(seconds: entry.key.lastUsedAt)], ["User", entry.key.userId],
                 ["Token key", entry.tokenLabel ?? "none on this token"],
-            ].map { [$0[0], TerminalText.sanitized($0[1])] }) + TerminalText.sanitized(entry.key.approvalApiPublicKey.publicKeyPem, keepNewlines: true)
+            ].map { [$0[0], TerminalText.sanitized($0[1])] }) + TerminalText.pem(entry.key.approvalApiPublicKey.publicKeyPem)
         }
     }
 }

@@ -321,7 +321,10 @@ enum ApprovalText {
     static func describe(_ item: ApprovalRequestItem) -> String {
         let digest = ApprovalOperations.payloadSHA256(item)
         guard let payload = item.payload else {
-            return "The requestPayload is not the documented JSON; as received:\n" + TerminalText.sanitized(item.requestPayload, keepNewlines: true) + "\n"
+            // On one line, newlines escaped: a payload the server chose must not print a line
+            // that reads as this report's own (a "Payload SHA-256" of its choosing).
+            return "The requestPayload is not the documented JSON; as received (one line, escaped):\n"
+                + TerminalText.sanitized(item.requestPayload, limit: 64 * 1024) + "\n"
                 + "Payload SHA-256: \(digest)\n"
         }
         var rows = [["Request id", payload.requestId], ["Type", payload.requestType]]
@@ -347,7 +350,13 @@ enum ApprovalText {
             return items.map { "\n" + indent + "- " + render($0, indent: indent + "  ") }.joined()
         case .object(let fields):
             if fields.isEmpty { return "{}" }
-            return fields.keys.sorted().map { "\n" + indent + $0 + ": " + render(fields[$0] ?? .null, indent: indent + "  ") }.joined()
+            // A key is the server's text too: one that is not a plain name is quoted and escaped
+            // like a string value (a newline in it must not start a line of its own).
+            func key(_ name: String) -> String {
+                name.unicodeScalars.allSatisfy({ $0.properties.isAlphabetic || $0.properties.numericType != nil || "_-.".unicodeScalars.contains($0) })
+                    && !name.isEmpty ? name : name.debugDescription
+            }
+            return fields.keys.sorted().map { "\n" + indent + key($0) + ": " + render(fields[$0] ?? .null, indent: indent + "  ") }.joined()
         }
     }
 }

@@ -37,6 +37,27 @@ package enum TerminalText {
 }
 
 extension TerminalText {
+    /// A PEM block from outside, on its own lines when it is only PEM (`-----BEGIN …-----` and
+    /// `-----END …-----` lines around base64 lines); anything else on one line, escaped, so that
+    /// what a server calls a key cannot print lines of its own.
+    static func pem(_ text: String) -> String {
+        let base64 = Set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=".unicodeScalars)
+        let label = Set("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 ".unicodeScalars)
+        // By scalars: "\r\n" is one Character, which a split on "\n" would not see.
+        let lines = text.unicodeScalars.split(separator: "\n", omittingEmptySubsequences: true)
+            .map { Substring($0.last == "\r" ? $0.dropLast() : $0) }
+        func boundary(_ line: Substring, _ word: String) -> Bool {
+            line.hasPrefix("-----\(word) ") && line.hasSuffix("-----") && line.count > word.count + 11
+                && line.dropFirst(word.count + 6).dropLast(5).unicodeScalars.allSatisfy(label.contains)
+        }
+        guard lines.count >= 3, text.utf8.count <= 64 * 1024, let first = lines.first, let last = lines.last,
+              boundary(first, "BEGIN"), boundary(last, "END"),
+              lines.dropFirst().dropLast().allSatisfy({ !$0.isEmpty && $0.unicodeScalars.allSatisfy(base64.contains) }) else {
+            return sanitized(text) + "\n"
+        }
+        return lines.joined(separator: "\n") + "\n"
+    }
+
     /// `text` as one shell word: bare when it is only letters, digits and `-_.`/`@:`, else in
     /// single quotes (a quote inside written `'\''`), with anything unprintable sanitized first.
     static func shellQuoted(_ text: String) -> String {

@@ -91,6 +91,43 @@ struct CLIApprovalTests {
         #expect(((try deleted.json() as? [String: Any])?["ccrIdPendingDeletion"] as? String)?.isEmpty == false)
     }
 
+    /// A request's data is whatever a server sends: escapes that would recolour, retitle or
+    /// rewrite the terminal, bidirectional overrides, a key with newlines, and a value of 60,000
+    /// characters (the stand-in takes 64 KiB of data) are shown inert and bounded, in `show` and
+    /// in `list`; `--json` keeps the exact payload.
+    @Test func aHostilePayloadIsShownInertAndBounded() throws {
+        let (cli, sandbox, api) = try SandboxProcess.withAdmin(apiKey: apiKey, role: "SIGNER")
+        defer { sandbox.stop(); cli.remove() }
+        let signer = ["--as", "admin"] + api
+        let escape = "\u{1B}"
+        let hostile: [String: Any] = [
+            "tagId": "t-1\(escape)]0;owned\u{07}",
+            "name\(escape)[2J": "\(escape)[31mAPPROVED\(escape)[0m\r\nYour status  APPROVED",
+            "note": "\u{202E}dlo\u{2066}",
+            "x\nYour status  APPROVED\nz": "a key that would forge a line",
+            "blob": String(repeating: "A", count: 60_000),
+        ]
+        let data = String(decoding: try JSONSerialization.data(withJSONObject: hostile), as: UTF8.self)
+        let id = try add(cli, sandbox, data: data)
+        for arguments in [["approvals", "show", id], ["approvals", "list"]] {
+            let shown = try cli.runOnToken(arguments + signer)
+            #expect(shown.status == 0, "\(arguments): \(shown.standardError)")
+            let output = shown.standardOutput + shown.standardError
+            for forbidden in ["\u{1B}", "\u{07}", "\r", "\u{202E}", "\u{2066}"] {
+                #expect(!output.contains(forbidden), "\(arguments): \(forbidden.unicodeScalars.first.map { String($0.value, radix: 16) } ?? "") printed raw")
+            }
+            #expect(output.utf8.count < 70_000, "\(arguments): \(output.utf8.count) bytes printed")
+            #expect(!output.contains("\nYour status  APPROVED"), "\(arguments): a forged line")
+        }
+        let shown = try cli.runOnToken(["approvals", "show", id] + signer)
+        #expect(shown.standardOutput.contains("\\u{1b}[31mAPPROVED") || shown.standardOutput.contains("\\u{1B}[31mAPPROVED") || shown.standardOutput.contains("\\u{001B}"),
+                "the escape is shown as text: \(shown.standardOutput.prefix(2000))")
+        let exact = try cli.runOnToken(["approvals", "show", id, "--json"] + signer)
+        let item = try #require(try exact.json() as? [String: Any])
+        let payload = try #require(item["requestPayload"] as? String)
+        #expect(payload.contains(String(repeating: "A", count: 60_000)), "--json carries the payload whole")
+    }
+
     @Test(arguments: [["--algorithm", "ECDSA_SECP384R1"], ["--algorithm", "RSA_PS256"], ["--algorithm", "EDDSA_ED25519"]])
     func otherAlgorithmsApproveThroughTheCommandLine(algorithm: [String]) throws {
         let (cli, sandbox, api) = try SandboxProcess.withAdmin(apiKey: apiKey, role: "SIGNER",
