@@ -11,13 +11,18 @@ import Foundation
 // approval keys generated and used on the token. Network commands: they run in the companion.
 // The `approvals` commands are in ApprovalsCommands.swift.
 
-/// `--as`: the API key on the token whose API user the approval keys belong to (it signs every
-/// request's JWT).
-struct ApprovalSignerOptions: ParsableArguments {
+/// What every approval command signs and calls with: `--as`, the API key on the token whose API
+/// user the approval keys belong to (it signs every request's JWT), and the token, API and audit
+/// trail options every network command takes.
+struct ApprovalSessionOptions: ParsableArguments {
     @Option(name: .customLong("as"), help: ArgumentHelp(
         "The API user's signing key on the token (label or pkcs11: URI; default: the profile's key). Its API key (--api-key) is the user's id.",
         valueName: "label|uri"))
     var signer: String?
+
+    @OptionGroup var token: TokenOptions
+    @OptionGroup var api: APIOptions
+    @OptionGroup var audit: AuditOptions
 
     func validate() throws {
         guard let signer else { return }
@@ -26,8 +31,12 @@ struct ApprovalSignerOptions: ParsableArguments {
         try key.validate()
     }
 
-    func target(_ token: TokenOptions, profile: Profile?) throws -> TokenTarget {
-        try token.target(key: signer ?? profile?.key, profile: profile)
+    /// The signing key on the token and the API (with the profile, when one is named), as
+    /// every approval command reaches them.
+    func targets(_ network: Network) throws -> (token: TokenTarget, api: APITarget) {
+        let profile = try token.loadProfile()
+        return (try token.target(key: signer ?? profile?.key, profile: profile),
+                try api.target(profile: profile, auditDirectory: audit.directory(profile: profile), transport: network.transport))
     }
 }
 
@@ -74,10 +83,7 @@ struct ApprovalKeyCreateCommand: NetworkCommand {
     )
 
     @OptionGroup var approvalKey: ApprovalKeyLabelOption
-    @OptionGroup var signer: ApprovalSignerOptions
-    @OptionGroup var token: TokenOptions
-    @OptionGroup var api: APIOptions
-    @OptionGroup var audit: AuditOptions
+    @OptionGroup var session: ApprovalSessionOptions
 
     @Option(help: ArgumentHelp("ECDSA_SECP256R1 (default), ECDSA_SECP384R1, RSA_PS256 or EDDSA_ED25519.", valueName: "algorithm"))
     var algorithm = "ECDSA_SECP256R1"
@@ -118,10 +124,9 @@ struct ApprovalKeyCreateCommand: NetworkCommand {
     }
 
     func run(network: Network) async throws {
-        let profile = try token.loadProfile()
+        let targets = try session.targets(network)
         let report = try await ApprovalOperations.createKey(
-            token: try signer.target(token, profile: profile),
-            api: try api.target(profile: profile, auditDirectory: audit.directory(profile: profile), transport: network.transport),
+            token: targets.token, api: targets.api,
             label: approvalKey.key ?? "", choice: try choice(), name: name, evidence: evidence, observer: Console())
         try output.emit(report) { report in
             let state = report.status == "APPROVAL_API_KEY_STATUS_ENABLED" ? "active now"
@@ -162,10 +167,7 @@ struct ApprovalKeyRotateCommand: NetworkCommand {
     @Option(help: ArgumentHelp("The new approval key's label (generated, or taken from an earlier run).", valueName: "label"))
     var to: String
 
-    @OptionGroup var signer: ApprovalSignerOptions
-    @OptionGroup var token: TokenOptions
-    @OptionGroup var api: APIOptions
-    @OptionGroup var audit: AuditOptions
+    @OptionGroup var session: ApprovalSessionOptions
 
     @Option(help: ArgumentHelp("The new key's algorithm: ECDSA_SECP256R1 (default), ECDSA_SECP384R1, RSA_PS256 or EDDSA_ED25519.", valueName: "algorithm"))
     var algorithm = "ECDSA_SECP256R1"
@@ -186,11 +188,10 @@ struct ApprovalKeyRotateCommand: NetworkCommand {
     }
 
     func run(network: Network) async throws {
-        let profile = try token.loadProfile()
+        let targets = try session.targets(network)
         let console = Console()
         let report = try await ApprovalOperations.rotate(
-            token: try signer.target(token, profile: profile),
-            api: try api.target(profile: profile, auditDirectory: audit.directory(profile: profile), transport: network.transport),
+            token: targets.token, api: targets.api,
             from: from, to: to, choice: try ApprovalKeyCreateCommand.choice(algorithm: algorithm, bits: bits), name: name,
             wait: try wait.policy(), observer: console) { event in
                 switch event {
@@ -226,17 +227,13 @@ struct ApprovalKeyListCommand: NetworkCommand {
             """
     )
 
-    @OptionGroup var signer: ApprovalSignerOptions
-    @OptionGroup var token: TokenOptions
-    @OptionGroup var api: APIOptions
-    @OptionGroup var audit: AuditOptions
+    @OptionGroup var session: ApprovalSessionOptions
     @OptionGroup var output: OutputOptions
 
     func run(network: Network) async throws {
-        let profile = try token.loadProfile()
+        let targets = try session.targets(network)
         let entries = try await ApprovalOperations.listKeys(
-            token: try signer.target(token, profile: profile),
-            api: try api.target(profile: profile, auditDirectory: audit.directory(profile: profile), transport: network.transport), observer: Console())
+            token: targets.token, api: targets.api, observer: Console())
         try output.emit(entries) { entries in
             if entries.isEmpty { return "No approval keys.\n" }
             return TextReports.table([["ID", "NAME", "ALGORITHM", "STATUS", "LAST USED", "TOKEN KEY"]] + entries.map { entry in
@@ -263,10 +260,7 @@ struct ApprovalKeyShowCommand: NetworkCommand {
     var id: String?
 
     @OptionGroup var approvalKey: ApprovalKeyLabelOption
-    @OptionGroup var signer: ApprovalSignerOptions
-    @OptionGroup var token: TokenOptions
-    @OptionGroup var api: APIOptions
-    @OptionGroup var audit: AuditOptions
+    @OptionGroup var session: ApprovalSessionOptions
     @OptionGroup var output: OutputOptions
 
     func validate() throws {
@@ -274,10 +268,9 @@ struct ApprovalKeyShowCommand: NetworkCommand {
     }
 
     func run(network: Network) async throws {
-        let profile = try token.loadProfile()
+        let targets = try session.targets(network)
         let entries = try await ApprovalOperations.listKeys(
-            token: try signer.target(token, profile: profile),
-            api: try api.target(profile: profile, auditDirectory: audit.directory(profile: profile), transport: network.transport), observer: Console())
+            token: targets.token, api: targets.api, observer: Console())
         guard let entry = entries.first(where: { id != nil ? $0.key.id == id : $0.tokenLabel == approvalKey.key }) else {
             throw CommandLineError(id.map { "no approval key with id '\($0.prefix(128))' is registered for this API user" }
                                    ?? "the token's approval key '\(approvalKey.key ?? "")' is not registered for this API user")
@@ -311,10 +304,7 @@ struct ApprovalKeyDeleteCommand: NetworkCommand {
     var id: String?
 
     @OptionGroup var approvalKey: ApprovalKeyLabelOption
-    @OptionGroup var signer: ApprovalSignerOptions
-    @OptionGroup var token: TokenOptions
-    @OptionGroup var api: APIOptions
-    @OptionGroup var audit: AuditOptions
+    @OptionGroup var session: ApprovalSessionOptions
     @OptionGroup var output: OutputOptions
 
     func validate() throws {
@@ -328,10 +318,9 @@ struct ApprovalKeyDeleteCommand: NetworkCommand {
     }
 
     func run(network: Network) async throws {
-        let profile = try token.loadProfile()
+        let targets = try session.targets(network)
         let result = try await ApprovalOperations.deleteKey(
-            token: try signer.target(token, profile: profile),
-            api: try api.target(profile: profile, auditDirectory: audit.directory(profile: profile), transport: network.transport),
+            token: targets.token, api: targets.api,
             keyID: id, label: approvalKey.key, observer: Console())
         try output.emit(Report(keyID: result.keyID, ccrIdPendingDeletion: result.ccrIdPendingDeletion, requestID: result.requestID)) { report in
             TerminalText.sanitized(report.ccrIdPendingDeletion.isEmpty

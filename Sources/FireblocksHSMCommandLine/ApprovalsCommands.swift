@@ -38,10 +38,7 @@ struct ApprovalsListCommand: NetworkCommand {
             """
     )
 
-    @OptionGroup var signer: ApprovalSignerOptions
-    @OptionGroup var token: TokenOptions
-    @OptionGroup var api: APIOptions
-    @OptionGroup var audit: AuditOptions
+    @OptionGroup var session: ApprovalSessionOptions
 
     @Flag(name: .customLong("include-user-approved"), help: "Also list requests this user approved that are still pending overall.")
     var includeUserApproved = false
@@ -49,10 +46,9 @@ struct ApprovalsListCommand: NetworkCommand {
     @OptionGroup var output: OutputOptions
 
     func run(network: Network) async throws {
-        let profile = try token.loadProfile()
+        let targets = try session.targets(network)
         let items = try await ApprovalOperations.list(
-            token: try signer.target(token, profile: profile),
-            api: try api.target(profile: profile, auditDirectory: audit.directory(profile: profile), transport: network.transport),
+            token: targets.token, api: targets.api,
             includeUserApproved: includeUserApproved, observer: Console())
         try output.emit(items) { items in
             if items.isEmpty { return "No approval requests.\n" }
@@ -81,19 +77,15 @@ struct ApprovalsShowCommand: NetworkCommand {
     @Argument(help: ArgumentHelp("The approval request's id.", valueName: "request-id"))
     var id: String
 
-    @OptionGroup var signer: ApprovalSignerOptions
-    @OptionGroup var token: TokenOptions
-    @OptionGroup var api: APIOptions
-    @OptionGroup var audit: AuditOptions
+    @OptionGroup var session: ApprovalSessionOptions
     @OptionGroup var output: OutputOptions
 
     func validate() throws { try ApprovalText.validateID(id) }
 
     func run(network: Network) async throws {
-        let profile = try token.loadProfile()
+        let targets = try session.targets(network)
         let item = try await ApprovalOperations.show(
-            token: try signer.target(token, profile: profile),
-            api: try api.target(profile: profile, auditDirectory: audit.directory(profile: profile), transport: network.transport),
+            token: targets.token, api: targets.api,
             requestID: id, observer: Console())
         try output.emit(item) { item in ApprovalText.describe(item) }
     }
@@ -120,10 +112,7 @@ struct ApprovalsApproveCommand: NetworkCommand {
     var id: String
 
     @OptionGroup var approvalKey: ApprovalKeyLabelOption
-    @OptionGroup var signer: ApprovalSignerOptions
-    @OptionGroup var token: TokenOptions
-    @OptionGroup var api: APIOptions
-    @OptionGroup var audit: AuditOptions
+    @OptionGroup var session: ApprovalSessionOptions
     @OptionGroup var output: OutputOptions
 
     func validate() throws {
@@ -132,10 +121,9 @@ struct ApprovalsApproveCommand: NetworkCommand {
     }
 
     func run(network: Network) async throws {
-        let profile = try token.loadProfile()
+        let targets = try session.targets(network)
         let report = try await ApprovalOperations.approve(
-            token: try signer.target(token, profile: profile),
-            api: try api.target(profile: profile, auditDirectory: audit.directory(profile: profile), transport: network.transport),
+            token: targets.token, api: targets.api,
             requestID: id, label: approvalKey.key ?? "", observer: Console())
         try output.emit(report) { report in
             TerminalText.sanitized("Approved \(report.requestID) (\(report.requestType)) with approval key '\(report.keyLabel ?? "")' [X-Request-ID: \(report.xRequestID ?? "none")].") + "\n"
@@ -162,10 +150,7 @@ struct ApprovalsRejectCommand: NetworkCommand {
     @Option(help: ArgumentHelp("Why (1 to 1024 characters; recorded in the audit log).", valueName: "text"))
     var reason: String
 
-    @OptionGroup var signer: ApprovalSignerOptions
-    @OptionGroup var token: TokenOptions
-    @OptionGroup var api: APIOptions
-    @OptionGroup var audit: AuditOptions
+    @OptionGroup var session: ApprovalSessionOptions
     @OptionGroup var output: OutputOptions
 
     func validate() throws {
@@ -176,10 +161,9 @@ struct ApprovalsRejectCommand: NetworkCommand {
     }
 
     func run(network: Network) async throws {
-        let profile = try token.loadProfile()
+        let targets = try session.targets(network)
         let report = try await ApprovalOperations.reject(
-            token: try signer.target(token, profile: profile),
-            api: try api.target(profile: profile, auditDirectory: audit.directory(profile: profile), transport: network.transport),
+            token: targets.token, api: targets.api,
             requestID: id, reason: reason, observer: Console())
         try output.emit(report) { report in
             TerminalText.sanitized("Rejected \(report.requestID) (\(report.requestType)) [X-Request-ID: \(report.xRequestID ?? "none")].") + "\n"
@@ -220,10 +204,7 @@ struct ApprovalsWatchCommand: NetworkCommand {
     var policy: String
 
     @OptionGroup var approvalKey: ApprovalKeyLabelOption
-    @OptionGroup var signer: ApprovalSignerOptions
-    @OptionGroup var token: TokenOptions
-    @OptionGroup var api: APIOptions
-    @OptionGroup var audit: AuditOptions
+    @OptionGroup var session: ApprovalSessionOptions
 
     @Flag(help: "One pass, then exit.")
     var once = false
@@ -249,7 +230,7 @@ struct ApprovalsWatchCommand: NetworkCommand {
 
     func run(network: Network) async throws {
         let (judge, sha256) = try network.policies.approvalJudge(path: policy)
-        let profile = try token.loadProfile()
+        let targets = try session.targets(network)
         let console = Console()
         // SIGINT and SIGTERM end the loop after the pass under way (systemd's stop).
         let stopped = StopFlag()
@@ -263,8 +244,6 @@ struct ApprovalsWatchCommand: NetworkCommand {
         console.note(TerminalText.sanitized("approvals watch: policy \(policy) (sha256 \(sha256))\(once ? ", one pass" : ", every \(interval)")"))
         let json = output.json
         let seconds = try DurationText.seconds(interval, flag: "--interval")
-        let tokenTarget = try signer.target(token, profile: profile)
-        let apiTarget = try api.target(profile: profile, auditDirectory: audit.directory(profile: profile), transport: network.transport)
         var endpoint: (any WatchStatusEndpoint)?
         if let listen {
             let bound = try await network.proxies.watchStatus(listen: listen, interval: seconds)
@@ -274,7 +253,7 @@ struct ApprovalsWatchCommand: NetworkCommand {
         let total: WatchPass
         do {
             total = try await ApprovalOperations.watch(
-                token: tokenTarget, api: apiTarget, label: approvalKey.key ?? "", interval: seconds, once: once, judge: judge,
+                token: targets.token, api: targets.api, label: approvalKey.key ?? "", interval: seconds, once: once, judge: judge,
                 shouldStop: { stopped.isSet }, observer: console, events: endpoint.map { $0 as any WatchEvents }) { pass in
                     guard !json else { return }
                     for decision in pass.decided {
