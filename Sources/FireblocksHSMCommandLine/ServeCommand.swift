@@ -63,7 +63,7 @@ package struct ServeCommand: NetworkCommand {
     @Option(help: ArgumentHelp("A policy file (docs/policy.md): per client, the routes and the transactions it may make, read before the token signs. Instead of --allow.", valueName: "file"))
     package var policy: String?
 
-    @Option(name: .customLong("policy-store"), help: ArgumentHelp("Where the policy's rolling totals are kept: sqlite:PATH (default: policy-limits.sqlite in the state directory) or postgres://USER@HOST[:PORT]/DATABASE[?sslrootcert=CA.pem] shared by several proxies (off loopback over TLS with the server's certificate verified, libpq's sslmode=verify-full; password from PGPASSWORD).", valueName: "store"))
+    @Option(name: .customLong("policy-store"), help: ArgumentHelp("Where the policy's rolling totals are kept: sqlite:PATH (default: policy-limits.sqlite in the state directory) or postgres://USER@HOST[:PORT]/DATABASE[?sslrootcert=/path/ca.pem] shared by several proxies (off loopback over TLS, the server's certificate verified against that CA and the host, libpq's sslmode=verify-full; password from PGPASSWORD).", valueName: "store"))
     package var policyStore: String?
 
     @Option(name: .customLong("client-token-file"), help: ArgumentHelp("Require client tokens: a 0600 file of 'NAME TOKEN' lines.", valueName: "path"))

@@ -15,22 +15,24 @@ import Foundation
 /// password is never part of it (it would be in argv and logs): it comes from the environment
 /// (`PGPASSWORD`, as libpq reads it).
 ///
-/// TLS takes libpq's parameter names. A host that is not on loopback is reached only over TLS
-/// with the server's certificate checked against its name or address (`sslmode=verify-full`, the
-/// default there), trusting `sslrootcert` (a PEM file) or else the system's trust store; a
-/// client certificate is `sslcert` with its key `sslkey` (a file only its owner may read). On
-/// loopback TLS is off unless `sslmode=verify-full` asks for it; a unix socket has none. The
-/// weaker modes (`require`, `verify-ca`, `prefer`, `allow`) are refused: a server whose name is
-/// not checked could be anyone on the path, and it would be given the password and the limits.
+/// TLS takes libpq's parameter names. A host that is not on loopback (`localhost`, or an IP
+/// literal in 127.0.0.0/8 or ::1; never a name that merely starts like one) is reached only over
+/// TLS with the server's certificate checked against its name or address
+/// (`sslmode=verify-full`, the default there), trusting the CA in `sslrootcert` (a PEM file,
+/// required, as libpq's verify-full requires its root certificate); a client certificate is
+/// `sslcert` with its key `sslkey` (a file only its owner may read). On loopback TLS is off
+/// unless `sslmode=verify-full` asks for it; a unix socket has none. The weaker modes
+/// (`require`, `verify-ca`, `prefer`, `allow`) are refused: a server whose name is not checked
+/// could be anyone on the path, and it would be given the password and the limits.
 public struct PostgresLocation: Sendable, Hashable, CustomStringConvertible {
     /// How the connection is protected.
     public enum Security: Sendable, Hashable {
         /// No TLS: loopback or a unix socket only.
         case plain
-        /// TLS, the server's certificate verified against `rootCertificates` (a PEM file; nil:
-        /// the system's trust store) and against the host's name or address; a client
-        /// certificate (a PEM file and its key's) when both are given.
-        case verifyFull(rootCertificates: String?, clientCertificate: String?, clientKey: String?)
+        /// TLS, the server's certificate verified against `rootCertificates` (a PEM file of the
+        /// CAs trusted for it) and against the host's name or address; a client certificate (a
+        /// PEM file and its key's) when both are given.
+        case verifyFull(rootCertificates: String, clientCertificate: String?, clientKey: String?)
     }
 
     public let user: String
@@ -69,7 +71,10 @@ public struct PostgresLocation: Sendable, Hashable, CustomStringConvertible {
             guard given[item.name] == nil else {
                 throw LimitStoreError(.badLocation, "the PostgreSQL store's address gives \(item.name) twice")
             }
-            guard let value = item.value, value.hasPrefix("/") || item.name == "sslmode" else {
+            guard let value = item.value, !value.isEmpty else {
+                throw LimitStoreError(.badLocation, "the PostgreSQL store's parameter \(item.name) has no value (\(item.name)=…)")
+            }
+            guard value.hasPrefix("/") || item.name == "sslmode" else {
                 throw LimitStoreError(.badLocation, "the PostgreSQL store's parameter \(item.name) is an absolute path (\(item.name)=/…)")
             }
             given[item.name] = value
@@ -84,13 +89,19 @@ public struct PostgresLocation: Sendable, Hashable, CustomStringConvertible {
             throw LimitStoreError(.badLocation, "the PostgreSQL store's client certificate needs both sslcert and sslkey")
         }
         let anyFile = files.root != nil || files.certificate != nil
-        let loopback = host.map { $0 == "localhost" || $0 == "::1" || $0 == "[::1]" || $0.hasPrefix("127.") } ?? true
+        let loopback = host.map(Self.isLoopback) ?? true
+        func verified() throws(LimitStoreError) -> Security {
+            guard let root = files.root else {
+                throw LimitStoreError(.badLocation, "the PostgreSQL store's TLS needs sslrootcert=/path/to/ca.pem, the CA that issued the server's certificate (libpq's verify-full needs its root certificate too)")
+            }
+            return .verifyFull(rootCertificates: root, clientCertificate: files.certificate, clientKey: files.key)
+        }
         switch given["sslmode"] {
         case "verify-full"?:
             guard host != nil else {
                 throw LimitStoreError(.badLocation, "the PostgreSQL store's unix socket has no TLS: sslmode=verify-full is for a TCP host")
             }
-            security = .verifyFull(rootCertificates: files.root, clientCertificate: files.certificate, clientKey: files.key)
+            security = try verified()
         case "disable"?:
             guard let host else {
                 throw LimitStoreError(.badLocation, "the PostgreSQL store's unix socket has no TLS to disable: leave sslmode out")
@@ -112,7 +123,7 @@ public struct PostgresLocation: Sendable, Hashable, CustomStringConvertible {
                 }
                 security = .plain
             } else {
-                security = .verifyFull(rootCertificates: files.root, clientCertificate: files.certificate, clientKey: files.key)
+                security = try verified()
             }
         case let mode?:
             throw LimitStoreError(.badLocation, "the PostgreSQL store's sslmode=\(mode.prefix(32)) is not taken: verify-full (the server's certificate checked against its name) or, on loopback, disable; a server whose name is not checked could be anyone on the path")
@@ -124,6 +135,24 @@ public struct PostgresLocation: Sendable, Hashable, CustomStringConvertible {
         self.host = host
         self.port = port
         self.socketDirectory = socketDirectory
+    }
+
+    /// `localhost`, or an IP literal on loopback (127.0.0.0/8, ::1), parsed as an address: a name
+    /// such as `127.0.0.1.example.net` is not one, whatever it starts with.
+    static func isLoopback(_ host: String) -> Bool {
+        if host.lowercased() == "localhost" { return true }
+        var v4 = in_addr()
+        if inet_pton(AF_INET, host, &v4) == 1 { return UInt32(bigEndian: v4.s_addr) >> 24 == 127 }
+        var v6 = in6_addr()
+        if inet_pton(AF_INET6, Self.unbracketed(host), &v6) == 1 {
+            return withUnsafeBytes(of: &v6) { $0.elementsEqual([UInt8](repeating: 0, count: 15) + [1]) }
+        }
+        return false
+    }
+
+    /// An IPv6 literal without the brackets a URL writes around it.
+    static func unbracketed(_ host: String) -> String {
+        host.hasPrefix("[") && host.hasSuffix("]") ? String(host.dropFirst().dropLast()) : host
     }
 
     /// The address, without a password (there is none), with how it is protected.
@@ -161,7 +190,7 @@ public final class PostgresLimitStore: LimitStore {
         let single: PostgresConnection.Configuration
         let configuration: PostgresClient.Configuration
         if let host = location.host {
-            let bare = host == "[::1]" ? "::1" : host
+            let bare = PostgresLocation.unbracketed(host)
             let tls = try Self.tls(location)
             single = .init(host: bare, port: location.port, username: location.user, password: password, database: location.database,
                            tls: tls.map { .require($0.context) } ?? .disable)
@@ -208,8 +237,8 @@ public final class PostgresLimitStore: LimitStore {
     }
 
     /// The TLS context for `sslmode=verify-full` (nil without TLS): TLS 1.2 or later, the
-    /// server's chain verified against the given roots (or the system's) and its name or address
-    /// against the host, and the client's certificate when given. A client key that others may
+    /// server's chain verified against the given roots only and its name or address against the
+    /// host, and the client's certificate when given. A client key that others may
     /// read is refused, as libpq refuses it.
     static func tls(_ location: PostgresLocation) throws(LimitStoreError) -> (configuration: TLSConfiguration, context: NIOSSLContext)? {
         guard case .verifyFull(let roots, let certificate, let key) = location.security else { return nil }
@@ -218,10 +247,8 @@ public final class PostgresLimitStore: LimitStore {
         configuration.minimumTLSVersion = .tlsv12
         var reading = (path: "", what: "")
         do {
-            if let roots {
-                reading = (roots, "sslrootcert")
-                configuration.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(roots))
-            }
+            reading = (roots, "sslrootcert")
+            configuration.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(roots))
             if let certificate, let key {
                 reading = (certificate, "sslcert")
                 configuration.certificateChain = try NIOSSLCertificate.fromPEMFile(certificate).map { .certificate($0) }
@@ -247,7 +274,13 @@ public final class PostgresLimitStore: LimitStore {
         }
         let mode = status.st_mode & 0o777
         let allowed: mode_t = status.st_uid == 0 ? 0o740 : 0o700
-        guard status.st_mode & S_IFMT == S_IFREG, mode & ~allowed == 0, status.st_uid == 0 || status.st_uid == geteuid() else {
+        guard status.st_mode & S_IFMT == S_IFREG else {
+            throw LimitStoreError(.untrusted, "sslkey (\(path)) is not a regular file")
+        }
+        guard status.st_uid == 0 || status.st_uid == geteuid() else {
+            throw LimitStoreError(.untrusted, "sslkey (\(path)) belongs to another user (uid \(status.st_uid)): make it this user's (or root's), 0600")
+        }
+        guard mode & ~allowed == 0 else {
             throw LimitStoreError(.untrusted, "sslkey (\(path)) is a key others can read (mode \(String(mode, radix: 8))): make it 0600 and this user's (or 0640 and root's)")
         }
     }
@@ -311,7 +344,7 @@ public final class PostgresLimitStore: LimitStore {
                     return "the server's certificate does not name the address's host (sslmode=verify-full): \(underlying)"
                 }
                 if case .handshakeFailed(let detail)? = underlying as? NIOSSLError, "\(detail)".contains("CERTIFICATE_VERIFY_FAILED") {
-                    return "the server's certificate is not one sslrootcert (or, without it, the system's trust store) vouches for: \(underlying)"
+                    return "the server's certificate is not one the CA in sslrootcert vouches for: \(underlying)"
                 }
                 return "\(error.code): \(underlying)"
             }

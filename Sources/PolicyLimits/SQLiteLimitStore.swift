@@ -30,6 +30,11 @@ public final class SQLiteLimitStore: LimitStore {
 
     /// The windows read so far, by client, asset and length.
     struct WindowCache {
+        struct Key: Hashable {
+            let client: String
+            let asset: String
+            let seconds: Int64
+        }
         struct Window {
             /// Reservations within the window, oldest first.
             var entries: [(at: Int64, amount: ExactDecimal)] = []
@@ -37,7 +42,7 @@ public final class SQLiteLimitStore: LimitStore {
             var total = ExactDecimal.zero
             var lastNow: Int64 = .min
         }
-        var windows: [String: Window] = [:]
+        var windows: [Key: Window] = [:]
         var dataVersion: Int?
         /// When reservations no window can count are next dropped.
         var nextPurge: Int64 = .min
@@ -161,7 +166,7 @@ public final class SQLiteLimitStore: LimitStore {
         do {
             _ = try await run("BEGIN IMMEDIATE")
             let since = now - reservation.window.seconds
-            let key = "\(reservation.client)\u{1F}\(reservation.assetId)\u{1F}\(reservation.window.seconds)"
+            let key = WindowCache.Key(client: reservation.client, asset: reservation.assetId, seconds: Int64(reservation.window.seconds))
             let version = try await run("PRAGMA data_version").first?.column("data_version")?.integer
             // Taken out of the cache while it is changed (and put back below), so that it is
             // changed in place: a copy shared with the cache would copy every entry of the window
@@ -214,7 +219,15 @@ public final class SQLiteLimitStore: LimitStore {
                 current.total = after
                 decided = Decided(decision: .reserved(id, total: after), id: id)
             }
-            cache.withLock { $0.windows[key] = current }
+            cache.withLock { cache in
+                // A window of another length over the same client and asset (a reload changed the
+                // rule's period) did not see this reservation: it is read again when next used.
+                if decided.id != nil, !cache.windows.isEmpty {
+                    let stale = cache.windows.keys.filter { $0.client == key.client && $0.asset == key.asset && $0.seconds != key.seconds }
+                    for other in stale { cache.windows[other] = nil }
+                }
+                cache.windows[key] = current
+            }
             return decided
         } catch let error as LimitStoreError {
             throw error

@@ -1,8 +1,5 @@
-#if canImport(FoundationEssentials)
-import FoundationEssentials
-#else
+// Foundation, not only FoundationEssentials: JSONSerialization parses and checks a whole body.
 import Foundation
-#endif
 
 /// The request the policy judges: what the proxy knows before anything is signed.
 public struct PolicyRequest: Sendable {
@@ -226,19 +223,28 @@ struct TransactionBody {
         "gasPrice", "networkFee", "replaceTxByHash", "extraParameters", "utxoSelectionParams", "customerRefId", "travelRuleMessage",
         "travelRuleMessageId", "autoStaking", "networkStaking", "cpuStaking", "useGasless", "configurations",
     ]
+    /// JSON's whitespace (RFC 8259).
+    static let whitespace: Set<UInt8> = [0x20, 0x09, 0x0A, 0x0D]
     /// The fields of a `TransferPeerPath` (source or destination).
     static let peerFields: Set<String> = ["type", "subType", "id", "name", "walletId", "oneTimeAddress", "isCollateral"]
 
     init(_ body: [UInt8]) throws(UnreadableBody) {
         guard !body.isEmpty else { throw UnreadableBody(reason: "the body is empty", facts: nil) }
-        let read: BodyMembers
-        do {
-            read = try JSONDecoder().decode(BodyMembers.self, from: Data(body))
-        } catch {
+        // UTF-8 JSON text, an object: JSONSerialization would also read UTF-16 and UTF-32
+        // (told by NUL bytes, which UTF-8 JSON never holds raw) and a byte-order mark, where the
+        // scan for duplicate names below reads UTF-8.
+        guard body.first(where: { !Self.whitespace.contains($0) }) == UInt8(ascii: "{"), !body.contains(0) else {
             throw UnreadableBody(reason: "the body is not a JSON object", facts: nil)
         }
-        // JSONDecoder keeps the first of two members with one name; a server may keep the last:
-        // a body that says two things is not evaluated.
+        // The whole text is parsed and checked (every value, escape and number, not only the
+        // members read: the proxy forwards all of it), then the members the rules read are
+        // taken from it.
+        guard let object = (try? JSONSerialization.jsonObject(with: Data(body))) as? [String: Any] else {
+            throw UnreadableBody(reason: "the body is not a JSON object", facts: nil)
+        }
+        let read = BodyMembers(object)
+        // A parser keeps one of two members with one name (JSONSerialization the last), a
+        // server may keep the other: a body that says two things is not evaluated.
         if let name = JSONMembers.firstDuplicate(in: body) {
             throw UnreadableBody(reason: "the field '\(name.prefix(64))' is given twice in one object", facts: nil)
         }
@@ -279,7 +285,7 @@ struct TransactionBody {
         note = try string(read.note, "note")
         switch read.amount {
         case .absent, .null: break
-        case .number: throw fail("amount is a JSON number: amounts are compared exactly, so send it as a decimal string (\"0.5\")")
+        case .number: throw fail("amount is a JSON number or boolean: amounts are compared exactly, so send it as a decimal string (\"0.5\")")
         case .other: throw fail("amount is not a string")
         case .string(let text):
             guard let parsed = ExactDecimal(text) else {
@@ -315,11 +321,9 @@ struct TransactionBody {
     }
 }
 
-/// What the policy reads of a transaction body, as JSONDecoder reads it: the top-level object's
-/// member names, and each member the rules read, as what it is. Members the rules do not read are
-/// not decoded (JSONDecoder has checked the whole text's syntax); a member's shape is told apart
-/// by trying the kinds in turn, so a well-formed body costs no thrown error.
-struct BodyMembers: Decodable {
+/// What the policy reads of a transaction body, as JSONSerialization parsed it: the top-level
+/// object's member names, and each member the rules read, as what it is.
+struct BodyMembers {
     /// A member the rules read as a string.
     enum Value: Equatable {
         case absent, null, string(String), number, other
@@ -334,48 +338,44 @@ struct BodyMembers: Decodable {
     enum PeerValue {
         case absent, null, notAnObject, object(Peer)
     }
-    struct Key: CodingKey {
-        let stringValue: String
-        init(stringValue: String) { self.stringValue = stringValue }
-        init?(intValue: Int) { nil }
-        var intValue: Int? { nil }
-    }
 
     var names: [String]
     var operation: Value, assetId: Value, amount: Value, externalTxId: Value, note: Value, destinations: Value
     var source: PeerValue, destination: PeerValue
 
-    init(from decoder: any Decoder) throws {
-        let object = try decoder.container(keyedBy: Key.self)
-        names = object.allKeys.map(\.stringValue)
-        operation = Self.value("operation", in: object)
-        assetId = Self.value("assetId", in: object)
-        amount = Self.value("amount", in: object)
-        externalTxId = Self.value("externalTxId", in: object)
-        note = Self.value("note", in: object)
-        destinations = Self.value("destinations", in: object)
-        source = Self.peer("source", in: object)
-        destination = Self.peer("destination", in: object)
+    init(_ object: [String: Any]) {
+        names = Array(object.keys)
+        operation = Self.value(object["operation"])
+        assetId = Self.value(object["assetId"])
+        amount = Self.value(object["amount"])
+        externalTxId = Self.value(object["externalTxId"])
+        note = Self.value(object["note"])
+        destinations = Self.value(object["destinations"])
+        source = Self.peer(object["source"])
+        destination = Self.peer(object["destination"])
     }
 
-    static func value(_ name: String, in object: KeyedDecodingContainer<Key>) -> Value {
-        let key = Key(stringValue: name)
-        guard object.contains(key) else { return .absent }
-        if (try? object.decodeNil(forKey: key)) == true { return .null }
-        if let text = try? object.decode(String.self, forKey: key) { return .string(text) }
-        if (try? object.decode(Decimal.self, forKey: key)) != nil { return .number }
-        return .other
+    static func value(_ member: Any?) -> Value {
+        switch member {
+        case nil: return .absent
+        case is NSNull: return .null
+        case let text as String: return .string(text)
+        // true and false are NSNumbers too.
+        case is NSNumber: return .number
+        default: return .other
+        }
     }
 
-    static func peer(_ name: String, in object: KeyedDecodingContainer<Key>) -> PeerValue {
-        let key = Key(stringValue: name)
-        guard object.contains(key) else { return .absent }
-        if (try? object.decodeNil(forKey: key)) == true { return .null }
-        guard let peer = try? object.nestedContainer(keyedBy: Key.self, forKey: key) else { return .notAnObject }
-        let oneTimeAddress = Key(stringValue: "oneTimeAddress")
-        let hasOneTimeAddress = peer.contains(oneTimeAddress) && (try? peer.decodeNil(forKey: oneTimeAddress)) != true
-        return .object(Peer(names: peer.allKeys.map(\.stringValue), type: value("type", in: peer), id: value("id", in: peer),
-                            hasOneTimeAddress: hasOneTimeAddress))
+    static func peer(_ member: Any?) -> PeerValue {
+        switch member {
+        case nil: return .absent
+        case is NSNull: return .null
+        case let peer as [String: Any]:
+            let oneTimeAddress = peer["oneTimeAddress"]
+            return .object(Peer(names: Array(peer.keys), type: value(peer["type"]), id: value(peer["id"]),
+                                hasOneTimeAddress: oneTimeAddress != nil && !(oneTimeAddress is NSNull)))
+        default: return .notAnObject
+        }
     }
 }
 
@@ -387,9 +387,10 @@ extension BodyMembers.Value {
     }
 }
 
-/// The member names of each object of a JSON text that JSONDecoder has already accepted, to
-/// find a name given twice in one object (which JSONDecoder silently reads one way). Names with
-/// escapes are unescaped by JSONDecoder itself.
+/// The member names of each object of a UTF-8 JSON text that JSONSerialization has already
+/// accepted (so every escape is whole and every string closed), to find a name given twice in
+/// one object (which a parser silently reads one way). Names with escapes are unescaped by
+/// JSONDecoder itself.
 enum JSONMembers {
     static func firstDuplicate(in text: [UInt8]) -> String? {
         // One frame per open object or array: the names seen (objects only).

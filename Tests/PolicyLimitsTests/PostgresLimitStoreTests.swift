@@ -103,22 +103,33 @@ final class PostgresLimitStoreTests {
     /// A host off loopback is reached over verified TLS or not at all; the weaker modes, and
     /// TLS files where no TLS is, are refused naming why.
     @Test func tlsIsVerifiedOffLoopbackAndNeverHalfway() throws {
-        let remote = try PostgresLocation(parsing: "postgres://limits@db.example:6432/limits")
-        #expect(remote.security == .verifyFull(rootCertificates: nil, clientCertificate: nil, clientKey: nil), "verify-full by default")
+        let remote = try PostgresLocation(parsing: "postgres://limits@db.example:6432/limits?sslrootcert=/etc/pg/ca.pem")
+        #expect(remote.security == .verifyFull(rootCertificates: "/etc/pg/ca.pem", clientCertificate: nil, clientKey: nil), "verify-full by default")
         let pinned = try PostgresLocation(parsing: "postgresql://limits@db.example/limits?sslrootcert=/etc/pg/ca.pem&sslcert=/etc/pg/c.pem&sslkey=/etc/pg/c.key")
         #expect(pinned.security == .verifyFull(rootCertificates: "/etc/pg/ca.pem", clientCertificate: "/etc/pg/c.pem", clientKey: "/etc/pg/c.key"))
         #expect(pinned.description == "postgres://limits@db.example:5432/limits?sslmode=verify-full")
         #expect(try PostgresLocation(parsing: "postgres://u@127.0.0.1/x").security == .plain)
         #expect(try PostgresLocation(parsing: "postgres://u@127.0.0.1/x?sslmode=disable").security == .plain)
-        #expect(try PostgresLocation(parsing: "postgres://u@localhost/x?sslmode=verify-full").security
-                == .verifyFull(rootCertificates: nil, clientCertificate: nil, clientKey: nil))
+        #expect(try PostgresLocation(parsing: "postgres://u@localhost/x?sslmode=verify-full&sslrootcert=/ca.pem").security
+                == .verifyFull(rootCertificates: "/ca.pem", clientCertificate: nil, clientKey: nil))
+        for loopback in ["127.0.0.1", "127.8.9.10", "localhost", "LOCALHOST", "[::1]", "[0:0:0:0:0:0:0:1]"] {
+            #expect(try PostgresLocation(parsing: "postgres://u@\(loopback)/x").security == .plain, "\(loopback)")
+        }
         let refused: [(String, String)] = [
             ("postgres://u@db.example/x?sslmode=disable", "not on loopback"),
+            ("postgres://u@db.example/x", "needs sslrootcert"),
+            ("postgres://u@db.example/x?sslmode=verify-full", "needs sslrootcert"),
+            ("postgres://u@127.0.0.1.attacker.example/x", "needs sslrootcert"),
+            ("postgres://u@127.db.example/x?sslmode=disable", "not on loopback"),
+            ("postgres://u@localhost.attacker.example/x?sslmode=disable", "not on loopback"),
+            ("postgres://u@[::ffff:127.0.0.1]/x?sslmode=disable", "not on loopback"),
+            ("postgres://u@2130706433/x?sslmode=disable", "not on loopback"),
+            ("postgres://u@db.example/x?sslrootcert", "has no value"),
             ("postgres://u@10.0.0.5/x?sslmode=disable", "not on loopback"),
             ("postgres://u@db.example/x?sslmode=require", "verify-full"),
             ("postgres://u@db.example/x?sslmode=verify-ca", "verify-full"),
             ("postgres://u@db.example/x?sslmode=prefer", "verify-full"),
-            ("postgres://u@db.example/x?sslcert=/c.pem", "both sslcert and sslkey"),
+            ("postgres://u@db.example/x?sslcert=/c.pem&sslrootcert=/ca.pem", "both sslcert and sslkey"),
             ("postgres://u@db.example/x?sslrootcert=ca.pem", "absolute path"),
             ("postgres://u@db.example/x?sslmode=verify-full&sslmode=disable", "twice"),
             ("postgres://u@127.0.0.1/x?sslrootcert=/ca.pem", "sslmode=verify-full"),
@@ -187,10 +198,11 @@ final class PostgresTLSTests {
         #expect(clear?.code == .unavailable && clear?.reason.contains("no encryption") == true, "\(String(describing: clear))")
         // Another CA: the server's certificate is not trusted.
         let otherCA = await refusal("\(base)?sslmode=verify-full&sslrootcert=\(files.otherCertificateAuthority)\(client)")
-        #expect(otherCA?.code == .unavailable && otherCA?.reason.contains("certificate is not one sslrootcert") == true, "\(String(describing: otherCA))")
-        // The system's trust store does not hold the test's CA either.
+        #expect(otherCA?.code == .unavailable && otherCA?.reason.contains("is not one the CA in sslrootcert vouches for") == true, "\(String(describing: otherCA))")
+        // No CA named: the system's trust store is not taken instead (libpq's verify-full
+        // needs its root certificate too).
         let system = await refusal("\(base)?sslmode=verify-full\(client)")
-        #expect(system?.code == .unavailable && system?.reason.contains("trust store") == true, "\(String(describing: system))")
+        #expect(system?.code == .badLocation && system?.reason.contains("needs sslrootcert") == true, "\(String(describing: system))")
         // The right CA, but the certificate names localhost, not 127.0.0.1.
         let address = await refusal("postgres://\(server.user)@127.0.0.1:\(server.port)/postgres?sslmode=verify-full&\(roots)\(client)")
         #expect(address?.code == .unavailable && address?.reason.contains("does not name the address's host") == true, "\(String(describing: address))")

@@ -39,6 +39,34 @@ import TransactionPolicy
         await store.close()
     }
 
+    /// A reload may change a rule's period: windows of two lengths over one client and asset
+    /// count the same reservations, and neither misses one the other made.
+    @Test func windowsOfTwoLengthsOverOneAssetSeeEachOthersReservations() async throws {
+        let (directory, path) = try Self.temporaryPath()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let store = try await SQLiteLimitStore.open(path: path)
+        let day: Int64 = 86_400, halfDay: Int64 = 43_200
+        guard case .reserved = try await store.reserve(Self.reservation("900", seconds: day), at: 10_000) else {
+            Issue.record("refused")
+            return
+        }
+        guard case .reserved(_, let first) = try await store.reserve(Self.reservation("50", seconds: day), at: 10_001) else {
+            Issue.record("refused")
+            return
+        }
+        #expect(first == ExactDecimal("950"))
+        // The policy now says 12 hours: the window is read from the file, 950 in it.
+        guard case .reserved(_, let second) = try await store.reserve(Self.reservation("50", seconds: halfDay), at: 10_002) else {
+            Issue.record("refused")
+            return
+        }
+        #expect(second == ExactDecimal("1000"))
+        // Back to 24 hours: the 1000 made under the 12-hour window count; nothing more fits.
+        #expect(try await store.reserve(Self.reservation("1", seconds: day), at: 10_003) == .exceeded(total: ExactDecimal("1000")!))
+        #expect(try await store.reserve(Self.reservation("1", seconds: halfDay), at: 10_004) == .exceeded(total: ExactDecimal("1000")!))
+        await store.close()
+    }
+
     @Test func aReleaseFreesTheAmountAndTheWindowRollsOn() async throws {
         let (directory, path) = try Self.temporaryPath()
         defer { try? FileManager.default.removeItem(atPath: directory) }

@@ -163,6 +163,33 @@ import TransactionPolicy
         #expect(noAmount.check == "maxAmount", "a null amount is no amount: \(noAmount)")
     }
 
+    /// The proxy forwards the whole body, so the whole body is checked, not only the members the
+    /// rules read: a value that is not JSON anywhere in it (an escape, a number, a control
+    /// character, a lone surrogate, bytes that are not UTF-8, another encoding) is denied.
+    @Test func aBodyThatIsNotStrictJSONAnywhereIsDenied() throws {
+        let good = #"{"assetId":"USDC","amount":"2500.75","source":{"type":"VAULT_ACCOUNT","id":"3"},"destination":{"type":"EXTERNAL_WALLET","id":"wallet-9"},"externalTxId":"payout-2026-0001","note":"payout-17""#
+        #expect(try verdict(Array((good + "}").utf8)).allowed)
+        let unreadMembers = [
+            #","gasLimit":1.2.3"#, #","gasLimit":01"#, #","gasLimit":1e"#, #","gasLimit":-"#, #","customerRefId":"\q""#,
+            #","feeLevel":"\uD800""#, ",\"customerRefId\":\"a\nb\"", #","extraParameters":{"x":"\u00g0"}"#,
+            #","extraParameters":[1,tru]"#,
+        ]
+        for member in unreadMembers {
+            let verdict = try verdict(Array((good + member + "}").utf8))
+            #expect(!verdict.allowed && verdict.check == "body", "\(member.debugDescription): \(verdict)")
+        }
+        // An escape the duplicate scan would misread, hiding a second amount behind it.
+        let hiding = Array(#"{"customerRefId":"\u000\","assetId":"USDC","amount":"1","source":{"type":"VAULT_ACCOUNT","id":"3"},"destination":{"type":"EXTERNAL_WALLET","id":"wallet-9"},"externalTxId":"x","note":"payout-1","amount":"999999"}"#.utf8)
+        #expect(try verdict(hiding).check == "body")
+        // Not UTF-8: a byte that is not, UTF-16 (JSONSerialization would read it), a byte-order mark.
+        let latin1 = Array(#"{"note":"payout-1","customerRefId":""#.utf8) + [0xE9] + Array(#"","assetId":"USDC"}"#.utf8)
+        #expect(try verdict(latin1).check == "body")
+        let utf16 = Array((good + "}").data(using: .utf16LittleEndian) ?? Data())
+        #expect(!utf16.isEmpty)
+        #expect(try verdict(utf16).check == "body")
+        #expect(try verdict([0xEF, 0xBB, 0xBF] + Array((good + "}").utf8)).check == "body")
+    }
+
     @Test func aDuplicatedFieldIsNotReadTwoWays() throws {
         // Read one way by the policy, another by the server: refused, or read as the larger.
         let body = Array(#"{"assetId":"USDC","amount":"1","amount":"999999","source":{"type":"VAULT_ACCOUNT","id":"3"},"destination":{"type":"EXTERNAL_WALLET","id":"w"},"externalTxId":"x","note":"payout-1"}"#.utf8)
