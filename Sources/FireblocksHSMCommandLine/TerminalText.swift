@@ -23,9 +23,9 @@ package enum TerminalText {
             case 0x0A where keepNewlines: result.unicodeScalars.append(scalar)
             case 0x0A: result += "\\n"
             case 0x09: result += " "
-            case 0x00...0x1F, 0x7F...0x9F, 0x2028, 0x2029, 0x202A...0x202E, 0x2066...0x2069:
-                // Controls, and the Unicode line separators and bidirectional overrides that can
-                // make a line read differently from what it contains.
+            case 0x00...0x1F, 0x7F...0x9F, 0x2028, 0x2029, 0x202A...0x202E, 0x2066...0x2069, 0x200E, 0x200F, 0x061C:
+                // Controls, and the Unicode line separators, bidirectional overrides and
+                // direction marks that can make a line read differently from what it contains.
                 result += "\\u{" + String(scalar.value, radix: 16) + "}"
             default:
                 result.unicodeScalars.append(scalar)

@@ -25,4 +25,11 @@ import Testing
             #expect(!shown.unicodeScalars.contains("\u{1B}"))
         }
     }
+
+    @Test func directionControlsAreShownAsEscapes() {
+        for scalar in ["\u{202E}", "\u{2066}", "\u{200E}", "\u{200F}", "\u{061C}", "\u{2028}", "\u{1B}", "\u{9B}"] {
+            let shown = TerminalText.sanitized("a\(scalar)b")
+            #expect(!shown.contains(scalar) && shown.hasPrefix("a\\u{"), "\(shown.debugDescription)")
+        }
+    }
 }
