@@ -110,6 +110,7 @@ public enum AttributeReport: Codable, Sendable, Equatable, CustomStringConvertib
             case .class(let value): self = .text(value.description)
             case .keyType(let value): self = .text(value.description)
             case .keyGenMechanism(let value): self = .text(value.name)
+            case .allowedMechanisms(let values): self = .text(values.isEmpty ? "any" : values.map(\.name).joined(separator: " "))
             case .label(let value): self = .text(value)
             case .id(let value), .bytes(_, let value): self = .text(hex(value))
             }

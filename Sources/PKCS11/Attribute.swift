@@ -88,6 +88,9 @@ public struct AttributeType: RawRepresentable, Hashable, Sendable, CustomStringC
     public static let ecParams = Self(rawValue: UInt(CKA_EC_PARAMS))
     /// `CKA_EC_POINT`: the public point, as a DER OCTET STRING around the X9.62 encoding.
     public static let ecPoint = Self(rawValue: UInt(CKA_EC_POINT))
+    /// `CKA_ALLOWED_MECHANISMS`: the only mechanisms the key may be used with (an array of
+    /// `CK_MECHANISM_TYPE`; empty or absent: any).
+    public static let allowedMechanisms = Self(rawValue: UInt(CKA_ALLOWED_MECHANISMS))
 
     private static let names: [UInt: String] = [
         UInt(CKA_CLASS): "CKA_CLASS", UInt(CKA_TOKEN): "CKA_TOKEN", UInt(CKA_PRIVATE): "CKA_PRIVATE",
@@ -109,6 +112,7 @@ public struct AttributeType: RawRepresentable, Hashable, Sendable, CustomStringC
         UInt(CKA_EXPONENT_2): "CKA_EXPONENT_2", UInt(CKA_COEFFICIENT): "CKA_COEFFICIENT",
         UInt(CKA_EC_PARAMS): "CKA_EC_PARAMS", UInt(CKA_EC_POINT): "CKA_EC_POINT",
         UInt(CKA_VALUE): "CKA_VALUE", UInt(CKA_APPLICATION): "CKA_APPLICATION",
+        UInt(CKA_ALLOWED_MECHANISMS): "CKA_ALLOWED_MECHANISMS",
     ]
 
     /// The specification's name, e.g. `CKA_SENSITIVE`.
@@ -117,12 +121,13 @@ public struct AttributeType: RawRepresentable, Hashable, Sendable, CustomStringC
     public var description: String { name }
 
     /// How the value of an attribute of this type is encoded.
-    enum Encoding { case bool, ulong, bytes, utf8 }
+    enum Encoding { case bool, ulong, bytes, utf8, mechanisms }
 
     var encoding: Encoding {
         switch self {
         case .class, .keyType, .modulusBits, .keyGenMechanism: return .ulong
         case .label: return .utf8
+        case .allowedMechanisms: return .mechanisms
         case .id, .modulus, .publicExponent, .privateExponent, .prime1, .prime2, .exponent1,
              .exponent2, .coefficient:
             return .bytes
@@ -216,6 +221,8 @@ public enum Attribute: Hashable, Sendable, CustomStringConvertible {
     case id([UInt8])
     case modulusBits(UInt)
     case keyGenMechanism(MechanismType)
+    /// `CKA_ALLOWED_MECHANISMS`.
+    case allowedMechanisms([MechanismType])
     /// A boolean attribute (`CKA_TOKEN`, `CKA_SENSITIVE`, `CKA_SIGN` …).
     case bool(AttributeType, Bool)
     /// A byte-string attribute (`CKA_MODULUS`, `CKA_PUBLIC_EXPONENT` …).
@@ -271,6 +278,7 @@ public enum Attribute: Hashable, Sendable, CustomStringConvertible {
         case .id: return .id
         case .modulusBits: return .modulusBits
         case .keyGenMechanism: return .keyGenMechanism
+        case .allowedMechanisms: return .allowedMechanisms
         case .bool(let type, _), .bytes(let type, _), .ulong(let type, _): return type
         }
     }
@@ -298,6 +306,7 @@ public enum Attribute: Hashable, Sendable, CustomStringConvertible {
         case .id(let value): return "CKA_ID=" + hex(value)
         case .modulusBits(let value): return "CKA_MODULUS_BITS=\(value)"
         case .keyGenMechanism(let value): return "CKA_KEY_GEN_MECHANISM=\(value)"
+        case .allowedMechanisms(let values): return "CKA_ALLOWED_MECHANISMS=[\(values.map(\.description).joined(separator: ", "))]"
         case .bool(let type, let value): return "\(type.name)=\(value)"
         case .bytes(let type, let value): return "\(type.name)=<\(value.count) bytes>"
         case .ulong(let type, let value): return "\(type.name)=\(value)"
@@ -311,6 +320,7 @@ public enum Attribute: Hashable, Sendable, CustomStringConvertible {
         case .keyType(let value): return Self.encodeULong(value.rawValue)
         case .modulusBits(let value): return Self.encodeULong(value)
         case .keyGenMechanism(let value): return Self.encodeULong(value.rawValue)
+        case .allowedMechanisms(let values): return values.flatMap { Self.encodeULong($0.rawValue) }
         case .ulong(_, let value): return Self.encodeULong(value)
         case .label(let value): return Array(value.utf8)
         case .id(let value): return value
@@ -342,6 +352,12 @@ public enum Attribute: Hashable, Sendable, CustomStringConvertible {
             }
         case .utf8:
             self = .label(String(decoding: value, as: UTF8.self))
+        case .mechanisms:
+            let size = MemoryLayout<CK_ULONG>.size
+            guard value.count % size == 0 else { return nil }
+            self = .allowedMechanisms(stride(from: 0, to: value.count, by: size).map { offset in
+                MechanismType(rawValue: UInt(value[offset..<(offset + size)].withUnsafeBytes { $0.loadUnaligned(as: CK_ULONG.self) }))
+            })
         case .bytes:
             self = type == .id ? .id(value) : .bytes(type, value)
         }

@@ -121,7 +121,10 @@ public enum ApprovalKeys {
         switch type {
         case .rsaPSS(let bits):
             publicTemplate = policy.publicKeyTemplate(label: label, id: id, bits: bits, onToken: true, modifiable: false)
+            // The token keeps it to RSA-PSS: an RSA key it would let sign PKCS#1 v1.5 could sign
+            // API JWTs, and an API key could pass for it (see `load`).
             privateTemplate = policy.privateKeyTemplate(label: label, id: id, onToken: true, modifiable: false)
+                + [.allowedMechanisms(mechanisms(for: type).sign)]
         case .ecP256, .ecP384, .ed25519:
             let parameters = type == .ecP256 ? ECKeys.p256Parameters : type == .ecP384 ? p384Parameters : ed25519Parameters
             publicTemplate = [
@@ -134,8 +137,13 @@ public enum ApprovalKeys {
                 .unwrap(false), .derive(false), .label(label), .id(id),
             ]
         }
-        let handles = try session.generateKeyPair(mechanism: mechanisms(for: type).generate, publicKeyTemplate: publicTemplate,
+        let handles: (publicKey: ObjectHandle, privateKey: ObjectHandle)
+        do {
+            handles = try session.generateKeyPair(mechanism: mechanisms(for: type).generate, publicKeyTemplate: publicTemplate,
                                                   privateKeyTemplate: privateTemplate)
+        } catch let error as PKCS11Error where error.returnValue == .attributeTypeInvalid && type.keyType == .rsa {
+            throw TokenKeysError(.mechanismUnsupported, "the token does not take CKA_ALLOWED_MECHANISMS, which keeps an RSA approval key to RSA-PSS and apart from API keys (\(error)): make an EC approval key (ECDSA P-256) instead")
+        }
         do {
             let pair = try load(privateKey: handles.privateKey, in: session)
             if case .failsToMeetPolicy(let failures) = pair.provenance.verdict {
@@ -166,7 +174,7 @@ public enum ApprovalKeys {
 
     static func load(privateKey: ObjectHandle, in session: Session) throws -> ApprovalKeyPair {
         let token = try session.slot.tokenInfo()
-        let privateAttributes = try session.attributes(KeyPolicy.privateKeyAttributesToRead + [.label, .id], of: privateKey)
+        let privateAttributes = try session.attributes(KeyPolicy.privateKeyAttributesToRead + [.label, .id, .allowedMechanisms], of: privateKey)
         let label = privateAttributes[.label]?.attribute.flatMap { if case .label(let value) = $0 { return value } else { return nil } } ?? ""
         let id = privateAttributes[.id]?.attribute?.bytesValue ?? []
         let publicTemplate: [Attribute] = id.isEmpty ? [.class(.publicKey), .label(label)] : [.class(.publicKey), .id(id)]
@@ -174,6 +182,18 @@ public enum ApprovalKeys {
             throw TokenKeysError(.notAnRSAKey, "approval key '\(label)' has no public key object")
         }
         let (type, spki) = try publicKey(of: publicObject, privateAttributes: privateAttributes, label: label, in: session)
+        if case .rsaPSS = type {
+            // An API key is RSA too: only a key the token limits to RSA-PSS is an approval key.
+            let pss = Set(mechanisms(for: type).sign)
+            guard case .value(.allowedMechanisms(let allowed))? = privateAttributes[.allowedMechanisms], !allowed.isEmpty,
+                  allowed.allSatisfy(pss.contains) else {
+                let shown = privateAttributes[.allowedMechanisms].map { reading -> String in
+                    if case .value(.allowedMechanisms(let allowed)) = reading { return allowed.isEmpty ? "empty: any mechanism" : allowed.map(\.name).joined(separator: ", ") }
+                    return "not set"
+                } ?? "not set"
+                throw TokenKeysError(.policyViolation, "key '\(label)' is an RSA key the token does not limit to RSA-PSS (CKA_ALLOWED_MECHANISMS \(shown)), so it is not an approval key: an API key, or an RSA key made otherwise; RSA approval keys are generated limited to RSA-PSS")
+            }
+        }
         let publicAttributes = try session.attributes(KeyPolicy.publicKeyAttributesToRead, of: publicObject)
         let modulusBits: UInt? = if case .rsaPSS(let bits) = type { bits } else { nil }
         return ApprovalKeyPair(

@@ -91,6 +91,51 @@ struct CLIApprovalTests {
         #expect(((try deleted.json() as? [String: Any])?["ccrIdPendingDeletion"] as? String)?.isEmpty == false)
     }
 
+    /// An API key is RSA, and so is an RSA-PSS approval key: the token keeps the approval key to
+    /// RSA-PSS (CKA_ALLOWED_MECHANISMS, read back by OpenSC's pkcs11-tool and enforced by the
+    /// token), and an RSA key it does not so limit is never taken as an approval key: not to
+    /// approve, and not to register.
+    @Test(.enabled(if: Subprocess.isAvailable("pkcs11-tool") || ProcessInfo.processInfo.environment["CI"] != nil))
+    func anAPIKeyIsNeverAnApprovalKeyNorTheOtherWayRound() throws {
+        let (cli, sandbox, api) = try SandboxProcess.withAdmin(apiKey: apiKey, role: "SIGNER")
+        defer { sandbox.stop(); cli.remove() }
+        let signer = ["--as", "admin"] + api
+        #expect(try cli.runOnToken(["key", "generate", "--key", "api-3072", "--bits", "3072"]).status == 0)
+        let id = try add(cli, sandbox, data: "{\"x\": 1}")
+        let approved = try cli.runOnToken(["approvals", "approve", id, "--key", "api-3072"] + signer)
+        #expect(approved.status != 0 && approved.standardError.contains("not an approval key"), "\(approved.status) \(approved.standardError)")
+        #expect(try approvalState(sandbox, id) != "APPROVED")
+        let registered = try cli.runOnToken(["approval-key", "create", "--key", "api-3072"] + signer)
+        #expect(registered.status != 0 && registered.standardError.contains("not an approval key"), "\(registered.status) \(registered.standardError)")
+        #expect(!(try String(contentsOfFile: sandbox.log, encoding: .utf8)).contains("approval_keys"), "nothing was registered")
+
+        let created = try cli.runOnToken(["approval-key", "create", "--key", "rsa-approver", "--algorithm", "RSA_PS256", "--bits", "4096"] + signer)
+        #expect(created.status == 0, "\(created.standardError)")
+        let objects = try Subprocess.run("pkcs11-tool", [
+            "--module", SoftHSM.modulePath, "--token-label", cli.label, "--login", "--pin", "env:TEST_HSM_PIN",
+            "--list-objects", "--type", "privkey"], environment: cli.environment())
+        #expect(objects.status == 0, "\(objects.standardError)")
+        let sections = objects.standardOutput.components(separatedBy: "Private Key Object")
+        let approver = try #require(sections.first { $0.contains("rsa-approver") }, "\(objects.standardOutput)")
+        let allowed = try #require(approver.split(separator: "\n").first { $0.contains("Allowed mechanisms") }, "\(approver)")
+        #expect(allowed.contains("RSA-PKCS-PSS") && !allowed.contains("SHA256-RSA-PKCS,") && !allowed.hasSuffix("SHA256-RSA-PKCS"), "\(allowed)")
+        // The token refuses it PKCS#1 v1.5, so it cannot sign an API JWT (the key chosen by
+        // its CKA_ID: pkcs11-tool's --sign does not select by label).
+        let idLine = try #require(approver.split(separator: "\n").first { $0.trimmingCharacters(in: .whitespaces).hasPrefix("ID:") })
+        let keyID = idLine.split(separator: ":", maxSplits: 1).last.map { $0.trimmingCharacters(in: .whitespaces) } ?? ""
+        #expect(keyID.count == 32, "\(idLine)")
+        let message = cli.files + "/message"
+        try Data("a JWT's signing input".utf8).write(to: URL(fileURLWithPath: message))
+        let jwtStyle = try Subprocess.run("pkcs11-tool", [
+            "--module", SoftHSM.modulePath, "--token-label", cli.label, "--login", "--pin", "env:TEST_HSM_PIN",
+            "--sign", "--mechanism", "SHA256-RSA-PKCS", "--id", keyID, "--input-file", message], environment: cli.environment())
+        #expect(jwtStyle.status != 0 && jwtStyle.standardError.contains("CKR_MECHANISM_INVALID"),
+                "the token signed PKCS#1 v1.5 with an approval key: \(jwtStyle.status) \(jwtStyle.standardError)")
+        // A 4096-bit key, as API keys are: only the restriction stops it signing a JWT.
+        let asAPIKey = try cli.runOnToken(["jwt", "--key", "rsa-approver", "--api-key", apiKey, "--path", "/v1/workspace"])
+        #expect(asAPIKey.status != 0 && asAPIKey.standardError.contains("CKR_MECHANISM_INVALID"), "\(asAPIKey.standardError)")
+    }
+
     /// A request's data is whatever a server sends: escapes that would recolour, retitle or
     /// rewrite the terminal, bidirectional overrides, a key with newlines, and a value of 60,000
     /// characters (the stand-in takes 64 KiB of data) are shown inert and bounded, in `show` and
@@ -410,11 +455,21 @@ struct CLIApprovalTests {
         try Data(Self.watchPolicy.utf8).write(to: URL(fileURLWithPath: cli.files + "/approvals.yaml"))
         try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: cli.files + "/approvals.yaml")
         let id = try add(cli, sandbox, type: "TAG_DELETE", data: "{}")
+        // An API key is no approval key at all (an RSA key the token does not limit to RSA-PSS).
         let refused = try cli.runOnToken(["approvals", "watch", "--policy", "approvals.yaml", "--key", "admin", "--once"] + signer)
-        #expect(refused.status != 0 && refused.standardError.contains("not registered"), "\(refused.standardError)")
+        #expect(refused.status != 0 && refused.standardError.contains("not an approval key"), "\(refused.standardError)")
         #expect(try approvalState(sandbox, id) == "PENDING")
         let decided = try cli.runOnToken(["approvals", "watch", "--policy", "approvals.yaml", "--key", "admin", "--once"] + signer)
-        #expect(decided.standardError.contains("not registered"), "still nothing decided: \(decided.standardError)")
+        #expect(decided.standardError.contains("not an approval key"), "still nothing decided: \(decided.standardError)")
+        // An approval key on the token whose registration was deleted (not the user's last key,
+        // so the deletion is at once): not registered.
+        #expect(try cli.runOnToken(["approval-key", "create", "--key", "approver"] + signer).status == 0)
+        #expect(try cli.runOnToken(["approval-key", "create", "--key", "approver-2"] + signer).status == 0)
+        let deleted = try cli.runOnToken(["approval-key", "delete", "--key", "approver"] + signer)
+        #expect(deleted.status == 0, "\(deleted.standardError)")
+        let unregistered = try cli.runOnToken(["approvals", "watch", "--policy", "approvals.yaml", "--key", "approver", "--once"] + signer)
+        #expect(unregistered.status != 0 && unregistered.standardError.contains("not registered"), "\(unregistered.standardError)")
+        #expect(try approvalState(sandbox, id) == "PENDING")
     }
 
     /// Without --once it runs until SIGTERM (systemd's stop), and exits 0.
