@@ -149,7 +149,11 @@ extension ApprovalOperations {
                     // Not tried again (a signature may have been made): the request is left to people.
                     decision.state = "failed: " + String("\(error)".prefix(512))
                     let failed = AuditEntry(event: "approval.failed", outcome: .failed(String("\(error)".prefix(512))), facts: facts.merging(["decision": .string(judgement.decision)]) { $1 })
-                    try? session.audit?.recordDone([failed], done: "approval request \(payload.requestId) failed")
+                    do {
+                        try session.audit?.recordDone([failed], done: "approval request \(payload.requestId) failed")
+                    } catch let auditFailure {
+                        observer.note("approval request \(payload.requestId): its failure could not be recorded in the audit log (\(auditFailure))")
+                    }
                     observer.note("approval request \(payload.requestId): \(judgement.decision) failed (\(error)); it is not tried again: left for people")
                 }
                 let final = decision

@@ -208,29 +208,53 @@ enum UnixSocketPath {
             guard (status.st_mode & S_IFMT) == S_IFSOCK else {
                 throw ProxyConfigurationError(.cannotListen, "\(path) exists and is not a socket; remove it or choose another path")
             }
-            if isListening(path) {
+            switch probe(path) {
+            case .listening:
                 throw ProxyConfigurationError(.cannotListen, "another process is serving on \(path)")
+            case .stale:
+                unlink(path)
+            case .unknown(let reason):
+                // Only a refused connection proves nobody serves there: anything else could be
+                // a live proxy, whose socket is never removed.
+                throw ProxyConfigurationError(.cannotListen, "cannot tell whether another process is serving on \(path) (\(reason)); if none is, remove the socket")
             }
-            unlink(path)
         }
         // The socket is made with the process umask, before chmod can run: make it private.
         umask(0o077)
     }
 
-    private static func isListening(_ path: String) -> Bool {
-        let descriptor = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
-        guard descriptor >= 0 else { return false }
+    enum Probe: Equatable {
+        /// A process accepted the connection.
+        case listening
+        /// The connection was refused: a socket left by a process that is gone.
+        case stale
+        /// Neither could be told (an error other than a refusal).
+        case unknown(String)
+    }
+
+    /// Connects to the socket at `path` to learn whether a process serves there.
+    static func probe(_ path: String) -> Probe {
+        let descriptor = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard descriptor >= 0 else { return .unknown("socket: \(String(cString: strerror(errno)))") }
         defer { close(descriptor) }
         var address = sockaddr_un()
         address.sun_family = sa_family_t(AF_UNIX)
         let bytes = Array(path.utf8)
-        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else { return false }
+        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else { return .unknown("the path is too long for a unix socket") }
         withUnsafeMutableBytes(of: &address.sun_path) { raw in
             for (index, byte) in bytes.enumerated() { raw[index] = byte }
         }
-        return withUnsafePointer(to: &address) { pointer in
-            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) == 0
+        while true {
+            let result = withUnsafePointer(to: &address) { pointer in
+                pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+                }
+            }
+            if result == 0 { return .listening }
+            switch errno {
+            case EINTR: continue
+            case ECONNREFUSED: return .stale
+            default: return .unknown(String(cString: strerror(errno)))
             }
         }
     }

@@ -112,18 +112,23 @@ final class WatchStatusState: Sendable {
     init(registry: PrometheusCollectorRegistry, stale: TimeInterval) {
         self.registry = registry
         self.stale = stale
-        let polls = "Passes of approvals watch (listing the pending requests), by result."
-        pollsOK = registry.makeCounter(name: "fireblocks_hsm_approvals_watch_polls_total", labels: [("result", "ok")], help: polls)
-        pollsFailed = registry.makeCounter(name: "fireblocks_hsm_approvals_watch_polls_total", labels: [("result", "failed")], help: polls)
-        let decisions = "Requests decided by approvals watch and acted on, by outcome."
+        // fireblocks_hsm_approvals_watch_<name>_<unit>
+        func named(_ name: String, _ unit: String, _ help: String) -> MetricNameDescriptor {
+            MetricNameDescriptor(namespace: "fireblocks_hsm", subsystem: "approvals_watch", metricName: name, unitName: unit, helpText: help)
+        }
+        let polls = named("polls", "total", "Passes of approvals watch (listing the pending requests), by result.")
+        pollsOK = registry.makeCounter(descriptor: polls, labels: [("result", "ok")])
+        pollsFailed = registry.makeCounter(descriptor: polls, labels: [("result", "failed")])
+        let decisions = named("decisions", "total", "Requests decided by approvals watch and acted on, by outcome.")
         decisionCounters = Dictionary(uniqueKeysWithValues: Self.outcomes.map {
-            ($0, registry.makeCounter(name: "fireblocks_hsm_approvals_watch_decisions_total", labels: [("outcome", $0)], help: decisions))
+            ($0, registry.makeCounter(descriptor: decisions, labels: [("outcome", $0)]))
         })
-        let errors = "Errors of approvals watch: a pass that failed (tried again), or a decision that could not be carried out (left for people)."
-        pollErrors = registry.makeCounter(name: "fireblocks_hsm_approvals_watch_errors_total", labels: [("kind", "poll")], help: errors)
-        decisionErrors = registry.makeCounter(name: "fireblocks_hsm_approvals_watch_errors_total", labels: [("kind", "decision")], help: errors)
-        lastSuccessGauge = registry.makeGauge(name: "fireblocks_hsm_approvals_watch_last_success_timestamp_seconds",
-                                              help: "When the last pass succeeded, epoch seconds (0: none yet).")
+        let errors = named("errors", "total",
+                           "Errors of approvals watch: a pass that failed (tried again), or a decision that could not be carried out (left for people).")
+        pollErrors = registry.makeCounter(descriptor: errors, labels: [("kind", "poll")])
+        decisionErrors = registry.makeCounter(descriptor: errors, labels: [("kind", "decision")])
+        lastSuccessGauge = registry.makeGauge(descriptor: named("last_success_timestamp", "seconds",
+                                                                "When the last pass succeeded, epoch seconds (0: none yet)."))
     }
 
     func passed(_ pass: WatchPass, at time: Date) {

@@ -88,7 +88,7 @@ struct CLIAuditShowTests {
         let cli = try withKeys()
         defer { cli.remove() }
         let out = cli.files + "/follow.jsonl"
-        FileManager.default.createFile(atPath: out, contents: nil)
+        #expect(FileManager.default.createFile(atPath: out, contents: nil))
         let follower = Process()
         follower.executableURL = URL(fileURLWithPath: CLIHarness.binary)
         follower.arguments = ["audit", "show", "--follow", "--jsonl", "--event", "key.generated", "--interval", "0.1",
