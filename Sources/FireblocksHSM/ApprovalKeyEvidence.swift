@@ -42,6 +42,9 @@ extension EvidenceBundle {
     struct ApprovalKeyAttributes: Encodable {
         let label, id, type: String
         let privateKeyAttributes: [String: Bool]
+        /// `CKA_ALLOWED_MECHANISMS` as the token reports it (an RSA approval key: its RSA-PSS
+        /// mechanisms only); nil when the token reports none.
+        let allowedMechanisms: [String]?
         let verdict, spkiSHA256: String
     }
 
@@ -63,8 +66,10 @@ extension EvidenceBundle {
             throw OperationError(.auditInconsistent, "no audit record of approval key '\(pair.label)' is covered by the token's checkpoint")
         }
         var attributes: [String: Bool] = [:]
+        var allowedMechanisms: [String]?
         for (type, reading) in pair.provenance.privateKeyAttributes {
             if case .value(.bool(_, let value)) = reading { attributes[type.name] = value }
+            if case .value(.allowedMechanisms(let mechanisms)) = reading, !mechanisms.isEmpty { allowedMechanisms = mechanisms.map(\.name) }
         }
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
@@ -74,6 +79,7 @@ extension EvidenceBundle {
             "public-key.pem": Array((pair.publicKeyPEM.hasSuffix("\n") ? pair.publicKeyPEM : pair.publicKeyPEM + "\n").utf8),
             "key-attributes.json": try json(ApprovalKeyAttributes(
                 label: pair.label, id: hex(pair.id), type: pair.type.description, privateKeyAttributes: attributes,
+                allowedMechanisms: allowedMechanisms,
                 verdict: pair.provenance.verdict.meetsPolicy ? "meets-policy" : "fails-policy", spkiSHA256: pair.fingerprint)),
             "token.json": try json(TokenFacts(label: pair.token.label, serial: pair.token.serialNumber,
                                               manufacturer: pair.token.manufacturer, model: pair.token.model)),

@@ -46,7 +46,7 @@ extension ApprovalOperations {
         let session = try await APISession.open(token: token, api: api, observer: observer)
         let tokenLabel = session.token.token.info.label
         guard let old = try session.token.recordingFailure(of: "approval-key rotate", auditDirectory: api.auditDirectory, {
-            try ApprovalKeys.find(label: oldLabel, in: session.token.session)
+            try ApprovalOperations.approvalKey(oldLabel, in: session.token.session)
         }) else {
             throw OperationError(.keyNotFound, "no approval key labelled '\(oldLabel)' on token '\(tokenLabel)'")
         }

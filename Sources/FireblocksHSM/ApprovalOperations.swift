@@ -8,6 +8,7 @@ import FoundationEssentials
 #else
 import Foundation
 #endif
+import PKCS11
 import TokenKeys
 
 /// The kind of approval key to make, in the Approvals API's terms and the token's.
@@ -139,7 +140,7 @@ public enum ApprovalOperations {
         let tokenLabel = session.token.token.info.label
         let (pair, made) = try session.token.recordingFailure(of: "approval-key create", auditDirectory: api.auditDirectory) {
             () throws -> (ApprovalKeyPair, Bool) in
-            if let existing = try ApprovalKeys.find(label: label, in: session.token.session) {
+            if let existing = try ApprovalOperations.approvalKey(label, in: session.token.session) {
                 guard existing.type == choice.type else {
                     throw OperationError(.keyExists, "token '\(tokenLabel)' already has a key labelled '\(label)' (\(existing.type)), not a new \(choice.type) approval key")
                 }
@@ -220,13 +221,27 @@ public enum ApprovalOperations {
         }
     }
 
-    /// This token's private keys that load as approval keys, by SPKI SHA-256.
+    /// This token's private keys that load as approval keys, by SPKI SHA-256 (never the audit
+    /// trail's key).
     static func tokenApprovalKeys(_ session: APISession) throws -> [String: String] {
         var found: [String: String] = [:]
         for handle in try session.token.session.findObjects([.class(.privateKey)]) {
-            if let pair = try? ApprovalKeys.load(privateKeyHandle: handle, in: session.token.session) { found[pair.fingerprint] = pair.label }
+            if let pair = try? ApprovalKeys.load(privateKeyHandle: handle, in: session.token.session), pair.label != AuditService.auditKeyLabel {
+                found[pair.fingerprint] = pair.label
+            }
         }
         return found
+    }
+
+    /// The approval key labelled `label` on the token, nil when there is none. The audit
+    /// trail's key is never one: it is an EC P-256 key made like a default approval key, and it
+    /// signs the trail's checkpoints, so it must never sign (or be registered for) anything a
+    /// server sends.
+    static func approvalKey(_ label: String, in session: Session) throws -> ApprovalKeyPair? {
+        guard label != AuditService.auditKeyLabel else {
+            throw OperationError(.invalidInput, "'\(label)' is the label of the audit trail's key, which is never an approval key: choose another label")
+        }
+        return try ApprovalKeys.find(label: label, in: session)
     }
 
     /// Deletes the registered key `keyID`, or the one whose public key is the token key
@@ -238,7 +253,7 @@ public enum ApprovalOperations {
         let (id, answer, response) = try await session.recording { () async throws -> (String, DeletedApprovalKey, APIResponse) in
             var id = keyID
             if id == nil, let label {
-                guard let pair = try ApprovalKeys.find(label: label, in: session.token.session) else {
+                guard let pair = try ApprovalOperations.approvalKey(label, in: session.token.session) else {
                     throw OperationError(.keyNotFound, "no approval key labelled '\(label)' on token '\(session.token.token.info.label)'")
                 }
                 let (keys, _) = try await session.client.listApprovalKeys(userID: api.apiKey)
@@ -281,7 +296,7 @@ public enum ApprovalOperations {
         let session = try await APISession.open(token: token, api: api, observer: observer)
         let tokenLabel = session.token.token.info.label
         guard let pair = try session.token.recordingFailure(of: "approvals approve", auditDirectory: api.auditDirectory, {
-            try ApprovalKeys.find(label: label, in: session.token.session)
+            try ApprovalOperations.approvalKey(label, in: session.token.session)
         }) else {
             throw OperationError(.keyNotFound, "no approval key labelled '\(label)' on token '\(tokenLabel)'")
         }

@@ -77,7 +77,7 @@ extension ApprovalOperations {
     public static func watchPass(session: APISession, api: APITarget, label: String, now: @Sendable () -> Date = Date.init,
                                  judge: (ApprovalPayload) -> ApprovalJudgement, observer: any OperationObserver) async throws -> WatchPass {
         let tokenLabel = session.token.token.info.label
-        guard let pair = try ApprovalKeys.find(label: label, in: session.token.session) else {
+        guard let pair = try ApprovalOperations.approvalKey(label, in: session.token.session) else {
             throw OperationError(.keyNotFound, "no approval key labelled '\(label)' on token '\(tokenLabel)'")
         }
         let store = watchState(api)

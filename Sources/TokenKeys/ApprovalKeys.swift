@@ -61,6 +61,9 @@ public struct ApprovalKeyPair: Sendable {
     public let provenance: KeyProvenance
     /// The token it lives on.
     public let token: TokenInfo
+    /// The mechanisms the token lets it sign with (`CKA_ALLOWED_MECHANISMS`), for an RSA key;
+    /// empty for the others.
+    public let allowedMechanisms: [MechanismType]
 
     /// The public key, a `PUBLIC KEY` PEM.
     public var publicKeyPEM: String {
@@ -123,8 +126,9 @@ public enum ApprovalKeys {
             publicTemplate = policy.publicKeyTemplate(label: label, id: id, bits: bits, onToken: true, modifiable: false)
             // The token keeps it to RSA-PSS: an RSA key it would let sign PKCS#1 v1.5 could sign
             // API JWTs, and an API key could pass for it (see `load`).
+            let offered = try session.slot.mechanisms()
             privateTemplate = policy.privateKeyTemplate(label: label, id: id, onToken: true, modifiable: false)
-                + [.allowedMechanisms(mechanisms(for: type).sign)]
+                + [.allowedMechanisms(mechanisms(for: type).sign.filter(offered.contains))]
         case .ecP256, .ecP384, .ed25519:
             let parameters = type == .ecP256 ? ECKeys.p256Parameters : type == .ecP384 ? p384Parameters : ed25519Parameters
             publicTemplate = [
@@ -141,7 +145,8 @@ public enum ApprovalKeys {
         do {
             handles = try session.generateKeyPair(mechanism: mechanisms(for: type).generate, publicKeyTemplate: publicTemplate,
                                                   privateKeyTemplate: privateTemplate)
-        } catch let error as PKCS11Error where error.returnValue == .attributeTypeInvalid && type.keyType == .rsa {
+        } catch let error as PKCS11Error where type.keyType == .rsa
+                    && [.attributeTypeInvalid, .attributeValueInvalid, .templateInconsistent].contains(error.returnValue) {
             throw TokenKeysError(.mechanismUnsupported, "the token does not take CKA_ALLOWED_MECHANISMS, which keeps an RSA approval key to RSA-PSS and apart from API keys (\(error)): make an EC approval key (ECDSA P-256) instead")
         }
         do {
@@ -174,7 +179,7 @@ public enum ApprovalKeys {
 
     static func load(privateKey: ObjectHandle, in session: Session) throws -> ApprovalKeyPair {
         let token = try session.slot.tokenInfo()
-        let privateAttributes = try session.attributes(KeyPolicy.privateKeyAttributesToRead + [.label, .id, .allowedMechanisms], of: privateKey)
+        let privateAttributes = try session.attributes(KeyPolicy.privateKeyAttributesToRead + [.label, .id], of: privateKey)
         let label = privateAttributes[.label]?.attribute.flatMap { if case .label(let value) = $0 { return value } else { return nil } } ?? ""
         let id = privateAttributes[.id]?.attribute?.bytesValue ?? []
         let publicTemplate: [Attribute] = id.isEmpty ? [.class(.publicKey), .label(label)] : [.class(.publicKey), .id(id)]
@@ -182,6 +187,7 @@ public enum ApprovalKeys {
             throw TokenKeysError(.notAnRSAKey, "approval key '\(label)' has no public key object")
         }
         let (type, spki) = try publicKey(of: publicObject, privateAttributes: privateAttributes, label: label, in: session)
+        var allowedMechanisms: [MechanismType] = []
         if case .rsaPSS = type {
             // An API key is RSA too: only a key the token limits to RSA-PSS is an approval key.
             let pss = Set(mechanisms(for: type).sign)
@@ -193,6 +199,7 @@ public enum ApprovalKeys {
                 } ?? "not set"
                 throw TokenKeysError(.policyViolation, "key '\(label)' is an RSA key the token does not limit to RSA-PSS (CKA_ALLOWED_MECHANISMS \(shown)), so it is not an approval key: an API key, or an RSA key made otherwise; RSA approval keys are generated limited to RSA-PSS")
             }
+            allowedMechanisms = allowed
         }
         let publicAttributes = try session.attributes(KeyPolicy.publicKeyAttributesToRead, of: publicObject)
         let modulusBits: UInt? = if case .rsaPSS(let bits) = type { bits } else { nil }
@@ -200,7 +207,7 @@ public enum ApprovalKeys {
             label: label, id: id, type: type, privateKey: privateKey, subjectPublicKeyInfoDER: spki,
             provenance: KeyProvenance(privateKeyAttributes: privateAttributes, publicKeyAttributes: publicAttributes,
                                       verdict: policy(for: type).evaluate(privateKey: privateAttributes, modulusBits: modulusBits)),
-            token: token)
+            token: token, allowedMechanisms: allowedMechanisms)
     }
 
     private static func publicKey(of object: ObjectHandle, privateAttributes: [AttributeType: AttributeReading], label: String,
@@ -278,9 +285,14 @@ public enum ApprovalKeys {
             return signature
         case .rsaPSS(let bits):
             let parameter = MechanismParameter.rsaPSS(hash: .sha256, maskGeneration: .mgf1SHA256, saltLength: 32)
+            // A mechanism both the token offers and the key allows.
             let offered = try session.slot.mechanisms()
+            let usable = Set(key.allowedMechanisms).intersection(offered)
+            guard !usable.isEmpty else {
+                throw TokenKeysError(.mechanismUnsupported, "approval key '\(key.label)' may sign only with \(key.allowedMechanisms.map(\.name).joined(separator: ", ")), which the token does not offer")
+            }
             let length = Int(bits / 8)
-            let signature = offered.contains(.sha256RSAPKCSPSS)
+            let signature = usable.contains(.sha256RSAPKCSPSS)
                 ? try session.sign(mechanism: .sha256RSAPKCSPSS, parameter: parameter, key: key.privateKey, data: message, expectedLength: length)
                 : try session.sign(mechanism: .rsaPKCSPSS, parameter: parameter, key: key.privateKey, data: Array(SHA256.hash(data: message)),
                                    expectedLength: length)

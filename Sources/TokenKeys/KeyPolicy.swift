@@ -23,17 +23,24 @@ public struct KeyPolicy: Sendable {
     public let minimumModulusBits: UInt
     /// The key type the policy is for.
     public let keyType: KeyType
+    /// The mechanism the tool signs with: a key whose token limits it to other mechanisms
+    /// (`CKA_ALLOWED_MECHANISMS`, when set) fails the policy instead of failing at `C_SignInit`
+    /// (an RSA approval key is limited to RSA-PSS, so it is never taken for an API key). Nil:
+    /// not checked here (approval keys check their own).
+    public let signingMechanism: MechanismType?
 
     /// A policy: the boolean requirements, for keys of `keyType`.
-    public init(requirements: [Requirement], minimumModulusBits: UInt, keyType: KeyType = .rsa) {
+    public init(requirements: [Requirement], minimumModulusBits: UInt, keyType: KeyType = .rsa, signingMechanism: MechanismType? = nil) {
         self.requirements = requirements
         self.minimumModulusBits = minimumModulusBits
         self.keyType = keyType
+        self.signingMechanism = signingMechanism
     }
 
     /// The audit key's policy: the same requirements as ``signingKey`` (made on the token,
-    /// sign-only, sensitive, private, never extractable), for an EC key (P-256).
-    public static let auditKey = KeyPolicy(requirements: signingKey.requirements, minimumModulusBits: 0, keyType: .ec)
+    /// sign-only, sensitive, private, never extractable), for an EC key (P-256) that signs with
+    /// `CKM_ECDSA`.
+    public static let auditKey = KeyPolicy(requirements: signingKey.requirements, minimumModulusBits: 0, keyType: .ec, signingMechanism: .ecdsa)
 
     /// The policy of this tool.
     public static let signingKey = KeyPolicy(
@@ -57,7 +64,8 @@ public struct KeyPolicy: Sendable {
             Requirement(attribute: .unwrap, expected: false,
                         why: "cannot import other keys"),
         ],
-        minimumModulusBits: 2048
+        minimumModulusBits: 2048,
+        signingMechanism: .sha256RSAPKCS
     )
 
     /// Key sizes `key generate` offers.
@@ -96,7 +104,7 @@ public struct KeyPolicy: Sendable {
     public static let privateKeyAttributesToRead: [AttributeType] = [
         .class, .keyType, .token, .private, .modifiable, .local, .keyGenMechanism,
         .sensitive, .alwaysSensitive, .extractable, .neverExtractable,
-        .sign, .signRecover, .decrypt, .unwrap, .derive, .alwaysAuthenticate,
+        .sign, .signRecover, .decrypt, .unwrap, .derive, .alwaysAuthenticate, .allowedMechanisms,
     ]
 
     /// Attributes shown for the public key.
@@ -126,6 +134,11 @@ public struct KeyPolicy: Sendable {
             default:
                 failures.append(PolicyFailure(attribute: requirement.attribute, problem: "was not reported, must be \(requirement.expected)"))
             }
+        }
+        if let signingMechanism, case .value(.allowedMechanisms(let allowed))? = attributes[.allowedMechanisms], !allowed.isEmpty,
+           !allowed.contains(signingMechanism) {
+            failures.append(PolicyFailure(attribute: .allowedMechanisms,
+                problem: "allows only \(allowed.map(\.name).joined(separator: ", ")), not \(signingMechanism.name), which this key is used with (an approval key is no API key)"))
         }
         if keyType == .rsa, let modulusBits, modulusBits < minimumModulusBits {
             failures.append(PolicyFailure(attribute: .modulusBits, problem: "is \(modulusBits), must be at least \(minimumModulusBits)"))

@@ -133,7 +133,20 @@ struct CLIApprovalTests {
                 "the token signed PKCS#1 v1.5 with an approval key: \(jwtStyle.status) \(jwtStyle.standardError)")
         // A 4096-bit key, as API keys are: only the restriction stops it signing a JWT.
         let asAPIKey = try cli.runOnToken(["jwt", "--key", "rsa-approver", "--api-key", apiKey, "--path", "/v1/workspace"])
-        #expect(asAPIKey.status != 0 && asAPIKey.standardError.contains("CKR_MECHANISM_INVALID"), "\(asAPIKey.standardError)")
+        #expect(asAPIKey.status == 7 && asAPIKey.standardError.contains("CKA_ALLOWED_MECHANISMS"), "refused by the key policy, before the token: \(asAPIKey.standardError)")
+        let shown = try cli.runOnToken(["key", "show", "--key", "rsa-approver", "--json"])
+        let report = try #require(try shown.json() as? [String: Any], "\(shown.standardOutput)")
+        #expect(report["verdict"] as? String != "meets-policy", "an approval key is no API key: \(shown.standardOutput)")
+        #expect(shown.standardOutput.contains("CKM_RSA_PKCS_PSS"), "key show shows the restriction: \(shown.standardOutput)")
+
+        // The audit trail's key is EC P-256, like a default approval key: never one.
+        for arguments in [["approval-key", "create", "--key", "fireblocks-hsm-audit"], ["approvals", "approve", id, "--key", "fireblocks-hsm-audit"]] {
+            let refused = try cli.runOnToken(arguments + signer)
+            #expect(refused.status != 0 && refused.standardError.contains("audit trail's key"), "\(arguments): \(refused.standardError)")
+        }
+        let listed = try cli.runOnToken(["approval-key", "list", "--json"] + signer)
+        #expect(!listed.standardOutput.contains("fireblocks-hsm-audit"), "\(listed.standardOutput)")
+        #expect(try approvalState(sandbox, id) != "APPROVED")
     }
 
     /// A request's data is whatever a server sends: escapes that would recolour, retitle or
