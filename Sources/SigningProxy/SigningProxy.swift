@@ -232,9 +232,11 @@ enum UnixSocketPath {
         case unknown(String)
     }
 
-    /// Connects to the socket at `path` to learn whether a process serves there.
+    /// Connects to the socket at `path` to learn whether a process serves there. Without
+    /// blocking: a listener whose queue of connections is full would hold a blocking connect
+    /// until it accepts; a non-blocking one answers `EAGAIN`, which only a live listener gives.
     static func probe(_ path: String) -> Probe {
-        let descriptor = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        let descriptor = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
         guard descriptor >= 0 else { return .unknown("socket: \(String(cString: strerror(errno)))") }
         defer { close(descriptor) }
         var address = sockaddr_un()
@@ -253,6 +255,7 @@ enum UnixSocketPath {
             if result == 0 { return .listening }
             switch errno {
             case EINTR: continue
+            case EAGAIN, EINPROGRESS: return .listening
             case ECONNREFUSED: return .stale
             default: return .unknown(String(cString: strerror(errno)))
             }

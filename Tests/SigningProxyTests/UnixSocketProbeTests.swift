@@ -24,8 +24,10 @@ import Testing
         #expect(bound == 0)
         // Bound, not listening: what a proxy that died leaves behind.
         #expect(UnixSocketPath.probe(path) == .stale)
-        #expect(listen(descriptor, 1) == 0)
-        #expect(UnixSocketPath.probe(path) == .listening)
+        // A listener that accepts nothing, its queue soon full: still live, and the probe never
+        // waits for it (a blocking connect would hang here until it accepted).
+        #expect(listen(descriptor, 0) == 0)
+        for _ in 0..<4 { #expect(UnixSocketPath.probe(path) == .listening) }
         #expect(throws: ProxyConfigurationError.self) { try UnixSocketPath.prepare(path) }
         #expect(FileManager.default.fileExists(atPath: path), "a live socket is never removed")
         // A path no socket address can hold: unknown, never stale.
